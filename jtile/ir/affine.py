@@ -1,0 +1,86 @@
+"""Affine forms of index expressions: `sum(coef * var) + const` with integer coefficients.
+
+Used to prove that a slice has a static extent (`X[k*64:(k+1)*64]`), to find which loop
+variable an index moves with (vectorisation), and to fold constants.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from jtile.ir.nodes import BinOp, Cast, Const, Expr, UnOp, Var
+
+
+class Affine:
+    """An immutable `terms . vars + const` form; `terms` maps Var (by identity) to coefficient."""
+
+    __slots__ = ("terms", "const")
+
+    def __init__(self, terms: dict, const: int):
+        self.terms = {v: c for v, c in terms.items() if c != 0}
+        self.const = const
+
+    def __add__(self, other: "Affine") -> "Affine":
+        terms = dict(self.terms)
+        for v, c in other.terms.items():
+            terms[v] = terms.get(v, 0) + c
+        return Affine(terms, self.const + other.const)
+
+    def scale(self, k: int) -> "Affine":
+        return Affine({v: c * k for v, c in self.terms.items()}, self.const * k)
+
+    @property
+    def is_const(self) -> bool:
+        return not self.terms
+
+    def coefficient(self, var: Var) -> int:
+        return self.terms.get(var, 0)
+
+
+def affine(expr: Expr) -> Optional[Affine]:
+    """The affine form of an integer expression, or None when it is not affine."""
+    if isinstance(expr, Const):
+        if isinstance(expr.value, bool) or not isinstance(expr.value, int):
+            return None
+        return Affine({}, expr.value)
+    if isinstance(expr, Var):
+        return Affine({expr: 1}, 0)
+    if isinstance(expr, Cast) and expr.dtype.is_int and expr.value.dtype.is_int:
+        return affine(expr.value)
+    if isinstance(expr, UnOp) and expr.op == "neg":
+        inner = affine(expr.a)
+        return inner.scale(-1) if inner is not None else None
+    if isinstance(expr, BinOp) and expr.op in ("add", "sub", "mul"):
+        a, b = affine(expr.a), affine(expr.b)
+        if a is None or b is None:
+            return None
+        if expr.op == "add":
+            return a + b
+        if expr.op == "sub":
+            return a + b.scale(-1)
+        if a.is_const:
+            return b.scale(a.const)
+        if b.is_const:
+            return a.scale(b.const)
+    return None
+
+
+def static_value(expr) -> Optional[int]:
+    """The integer value of an expression that does not depend on any variable."""
+    if isinstance(expr, int) and not isinstance(expr, bool):
+        return expr
+    if not isinstance(expr, Expr):
+        return None
+    form = affine(expr)
+    if form is not None and form.is_const:
+        return form.const
+    return None
+
+
+def static_difference(stop: Expr, start: Expr) -> Optional[int]:
+    """`stop - start` when it is the same integer for every value of the variables."""
+    a, b = affine(stop), affine(start)
+    if a is None or b is None:
+        return None
+    diff = a + b.scale(-1)
+    return diff.const if diff.is_const else None

@@ -1,0 +1,477 @@
+"""The jtile IR: frozen dataclasses for expressions, statements, buffers and kernels.
+
+Expressions overload Python's operators so that a kernel body written with `+`, `*`, `<`
+builds IR when it is traced. Buffers compare by identity: two allocations with the same
+shape are different buffers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+from jtile.errors import JtileTraceError
+from jtile.ir.types import DType, MemorySpace, promote
+
+
+@dataclass(frozen=True)
+class SourceLoc:
+    """A line of the user's kernel source."""
+
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        import os
+
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+
+NO_LOC = SourceLoc("<unknown>", 0)
+
+
+# ----------------------------------------------------------------------------- expressions
+
+
+class Expr:
+    """Base of every expression. Operators build IR; `bool()` on a traced value is refused."""
+
+    dtype: DType
+
+    def __add__(self, other): return binary("add", self, other)
+    def __radd__(self, other): return binary("add", other, self)
+    def __sub__(self, other): return binary("sub", self, other)
+    def __rsub__(self, other): return binary("sub", other, self)
+    def __mul__(self, other): return binary("mul", self, other)
+    def __rmul__(self, other): return binary("mul", other, self)
+    def __truediv__(self, other): return binary("div", self, other)
+    def __rtruediv__(self, other): return binary("div", other, self)
+    def __floordiv__(self, other): return binary("floordiv", self, other)
+    def __rfloordiv__(self, other): return binary("floordiv", other, self)
+    def __mod__(self, other): return binary("mod", self, other)
+    def __rmod__(self, other): return binary("mod", other, self)
+    def __lt__(self, other): return binary("lt", self, other)
+    def __le__(self, other): return binary("le", self, other)
+    def __gt__(self, other): return binary("gt", self, other)
+    def __ge__(self, other): return binary("ge", self, other)
+    def __and__(self, other): return binary("and", self, other)
+    def __rand__(self, other): return binary("and", other, self)
+    def __or__(self, other): return binary("or", self, other)
+    def __ror__(self, other): return binary("or", other, self)
+    def __xor__(self, other): return binary("xor", self, other)
+    def __lshift__(self, other): return binary("shl", self, other)
+    def __rshift__(self, other): return binary("shr", self, other)
+    def __neg__(self): return unary("neg", self)
+    def __invert__(self): return unary("not", self)
+    def __abs__(self): return call("abs", self)
+
+    # `==` builds a comparison like TileLang's, so IR code compares nodes with `is`, never `==`.
+    def __eq__(self, other): return binary("eq", self, other)
+    def __ne__(self, other): return binary("ne", self, other)
+    __hash__ = object.__hash__
+
+    def __bool__(self):
+        raise JtileTraceError(
+            "a Python `if`, `while`, `and`/`or` or `bool()` was applied to a traced value; "
+            "its value is only known on the GPU. Use `with T.If(cond):` / `with T.Else():` for "
+            "statements or `T.if_then_else(cond, a, b)` for values")
+
+    def __index__(self):
+        raise JtileTraceError(
+            "a traced value was used where Python needs a static int (a shape, a range(), a "
+            "Python list index); use T.serial / T.Parallel for loops over traced bounds")
+
+    def __iter__(self):
+        raise JtileTraceError("a traced scalar cannot be iterated over")
+
+
+@dataclass(frozen=True, eq=False)
+class Const(Expr):
+    value: Union[int, float, bool]
+    dtype: DType
+
+
+class VarKind(enum.Enum):
+    LOOP = "loop"
+    BLOCK = "block"
+    THREAD = "thread"
+
+
+@dataclass(frozen=True, eq=False)
+class Var(Expr):
+    """A named scalar: a loop index, a block index or the thread index."""
+
+    name: str
+    dtype: DType = DType.int32
+    kind: VarKind = VarKind.LOOP
+    axis: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class BinOp(Expr):
+    op: str
+    a: Expr
+    b: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class UnOp(Expr):
+    op: str
+    a: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Call(Expr):
+    """A math intrinsic (`exp`, `max`, ...) applied element-wise."""
+
+    fn: str
+    args: tuple
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Cast(Expr):
+    value: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Select(Expr):
+    cond: Expr
+    a: Expr
+    b: Expr
+    dtype: DType
+
+
+@dataclass(frozen=True, eq=False)
+class Load(Expr):
+    """One element of a buffer. Used alone in `T.copy` it is TileLang's head address."""
+
+    buffer: "Buffer"
+    indices: tuple
+    dtype: DType
+
+
+COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
+LOGICAL = ("and", "or")
+ARITHMETIC = ("add", "sub", "mul", "div", "floordiv", "mod", "max", "min")
+BITWISE = ("xor", "shl", "shr", "bitand", "bitor")
+UNARY_MATH = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid")
+
+
+def as_expr(value, like: Optional[DType] = None) -> Expr:
+    """Turns a Python scalar (typed after `like` when given) or a `local.var` buffer into an Expr."""
+    if isinstance(value, Expr):
+        return value
+    if isinstance(value, Buffer):
+        if value.space is MemorySpace.VAR or value.shape in ((1,), ()):
+            return Load(value, (Const(0, DType.int32),) if value.shape else (), value.dtype)
+        raise JtileTraceError(
+            f"buffer {value.name} of shape {value.shape} was used as a scalar; index it, "
+            f"e.g. {value.name}[i, j]")
+    if isinstance(value, bool):
+        return Const(value, DType.bool)
+    if isinstance(value, int):
+        if like is not None and not like.is_bool:
+            return Const(float(value) if like.is_float else value, like)
+        return Const(value, DType.int32 if -2**31 <= value < 2**31 else DType.int64)
+    if isinstance(value, float):
+        if like is not None and like.is_float:
+            return Const(value, like)
+        return Const(value, DType.float32)
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        from jtile.ir.types import as_dtype
+
+        return Const(value.item(), as_dtype(value.dtype))
+    raise JtileTraceError(f"cannot use {type(value).__name__} {value!r} as a kernel value")
+
+
+def _is_weak(value) -> bool:
+    return isinstance(value, (int, float, bool)) and not isinstance(value, Expr)
+
+
+def binary(op: str, a, b) -> Expr:
+    """Builds `a op b`, typing Python literals after the other operand (TileLang's rule)."""
+    if _is_weak(a) and not _is_weak(b):
+        b = as_expr(b)
+        a = as_expr(a, like=b.dtype)
+    elif _is_weak(b) and not _is_weak(a):
+        a = as_expr(a)
+        b = as_expr(b, like=a.dtype)
+    else:
+        a, b = as_expr(a), as_expr(b)
+    if op in COMPARISONS:
+        return BinOp(op, a, b, DType.bool)
+    if op in LOGICAL:
+        return BinOp(op, a, b, DType.bool)
+    return BinOp(op, a, b, promote(a.dtype, b.dtype))
+
+
+def unary(op: str, a) -> Expr:
+    a = as_expr(a)
+    return UnOp(op, a, DType.bool if op == "not" else a.dtype)
+
+
+def call(fn: str, *args) -> Expr:
+    exprs = [as_expr(x) for x in args if not _is_weak(x)]
+    like = exprs[0].dtype if exprs else None
+    typed = tuple(as_expr(x, like=like) for x in args)
+    dtype = typed[0].dtype
+    for other in typed[1:]:
+        dtype = promote(dtype, other.dtype)
+    return Call(fn, typed, dtype)
+
+
+# ----------------------------------------------------------------------------- buffers
+
+
+@dataclass(eq=False)
+class Buffer:
+    """A named, statically shaped array in one memory space, bound to one kernel."""
+
+    name: str
+    shape: tuple
+    dtype: DType
+    space: MemorySpace
+    loc: SourceLoc = NO_LOC
+    init: Optional[Expr] = None                 # alloc_var's initial value
+    reducer_op: Optional[str] = None            # alloc_reducer: "sum" | "max" | "min"
+    replication: Optional[str] = None
+    arrive_counts: Optional[tuple] = None       # alloc_barrier: one count per barrier
+    descriptor_kind: Optional[str] = None       # alloc_descriptor: "wgmma" | "tcgen05_smem" | ...
+    annotation: Any = None                      # T.Tensor annotation of a parameter
+
+    def __hash__(self):
+        return id(self)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        return self.size * self.dtype.bytes
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.space.value} {self.dtype} {tuple(self.shape)})"
+
+    # Indexing builds loads, regions and stores through the tracer (jtile.trace.indexing).
+    def __getitem__(self, key):
+        from jtile.trace.indexing import index_buffer
+
+        return index_buffer(self, key)
+
+    def __setitem__(self, key, value):
+        from jtile.trace.indexing import store_buffer
+
+        store_buffer(self, key, value)
+
+    # A `local.var` buffer reads as its one element in arithmetic (TileLang's alloc_var).
+    def _scalar(self) -> Expr:
+        return as_expr(self)
+
+    def __add__(self, o): return self._scalar() + o
+    def __radd__(self, o): return o + self._scalar()
+    def __sub__(self, o): return self._scalar() - o
+    def __rsub__(self, o): return o - self._scalar()
+    def __mul__(self, o): return self._scalar() * o
+    def __rmul__(self, o): return o * self._scalar()
+    def __truediv__(self, o): return self._scalar() / o
+    def __rtruediv__(self, o): return o / self._scalar()
+    def __floordiv__(self, o): return self._scalar() // o
+    def __mod__(self, o): return self._scalar() % o
+    def __lt__(self, o): return self._scalar() < o
+    def __le__(self, o): return self._scalar() <= o
+    def __gt__(self, o): return self._scalar() > o
+    def __ge__(self, o): return self._scalar() >= o
+    def __neg__(self): return -self._scalar()
+
+    def __bool__(self):
+        return bool(self._scalar())
+
+    def __repr__(self) -> str:
+        return f"Buffer({self.describe()})"
+
+
+@dataclass(frozen=True, eq=False)
+class Region:
+    """A static-extent tile of a buffer starting at (possibly traced) indices."""
+
+    buffer: Buffer
+    starts: tuple
+    extents: tuple
+
+    @property
+    def dtype(self) -> DType:
+        return self.buffer.dtype
+
+    def squeezed_shape(self) -> tuple:
+        return tuple(e for e in self.extents if e != 1)
+
+
+def full_region(buffer: Buffer) -> Region:
+    return Region(buffer, tuple(Const(0, DType.int32) for _ in buffer.shape), tuple(buffer.shape))
+
+
+# ----------------------------------------------------------------------------- statements
+
+
+class Stmt:
+    loc: SourceLoc
+
+
+@dataclass(frozen=True, eq=False)
+class Store(Stmt):
+    buffer: Buffer
+    indices: tuple
+    value: Expr
+    loc: SourceLoc = NO_LOC
+
+
+class LoopKind(enum.Enum):
+    SERIAL = "serial"
+    UNROLL = "unroll"
+    PIPELINED = "pipelined"
+
+
+@dataclass(frozen=True, eq=False)
+class For(Stmt):
+    """A sequential loop `for var in range(start, start + extent * step, step)` run by every thread."""
+
+    var: Var
+    start: Expr
+    extent: Expr
+    body: tuple
+    kind: LoopKind = LoopKind.SERIAL
+    num_stages: int = 0
+    step: int = 1
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class ParallelFor(Stmt):
+    """T.Parallel: one iteration per element of a static tile, spread over the block's threads."""
+
+    vars: tuple
+    extents: tuple
+    body: tuple
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class IfThenElse(Stmt):
+    cond: Expr
+    then_body: tuple
+    else_body: tuple = ()
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class Copy(Stmt):
+    src: Region
+    dst: Region
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class Fill(Stmt):
+    dst: Region
+    value: Expr
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class Gemm(Stmt):
+    """C += op(A) @ op(B) over whole tiles (op transposes when the flag is set)."""
+
+    a: Region
+    b: Region
+    c: Region
+    transpose_a: bool = False
+    transpose_b: bool = False
+    clear_accum: bool = False
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class Reduce(Stmt):
+    """dst = reduce_op(src, axis=dim) (`clear=False` folds the old dst in)."""
+
+    op: str               # "sum" | "max" | "min" | "abssum" | "absmax"
+    src: Buffer
+    dst: Buffer
+    dim: int
+    clear: bool = True
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class AtomicAdd(Stmt):
+    """dst += value atomically: an element (`value` a scalar) or a tile (`value` a Region)."""
+
+    dst: Union[Region, Load]
+    value: Union[Region, Expr]
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class FinalizeReducer(Stmt):
+    reducer: Buffer
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class SyncThreads(Stmt):
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class BarrierOp(Stmt):
+    """An mbarrier operation: "arrive", "wait" (arg = parity) or "expect_tx" (arg = bytes)."""
+
+    op: str
+    barrier: Buffer
+    index: Expr
+    arg: Optional[Expr] = None
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class Kernel:
+    """One traced kernel: its global parameters, launch shape, allocations and body."""
+
+    name: str
+    params: tuple           # global Buffers: inputs then outputs
+    num_inputs: int
+    grid: tuple             # static ints, (x, y, z) order as given to T.Kernel
+    threads: int
+    allocations: tuple      # every non-global Buffer
+    body: tuple
+    loc: SourceLoc = NO_LOC
+    block_vars: tuple = ()
+    thread_var: Optional[Var] = None
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def inputs(self) -> tuple:
+        return self.params[: self.num_inputs]
+
+    @property
+    def outputs(self) -> tuple:
+        return self.params[self.num_inputs:]
+
+    def replace(self, **changes) -> "Kernel":
+        return dataclasses.replace(self, **changes)

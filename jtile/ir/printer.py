@@ -1,0 +1,118 @@
+"""A stable text form of the IR, for golden tests and `debug=True`."""
+
+from __future__ import annotations
+
+from jtile.ir import nodes as ir
+
+_SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "floordiv": "//", "mod": "%",
+            "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "eq": "==", "ne": "!=", "and": "&&",
+            "or": "||", "xor": "^", "shl": "<<", "shr": ">>", "bitand": "&", "bitor": "|"}
+
+
+def expr_text(e) -> str:
+    if isinstance(e, ir.Const):
+        return repr(e.value) if e.dtype.name in ("int32", "bool", "float32") \
+            else f"{e.dtype}({e.value!r})"
+    if isinstance(e, ir.Var):
+        return e.name
+    if isinstance(e, ir.BinOp):
+        if e.op in _SYMBOLS:
+            return f"({expr_text(e.a)} {_SYMBOLS[e.op]} {expr_text(e.b)})"
+        return f"{e.op}({expr_text(e.a)}, {expr_text(e.b)})"
+    if isinstance(e, ir.UnOp):
+        return f"({'-' if e.op == 'neg' else '!'}{expr_text(e.a)})"
+    if isinstance(e, ir.Call):
+        return f"{e.fn}({', '.join(expr_text(a) for a in e.args)})"
+    if isinstance(e, ir.Cast):
+        return f"{e.dtype}({expr_text(e.value)})"
+    if isinstance(e, ir.Select):
+        return f"select({expr_text(e.cond)}, {expr_text(e.a)}, {expr_text(e.b)})"
+    if isinstance(e, ir.Load):
+        return f"{e.buffer.name}[{', '.join(expr_text(i) for i in e.indices)}]"
+    return repr(e)
+
+
+def region_text(r) -> str:
+    if isinstance(r, ir.Load):
+        return expr_text(r)
+    parts = []
+    for start, extent in zip(r.starts, r.extents):
+        s = expr_text(start)
+        parts.append(s if extent == 1 else f"{s}:{s}+{extent}" if s != "0" else f":{extent}")
+    return f"{r.buffer.name}[{', '.join(parts)}]"
+
+
+def _stmt_lines(s, depth: int) -> list:
+    pad = "  " * depth
+    if isinstance(s, ir.Store):
+        idx = ", ".join(expr_text(i) for i in s.indices)
+        return [f"{pad}{s.buffer.name}[{idx}] = {expr_text(s.value)}"]
+    if isinstance(s, ir.ParallelFor):
+        head = f"{pad}parallel ({', '.join(v.name for v in s.vars)}) in {tuple(s.extents)}:"
+        return [head] + _body(s.body, depth + 1)
+    if isinstance(s, ir.For):
+        stages = f", stages={s.num_stages}" if s.kind is ir.LoopKind.PIPELINED else ""
+        head = (f"{pad}{s.kind.value} {s.var.name} in range({expr_text(s.extent)}{stages})"
+                f"{' * ' + str(s.step) if s.step != 1 else ''}"
+                f"{' + ' + expr_text(s.start) if not (isinstance(s.start, ir.Const) and s.start.value == 0) else ''}:")
+        return [head] + _body(s.body, depth + 1)
+    if isinstance(s, ir.IfThenElse):
+        lines = [f"{pad}if {expr_text(s.cond)}:"] + _body(s.then_body, depth + 1)
+        if s.else_body:
+            lines += [f"{pad}else:"] + _body(s.else_body, depth + 1)
+        return lines
+    if isinstance(s, ir.Copy):
+        return [f"{pad}copy {region_text(s.src)} -> {region_text(s.dst)}"]
+    if isinstance(s, ir.Fill):
+        return [f"{pad}fill {region_text(s.dst)} = {expr_text(s.value)}"]
+    if isinstance(s, ir.Gemm):
+        flags = "".join([" transpose_A" if s.transpose_a else "", " transpose_B" if s.transpose_b
+                         else "", " clear_accum" if s.clear_accum else ""])
+        return [f"{pad}gemm {region_text(s.a)} @ {region_text(s.b)} -> {region_text(s.c)}{flags}"]
+    if isinstance(s, ir.Reduce):
+        return [f"{pad}reduce_{s.op} {s.src.name} -> {s.dst.name} dim={s.dim}"
+                f"{'' if s.clear else ' accumulate'}"]
+    if isinstance(s, ir.AtomicAdd):
+        value = region_text(s.value) if isinstance(s.value, ir.Region) else expr_text(s.value)
+        return [f"{pad}atomic_add {region_text(s.dst)} += {value}"]
+    if isinstance(s, ir.FinalizeReducer):
+        return [f"{pad}finalize_reducer {s.reducer.name}"]
+    if isinstance(s, ir.SyncThreads):
+        return [f"{pad}sync_threads"]
+    if isinstance(s, ir.BarrierOp):
+        arg = f", {expr_text(s.arg)}" if s.arg is not None else ""
+        return [f"{pad}mbarrier_{s.op} {s.barrier.name}[{expr_text(s.index)}]{arg}"]
+    return [f"{pad}{s!r}"]
+
+
+def _body(stmts, depth: int) -> list:
+    out = []
+    for s in stmts:
+        out.extend(_stmt_lines(s, depth))
+    return out or ["  " * depth + "pass"]
+
+
+def _buffer_line(b: ir.Buffer) -> str:
+    extra = []
+    if b.init is not None:
+        extra.append(f"init={expr_text(b.init)}")
+    if b.reducer_op:
+        extra.append(f"reducer={b.reducer_op}")
+    if b.arrive_counts:
+        extra.append(f"arrive={list(b.arrive_counts)}")
+    if b.descriptor_kind:
+        extra.append(f"kind={b.descriptor_kind}")
+    tail = (" " + " ".join(extra)) if extra else ""
+    return f"  alloc {b.name}: {b.space.value} {b.dtype}{list(b.shape)}{tail}"
+
+
+def kernel_text(k: ir.Kernel) -> str:
+    """The kernel as indented text; identical kernels print identically."""
+    params = ", ".join(f"{b.name}: {b.dtype}{list(b.shape)}" for b in k.inputs)
+    outs = ", ".join(f"{b.name}: {b.dtype}{list(b.shape)}" for b in k.outputs)
+    blocks = ", ".join(v.name for v in k.block_vars)
+    lines = [f"kernel {k.name}({params}) -> ({outs})",
+             f"  grid={list(k.grid)} threads={k.threads} blocks=({blocks})"]
+    lines += [_buffer_line(b) for b in k.allocations]
+    lines += _body(k.body, 1)
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,291 @@
+"""Allocation functions, as TileLang's `tilelang.language.allocate` documents them.
+
+Each returns a Buffer bound to the kernel being traced; nothing is global. Shapes are static
+Python ints. Scope strings are TileLang's and are parsed into `MemorySpace` here.
+"""
+
+from __future__ import annotations
+
+import enum
+import linecache
+import math
+import re
+
+import numpy as np
+
+from jtile.errors import JtileTraceError
+from jtile.ir.nodes import Buffer, Const, Expr, as_expr
+from jtile.ir.types import DType, MemorySpace, as_dtype, as_memory_space
+from jtile.trace.builder import current, new_global
+from jtile.trace.source import caller_location
+
+# TMEM is 128 lanes by 512 columns of 32-bit cells (sm_100+).
+TMEM_LANES = 128
+TMEM_COLUMNS = 512
+TMEM_MIN_COLUMNS = 32
+
+
+def _shape(value, what: str, loc) -> tuple:
+    shape = value if isinstance(value, (tuple, list)) else (value,)
+    out = []
+    for d in shape:
+        if isinstance(d, Expr) or not isinstance(d, (int, np.integer)) or isinstance(d, bool):
+            raise current().error(f"{what}: shape {tuple(shape)} must be static Python ints", loc,
+                                  cls=JtileTraceError)
+        if d <= 0:
+            raise current().error(f"{what}: shape {tuple(shape)} has a non-positive dimension",
+                                  loc)
+        out.append(int(d))
+    return tuple(out)
+
+
+_ASSIGNED_NAME = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=\s*T\.")
+
+
+def _source_name(loc, default: str) -> str:
+    """The variable the allocation is assigned to (`acc = T.alloc_fragment(...)` -> "acc")."""
+    match = _ASSIGNED_NAME.match(linecache.getline(loc.file, loc.line))
+    return match.group(1) if match else default
+
+
+def _allocate(base: str, shape, dtype, space: MemorySpace, what: str, loc, **extra) -> Buffer:
+    builder = current(what)
+    buffer = Buffer(builder.fresh_name(_source_name(loc, base)), _shape(shape, what, loc), as_dtype(dtype), space,
+                    loc, **extra)
+    return builder.add_allocation(buffer)
+
+
+def alloc_shared(shape, dtype, scope="shared.dyn"):
+    """Allocates a shared-memory tile visible to every thread of the block.
+
+    Args:
+        shape: static tile shape.
+        dtype: element type.
+        scope: "shared.dyn" (default: dynamic shared memory, up to the target's opt-in limit,
+            227 KiB on sm_90) or "shared" (static shared memory, 48 KiB at most).
+    """
+    loc = caller_location()
+    space = as_memory_space(scope, (MemorySpace.SHARED_DYN, MemorySpace.SHARED), "T.alloc_shared")
+    return _allocate("shared", shape, dtype, space, "T.alloc_shared", loc)
+
+
+def alloc_local(shape, dtype, scope="local"):
+    """Allocates a thread-private array (registers, or local memory when indexed dynamically)."""
+    loc = caller_location()
+    space = as_memory_space(scope, (MemorySpace.LOCAL,), "T.alloc_local")
+    return _allocate("local", shape, dtype, space, "T.alloc_local", loc)
+
+
+def alloc_fragment(shape, dtype, scope="local.fragment"):
+    """Allocates a register tile spread over the block's threads.
+
+    Which thread holds which element (the layout) is inferred from the ops that use it:
+    `T.gemm` fixes its accumulator layout, reductions and `T.Parallel` loops follow it.
+    """
+    loc = caller_location()
+    space = as_memory_space(scope, (MemorySpace.FRAGMENT,), "T.alloc_fragment")
+    return _allocate("frag", shape, dtype, space, "T.alloc_fragment", loc)
+
+
+_NO_INIT = object()
+
+
+def _check_init_fits(init, dtype: DType, loc):
+    """An initializer must be representable in the variable's dtype."""
+    if isinstance(init, Expr):
+        return init
+    if isinstance(init, bool) or not isinstance(init, (int, float, np.generic)):
+        raise current().error(f"T.alloc_var: init {init!r} is not a number or expression", loc)
+    value = init.item() if isinstance(init, np.generic) else init
+    if dtype.is_int:
+        if isinstance(value, float) and not value.is_integer():
+            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype {dtype} "
+                                  "(not an integer)", loc)
+        info = np.iinfo(dtype.numpy)
+        if not info.min <= int(value) <= info.max:
+            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype {dtype} "
+                                  f"(range {info.min}..{info.max})", loc)
+        return int(value)
+    if dtype.is_bool:
+        if value not in (0, 1):
+            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype bool", loc)
+        return bool(value)
+    finite = float(np.finfo(dtype.numpy).max)
+    if math.isfinite(value) and abs(value) > finite:
+        raise current().error(f"T.alloc_var: init {value!r} overflows dtype {dtype} "
+                              f"(largest finite {finite})", loc)
+    return float(value)
+
+
+def alloc_var(dtype, *args, scope="local.var", init=_NO_INIT):
+    """Allocates a single-element variable (a register), optionally initialised.
+
+    Forms (TileLang's): `alloc_var(dtype)`, `alloc_var(dtype, init)`, `alloc_var(dtype, scope)`
+    (a single positional string is the scope), `alloc_var(dtype, init, scope)`,
+    `alloc_var(dtype, scope, init=...)`, `alloc_var(dtype, init=...)`. Without an init the
+    variable starts at zero. Read it as a scalar (`v + 1`) or `v[0]`; write `v[0] = ...`.
+    """
+    loc = caller_location()
+    builder = current("T.alloc_var")
+    positional_init = _NO_INIT
+    if len(args) == 1:
+        if isinstance(args[0], str):
+            scope = args[0]
+        else:
+            positional_init = args[0]
+    elif len(args) == 2:
+        positional_init, scope = args
+        if not isinstance(scope, str):
+            raise builder.error("T.alloc_var(dtype, init, scope): scope must be a string, got "
+                                f"{scope!r}", loc)
+    elif len(args) > 2:
+        raise builder.error(f"T.alloc_var takes at most 2 positional arguments after dtype "
+                            f"(init, scope); got {len(args)}", loc)
+    if positional_init is not _NO_INIT and init is not _NO_INIT:
+        raise builder.error("T.alloc_var: init given both positionally and as init=", loc)
+    if positional_init is not _NO_INIT:
+        init = positional_init
+    space = as_memory_space(scope, (MemorySpace.VAR,), "T.alloc_var")
+    dt = as_dtype(dtype)
+    init_expr = None
+    if init is not _NO_INIT and init is not None:
+        init_expr = as_expr(_check_init_fits(init, dt, loc), like=dt)
+    return _allocate("var", (1,), dt, space, "T.alloc_var", loc, init=init_expr)
+
+
+def alloc_barrier(arrive_count):
+    """Allocates mbarriers in shared memory (sm_90+): one per arrive count.
+
+    Args:
+        arrive_count: an int (one barrier) or a list of ints (one barrier each); the number of
+            arrivals that complete a phase. Index the result (`bars[i]`) to pick a barrier.
+    """
+    loc = caller_location()
+    counts = list(arrive_count) if isinstance(arrive_count, (list, tuple)) else [arrive_count]
+    for count in counts:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
+            raise current("T.alloc_barrier").error(
+                f"T.alloc_barrier: arrive count {count!r} must be a positive Python int", loc)
+    return _allocate("bar", (len(counts),), DType.uint64, MemorySpace.BARRIER,
+                     "T.alloc_barrier", loc, arrive_counts=tuple(int(c) for c in counts))
+
+
+def tmem_columns(shape: tuple, dtype: DType) -> int:
+    """Number of 32-bit TMEM columns a (lanes, columns) buffer of `dtype` occupies."""
+    return shape[1] * dtype.bits // 32
+
+
+def alloc_tmem(shape, dtype):
+    """Allocates Blackwell tensor memory (sm_100+) for tcgen05 MMA operands and accumulators.
+
+    TMEM is 128 lanes x 512 columns of 32-bit cells; allocation is by columns, and the column
+    count must be a power of 2 between 32 and 512. `shape` is (lanes, columns of dtype).
+    """
+    loc = caller_location()
+    builder = current("T.alloc_tmem")
+    shp = _shape(shape, "T.alloc_tmem", loc)
+    dt = as_dtype(dtype)
+    if len(shp) != 2:
+        raise builder.error(f"T.alloc_tmem: shape {shp} must be 2-D (lanes, columns)", loc)
+    if shp[0] > TMEM_LANES:
+        raise builder.error(f"T.alloc_tmem: {shp[0]} lanes requested; TMEM has {TMEM_LANES}", loc)
+    if (shp[1] * dt.bits) % 32:
+        raise builder.error(f"T.alloc_tmem: {shp[1]} columns of {dt} do not fill whole 32-bit "
+                            "TMEM columns", loc)
+    cols = tmem_columns(shp, dt)
+    if cols < TMEM_MIN_COLUMNS or cols > TMEM_COLUMNS or cols & (cols - 1):
+        raise builder.error(
+            f"T.alloc_tmem: shape {shp} of {dt} needs {cols} TMEM columns; the column count must "
+            f"be a power of 2 between {TMEM_MIN_COLUMNS} and {TMEM_COLUMNS}", loc)
+    return _allocate("tmem", shp, dt, MemorySpace.TMEM, "T.alloc_tmem", loc)
+
+
+REDUCER_OPS = ("sum", "max", "min")
+
+
+def alloc_reducer(shape, dtype, op="sum", replication=None):
+    """Allocates a reducer: per-thread partial results combined by `T.finalize_reducer`.
+
+    Fill it with the op's identity (0 for "sum"), update it inside `T.Parallel` with
+    `r[i] += x` ("sum") or `r[i] = T.max(r[i], x)` ("max"), then call `T.finalize_reducer(r)`
+    before reading it.
+    """
+    loc = caller_location()
+    builder = current("T.alloc_reducer")
+    if op not in REDUCER_OPS:
+        raise builder.error(f"T.alloc_reducer: op {op!r} is not one of {REDUCER_OPS}", loc)
+    if replication not in (None, "all", "none"):
+        raise builder.error(f"T.alloc_reducer: replication {replication!r} must be 'all', 'none' "
+                            "or None", loc)
+    return _allocate("reducer", shape, dtype, MemorySpace.FRAGMENT, "T.alloc_reducer", loc,
+                     reducer_op=op, replication=replication)
+
+
+class DescKind(str, enum.Enum):
+    """Descriptor kinds for `alloc_descriptor`."""
+
+    wgmma = "wgmma"
+    tcgen05_smem = "tcgen05_smem"
+    tcgen05_instr = "tcgen05_instr"
+
+
+_DESC_ALIASES = {"wgmma": "wgmma", "tcgen05": "tcgen05_smem", "utcmma": "tcgen05_smem",
+                 "tcgen05_smem": "tcgen05_smem", "tcgen05_instr": "tcgen05_instr"}
+
+
+def _descriptor(kind: str, dtype, loc):
+    builder = current("T.alloc_descriptor")
+    key = kind.value if isinstance(kind, DescKind) else kind
+    if key not in _DESC_ALIASES:
+        raise builder.error(f"T.alloc_descriptor: kind {kind!r} must be one of 'wgmma', "
+                            "'tcgen05' ('utcmma')", loc)
+    return _allocate("desc", (1,), dtype, MemorySpace.DESCRIPTOR, "T.alloc_descriptor", loc,
+                     descriptor_kind=_DESC_ALIASES[key])
+
+
+def alloc_descriptor(kind="wgmma", dtype="uint64"):
+    """Allocates a matrix descriptor: "wgmma" (sm_90a) or "tcgen05" / "utcmma" (sm_100a)."""
+    return _descriptor(kind, dtype, caller_location())
+
+
+def alloc_wgmma_desc(dtype="uint64"):
+    """Allocates a wgmma shared-memory matrix descriptor (sm_90a)."""
+    return _descriptor("wgmma", dtype, caller_location())
+
+
+def alloc_tcgen05_smem_desc(dtype="uint64"):
+    """Allocates a tcgen05 shared-memory matrix descriptor (sm_100a)."""
+    return _descriptor("tcgen05_smem", dtype, caller_location())
+
+
+def alloc_tcgen05_instruction_desc(dtype="uint32"):
+    """Allocates a tcgen05 instruction descriptor (sm_100a)."""
+    return _descriptor("tcgen05_instr", dtype, caller_location())
+
+
+def alloc_tcgen05_instr_desc(dtype="uint32"):
+    """Alias of `alloc_tcgen05_instruction_desc`."""
+    return _descriptor("tcgen05_instr", dtype, caller_location())
+
+
+def empty(shape, dtype="float32"):
+    """Declares a kernel output in global memory; call it before `with T.Kernel(...)` and
+    return it from the kernel body."""
+    loc = caller_location()
+    builder = current("T.empty")
+    if builder.grid is not None and not builder.implicit_grid:
+        raise builder.error("T.empty declares an output and belongs before `with T.Kernel(...)`",
+                            loc)
+    if builder.declared_out_shape:
+        raise builder.error("T.empty is for kernels launched without out_shape=; this launcher "
+                            "already passes output buffers", loc)
+    buffer = new_global(builder, _source_name(loc, "out"), _shape(shape, "T.empty", loc), as_dtype(dtype), loc)
+    builder.outputs.append(buffer)
+    return buffer
+
+
+__all__ = [
+    "alloc_shared", "alloc_local", "alloc_fragment", "alloc_var", "alloc_barrier", "alloc_tmem",
+    "alloc_reducer", "alloc_descriptor", "alloc_wgmma_desc", "alloc_tcgen05_smem_desc",
+    "alloc_tcgen05_instruction_desc", "alloc_tcgen05_instr_desc", "empty", "DescKind",
+]

@@ -1,0 +1,88 @@
+"""Tile data movement: `T.copy`, `T.fill`, `T.clear`.
+
+Element (idx) of a copy reads src and writes dst at the same offset inside their regions.
+Reads past the end of a global buffer give zero and writes past it are dropped, so edge tiles
+of shapes that are not multiples of the tile need no special code.
+"""
+
+from __future__ import annotations
+
+from jtile.ir.nodes import Buffer, Copy, Fill, Load, Region
+from jtile.ir.types import MemorySpace
+from jtile.trace.builder import current
+from jtile.trace.indexing import as_region, coerce
+from jtile.trace.source import caller_location
+
+_TILE_SPACES = (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN,
+                MemorySpace.FRAGMENT, MemorySpace.LOCAL, MemorySpace.VAR)
+
+
+def head_region(load: Load, like: Region, builder, loc, op) -> Region:
+    """TileLang's head address `X[i, j]`: the tile of `like`'s shape that starts at (i, j)."""
+    tile = like.squeezed_shape() or (1,)
+    rank = load.buffer.ndim
+    if len(tile) > rank:
+        raise builder.error(f"the head address {load.buffer.describe()} has {rank} indices but "
+                            f"the other side is a {len(tile)}-D tile {tile}", loc, op=op)
+    extents = (1,) * (rank - len(tile)) + tuple(tile)
+    for dim, (extent, size) in enumerate(zip(extents, load.buffer.shape)):
+        if extent > size:
+            raise builder.error(f"a {tile} tile does not fit in {load.buffer.describe()} "
+                                f"(dimension {dim})", loc, op=op)
+    return Region(load.buffer, load.indices, extents)
+
+
+def _check_space(region: Region, role: str, builder, loc, op):
+    if region.buffer.space not in _TILE_SPACES:
+        raise builder.error(f"{role} {region.buffer.describe()} cannot be copied; T.copy moves "
+                            "global, shared, fragment and local tiles", loc, op=op)
+
+
+def copy(src, dst, coalesced_width=None, disable_tma=False, eviction_policy=None):
+    """Copies the tile `src` into `dst` (casting when dtypes differ).
+
+    Either side may be a buffer, a slice `X[a:b, c:d]` or a head address `X[i, j]` (the tile of
+    the other side's shape that starts there). Non-unit extents must match in order.
+    On sm_80+ global->shared copies become 16-byte cp.async when aligned (inside T.Pipelined,
+    multi-stage); other pairs become vectorised loads and stores.
+    """
+    builder = current("T.copy")
+    loc = caller_location()
+    op = "T.copy"
+    if isinstance(src, Load) and isinstance(dst, Load):
+        raise builder.error("both sides are head addresses; at least one side must give the "
+                            "tile shape (a buffer or a slice)", loc, op=op)
+    if isinstance(src, Load):
+        dst_r = as_region(dst, "dst", loc)
+        src_r = head_region(src, dst_r, builder, loc, op)
+    elif isinstance(dst, Load):
+        src_r = as_region(src, "src", loc)
+        dst_r = head_region(dst, src_r, builder, loc, op)
+    else:
+        src_r, dst_r = as_region(src, "src", loc), as_region(dst, "dst", loc)
+    _check_space(src_r, "src", builder, loc, op)
+    _check_space(dst_r, "dst", builder, loc, op)
+    if src_r.squeezed_shape() != dst_r.squeezed_shape():
+        raise builder.error(
+            f"src {src_r.buffer.name} tile {tuple(src_r.extents)} and dst {dst_r.buffer.name} tile "
+            f"{tuple(dst_r.extents)} differ in shape (unit dimensions aside); expected equal tiles",
+            loc, op=op)
+    builder.emit(Copy(src_r, dst_r, loc))
+
+
+def fill(buffer, value):
+    """Sets every element of a tile (buffer or slice) to `value`."""
+    builder = current("T.fill")
+    loc = caller_location()
+    region = as_region(buffer, "T.fill target", loc)
+    if region.buffer.space not in _TILE_SPACES:
+        raise builder.error(f"{region.buffer.describe()} cannot be filled", loc, op="T.fill")
+    builder.emit(Fill(region, coerce(value, region.buffer.dtype), loc))
+
+
+def clear(buffer):
+    """Sets every element of a tile to zero."""
+    builder = current("T.clear")
+    loc = caller_location()
+    region = as_region(buffer, "T.clear target", loc)
+    builder.emit(Fill(region, coerce(0, region.buffer.dtype), loc))

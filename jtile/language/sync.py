@@ -1,0 +1,50 @@
+"""Synchronisation: block barriers and mbarriers (sm_90+)."""
+
+from __future__ import annotations
+
+from jtile.ir.nodes import BarrierOp, Buffer, Const, Load, SyncThreads, as_expr
+from jtile.ir.types import DType, MemorySpace
+from jtile.trace.builder import current
+from jtile.trace.source import caller_location
+
+
+def sync_threads():
+    """Waits until every thread of the block gets here (bar.sync 0 / __syncthreads)."""
+    builder = current("T.sync_threads")
+    builder.emit(SyncThreads(caller_location()))
+
+
+def _barrier(bar, what, builder, loc):
+    if isinstance(bar, Load) and bar.buffer.space is MemorySpace.BARRIER:
+        return bar.buffer, bar.indices[0]
+    if isinstance(bar, Buffer) and bar.space is MemorySpace.BARRIER:
+        if bar.shape[0] != 1:
+            raise builder.error(f"{bar.describe()} holds {bar.shape[0]} barriers; pick one with "
+                                f"{bar.name}[i]", loc, op=what)
+        return bar, Const(0, DType.int32)
+    raise builder.error(f"expected a barrier from T.alloc_barrier, got {bar!r}", loc, op=what)
+
+
+def mbarrier_arrive(mbarrier):
+    """Arrives on an mbarrier (mbarrier.arrive.shared::cta.b64; sm_90+)."""
+    builder = current("T.mbarrier_arrive")
+    loc = caller_location()
+    bar, index = _barrier(mbarrier, "T.mbarrier_arrive", builder, loc)
+    builder.emit(BarrierOp("arrive", bar, index, None, loc))
+
+
+def mbarrier_wait_parity(mbarrier, parity):
+    """Waits until the barrier's phase with `parity` completes (mbarrier.try_wait.parity; sm_90+)."""
+    builder = current("T.mbarrier_wait_parity")
+    loc = caller_location()
+    bar, index = _barrier(mbarrier, "T.mbarrier_wait_parity", builder, loc)
+    builder.emit(BarrierOp("wait", bar, index, as_expr(parity), loc))
+
+
+def mbarrier_expect_tx(mbarrier, tx_bytes):
+    """Adds `tx_bytes` of expected asynchronous transactions to the barrier's phase
+    (mbarrier.expect_tx; sm_90+)."""
+    builder = current("T.mbarrier_expect_tx")
+    loc = caller_location()
+    bar, index = _barrier(mbarrier, "T.mbarrier_expect_tx", builder, loc)
+    builder.emit(BarrierOp("expect_tx", bar, index, as_expr(tx_bytes), loc))
