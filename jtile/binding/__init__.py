@@ -1,0 +1,1 @@
+"""Glue between jtile kernels and JAX: lowering, registration and batching."""

@@ -1,0 +1,154 @@
+"""The XLA FFI custom call that launches a compiled jtile kernel.
+
+jtile has one custom call target, ``jtile_launch``, implemented in C++ by ``xla_ffi/launcher.cc``
+and exposed by the ``jtile._jtile_ffi`` extension. A lowering rule emits it with the cubin and
+the launch configuration as attributes, so the lowered HLO is self-contained: the persistent
+compilation cache and ``jax.export`` keep working, and the handler needs no Python at run time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from types import ModuleType
+from typing import Any
+
+import jax
+import numpy as np
+
+from jtile.errors import JtileError
+
+TARGET_NAME = "jtile_launch"
+
+_register_lock = threading.Lock()
+_registered = False
+
+
+def _extension() -> ModuleType:
+    """Returns the compiled extension module.
+
+    Raises:
+        JtileError: The extension was not built (jtile was not installed with pip).
+    """
+    try:
+        from jtile import _jtile_ffi
+    except ImportError as error:
+        try:
+            # Bazel builds the extension at the workspace root (BUILD.bazel), not inside jtile/.
+            import _jtile_ffi  # type: ignore[import-not-found,no-redef]
+        except ImportError:
+            raise JtileError(
+                "jtile's XLA FFI extension (jtile._jtile_ffi) is not built; install jtile with "
+                "`python3 -m pip install -e .` from the repository root"
+            ) from error
+    return _jtile_ffi
+
+
+def register() -> None:
+    """Registers the ``jtile_launch`` FFI target with JAX for the CUDA platform.
+
+    Idempotent and thread-safe. Needs no GPU: on a CPU-only jaxlib JAX keeps the registration
+    until a CUDA plugin appears, so calling this early is harmless.
+    """
+    global _registered
+    if _registered:
+        return
+    with _register_lock:
+        if _registered:
+            return
+        for name, handler in _extension().registrations().items():
+            jax.ffi.register_ffi_target(name, handler, platform="CUDA", api_version=1)
+        _registered = True
+
+
+def driver_version() -> int | None:
+    """Returns the CUDA driver's version (e.g. ``13000``), or None when no driver can be loaded."""
+    return _extension().driver_version()
+
+
+def cuda_available() -> bool:
+    """Returns whether JAX has a CUDA backend with at least one device."""
+    try:
+        return len(jax.devices("cuda")) > 0
+    except (RuntimeError, ValueError):
+        # A CPU-only jaxlib, or a CUDA plugin that found no GPU or no driver.
+        return False
+
+
+def _dim3(name: str, value: Sequence[int]) -> tuple[int, int, int]:
+    dims = tuple(int(v) for v in value)
+    if len(dims) != 3 or any(d < 1 for d in dims):
+        raise JtileError(f"jtile_launch: {name} must be three positive integers; got {value!r}")
+    return dims  # type: ignore[return-value]
+
+
+def launch_lowering(
+    ctx: Any,
+    *args: Any,
+    cubin: bytes,
+    kernel_name: str,
+    grid: tuple[int, int, int],
+    block: tuple[int, int, int],
+    cluster: tuple[int, int, int],
+    shared_memory_bytes: int,
+    input_output_aliases: Mapping[int, int] | None = None,
+) -> Sequence[Any]:
+    """Emits the ``jtile_launch`` custom call inside a JAX lowering rule.
+
+    The kernel receives one pointer per operand, then one per result (``ctx.avals_out``), in
+    order, matching the generated signature ``extern "C" __global__ void NAME(T0* p0, ...)``.
+
+    Args:
+        ctx: The ``jax.interpreters.mlir.LoweringRuleContext`` of the rule being lowered.
+        *args: The operands' MLIR values, the kernel's inputs.
+        cubin: The compiled kernel image for the target GPU.
+        kernel_name: The ``extern "C"`` name of the kernel inside the cubin.
+        grid: Blocks per grid, ``(x, y, z)``.
+        block: Threads per block, ``(x, y, z)``.
+        cluster: Blocks per cluster, ``(x, y, z)``; ``(1, 1, 1)`` launches without clusters.
+            Each grid dimension must be a multiple of the cluster's.
+        shared_memory_bytes: Dynamic shared memory per block; above 48 KiB the launcher opts in.
+        input_output_aliases: ``{input index: output index}`` for outputs that reuse an input's
+            buffer, as in ``pallas_call``.
+
+    Returns:
+        The custom call's results, one MLIR value per output.
+
+    Raises:
+        JtileError: A launch dimension is not three positive integers, or the shared memory size
+            is negative.
+    """
+    register()
+    grid = _dim3("grid", grid)
+    block = _dim3("block", block)
+    cluster = _dim3("cluster", cluster)
+    for axis, (g, c) in enumerate(zip(grid, cluster)):
+        if g % c:
+            raise JtileError(
+                f"{kernel_name}: grid dimension {axis} ({g}) is not a multiple of the cluster "
+                f"dimension ({c})"
+            )
+    if shared_memory_bytes < 0:
+        raise JtileError(f"{kernel_name}: shared_memory_bytes must be >= 0; got {shared_memory_bytes}")
+    aliases = dict(input_output_aliases) if input_output_aliases else None
+    rule = jax.ffi.ffi_lowering(TARGET_NAME, operand_output_aliases=aliases)
+    return rule(
+        ctx,
+        *args,
+        # The handler keys its per-context module cache by this hash, so a cubin is loaded
+        # once per device however many custom calls carry it.
+        cubin=np.frombuffer(cubin, dtype=np.uint8),
+        module_hash=hashlib.sha256(cubin).hexdigest(),
+        kernel_name=kernel_name,
+        grid_x=grid[0],
+        grid_y=grid[1],
+        grid_z=grid[2],
+        block_x=block[0],
+        block_y=block[1],
+        block_z=block[2],
+        cluster_x=cluster[0],
+        cluster_y=cluster[1],
+        cluster_z=cluster[2],
+        shared_memory_bytes=int(shared_memory_bytes),
+    )

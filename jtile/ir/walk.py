@@ -1,0 +1,131 @@
+"""Walking the IR: every statement, every expression, in program order."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from jtile.ir import nodes as ir
+
+
+def child_bodies(s) -> tuple:
+    if isinstance(s, (ir.For, ir.ParallelFor)):
+        return (s.body,)
+    if isinstance(s, ir.IfThenElse):
+        return (s.then_body, s.else_body)
+    return ()
+
+
+def statements(body) -> Iterator:
+    """Every statement of `body`, parents before children, in program order."""
+    for s in body:
+        yield s
+        for child in child_bodies(s):
+            yield from statements(child)
+
+
+def sub_expressions(e) -> Iterator:
+    """`e` and every expression inside it."""
+    yield e
+    if isinstance(e, ir.BinOp):
+        yield from sub_expressions(e.a)
+        yield from sub_expressions(e.b)
+    elif isinstance(e, (ir.UnOp,)):
+        yield from sub_expressions(e.a)
+    elif isinstance(e, ir.Cast):
+        yield from sub_expressions(e.value)
+    elif isinstance(e, ir.Select):
+        for x in (e.cond, e.a, e.b):
+            yield from sub_expressions(x)
+    elif isinstance(e, ir.Call):
+        for x in e.args:
+            yield from sub_expressions(x)
+    elif isinstance(e, ir.Load):
+        for x in e.indices:
+            yield from sub_expressions(x)
+
+
+def region_exprs(r) -> tuple:
+    if isinstance(r, ir.Region):
+        return tuple(r.starts)
+    if isinstance(r, ir.Load):
+        return (r,)
+    return ()
+
+
+def statement_exprs(s) -> tuple:
+    """The expressions a statement evaluates itself (not those of nested statements)."""
+    if isinstance(s, ir.Store):
+        return tuple(s.indices) + (s.value,)
+    if isinstance(s, ir.For):
+        return (s.start, s.extent)
+    if isinstance(s, ir.IfThenElse):
+        return (s.cond,)
+    if isinstance(s, ir.Copy):
+        return region_exprs(s.src) + region_exprs(s.dst)
+    if isinstance(s, ir.Fill):
+        return region_exprs(s.dst) + (s.value,)
+    if isinstance(s, ir.Gemm):
+        return region_exprs(s.a) + region_exprs(s.b) + region_exprs(s.c)
+    if isinstance(s, ir.AtomicAdd):
+        value = region_exprs(s.value) if isinstance(s.value, ir.Region) else (s.value,)
+        return region_exprs(s.dst) + value
+    if isinstance(s, ir.BarrierOp):
+        return (s.index,) + ((s.arg,) if s.arg is not None else ())
+    return ()
+
+
+def loads(s) -> Iterator:
+    """Every Load a statement evaluates (not in nested statements)."""
+    for e in statement_exprs(s):
+        for x in sub_expressions(e):
+            if isinstance(x, ir.Load):
+                yield x
+
+
+def buffers_read(s) -> set:
+    out = {load.buffer for load in loads(s)}
+    if isinstance(s, ir.Copy):
+        out.add(s.src.buffer)
+    elif isinstance(s, ir.Gemm):
+        out |= {s.a.buffer, s.b.buffer, s.c.buffer}
+    elif isinstance(s, ir.Reduce):
+        out.add(s.src)
+        if not s.clear:
+            out.add(s.dst)
+    elif isinstance(s, ir.AtomicAdd) and isinstance(s.value, ir.Region):
+        out.add(s.value.buffer)
+    return out
+
+
+def buffers_written(s) -> set:
+    if isinstance(s, ir.Store):
+        return {s.buffer}
+    if isinstance(s, ir.Copy):
+        return {s.dst.buffer}
+    if isinstance(s, ir.Fill):
+        return {s.dst.buffer}
+    if isinstance(s, ir.Gemm):
+        return {s.c.buffer}
+    if isinstance(s, ir.Reduce):
+        return {s.dst}
+    if isinstance(s, ir.AtomicAdd):
+        return {s.dst.buffer}
+    if isinstance(s, ir.FinalizeReducer):
+        return {s.reducer}
+    return set()
+
+
+def deep_buffers_written(s) -> set:
+    out = set(buffers_written(s))
+    for child in child_bodies(s):
+        for inner in statements(child):
+            out |= buffers_written(inner)
+    return out
+
+
+def deep_buffers_read(s) -> set:
+    out = set(buffers_read(s))
+    for child in child_bodies(s):
+        for inner in statements(child):
+            out |= buffers_read(inner)
+    return out
