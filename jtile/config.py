@@ -1,0 +1,138 @@
+"""Every ``JTILE_*`` environment variable, declared once, typed, and read at call time.
+
+This module is the only place in jtile that looks at the environment. Each variable is read when
+its accessor is called rather than at import, so a test (or a user in a notebook) can change the
+environment and see the effect without reloading jtile.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from dataclasses import dataclass
+
+from jtile.errors import JtileError
+
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off", "")
+COMPILERS = ("auto", "nvrtc", "nvcc")
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable jtile understands.
+
+    Attributes:
+        name: The variable's name, e.g. ``JTILE_DEBUG``.
+        doc: One line on what it does, shown in error messages and ``describe()``.
+    """
+
+    name: str
+    doc: str
+
+    def raw(self) -> str | None:
+        """Returns the variable's value with surrounding blanks removed, or None when unset."""
+        value = os.environ.get(self.name)
+        return None if value is None else value.strip()
+
+
+INTERPRET = Variable(
+    "JTILE_INTERPRET",
+    "Run every kernel with the JAX interpreter instead of compiling it.",
+)
+CACHE_DIR = Variable("JTILE_CACHE_DIR", "Directory of the on-disk cubin cache.")
+DISABLE_CACHE = Variable(
+    "JTILE_DISABLE_CACHE",
+    "Set to 1 to compile every kernel afresh, bypassing the disk cache.",
+)
+COMPILER = Variable(
+    "JTILE_COMPILER", "CUDA compiler to use: auto (NVRTC, else nvcc), nvrtc or nvcc."
+)
+DEBUG = Variable(
+    "JTILE_DEBUG", "Print the IR and generated CUDA, and keep line info for profilers."
+)
+TARGET = Variable(
+    "JTILE_TARGET",
+    "GPU architecture to compile for instead of the local GPU, e.g. sm_90a.",
+)
+
+VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET)
+
+
+def _flag(variable: Variable) -> bool:
+    value = variable.raw()
+    if value is None:
+        return False
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise JtileError(
+        f"{variable.name}={value!r} is not a boolean; use one of {', '.join(_TRUE)} to turn it on "
+        f"or {', '.join(v for v in _FALSE if v)} (or leave it unset) to turn it off. "
+        f"({variable.name}: {variable.doc})"
+    )
+
+
+def interpret() -> bool:
+    """Whether kernels run in interpret mode (``JTILE_INTERPRET``, default off)."""
+    return _flag(INTERPRET)
+
+
+def debug() -> bool:
+    """Whether debug output is on (``JTILE_DEBUG``, default off)."""
+    return _flag(DEBUG)
+
+
+def cache_enabled() -> bool:
+    """Whether the on-disk cubin cache is used (off when ``JTILE_DISABLE_CACHE`` is true)."""
+    return not _flag(DISABLE_CACHE)
+
+
+def cache_dir() -> pathlib.Path:
+    """The cubin cache directory (``JTILE_CACHE_DIR``, default the platform's user cache dir)."""
+    value = CACHE_DIR.raw()
+    if value:
+        return pathlib.Path(value).expanduser()
+    try:
+        import platformdirs
+    except ImportError:
+        # Offline machines (the GPU hosts) may lack platformdirs; this is its Linux answer.
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
+        return pathlib.Path(base).expanduser() / "jtile"
+    return pathlib.Path(platformdirs.user_cache_dir("jtile"))
+
+
+def compiler() -> str:
+    """The CUDA compiler choice (``JTILE_COMPILER``): ``"auto"``, ``"nvrtc"`` or ``"nvcc"``."""
+    value = COMPILER.raw()
+    if not value:
+        return "auto"
+    lowered = value.lower()
+    if lowered not in COMPILERS:
+        raise JtileError(
+            f"{COMPILER.name}={value!r} is not a known compiler; use one of {', '.join(COMPILERS)}. "
+            f"({COMPILER.name}: {COMPILER.doc})"
+        )
+    return lowered
+
+
+def target_override() -> str | None:
+    """The architecture forced by ``JTILE_TARGET`` (e.g. ``"sm_90a"``), or None when unset.
+
+    The text is returned as given; ``jtile.compiler.target.parse_target`` validates it, so a bad
+    value is reported together with the list of supported architectures.
+    """
+    value = TARGET.raw()
+    return value or None
+
+
+def describe() -> str:
+    """Returns one line per variable with its current value, for bug reports."""
+    lines = []
+    for variable in VARIABLES:
+        value = os.environ.get(variable.name)
+        shown = "<unset>" if value is None else repr(value)
+        lines.append(f"{variable.name}={shown}  # {variable.doc}")
+    return "\n".join(lines)
