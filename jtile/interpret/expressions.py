@@ -1,0 +1,196 @@
+"""Evaluating expression nodes with jax.numpy.
+
+Inside `T.Parallel` every loop variable is an iota broadcast over the loop's iteration space,
+so one evaluation computes an expression for all iterations at once. Every vectorised value has
+either rank 0 or the rank of the iteration space (unit dimensions where it does not vary), so
+plain NumPy broadcasting lines the axes up.
+
+Arithmetic follows C and CUDA: integer `/`, `//` and `%` truncate toward zero, float `%` is
+fmod, float-to-int casts truncate, and functions of 16-bit floats compute in float32 and round
+back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jtile.ir.nodes import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
+from jtile.ir.types import DType, promote
+from jtile.interpret.memory import Memory, jnp_dtype
+
+_HALF = (DType.float16, DType.bfloat16)
+
+
+@dataclass(frozen=True)
+class Env:
+    """Values of loop and block variables, the current T.Parallel space and store mask."""
+
+    values: dict = field(default_factory=dict)      # id(Var) -> array
+    space: tuple = ()                               # iteration shape of enclosing T.Parallel
+    mask: Optional[Any] = None                      # bool array: which iterations run
+
+    def bind(self, var: Var, value) -> "Env":
+        values = dict(self.values)
+        values[id(var)] = jnp.asarray(value, jnp.int32) if var.dtype is DType.int32 else value
+        return Env(values, self.space, self.mask)
+
+    def masked(self, cond) -> "Env":
+        cond = jnp.asarray(cond, bool)
+        return Env(self.values, self.space, cond if self.mask is None else self.mask & cond)
+
+    def with_space(self, extents: tuple) -> "Env":
+        """Enters a T.Parallel nest level: existing vectorised values gain trailing unit dims."""
+        old = len(self.space)
+        extra = (1,) * len(extents)
+
+        def widen(value):
+            return value.reshape(value.shape + extra) if old and value.ndim == old else value
+
+        values = {key: widen(value) for key, value in self.values.items()}
+        mask = None if self.mask is None else widen(self.mask)
+        return Env(values, self.space + tuple(extents), mask)
+
+
+def _compute_dtype(dtype: DType):
+    """16-bit floats compute in float32 and round back, as CUDA's half intrinsics do."""
+    return jnp.float32 if dtype in _HALF else jnp_dtype(dtype)
+
+
+def _as(value, dtype: DType):
+    return value.astype(jnp_dtype(dtype))
+
+
+class Evaluator:
+    """Evaluates expressions of one statement (a memo shares common subexpressions)."""
+
+    def __init__(self, memory: Memory, env: Env, loc=None):
+        self.memory = memory
+        self.env = env
+        self.loc = loc
+        self._memo: dict = {}
+
+    def __call__(self, expr: Expr) -> jax.Array:
+        key = id(expr)
+        if key not in self._memo:
+            self._memo[key] = (expr, self._evaluate(expr))   # keep expr alive: ids stay unique
+        return self._memo[key][1]
+
+    def index(self, expr: Expr) -> jax.Array:
+        return self(expr).astype(jnp.int32)
+
+    def _evaluate(self, e: Expr) -> jax.Array:
+        if isinstance(e, Const):
+            return jnp.asarray(e.value, jnp_dtype(e.dtype))
+        if isinstance(e, Var):
+            value = self.env.values.get(id(e))
+            if value is None:
+                raise self.memory.ctx.error(
+                    f"variable {e.name} ({e.kind.value}) is used outside the loop or kernel that "
+                    "binds it", self.loc)
+            return value
+        if isinstance(e, BinOp):
+            return self._binary(e)
+        if isinstance(e, UnOp):
+            a = self(e.a)
+            if e.op == "neg":
+                return _as(-a.astype(_compute_dtype(e.dtype)), e.dtype)
+            if e.op == "not":
+                return jnp.logical_not(a.astype(bool))
+            raise self.memory.ctx.error(f"unknown unary operator {e.op!r}", self.loc)
+        if isinstance(e, Call):
+            return self._call(e)
+        if isinstance(e, Cast):
+            # astype truncates floats toward zero and rounds to nearest-even between floats.
+            return _as(self(e.value), e.dtype)
+        if isinstance(e, Select):
+            return jnp.where(self(e.cond).astype(bool), _as(self(e.a), e.dtype),
+                             _as(self(e.b), e.dtype))
+        if isinstance(e, Load):
+            return self.load(e)
+        raise self.memory.ctx.error(f"cannot evaluate {type(e).__name__} {e!r}", self.loc)
+
+    def load(self, e: Load) -> jax.Array:
+        """Gathers one element per iteration; indices clamp (reached only under false guards)."""
+        array = self.memory.read(e.buffer, self.loc)
+        if not e.indices:
+            return array.reshape(())
+        indices = tuple(jnp.clip(self.index(i), 0, n - 1)
+                        for i, n in zip(e.indices, e.buffer.shape))
+        return array[indices]
+
+    def _binary(self, e: BinOp) -> jax.Array:
+        a, b = self(e.a), self(e.b)
+        op = e.op
+        if op in ("lt", "le", "gt", "ge", "eq", "ne"):
+            common = _compute_dtype(promote(e.a.dtype, e.b.dtype))
+            a, b = a.astype(common), b.astype(common)
+            return {"lt": jnp.less, "le": jnp.less_equal, "gt": jnp.greater,
+                    "ge": jnp.greater_equal, "eq": jnp.equal, "ne": jnp.not_equal}[op](a, b)
+        if op in ("and", "or"):
+            fn = jnp.logical_and if op == "and" else jnp.logical_or
+            return fn(a.astype(bool), b.astype(bool))
+        dtype = e.dtype
+        a, b = a.astype(_compute_dtype(dtype)), b.astype(_compute_dtype(dtype))
+        return _as(self._arith(op, a, b, dtype), dtype)
+
+    def _arith(self, op: str, a, b, dtype: DType):
+        floating = dtype.is_float
+        if op == "add":
+            return a + b
+        if op == "sub":
+            return a - b
+        if op == "mul":
+            return a * b
+        if op == "div":
+            return a / b if floating else lax.div(a, b)
+        if op == "floordiv":
+            return jnp.floor(a / b) if floating else lax.div(a, b)
+        if op == "mod":
+            return lax.rem(a, b)
+        if op == "max":
+            return jnp.maximum(a, b)
+        if op == "min":
+            return jnp.minimum(a, b)
+        if op in ("xor", "bitand", "bitor"):
+            fn = {"xor": jnp.bitwise_xor, "bitand": jnp.bitwise_and, "bitor": jnp.bitwise_or}[op]
+            return fn(a, b)
+        if op == "shl":
+            return lax.shift_left(a, b)
+        if op == "shr":
+            # C's >> on a signed integer is arithmetic, on an unsigned one logical.
+            fn = lax.shift_right_arithmetic if dtype.is_signed else lax.shift_right_logical
+            return fn(a, b)
+        raise self.memory.ctx.error(f"unknown binary operator {op!r}", self.loc)
+
+    def _call(self, e: Call) -> jax.Array:
+        fn = e.fn
+        if fn in ("max", "min") and len(e.args) == 2:
+            a, b = (self(x).astype(_compute_dtype(e.dtype)) for x in e.args)
+            return _as(jnp.maximum(a, b) if fn == "max" else jnp.minimum(a, b), e.dtype)
+        if fn == "abs" and not e.dtype.is_float:
+            return _as(jnp.abs(self(e.args[0])), e.dtype)
+        unary = _UNARY.get(fn)
+        if unary is None or len(e.args) != 1:
+            raise self.memory.ctx.error(f"T.{fn} with {len(e.args)} arguments has no "
+                                        "interpret-mode rule", self.loc)
+        x = self(e.args[0])
+        compute = _compute_dtype(e.dtype) if e.dtype.is_float else jnp.float32
+        return _as(unary(x.astype(compute)), e.dtype)
+
+
+_UNARY = {
+    "exp": jnp.exp,
+    "exp2": jnp.exp2,
+    "log": jnp.log,
+    "log2": jnp.log2,
+    "sqrt": jnp.sqrt,
+    "rsqrt": lax.rsqrt,
+    "abs": jnp.abs,
+    "tanh": jnp.tanh,
+    "sigmoid": jax.nn.sigmoid,
+}

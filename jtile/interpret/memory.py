@@ -1,0 +1,125 @@
+"""The interpreter's memory: one jnp array per buffer that holds data, and how each starts.
+
+Buffers are keyed by identity (`id`), never by `==`, which builds IR on expressions. Fresh
+memory is poisoned (NaN, or -1 cast to the integer type) so a kernel that reads what it never
+wrote shows it in its output instead of silently reading zeros.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jtile.errors import JtileError
+from jtile.ir.nodes import Buffer, Kernel, SourceLoc
+from jtile.ir.types import DType, MemorySpace
+
+# Memory spaces with no data to model: mbarriers and descriptors only order or describe.
+STATELESS_SPACES = (MemorySpace.BARRIER, MemorySpace.DESCRIPTOR)
+
+
+def jnp_dtype(dtype: DType) -> np.dtype:
+    """The dtype jax actually computes with (64-bit types narrow unless jax_enable_x64)."""
+    return jax.dtypes.canonicalize_dtype(dtype.numpy)
+
+
+def poison_value(dtype: DType):
+    """NaN for floats; -1 cast to the type for integers (all ones); True for bool."""
+    np_dtype = jnp_dtype(dtype)
+    if dtype.is_float:
+        return np.array(np.nan, dtype=np.float32).astype(np_dtype)
+    if dtype.is_bool:
+        return np.array(True)
+    return np.array(-1, dtype=np.int64).astype(np_dtype)
+
+
+def poisoned(buffer: Buffer) -> jax.Array:
+    return jnp.full(buffer.shape, poison_value(buffer.dtype), jnp_dtype(buffer.dtype))
+
+
+class Context:
+    """What every part of the walk needs: the kernel (for error messages)."""
+
+    def __init__(self, kernel: Kernel):
+        self.kernel = kernel
+
+    def error(self, message: str, loc: SourceLoc | None = None) -> JtileError:
+        where = f"{loc}: " if loc is not None else ""
+        return JtileError(f"{self.kernel.name} ({self.kernel.loc}): {where}{message}")
+
+
+class Memory:
+    """The current array of every stateful buffer; statements replace arrays as they run.
+
+    `slots` maps id(buffer) to a position in `arrays`. An aliased input shares its output's
+    slot, so reads of either see writes to either (they are one allocation on the GPU).
+    """
+
+    def __init__(self, ctx: Context, slots: dict, arrays: Sequence[jax.Array]):
+        self.ctx = ctx
+        self.slots = slots
+        self.arrays = list(arrays)
+
+    def _slot(self, buffer: Buffer, loc) -> int:
+        slot = self.slots.get(id(buffer))
+        if slot is None:
+            raise self.ctx.error(f"{buffer.describe()} holds no data in interpret mode "
+                                 f"({buffer.space.value} buffers cannot be read or written "
+                                 "element-wise)", loc)
+        return slot
+
+    def read(self, buffer: Buffer, loc=None) -> jax.Array:
+        return self.arrays[self._slot(buffer, loc)]
+
+    def write(self, buffer: Buffer, array: jax.Array, loc=None) -> None:
+        slot = self._slot(buffer, loc)
+        old = self.arrays[slot]
+        self.arrays[slot] = jnp.asarray(array, old.dtype).reshape(old.shape)
+
+    def fork(self, arrays: Sequence[jax.Array]) -> "Memory":
+        """The same layout over other arrays (a loop body's or a branch's carry)."""
+        return Memory(self.ctx, self.slots, arrays)
+
+    def carry(self) -> tuple:
+        return tuple(self.arrays)
+
+
+def global_memory(ctx: Context, inputs: Sequence[jax.Array], aliases: dict) -> Memory:
+    """Memory for the kernel's parameters: inputs as given, outputs poisoned or aliased."""
+    kernel = ctx.kernel
+    slots, arrays = {}, []
+    for index, (buffer, array) in enumerate(zip(kernel.inputs, inputs)):
+        slots[id(buffer)] = len(arrays)
+        arrays.append(array)
+    by_output = {out: inp for inp, out in aliases.items()}
+    for index, buffer in enumerate(kernel.outputs):
+        if index in by_output:
+            # The output is the aliased input's storage: both names share one slot.
+            slot = slots[id(kernel.inputs[by_output[index]])]
+            slots[id(buffer)] = slot
+        else:
+            slots[id(buffer)] = len(arrays)
+            arrays.append(poisoned(buffer))
+    return Memory(ctx, slots, arrays)
+
+
+def block_memory(globals_: Memory, env_eval) -> Memory:
+    """Global memory plus a fresh copy of every on-chip allocation for one block.
+
+    `env_eval` evaluates an `alloc_var` init expression (it may read block indices).
+    """
+    slots = dict(globals_.slots)
+    arrays = list(globals_.arrays)
+    for buffer in globals_.ctx.kernel.allocations:
+        if buffer.space in STATELESS_SPACES:
+            continue
+        slots[id(buffer)] = len(arrays)
+        if buffer.space is MemorySpace.VAR:
+            init = 0 if buffer.init is None else env_eval(buffer.init)
+            arrays.append(jnp.full(buffer.shape, init, jnp_dtype(buffer.dtype)))
+        else:
+            arrays.append(poisoned(buffer))
+    return Memory(globals_.ctx, slots, arrays)

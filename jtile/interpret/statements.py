@@ -1,0 +1,117 @@
+"""The statement walker: runs a kernel body's statements in program order on `Memory`.
+
+Outside `T.Parallel` a statement runs once per block (TileLang code outside T.Parallel is the
+same for every thread). A `T.Parallel` loop runs each statement of its body for all iterations
+at once before the next statement, which is a faithful order because its iterations must be
+independent. Inside it, `T.If` becomes a mask on stores instead of a branch.
+"""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import lax
+
+from jtile.ir.nodes import (AtomicAdd, BarrierOp, Const, Copy, Fill, FinalizeReducer, For, Gemm,
+                            IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads)
+from jtile.interpret import stores, tiles
+from jtile.interpret.expressions import Env, Evaluator
+from jtile.interpret.memory import Memory
+
+_TILE_OPS = {Copy: ("T.copy", tiles.copy), Fill: ("T.fill", tiles.fill),
+             Gemm: ("T.gemm", tiles.gemm), Reduce: ("T.reduce", tiles.reduce)}
+
+# Ordering only: in interpret mode program order already orders every access.
+_NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer)
+
+
+def run_body(memory: Memory, env: Env, body: tuple) -> None:
+    for stmt in body:
+        run_statement(memory, env, stmt)
+
+
+def run_statement(memory: Memory, env: Env, stmt) -> None:
+    if isinstance(stmt, Store):
+        stores.store(memory, env, stmt)
+    elif isinstance(stmt, ParallelFor):
+        _parallel(memory, env, stmt)
+    elif isinstance(stmt, For):
+        _serial(memory, env, stmt)
+    elif isinstance(stmt, IfThenElse):
+        _branch(memory, env, stmt)
+    elif type(stmt) in _TILE_OPS:
+        name, run = _TILE_OPS[type(stmt)]
+        _refuse_in_parallel(memory, env, stmt, name)
+        run(memory, env, stmt)
+    elif isinstance(stmt, AtomicAdd):
+        if isinstance(stmt.dst, Load):
+            stores.atomic_add_element(memory, env, stmt.dst, stmt.value, stmt.loc)
+        else:
+            _refuse_in_parallel(memory, env, stmt, "T.atomic_add of a tile")
+            tiles.atomic_add_tile(memory, env, stmt)
+    elif isinstance(stmt, _NO_OPS):
+        pass
+    else:
+        raise memory.ctx.error(f"{type(stmt).__name__} has no interpret-mode rule",
+                               getattr(stmt, "loc", None))
+
+
+def _refuse_in_parallel(memory: Memory, env: Env, stmt, name: str) -> None:
+    if env.space:
+        raise memory.ctx.error(f"{name} inside T.Parallel: tile operations work on whole tiles "
+                               "and belong outside element-wise loops", stmt.loc)
+
+
+def _parallel(memory: Memory, env: Env, stmt: ParallelFor) -> None:
+    """Binds each loop variable to an iota along its own axis of the iteration space."""
+    inner = env.with_space(tuple(stmt.extents))
+    rank, offset = len(inner.space), len(env.space)
+    for axis, (var, extent) in enumerate(zip(stmt.vars, stmt.extents)):
+        shape = [1] * rank
+        shape[offset + axis] = extent
+        inner = inner.bind(var, jnp.arange(extent, dtype=jnp.int32).reshape(shape))
+    run_body(memory, inner, stmt.body)
+
+
+def _serial(memory: Memory, env: Env, stmt: For) -> None:
+    """A sequential loop (serial, unroll, pipelined): lax.fori_loop with memory as the carry.
+
+    The loop variable is the trip counter k in [0, extent); the body's index expressions
+    already hold `k * step + start` (that is how T.serial traces a start and a step).
+    A trip count that varies across T.Parallel iterations runs to the largest one with the
+    others masked off.
+    """
+    if isinstance(stmt.extent, Const):
+        bound, extent = int(stmt.extent.value), None
+    else:
+        extent = Evaluator(memory, env, stmt.loc).index(stmt.extent)
+        bound = jnp.max(extent) if extent.ndim else extent
+
+    def body(k, carry):
+        inner = memory.fork(carry)
+        loop_env = env.bind(stmt.var, k)
+        if extent is not None and extent.ndim:
+            loop_env = loop_env.masked(k < extent)
+        run_body(inner, loop_env, stmt.body)
+        return inner.carry()
+
+    memory.arrays = list(lax.fori_loop(0, bound, body, memory.carry()))
+
+
+def _branch(memory: Memory, env: Env, stmt: IfThenElse) -> None:
+    # The condition is evaluated once, before either branch changes memory it may read.
+    cond = Evaluator(memory, env, stmt.loc)(stmt.cond).astype(bool)
+    if env.space:
+        run_body(memory, env.masked(cond), stmt.then_body)
+        if stmt.else_body:
+            run_body(memory, env.masked(jnp.logical_not(cond)), stmt.else_body)
+        return
+
+    def branch(body):
+        def run(carry):
+            inner = memory.fork(carry)
+            run_body(inner, env, body)
+            return inner.carry()
+        return run
+
+    memory.arrays = list(lax.cond(cond, branch(stmt.then_body), branch(stmt.else_body),
+                                  memory.carry()))

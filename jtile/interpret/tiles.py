@@ -1,0 +1,154 @@
+"""Tile operations on regions: copy, fill, gemm, reduce and tile atomic add.
+
+Element t of a region is buffer[starts + t]. Reads outside the buffer give zero and writes
+outside it are dropped; this is what lets edge tiles of a shape that is not a multiple of the
+tile work without special code, on the GPU and here alike.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from jtile.ir.nodes import AtomicAdd, Const, Copy, Fill, Gemm, Reduce, Region
+from jtile.ir.types import DType
+from jtile.interpret.expressions import Env, Evaluator
+from jtile.interpret.memory import Memory, jnp_dtype
+
+
+def _static_starts(region: Region):
+    """The starts as Python ints when they are constants inside the buffer, else None."""
+    starts = []
+    for start, extent, size in zip(region.starts, region.extents, region.buffer.shape):
+        if not isinstance(start, Const) or not 0 <= start.value <= size - extent:
+            return None
+        starts.append(int(start.value))
+    return starts
+
+
+def _element_indices(evaluate: Evaluator, region: Region):
+    """One index array per dimension (broadcast over the tile) and the in-bounds mask."""
+    rank = len(region.extents)
+    indices, inside = [], True
+    for dim, (start, extent, size) in enumerate(zip(region.starts, region.extents,
+                                                    region.buffer.shape)):
+        shape = [1] * rank
+        shape[dim] = extent
+        index = evaluate.index(start) + jnp.arange(extent, dtype=jnp.int32).reshape(shape)
+        indices.append(index)
+        inside = inside & (index >= 0) & (index < size)
+    return indices, jnp.broadcast_to(inside, tuple(region.extents))
+
+
+def read_region(memory: Memory, evaluate: Evaluator, region: Region) -> jax.Array:
+    """The tile, shaped like `region.extents`; elements outside the buffer read as zero."""
+    array = memory.read(region.buffer, evaluate.loc)
+    static = _static_starts(region)
+    if static is not None:
+        return lax.slice(array, static, [s + e for s, e in zip(static, region.extents)])
+    indices, inside = _element_indices(evaluate, region)
+    clamped = tuple(jnp.clip(i, 0, n - 1) for i, n in zip(indices, region.buffer.shape))
+    return jnp.where(inside, array[clamped], jnp.zeros((), array.dtype))
+
+
+def _scatter(memory: Memory, evaluate: Evaluator, region: Region, tile: jax.Array, add: bool):
+    buffer = region.buffer
+    array = memory.read(buffer, evaluate.loc)
+    tile = tile.astype(array.dtype).reshape(region.extents)
+    static = _static_starts(region)
+    if static is not None and not add:
+        if tuple(region.extents) == tuple(buffer.shape):
+            result = tile
+        else:
+            result = lax.dynamic_update_slice(array, tile, static)
+    else:
+        indices, inside = _element_indices(evaluate, region)
+        dropped = tuple(jnp.where(inside, i, n) for i, n in zip(indices, buffer.shape))
+        ref = array.at[dropped]
+        result = ref.add(tile, mode="drop") if add else ref.set(tile, mode="drop")
+    memory.write(buffer, result, evaluate.loc)
+
+
+def write_region(memory: Memory, evaluate: Evaluator, region: Region, tile: jax.Array) -> None:
+    """Stores `tile` (any shape with the region's element count and order) into the region."""
+    _scatter(memory, evaluate, region, tile.reshape(region.extents), add=False)
+
+
+def copy(memory: Memory, env: Env, stmt: Copy) -> None:
+    evaluate = Evaluator(memory, env, stmt.loc)
+    tile = read_region(memory, evaluate, stmt.src)
+    # Equal squeezed shapes: dropping and inserting unit dimensions is a reshape.
+    write_region(memory, evaluate, stmt.dst, tile.reshape(stmt.dst.extents))
+
+
+def fill(memory: Memory, env: Env, stmt: Fill) -> None:
+    evaluate = Evaluator(memory, env, stmt.loc)
+    value = evaluate(stmt.value).astype(jnp_dtype(stmt.dst.buffer.dtype))
+    write_region(memory, evaluate, stmt.dst, jnp.broadcast_to(value, stmt.dst.extents))
+
+
+def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
+    """C = (0 if clear_accum else C) + op(A) @ op(B), float32 accumulation.
+
+    f16/bf16 products are exact in float32, so upcasting first and multiplying in float32 at
+    HIGHEST precision matches tensor-core MMA up to summation order.
+    """
+    evaluate = Evaluator(memory, env, stmt.loc)
+
+    def operand(region: Region, transpose: bool):
+        tile = read_region(memory, evaluate, region).reshape(region.squeezed_shape())
+        tile = tile.astype(jnp.float32)
+        return tile.T if transpose else tile
+
+    a = operand(stmt.a, stmt.transpose_a)
+    b = operand(stmt.b, stmt.transpose_b)
+    product = jnp.matmul(a, b, precision=lax.Precision.HIGHEST,
+                         preferred_element_type=jnp.float32)
+    if not stmt.clear_accum:
+        c = read_region(memory, evaluate, stmt.c).reshape(product.shape).astype(jnp.float32)
+        product = c + product
+    write_region(memory, evaluate, stmt.c, product)
+
+
+def _reduce_tile(op: str, x: jax.Array, dim: int) -> jax.Array:
+    if op in ("abssum", "absmax"):
+        x = jnp.abs(x)
+    if op in ("sum", "abssum"):
+        return jnp.sum(x, axis=dim)
+    if op in ("max", "absmax"):
+        return jnp.max(x, axis=dim)
+    return jnp.min(x, axis=dim)
+
+
+def _combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
+    if op in ("sum", "abssum"):
+        return old + new
+    if op in ("max", "absmax"):
+        return jnp.maximum(old, new)
+    return jnp.minimum(old, new)
+
+
+REDUCE_OPS = ("sum", "max", "min", "abssum", "absmax")
+
+
+def reduce(memory: Memory, env: Env, stmt: Reduce) -> None:
+    """dst = op(src, axis=dim), 16-bit floats accumulated in float32; clear=False folds in dst."""
+    if stmt.op not in REDUCE_OPS:
+        raise memory.ctx.error(f"reduce op {stmt.op!r} is not one of {REDUCE_OPS}", stmt.loc)
+    src = memory.read(stmt.src, stmt.loc)
+    if stmt.src.dtype in (DType.float16, DType.bfloat16):
+        src = src.astype(jnp.float32)
+    result = _reduce_tile(stmt.op, src, stmt.dim)
+    if not stmt.clear:
+        old = memory.read(stmt.dst, stmt.loc).reshape(result.shape).astype(result.dtype)
+        result = _combine(stmt.op, old, result)
+    memory.write(stmt.dst, result.astype(jnp_dtype(stmt.dst.dtype)).reshape(stmt.dst.shape),
+                 stmt.loc)
+
+
+def atomic_add_tile(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
+    """dst tile += value tile, element by element (out-of-buffer elements dropped)."""
+    evaluate = Evaluator(memory, env, stmt.loc)
+    tile = read_region(memory, evaluate, stmt.value).reshape(stmt.dst.extents)
+    _scatter(memory, evaluate, stmt.dst, tile, add=True)
