@@ -49,11 +49,13 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
     builder = Builder(kernel_name, function_location(fn))
     params = _parameters(fn)
     wanted = len(inputs) + (len(outputs) if outputs is not None else 0)
-    if len(params) != wanted:
+    required = [p for p in params if p.default is p.empty]
+    if len(required) > wanted or len(params) < wanted:
         kind = "inputs and output refs" if outputs is not None else "inputs"
-        raise builder.error(f"the kernel takes {len(params)} array parameters but is called with "
+        raise builder.error(f"the kernel takes {len(required)} array parameters but is called with "
                             f"{wanted} {kind}", cls=JtileTraceError)
     builder.declared_out_shape = outputs is not None
+    params = params[:wanted]
     buffers = []
     for index, (param, (shape, dtype)) in enumerate(zip(params, list(inputs) + list(outputs or ()))):
         buf = new_global(builder, param.name, shape, dtype, builder.loc)

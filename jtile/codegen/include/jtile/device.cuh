@@ -13,3 +13,4 @@
 #include "copy.cuh"      // cp.async, proxy fence            (sm_80+, sm_90+)
 #include "mma.cuh"       // ldmatrix, stmatrix, mma.sync      (sm_75+, sm_80+)
 #include "mbarrier.cuh"  // mbarrier, bulk copy               (sm_90+)
+#include "tmem.cuh"      // tensor memory alloc/dealloc        (sm_100a)

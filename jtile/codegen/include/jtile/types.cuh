@@ -124,4 +124,15 @@ __device__ __forceinline__ unsigned pack_bfloat162(float lo, float hi) {
          (static_cast<unsigned>(__bfloat16_as_ushort(__float2bfloat16_rn(hi))) << 16);
 }
 
+// Two 16-bit values already in registers, packed for an mma operand (lo in bits 0..15).
+__device__ __forceinline__ unsigned pack2(half lo, half hi) {
+  return static_cast<unsigned>(__half_as_ushort(lo)) |
+         (static_cast<unsigned>(__half_as_ushort(hi)) << 16);
+}
+
+__device__ __forceinline__ unsigned pack2(bfloat16 lo, bfloat16 hi) {
+  return static_cast<unsigned>(__bfloat16_as_ushort(lo)) |
+         (static_cast<unsigned>(__bfloat16_as_ushort(hi)) << 16);
+}
+
 }  // namespace jt

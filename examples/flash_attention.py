@@ -1,0 +1,104 @@
+"""Level 7: flash-attention forward (online softmax), f16, head dim 64 or 128, causal or not.
+
+Layout (batch, seq, heads, head_dim) as jax.nn.dot_product_attention. A block owns BLOCK_M
+queries of one head; K and V tiles stream through T.Pipelined; S = Q K^T and O += P V run on
+tensor cores, P feeding the second gemm straight from registers; row max and row sum are
+fragment reductions; exp2 with the softmax scale folded in.
+"""
+
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+import jtile
+import jtile.language as T
+
+try:
+    from examples._common import INTERPRET, check
+except ImportError:
+    from _common import INTERPRET, check
+
+
+def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal):
+    B, S, H, D = Q.shape
+    O = T.empty((B, S, H, D), Q.dtype)
+    scale = (1.0 / math.sqrt(D)) * 1.4426950408889634  # softmax scale in log2 units
+    with T.Kernel(T.ceildiv(S, block_m), H, B, threads=threads) as (bx, by, bz):
+        q = T.alloc_shared((block_m, D), Q.dtype)
+        k = T.alloc_shared((block_n, D), K.dtype)
+        v = T.alloc_shared((block_n, D), V.dtype)
+        s = T.alloc_fragment((block_m, block_n), "float32")
+        p = T.alloc_fragment((block_m, block_n), Q.dtype)
+        acc = T.alloc_fragment((block_m, D), "float32")
+        m = T.alloc_fragment((block_m,), "float32")
+        m_prev = T.alloc_fragment((block_m,), "float32")
+        rescale = T.alloc_fragment((block_m,), "float32")
+        l = T.alloc_fragment((block_m,), "float32")
+        l_tile = T.alloc_fragment((block_m,), "float32")
+
+        T.copy(Q[bz, bx * block_m:(bx + 1) * block_m, by, :], q)
+        T.fill(acc, 0)
+        T.fill(l, 0)
+        T.fill(m, -T.infinity("float32"))
+        steps = T.ceildiv((bx + 1) * block_m, block_n) if causal else T.ceildiv(S, block_n)
+        for t in T.Pipelined(steps, num_stages=stages):
+            T.copy(K[bz, t * block_n:(t + 1) * block_n, by, :], k)
+            T.copy(V[bz, t * block_n:(t + 1) * block_n, by, :], v)
+            if causal:
+                for i, j in T.Parallel(block_m, block_n):
+                    s[i, j] = T.if_then_else(bx * block_m + i >= t * block_n + j, 0,
+                                             -T.infinity("float32"))
+            else:
+                for i, j in T.Parallel(block_m, block_n):
+                    s[i, j] = T.if_then_else(t * block_n + j < S, 0, -T.infinity("float32"))
+            T.gemm(q, k, s, transpose_B=True)
+            T.copy(m, m_prev)
+            T.reduce_max(s, m, dim=1, clear=False)
+            for i in T.Parallel(block_m):
+                rescale[i] = T.exp2(m_prev[i] * scale - m[i] * scale)
+            for i, j in T.Parallel(block_m, block_n):
+                s[i, j] = T.exp2(s[i, j] * scale - m[i] * scale)
+            T.reduce_sum(s, l_tile, dim=1)
+            for i in T.Parallel(block_m):
+                l[i] = l[i] * rescale[i] + l_tile[i]
+            T.copy(s, p)
+            for i, j in T.Parallel(block_m, D):
+                acc[i, j] = acc[i, j] * rescale[i]
+            T.gemm(p, v, acc)
+        for i, j in T.Parallel(block_m, D):
+            acc[i, j] = acc[i, j] / l[i]
+        T.copy(acc, O[bz, bx * block_m:(bx + 1) * block_m, by, :])
+    return O
+
+
+def flash_attention(q, k, v, *, causal=False, block_m=None, block_n=None, stages=2, threads=128,
+                    interpret=INTERPRET):
+    d = q.shape[-1]
+    block_m = block_m or 128
+    block_n = block_n or (128 if d <= 64 else 64)
+    kernel = functools.partial(flash_fwd_kernel, block_m=block_m, block_n=block_n,
+                               stages=stages, threads=threads, causal=causal)
+    name = f"flash_fwd_d{d}{'_causal' if causal else ''}"
+    return jtile.pallas_like(kernel, name=name, interpret=interpret)(q, k, v)
+
+
+def reference(q, k, v, causal):
+    return jax.nn.dot_product_attention(q.astype(jnp.float32), k.astype(jnp.float32),
+                                        v.astype(jnp.float32), is_causal=causal)
+
+
+def main():
+    for d in (64, 128):
+        for causal in (False, True):
+            shape = (1, 256, 2, d)
+            q, k, v = (jax.random.normal(key, shape, jnp.float16)
+                       for key in jax.random.split(jax.random.key(d), 3))
+            out = jax.jit(functools.partial(flash_attention, causal=causal))(q, k, v)
+            check(f"flash attention fwd d{d} {'causal' if causal else 'full'}", out,
+                  reference(q, k, v, causal), 2e-3)
+
+
+if __name__ == "__main__":
+    main()

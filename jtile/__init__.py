@@ -1,0 +1,22 @@
+"""jtile: TileLang-style GPU kernels for JAX, compiled to CUDA and launched through the XLA FFI.
+
+Write the kernel with `import jtile.language as T`, launch it with `jtile.pallas_like`.
+"""
+
+from jtile.binding.lowered import Compiled, Lowered
+from jtile.binding.pallas_like import pallas_like
+from jtile.errors import (
+    JtileCompileError,
+    JtileError,
+    JtileRuntimeError,
+    JtileShapeError,
+    JtileTargetError,
+    JtileTraceError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "pallas_like", "Lowered", "Compiled", "JtileError", "JtileTraceError", "JtileShapeError",
+    "JtileTargetError", "JtileCompileError", "JtileRuntimeError", "__version__",
+]

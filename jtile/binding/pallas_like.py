@@ -1,0 +1,256 @@
+"""`jtile.pallas_like`: the public launcher of a TileLang-style kernel inside JAX.
+
+The callable it returns traces the kernel body once per distinct input signature (cached),
+runs the target-independent checks right away, so a user mistake is reported at the call with
+the kernel's source line before anything lowers, and binds `jtile_call_p`. The primitive's
+rules (`jtile.binding.primitive`) do the rest: compilation at lowering time on the CUDA
+platform, jax.numpy evaluation in interpret mode, vmap folded into the grid.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jtile import config
+from jtile.binding.lowered import Lowered, lower_kernel, resolve_target
+from jtile.binding.primitive import KernelCall, jtile_call_p
+from jtile.errors import JtileError, JtileShapeError
+from jtile.ir.printer import kernel_text
+from jtile.ir.types import as_dtype
+
+__all__ = ["pallas_like", "KernelLauncher"]
+
+_COMPILER_PARAMS = ("target", "options")
+
+
+def pallas_like(kernel: Callable, *, out_shape=None, grid=None, threads=None,
+                interpret: bool = False, name: Optional[str] = None, debug: bool = False,
+                input_output_aliases: Optional[dict] = None,
+                compiler_params: Optional[dict] = None) -> "KernelLauncher":
+    """Makes a JAX-callable launcher for a TileLang-style kernel.
+
+    Args:
+        kernel: the kernel body, inputs first, then one output ref per `out_shape` leaf (or,
+            without `out_shape`, returning the buffers it declared with `T.empty`).
+        out_shape: a `jax.ShapeDtypeStruct` or a pytree of them; the result has its structure.
+        grid: Pallas-style grid; the body runs inside an implicit `T.Kernel(*grid,
+            threads=threads or 128)` and reads its block index with `T.program_id(axis)`.
+        threads: threads per block with `grid`.
+        interpret: evaluate with jax.numpy on any backend instead of compiling CUDA
+            (`JTILE_INTERPRET=1` forces it for every kernel).
+        name: the kernel's name (default: the function's name).
+        debug: print the kernel IR when it is traced and the CUDA when it is compiled
+            (`JTILE_DEBUG=1` turns it on for every kernel).
+        input_output_aliases: `{input index: output index}`: that output reuses the input's
+            buffer and starts with its contents, as in `pallas_call`.
+        compiler_params: `{"target": "sm_90a", "options": [...]}`: the architecture to
+            compile for instead of the local GPU's, and extra CUDA compiler options.
+
+    Returns:
+        A `KernelLauncher`: call it with arrays; `.lower(*args, target=)` for the IR, CUDA and
+        cubin without running anything.
+    """
+    return KernelLauncher(kernel, out_shape=out_shape, grid=grid, threads=threads,
+                          interpret=interpret, name=name, debug=debug,
+                          input_output_aliases=input_output_aliases,
+                          compiler_params=compiler_params)
+
+
+def _kernel_name(fn: Callable, name: Optional[str]) -> str:
+    import inspect
+
+    return name or getattr(inspect.unwrap(getattr(fn, "func", fn)), "__name__", "kernel")
+
+
+def _static_tuple(value, what: str, name: str) -> Optional[tuple]:
+    if value is None:
+        return None
+    items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, np.integer)):
+            raise JtileError(f"{name}: {what}={value!r} must be static Python ints")
+    return tuple(int(i) for i in items)
+
+
+class KernelLauncher:
+    """The callable `jtile.pallas_like` returns. Works under jit, vmap, custom_vjp, shard_map."""
+
+    def __init__(self, kernel: Callable, *, out_shape, grid, threads, interpret, name, debug,
+                 input_output_aliases, compiler_params):
+        self._fn = kernel
+        self._name = _kernel_name(kernel, name)
+        self._explicit_name = name
+        self._grid = _static_tuple(grid, "grid", self._name)
+        self._threads = threads if threads is None else int(threads)
+        self._interpret = bool(interpret)
+        self._debug = bool(debug)
+        self._aliases = self._parse_aliases(input_output_aliases)
+        self._target, self._options = self._parse_compiler_params(compiler_params)
+        if out_shape is None:
+            self._out_leaves, self._out_tree = None, None
+        else:
+            leaves, self._out_tree = jax.tree_util.tree_flatten(out_shape)
+            self._out_leaves = tuple(self._out_spec(leaf, i) for i, leaf in enumerate(leaves))
+        self._lock = threading.Lock()
+        self._traces: dict = {}   # signature -> (checked kernel, returned a tuple)
+        self.__name__ = self._name
+
+    # ------------------------------------------------------------------ arguments
+
+    def _parse_aliases(self, aliases) -> tuple:
+        if not aliases:
+            return ()
+        if not isinstance(aliases, dict):
+            raise JtileError(f"{self._name}: input_output_aliases must be a dict "
+                             f"{{input index: output index}}; got {aliases!r}")
+        pairs = []
+        for i, o in aliases.items():
+            if not isinstance(i, (int, np.integer)) or not isinstance(o, (int, np.integer)):
+                raise JtileError(f"{self._name}: input_output_aliases entries must be ints; got "
+                                 f"{i!r}: {o!r}")
+            pairs.append((int(i), int(o)))
+        outs = [o for _, o in pairs]
+        if len(set(outs)) != len(outs):
+            raise JtileError(f"{self._name}: input_output_aliases {aliases!r} maps two inputs to "
+                             "one output")
+        return tuple(sorted(pairs))
+
+    def _parse_compiler_params(self, params):
+        if params is None:
+            return None, ()
+        if not isinstance(params, dict):
+            raise JtileError(f"{self._name}: compiler_params must be a dict with keys "
+                             f"{', '.join(_COMPILER_PARAMS)}; got {params!r}")
+        unknown = sorted(set(params) - set(_COMPILER_PARAMS))
+        if unknown:
+            raise JtileError(f"{self._name}: unknown compiler_params {unknown}; the known ones "
+                             f"are {', '.join(_COMPILER_PARAMS)}")
+        target = params.get("target")
+        if target is not None:
+            target = resolve_target(target).arch  # validated now, not at lowering
+        options = params.get("options") or ()
+        if isinstance(options, str) or not all(isinstance(o, str) for o in options):
+            raise JtileError(f"{self._name}: compiler_params['options'] must be a list of "
+                             f"strings; got {options!r}")
+        return target, tuple(options)
+
+    def _out_spec(self, leaf, index: int) -> tuple:
+        if not (hasattr(leaf, "shape") and hasattr(leaf, "dtype")):
+            raise JtileError(f"{self._name}: out_shape leaf {index} is {leaf!r}; expected a "
+                             "jax.ShapeDtypeStruct")
+        return tuple(int(d) for d in leaf.shape), np.dtype(leaf.dtype)
+
+    def _input_spec(self, arg, index: int) -> tuple:
+        if not (hasattr(arg, "shape") and hasattr(arg, "dtype")):
+            arg = np.asarray(arg)
+        try:
+            return tuple(int(d) for d in arg.shape), np.dtype(arg.dtype)
+        except TypeError:
+            raise JtileError(f"{self._name}: input {index} has shape {arg.shape}; kernel shapes "
+                             "are static (symbolic shapes are not supported)") from None
+
+    # ------------------------------------------------------------------ tracing
+
+    @property
+    def trace_count(self) -> int:
+        """How many distinct input signatures have been traced (the size of the trace cache)."""
+        return len(self._traces)
+
+    def _traced(self, args) -> tuple:
+        """The checked kernel for these arguments and whether it returned a tuple (cached)."""
+        inputs = tuple(self._input_spec(a, i) for i, a in enumerate(args))
+        key = (inputs, self._out_leaves, self._out_tree, self._grid, self._threads)
+        with self._lock:
+            hit = self._traces.get(key)
+        if hit is not None:
+            return hit
+        kernel, returned_tuple = self._trace(inputs)
+        if self._debug or config.debug():
+            print(kernel_text(kernel))
+        with self._lock:
+            hit = self._traces.setdefault(key, (kernel, returned_tuple))
+        return hit
+
+    def _trace(self, inputs) -> tuple:
+        from jtile.passes import run_passes
+        from jtile.trace.trace_kernel import trace
+
+        returned = []
+
+        @functools.wraps(self._fn)
+        def body(*buffers):
+            result = self._fn(*buffers)
+            returned.append(isinstance(result, (tuple, list)))
+            return result
+
+        outputs = None
+        if self._out_leaves is not None:
+            outputs = [(shape, as_dtype(dtype)) for shape, dtype in self._out_leaves]
+        kernel = trace(body, [(shape, as_dtype(dtype)) for shape, dtype in inputs], outputs,
+                       grid=self._grid, threads=self._threads, name=self._explicit_name)
+        self._check_aliases(kernel)
+        # Target-independent rules now, so mistakes surface at the call, not at lowering.
+        kernel = run_passes(kernel, None, aliases=dict(self._aliases))
+        return kernel, bool(returned and returned[0])
+
+    def _check_aliases(self, kernel) -> None:
+        for i, o in self._aliases:
+            if not 0 <= i < kernel.num_inputs or not 0 <= o < len(kernel.outputs):
+                raise JtileError(
+                    f"{kernel.name} ({kernel.loc}): input_output_aliases {{{i}: {o}}} is out of "
+                    f"range: the kernel has {kernel.num_inputs} inputs and "
+                    f"{len(kernel.outputs)} outputs")
+            src, dst = kernel.inputs[i], kernel.outputs[o]
+            if src.shape != dst.shape or src.dtype is not dst.dtype:
+                raise JtileShapeError(
+                    f"{kernel.name} ({kernel.loc}): input_output_aliases {{{i}: {o}}}: input "
+                    f"{src.name} is {src.dtype}{list(src.shape)} but output {dst.name} is "
+                    f"{dst.dtype}{list(dst.shape)}; an aliased pair must match")
+
+    def _call_params(self, kernel) -> KernelCall:
+        return KernelCall(
+            kernel=kernel, aliases=self._aliases, interpret=self._interpret or config.interpret(),
+            debug=self._debug or config.debug(), name=kernel.name, target=self._target,
+            options=self._options)
+
+    # ------------------------------------------------------------------ calling
+
+    def __call__(self, *args):
+        operands = []
+        for index, a in enumerate(args):
+            if isinstance(a, jax.ShapeDtypeStruct):
+                raise JtileError(f"{self._name}: input {index} is a jax.ShapeDtypeStruct; call "
+                                 "with arrays, or use .lower(*args) to lower without data")
+            # NumPy and Python values take the dtype JAX gives them (float64 -> float32
+            # without x64), so the kernel is traced for what it will actually receive.
+            operands.append(a if isinstance(a, jax.Array) else jnp.asarray(a))
+        kernel, returned_tuple = self._traced(operands)
+        outs = jtile_call_p.bind(*operands, call=self._call_params(kernel))
+        if self._out_tree is not None:
+            return jax.tree_util.tree_unflatten(self._out_tree, list(outs))
+        return tuple(outs) if returned_tuple else outs[0]
+
+    def lower(self, *args, target=None) -> Lowered:
+        """Plans the kernel and generates CUDA for `target` without running it; needs no GPU.
+
+        Args:
+            *args: arrays or `jax.ShapeDtypeStruct`s, one per kernel input.
+            target: `"sm_80"`, `"sm_90a"`, `"sm_100a"`, ...; default: `compiler_params`'s
+                target, else `JTILE_TARGET`, else the local GPU's.
+        """
+        kernel, _ = self._traced(args)
+        resolved = resolve_target(target if target is not None else self._target)
+        lowered = lower_kernel(kernel, resolved, aliases=dict(self._aliases),
+                               options=self._options)
+        if (self._debug or config.debug()) and lowered.has_cuda_source:
+            print(lowered.cuda_source())
+        return lowered
+
+    def __repr__(self) -> str:
+        return f"jtile.pallas_like({self._name})"

@@ -1,0 +1,56 @@
+"""Static bounds checks: is a tile region inside its buffer for every value of the indices?
+
+Where it provably is, copies run without per-element guards.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from jtile.ir import nodes as ir
+from jtile.ir.affine import affine
+
+
+def var_range(em, var: ir.Var) -> Optional[tuple]:
+    if var.kind is ir.VarKind.BLOCK:
+        return (0, em.kernel.grid[var.axis] - 1)
+    if var.kind is ir.VarKind.THREAD:
+        return (0, em.kernel.threads - 1)
+    if em.parallel is not None:
+        for v, extent in zip(em.parallel.loop.vars, em.parallel.loop.extents):
+            if v is var:
+                return (0, extent - 1)
+    return em.var_ranges.get(var)
+
+
+def expr_range(em, expr) -> Optional[tuple]:
+    form = affine(expr)
+    if form is None:
+        return None
+    lo = hi = form.const
+    for var, coef in form.terms.items():
+        rng = var_range(em, var)
+        if rng is None:
+            return None
+        a, b = coef * rng[0], coef * rng[1]
+        lo += min(a, b)
+        hi += max(a, b)
+    return lo, hi
+
+
+def region_in_bounds(em, region: ir.Region) -> bool:
+    for start, extent, size in zip(region.starts, region.extents, region.buffer.shape):
+        rng = expr_range(em, start)
+        if rng is None or rng[0] < 0 or rng[1] + extent > size:
+            return False
+    return True
+
+
+def aligned(expr, multiple: int) -> bool:
+    """True when `expr` is a multiple of `multiple` for every value of its variables."""
+    if multiple == 1:
+        return True
+    form = affine(expr)
+    if form is None:
+        return False
+    return form.const % multiple == 0 and all(c % multiple == 0 for c in form.terms.values())

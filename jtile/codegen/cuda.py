@@ -1,0 +1,429 @@
+"""The CUDA emitter: kernel signature, allocations, statements and barrier placement.
+
+Tile ops are lowered in their own modules (parallel, tile_copy, gemm, reduce, pipeline); this
+one walks the statements, names things, renders element accesses and inserts
+`__syncthreads()` where one thread's shared-memory writes meet another thread's reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+from jtile.codegen.expr import ExprEmitter, const_text
+from jtile.errors import JtileError, JtileTraceError
+from jtile.ir import nodes as ir
+from jtile.ir.affine import static_value
+from jtile.ir.types import DType, MemorySpace
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written
+
+_SUFFIX = {MemorySpace.SHARED: "_smem", MemorySpace.SHARED_DYN: "_smem",
+           MemorySpace.FRAGMENT: "_frag", MemorySpace.LOCAL: "_local", MemorySpace.VAR: "_var",
+           MemorySpace.BARRIER: "_bar", MemorySpace.TMEM: "_tmem",
+           MemorySpace.DESCRIPTOR: "_desc"}
+
+_RESERVED = {"int", "float", "double", "char", "short", "long", "unsigned", "signed", "bool",
+             "void", "if", "else", "for", "while", "do", "return", "const", "auto", "half",
+             "switch", "case", "default", "break", "continue", "struct", "class", "new",
+             "delete", "this", "template", "typename", "static", "extern", "inline", "volatile",
+             "register", "union", "enum", "goto", "sizeof", "true", "false", "nullptr", "jt",
+             "threadIdx", "blockIdx", "blockDim", "gridDim", "warpSize", "main"}
+
+
+def c_identifier(name: str) -> str:
+    """`name` made a valid C identifier (lambdas and partials have odd names)."""
+    text = re.sub(r"[^A-Za-z0-9_]", "_", name) or "kernel"
+    return "k_" + text if text[0].isdigit() else text
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("jtile")
+    except Exception:
+        return "dev"
+
+
+class ParallelContext:
+    """Inside a T.Parallel loop: how loop variables and fragment elements are reached."""
+
+    def __init__(self, loop, layout, reg_var: str):
+        self.loop = loop
+        self.layout = layout          # the driver fragment's layout, or None (strided loop)
+        self.reg_var = reg_var        # the C loop counter over the driver's registers
+
+    def loop_dim(self, index) -> int:
+        for d, v in enumerate(self.loop.vars):
+            if index is v:
+                return d
+        return -1
+
+
+class CudaEmitter:
+    def __init__(self, kernel: ir.Kernel, target, batch: int, batched):
+        self.kernel = kernel
+        self.target = target
+        self.batch = batch
+        self.batched = batched
+        self.layouts = kernel.attrs["layouts"]
+        self.plan = kernel.attrs["shared"]
+        self.mma = kernel.attrs["mma"]
+        self.lines: list[str] = []
+        self.depth = 0
+        self.names: dict = {}
+        self.used_names: set = set()
+        self.var_override: dict = {}
+        self.stage_expr: dict = {}
+        self.parallel: ParallelContext | None = None
+        self.dirty_written: set = set()
+        self.dirty_read: set = set()
+        self.async_pending = False
+        self.temp_count = 0
+        self.exprs = ExprEmitter(self.var_name, self.render_load)
+        self.kernel_name = c_identifier(kernel.name)
+        self.var_ranges: dict = {}
+
+    # ------------------------------------------------------------------ text
+    def line(self, text: str = "") -> None:
+        self.lines.append("  " * self.depth + text if text else "")
+
+    @contextlib.contextmanager
+    def block(self, header: str):
+        self.line(header + " {")
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+            self.line("}")
+
+    def temp(self, base: str) -> str:
+        self.temp_count += 1
+        return f"jt_{base}{self.temp_count}"
+
+    def comment_loc(self, loc) -> None:
+        if loc is not None and loc.line:
+            self.line(f"// {loc}")
+
+    # ------------------------------------------------------------------ names
+    def _unique(self, base: str) -> str:
+        name = base if base not in _RESERVED else base + "_"
+        while name in self.used_names:
+            name += "_"
+        self.used_names.add(name)
+        return name
+
+    def name(self, thing) -> str:
+        if thing not in self.names:
+            if isinstance(thing, ir.Buffer):
+                base = thing.name + ("" if thing.space is MemorySpace.GLOBAL else
+                                     "_red" if thing.reducer_op else _SUFFIX[thing.space])
+            else:
+                base = thing.name
+            self.names[thing] = self._unique(base)
+        return self.names[thing]
+
+    def var_name(self, v: ir.Var) -> str:
+        if v in self.var_override:
+            return self.var_override[v]
+        return self.name(v)
+
+    def expr(self, e) -> str:
+        return self.exprs(ir.as_expr(e))
+
+    def typed(self, e, dtype: DType) -> str:
+        return self.exprs.typed(ir.as_expr(e), dtype)
+
+    # ------------------------------------------------------------------ element access
+    def flat_index(self, buf: ir.Buffer, idx: list) -> str:
+        """Row-major offset of idx (C expressions) in buf."""
+        wide = buf.size >= 2**31
+        text = None
+        for d, i in enumerate(idx):
+            i = f"(long long)({i})" if wide and text is None else f"({i})"
+            text = i if text is None else f"({text}) * {buf.shape[d]} + {i}"
+        return text if text is not None else "0"
+
+    def shared_offset(self, buf: ir.Buffer, idx: list) -> str:
+        """Element offset inside a shared buffer, with its stage and swizzle applied."""
+        if buf in self.plan.swizzled and len(idx) >= 2:
+            inner = buf.shape[-1]
+            chunk = 16 // buf.dtype.bytes
+            chunks = inner // chunk
+            span = min(chunks, 8)
+            rows_per = max(1, 8 // chunks)
+            row = self.flat_index(ir.Buffer(buf.name, buf.shape[:-1], buf.dtype, buf.space),
+                                  idx[:-1])
+            col = f"({idx[-1]})"
+            swz = f"(({row}) / {rows_per} % {span})" if rows_per > 1 else f"(({row}) % {span})"
+            offset = f"({row}) * {inner} + ((({col}) / {chunk}) ^ {swz}) * {chunk} + ({col}) % {chunk}"
+        else:
+            offset = self.flat_index(buf, idx)
+        stage = self.stage_expr.get(buf)
+        if stage is not None:
+            offset = f"({stage}) * {buf.size} + {offset}"
+        return offset
+
+    def element(self, buf: ir.Buffer, idx: list) -> str:
+        """An lvalue for buf[idx] with idx given as C expressions (not for tiled fragments)."""
+        n = self.name(buf)
+        if buf.space is MemorySpace.GLOBAL:
+            return f"{n}[{self.flat_index(buf, idx)}]"
+        if buf.space.is_shared:
+            return f"{n}[{self.shared_offset(buf, idx)}]"
+        if buf.space is MemorySpace.VAR:
+            return n
+        if buf.space in (MemorySpace.LOCAL, MemorySpace.FRAGMENT):
+            return f"{n}[{self.flat_index(buf, idx)}]"
+        if buf.space is MemorySpace.BARRIER:
+            return f"{n}[{idx[0]}]"
+        raise JtileError(f"jtile internal: no element access for {buf.describe()}")
+
+    def is_tiled_fragment(self, buf) -> bool:
+        return buf.space is MemorySpace.FRAGMENT and buf.reducer_op is None
+
+    def fragment_access(self, buf: ir.Buffer, indices: tuple, loc=None) -> str:
+        from jtile.codegen.parallel import fragment_register
+
+        if self.parallel is None or self.parallel.layout is None:
+            raise JtileTraceError(
+                f"{self.kernel.name} ({self.kernel.loc}): {loc or ''} fragment {buf.describe()} is "
+                "indexed outside a T.Parallel loop over it; fragments are spread over threads, so "
+                "element access needs T.Parallel (or use T.alloc_local / T.alloc_var)")
+        return f"{self.name(buf)}[{fragment_register(self, buf, indices, loc)}]"
+
+    def render_load(self, load: ir.Load) -> str:
+        if self.is_tiled_fragment(load.buffer):
+            return self.fragment_access(load.buffer, load.indices)
+        return self.element(load.buffer, [self.expr(i) for i in load.indices])
+
+    # ------------------------------------------------------------------ barriers
+    def sync(self) -> None:
+        if self.async_pending:
+            self.line("jt::cp_async_wait_all();")
+            self.async_pending = False
+        self.line("__syncthreads();")
+        self.dirty_written.clear()
+        self.dirty_read.clear()
+
+    def shared_sets(self, s):
+        reads = {b for b in deep_buffers_read(s) if b.space.is_shared}
+        writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
+        return reads, writes
+
+    def before(self, s) -> None:
+        if self.parallel is not None:
+            return  # a T.Parallel body is one unit: never a barrier inside divergent loops
+        reads, writes = self.shared_sets(s)
+        if reads & self.dirty_written or writes & self.dirty_read or writes & self.dirty_written:
+            self.sync()
+
+    def after(self, s) -> None:
+        if self.parallel is not None:
+            return
+        reads, writes = self.shared_sets(s)
+        self.dirty_read |= reads
+        self.dirty_written |= writes
+
+    # ------------------------------------------------------------------ statements
+    def body(self, stmts) -> None:
+        for s in stmts:
+            self.before(s)
+            self.stmt(s)
+            self.after(s)
+
+    def loop_body(self, stmts) -> None:
+        """A loop body: a barrier at its end when the next iteration's shared-memory writes
+        could overtake this iteration's reads (or the reverse)."""
+        entry_w, entry_r = set(self.dirty_written), set(self.dirty_read)
+        self.body(stmts)
+        if self.parallel is not None:
+            return
+        reads, writes = set(), set()
+        for s in stmts:
+            r, w = self.shared_sets(s)
+            reads |= r
+            writes |= w
+        if (writes & (self.dirty_read | reads)) or (reads & self.dirty_written & writes):
+            self.sync()
+        self.dirty_written |= entry_w
+        self.dirty_read |= entry_r
+
+    def stmt(self, s) -> None:
+        from jtile.codegen import gemm, parallel, pipeline, reduce, tile_copy
+
+        if isinstance(s, ir.ParallelFor):
+            parallel.emit_parallel(self, s)
+        elif isinstance(s, ir.For):
+            if s in self.plan.pipelined_copies:
+                pipeline.emit_pipelined(self, s)
+            else:
+                self.emit_for(s)
+        elif isinstance(s, ir.IfThenElse):
+            self.emit_if(s)
+        elif isinstance(s, ir.Store):
+            self.emit_store(s)
+        elif isinstance(s, ir.Copy):
+            tile_copy.emit_copy(self, s)
+        elif isinstance(s, ir.Fill):
+            tile_copy.emit_fill(self, s)
+        elif isinstance(s, ir.AtomicAdd):
+            tile_copy.emit_atomic_add(self, s)
+        elif isinstance(s, ir.Gemm):
+            gemm.emit_gemm(self, s)
+        elif isinstance(s, ir.Reduce):
+            reduce.emit_reduce(self, s)
+        elif isinstance(s, ir.FinalizeReducer):
+            reduce.emit_finalize_reducer(self, s)
+        elif isinstance(s, ir.SyncThreads):
+            if self.parallel is not None:
+                raise JtileTraceError(f"{self.kernel.name} ({self.kernel.loc}): {s.loc}: "
+                                      "T.sync_threads inside T.Parallel would deadlock threads "
+                                      "that run different iteration counts; move it out")
+            self.comment_loc(s.loc)
+            self.sync()
+        elif isinstance(s, ir.BarrierOp):
+            self.emit_barrier_op(s)
+        else:
+            raise JtileError(f"jtile internal: no CUDA lowering for {type(s).__name__}")
+
+    def emit_for(self, s: ir.For) -> None:
+        self.comment_loc(s.loc)
+        counter = self.name(s.var)
+        if s.kind is ir.LoopKind.UNROLL:
+            self.line("#pragma unroll")
+        extent = static_value(s.extent)
+        if extent is not None:
+            self.var_ranges[s.var] = (0, max(0, extent - 1))
+        with self.block(f"for (int {counter} = 0; {counter} < {self.expr(s.extent)}; ++{counter})"):
+            self.loop_body(s.body)
+
+    def emit_if(self, s: ir.IfThenElse) -> None:
+        self.comment_loc(s.loc)
+        entry_w, entry_r = set(self.dirty_written), set(self.dirty_read)
+        with self.block(f"if ({self.expr(s.cond)})"):
+            self.body(s.then_body)
+        then_w, then_r = self.dirty_written, self.dirty_read
+        if s.else_body:
+            self.dirty_written, self.dirty_read = set(entry_w), set(entry_r)
+            with self.block("else"):
+                self.body(s.else_body)
+        self.dirty_written = then_w | self.dirty_written | entry_w
+        self.dirty_read = then_r | self.dirty_read | entry_r
+
+    def emit_store(self, s: ir.Store) -> None:
+        from jtile.codegen.parallel import guard_replicas
+
+        buf = s.buffer
+        value = self.typed(s.value, buf.dtype)
+        if self.is_tiled_fragment(buf):
+            target = self.fragment_access(buf, s.indices, s.loc)
+        else:
+            target = self.element(buf, [self.expr(i) for i in s.indices])
+        needs_guard = not self.is_tiled_fragment(buf) and buf.space is not MemorySpace.VAR \
+            and buf.space is not MemorySpace.LOCAL
+        with guard_replicas(self, needs_guard):
+            self.line(f"{target} = {value};")
+
+    def emit_barrier_op(self, s: ir.BarrierOp) -> None:
+        self.comment_loc(s.loc)
+        bar = f"&{self.name(s.barrier)}[{self.expr(s.index)}]"
+        if s.op == "arrive":
+            self.line(f"jt::mbarrier_arrive({bar});")
+        elif s.op == "wait":
+            self.line(f"jt::mbarrier_wait_parity({bar}, (unsigned)({self.expr(s.arg)}));")
+        else:
+            self.line(f"jt::mbarrier_expect_tx({bar}, (unsigned)({self.expr(s.arg)}));")
+
+    # ------------------------------------------------------------------ kernel
+    def emit_kernel(self) -> str:
+        k = self.kernel
+        params = []
+        for index, buf in enumerate(k.params):
+            const = "const " if index < k.num_inputs else ""
+            params.append(f"{const}{buf.dtype.c_name}* __restrict__ {self.name(buf)}")
+        self.line(f"// jtile kernel {self.kernel_name} from {k.loc.file}:{k.loc.line}")
+        self.line(f"// target {self.target.arch}, jtile {_version()}")
+        self.line('#include "jtile/device.cuh"')
+        self.line()
+        signature = f"extern \"C\" __global__ void __launch_bounds__({k.threads}) {self.kernel_name}(" + \
+            ", ".join(params) + ")"
+        with self.block(signature):
+            self.emit_prologue()
+            self.body(k.body)
+            self.emit_epilogue()
+        return "\n".join(self.lines) + "\n"
+
+    def emit_prologue(self) -> None:
+        k = self.kernel
+        self.line("extern __shared__ __align__(1024) unsigned char jt_smem[];")
+        self.line(f"const int {self.name(k.thread_var)} = threadIdx.x;")
+        axes = "xyz"
+        for axis, var in enumerate(k.block_vars):
+            if axis == 2 and self.batch > 1:
+                self.line(f"const int {self.name(var)} = blockIdx.z % {k.grid[2]};")
+            else:
+                self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]};")
+        if self.batch > 1:
+            gz = k.grid[2] if len(k.grid) == 3 else 1
+            self.line(f"const long long jt_batch = blockIdx.z / {gz};")
+            for index, buf in enumerate(k.params):
+                if self.batched[index]:
+                    self.line(f"{self.name(buf)} += jt_batch * {buf.size}LL;")
+        for buf in k.allocations:
+            self.declare(buf)
+        barriers = [b for b in k.allocations if b.space is MemorySpace.BARRIER]
+        if barriers:
+            with self.block(f"if ({self.name(k.thread_var)} == 0)"):
+                for b in barriers:
+                    for i, count in enumerate(b.arrive_counts):
+                        self.line(f"jt::mbarrier_init(&{self.name(b)}[{i}], {count});")
+                self.line("jt::fence_barrier_init();")
+            self.line("__syncthreads();")
+
+    def declare(self, buf: ir.Buffer) -> None:
+        n, c = self.name(buf), buf.dtype.c_name
+        if buf.space.is_shared:
+            self.line(f"{c}* {n} = reinterpret_cast<{c}*>(jt_smem + {self.plan.offsets[buf]});")
+        elif buf.space is MemorySpace.FRAGMENT and buf.reducer_op is None:
+            self.line(f"{c} {n}[{self.layouts[buf].num_registers}];")
+        elif buf.space in (MemorySpace.LOCAL, MemorySpace.FRAGMENT):
+            self.line(f"{c} {n}[{buf.size}];")
+        elif buf.space is MemorySpace.VAR:
+            init = self.typed(buf.init, buf.dtype) if buf.init is not None else \
+                const_text(0, buf.dtype)
+            self.line(f"{c} {n} = {init};")
+        elif buf.space is MemorySpace.BARRIER:
+            self.line(f"__shared__ __align__(8) unsigned long long {n}[{buf.shape[0]}];")
+        elif buf.space is MemorySpace.DESCRIPTOR:
+            self.line(f"{c} {n} = 0;")
+        elif buf.space is MemorySpace.TMEM:
+            from jtile.codegen.tmem import declare_tmem
+
+            declare_tmem(self, buf)
+
+    def emit_epilogue(self) -> None:
+        from jtile.codegen.tmem import release_tmem
+
+        for buf in self.kernel.allocations:
+            if buf.space is MemorySpace.TMEM:
+                release_tmem(self, buf)
+
+
+def generate_cuda(kernel: ir.Kernel, target, *, batch: int = 1, batched=None):
+    from jtile.codegen import GeneratedKernel
+
+    if batched is None:
+        batched = tuple(True for _ in kernel.params)
+    batched = tuple(bool(b) for b in batched[: kernel.num_inputs]) + \
+        tuple(batch > 1 for _ in kernel.outputs)
+    emitter = CudaEmitter(kernel, target, batch, batched)
+    source = emitter.emit_kernel()
+    kernel_name = emitter.kernel_name
+    grid = tuple(kernel.grid) + (1,) * (3 - len(kernel.grid))
+    grid = (grid[0], grid[1], grid[2] * batch)
+    plan = kernel.attrs["shared"]
+    return GeneratedKernel(source=source, kernel_name=kernel_name, grid=grid,
+                           block=(kernel.threads, 1, 1), cluster=(1, 1, 1),
+                           shared_memory_bytes=plan.dynamic_bytes)

@@ -1,0 +1,92 @@
+"""IR expressions to CUDA C++ expressions."""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+from jtile.errors import JtileError
+from jtile.ir import nodes as ir
+from jtile.ir.types import DType
+
+_C_OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "lt": "<", "le": "<=", "gt": ">",
+          "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||", "xor": "^", "shl": "<<",
+          "shr": ">>", "bitand": "&", "bitor": "|"}
+
+
+def const_text(value, dtype: DType) -> str:
+    """A C++ literal of `dtype`; 16/8-bit floats are built from a float literal."""
+    if dtype.is_bool:
+        return "true" if value else "false"
+    if dtype.is_int:
+        suffix = {"long long": "LL", "unsigned long long": "ULL", "unsigned": "u"}.get(dtype.c_name, "")
+        text = f"{int(value)}{suffix}"
+        return text if dtype.c_name in ("int", "long long", "unsigned long long", "unsigned") \
+            else f"(({dtype.c_name}){text})"
+    value = float(value)
+    if math.isnan(value):
+        f32 = "__int_as_float(0x7fc00000)"
+    elif math.isinf(value):
+        f32 = ("" if value > 0 else "-") + "jt::infinity<float>()"
+    else:
+        f32 = f"{value!r}f"
+        if "e" not in f32 and "." not in f32:
+            f32 = f"{value!r}.0f"
+    if dtype is DType.float32:
+        return f32
+    if dtype is DType.float64:
+        return f32[:-1] if f32.endswith("f") and "infinity" not in f32 else f"((double){f32})"
+    return f"jt::cast<{dtype.c_name}>({f32})"
+
+
+class ExprEmitter:
+    """Renders expressions; `load` renders a buffer element access in the current context."""
+
+    def __init__(self, var_name: Callable[[ir.Var], str], load: Callable[[ir.Load], str]):
+        self.var_name = var_name
+        self.load = load
+
+    def typed(self, e: ir.Expr, dtype: DType) -> str:
+        text = self(e)
+        return text if e.dtype is dtype else f"jt::cast<{dtype.c_name}>({text})"
+
+    def __call__(self, e: ir.Expr) -> str:
+        if isinstance(e, ir.Const):
+            return const_text(e.value, e.dtype)
+        if isinstance(e, ir.Var):
+            return self.var_name(e)
+        if isinstance(e, ir.Load):
+            return self.load(e)
+        if isinstance(e, ir.Cast):
+            return f"jt::cast<{e.dtype.c_name}>({self(e.value)})"
+        if isinstance(e, ir.Select):
+            return f"({self(e.cond)} ? {self.typed(e.a, e.dtype)} : {self.typed(e.b, e.dtype)})"
+        if isinstance(e, ir.UnOp):
+            return f"(-{self(e.a)})" if e.op == "neg" else f"(!{self(e.a)})"
+        if isinstance(e, ir.Call):
+            args = ", ".join(self.typed(a, e.dtype) for a in e.args)
+            return f"jt::{e.fn}({args})"
+        if isinstance(e, ir.BinOp):
+            return self._binary(e)
+        raise JtileError(f"jtile internal: cannot render {e!r}")
+
+    def _binary(self, e: ir.BinOp) -> str:
+        if e.op in ("lt", "le", "gt", "ge", "eq", "ne"):
+            from jtile.ir.types import promote
+
+            common = promote(e.a.dtype, e.b.dtype)
+            return f"({self.typed(e.a, common)} {_C_OPS[e.op]} {self.typed(e.b, common)})"
+        if e.op in ("and", "or"):
+            return f"({self(e.a)} {_C_OPS[e.op]} {self(e.b)})"
+        a, b = self.typed(e.a, e.dtype), self.typed(e.b, e.dtype)
+        if e.op in ("max", "min"):
+            return f"jt::{e.op}({a}, {b})"
+        if e.op in ("floordiv", "mod"):
+            if not e.dtype.is_float:  # C semantics: truncation toward zero, as documented
+                return f"({a} {'/' if e.op == 'floordiv' else '%'} {b})"
+            if e.dtype is DType.float64:
+                return f"floor({a} / {b})" if e.op == "floordiv" else f"fmod({a}, {b})"
+            fa, fb = f"jt::cast<float>({a})", f"jt::cast<float>({b})"
+            value = f"floorf({fa} / {fb})" if e.op == "floordiv" else f"fmodf({fa}, {fb})"
+            return f"jt::cast<{e.dtype.c_name}>({value})"
+        return f"({a} {_C_OPS[e.op]} {b})"

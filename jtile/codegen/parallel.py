@@ -1,0 +1,131 @@
+"""T.Parallel loops: spread over threads by the layout of the fragment they touch.
+
+A loop over a fragment's shape runs, in each thread, over the registers that thread holds
+(fully unrolled, so register indices are compile-time constants); the loop variables are
+rebuilt from the thread index and the register index. A loop that touches no fragment is a
+plain strided loop over the tile's elements.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from jtile.codegen.cuda import ParallelContext
+from jtile.errors import JtileTraceError
+from jtile.ir import nodes as ir
+from jtile.passes.infer_layouts import loop_driver
+from jtile.passes.layout import Layout
+
+UNROLL_LIMIT = 64
+
+
+def bit_runs(bits, dim: int):
+    """[(source bit, logical bit, length)] runs of consecutive bits selecting `dim`."""
+    runs = []
+    for src, bit in enumerate(bits):
+        if bit is None or bit[0] != dim:
+            continue
+        if runs and runs[-1][0] + runs[-1][2] == src and runs[-1][1] + runs[-1][2] == bit[1]:
+            runs[-1] = (runs[-1][0], runs[-1][1], runs[-1][2] + 1)
+        else:
+            runs.append((src, bit[1], 1))
+    return runs
+
+
+def bits_expr(source: str, runs) -> str:
+    """Gather the runs' bits out of `source` into their logical positions."""
+    parts = []
+    for src, dst, length in runs:
+        mask = (1 << length) - 1
+        shifted = f"({source} >> {src})" if src else source
+        piece = f"({shifted} & {mask})"
+        parts.append(f"({piece} << {dst})" if dst else piece)
+    return " | ".join(parts) if parts else "0"
+
+
+def index_expr(layout: Layout, dim: int, tid: str, reg: str) -> str:
+    """Logical index along `dim` of register `reg` in thread `tid`."""
+    t = bits_expr(tid, bit_runs(layout.thread_bits, dim))
+    r = bits_expr(reg, bit_runs(layout.reg_bits, dim))
+    if t == "0":
+        return f"({r})"
+    if r == "0":
+        return f"({t})"
+    return f"(({t}) | ({r}))"
+
+
+def fragment_register(em, buf: ir.Buffer, indices: tuple, loc=None) -> str:
+    """The register of `buf` holding buf[indices] inside the current T.Parallel loop."""
+    ctx = em.parallel
+    layout = em.layouts[buf]
+    dims = [ctx.loop_dim(i) for i in indices]
+    if any(d < 0 for d in dims):
+        raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): fragment {buf.describe()} is "
+                              "indexed by something other than the loop variables")
+    # Register bit r of buf takes the driver-register bit that holds the same logical bit.
+    parts = []
+    for r, (dim, bit) in enumerate(layout.reg_bits):
+        src = ctx.layout.reg_bits.index((dims[dim], bit)) if (dims[dim], bit) in \
+            ctx.layout.reg_bits else None
+        if src is None:
+            raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): fragment "
+                                  f"{buf.describe()} is not held by the thread running this "
+                                  "iteration")
+        shifted = f"({ctx.reg_var} >> {src})" if src else ctx.reg_var
+        piece = f"({shifted} & 1)"
+        parts.append(f"({piece} << {r})" if r else piece)
+    return " | ".join(parts) if parts else "0"
+
+
+@contextlib.contextmanager
+def guard_replicas(em, needed: bool):
+    """Lets one replica of a replicated fragment element do a side effect (a store to shared
+    or global memory, an atomic, a reducer update)."""
+    ctx = em.parallel
+    mask = ctx.layout.replicated_thread_mask if ctx is not None and ctx.layout is not None else 0
+    if needed and mask:
+        with em.block(f"if (({em.name(em.kernel.thread_var)} & {mask}) == 0)"):
+            yield
+    else:
+        yield
+
+
+def emit_parallel(em, loop: ir.ParallelFor) -> None:
+    if em.parallel is not None:
+        raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {loop.loc}: T.Parallel "
+                              "loops cannot be nested; use one T.Parallel over all dimensions")
+    em.comment_loc(loop.loc)
+    driver = loop_driver(loop, em.layouts)
+    tid = em.name(em.kernel.thread_var)
+    with em.block(""):
+        if driver is not None:
+            layout = em.layouts[driver]
+            reg = em.temp("r")
+            em.line("#pragma unroll")
+            with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; ++{reg})"):
+                for d, var in enumerate(loop.vars):
+                    em.line(f"const int {em.name(var)} = {index_expr(layout, d, tid, reg)};")
+                em.parallel = ParallelContext(loop, layout, reg)
+                try:
+                    em.body(loop.body)
+                finally:
+                    em.parallel = None
+            return
+        total = 1
+        for e in loop.extents:
+            total *= e
+        threads = em.kernel.threads
+        flat = em.temp("e")
+        if total <= threads * UNROLL_LIMIT:
+            em.line("#pragma unroll")
+        with em.block(f"for (int {flat} = {tid}; {flat} < {total}; {flat} += {threads})"):
+            stride = total
+            for var, extent in zip(loop.vars, loop.extents):
+                stride //= extent
+                value = f"{flat} / {stride}" if stride > 1 else flat
+                em.line(f"const int {em.name(var)} = ({value}) % {extent};")
+            em.parallel = ParallelContext(loop, None, flat)
+            try:
+                em.body(loop.body)
+            finally:
+                em.parallel = None

@@ -1,0 +1,65 @@
+"""T.Pipelined loops: multi-stage cp.async buffering of their global->shared copies.
+
+With S stages, the copies of iterations 0..S-2 are issued before the loop; iteration k issues
+the copies of iteration k + S - 1 into stage (k + S - 1) % S, waits until iteration k's group
+has landed (cp.async.wait_group S - 1), and computes on stage k % S while S - 1 later tiles are
+in flight. A barrier ends each iteration, since the next one refills the stage just read.
+"""
+
+from __future__ import annotations
+
+from jtile.codegen.tile_copy import emit_cooperative_copy
+from jtile.ir import nodes as ir
+from jtile.ir.affine import static_value
+
+
+def emit_pipelined(em, loop: ir.For) -> None:
+    copies = em.plan.pipelined_copies[loop]
+    stages = loop.num_stages
+    buffers = [c.dst.buffer for c in copies]
+    em.comment_loc(loop.loc)
+    counter = em.name(loop.var)
+    n = em.expr(loop.extent)
+    extent = static_value(loop.extent)
+    if extent is not None:
+        em.var_ranges[loop.var] = (0, max(0, extent - 1))
+    if set(buffers) & (em.dirty_read | em.dirty_written):
+        em.sync()
+    if em.async_pending:
+        em.line("jt::cp_async_wait_all();")
+        em.async_pending = False
+
+    def issue(iteration: str, stage: str) -> None:
+        em.var_override[loop.var] = f"({iteration})"
+        for c in copies:
+            em.stage_expr[c.dst.buffer] = stage
+        for c in copies:
+            emit_cooperative_copy(em, c.src, c.dst)
+        del em.var_override[loop.var]
+        em.async_pending = False
+
+    with em.block(""):
+        em.line(f"// prologue: tiles 0..{stages - 2} in flight")
+        for s in range(stages - 1):
+            with em.block(f"if ({s} < {n})"):
+                issue(str(s), str(s))
+            em.line("jt::cp_async_commit();")
+        with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
+            ahead = f"{counter} + {stages - 1}"
+            with em.block(f"if ({ahead} < {n})"):
+                issue(ahead, f"({ahead}) % {stages}")
+            em.line("jt::cp_async_commit();")
+            em.line(f"jt::cp_async_wait<{stages - 1}>();")
+            em.line("__syncthreads();")
+            em.dirty_read.clear()
+            em.dirty_written.clear()
+            for b in buffers:
+                em.stage_expr[b] = f"{counter} % {stages}"
+            rest = [s for s in loop.body if not any(s is c for c in copies)]
+            em.body(rest)
+            em.line("__syncthreads();")
+            em.dirty_read.clear()
+            em.dirty_written.clear()
+        em.line("jt::cp_async_wait_all();")
+    for b in buffers:
+        em.stage_expr.pop(b, None)

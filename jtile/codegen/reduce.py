@@ -1,0 +1,129 @@
+"""Reductions of fragments (T.reduce_*) and of reducers (T.finalize_reducer).
+
+A reduction along a dimension combines, in each thread, the registers that differ only in
+that dimension; then the lanes that hold other parts of the same row (butterfly shuffles over
+the lane bits that select the dimension); then, when warps split the dimension too, the warps'
+partials through a shared-memory scratch area between two block barriers.
+"""
+
+from __future__ import annotations
+
+from jtile.codegen.expr import const_text
+from jtile.errors import JtileTraceError
+from jtile.ir import nodes as ir
+from jtile.ir.types import DType
+
+_COMBINE = {"sum": "add", "abssum": "add", "max": "max", "absmax": "max", "min": "min"}
+
+
+def _combine(op: str, a: str, b: str) -> str:
+    kind = _COMBINE[op]
+    return f"{a} + {b}" if kind == "add" else f"jt::{kind}({a}, {b})"
+
+
+def _identity(op: str, dtype: DType) -> str:
+    kind = _COMBINE[op]
+    if kind == "add" or op == "absmax":
+        return const_text(0, dtype)
+    if dtype.is_float:
+        return ("-" if kind == "max" else "") + f"jt::infinity<{dtype.c_name}>()"
+    return f"jt::{'min' if kind == 'max' else 'max'}_value<{dtype.c_name}>()"
+
+
+def accumulator_dtype(dtype: DType) -> DType:
+    return DType.float32 if dtype.is_float and dtype.bits < 32 else dtype
+
+
+def _scratch(em, dtype: DType) -> str:
+    return (f"reinterpret_cast<{dtype.c_name}*>(jt_smem + {em.plan.scratch_offset})")
+
+
+def emit_reduce(em, s: ir.Reduce) -> None:
+    em.comment_loc(s.loc)
+    src_layout, dst_layout = em.layouts[s.src], em.layouts[s.dst]
+    keep = tuple(d for d in range(s.src.ndim) if d != s.dim)
+    if src_layout.project(keep).thread_bits != dst_layout.thread_bits:
+        raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {s.loc}: T.reduce_{s.op}: "
+                              f"{s.dst.describe()} is laid out differently from the reduction of "
+                              f"{s.src.describe()}")
+    acc_t = accumulator_dtype(s.dst.dtype)
+    groups: dict = {}
+    for r in range(src_layout.num_registers):
+        part = src_layout.register_part(r)
+        rd = dst_layout.register_of(tuple(part[d] for d in keep) or (0,))
+        groups.setdefault(rd, []).append(r)
+    src, dst, tid = em.name(s.src), em.name(s.dst), em.name(em.kernel.thread_var)
+    count = dst_layout.num_registers
+    absolute = s.op in ("abssum", "absmax")
+    with em.block(""):
+        em.line(f"{acc_t.c_name} acc[{count}];")
+        for rd in range(count):
+            value = None
+            for r in groups.get(rd, []):
+                x = f"jt::cast<{acc_t.c_name}>({src}[{r}])"
+                x = f"jt::abs({x})" if absolute else x
+                value = x if value is None else _combine(s.op, value, x)
+            value = value or _identity(s.op, acc_t)
+            em.line(f"acc[{rd}] = {value};")
+        lane_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t < 5]
+        warp_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t >= 5]
+        for t in lane_bits:
+            em.line("#pragma unroll")
+            em.line(f"for (int q = 0; q < {count}; ++q) acc[q] = "
+                    f"{_combine(s.op, 'acc[q]', f'jt::shfl_xor(acc[q], {1 << t})')};")
+        if warp_bits:
+            lane_mask = sum(1 << t for t in lane_bits)
+            warp_mask = sum(1 << t for t in warp_bits)
+            scratch = _scratch(em, acc_t)
+            em.line("__syncthreads();")
+            with em.block(f"if (({tid} & {lane_mask}) == 0)"):
+                em.line(f"for (int q = 0; q < {count}; ++q) {scratch}[{tid} * {count} + q] = acc[q];")
+            em.line("__syncthreads();")
+            em.line("#pragma unroll")
+            with em.block(f"for (int q = 0; q < {count}; ++q)"):
+                em.line(f"{acc_t.c_name} total = {_identity(s.op, acc_t)};")
+                em.line("#pragma unroll")
+                with em.block(f"for (int w = 0; w < {1 << len(warp_bits)}; ++w)"):
+                    peer_bits = " | ".join(f"(((w >> {i}) & 1) << {t})"
+                                           for i, t in enumerate(warp_bits))
+                    em.line(f"const int peer = ({tid} & ~{lane_mask | warp_mask}) | {peer_bits};")
+                    em.line(f"total = {_combine(s.op, 'total', f'{scratch}[peer * {count} + q]')};")
+                em.line("acc[q] = total;")
+            em.line("__syncthreads();")
+        for rd in range(count):
+            value = f"acc[{rd}]"
+            if not s.clear:
+                value = _combine(s.op, f"jt::cast<{acc_t.c_name}>({dst}[{rd}])", value)
+            em.line(f"{dst}[{rd}] = jt::cast<{s.dst.dtype.c_name}>({value});")
+
+
+def emit_finalize_reducer(em, s: ir.FinalizeReducer) -> None:
+    """All-reduce every element of each thread's private reducer copy over the block."""
+    em.comment_loc(s.loc)
+    buf = s.reducer
+    op = buf.reducer_op
+    acc_t = accumulator_dtype(buf.dtype)
+    name, tid = em.name(buf), em.name(em.kernel.thread_var)
+    warps = em.kernel.threads // 32
+    scratch = _scratch(em, acc_t)
+    with em.block(""):
+        if warps > 1:
+            em.line("__syncthreads();")
+        em.line("#pragma unroll")
+        with em.block(f"for (int e = 0; e < {buf.size}; ++e)"):
+            em.line(f"{acc_t.c_name} v = jt::cast<{acc_t.c_name}>({name}[e]);")
+            for t in range(5):
+                em.line(f"v = {_combine(op, 'v', f'jt::shfl_xor(v, {1 << t})')};")
+            if warps > 1:
+                em.line(f"if (({tid} & 31) == 0) {scratch}[({tid} >> 5) * {buf.size} + e] = v;")
+            else:
+                em.line(f"{name}[e] = jt::cast<{buf.dtype.c_name}>(v);")
+        if warps > 1:
+            em.line("__syncthreads();")
+            em.line("#pragma unroll")
+            with em.block(f"for (int e = 0; e < {buf.size}; ++e)"):
+                em.line(f"{acc_t.c_name} v = {_identity(op, acc_t)};")
+                em.line(f"for (int w = 0; w < {warps}; ++w) v = "
+                        f"{_combine(op, 'v', f'{scratch}[w * {buf.size} + e]')};")
+                em.line(f"{name}[e] = jt::cast<{buf.dtype.c_name}>(v);")
+            em.line("__syncthreads();")

@@ -1,0 +1,375 @@
+"""T.copy, T.fill and T.atomic_add on tiles.
+
+- Into or out of a fragment: each thread moves the elements it holds, in 16-byte vectors
+  where the layout keeps them contiguous and the addresses are provably aligned.
+- Between global and shared memory: the block's threads stride over 16-byte chunks; global to
+  shared becomes cp.async on sm_80+ (zero-filled past the end of the global buffer).
+- Thread-private buffers (T.alloc_local, T.alloc_var): every thread moves the whole tile.
+Reads past the end of a global buffer give zero and writes past it are dropped.
+"""
+
+from __future__ import annotations
+
+from jtile.codegen.bounds import aligned, region_in_bounds
+from jtile.codegen.expr import const_text
+from jtile.codegen.parallel import guard_replicas, index_expr
+from jtile.errors import JtileTraceError
+from jtile.ir import nodes as ir
+from jtile.ir.types import MemorySpace
+
+VECTOR_BYTES = 16
+
+
+def _fail(em, loc, message):
+    return JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {loc}: {message}")
+
+
+def region_index(em, region: ir.Region, tile: list) -> list:
+    """Buffer indices (C) of the tile element whose squeezed indices are `tile`."""
+    out, k = [], 0
+    for start, extent in zip(region.starts, region.extents):
+        s = em.expr(start)
+        if extent == 1:
+            out.append(s)
+            continue
+        out.append(tile[k] if s == "0" else f"{s} + {tile[k]}")
+        k += 1
+    return out
+
+
+def bounds_condition(buf: ir.Buffer, idx: list) -> str:
+    return " && ".join(f"({i}) < {size}" for i, size in zip(idx, buf.shape))
+
+
+def _is_private(buf: ir.Buffer) -> bool:
+    return buf.space in (MemorySpace.LOCAL, MemorySpace.VAR) or \
+        (buf.space is MemorySpace.FRAGMENT and buf.reducer_op is not None)
+
+
+def _whole_fragment(em, region: ir.Region, loc) -> None:
+    buf = region.buffer
+    if tuple(region.extents) != tuple(buf.shape):
+        raise _fail(em, loc, f"T.copy on part of the fragment {buf.describe()} (tile "
+                    f"{tuple(region.extents)}); fragments are copied whole")
+
+
+def _contiguous_vector(em, layout, frag: ir.Buffer, other: ir.Region) -> int:
+    """How many consecutive registers can move as one vector to/from `other`."""
+    last = frag.ndim - 1
+    k = 0
+    while k < len(layout.reg_bits) and layout.reg_bits[k] == (last, k):
+        k += 1
+    width = 1 << k
+    buf = other.buffer
+    if buf.space not in (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN):
+        return 1
+    if other.extents[-1] == 1 and frag.shape[-1] != 1:
+        return 1  # the fragment's last dim does not run along memory's contiguous dim
+    bytes_ = max(buf.dtype.bytes, frag.dtype.bytes)
+    width = min(width, VECTOR_BYTES // bytes_, frag.shape[-1])
+    while width > 1 and not (buf.shape[-1] % width == 0 and aligned(other.starts[-1], width)):
+        width //= 2
+    return max(width, 1)
+
+
+def _fragment_tile(em, layout, frag, reg: str) -> list:
+    tid = em.name(em.kernel.thread_var)
+    return [index_expr(layout, d, tid, reg) for d in range(frag.ndim) if frag.shape[d] != 1] or \
+        ["0"]
+
+
+def _copy_into_fragment(em, src: ir.Region, dst: ir.Region, loc) -> None:
+    frag = dst.buffer
+    _whole_fragment(em, dst, loc)
+    layout = em.layouts[frag]
+    width = _contiguous_vector(em, layout, frag, src)
+    guard = src.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, src)
+    reg = em.temp("r")
+    em.line("#pragma unroll")
+    with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; {reg} += {width})"):
+        tile = _fragment_tile(em, layout, frag, reg)
+        idx = region_index(em, src, tile)
+        elem = em.element(src.buffer, idx)
+        dname, sdt, ddt = em.name(frag), src.buffer.dtype, frag.dtype
+        zero = const_text(0, ddt)
+        if width == 1:
+            value = f"jt::cast<{ddt.c_name}>({elem})"
+            if guard:
+                value = f"({bounds_condition(src.buffer, idx)}) ? {value} : {zero}"
+            em.line(f"{dname}[{reg}] = {value};")
+            return
+        vec = em.temp("v")
+        em.line(f"jt::vec<{sdt.c_name}, {width}> {vec};")
+        load = f"{vec} = *reinterpret_cast<const jt::vec<{sdt.c_name}, {width}>*>(&{elem});"
+        if guard:
+            with em.block(f"if ({bounds_condition(src.buffer, idx)})"):
+                em.line(load)
+            with em.block("else"):
+                em.line("#pragma unroll")
+                em.line(f"for (int u = 0; u < {width}; ++u) {vec}.v[u] = "
+                        f"{const_text(0, sdt)};")
+        else:
+            em.line(load)
+        em.line("#pragma unroll")
+        em.line(f"for (int u = 0; u < {width}; ++u) {dname}[{reg} + u] = "
+                f"jt::cast<{ddt.c_name}>({vec}.v[u]);")
+
+
+def _copy_from_fragment(em, src: ir.Region, dst: ir.Region, loc) -> None:
+    frag = src.buffer
+    _whole_fragment(em, src, loc)
+    layout = em.layouts[frag]
+    width = _contiguous_vector(em, layout, frag, dst)
+    guard = dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst)
+    reg = em.temp("r")
+    em.line("#pragma unroll")
+    with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; {reg} += {width})"):
+        tile = _fragment_tile(em, layout, frag, reg)
+        idx = region_index(em, dst, tile)
+        elem = em.element(dst.buffer, idx)
+        sname, ddt = em.name(frag), dst.buffer.dtype
+        conds = []
+        if layout.replicated_thread_mask:
+            conds.append(f"({em.name(em.kernel.thread_var)} & {layout.replicated_thread_mask}) == 0")
+        if guard:
+            conds.append(bounds_condition(dst.buffer, idx))
+        if width == 1:
+            stmt = f"{elem} = jt::cast<{ddt.c_name}>({sname}[{reg}]);"
+        else:
+            vec = em.temp("v")
+            em.line(f"jt::vec<{ddt.c_name}, {width}> {vec};")
+            em.line("#pragma unroll")
+            em.line(f"for (int u = 0; u < {width}; ++u) {vec}.v[u] = "
+                    f"jt::cast<{ddt.c_name}>({sname}[{reg} + u]);")
+            stmt = f"*reinterpret_cast<jt::vec<{ddt.c_name}, {width}>*>(&{elem}) = {vec};"
+        if conds:
+            with em.block(f"if ({' && '.join(conds)})"):
+                em.line(stmt)
+        else:
+            em.line(stmt)
+
+
+def _cooperative_width(em, src: ir.Region, dst: ir.Region) -> int:
+    width = VECTOR_BYTES // max(src.dtype.bytes, dst.dtype.bytes)
+    if src.extents[-1] == 1 or dst.extents[-1] == 1:
+        return 1
+    while width > 1:
+        ok = src.extents[-1] % width == 0 and src.buffer.shape[-1] % width == 0 and \
+            dst.buffer.shape[-1] % width == 0 and aligned(src.starts[-1], width) and \
+            aligned(dst.starts[-1], width)
+        if ok:
+            return width
+        width //= 2
+    return 1
+
+
+def emit_cooperative_copy(em, src: ir.Region, dst: ir.Region, *, use_async=True,
+                          src_guard=None) -> None:
+    """The block's threads stride over the tile in vectors (cp.async global->shared)."""
+    shape = src.squeezed_shape() or (1,)
+    width = _cooperative_width(em, src, dst)
+    total = 1
+    for e in shape:
+        total *= e
+    chunks = total // width
+    tid, threads = em.name(em.kernel.thread_var), em.kernel.threads
+    src_guard = (src.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, src)) \
+        if src_guard is None else src_guard
+    dst_guard = dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst)
+    async_ok = use_async and em.target.has_cp_async and src.buffer.space is MemorySpace.GLOBAL \
+        and dst.buffer.space.is_shared and src.dtype is dst.dtype \
+        and width * src.dtype.bytes in (4, 8, 16)
+    e = em.temp("c")
+    if chunks <= threads * 16:
+        em.line("#pragma unroll")
+    with em.block(f"for (int {e} = {tid}; {e} < {chunks}; {e} += {threads})"):
+        tile, rest = [], f"{e} * {width}" if width > 1 else e
+        stride = total
+        for extent in shape:
+            stride //= extent
+            tile.append(f"(({rest}) / {stride}) % {extent}" if stride > 1 else f"({rest}) % {extent}")
+        sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
+        selem, delem = em.element(src.buffer, sidx), em.element(dst.buffer, didx)
+        scond = bounds_condition(src.buffer, sidx) if src_guard else None
+        if async_ok and not dst_guard:
+            nbytes = width * src.dtype.bytes
+            if scond and nbytes == 16:
+                em.line(f"jt::cp_async_16_zfill(&{delem}, &{selem}, {scond});")
+            elif scond:
+                with em.block(f"if ({scond})"):
+                    em.line(f"jt::cp_async_{nbytes}(&{delem}, &{selem});")
+                with em.block("else"):
+                    _store_zero(em, dst.dtype, delem, width)
+            else:
+                em.line(f"jt::cp_async_{nbytes}(&{delem}, &{selem});")
+            em.async_pending = True
+            return
+        sdt, ddt = src.dtype, dst.dtype
+        if width == 1:
+            value = f"jt::cast<{ddt.c_name}>({selem})"
+            if scond:
+                value = f"({scond}) ? {value} : {const_text(0, ddt)}"
+            stmt = [f"{delem} = {value};"]
+        else:
+            vec_s, vec_d = em.temp("v"), em.temp("v")
+            stmt = [f"jt::vec<{sdt.c_name}, {width}> {vec_s};"]
+            load = f"{vec_s} = *reinterpret_cast<const jt::vec<{sdt.c_name}, {width}>*>(&{selem});"
+            if scond:
+                stmt.append(f"if ({scond}) {load} else {{ for (int u = 0; u < {width}; ++u) "
+                            f"{vec_s}.v[u] = {const_text(0, sdt)}; }}")
+            else:
+                stmt.append(load)
+            stmt.append(f"jt::vec<{ddt.c_name}, {width}> {vec_d};")
+            stmt.append(f"for (int u = 0; u < {width}; ++u) {vec_d}.v[u] = "
+                        f"jt::cast<{ddt.c_name}>({vec_s}.v[u]);")
+            stmt.append(f"*reinterpret_cast<jt::vec<{ddt.c_name}, {width}>*>(&{delem}) = {vec_d};")
+        if dst_guard:
+            with em.block(f"if ({bounds_condition(dst.buffer, didx)})"):
+                for text in stmt:
+                    em.line(text)
+        else:
+            for text in stmt:
+                em.line(text)
+
+
+def _store_zero(em, dtype, elem, width):
+    if width == 1:
+        em.line(f"{elem} = {const_text(0, dtype)};")
+    else:
+        em.line(f"for (int u = 0; u < {width}; ++u) (&{elem})[u] = {const_text(0, dtype)};")
+
+
+def _per_thread_copy(em, src: ir.Region, dst: ir.Region) -> None:
+    """Every thread copies the whole tile (a thread-private buffer is involved)."""
+    shape = src.squeezed_shape() or (1,)
+    total = 1
+    for e in shape:
+        total *= e
+    e = em.temp("p")
+    guard = src.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, src)
+    dguard = dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst)
+    em.line("#pragma unroll")
+    with em.block(f"for (int {e} = 0; {e} < {total}; ++{e})"):
+        tile, stride = [], total
+        for extent in shape:
+            stride //= extent
+            tile.append(f"({e} / {stride}) % {extent}" if stride > 1 else f"{e} % {extent}")
+        sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
+        value = f"jt::cast<{dst.dtype.c_name}>({em.element(src.buffer, sidx)})"
+        if guard:
+            value = f"({bounds_condition(src.buffer, sidx)}) ? {value} : {const_text(0, dst.dtype)}"
+        stmt = f"{em.element(dst.buffer, didx)} = {value};"
+        if dguard:
+            stmt = f"if ({bounds_condition(dst.buffer, didx)}) {stmt}"
+        em.line(stmt)
+
+
+def emit_copy(em, s: ir.Copy) -> None:
+    em.comment_loc(s.loc)
+    src, dst = s.src, s.dst
+    src_frag, dst_frag = em.is_tiled_fragment(src.buffer), em.is_tiled_fragment(dst.buffer)
+    with em.block(""):
+        if src_frag and dst_frag:
+            _whole_fragment(em, src, s.loc)
+            _whole_fragment(em, dst, s.loc)
+            if em.layouts[src.buffer] != em.layouts[dst.buffer]:
+                raise _fail(em, s.loc, f"T.copy between fragments {src.buffer.describe()} and "
+                            f"{dst.buffer.describe()} with different layouts; go through shared "
+                            "memory")
+            reg = em.temp("r")
+            em.line("#pragma unroll")
+            em.line(f"for (int {reg} = 0; {reg} < {em.layouts[dst.buffer].num_registers}; "
+                    f"++{reg}) {em.name(dst.buffer)}[{reg}] = "
+                    f"jt::cast<{dst.dtype.c_name}>({em.name(src.buffer)}[{reg}]);")
+        elif dst_frag:
+            if _is_private(src.buffer):
+                raise _fail(em, s.loc, "T.copy from a thread-private buffer into a fragment")
+            _copy_into_fragment(em, src, dst, s.loc)
+        elif src_frag:
+            if _is_private(dst.buffer):
+                raise _fail(em, s.loc, "T.copy from a fragment into a thread-private buffer")
+            _copy_from_fragment(em, src, dst, s.loc)
+        elif _is_private(src.buffer) or _is_private(dst.buffer):
+            _per_thread_copy(em, src, dst)
+        else:
+            emit_cooperative_copy(em, src, dst)
+
+
+def emit_fill(em, s: ir.Fill) -> None:
+    em.comment_loc(s.loc)
+    region, buf = s.dst, s.dst.buffer
+    value = em.typed(s.value, buf.dtype)
+    if em.is_tiled_fragment(buf):
+        _whole_fragment(em, region, s.loc)
+        reg = em.temp("r")
+        em.line("#pragma unroll")
+        em.line(f"for (int {reg} = 0; {reg} < {em.layouts[buf].num_registers}; ++{reg}) "
+                f"{em.name(buf)}[{reg}] = {value};")
+        return
+    shape = region.squeezed_shape() or (1,)
+    total = 1
+    for e in shape:
+        total *= e
+    private = _is_private(buf)
+    e = em.temp("f")
+    start = "0" if private else em.name(em.kernel.thread_var)
+    step = "1" if private else str(em.kernel.threads)
+    guard = buf.space is MemorySpace.GLOBAL and not region_in_bounds(em, region)
+    em.line("#pragma unroll")
+    with em.block(f"for (int {e} = {start}; {e} < {total}; {e} += {step})"):
+        tile, stride = [], total
+        for extent in shape:
+            stride //= extent
+            tile.append(f"({e} / {stride}) % {extent}" if stride > 1 else f"{e} % {extent}")
+        idx = region_index(em, region, tile)
+        stmt = f"{em.element(buf, idx)} = {value};"
+        em.line(f"if ({bounds_condition(buf, idx)}) {stmt}" if guard else stmt)
+
+
+def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
+    em.comment_loc(s.loc)
+    if isinstance(s.dst, ir.Load):
+        buf = s.dst.buffer
+        elem = em.element(buf, [em.expr(i) for i in s.dst.indices])
+        with guard_replicas(em, True):
+            em.line(f"jt::atomic_add(&{elem}, {em.typed(s.value, buf.dtype)});")
+        return
+    src, dst = s.value, s.dst
+    if em.is_tiled_fragment(src.buffer):
+        frag = src.buffer
+        _whole_fragment(em, src, s.loc)
+        layout = em.layouts[frag]
+        guard = dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst)
+        reg = em.temp("r")
+        em.line("#pragma unroll")
+        with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; ++{reg})"):
+            idx = region_index(em, dst, _fragment_tile(em, layout, frag, reg))
+            conds = []
+            if layout.replicated_thread_mask:
+                conds.append(f"({em.name(em.kernel.thread_var)} & "
+                             f"{layout.replicated_thread_mask}) == 0")
+            if guard:
+                conds.append(bounds_condition(dst.buffer, idx))
+            stmt = (f"jt::atomic_add(&{em.element(dst.buffer, idx)}, "
+                    f"jt::cast<{dst.dtype.c_name}>({em.name(frag)}[{reg}]));")
+            em.line(f"if ({' && '.join(conds)}) {stmt}" if conds else stmt)
+        return
+    shape = src.squeezed_shape() or (1,)
+    total = 1
+    for e in shape:
+        total *= e
+    private = _is_private(src.buffer)
+    e = em.temp("a")
+    start = "0" if private else em.name(em.kernel.thread_var)
+    step = "1" if private else str(em.kernel.threads)
+    with em.block(f"for (int {e} = {start}; {e} < {total}; {e} += {step})"):
+        tile, stride = [], total
+        for extent in shape:
+            stride //= extent
+            tile.append(f"({e} / {stride}) % {extent}" if stride > 1 else f"{e} % {extent}")
+        sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
+        stmt = (f"jt::atomic_add(&{em.element(dst.buffer, didx)}, "
+                f"jt::cast<{dst.dtype.c_name}>({em.element(src.buffer, sidx)}));")
+        if dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst):
+            stmt = f"if ({bounds_condition(dst.buffer, didx)}) {stmt}"
+        em.line(stmt)

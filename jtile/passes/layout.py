@@ -1,0 +1,171 @@
+"""Fragment layouts: which thread holds which element of a register tile, in which register.
+
+A layout is linear over bits (every fragment dimension is a power of 2): each bit of the
+thread index and each bit of the register index either selects one bit of one logical
+dimension or, for thread bits only, nothing (the element is replicated across those threads).
+This one form covers the element-wise layouts of copies, the mma.sync accumulator and operand
+layouts, and the row-vector layouts that reductions produce; a reduction along a dimension
+becomes: combine the registers whose bits select that dimension, then shuffle across the lane
+bits, then across warps through shared memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+Bit = Optional[tuple]  # (dimension, bit) or None
+
+
+def is_power_of_two(n: int) -> bool:
+    return n > 0 and n & (n - 1) == 0
+
+
+def log2(n: int) -> int:
+    return n.bit_length() - 1
+
+
+@dataclass(frozen=True)
+class Layout:
+    """shape: logical tile shape; thread_bits[t] / reg_bits[r]: the (dim, bit) each selects."""
+
+    shape: tuple
+    thread_bits: tuple
+    reg_bits: tuple
+
+    @property
+    def num_registers(self) -> int:
+        return 1 << len(self.reg_bits)
+
+    @property
+    def replicated_thread_mask(self) -> int:
+        return sum(1 << t for t, bit in enumerate(self.thread_bits) if bit is None)
+
+    def logical_index(self, tid: int, reg: int) -> tuple:
+        index = [0] * len(self.shape)
+        for t, bit in enumerate(self.thread_bits):
+            if bit is not None and (tid >> t) & 1:
+                index[bit[0]] |= 1 << bit[1]
+        for r, bit in enumerate(self.reg_bits):
+            if (reg >> r) & 1:
+                index[bit[0]] |= 1 << bit[1]
+        return tuple(index)
+
+    def register_part(self, reg: int) -> tuple:
+        """The part of the logical index that register `reg` contributes (thread bits zero)."""
+        return self.logical_index(0, reg)
+
+    def register_of(self, index: tuple) -> int:
+        """The register holding `index` in whichever thread owns it."""
+        reg = 0
+        for r, (dim, bit) in enumerate(self.reg_bits):
+            if (index[dim] >> bit) & 1:
+                reg |= 1 << r
+        return reg
+
+    def thread_dims(self, dim: int) -> list:
+        """[(thread bit, logical bit)] of the thread bits that select dimension `dim`."""
+        return [(t, b[1]) for t, b in enumerate(self.thread_bits) if b is not None and b[0] == dim]
+
+    def project(self, keep: tuple) -> "Layout":
+        """The layout of a tile indexed by the dims `keep` (in order) of this one.
+
+        Thread bits selecting a dropped dim become replication; register bits selecting a
+        dropped dim disappear (their registers hold the same element of the projection).
+        """
+        remap = {old: new for new, old in enumerate(keep)}
+        threads = tuple((remap[b[0]], b[1]) if b is not None and b[0] in remap else None
+                        for b in self.thread_bits)
+        regs = tuple((remap[b[0]], b[1]) for b in self.reg_bits if b[0] in remap)
+        return Layout(tuple(self.shape[d] for d in keep), threads, regs)
+
+    def compatible_projection(self, other: "Layout", keep: tuple) -> bool:
+        """True when every thread holds, in `other`, the projected elements it holds here."""
+        return self.project(keep).thread_bits == other.thread_bits
+
+    def describe(self) -> str:
+        def name(b):
+            return "-" if b is None else f"d{b[0]}.{b[1]}"
+        return (f"threads[{' '.join(name(b) for b in self.thread_bits)}] "
+                f"regs[{' '.join(name(b) for b in self.reg_bits)}]")
+
+
+def default_layout(shape: tuple, num_threads: int, vector: int) -> Layout:
+    """Row-major element-wise layout: `vector` contiguous elements per thread, then threads,
+    then more registers; threads beyond the tile's size hold replicas."""
+    logical = []  # (dim, bit) from the lowest bit of the last dim upwards
+    for dim in reversed(range(len(shape))):
+        logical.extend((dim, b) for b in range(log2(shape[dim])))
+    vbits = min(log2(vector), len(logical))
+    tbits = log2(num_threads)
+    regs = logical[:vbits]
+    threads = logical[vbits: vbits + tbits]
+    regs += logical[vbits + tbits:]
+    threads = threads + [None] * (tbits - len(threads))
+    return Layout(tuple(shape), tuple(threads), tuple(regs))
+
+
+@dataclass(frozen=True)
+class MmaTiling:
+    """How a (M, N) mma.sync accumulator is split: a wm x wn grid of warps, each holding
+    mt x nt tiles of 16 x 8 (m16n8)."""
+
+    m: int
+    n: int
+    wm: int
+    wn: int
+
+    @property
+    def mt(self) -> int:
+        return self.m // (16 * self.wm)
+
+    @property
+    def nt(self) -> int:
+        return self.n // (8 * self.wn)
+
+    def accumulator_layout(self, num_threads: int) -> Layout:
+        """Register r = c + 4 * (ni + nt * mi): c0/c1 are columns 2q, 2q+1 of row g, c2/c3 the
+        same at row g + 8 (lane = 4g + q); warps are numbered wm-fastest."""
+        lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
+        regs = [(1, 0), (0, 3)]
+        regs += [(1, 3 + b) for b in range(log2(self.nt))]
+        regs += [(0, 4 + b) for b in range(log2(self.mt))]
+        warps = [(0, 4 + log2(self.mt) + b) for b in range(log2(self.wm))]
+        warps += [(1, 3 + log2(self.nt) + b) for b in range(log2(self.wn))]
+        threads = lane + warps
+        threads += [None] * (log2(num_threads) - len(threads))
+        return Layout((self.m, self.n), tuple(threads), tuple(regs))
+
+    def operand_a_layout(self, num_threads: int, k: int) -> Layout:
+        """The m16n8k16 A-operand layout over (M, K) for this warp grid when every warp along
+        N needs the same rows: a{0,1} cols 2q, 2q+1 of row g; a{2,3} row g+8; a{4..7} cols +8.
+        Register r = e + 8 * (ki + kt * mi) with e the element of the 8 a-halves."""
+        kt = k // 16
+        lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
+        regs = [(1, 0), (0, 3), (1, 3)]
+        regs += [(1, 4 + b) for b in range(log2(kt))]
+        regs += [(0, 4 + b) for b in range(log2(self.mt))]
+        warps = [(0, 4 + log2(self.mt) + b) for b in range(log2(self.wm))]
+        threads = lane + warps + [None] * (log2(num_threads) - len(lane) - len(warps))
+        return Layout((self.m, k), tuple(threads), tuple(regs))
+
+
+def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool) -> Optional[MmaTiling]:
+    """A warp grid for an (m, n) accumulator; None when no grid tiles it with m16n8 tiles.
+
+    `full_row` puts every warp along M (each warp owns whole rows), which row reductions and
+    feeding the tile into the next gemm as A from registers need.
+    """
+    best = None
+    for wm_bits in range(log2(num_warps) + 1):
+        wm, wn = 1 << wm_bits, num_warps >> wm_bits
+        if m % (16 * wm) or n % (8 * wn):
+            continue
+        if full_row and wn != 1:
+            continue
+        tiling = MmaTiling(m, n, wm, wn)
+        # Shared-memory traffic per k-step is proportional to the warp tile's perimeter.
+        cost = m // wm + n // wn
+        if best is None or cost < best[0]:
+            best = (cost, tiling)
+    return best[1] if best else None

@@ -1,0 +1,135 @@
+"""Shared-memory planning: pipelining stages, swizzles, reduction scratch, offsets, limits.
+
+Decides, in `kernel.attrs["shared"]` (a SharedPlan):
+- which global->shared copies of a `T.Pipelined` loop are multi-buffered (their destination
+  buffer gets `num_stages` copies, filled by cp.async ahead of the compute);
+- which shared tiles feed `T.gemm` through ldmatrix and are stored XOR-swizzled (16-byte
+  chunks permuted per row) so the 8 rows one ldmatrix phase reads fall in distinct banks;
+- scratch for cross-warp reductions;
+- every buffer's byte offset (128-byte aligned), checked against the target's limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jtile.errors import JtileTargetError
+from jtile.ir import nodes as ir
+from jtile.ir.types import MemorySpace
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
+
+ALIGNMENT = 128
+REDUCE_SCRATCH_BYTES_PER_THREAD = 8  # one float64 slot per thread and output register
+
+
+@dataclass
+class SharedPlan:
+    offsets: dict = field(default_factory=dict)        # Buffer -> byte offset in jt_smem
+    stages: dict = field(default_factory=dict)         # Buffer -> number of pipeline copies
+    swizzled: set = field(default_factory=set)         # Buffers stored XOR-swizzled
+    pipelined_copies: dict = field(default_factory=dict)  # For -> [Copy] issued ahead
+    scratch_offset: int = 0
+    scratch_bytes: int = 0
+    dynamic_bytes: int = 0
+    static_bytes: int = 0
+
+
+def _align(n: int) -> int:
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+
+
+def _pipelinable(loop: ir.For, copy: ir.Copy, body: tuple) -> bool:
+    """A global->shared copy at the top of the loop body whose destination only this copy
+    writes in the loop, and whose source is read-only."""
+    if copy.src.buffer.space is not MemorySpace.GLOBAL or not copy.dst.buffer.space.is_shared:
+        return False
+    if copy.src.dtype is not copy.dst.dtype:
+        return False
+    writers = [s for s in statements(body) if copy.dst.buffer in deep_buffers_written(s)]
+    return writers == [copy]
+
+
+def plan_pipelines(kernel: ir.Kernel, plan: SharedPlan, target) -> None:
+    if not target.has_cp_async:
+        return
+    for s in statements(kernel.body):
+        if not (isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1):
+            continue
+        copies = [c for c in s.body if isinstance(c, ir.Copy) and _pipelinable(s, c, s.body)]
+        # A buffer pipelined by two loops would need two stage counts; keep the first.
+        copies = [c for c in copies if c.dst.buffer not in plan.stages]
+        if not copies:
+            continue
+        plan.pipelined_copies[s] = copies
+        for c in copies:
+            plan.stages[c.dst.buffer] = s.num_stages
+
+
+def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
+    for s in statements(kernel.body):
+        if not isinstance(s, ir.Gemm) or s.a.dtype.bits != 16:
+            continue
+        for region in (s.a, s.b):
+            buf = region.buffer
+            inner_bytes = buf.shape[-1] * buf.dtype.bytes
+            if buf.space.is_shared and inner_bytes % 32 == 0 and \
+                    (inner_bytes // 16) & (inner_bytes // 16 - 1) == 0:
+                plan.swizzled.add(buf)
+
+
+def reduce_scratch_bytes(kernel: ir.Kernel) -> int:
+    """Scratch for combining partial results across warps (reductions and reducers)."""
+    layouts = kernel.attrs.get("layouts", {})
+    need = 0
+    for s in statements(kernel.body):
+        if isinstance(s, ir.Reduce):
+            src = layouts[s.src]
+            dst_regs = layouts[s.dst].num_registers
+            if any(t >= 5 for t, _ in src.thread_dims(s.dim)):
+                need = max(need, kernel.threads * dst_regs * REDUCE_SCRATCH_BYTES_PER_THREAD)
+        elif isinstance(s, ir.FinalizeReducer):
+            need = max(need, (kernel.threads // 32) * s.reducer.size *
+                       REDUCE_SCRATCH_BYTES_PER_THREAD)
+    return need
+
+
+def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
+    plan = SharedPlan()
+    plan_pipelines(kernel, plan, target)
+    plan_swizzles(kernel, plan)
+    offset = 0
+    static = 0
+    rows = []
+    for buf in kernel.allocations:
+        if not buf.space.is_shared:
+            continue
+        size = buf.nbytes * plan.stages.get(buf, 1)
+        plan.offsets[buf] = offset
+        rows.append(f"{buf.name} {buf.dtype}{list(buf.shape)}"
+                    f"{' x' + str(plan.stages[buf]) + ' stages' if buf in plan.stages else ''}"
+                    f" = {size} bytes")
+        offset = _align(offset + size)
+        if buf.space is MemorySpace.SHARED:
+            static += size
+    plan.scratch_bytes = reduce_scratch_bytes(kernel)
+    if plan.scratch_bytes:
+        plan.scratch_offset = offset
+        rows.append(f"reduction scratch = {plan.scratch_bytes} bytes")
+        offset = _align(offset + plan.scratch_bytes)
+    barriers = sum(8 * b.shape[0] for b in kernel.allocations if b.space is MemorySpace.BARRIER)
+    plan.dynamic_bytes = offset
+    plan.static_bytes = static
+    total = offset + barriers
+    limit = target.max_shared_memory_per_block
+    if total > limit:
+        listing = "; ".join(rows)
+        raise JtileTargetError(
+            f"{kernel.name} ({kernel.loc}): shared memory needs {total} bytes "
+            f"({listing}{'; barriers = ' + str(barriers) + ' bytes' if barriers else ''}) but "
+            f"{target.arch} allows {limit} bytes per block; use smaller tiles or fewer stages")
+    if static > target.static_shared_memory_limit:
+        raise JtileTargetError(
+            f"{kernel.name} ({kernel.loc}): static shared memory (scope \"shared\") needs "
+            f"{static} bytes but at most {target.static_shared_memory_limit} bytes are allowed; "
+            "use the default scope \"shared.dyn\" for large tiles")
+    return kernel.replace(attrs=dict(kernel.attrs, shared=plan))

@@ -1,0 +1,76 @@
+"""The examples' kernels at test sizes, as (name, launcher factory, argument specs)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+import jtile
+from examples import flash_attention as fa
+from examples import gemm, layer_norm, producer_consumer, quickstart, reducer, softmax
+
+S = jax.ShapeDtypeStruct
+
+
+def _gemm(trans_a, trans_b, dtype):
+    kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=128, block_k=32,
+                               stages=3, threads=128, trans_a=trans_a, trans_b=trans_b)
+    m, n, k = 256, 192, 160
+    a = S((k, m) if trans_a else (m, k), dtype)
+    b = S((n, k) if trans_b else (k, n), dtype)
+    return lambda interpret: jtile.pallas_like(kernel, out_shape=S((m, n), dtype),
+                                               name="matmul", interpret=interpret), [a, b]
+
+
+def _flash(d, causal, block_m=128, block_n=64, threads=256):
+    kernel = functools.partial(fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=2,
+                               threads=threads, causal=causal)
+    spec = S((1, 256, 2, d), jnp.float16)
+    return lambda interpret: jtile.pallas_like(kernel, name=f"flash_fwd_d{d}",
+                                               interpret=interpret), [spec] * 3
+
+
+def _plain(kernel, name, **out):
+    return lambda interpret: jtile.pallas_like(kernel, name=name, interpret=interpret, **out)
+
+
+CASES = {
+    "vector_add": (_plain(quickstart.add_kernel, "add", out_shape=S((100_000,), jnp.float32)),
+                   [S((100_000,), jnp.float32)] * 2),
+    "softmax_f32": (_plain(functools.partial(softmax.softmax_kernel, block_rows=1, threads=256),
+                           "softmax"), [S((256, 1024), jnp.float32)]),
+    "softmax_bf16_rows4": (_plain(functools.partial(softmax.softmax_kernel, block_rows=4,
+                                                    threads=128), "softmax"),
+                           [S((130, 512), jnp.bfloat16)]),
+    "layer_norm_fwd": (_plain(functools.partial(layer_norm.layer_norm_fwd_kernel, block_rows=1,
+                                                threads=256, eps=1e-5), "ln_fwd"),
+                       [S((64, 1024), jnp.float32), S((1024,), jnp.float32),
+                        S((1024,), jnp.float32)]),
+    "layer_norm_bwd": (_plain(functools.partial(layer_norm.layer_norm_bwd_kernel, block_rows=2,
+                                                threads=128), "ln_bwd"),
+                       [S((63, 512), jnp.float32), S((512,), jnp.float32),
+                        S((63, 512), jnp.float32), S((63,), jnp.float32),
+                        S((63,), jnp.float32)]),
+    "gemm_nn_f16": _gemm(False, False, jnp.float16),
+    "gemm_nt_f16": _gemm(False, True, jnp.float16),
+    "gemm_tn_bf16": _gemm(True, False, jnp.bfloat16),
+    "gemm_tt_bf16": _gemm(True, True, jnp.bfloat16),
+    "reducer": (_plain(functools.partial(reducer.column_stats_kernel, block_rows=32,
+                                         block_cols=32, threads=128), "column_stats"),
+                [S((300, 96), jnp.float32)]),
+    "producer_consumer": (_plain(functools.partial(producer_consumer.scaled_rows_kernel,
+                                                   tile=256, threads=128), "scaled_rows"),
+                          [S((16, 512), jnp.float32)]),
+    "flash_d64": _flash(64, False, block_n=128),
+    "flash_d64_causal": _flash(64, True, block_n=128),
+    "flash_d128": _flash(128, False),
+    "flash_d128_causal": _flash(128, True),
+}
+
+NEEDS_SM90 = {"producer_consumer"}
+
+
+def random_inputs(specs, seed=0):
+    keys = jax.random.split(jax.random.key(seed), len(specs))
+    return [jax.random.normal(key, spec.shape, jnp.float32).astype(spec.dtype)
+            for key, spec in zip(keys, specs)]
