@@ -68,14 +68,31 @@ def compare(workload, jtile_fn, xla_fn, args, *, flops=None, bytes_moved=None, i
     print(row, flush=True)
 
 
+GEMM_CONFIGS = (
+    dict(block_m=128, block_n=128, block_k=32, stages=3, threads=128),
+    dict(block_m=128, block_n=128, block_k=64, stages=3, threads=128),
+    dict(block_m=128, block_n=128, block_k=32, stages=4, threads=256),
+    dict(block_m=128, block_n=256, block_k=64, stages=3, threads=256),
+    dict(block_m=256, block_n=128, block_k=64, stages=3, threads=256),
+    dict(block_m=128, block_n=256, block_k=32, stages=4, threads=256),
+)
+
+ATTENTION_CONFIGS = (
+    dict(block_m=128, block_n=64, threads=256, stages=2),
+    dict(block_m=128, block_n=128, threads=256, stages=2),
+    dict(block_m=64, block_n=64, threads=128, stages=2),
+    dict(block_m=64, block_n=128, threads=128, stages=2),
+)
+
+
 def gemms():
     m = n = k = 4096
     for dtype in (jnp.float16, jnp.bfloat16):
         a = jax.random.normal(jax.random.key(0), (m, k), jnp.float32).astype(dtype)
         b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32).astype(dtype)
-        for cfg in (dict(block_m=128, block_n=128, block_k=32, stages=3, threads=128),
-                    dict(block_m=128, block_n=256, block_k=32, stages=3, threads=256)):
-            tag = f"{cfg['block_m']}x{cfg['block_n']}x{cfg['block_k']}"
+        for cfg in GEMM_CONFIGS:
+            tag = (f"{cfg['block_m']}x{cfg['block_n']}x{cfg['block_k']} s{cfg['stages']} "
+                   f"t{cfg['threads']}")
             compare(f"gemm 4096^3 {jnp.dtype(dtype).name} [{tag}]",
                     functools.partial(gemm.matmul, interpret=False, **cfg), jnp.dot, (a, b),
                     flops=2 * m * n * k)
@@ -111,12 +128,15 @@ def attention():
                for key in jax.random.split(jax.random.key(6), 3))
     for causal in (False, True):
         flops = 4 * b * h * s * s * d // (2 if causal else 1)
-        compare(f"attention fwd B4 S4096 H16 D128 f16 {'causal' if causal else 'full'}",
-                functools.partial(flash_attention.flash_attention, causal=causal,
-                                  block_m=128, block_n=64, threads=256, interpret=False),
-                lambda q, k, v: jax.nn.dot_product_attention(q, k, v, is_causal=causal,
-                                                             implementation="cudnn"),
-                (q, k, v), flops=flops, iters=5)
+        for cfg in ATTENTION_CONFIGS:
+            tag = f"{cfg['block_m']}x{cfg['block_n']} t{cfg['threads']}"
+            compare(f"attention fwd B4 S4096 H16 D128 f16 {'causal' if causal else 'full'} "
+                    f"[{tag}]",
+                    functools.partial(flash_attention.flash_attention, causal=causal,
+                                      interpret=False, **cfg),
+                    lambda q, k, v: jax.nn.dot_product_attention(
+                        q, k, v, is_causal=causal, implementation="cudnn"),
+                    (q, k, v), flops=flops, iters=5)
 
 
 COMPILE_SNIPPET = """
@@ -156,8 +176,10 @@ def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
     target = "sm_90a"
     compile_times(target)
+    only = sys.argv[1:]
     for section in (gemms, softmaxes, layer_norms, attention):
-        section()
+        if not only or section.__name__ in only:
+            section()
     print("\n==== SUMMARY (speed = XLA time / jtile time; > 1 means jtile is faster) ====")
     for row in ROWS:
         print(row)

@@ -98,6 +98,23 @@ class CudaEmitter:
             self.depth -= 1
             self.line("}")
 
+    @contextlib.contextmanager
+    def strided_loop(self, var: str, total: int):
+        """`var` runs over 0..total-1 spread over the block's threads: a loop with a constant
+        trip count (so it unrolls) and a tail guard only when threads do not divide total."""
+        threads = self.kernel.threads
+        tid = self.name(self.kernel.thread_var)
+        trips = -(-total // threads)
+        step = self.temp("u")
+        self.line("#pragma unroll" if trips <= 64 else "#pragma unroll 4")
+        with self.block(f"for (int {step} = 0; {step} < {trips}; ++{step})"):
+            self.line(f"const int {var} = {step} * {threads} + {tid};")
+            if total % threads:
+                with self.block(f"if ({var} < {total})"):
+                    yield
+            else:
+                yield
+
     def temp(self, base: str) -> str:
         self.temp_count += 1
         return f"jt_{base}{self.temp_count}"

@@ -114,11 +114,8 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
         total = 1
         for e in loop.extents:
             total *= e
-        threads = em.kernel.threads
         flat = em.temp("e")
-        if total <= threads * UNROLL_LIMIT:
-            em.line("#pragma unroll")
-        with em.block(f"for (int {flat} = {tid}; {flat} < {total}; {flat} += {threads})"):
+        with em.strided_loop(flat, total):
             stride = total
             for var, extent in zip(loop.vars, loop.extents):
                 stride //= extent

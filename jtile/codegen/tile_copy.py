@@ -10,6 +10,8 @@ Reads past the end of a global buffer give zero and writes past it are dropped.
 
 from __future__ import annotations
 
+import contextlib
+
 from jtile.codegen.bounds import aligned, region_in_bounds
 from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import guard_replicas, index_expr
@@ -180,9 +182,7 @@ def emit_cooperative_copy(em, src: ir.Region, dst: ir.Region, *, use_async=True,
         and dst.buffer.space.is_shared and src.dtype is dst.dtype \
         and width * src.dtype.bytes in (4, 8, 16)
     e = em.temp("c")
-    if chunks <= threads * 16:
-        em.line("#pragma unroll")
-    with em.block(f"for (int {e} = {tid}; {e} < {chunks}; {e} += {threads})"):
+    with em.strided_loop(e, chunks):
         tile, rest = [], f"{e} * {width}" if width > 1 else e
         stride = total
         for extent in shape:
@@ -295,6 +295,18 @@ def emit_copy(em, s: ir.Copy) -> None:
             emit_cooperative_copy(em, src, dst)
 
 
+@contextlib.contextmanager
+def _private_or_strided(em, var: str, total: int, private: bool):
+    """Every thread over the whole tile (thread-private buffers) or the threads striding."""
+    if not private:
+        with em.strided_loop(var, total):
+            yield
+        return
+    em.line("#pragma unroll")
+    with em.block(f"for (int {var} = 0; {var} < {total}; ++{var})"):
+        yield
+
+
 def emit_fill(em, s: ir.Fill) -> None:
     em.comment_loc(s.loc)
     region, buf = s.dst, s.dst.buffer
@@ -312,11 +324,8 @@ def emit_fill(em, s: ir.Fill) -> None:
         total *= e
     private = _is_private(buf)
     e = em.temp("f")
-    start = "0" if private else em.name(em.kernel.thread_var)
-    step = "1" if private else str(em.kernel.threads)
     guard = buf.space is MemorySpace.GLOBAL and not region_in_bounds(em, region)
-    em.line("#pragma unroll")
-    with em.block(f"for (int {e} = {start}; {e} < {total}; {e} += {step})"):
+    with _private_or_strided(em, e, total, private):
         tile, stride = [], total
         for extent in shape:
             stride //= extent
@@ -360,9 +369,7 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
         total *= e
     private = _is_private(src.buffer)
     e = em.temp("a")
-    start = "0" if private else em.name(em.kernel.thread_var)
-    step = "1" if private else str(em.kernel.threads)
-    with em.block(f"for (int {e} = {start}; {e} < {total}; {e} += {step})"):
+    with _private_or_strided(em, e, total, private):
         tile, stride = [], total
         for extent in shape:
             stride //= extent
