@@ -69,19 +69,16 @@ def compare(workload, jtile_fn, xla_fn, args, *, flops=None, bytes_moved=None, i
 
 
 GEMM_CONFIGS = (
-    dict(block_m=128, block_n=128, block_k=32, stages=3, threads=128),
     dict(block_m=128, block_n=128, block_k=64, stages=3, threads=128),
-    dict(block_m=128, block_n=128, block_k=32, stages=4, threads=256),
+    dict(block_m=128, block_n=128, block_k=32, stages=3, threads=128),
     dict(block_m=128, block_n=256, block_k=64, stages=3, threads=256),
-    dict(block_m=256, block_n=128, block_k=64, stages=3, threads=256),
-    dict(block_m=128, block_n=256, block_k=32, stages=4, threads=256),
+    dict(block_m=128, block_n=128, block_k=64, stages=4, threads=128),
 )
 
 ATTENTION_CONFIGS = (
-    dict(block_m=128, block_n=64, threads=256, stages=2),
     dict(block_m=128, block_n=128, threads=256, stages=2),
+    dict(block_m=128, block_n=64, threads=256, stages=2),
     dict(block_m=64, block_n=64, threads=128, stages=2),
-    dict(block_m=64, block_n=128, threads=128, stages=2),
 )
 
 

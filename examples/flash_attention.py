@@ -50,9 +50,11 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal):
                 for i, j in T.Parallel(block_m, block_n):
                     s[i, j] = T.if_then_else(bx * block_m + i >= t * block_n + j, 0,
                                              -T.infinity("float32"))
-            else:
+            elif S % block_n:
                 for i, j in T.Parallel(block_m, block_n):
                     s[i, j] = T.if_then_else(t * block_n + j < S, 0, -T.infinity("float32"))
+            else:
+                T.clear(s)
             T.gemm(q, k, s, transpose_B=True)
             T.copy(m, m_prev)
             T.reduce_max(s, m, dim=1, clear=False)
@@ -73,11 +75,11 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal):
     return O
 
 
-def flash_attention(q, k, v, *, causal=False, block_m=None, block_n=None, stages=2, threads=128,
+def flash_attention(q, k, v, *, causal=False, block_m=None, block_n=None, stages=2, threads=256,
                     interpret=INTERPRET):
     d = q.shape[-1]
     block_m = block_m or 128
-    block_n = block_n or (128 if d <= 64 else 64)
+    block_n = block_n or 128
     kernel = functools.partial(flash_fwd_kernel, block_m=block_m, block_n=block_n,
                                stages=stages, threads=threads, causal=causal)
     name = f"flash_fwd_d{d}{'_causal' if causal else ''}"
