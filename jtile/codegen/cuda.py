@@ -360,7 +360,8 @@ class CudaEmitter:
         for index, buf in enumerate(k.params):
             const = "const " if index < k.num_inputs else ""
             params.append(f"{const}{buf.dtype.c_name}* __restrict__ {self.name(buf)}")
-        self.line(f"// jtile kernel {self.kernel_name} from {k.loc.file}:{k.loc.line}")
+        # The source file's base name only: generated code must not depend on where it lives.
+        self.line(f"// jtile kernel {self.kernel_name} from {k.loc}")
         self.line(f"// target {self.target.arch}, jtile {_version()}")
         self.line('#include "jtile/device.cuh"')
         self.line()

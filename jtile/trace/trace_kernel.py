@@ -13,8 +13,19 @@ from jtile.language.tensor import TensorAnnotation
 from jtile.trace.builder import Builder, new_global, tracing
 
 
+def _innermost(fn: Callable) -> Callable:
+    """The user's function under functools.wraps wrappers and functools.partial layers."""
+    for _ in range(16):
+        inner = inspect.unwrap(fn)
+        inner = getattr(inner, "func", inner)
+        if inner is fn:
+            break
+        fn = inner
+    return fn
+
+
 def function_location(fn: Callable) -> SourceLoc:
-    target = inspect.unwrap(getattr(fn, "func", fn))
+    target = _innermost(fn)
     try:
         return SourceLoc(inspect.getsourcefile(target) or "<unknown>",
                          inspect.getsourcelines(target)[1])
@@ -45,7 +56,7 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
         threads: threads per block with `grid` (default 128).
         name: the kernel's name (default: the function's).
     """
-    kernel_name = name or getattr(inspect.unwrap(getattr(fn, "func", fn)), "__name__", "kernel")
+    kernel_name = name or getattr(_innermost(fn), "__name__", "kernel")
     builder = Builder(kernel_name, function_location(fn))
     params = _parameters(fn)
     wanted = len(inputs) + (len(outputs) if outputs is not None else 0)
