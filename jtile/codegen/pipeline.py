@@ -1,9 +1,9 @@
 """T.Pipelined loops: multi-stage cp.async buffering of their global->shared copies.
 
-With S stages, the copies of iterations 0..S-2 are issued before the loop; iteration k issues
-the copies of iteration k + S - 1 into stage (k + S - 1) % S, waits until iteration k's group
-has landed (cp.async.wait_group S - 1), and computes on stage k % S while S - 1 later tiles are
-in flight. A barrier ends each iteration, since the next one refills the stage just read.
+With S stages, the copies of iterations 0..S-2 are issued before the loop; iteration k waits
+until its own group has landed (cp.async.wait_group S - 2) and passes one block barrier, then
+issues the copies of iteration k + S - 1 into stage (k + S - 1) % S (the stage iteration k - 1
+read, which that barrier freed) and computes on stage k % S while later tiles are in flight.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def emit_pipelined(em, loop: ir.For) -> None:
         del em.var_override[loop.var]
         em.async_pending = False
 
+    rest = [s for s in loop.body if not any(s is c for c in copies)]
     with em.block(""):
         em.line(f"// prologue: tiles 0..{stages - 2} in flight")
         for s in range(stages - 1):
@@ -45,21 +46,28 @@ def emit_pipelined(em, loop: ir.For) -> None:
                 issue(str(s), str(s))
             em.line("jt::cp_async_commit();")
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
+            # Tile `counter` has landed once at most S - 2 later groups are pending; the
+            # barrier also tells every thread that iteration counter - 1 is done with stage
+            # (counter - 1) % S, which the copies issued next refill. One barrier per tile.
+            em.line(f"jt::cp_async_wait<{stages - 2}>();")
+            em.line("__syncthreads();")
             ahead = f"{counter} + {stages - 1}"
             with em.block(f"if ({ahead} < {n})"):
                 issue(ahead, f"({ahead}) % {stages}")
             em.line("jt::cp_async_commit();")
-            em.line(f"jt::cp_async_wait<{stages - 1}>();")
-            em.line("__syncthreads();")
             em.dirty_read.clear()
             em.dirty_written.clear()
             for b in buffers:
                 em.stage_expr[b] = f"{counter} % {stages}"
-            rest = [s for s in loop.body if not any(s is c for c in copies)]
             em.body(rest)
-            em.line("__syncthreads();")
-            em.dirty_read.clear()
-            em.dirty_written.clear()
         em.line("jt::cp_async_wait_all();")
     for b in buffers:
         em.stage_expr.pop(b, None)
+    # After the loop, later statements must not overwrite what its last iteration may still
+    # be reading (or read what it wrote) without a barrier.
+    for s in rest:
+        reads, writes = em.shared_sets(s)
+        em.dirty_read |= reads
+        em.dirty_written |= writes
+    em.dirty_read |= set(buffers)
+    em.dirty_written |= set(buffers)
