@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 import jtile
+import jtile.language as T
 from examples import flash_attention as fa
 from examples import gemm, layer_norm, producer_consumer, quickstart, reducer, softmax
 
@@ -74,3 +75,58 @@ def random_inputs(specs, seed=0):
     keys = jax.random.split(jax.random.key(seed), len(specs))
     return [jax.random.normal(key, spec.shape, jnp.float32).astype(spec.dtype)
             for key, spec in zip(keys, specs)]
+
+
+def atomic_column_sum_kernel(X, Total, Out, *, block_rows):
+    """Out (aliased to Total) += column sums of X: a tile T.atomic_add per block, plus an
+    element T.atomic_add of every row's first entry into Out[0, 0]."""
+    M, N = X.shape
+    with T.Kernel(T.ceildiv(M, block_rows), threads=128) as bx:
+        x = T.alloc_fragment((block_rows, N), "float32")
+        col = T.alloc_fragment((N,), "float32")
+        T.copy(X[bx * block_rows, 0], x)
+        T.reduce_sum(x, col, dim=0)
+        T.atomic_add(Out[1, 0], col)
+        for i in T.Parallel(block_rows):
+            with T.If(bx * block_rows + i < M):
+                T.atomic_add(Out[0, 0], X[bx * block_rows + i, 0])
+
+
+def gemm_f32_kernel(A, B, C):
+    """A float32 T.gemm: computed with FMA (no tensor cores), for every target."""
+    M, K = A.shape
+    N = B.shape[1]
+    with T.Kernel(T.ceildiv(N, 32), T.ceildiv(M, 32), threads=128) as (bx, by):
+        a = T.alloc_shared((32, 16), "float32")
+        b = T.alloc_shared((16, 32), "float32")
+        acc = T.alloc_fragment((32, 32), "float32")
+        T.clear(acc)
+        for k in T.Pipelined(T.ceildiv(K, 16), num_stages=2):
+            T.copy(A[by * 32, k * 16], a)
+            T.copy(B[k * 16, bx * 32], b)
+            T.gemm(a, b, acc)
+        T.copy(acc, C[by * 32, bx * 32])
+
+
+CASES["atomic_add"] = (
+    lambda interpret: jtile.pallas_like(
+        functools.partial(atomic_column_sum_kernel, block_rows=8),
+        out_shape=S((2, 64), jnp.float32), input_output_aliases={1: 0}, name="atomic_colsum",
+        interpret=interpret),
+    [S((100, 64), jnp.float32), S((2, 64), jnp.float32)])
+CASES["gemm_f32"] = (
+    lambda interpret: jtile.pallas_like(gemm_f32_kernel, out_shape=S((80, 96), jnp.float32),
+                                        name="gemm_f32", interpret=interpret),
+    [S((80, 48), jnp.float32), S((48, 96), jnp.float32)])
+
+
+def _gemm_ragged():
+    kernel = functools.partial(gemm.matmul_kernel, block_m=64, block_n=64, block_k=32,
+                               stages=3, threads=128, trans_a=False, trans_b=False)
+    return (lambda interpret: jtile.pallas_like(kernel, out_shape=S((70, 90), jnp.float16),
+                                                name="matmul", interpret=interpret),
+            [S((70, 100), jnp.float16), S((100, 90), jnp.float16)])
+
+
+# Shapes that are not multiples of the tiles or of 16 bytes: narrower cp.async, zero fill.
+CASES["gemm_ragged_f16"] = _gemm_ragged()

@@ -1,0 +1,230 @@
+// jtile kernel flash_fwd_d64 from flash_attention.py:24
+// target sm_90a, jtile <version>
+#include "jtile/device.cuh"
+
+extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* __restrict__ Q, const jt::half* __restrict__ K, const jt::half* __restrict__ V, jt::half* __restrict__ O) {
+  extern __shared__ __align__(1024) unsigned char jt_smem[];
+  const int tx = threadIdx.x;
+  const int bx = blockIdx.x;
+  const int by = blockIdx.y;
+  const int bz = blockIdx.z;
+  jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
+  jt::half* k_smem = reinterpret_cast<jt::half*>(jt_smem + 16384);
+  jt::half* v_smem = reinterpret_cast<jt::half*>(jt_smem + 49152);
+  float s_frag[64];
+  jt::half p_frag[64];
+  float acc_frag[32];
+  float m_frag[2];
+  float m_prev_frag[2];
+  float rescale_frag[2];
+  float l_frag[2];
+  float l_tile_frag[2];
+  // flash_attention.py:43
+   {
+    #pragma unroll
+    for (int jt_u2 = 0; jt_u2 < 4; ++jt_u2) {
+      const int jt_c1 = jt_u2 * 256 + tx;
+      jt::cp_async_16(&q_smem[((((jt_c1 * 8) / 64) % 128)) * 64 + (((((jt_c1 * 8) % 64)) / 8) ^ (((((jt_c1 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c1 * 8) % 64)) % 8], &Q[((((bz)) * 256 + ((bx * 128) + ((jt_c1 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c1 * 8) % 64)]);
+    }
+  }
+  // flash_attention.py:44
+  #pragma unroll
+  for (int jt_r3 = 0; jt_r3 < 32; ++jt_r3) acc_frag[jt_r3] = 0.0f;
+  // flash_attention.py:45
+  #pragma unroll
+  for (int jt_r4 = 0; jt_r4 < 2; ++jt_r4) l_frag[jt_r4] = 0.0f;
+  // flash_attention.py:46
+  #pragma unroll
+  for (int jt_r5 = 0; jt_r5 < 2; ++jt_r5) m_frag[jt_r5] = (-jt::infinity<float>());
+  jt::cp_async_wait_all();
+  __syncthreads();
+  // flash_attention.py:48
+   {
+    // prologue: tiles 0..0 in flight
+    if (0 < 2) {
+      #pragma unroll
+      for (int jt_u7 = 0; jt_u7 < 4; ++jt_u7) {
+        const int jt_c6 = jt_u7 * 256 + tx;
+        jt::cp_async_16(&k_smem[(0) * 8192 + ((((jt_c6 * 8) / 64) % 128)) * 64 + (((((jt_c6 * 8) % 64)) / 8) ^ (((((jt_c6 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c6 * 8) % 64)) % 8], &K[((((bz)) * 256 + (((0) * 128) + ((jt_c6 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c6 * 8) % 64)]);
+      }
+      #pragma unroll
+      for (int jt_u9 = 0; jt_u9 < 4; ++jt_u9) {
+        const int jt_c8 = jt_u9 * 256 + tx;
+        jt::cp_async_16(&v_smem[(0) * 8192 + ((((jt_c8 * 8) / 64) % 128)) * 64 + (((((jt_c8 * 8) % 64)) / 8) ^ (((((jt_c8 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c8 * 8) % 64)) % 8], &V[((((bz)) * 256 + (((0) * 128) + ((jt_c8 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c8 * 8) % 64)]);
+      }
+    }
+    jt::cp_async_commit();
+    for (int k_1 = 0; k_1 < 2; ++k_1) {
+      jt::cp_async_wait<0>();
+      __syncthreads();
+      if (k_1 + 1 < 2) {
+        #pragma unroll
+        for (int jt_u11 = 0; jt_u11 < 4; ++jt_u11) {
+          const int jt_c10 = jt_u11 * 256 + tx;
+          jt::cp_async_16(&k_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c10 * 8) / 64) % 128)) * 64 + (((((jt_c10 * 8) % 64)) / 8) ^ (((((jt_c10 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c10 * 8) % 64)) % 8], &K[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c10 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c10 * 8) % 64)]);
+        }
+        #pragma unroll
+        for (int jt_u13 = 0; jt_u13 < 4; ++jt_u13) {
+          const int jt_c12 = jt_u13 * 256 + tx;
+          jt::cp_async_16(&v_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c12 * 8) / 64) % 128)) * 64 + (((((jt_c12 * 8) % 64)) / 8) ^ (((((jt_c12 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c12 * 8) % 64)) % 8], &V[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c12 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c12 * 8) % 64)]);
+        }
+      }
+      jt::cp_async_commit();
+      // flash_attention.py:63
+      #pragma unroll
+      for (int jt_r14 = 0; jt_r14 < 64; ++jt_r14) s_frag[jt_r14] = 0.0f;
+      // flash_attention.py:64
+       {
+        const int jt_lane = tx & 31;
+        const int jt_warp_m = (tx >> 5) % 8;
+        const int jt_warp_n = (tx >> 5) / 8;
+        #pragma unroll
+        for (int kk = 0; kk < 4; ++kk) {
+          unsigned a[1][4];
+          unsigned b[16][2];
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            const int m0 = jt_warp_m * 16 + mi * 16;
+            jt::ldmatrix_x4(a[mi], &q_smem[((m0 + (jt_lane & 15))) * 64 + ((((kk * 16 + (jt_lane >> 4) * 8)) / 8) ^ (((m0 + (jt_lane & 15))) % 8)) * 8 + ((kk * 16 + (jt_lane >> 4) * 8)) % 8]);
+          }
+          #pragma unroll
+          for (int ni = 0; ni < 16; ni += 2) {
+            const int n0 = jt_warp_n * 128 + ni * 8;
+            unsigned r4[4];
+            jt::ldmatrix_x4(r4, &k_smem[(k_1 % 2) * 8192 + ((n0 + (jt_lane & 7) + (jt_lane >> 4) * 8)) * 64 + ((((kk * 16 + ((jt_lane >> 3) & 1) * 8)) / 8) ^ (((n0 + (jt_lane & 7) + (jt_lane >> 4) * 8)) % 8)) * 8 + ((kk * 16 + ((jt_lane >> 3) & 1) * 8)) % 8]);
+            b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; b[ni + 1][1] = r4[3];
+          }
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            #pragma unroll
+            for (int ni = 0; ni < 16; ++ni) {
+              jt::mma_m16n8k16_f16f32(*reinterpret_cast<float(*)[4]>(&s_frag[(mi * 16 + ni) * 4]), a[mi], b[ni]);
+            }
+          }
+        }
+      }
+      // flash_attention.py:65
+       {
+        #pragma unroll
+        for (int jt_r15 = 0; jt_r15 < 2; ++jt_r15) m_prev_frag[jt_r15] = jt::cast<float>(m_frag[jt_r15]);
+      }
+      // flash_attention.py:66
+       {
+        float acc[2];
+        acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::cast<float>(s_frag[4])), jt::cast<float>(s_frag[5])), jt::cast<float>(s_frag[8])), jt::cast<float>(s_frag[9])), jt::cast<float>(s_frag[12])), jt::cast<float>(s_frag[13])), jt::cast<float>(s_frag[16])), jt::cast<float>(s_frag[17])), jt::cast<float>(s_frag[20])), jt::cast<float>(s_frag[21])), jt::cast<float>(s_frag[24])), jt::cast<float>(s_frag[25])), jt::cast<float>(s_frag[28])), jt::cast<float>(s_frag[29])), jt::cast<float>(s_frag[32])), jt::cast<float>(s_frag[33])), jt::cast<float>(s_frag[36])), jt::cast<float>(s_frag[37])), jt::cast<float>(s_frag[40])), jt::cast<float>(s_frag[41])), jt::cast<float>(s_frag[44])), jt::cast<float>(s_frag[45])), jt::cast<float>(s_frag[48])), jt::cast<float>(s_frag[49])), jt::cast<float>(s_frag[52])), jt::cast<float>(s_frag[53])), jt::cast<float>(s_frag[56])), jt::cast<float>(s_frag[57])), jt::cast<float>(s_frag[60])), jt::cast<float>(s_frag[61]));
+        acc[1] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[2]), jt::cast<float>(s_frag[3])), jt::cast<float>(s_frag[6])), jt::cast<float>(s_frag[7])), jt::cast<float>(s_frag[10])), jt::cast<float>(s_frag[11])), jt::cast<float>(s_frag[14])), jt::cast<float>(s_frag[15])), jt::cast<float>(s_frag[18])), jt::cast<float>(s_frag[19])), jt::cast<float>(s_frag[22])), jt::cast<float>(s_frag[23])), jt::cast<float>(s_frag[26])), jt::cast<float>(s_frag[27])), jt::cast<float>(s_frag[30])), jt::cast<float>(s_frag[31])), jt::cast<float>(s_frag[34])), jt::cast<float>(s_frag[35])), jt::cast<float>(s_frag[38])), jt::cast<float>(s_frag[39])), jt::cast<float>(s_frag[42])), jt::cast<float>(s_frag[43])), jt::cast<float>(s_frag[46])), jt::cast<float>(s_frag[47])), jt::cast<float>(s_frag[50])), jt::cast<float>(s_frag[51])), jt::cast<float>(s_frag[54])), jt::cast<float>(s_frag[55])), jt::cast<float>(s_frag[58])), jt::cast<float>(s_frag[59])), jt::cast<float>(s_frag[62])), jt::cast<float>(s_frag[63]));
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 1));
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 2));
+        m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
+        m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
+      }
+      // flash_attention.py:67
+       {
+        #pragma unroll
+        for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) {
+          const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r16 & 1) << 3)));
+          rescale_frag[(jt_r16 & 1)] = jt::exp2(((m_prev_frag[(jt_r16 & 1)] * 0.18033688011112042f) - (m_frag[(jt_r16 & 1)] * 0.18033688011112042f)));
+        }
+      }
+      // flash_attention.py:69
+       {
+        #pragma unroll
+        for (int jt_r17 = 0; jt_r17 < 64; ++jt_r17) {
+          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r17 >> 1) & 1) << 3)));
+          const int j = ((((tx & 3) << 1)) | ((jt_r17 & 1) | (((jt_r17 >> 2) & 15) << 3)));
+          s_frag[(jt_r17 & 1) | (((jt_r17 >> 1) & 1) << 1) | (((jt_r17 >> 2) & 1) << 2) | (((jt_r17 >> 3) & 1) << 3) | (((jt_r17 >> 4) & 1) << 4) | (((jt_r17 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r17 & 1) | (((jt_r17 >> 1) & 1) << 1) | (((jt_r17 >> 2) & 1) << 2) | (((jt_r17 >> 3) & 1) << 3) | (((jt_r17 >> 4) & 1) << 4) | (((jt_r17 >> 5) & 1) << 5)] * 0.18033688011112042f) - (m_frag[((jt_r17 >> 1) & 1)] * 0.18033688011112042f)));
+        }
+      }
+      // flash_attention.py:71
+       {
+        float acc[2];
+        acc[0] = jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1]) + jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]) + jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9]) + jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13]) + jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17]) + jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]) + jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25]) + jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]) + jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33]) + jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]) + jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41]) + jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45]) + jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49]) + jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]) + jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57]) + jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]);
+        acc[1] = jt::cast<float>(s_frag[2]) + jt::cast<float>(s_frag[3]) + jt::cast<float>(s_frag[6]) + jt::cast<float>(s_frag[7]) + jt::cast<float>(s_frag[10]) + jt::cast<float>(s_frag[11]) + jt::cast<float>(s_frag[14]) + jt::cast<float>(s_frag[15]) + jt::cast<float>(s_frag[18]) + jt::cast<float>(s_frag[19]) + jt::cast<float>(s_frag[22]) + jt::cast<float>(s_frag[23]) + jt::cast<float>(s_frag[26]) + jt::cast<float>(s_frag[27]) + jt::cast<float>(s_frag[30]) + jt::cast<float>(s_frag[31]) + jt::cast<float>(s_frag[34]) + jt::cast<float>(s_frag[35]) + jt::cast<float>(s_frag[38]) + jt::cast<float>(s_frag[39]) + jt::cast<float>(s_frag[42]) + jt::cast<float>(s_frag[43]) + jt::cast<float>(s_frag[46]) + jt::cast<float>(s_frag[47]) + jt::cast<float>(s_frag[50]) + jt::cast<float>(s_frag[51]) + jt::cast<float>(s_frag[54]) + jt::cast<float>(s_frag[55]) + jt::cast<float>(s_frag[58]) + jt::cast<float>(s_frag[59]) + jt::cast<float>(s_frag[62]) + jt::cast<float>(s_frag[63]);
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 2);
+        l_tile_frag[0] = jt::cast<float>(acc[0]);
+        l_tile_frag[1] = jt::cast<float>(acc[1]);
+      }
+      // flash_attention.py:72
+       {
+        #pragma unroll
+        for (int jt_r18 = 0; jt_r18 < 2; ++jt_r18) {
+          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r18 & 1) << 3)));
+          l_frag[(jt_r18 & 1)] = ((l_frag[(jt_r18 & 1)] * rescale_frag[(jt_r18 & 1)]) + l_tile_frag[(jt_r18 & 1)]);
+        }
+      }
+      // flash_attention.py:74
+       {
+        #pragma unroll
+        for (int jt_r19 = 0; jt_r19 < 64; ++jt_r19) p_frag[jt_r19] = jt::cast<jt::half>(s_frag[jt_r19]);
+      }
+      // flash_attention.py:75
+       {
+        #pragma unroll
+        for (int jt_r20 = 0; jt_r20 < 32; ++jt_r20) {
+          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3)));
+          const int j_1 = ((((tx & 3) << 1)) | ((jt_r20 & 1) | (((jt_r20 >> 2) & 7) << 3)));
+          acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4)] = (acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4)] * rescale_frag[((jt_r20 >> 1) & 1)]);
+        }
+      }
+      // flash_attention.py:77
+       {
+        const int jt_lane = tx & 31;
+        const int jt_warp_m = (tx >> 5) % 8;
+        const int jt_warp_n = (tx >> 5) / 8;
+        #pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+          unsigned a[1][4];
+          unsigned b[8][2];
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            const int m0 = jt_warp_m * 16 + mi * 16;
+            const int base = 8 * (kk + 8 * mi);
+            a[mi][0] = jt::pack2(p_frag[base + 0], p_frag[base + 1]);
+            a[mi][1] = jt::pack2(p_frag[base + 2], p_frag[base + 3]);
+            a[mi][2] = jt::pack2(p_frag[base + 4], p_frag[base + 5]);
+            a[mi][3] = jt::pack2(p_frag[base + 6], p_frag[base + 7]);
+          }
+          #pragma unroll
+          for (int ni = 0; ni < 8; ni += 2) {
+            const int n0 = jt_warp_n * 64 + ni * 8;
+            unsigned r4[4];
+            jt::ldmatrix_x4_trans(r4, &v_smem[(k_1 % 2) * 8192 + ((kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8)) * 64 + ((((n0 + (jt_lane >> 4) * 8)) / 8) ^ (((kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8)) % 8)) * 8 + ((n0 + (jt_lane >> 4) * 8)) % 8]);
+            b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; b[ni + 1][1] = r4[3];
+          }
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            #pragma unroll
+            for (int ni = 0; ni < 8; ++ni) {
+              jt::mma_m16n8k16_f16f32(*reinterpret_cast<float(*)[4]>(&acc_frag[(mi * 8 + ni) * 4]), a[mi], b[ni]);
+            }
+          }
+        }
+      }
+    }
+    jt::cp_async_wait_all();
+  }
+  // flash_attention.py:78
+   {
+    #pragma unroll
+    for (int jt_r21 = 0; jt_r21 < 32; ++jt_r21) {
+      const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3)));
+      const int j_2 = ((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 7) << 3)));
+      acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4)] = (acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4)] / l_frag[((jt_r21 >> 1) & 1)]);
+    }
+  }
+  // flash_attention.py:80
+   {
+    #pragma unroll
+    for (int jt_r22 = 0; jt_r22 < 32; jt_r22 += 2) {
+      jt::vec<jt::half, 2> jt_v23;
+      #pragma unroll
+      for (int u = 0; u < 2; ++u) jt_v23.v[u] = jt::cast<jt::half>(acc_frag[jt_r22 + u]);
+      *reinterpret_cast<jt::vec<jt::half, 2>*>(&O[((((bz)) * 256 + ((bx * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))))) * 2 + (by)) * 64 + (((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 7) << 3))))]) = jt_v23;
+    }
+  }
+}
