@@ -90,7 +90,7 @@ class CudaEmitter:
 
     @contextlib.contextmanager
     def block(self, header: str):
-        self.line(header + " {")
+        self.line(f"{header} {{" if header else "{")
         self.depth += 1
         try:
             yield

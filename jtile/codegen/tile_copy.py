@@ -40,7 +40,8 @@ def region_index(em, region: ir.Region, tile: list) -> list:
 
 
 def bounds_condition(buf: ir.Buffer, idx: list) -> str:
-    return " && ".join(f"({i}) < {size}" for i, size in zip(idx, buf.shape))
+    """In-bounds test of idx; the unsigned compare also rejects negative indices."""
+    return " && ".join(f"(unsigned)({i}) < {size}u" for i, size in zip(idx, buf.shape))
 
 
 def _is_private(buf: ir.Buffer) -> bool:

@@ -77,9 +77,61 @@ def static_value(expr) -> Optional[int]:
     return None
 
 
+def _structure(expr) -> Optional[tuple]:
+    """A key equal for expressions that compute the same value at the same point (Vars and
+    Buffers by identity), or None for a node kind it does not know."""
+    if isinstance(expr, Const):
+        return ("const", expr.value, expr.dtype)
+    if isinstance(expr, Var):
+        return ("var", id(expr))
+    from jtile.ir.nodes import Call, Load, Select
+
+    parts = {BinOp: lambda e: (e.op, e.a, e.b), UnOp: lambda e: (e.op, e.a),
+             Cast: lambda e: (e.value,), Call: lambda e: (e.fn,) + tuple(e.args),
+             Select: lambda e: (e.cond, e.a, e.b),
+             Load: lambda e: (id(e.buffer),) + tuple(e.indices)}.get(type(expr))
+    if parts is None:
+        return None
+    key = [type(expr).__name__, expr.dtype]
+    for part in parts(expr):
+        if isinstance(part, Expr):
+            part = _structure(part)
+            if part is None:
+                return None
+        key.append(part)
+    return tuple(key)
+
+
+def _affine_over_atoms(expr: Expr) -> Optional[Affine]:
+    """Like `affine`, but a non-affine integer subexpression (a load `off[b]`, `k // 2`) is an
+    opaque term, equal to every structurally equal one."""
+    if isinstance(expr, BinOp) and expr.op in ("add", "sub", "mul"):
+        a, b = _affine_over_atoms(expr.a), _affine_over_atoms(expr.b)
+        if a is not None and b is not None:
+            if expr.op == "add":
+                return a + b
+            if expr.op == "sub":
+                return a + b.scale(-1)
+            if a.is_const:
+                return b.scale(a.const)
+            if b.is_const:
+                return a.scale(b.const)
+    elif isinstance(expr, UnOp) and expr.op == "neg":
+        inner = _affine_over_atoms(expr.a)
+        return inner.scale(-1) if inner is not None else None
+    elif isinstance(expr, Cast) and expr.dtype.is_int and expr.value.dtype.is_int:
+        return _affine_over_atoms(expr.value)
+    form = affine(expr)
+    if form is not None:
+        return Affine({_structure(v): c for v, c in form.terms.items()}, form.const)
+    key = _structure(expr) if expr.dtype.is_int else None
+    return Affine({key: 1}, 0) if key is not None else None
+
+
 def static_difference(stop: Expr, start: Expr) -> Optional[int]:
-    """`stop - start` when it is the same integer for every value of the variables."""
-    a, b = affine(stop), affine(start)
+    """`stop - start` when it is the same integer for every value of the variables and of
+    the loaded values (`X[off[b] : off[b] + 64]` has length 64)."""
+    a, b = _affine_over_atoms(stop), _affine_over_atoms(start)
     if a is None or b is None:
         return None
     diff = a + b.scale(-1)

@@ -35,6 +35,17 @@ NO_LOC = SourceLoc("<unknown>", 0)
 # ----------------------------------------------------------------------------- expressions
 
 
+def traced_value_error(message: str) -> JtileTraceError:
+    """`message` as an error naming the kernel being traced and the user's line, if any."""
+    from jtile.trace.builder import active_builder  # the tracer imports the IR, not back
+    from jtile.trace.source import caller_location
+
+    builder = active_builder()
+    if builder is None:
+        return JtileTraceError(message)
+    return builder.error(message, caller_location())
+
+
 class Expr:
     """Base of every expression. Operators build IR; `bool()` on a traced value is refused."""
 
@@ -73,18 +84,18 @@ class Expr:
     __hash__ = object.__hash__
 
     def __bool__(self):
-        raise JtileTraceError(
+        raise traced_value_error(
             "a Python `if`, `while`, `and`/`or` or `bool()` was applied to a traced value; "
             "its value is only known on the GPU. Use `with T.If(cond):` / `with T.Else():` for "
             "statements or `T.if_then_else(cond, a, b)` for values")
 
     def __index__(self):
-        raise JtileTraceError(
+        raise traced_value_error(
             "a traced value was used where Python needs a static int (a shape, a range(), a "
             "Python list index); use T.serial / T.Parallel for loops over traced bounds")
 
     def __iter__(self):
-        raise JtileTraceError("a traced scalar cannot be iterated over")
+        raise traced_value_error("a traced scalar cannot be iterated over")
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,7 +181,7 @@ def as_expr(value, like: Optional[DType] = None) -> Expr:
     if isinstance(value, Buffer):
         if value.space is MemorySpace.VAR or value.shape in ((1,), ()):
             return Load(value, (Const(0, DType.int32),) if value.shape else (), value.dtype)
-        raise JtileTraceError(
+        raise traced_value_error(
             f"buffer {value.name} of shape {value.shape} was used as a scalar; index it, "
             f"e.g. {value.name}[i, j]")
     if isinstance(value, bool):
@@ -189,7 +200,7 @@ def as_expr(value, like: Optional[DType] = None) -> Expr:
         from jtile.ir.types import as_dtype
 
         return Const(value.item(), as_dtype(value.dtype))
-    raise JtileTraceError(f"cannot use {type(value).__name__} {value!r} as a kernel value")
+    raise traced_value_error(f"cannot use {type(value).__name__} {value!r} as a kernel value")
 
 
 def _is_weak(value) -> bool:

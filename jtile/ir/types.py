@@ -103,6 +103,9 @@ def as_dtype(value) -> DType:
     """Accepts a DType, a TileLang dtype string, or a NumPy/JAX dtype (or scalar type)."""
     if isinstance(value, DType):
         return value
+    if value is None:  # np.dtype(None) would silently mean float64
+        raise JtileError(f"dtype None is not a dtype; expected one of "
+                         f"{', '.join(DType.__members__)}")
     if isinstance(value, str):
         if value in DType.__members__:
             return DType[value]
@@ -117,6 +120,17 @@ def as_dtype(value) -> DType:
         if candidate == np_dtype:
             return dtype
     raise JtileError(f"dtype {np_dtype} has no jtile equivalent")
+
+
+def value_range(dtype: DType) -> tuple:
+    """(lowest, largest) finite value of `dtype` (ml_dtypes knows bfloat16 and float8 too)."""
+    if dtype.is_bool:
+        return (False, True)
+    if dtype.is_int:
+        info = np.iinfo(dtype.numpy)
+        return (int(info.min), int(info.max))
+    info = ml_dtypes.finfo(dtype.numpy)
+    return (float(info.min), float(info.max))
 
 
 def promote(a: DType, b: DType) -> DType:

@@ -13,11 +13,14 @@ import re
 
 import numpy as np
 
-from jtile.errors import JtileTraceError
-from jtile.ir.nodes import Buffer, Const, Expr, as_expr
-from jtile.ir.types import DType, MemorySpace, as_dtype, as_memory_space
+from jtile.errors import JtileError, JtileTraceError
+from jtile.ir.nodes import Buffer, Cast, Expr, as_expr
+from jtile.ir.types import DType, MemorySpace, as_dtype, as_memory_space, value_range
 from jtile.trace.builder import current, new_global
 from jtile.trace.source import caller_location
+
+# An mbarrier's pending-arrival count is a 20-bit field (PTX mbarrier.init).
+MAX_ARRIVE_COUNT = 2**20 - 1
 
 # TMEM is 128 lanes by 512 columns of 32-bit cells (sm_100+).
 TMEM_LANES = 128
@@ -39,7 +42,9 @@ def _shape(value, what: str, loc) -> tuple:
     return tuple(out)
 
 
-_ASSIGNED_NAME = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=\s*T\.")
+# `name = ...` or `name: annotation = ...` (not `name == ...`): the call on that line names it,
+# however the module is imported (`T.alloc_shared`, `alloc_shared`, `allocs[kind]`).
+_ASSIGNED_NAME = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?::[^=]*)?=(?!=)")
 
 
 def _source_name(loc, default: str) -> str:
@@ -48,10 +53,26 @@ def _source_name(loc, default: str) -> str:
     return match.group(1) if match else default
 
 
+def _dtype(dtype, what: str, loc) -> DType:
+    """`as_dtype`, its error located at the user's T. call."""
+    try:
+        return as_dtype(dtype)
+    except JtileError as error:
+        raise current(what).error(f"{what}: {error}", loc) from None
+
+
+def _space(scope, allowed: tuple, what: str, loc) -> MemorySpace:
+    """`as_memory_space`, its error (which lists the allowed scopes) located at the T. call."""
+    try:
+        return as_memory_space(scope, allowed, what)
+    except JtileError as error:
+        raise current(what).error(str(error), loc) from None
+
+
 def _allocate(base: str, shape, dtype, space: MemorySpace, what: str, loc, **extra) -> Buffer:
     builder = current(what)
-    buffer = Buffer(builder.fresh_name(_source_name(loc, base)), _shape(shape, what, loc), as_dtype(dtype), space,
-                    loc, **extra)
+    buffer = Buffer(builder.fresh_name(_source_name(loc, base)), _shape(shape, what, loc),
+                    _dtype(dtype, what, loc), space, loc, **extra)
     return builder.add_allocation(buffer)
 
 
@@ -65,14 +86,16 @@ def alloc_shared(shape, dtype, scope="shared.dyn"):
             227 KiB on sm_90) or "shared" (static shared memory, 48 KiB at most).
     """
     loc = caller_location()
-    space = as_memory_space(scope, (MemorySpace.SHARED_DYN, MemorySpace.SHARED), "T.alloc_shared")
+    current("T.alloc_shared")
+    space = _space(scope, (MemorySpace.SHARED_DYN, MemorySpace.SHARED), "T.alloc_shared", loc)
     return _allocate("shared", shape, dtype, space, "T.alloc_shared", loc)
 
 
 def alloc_local(shape, dtype, scope="local"):
     """Allocates a thread-private array (registers, or local memory when indexed dynamically)."""
     loc = caller_location()
-    space = as_memory_space(scope, (MemorySpace.LOCAL,), "T.alloc_local")
+    current("T.alloc_local")
+    space = _space(scope, (MemorySpace.LOCAL,), "T.alloc_local", loc)
     return _allocate("local", shape, dtype, space, "T.alloc_local", loc)
 
 
@@ -83,7 +106,8 @@ def alloc_fragment(shape, dtype, scope="local.fragment"):
     `T.gemm` fixes its accumulator layout, reductions and `T.Parallel` loops follow it.
     """
     loc = caller_location()
-    space = as_memory_space(scope, (MemorySpace.FRAGMENT,), "T.alloc_fragment")
+    current("T.alloc_fragment")
+    space = _space(scope, (MemorySpace.FRAGMENT,), "T.alloc_fragment", loc)
     return _allocate("frag", shape, dtype, space, "T.alloc_fragment", loc)
 
 
@@ -94,30 +118,32 @@ def _check_init_fits(init, dtype: DType, loc):
     """An initializer must be representable in the variable's dtype."""
     if isinstance(init, Expr):
         return init
-    if isinstance(init, bool) or not isinstance(init, (int, float, np.generic)):
+    if not isinstance(init, (int, float, np.generic)) or isinstance(init, np.flexible):
         raise current().error(f"T.alloc_var: init {init!r} is not a number or expression", loc)
     value = init.item() if isinstance(init, np.generic) else init
-    if dtype.is_int:
-        if isinstance(value, float) and not value.is_integer():
-            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype {dtype} "
-                                  "(not an integer)", loc)
-        info = np.iinfo(dtype.numpy)
-        if not info.min <= int(value) <= info.max:
-            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype {dtype} "
-                                  f"(range {info.min}..{info.max})", loc)
-        return int(value)
+    if isinstance(value, bool):
+        value = int(value)
     if dtype.is_bool:
         if value not in (0, 1):
             raise current().error(f"T.alloc_var: init {value!r} does not fit dtype bool", loc)
         return bool(value)
-    finite = float(np.finfo(dtype.numpy).max)
-    if math.isfinite(value) and abs(value) > finite:
+    low, high = value_range(dtype)
+    if dtype.is_int:
+        if isinstance(value, float) and not value.is_integer():
+            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype {dtype} "
+                                  "(not an integer)", loc)
+        if not low <= int(value) <= high:
+            raise current().error(f"T.alloc_var: init {value!r} does not fit dtype {dtype} "
+                                  f"(range {low}..{high})", loc)
+        return int(value)
+    # Python ints are unbounded: compare before converting, which could overflow.
+    if (isinstance(value, int) or math.isfinite(value)) and abs(value) > high:
         raise current().error(f"T.alloc_var: init {value!r} overflows dtype {dtype} "
-                              f"(largest finite {finite})", loc)
+                              f"(largest finite {high:g})", loc)
     return float(value)
 
 
-def alloc_var(dtype, *args, scope="local.var", init=_NO_INIT):
+def alloc_var(dtype, *args, scope="local.var", init=None):
     """Allocates a single-element variable (a register), optionally initialised.
 
     Forms (TileLang's): `alloc_var(dtype)`, `alloc_var(dtype, init)`, `alloc_var(dtype, scope)`
@@ -130,6 +156,9 @@ def alloc_var(dtype, *args, scope="local.var", init=_NO_INIT):
     positional_init = _NO_INIT
     if len(args) == 1:
         if isinstance(args[0], str):
+            if scope != "local.var" and scope != args[0]:
+                raise builder.error(f"T.alloc_var: scope given both positionally ({args[0]!r}) "
+                                    f"and as scope= ({scope!r})", loc)
             scope = args[0]
         else:
             positional_init = args[0]
@@ -141,15 +170,17 @@ def alloc_var(dtype, *args, scope="local.var", init=_NO_INIT):
     elif len(args) > 2:
         raise builder.error(f"T.alloc_var takes at most 2 positional arguments after dtype "
                             f"(init, scope); got {len(args)}", loc)
-    if positional_init is not _NO_INIT and init is not _NO_INIT:
+    if positional_init is not _NO_INIT and init is not None:
         raise builder.error("T.alloc_var: init given both positionally and as init=", loc)
     if positional_init is not _NO_INIT:
         init = positional_init
-    space = as_memory_space(scope, (MemorySpace.VAR,), "T.alloc_var")
-    dt = as_dtype(dtype)
+    space = _space(scope, (MemorySpace.VAR,), "T.alloc_var", loc)
+    dt = _dtype(dtype, "T.alloc_var", loc)
     init_expr = None
-    if init is not _NO_INIT and init is not None:
+    if init is not None:
         init_expr = as_expr(_check_init_fits(init, dt, loc), like=dt)
+        if init_expr.dtype is not dt:
+            init_expr = Cast(init_expr, dt)
     return _allocate("var", (1,), dt, space, "T.alloc_var", loc, init=init_expr)
 
 
@@ -161,11 +192,18 @@ def alloc_barrier(arrive_count):
             arrivals that complete a phase. Index the result (`bars[i]`) to pick a barrier.
     """
     loc = caller_location()
+    builder = current("T.alloc_barrier")
     counts = list(arrive_count) if isinstance(arrive_count, (list, tuple)) else [arrive_count]
+    if not counts:
+        raise builder.error("T.alloc_barrier: the list of arrive counts is empty; give at least "
+                            "one arrive count (one barrier each)", loc)
     for count in counts:
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count <= 0:
-            raise current("T.alloc_barrier").error(
+            raise builder.error(
                 f"T.alloc_barrier: arrive count {count!r} must be a positive Python int", loc)
+        if count > MAX_ARRIVE_COUNT:
+            raise builder.error(f"T.alloc_barrier: arrive count {count} is too large; an "
+                                f"mbarrier counts at most {MAX_ARRIVE_COUNT} arrivals", loc)
     return _allocate("bar", (len(counts),), DType.uint64, MemorySpace.BARRIER,
                      "T.alloc_barrier", loc, arrive_counts=tuple(int(c) for c in counts))
 
@@ -184,7 +222,7 @@ def alloc_tmem(shape, dtype):
     loc = caller_location()
     builder = current("T.alloc_tmem")
     shp = _shape(shape, "T.alloc_tmem", loc)
-    dt = as_dtype(dtype)
+    dt = _dtype(dtype, "T.alloc_tmem", loc)
     if len(shp) != 2:
         raise builder.error(f"T.alloc_tmem: shape {shp} must be 2-D (lanes, columns)", loc)
     if shp[0] > TMEM_LANES:
@@ -236,7 +274,7 @@ _DESC_ALIASES = {"wgmma": "wgmma", "tcgen05": "tcgen05_smem", "utcmma": "tcgen05
 def _descriptor(kind: str, dtype, loc):
     builder = current("T.alloc_descriptor")
     key = kind.value if isinstance(kind, DescKind) else kind
-    if key not in _DESC_ALIASES:
+    if not isinstance(key, str) or key not in _DESC_ALIASES:
         raise builder.error(f"T.alloc_descriptor: kind {kind!r} must be one of 'wgmma', "
                             "'tcgen05' ('utcmma')", loc)
     return _allocate("desc", (1,), dtype, MemorySpace.DESCRIPTOR, "T.alloc_descriptor", loc,
@@ -279,7 +317,8 @@ def empty(shape, dtype="float32"):
     if builder.declared_out_shape:
         raise builder.error("T.empty is for kernels launched without out_shape=; this launcher "
                             "already passes output buffers", loc)
-    buffer = new_global(builder, _source_name(loc, "out"), _shape(shape, "T.empty", loc), as_dtype(dtype), loc)
+    buffer = new_global(builder, _source_name(loc, "out"), _shape(shape, "T.empty", loc),
+                        _dtype(dtype, "T.empty", loc), loc)
     builder.outputs.append(buffer)
     return buffer
 

@@ -29,6 +29,7 @@ class If:
         self._block = self._builder.block()
         self._body = self._block.__enter__()
         self.else_body = ()
+        self.uses_then = False
         self._builder.open_ifs.append(self)
         return self
 
@@ -47,7 +48,16 @@ class If:
 class Then:
     """TileLang's optional `with T.Then():` inside `T.If`: its statements are the then-branch."""
 
+    def __init__(self):
+        self._loc = caller_location()
+        self._builder = current("T.Then")
+
     def __enter__(self):
+        open_ifs = self._builder.open_ifs
+        if not open_ifs or not open_ifs[-1].directly_encloses(self._builder):
+            raise self._builder.error("T.Then belongs directly inside `with T.If(...)`",
+                                      self._loc)
+        open_ifs[-1].uses_then = True
         return self
 
     def __exit__(self, exc_type, exc, tb):
@@ -64,14 +74,21 @@ class Else:
 
     def __enter__(self):
         open_ifs = self._builder.open_ifs
-        self._enclosing = open_ifs[-1] if open_ifs and open_ifs[-1].directly_encloses(
+        enclosing = open_ifs[-1] if open_ifs and open_ifs[-1].directly_encloses(
             self._builder) else None
+        last = self._builder.last_statement()
+        follows_if = isinstance(last, IfThenElse) and not last.else_body
+        # Inside `with T.If` an Else pairs with that If in TileLang's Then/Else form, but with
+        # an If it directly follows otherwise (`with T.If(a): with T.If(b): ... with T.Else():`).
+        self._enclosing = enclosing if enclosing is not None and (
+            enclosing.uses_then or not follows_if) else None
         if self._enclosing is not None:
+            if self._enclosing.else_body:
+                raise self._builder.error("this `with T.If(...)` already has a T.Else", self._loc)
             self._block = self._builder.block()
             self._body = self._block.__enter__()
             return self
-        last = self._builder.last_statement()
-        if not isinstance(last, IfThenElse) or last.else_body:
+        if not follows_if:
             raise self._builder.error("T.Else must directly follow a `with T.If(...)` block",
                                       self._loc)
         self._if = last

@@ -32,7 +32,7 @@ def Parallel(*extents, coalesced_width=None):
     vars_ = tuple(builder.new_var(names[d] if d < len(names) else f"i{d}")
                   for d in range(len(extents)))
     with builder.block() as body:
-        yield vars_[0] if len(vars_) == 1 else vars_
+        yield from _body_once(vars_[0] if len(vars_) == 1 else vars_, builder, "T.Parallel", loc)
     builder.emit(ParallelFor(vars_, tuple(int(e) for e in extents), tuple(body), loc))
 
 
@@ -62,9 +62,20 @@ def _sequential(args, kind: LoopKind, what: str, num_stages: int = 0):
     loc = caller_location()
     start, extent, step = _range_args(builder, args, what, loc)
     var = builder.new_var("k")
+    index = var * step + start if (step != 1 or not _is_zero(start)) else var
     with builder.block() as body:
-        yield var * step + start if (step != 1 or not _is_zero(start)) else var
+        yield from _body_once(index, builder, what, loc)
     builder.emit(For(var, start, extent, tuple(body), kind, num_stages, step, loc))
+
+
+def _body_once(index, builder, what, loc):
+    """Yields the loop index once. A `break` or `return` in the body closes the generator here
+    instead of resuming it, which would silently drop the loop: record it as an error."""
+    try:
+        yield index
+    except GeneratorExit:
+        builder.abandoned_loops.append((what, loc))
+        raise
 
 
 def _is_zero(expr) -> bool:

@@ -5,10 +5,8 @@ Functions of 16-bit floats compute in float32 and round back (as CUDA's half int
 
 from __future__ import annotations
 
-import numpy as np
-
 from jtile.ir.nodes import Cast, Const, as_expr, call
-from jtile.ir.types import DType, as_dtype
+from jtile.ir.types import DType, as_dtype, value_range
 
 
 def _unary(fn):
@@ -56,15 +54,13 @@ def infinity(dtype):
 def max_value(dtype):
     """The largest finite value of `dtype`."""
     dt = as_dtype(dtype)
-    info = np.finfo(dt.numpy) if dt.is_float else np.iinfo(dt.numpy)
-    return Const(float(info.max) if dt.is_float else int(info.max), dt)
+    return Const(value_range(dt)[1], dt)
 
 
 def min_value(dtype):
     """The lowest finite value of `dtype` (negative for floats)."""
     dt = as_dtype(dtype)
-    info = np.finfo(dt.numpy) if dt.is_float else np.iinfo(dt.numpy)
-    return Const(float(info.min) if dt.is_float else int(info.min), dt)
+    return Const(value_range(dt)[0], dt)
 
 
 class _DTypeName(str):

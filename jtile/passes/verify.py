@@ -8,7 +8,7 @@ from __future__ import annotations
 from jtile.errors import JtileError, JtileTargetError, JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import buffers_written, child_bodies, loads, statements
+from jtile.ir.walk import buffers_read, buffers_written, child_bodies, statements
 
 
 def _fail(kernel: ir.Kernel, loc, message: str, cls=JtileTraceError) -> JtileError:
@@ -36,27 +36,27 @@ def verify_inputs_read_only(kernel: ir.Kernel, aliased_inputs=()) -> None:
 
 
 def verify_reducers(kernel: ir.Kernel) -> None:
-    """A reducer is read only after `T.finalize_reducer` combined the threads' partials."""
+    """A reducer is read only after `T.finalize_reducer` combined the threads' partials, and
+    then element by element (it is a private copy per thread, not a fragment tile)."""
     pending: set = set()
 
     def visit(body, in_parallel: bool):
         for s in body:
-            for load in loads(s):
-                buf = load.buffer
-                if buf.reducer_op is None or buf not in pending:
-                    continue
-                is_update = (isinstance(s, ir.Store) and s.buffer is buf and in_parallel)
-                if not is_update:
+            reads = buffers_read(s)
+            updated = s.buffer if isinstance(s, ir.Store) and in_parallel else None
+            for buf in reads:
+                if buf.reducer_op is not None and buf in pending and buf is not updated:
                     raise _fail(kernel, s.loc, f"reducer {buf.describe()} is read before "
                                 f"T.finalize_reducer({buf.name}); its partial results are only "
                                 "combined there")
-            if isinstance(s, ir.Store) and s.buffer.reducer_op is not None and in_parallel:
-                pending.add(s.buffer)
+            if isinstance(s, ir.Reduce) and s.src.reducer_op is not None:
+                raise _fail(kernel, s.loc, f"T.reduce_{s.op} takes fragment tiles; reducer "
+                            f"{s.src.describe()} is read element by element after "
+                            f"T.finalize_reducer({s.src.name})")
+            if updated is not None and updated.reducer_op is not None:
+                pending.add(updated)
             if isinstance(s, ir.FinalizeReducer):
                 pending.discard(s.reducer)
-            if isinstance(s, (ir.Copy,)) and s.src.buffer in pending:
-                raise _fail(kernel, s.loc, f"reducer {s.src.buffer.describe()} is read before "
-                            f"T.finalize_reducer({s.src.buffer.name})")
             for child in child_bodies(s):
                 visit(child, in_parallel or isinstance(s, ir.ParallelFor))
 

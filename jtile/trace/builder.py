@@ -44,6 +44,7 @@ class Builder:
         self.implicit_grid = False
         self.declared_out_shape = False
         self.open_ifs: list = []
+        self.abandoned_loops: list = []   # (what, loc) of loops left by break/return
 
     # ------------------------------------------------------------------ naming and errors
     def fresh_name(self, base: str) -> str:
@@ -98,6 +99,11 @@ class Builder:
 
     # ------------------------------------------------------------------ result
     def finish(self) -> Kernel:
+        if self.abandoned_loops:
+            what, loc = self.abandoned_loops[0]
+            raise self.error("the loop was left early by a Python `break` or `return`; a traced "
+                             "loop runs its body once to record it, so its statements would be "
+                             "lost. Use `with T.If(cond):` to skip work instead", loc, op=what)
         if self.grid is None:
             raise self.error("the kernel body never opened `with T.Kernel(...)` (and no grid= "
                              "was given to jtile.pallas_like)")
@@ -116,6 +122,12 @@ def current(what: str = "this T.* call") -> Builder:
             f"{what} at {caller_location()} ran outside a jtile kernel trace; T.* functions "
             "only work inside a kernel body called by jtile.pallas_like")
     return stack[-1]
+
+
+def active_builder() -> Optional[Builder]:
+    """The builder of the kernel being traced, or None outside any trace."""
+    stack = _stack()
+    return stack[-1] if stack else None
 
 
 @contextlib.contextmanager

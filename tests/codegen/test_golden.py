@@ -87,10 +87,11 @@ def test_generated_cuda_holds_nothing_machine_specific(name, target):
     source = generate(name, target)
     for text in {str(ROOT), str(pathlib.Path.home()), os.getcwd(), "site-packages",
                  "/tmp/", "/work/", "/home/", "/root/"}:
-        assert text not in source, f"generated CUDA of {name} contains {text!r}"
+        if len(text) > 1:  # a home or working directory of "/" says nothing
+            assert text not in source, f"generated CUDA of {name} contains {text!r}"
     # The header names the source file by base name only.
     header = source.splitlines()[0]
-    assert re.fullmatch(r"// jtile kernel \w+ from [\w.]+\.py:\d+", header), header
+    assert re.fullmatch(r"// jtile kernel \w+ from [^/\s]+\.py:\d+", header), header
     assert normalize(source).splitlines()[1] == f"// target {target}, jtile <version>"
 
 

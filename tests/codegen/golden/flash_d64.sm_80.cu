@@ -20,7 +20,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
   float l_frag[2];
   float l_tile_frag[2];
   // flash_attention.py:43
-   {
+  {
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 4; ++jt_u2) {
       const int jt_c1 = jt_u2 * 256 + tx;
@@ -39,7 +39,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
   jt::cp_async_wait_all();
   __syncthreads();
   // flash_attention.py:48
-   {
+  {
     // prologue: tiles 0..0 in flight
     if (0 < 2) {
       #pragma unroll
@@ -74,7 +74,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
       #pragma unroll
       for (int jt_r14 = 0; jt_r14 < 64; ++jt_r14) s_frag[jt_r14] = 0.0f;
       // flash_attention.py:64
-       {
+      {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8;
         const int jt_warp_n = (tx >> 5) / 8;
@@ -104,12 +104,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:65
-       {
+      {
         #pragma unroll
         for (int jt_r15 = 0; jt_r15 < 2; ++jt_r15) m_prev_frag[jt_r15] = jt::cast<float>(m_frag[jt_r15]);
       }
       // flash_attention.py:66
-       {
+      {
         float acc[2];
         acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::cast<float>(s_frag[4])), jt::cast<float>(s_frag[5])), jt::cast<float>(s_frag[8])), jt::cast<float>(s_frag[9])), jt::cast<float>(s_frag[12])), jt::cast<float>(s_frag[13])), jt::cast<float>(s_frag[16])), jt::cast<float>(s_frag[17])), jt::cast<float>(s_frag[20])), jt::cast<float>(s_frag[21])), jt::cast<float>(s_frag[24])), jt::cast<float>(s_frag[25])), jt::cast<float>(s_frag[28])), jt::cast<float>(s_frag[29])), jt::cast<float>(s_frag[32])), jt::cast<float>(s_frag[33])), jt::cast<float>(s_frag[36])), jt::cast<float>(s_frag[37])), jt::cast<float>(s_frag[40])), jt::cast<float>(s_frag[41])), jt::cast<float>(s_frag[44])), jt::cast<float>(s_frag[45])), jt::cast<float>(s_frag[48])), jt::cast<float>(s_frag[49])), jt::cast<float>(s_frag[52])), jt::cast<float>(s_frag[53])), jt::cast<float>(s_frag[56])), jt::cast<float>(s_frag[57])), jt::cast<float>(s_frag[60])), jt::cast<float>(s_frag[61]));
         acc[1] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[2]), jt::cast<float>(s_frag[3])), jt::cast<float>(s_frag[6])), jt::cast<float>(s_frag[7])), jt::cast<float>(s_frag[10])), jt::cast<float>(s_frag[11])), jt::cast<float>(s_frag[14])), jt::cast<float>(s_frag[15])), jt::cast<float>(s_frag[18])), jt::cast<float>(s_frag[19])), jt::cast<float>(s_frag[22])), jt::cast<float>(s_frag[23])), jt::cast<float>(s_frag[26])), jt::cast<float>(s_frag[27])), jt::cast<float>(s_frag[30])), jt::cast<float>(s_frag[31])), jt::cast<float>(s_frag[34])), jt::cast<float>(s_frag[35])), jt::cast<float>(s_frag[38])), jt::cast<float>(s_frag[39])), jt::cast<float>(s_frag[42])), jt::cast<float>(s_frag[43])), jt::cast<float>(s_frag[46])), jt::cast<float>(s_frag[47])), jt::cast<float>(s_frag[50])), jt::cast<float>(s_frag[51])), jt::cast<float>(s_frag[54])), jt::cast<float>(s_frag[55])), jt::cast<float>(s_frag[58])), jt::cast<float>(s_frag[59])), jt::cast<float>(s_frag[62])), jt::cast<float>(s_frag[63]));
@@ -121,7 +121,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
       }
       // flash_attention.py:67
-       {
+      {
         #pragma unroll
         for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) {
           const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r16 & 1) << 3)));
@@ -129,7 +129,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:69
-       {
+      {
         #pragma unroll
         for (int jt_r17 = 0; jt_r17 < 64; ++jt_r17) {
           const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r17 >> 1) & 1) << 3)));
@@ -138,7 +138,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:71
-       {
+      {
         float acc[2];
         acc[0] = jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1]) + jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]) + jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9]) + jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13]) + jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17]) + jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]) + jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25]) + jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]) + jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33]) + jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]) + jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41]) + jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45]) + jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49]) + jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]) + jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57]) + jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]);
         acc[1] = jt::cast<float>(s_frag[2]) + jt::cast<float>(s_frag[3]) + jt::cast<float>(s_frag[6]) + jt::cast<float>(s_frag[7]) + jt::cast<float>(s_frag[10]) + jt::cast<float>(s_frag[11]) + jt::cast<float>(s_frag[14]) + jt::cast<float>(s_frag[15]) + jt::cast<float>(s_frag[18]) + jt::cast<float>(s_frag[19]) + jt::cast<float>(s_frag[22]) + jt::cast<float>(s_frag[23]) + jt::cast<float>(s_frag[26]) + jt::cast<float>(s_frag[27]) + jt::cast<float>(s_frag[30]) + jt::cast<float>(s_frag[31]) + jt::cast<float>(s_frag[34]) + jt::cast<float>(s_frag[35]) + jt::cast<float>(s_frag[38]) + jt::cast<float>(s_frag[39]) + jt::cast<float>(s_frag[42]) + jt::cast<float>(s_frag[43]) + jt::cast<float>(s_frag[46]) + jt::cast<float>(s_frag[47]) + jt::cast<float>(s_frag[50]) + jt::cast<float>(s_frag[51]) + jt::cast<float>(s_frag[54]) + jt::cast<float>(s_frag[55]) + jt::cast<float>(s_frag[58]) + jt::cast<float>(s_frag[59]) + jt::cast<float>(s_frag[62]) + jt::cast<float>(s_frag[63]);
@@ -150,7 +150,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         l_tile_frag[1] = jt::cast<float>(acc[1]);
       }
       // flash_attention.py:72
-       {
+      {
         #pragma unroll
         for (int jt_r18 = 0; jt_r18 < 2; ++jt_r18) {
           const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r18 & 1) << 3)));
@@ -158,12 +158,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:74
-       {
+      {
         #pragma unroll
         for (int jt_r19 = 0; jt_r19 < 64; ++jt_r19) p_frag[jt_r19] = jt::cast<jt::half>(s_frag[jt_r19]);
       }
       // flash_attention.py:75
-       {
+      {
         #pragma unroll
         for (int jt_r20 = 0; jt_r20 < 32; ++jt_r20) {
           const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3)));
@@ -172,7 +172,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:77
-       {
+      {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8;
         const int jt_warp_n = (tx >> 5) / 8;
@@ -209,7 +209,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
     jt::cp_async_wait_all();
   }
   // flash_attention.py:78
-   {
+  {
     #pragma unroll
     for (int jt_r21 = 0; jt_r21 < 32; ++jt_r21) {
       const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3)));
@@ -218,7 +218,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
     }
   }
   // flash_attention.py:80
-   {
+  {
     #pragma unroll
     for (int jt_r22 = 0; jt_r22 < 32; jt_r22 += 2) {
       jt::vec<jt::half, 2> jt_v23;

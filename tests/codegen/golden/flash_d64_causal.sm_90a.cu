@@ -20,7 +20,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
   float l_frag[2];
   float l_tile_frag[2];
   // flash_attention.py:43
-   {
+  {
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 4; ++jt_u2) {
       const int jt_c1 = jt_u2 * 256 + tx;
@@ -39,18 +39,18 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
   jt::cp_async_wait_all();
   __syncthreads();
   // flash_attention.py:48
-   {
+  {
     // prologue: tiles 0..0 in flight
     if (0 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128)) {
       #pragma unroll
       for (int jt_u7 = 0; jt_u7 < 4; ++jt_u7) {
         const int jt_c6 = jt_u7 * 256 + tx;
-        jt::cp_async_16_zfill(&k_smem[(0) * 8192 + ((((jt_c6 * 8) / 64) % 128)) * 64 + (((((jt_c6 * 8) % 64)) / 8) ^ (((((jt_c6 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c6 * 8) % 64)) % 8], &K[((((bz)) * 256 + (((0) * 128) + ((jt_c6 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c6 * 8) % 64)], (bz) < 1 && (((0) * 128) + ((jt_c6 * 8) / 64) % 128) < 256 && (by) < 2 && ((jt_c6 * 8) % 64) < 64);
+        jt::cp_async_16_zfill(&k_smem[(0) * 8192 + ((((jt_c6 * 8) / 64) % 128)) * 64 + (((((jt_c6 * 8) % 64)) / 8) ^ (((((jt_c6 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c6 * 8) % 64)) % 8], &K[((((bz)) * 256 + (((0) * 128) + ((jt_c6 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c6 * 8) % 64)], (unsigned)(bz) < 1u && (unsigned)(((0) * 128) + ((jt_c6 * 8) / 64) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c6 * 8) % 64) < 64u);
       }
       #pragma unroll
       for (int jt_u9 = 0; jt_u9 < 4; ++jt_u9) {
         const int jt_c8 = jt_u9 * 256 + tx;
-        jt::cp_async_16_zfill(&v_smem[(0) * 8192 + ((((jt_c8 * 8) / 64) % 128)) * 64 + (((((jt_c8 * 8) % 64)) / 8) ^ (((((jt_c8 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c8 * 8) % 64)) % 8], &V[((((bz)) * 256 + (((0) * 128) + ((jt_c8 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c8 * 8) % 64)], (bz) < 1 && (((0) * 128) + ((jt_c8 * 8) / 64) % 128) < 256 && (by) < 2 && ((jt_c8 * 8) % 64) < 64);
+        jt::cp_async_16_zfill(&v_smem[(0) * 8192 + ((((jt_c8 * 8) / 64) % 128)) * 64 + (((((jt_c8 * 8) % 64)) / 8) ^ (((((jt_c8 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c8 * 8) % 64)) % 8], &V[((((bz)) * 256 + (((0) * 128) + ((jt_c8 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c8 * 8) % 64)], (unsigned)(bz) < 1u && (unsigned)(((0) * 128) + ((jt_c8 * 8) / 64) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c8 * 8) % 64) < 64u);
       }
     }
     jt::cp_async_commit();
@@ -61,19 +61,19 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         #pragma unroll
         for (int jt_u11 = 0; jt_u11 < 4; ++jt_u11) {
           const int jt_c10 = jt_u11 * 256 + tx;
-          jt::cp_async_16_zfill(&k_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c10 * 8) / 64) % 128)) * 64 + (((((jt_c10 * 8) % 64)) / 8) ^ (((((jt_c10 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c10 * 8) % 64)) % 8], &K[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c10 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c10 * 8) % 64)], (bz) < 1 && (((k_1 + 1) * 128) + ((jt_c10 * 8) / 64) % 128) < 256 && (by) < 2 && ((jt_c10 * 8) % 64) < 64);
+          jt::cp_async_16_zfill(&k_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c10 * 8) / 64) % 128)) * 64 + (((((jt_c10 * 8) % 64)) / 8) ^ (((((jt_c10 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c10 * 8) % 64)) % 8], &K[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c10 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c10 * 8) % 64)], (unsigned)(bz) < 1u && (unsigned)(((k_1 + 1) * 128) + ((jt_c10 * 8) / 64) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c10 * 8) % 64) < 64u);
         }
         #pragma unroll
         for (int jt_u13 = 0; jt_u13 < 4; ++jt_u13) {
           const int jt_c12 = jt_u13 * 256 + tx;
-          jt::cp_async_16_zfill(&v_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c12 * 8) / 64) % 128)) * 64 + (((((jt_c12 * 8) % 64)) / 8) ^ (((((jt_c12 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c12 * 8) % 64)) % 8], &V[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c12 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c12 * 8) % 64)], (bz) < 1 && (((k_1 + 1) * 128) + ((jt_c12 * 8) / 64) % 128) < 256 && (by) < 2 && ((jt_c12 * 8) % 64) < 64);
+          jt::cp_async_16_zfill(&v_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c12 * 8) / 64) % 128)) * 64 + (((((jt_c12 * 8) % 64)) / 8) ^ (((((jt_c12 * 8) / 64) % 128)) % 8)) * 8 + (((jt_c12 * 8) % 64)) % 8], &V[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c12 * 8) / 64) % 128)) * 2 + (by)) * 64 + ((jt_c12 * 8) % 64)], (unsigned)(bz) < 1u && (unsigned)(((k_1 + 1) * 128) + ((jt_c12 * 8) / 64) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c12 * 8) % 64) < 64u);
         }
       }
       jt::cp_async_commit();
       // flash_attention.py:53
       if ((((k_1 + 1) * 128) > ((1 - bx) * 128))) {
         // flash_attention.py:54
-         {
+        {
           #pragma unroll
           for (int jt_r14 = 0; jt_r14 < 64; ++jt_r14) {
             const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3)));
@@ -88,7 +88,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         for (int jt_r15 = 0; jt_r15 < 64; ++jt_r15) s_frag[jt_r15] = 0.0f;
       }
       // flash_attention.py:64
-       {
+      {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8;
         const int jt_warp_n = (tx >> 5) / 8;
@@ -118,12 +118,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:65
-       {
+      {
         #pragma unroll
         for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) m_prev_frag[jt_r16] = jt::cast<float>(m_frag[jt_r16]);
       }
       // flash_attention.py:66
-       {
+      {
         float acc[2];
         acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::cast<float>(s_frag[4])), jt::cast<float>(s_frag[5])), jt::cast<float>(s_frag[8])), jt::cast<float>(s_frag[9])), jt::cast<float>(s_frag[12])), jt::cast<float>(s_frag[13])), jt::cast<float>(s_frag[16])), jt::cast<float>(s_frag[17])), jt::cast<float>(s_frag[20])), jt::cast<float>(s_frag[21])), jt::cast<float>(s_frag[24])), jt::cast<float>(s_frag[25])), jt::cast<float>(s_frag[28])), jt::cast<float>(s_frag[29])), jt::cast<float>(s_frag[32])), jt::cast<float>(s_frag[33])), jt::cast<float>(s_frag[36])), jt::cast<float>(s_frag[37])), jt::cast<float>(s_frag[40])), jt::cast<float>(s_frag[41])), jt::cast<float>(s_frag[44])), jt::cast<float>(s_frag[45])), jt::cast<float>(s_frag[48])), jt::cast<float>(s_frag[49])), jt::cast<float>(s_frag[52])), jt::cast<float>(s_frag[53])), jt::cast<float>(s_frag[56])), jt::cast<float>(s_frag[57])), jt::cast<float>(s_frag[60])), jt::cast<float>(s_frag[61]));
         acc[1] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[2]), jt::cast<float>(s_frag[3])), jt::cast<float>(s_frag[6])), jt::cast<float>(s_frag[7])), jt::cast<float>(s_frag[10])), jt::cast<float>(s_frag[11])), jt::cast<float>(s_frag[14])), jt::cast<float>(s_frag[15])), jt::cast<float>(s_frag[18])), jt::cast<float>(s_frag[19])), jt::cast<float>(s_frag[22])), jt::cast<float>(s_frag[23])), jt::cast<float>(s_frag[26])), jt::cast<float>(s_frag[27])), jt::cast<float>(s_frag[30])), jt::cast<float>(s_frag[31])), jt::cast<float>(s_frag[34])), jt::cast<float>(s_frag[35])), jt::cast<float>(s_frag[38])), jt::cast<float>(s_frag[39])), jt::cast<float>(s_frag[42])), jt::cast<float>(s_frag[43])), jt::cast<float>(s_frag[46])), jt::cast<float>(s_frag[47])), jt::cast<float>(s_frag[50])), jt::cast<float>(s_frag[51])), jt::cast<float>(s_frag[54])), jt::cast<float>(s_frag[55])), jt::cast<float>(s_frag[58])), jt::cast<float>(s_frag[59])), jt::cast<float>(s_frag[62])), jt::cast<float>(s_frag[63]));
@@ -135,7 +135,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
       }
       // flash_attention.py:67
-       {
+      {
         #pragma unroll
         for (int jt_r17 = 0; jt_r17 < 2; ++jt_r17) {
           const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r17 & 1) << 3)));
@@ -143,7 +143,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:69
-       {
+      {
         #pragma unroll
         for (int jt_r18 = 0; jt_r18 < 64; ++jt_r18) {
           const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r18 >> 1) & 1) << 3)));
@@ -152,7 +152,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:71
-       {
+      {
         float acc[2];
         acc[0] = jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1]) + jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]) + jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9]) + jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13]) + jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17]) + jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]) + jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25]) + jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]) + jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33]) + jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]) + jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41]) + jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45]) + jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49]) + jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]) + jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57]) + jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]);
         acc[1] = jt::cast<float>(s_frag[2]) + jt::cast<float>(s_frag[3]) + jt::cast<float>(s_frag[6]) + jt::cast<float>(s_frag[7]) + jt::cast<float>(s_frag[10]) + jt::cast<float>(s_frag[11]) + jt::cast<float>(s_frag[14]) + jt::cast<float>(s_frag[15]) + jt::cast<float>(s_frag[18]) + jt::cast<float>(s_frag[19]) + jt::cast<float>(s_frag[22]) + jt::cast<float>(s_frag[23]) + jt::cast<float>(s_frag[26]) + jt::cast<float>(s_frag[27]) + jt::cast<float>(s_frag[30]) + jt::cast<float>(s_frag[31]) + jt::cast<float>(s_frag[34]) + jt::cast<float>(s_frag[35]) + jt::cast<float>(s_frag[38]) + jt::cast<float>(s_frag[39]) + jt::cast<float>(s_frag[42]) + jt::cast<float>(s_frag[43]) + jt::cast<float>(s_frag[46]) + jt::cast<float>(s_frag[47]) + jt::cast<float>(s_frag[50]) + jt::cast<float>(s_frag[51]) + jt::cast<float>(s_frag[54]) + jt::cast<float>(s_frag[55]) + jt::cast<float>(s_frag[58]) + jt::cast<float>(s_frag[59]) + jt::cast<float>(s_frag[62]) + jt::cast<float>(s_frag[63]);
@@ -164,7 +164,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         l_tile_frag[1] = jt::cast<float>(acc[1]);
       }
       // flash_attention.py:72
-       {
+      {
         #pragma unroll
         for (int jt_r19 = 0; jt_r19 < 2; ++jt_r19) {
           const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r19 & 1) << 3)));
@@ -172,12 +172,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:74
-       {
+      {
         #pragma unroll
         for (int jt_r20 = 0; jt_r20 < 64; ++jt_r20) p_frag[jt_r20] = jt::cast<jt::half>(s_frag[jt_r20]);
       }
       // flash_attention.py:75
-       {
+      {
         #pragma unroll
         for (int jt_r21 = 0; jt_r21 < 32; ++jt_r21) {
           const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3)));
@@ -186,7 +186,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
         }
       }
       // flash_attention.py:77
-       {
+      {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8;
         const int jt_warp_n = (tx >> 5) / 8;
@@ -223,7 +223,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
     jt::cp_async_wait_all();
   }
   // flash_attention.py:78
-   {
+  {
     #pragma unroll
     for (int jt_r22 = 0; jt_r22 < 32; ++jt_r22) {
       const int i_5 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3)));
@@ -232,7 +232,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
     }
   }
   // flash_attention.py:80
-   {
+  {
     #pragma unroll
     for (int jt_r23 = 0; jt_r23 < 32; jt_r23 += 2) {
       jt::vec<jt::half, 2> jt_v24;

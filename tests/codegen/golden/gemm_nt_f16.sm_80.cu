@@ -14,7 +14,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
   #pragma unroll
   for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
   // gemm.py:32
-   {
+  {
     // prologue: tiles 0..1 in flight
     if (0 < 5) {
       #pragma unroll
@@ -25,7 +25,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
       #pragma unroll
       for (int jt_u5 = 0; jt_u5 < 4; ++jt_u5) {
         const int jt_c4 = jt_u5 * 128 + tx;
-        jt::cp_async_16_zfill(&b_tile_smem[(0) * 4096 + ((((jt_c4 * 8) / 32) % 128)) * 32 + (((((jt_c4 * 8) % 32)) / 8) ^ (((((jt_c4 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c4 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c4 * 8) / 32) % 128)) * 160 + (((0) * 32) + (jt_c4 * 8) % 32)], ((bx * 128) + ((jt_c4 * 8) / 32) % 128) < 192 && (((0) * 32) + (jt_c4 * 8) % 32) < 160);
+        jt::cp_async_16_zfill(&b_tile_smem[(0) * 4096 + ((((jt_c4 * 8) / 32) % 128)) * 32 + (((((jt_c4 * 8) % 32)) / 8) ^ (((((jt_c4 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c4 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c4 * 8) / 32) % 128)) * 160 + (((0) * 32) + (jt_c4 * 8) % 32)], (unsigned)((bx * 128) + ((jt_c4 * 8) / 32) % 128) < 192u && (unsigned)(((0) * 32) + (jt_c4 * 8) % 32) < 160u);
       }
     }
     jt::cp_async_commit();
@@ -38,7 +38,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
       #pragma unroll
       for (int jt_u9 = 0; jt_u9 < 4; ++jt_u9) {
         const int jt_c8 = jt_u9 * 128 + tx;
-        jt::cp_async_16_zfill(&b_tile_smem[(1) * 4096 + ((((jt_c8 * 8) / 32) % 128)) * 32 + (((((jt_c8 * 8) % 32)) / 8) ^ (((((jt_c8 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c8 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c8 * 8) / 32) % 128)) * 160 + (((1) * 32) + (jt_c8 * 8) % 32)], ((bx * 128) + ((jt_c8 * 8) / 32) % 128) < 192 && (((1) * 32) + (jt_c8 * 8) % 32) < 160);
+        jt::cp_async_16_zfill(&b_tile_smem[(1) * 4096 + ((((jt_c8 * 8) / 32) % 128)) * 32 + (((((jt_c8 * 8) % 32)) / 8) ^ (((((jt_c8 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c8 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c8 * 8) / 32) % 128)) * 160 + (((1) * 32) + (jt_c8 * 8) % 32)], (unsigned)((bx * 128) + ((jt_c8 * 8) / 32) % 128) < 192u && (unsigned)(((1) * 32) + (jt_c8 * 8) % 32) < 160u);
       }
     }
     jt::cp_async_commit();
@@ -54,12 +54,12 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
         #pragma unroll
         for (int jt_u13 = 0; jt_u13 < 4; ++jt_u13) {
           const int jt_c12 = jt_u13 * 128 + tx;
-          jt::cp_async_16_zfill(&b_tile_smem[((k + 2) % 3) * 4096 + ((((jt_c12 * 8) / 32) % 128)) * 32 + (((((jt_c12 * 8) % 32)) / 8) ^ (((((jt_c12 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c12 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c12 * 8) / 32) % 128)) * 160 + (((k + 2) * 32) + (jt_c12 * 8) % 32)], ((bx * 128) + ((jt_c12 * 8) / 32) % 128) < 192 && (((k + 2) * 32) + (jt_c12 * 8) % 32) < 160);
+          jt::cp_async_16_zfill(&b_tile_smem[((k + 2) % 3) * 4096 + ((((jt_c12 * 8) / 32) % 128)) * 32 + (((((jt_c12 * 8) % 32)) / 8) ^ (((((jt_c12 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c12 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c12 * 8) / 32) % 128)) * 160 + (((k + 2) * 32) + (jt_c12 * 8) % 32)], (unsigned)((bx * 128) + ((jt_c12 * 8) / 32) % 128) < 192u && (unsigned)(((k + 2) * 32) + (jt_c12 * 8) % 32) < 160u);
         }
       }
       jt::cp_async_commit();
       // gemm.py:41
-       {
+      {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 2;
         const int jt_warp_n = (tx >> 5) / 2;
@@ -92,13 +92,13 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
     jt::cp_async_wait_all();
   }
   // gemm.py:42
-   {
+  {
     #pragma unroll
     for (int jt_r14 = 0; jt_r14 < 128; jt_r14 += 2) {
       jt::vec<jt::half, 2> jt_v15;
       #pragma unroll
       for (int u = 0; u < 2; ++u) jt_v15.v[u] = jt::cast<jt::half>(acc_frag[jt_r14 + u]);
-      if (((by * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4)))) < 256 && ((bx * 128) + ((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3)))) < 192) {
+      if ((unsigned)((by * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4)))) < 256u && (unsigned)((bx * 128) + ((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3)))) < 192u) {
         *reinterpret_cast<jt::vec<jt::half, 2>*>(&C[(((by * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4))))) * 192 + ((bx * 128) + ((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))))]) = jt_v15;
       }
     }

@@ -14,11 +14,11 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   float c2_frag[2];
   float col_frag[4];
   // layer_norm.py:66
-   {
+  {
     #pragma unroll
     for (int jt_r1 = 0; jt_r1 < 8; jt_r1 += 4) {
       jt::vec<float, 4> jt_v2;
-      if (((bx * 2) + (((jt_r1 >> 2) & 1))) < 63 && (((((tx & 127) << 2)) | ((jt_r1 & 3)))) < 512) {
+      if ((unsigned)((bx * 2) + (((jt_r1 >> 2) & 1))) < 63u && (unsigned)(((((tx & 127) << 2)) | ((jt_r1 & 3)))) < 512u) {
         jt_v2 = *reinterpret_cast<const jt::vec<float, 4>*>(&X[(((bx * 2) + (((jt_r1 >> 2) & 1)))) * 512 + (((((tx & 127) << 2)) | ((jt_r1 & 3))))]);
       }
       else {
@@ -30,11 +30,11 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     }
   }
   // layer_norm.py:67
-   {
+  {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 8; jt_r3 += 4) {
       jt::vec<float, 4> jt_v4;
-      if (((bx * 2) + (((jt_r3 >> 2) & 1))) < 63 && (((((tx & 127) << 2)) | ((jt_r3 & 3)))) < 512) {
+      if ((unsigned)((bx * 2) + (((jt_r3 >> 2) & 1))) < 63u && (unsigned)(((((tx & 127) << 2)) | ((jt_r3 & 3)))) < 512u) {
         jt_v4 = *reinterpret_cast<const jt::vec<float, 4>*>(&DY[(((bx * 2) + (((jt_r3 >> 2) & 1)))) * 512 + (((((tx & 127) << 2)) | ((jt_r3 & 3))))]);
       }
       else {
@@ -46,7 +46,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     }
   }
   // layer_norm.py:68
-   {
+  {
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 8; ++jt_r5) {
       const int i = (((jt_r5 >> 2) & 1));
@@ -57,7 +57,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     }
   }
   // layer_norm.py:73
-   {
+  {
     float acc[2];
     acc[0] = jt::cast<float>(prod_frag[0]) + jt::cast<float>(prod_frag[1]) + jt::cast<float>(prod_frag[2]) + jt::cast<float>(prod_frag[3]);
     acc[1] = jt::cast<float>(prod_frag[4]) + jt::cast<float>(prod_frag[5]) + jt::cast<float>(prod_frag[6]) + jt::cast<float>(prod_frag[7]);
@@ -91,7 +91,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     c1_frag[1] = jt::cast<float>(acc[1]);
   }
   // layer_norm.py:74
-   {
+  {
     float acc[2];
     acc[0] = jt::cast<float>(wdy_frag[0]) + jt::cast<float>(wdy_frag[1]) + jt::cast<float>(wdy_frag[2]) + jt::cast<float>(wdy_frag[3]);
     acc[1] = jt::cast<float>(wdy_frag[4]) + jt::cast<float>(wdy_frag[5]) + jt::cast<float>(wdy_frag[6]) + jt::cast<float>(wdy_frag[7]);
@@ -125,7 +125,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     c2_frag[1] = jt::cast<float>(acc[1]);
   }
   // layer_norm.py:75
-   {
+  {
     #pragma unroll
     for (int jt_r6 = 0; jt_r6 < 8; ++jt_r6) {
       const int i_1 = (((jt_r6 >> 2) & 1));
@@ -135,19 +135,19 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     }
   }
   // layer_norm.py:79
-   {
+  {
     #pragma unroll
     for (int jt_r7 = 0; jt_r7 < 8; jt_r7 += 4) {
       jt::vec<float, 4> jt_v8;
       #pragma unroll
       for (int u = 0; u < 4; ++u) jt_v8.v[u] = jt::cast<float>(wdy_frag[jt_r7 + u]);
-      if (((bx * 2) + (((jt_r7 >> 2) & 1))) < 63 && (((((tx & 127) << 2)) | ((jt_r7 & 3)))) < 512) {
+      if ((unsigned)((bx * 2) + (((jt_r7 >> 2) & 1))) < 63u && (unsigned)(((((tx & 127) << 2)) | ((jt_r7 & 3)))) < 512u) {
         *reinterpret_cast<jt::vec<float, 4>*>(&DX[(((bx * 2) + (((jt_r7 >> 2) & 1)))) * 512 + (((((tx & 127) << 2)) | ((jt_r7 & 3))))]) = jt_v8;
       }
     }
   }
   // layer_norm.py:80
-   {
+  {
     float acc[4];
     acc[0] = jt::cast<float>(prod_frag[0]) + jt::cast<float>(prod_frag[4]);
     acc[1] = jt::cast<float>(prod_frag[1]) + jt::cast<float>(prod_frag[5]);
@@ -159,7 +159,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     col_frag[3] = jt::cast<float>(acc[3]);
   }
   // layer_norm.py:81
-   {
+  {
     #pragma unroll
     for (int jt_r9 = 0; jt_r9 < 4; jt_r9 += 4) {
       jt::vec<float, 4> jt_v10;
@@ -169,7 +169,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     }
   }
   // layer_norm.py:82
-   {
+  {
     float acc[4];
     acc[0] = jt::cast<float>(dy_frag[0]) + jt::cast<float>(dy_frag[4]);
     acc[1] = jt::cast<float>(dy_frag[1]) + jt::cast<float>(dy_frag[5]);
@@ -181,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     col_frag[3] = jt::cast<float>(acc[3]);
   }
   // layer_norm.py:83
-   {
+  {
     #pragma unroll
     for (int jt_r11 = 0; jt_r11 < 4; jt_r11 += 4) {
       jt::vec<float, 4> jt_v12;

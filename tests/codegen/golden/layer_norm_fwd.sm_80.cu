@@ -11,7 +11,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   float mean_frag[1];
   float rstd_frag[1];
   // layer_norm.py:32
-   {
+  {
     #pragma unroll
     for (int jt_r1 = 0; jt_r1 < 4; jt_r1 += 4) {
       jt::vec<float, 4> jt_v2;
@@ -21,7 +21,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     }
   }
   // layer_norm.py:33
-   {
+  {
     float acc[1];
     acc[0] = jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1]) + jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3]);
     #pragma unroll
@@ -53,7 +53,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     mean_frag[0] = jt::cast<float>(acc[0]);
   }
   // layer_norm.py:34
-   {
+  {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 1; ++jt_r3) {
       const int i = (0);
@@ -61,7 +61,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     }
   }
   // layer_norm.py:36
-   {
+  {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 4; ++jt_r4) {
       const int i_1 = (0);
@@ -71,7 +71,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     }
   }
   // layer_norm.py:39
-   {
+  {
     float acc[1];
     acc[0] = jt::cast<float>(sq_frag[0]) + jt::cast<float>(sq_frag[1]) + jt::cast<float>(sq_frag[2]) + jt::cast<float>(sq_frag[3]);
     #pragma unroll
@@ -103,7 +103,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     rstd_frag[0] = jt::cast<float>(acc[0]);
   }
   // layer_norm.py:40
-   {
+  {
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 1; ++jt_r5) {
       const int i_2 = (0);
@@ -111,7 +111,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     }
   }
   // layer_norm.py:42
-   {
+  {
     #pragma unroll
     for (int jt_r6 = 0; jt_r6 < 4; ++jt_r6) {
       const int i_3 = (0);
@@ -120,7 +120,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     }
   }
   // layer_norm.py:44
-   {
+  {
     #pragma unroll
     for (int jt_r7 = 0; jt_r7 < 4; jt_r7 += 4) {
       jt::vec<float, 4> jt_v8;
@@ -130,7 +130,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     }
   }
   // layer_norm.py:45
-   {
+  {
     #pragma unroll
     for (int jt_r9 = 0; jt_r9 < 1; ++jt_r9) {
       const int i_4 = (0);

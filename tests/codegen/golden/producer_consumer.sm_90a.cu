@@ -17,7 +17,7 @@ extern "C" __global__ void __launch_bounds__(128) scaled_rows(const float* __res
   // producer_consumer.py:32
   for (int k = 0; k < 16; ++k) {
     // producer_consumer.py:34
-     {
+    {
       #pragma unroll
       for (int jt_u2 = 0; jt_u2 < 2; ++jt_u2) {
         const int jt_e1 = jt_u2 * 128 + tx;
@@ -31,7 +31,7 @@ extern "C" __global__ void __launch_bounds__(128) scaled_rows(const float* __res
     jt::mbarrier_wait_parity(&full_bar[(k % 2)], (unsigned)(((k / 2) % 2)));
     __syncthreads();
     // producer_consumer.py:38
-     {
+    {
       #pragma unroll
       for (int jt_u4 = 0; jt_u4 < 2; ++jt_u4) {
         const int jt_e3 = jt_u4 * 128 + tx;

@@ -22,17 +22,17 @@ extern "C" __global__ void __launch_bounds__(128) column_stats(const float* __re
   // reducer.py:32
   for (int k = 0; k < 10; ++k) {
     // reducer.py:33
-     {
+    {
       #pragma unroll
       for (int jt_u4 = 0; jt_u4 < 2; ++jt_u4) {
         const int jt_c3 = jt_u4 * 128 + tx;
-        jt::cp_async_16_zfill(&tile_smem[((((jt_c3 * 4) / 32) % 32)) * 32 + ((jt_c3 * 4) % 32)], &X[(((k * 32) + ((jt_c3 * 4) / 32) % 32)) * 96 + ((bx * 32) + (jt_c3 * 4) % 32)], ((k * 32) + ((jt_c3 * 4) / 32) % 32) < 300 && ((bx * 32) + (jt_c3 * 4) % 32) < 96);
+        jt::cp_async_16_zfill(&tile_smem[((((jt_c3 * 4) / 32) % 32)) * 32 + ((jt_c3 * 4) % 32)], &X[(((k * 32) + ((jt_c3 * 4) / 32) % 32)) * 96 + ((bx * 32) + (jt_c3 * 4) % 32)], (unsigned)((k * 32) + ((jt_c3 * 4) / 32) % 32) < 300u && (unsigned)((bx * 32) + (jt_c3 * 4) % 32) < 96u);
       }
     }
     jt::cp_async_wait_all();
     __syncthreads();
     // reducer.py:34
-     {
+    {
       #pragma unroll
       for (int jt_u6 = 0; jt_u6 < 8; ++jt_u6) {
         const int jt_e5 = jt_u6 * 128 + tx;
@@ -48,7 +48,7 @@ extern "C" __global__ void __launch_bounds__(128) column_stats(const float* __re
     __syncthreads();
   }
   // reducer.py:38
-   {
+  {
     __syncthreads();
     #pragma unroll
     for (int e = 0; e < 32; ++e) {
@@ -70,7 +70,7 @@ extern "C" __global__ void __launch_bounds__(128) column_stats(const float* __re
     __syncthreads();
   }
   // reducer.py:39
-   {
+  {
     __syncthreads();
     #pragma unroll
     for (int e = 0; e < 32; ++e) {
@@ -92,7 +92,7 @@ extern "C" __global__ void __launch_bounds__(128) column_stats(const float* __re
     __syncthreads();
   }
   // reducer.py:40
-   {
+  {
     #pragma unroll
     for (int jt_u8 = 0; jt_u8 < 1; ++jt_u8) {
       const int jt_e7 = jt_u8 * 128 + tx;

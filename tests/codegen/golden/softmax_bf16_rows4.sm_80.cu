@@ -10,11 +10,11 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
   float row_max_frag[4];
   float row_sum_frag[4];
   // softmax.py:28
-   {
+  {
     #pragma unroll
     for (int jt_r1 = 0; jt_r1 < 16; jt_r1 += 4) {
       jt::vec<jt::bfloat16, 4> jt_v2;
-      if (((bx * 4) + (((jt_r1 >> 2) & 3))) < 130 && (((((tx & 127) << 2)) | ((jt_r1 & 3)))) < 512) {
+      if ((unsigned)((bx * 4) + (((jt_r1 >> 2) & 3))) < 130u && (unsigned)(((((tx & 127) << 2)) | ((jt_r1 & 3)))) < 512u) {
         jt_v2 = *reinterpret_cast<const jt::vec<jt::bfloat16, 4>*>(&X[(((bx * 4) + (((jt_r1 >> 2) & 3)))) * 512 + (((((tx & 127) << 2)) | ((jt_r1 & 3))))]);
       }
       else {
@@ -26,7 +26,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     }
   }
   // softmax.py:29
-   {
+  {
     float acc[4];
     acc[0] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[0]), jt::cast<float>(x_frag[1])), jt::cast<float>(x_frag[2])), jt::cast<float>(x_frag[3]));
     acc[1] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[4]), jt::cast<float>(x_frag[5])), jt::cast<float>(x_frag[6])), jt::cast<float>(x_frag[7]));
@@ -64,7 +64,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     row_max_frag[3] = jt::cast<float>(acc[3]);
   }
   // softmax.py:30
-   {
+  {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 16; ++jt_r3) {
       const int i = (((jt_r3 >> 2) & 3));
@@ -73,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     }
   }
   // softmax.py:32
-   {
+  {
     float acc[4];
     acc[0] = jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1]) + jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3]);
     acc[1] = jt::cast<float>(x_frag[4]) + jt::cast<float>(x_frag[5]) + jt::cast<float>(x_frag[6]) + jt::cast<float>(x_frag[7]);
@@ -111,7 +111,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     row_sum_frag[3] = jt::cast<float>(acc[3]);
   }
   // softmax.py:33
-   {
+  {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 16; ++jt_r4) {
       const int i_1 = (((jt_r4 >> 2) & 3));
@@ -120,13 +120,13 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     }
   }
   // softmax.py:35
-   {
+  {
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 16; jt_r5 += 4) {
       jt::vec<jt::bfloat16, 4> jt_v6;
       #pragma unroll
       for (int u = 0; u < 4; ++u) jt_v6.v[u] = jt::cast<jt::bfloat16>(x_frag[jt_r5 + u]);
-      if (((bx * 4) + (((jt_r5 >> 2) & 3))) < 130 && (((((tx & 127) << 2)) | ((jt_r5 & 3)))) < 512) {
+      if ((unsigned)((bx * 4) + (((jt_r5 >> 2) & 3))) < 130u && (unsigned)(((((tx & 127) << 2)) | ((jt_r5 & 3)))) < 512u) {
         *reinterpret_cast<jt::vec<jt::bfloat16, 4>*>(&O[(((bx * 4) + (((jt_r5 >> 2) & 3)))) * 512 + (((((tx & 127) << 2)) | ((jt_r5 & 3))))]) = jt_v6;
       }
     }

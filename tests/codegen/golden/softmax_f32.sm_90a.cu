@@ -10,7 +10,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
   float row_max_frag[1];
   float row_sum_frag[1];
   // softmax.py:28
-   {
+  {
     #pragma unroll
     for (int jt_r1 = 0; jt_r1 < 4; jt_r1 += 4) {
       jt::vec<float, 4> jt_v2;
@@ -20,7 +20,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
     }
   }
   // softmax.py:29
-   {
+  {
     float acc[1];
     acc[0] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[0]), jt::cast<float>(x_frag[1])), jt::cast<float>(x_frag[2])), jt::cast<float>(x_frag[3]));
     #pragma unroll
@@ -52,7 +52,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
     row_max_frag[0] = jt::cast<float>(acc[0]);
   }
   // softmax.py:30
-   {
+  {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 4; ++jt_r3) {
       const int i = (0);
@@ -61,7 +61,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
     }
   }
   // softmax.py:32
-   {
+  {
     float acc[1];
     acc[0] = jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1]) + jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3]);
     #pragma unroll
@@ -93,7 +93,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
     row_sum_frag[0] = jt::cast<float>(acc[0]);
   }
   // softmax.py:33
-   {
+  {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 4; ++jt_r4) {
       const int i_1 = (0);
@@ -102,7 +102,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
     }
   }
   // softmax.py:35
-   {
+  {
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 4; jt_r5 += 4) {
       jt::vec<float, 4> jt_v6;

@@ -7,7 +7,7 @@ extern "C" __global__ void __launch_bounds__(256) add(const float* __restrict__ 
   const int tx = threadIdx.x;
   const int bx = blockIdx.x;
   // quickstart.py:25
-   {
+  {
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 1; ++jt_u2) {
       const int jt_e1 = jt_u2 * 256 + tx;

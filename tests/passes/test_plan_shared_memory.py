@@ -1,0 +1,181 @@
+"""Shared-memory planning: aligned, disjoint offsets; pipelining stages; swizzled gemm
+operands; the per-block limit and the static 48 KiB limit."""
+
+import pytest
+
+import jtile
+import jtile.language as T
+from jtile.compiler.target import parse_target
+from jtile.ir.types import DType
+from jtile.passes import run_passes
+from jtile.passes.plan_shared_memory import ALIGNMENT
+from jtile.trace.trace_kernel import trace
+
+F16, F32 = DType.float16, DType.float32
+
+
+def plan_of(fn, inputs, outputs, arch="sm_90a"):
+    kernel = run_passes(trace(fn, inputs, outputs), parse_target(arch))
+    plan = kernel.attrs["shared"]
+    return kernel, plan, {b.name: b for b in kernel.allocations}
+
+
+def matmul(stages, a_cols=32, dtype="float16", threads=128):
+    def pipelined_matmul(A, B, C):
+        with T.Kernel(2, 2, threads=threads) as (bx, by):
+            a_smem = T.alloc_shared((64, a_cols), dtype)
+            b_smem = T.alloc_shared((a_cols, 64), dtype)
+            acc = T.alloc_fragment((64, 64), "float32")
+            T.clear(acc)
+            for k in T.Pipelined(4, num_stages=stages):
+                T.copy(A[by * 64, k * a_cols], a_smem)
+                T.copy(B[k * a_cols, bx * 64], b_smem)
+                T.gemm(a_smem, b_smem, acc)
+            T.copy(acc, C[by * 64, bx * 64])
+
+    dt = DType[dtype]
+    return pipelined_matmul, [((128, 4 * a_cols), dt), ((4 * a_cols, 128), dt)], [((128, 128), F32)]
+
+
+def test_offsets_are_aligned_and_disjoint():
+    def odd_sizes(X, O):
+        with T.Kernel(1, threads=128):
+            tiny = T.alloc_shared((3,), "float32")
+            mid = T.alloc_shared((100,), "float16")
+            big = T.alloc_shared((64, 64), "float16")
+            last = T.alloc_shared((5,), "int8")
+            frag = T.alloc_fragment((64,), "float32")
+            T.copy(X[0:3], tiny)
+            T.copy(X[0:100], mid)
+            T.copy(X[0:64], big[0, :])
+            T.copy(X[0:5], last)
+            T.copy(X[0:64], frag)
+            T.copy(frag, O)
+
+    kernel, plan, bufs = plan_of(odd_sizes, [((128,), F32)], [((64,), F32)])
+    assert set(plan.offsets) == {bufs[n] for n in ("tiny", "mid", "big", "last")}
+    spans = sorted((off, off + buf.nbytes) for buf, off in plan.offsets.items())
+    assert all(off % ALIGNMENT == 0 for off, _ in spans) and ALIGNMENT == 128
+    assert all(end <= next_off for (_, end), (next_off, _) in zip(spans, spans[1:]))
+    assert plan.offsets[bufs["tiny"]] == 0 and plan.offsets[bufs["mid"]] == 128
+    assert plan.dynamic_bytes >= spans[-1][1] and plan.dynamic_bytes % ALIGNMENT == 0
+    assert plan.static_bytes == 0
+
+
+@pytest.mark.parametrize("stages", [2, 3, 4])
+def test_pipelined_buffers_are_multiplied_by_num_stages(stages):
+    kernel, plan, bufs = plan_of(*matmul(stages))
+    a, b = bufs["a_smem"], bufs["b_smem"]
+    assert plan.stages == {a: stages, b: stages}
+    (loop_copies,) = plan.pipelined_copies.values()
+    assert [c.dst.buffer for c in loop_copies] == [a, b]
+    assert plan.offsets[b] - plan.offsets[a] >= a.nbytes * stages
+    assert plan.dynamic_bytes >= plan.offsets[b] + b.nbytes * stages
+
+
+@pytest.mark.parametrize("stages, arch", [(1, "sm_90a"), (0, "sm_90a"), (3, "sm_75")])
+def test_no_stages_without_pipelining(stages, arch):
+    # One stage is a plain loop; sm_75 has no cp.async to fill stages ahead.
+    kernel, plan, bufs = plan_of(*matmul(stages), arch=arch)
+    assert plan.stages == {} and plan.pipelined_copies == {}
+    assert plan.offsets[bufs["b_smem"]] - plan.offsets[bufs["a_smem"]] == bufs["a_smem"].nbytes
+
+
+def test_copies_not_at_the_top_of_the_loop_or_casting_are_not_pipelined():
+    def mixed(A, O):
+        with T.Kernel(1, threads=128):
+            s = T.alloc_shared((64,), "float32")
+            h = T.alloc_shared((64,), "float16")
+            frag = T.alloc_fragment((64,), "float32")
+            T.clear(frag)
+            for k in T.Pipelined(4, num_stages=3):
+                T.copy(A[k * 64:(k + 1) * 64], h)     # casts float32 -> float16
+                T.copy(A[k * 64:(k + 1) * 64], s)
+                s[0] = 1.0                            # a second writer of s
+                T.copy(s, frag)
+            T.copy(frag, O)
+
+    _, plan, bufs = plan_of(mixed, [((256,), F32)], [((64,), F32)])
+    assert plan.stages == {}
+
+
+@pytest.mark.parametrize("a_cols, dtype, swizzled", [
+    (32, "float16", {"a_smem", "b_smem"}),    # 64-byte rows: 4 chunks of 16 bytes
+    (64, "bfloat16", {"a_smem", "b_smem"}),   # 128-byte rows
+    (24, "float16", {"b_smem"}),              # 48-byte rows of A: 3 chunks, not a power of 2
+    (32, "float32", set()),                   # FMA path: no ldmatrix
+])
+def test_swizzled_gemm_operands(a_cols, dtype, swizzled):
+    fn, inputs, outputs = matmul(2, a_cols=a_cols, dtype=dtype)
+    _, plan, bufs = plan_of(fn, inputs, outputs)
+    assert {b.name for b in plan.swizzled} == swizzled
+
+
+def test_the_limit_error_lists_every_buffer():
+    fn, inputs, outputs = matmul(4, a_cols=256)
+    with pytest.raises(jtile.JtileTargetError) as info:
+        plan_of(fn, inputs, outputs, arch="sm_86")
+    message = str(info.value)
+    assert message.startswith("pipelined_matmul (test_plan_shared_memory.py:")
+    total = 4 * 64 * 256 * 2 + 4 * 256 * 64 * 2
+    assert f"shared memory needs {total} bytes" in message
+    assert "a_smem float16[64, 256] x4 stages = 131072 bytes" in message
+    assert "b_smem float16[256, 64] x4 stages = 131072 bytes" in message
+    assert "but sm_86 allows 101376 bytes per block" in message
+    # The same kernel fits Hopper with two stages.
+    fn, inputs, outputs = matmul(2, a_cols=128)
+    plan_of(fn, inputs, outputs, arch="sm_90a")
+
+
+def test_barriers_and_scratch_count_toward_the_limit():
+    def nearly_full(X, O):
+        with T.Kernel(1, threads=128):
+            s = T.alloc_shared((232448 // 4,), "float32")
+            bar = T.alloc_barrier([128, 128])
+            T.copy(X, s[0:64])
+            T.mbarrier_arrive(bar[0])
+            T.copy(s[0:64], O)
+
+    with pytest.raises(jtile.JtileTargetError, match=r"shared memory needs 232464 bytes \(s "
+                       r"float32\[58112\] = 232448 bytes; barriers = 16 bytes\) but sm_90a allows "
+                       r"232448 bytes"):
+        plan_of(nearly_full, [((64,), F32)], [((64,), F32)])
+
+
+@pytest.mark.parametrize("elements, fits", [(48 * 1024 // 4, True), (48 * 1024 // 4 + 32, False)])
+def test_static_shared_scope_is_limited_to_48_kib(elements, fits):
+    def static_smem(X, O):
+        with T.Kernel(1, threads=128):
+            s = T.alloc_shared((elements,), "float32", scope="shared")
+            d = T.alloc_shared((elements,), "float32")     # dynamic: not limited to 48 KiB
+            T.copy(X, s[0:64])
+            T.copy(X, d[0:64])
+            T.copy(s[0:64], O)
+
+    args = (static_smem, [((64,), F32)], [((64,), F32)])
+    if fits:
+        _, plan, bufs = plan_of(*args)
+        assert plan.static_bytes == 49152
+        return
+    with pytest.raises(jtile.JtileTargetError, match=r"^static_smem \(test_plan_shared_memory.py:\d+\): "
+                       r"static shared memory \(scope \"shared\"\) needs 49280 bytes but at most "
+                       r"49152 bytes are allowed; use the default scope \"shared.dyn\""):
+        plan_of(*args)
+
+
+def test_reduction_scratch_is_placed_after_the_buffers():
+    def row_sum(X, O):
+        with T.Kernel(1, threads=128):
+            s = T.alloc_shared((64, 64), "float32")
+            x = T.alloc_fragment((64, 64), "float32")
+            r = T.alloc_fragment((64,), "float32")
+            T.copy(X, s)
+            T.copy(s, x)
+            T.reduce_sum(x, r, dim=0)     # columns spread over warps: a cross-warp combine
+            T.copy(r, O)
+
+    kernel, plan, bufs = plan_of(row_sum, [((64, 64), F32)], [((64,), F32)])
+    assert plan.scratch_bytes > 0
+    assert plan.scratch_offset >= plan.offsets[bufs["s"]] + bufs["s"].nbytes
+    assert plan.scratch_offset % ALIGNMENT == 0
+    assert plan.dynamic_bytes >= plan.scratch_offset + plan.scratch_bytes
