@@ -115,23 +115,12 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         if not missing:
             break
         buf = missing[0]
-        layouts[buf] = default_layout(tuple(buf.shape), threads,
-                                      _vector_width(buf, all_stmts))
+        vector = max(1, min(VECTOR_BYTES // buf.dtype.bytes, buf.shape[-1]))
+        layouts[buf] = default_layout(tuple(buf.shape), threads, vector)
 
     _check_loops(kernel, all_stmts, layouts)
     attrs = dict(kernel.attrs, layouts=layouts, mma=tilings)
     return kernel.replace(attrs=attrs)
-
-
-def _vector_width(buf, all_stmts) -> int:
-    """Elements per thread that stay contiguous: 16 bytes of the narrowest type the fragment
-    is copied from or to, so a bfloat16 row moves in 16-byte loads into float32 registers."""
-    narrowest = buf.dtype.bytes
-    for s in all_stmts:
-        if isinstance(s, ir.Copy) and buf in (s.src.buffer, s.dst.buffer):
-            other = s.dst.buffer if s.src.buffer is buf else s.src.buffer
-            narrowest = min(narrowest, other.dtype.bytes)
-    return max(1, min(VECTOR_BYTES // narrowest, buf.shape[-1]))
 
 
 def _assign(kernel, layouts, buf, layout: Layout, loc, why) -> bool:

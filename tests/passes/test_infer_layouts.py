@@ -117,8 +117,7 @@ def test_untouched_fragments_get_the_default_layout():
             T.copy(h, O)
 
     _, layouts = planned(elementwise, [((64, 64), F32)], [((64, 64), F32)])
-    # 16 bytes of the narrowest type x is copied to or from (float16 h): 8 elements
-    assert layouts["x"] == default_layout((64, 64), 128, 8)
+    assert layouts["x"] == default_layout((64, 64), 128, 4)     # 16 bytes of float32
     assert layouts["h"] == layouts["x"]                          # a fragment copy keeps it
 
 
