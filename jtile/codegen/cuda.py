@@ -229,11 +229,28 @@ class CudaEmitter:
         writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
         return reads, writes
 
+    def _bytes(self, buf) -> tuple:
+        start = self.plan.offsets[buf]
+        return start, start + buf.nbytes * self.plan.stages.get(buf, 1)
+
+    def overlap(self, a, b) -> bool:
+        """Whether two sets of shared buffers share bytes (planning lets buffers whose lives
+        do not meet reuse memory, so distinct buffers can alias)."""
+        for x in a:
+            for y in b:
+                if x is y:
+                    return True
+                (x0, x1), (y0, y1) = self._bytes(x), self._bytes(y)
+                if x0 < y1 and y0 < x1:
+                    return True
+        return False
+
     def before(self, s) -> None:
         if self.parallel is not None:
             return  # a T.Parallel body is one unit: never a barrier inside divergent loops
         reads, writes = self.shared_sets(s)
-        if reads & self.dirty_written or writes & self.dirty_read or writes & self.dirty_written:
+        if self.overlap(reads, self.dirty_written) or \
+                self.overlap(writes, self.dirty_read | self.dirty_written):
             self.sync()
 
     def after(self, s) -> None:
@@ -262,7 +279,7 @@ class CudaEmitter:
             r, w = self.shared_sets(s)
             reads |= r
             writes |= w
-        if (writes & (self.dirty_read | reads)) or (reads & self.dirty_written & writes):
+        if self.overlap(writes, self.dirty_read | reads) or self.overlap(reads, self.dirty_written):
             self.sync()
         self.dirty_written |= entry_w
         self.dirty_read |= entry_r

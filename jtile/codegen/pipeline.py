@@ -23,7 +23,7 @@ def emit_pipelined(em, loop: ir.For) -> None:
     extent = static_value(loop.extent)
     if extent is not None:
         em.var_ranges[loop.var] = (0, max(0, extent - 1))
-    if set(buffers) & (em.dirty_read | em.dirty_written):
+    if em.overlap(set(buffers), em.dirty_read | em.dirty_written):
         em.sync()
     if em.async_pending:
         em.line("jt::cp_async_wait_all();")

@@ -6,7 +6,8 @@ Decides, in `kernel.attrs["shared"]` (a SharedPlan):
 - which shared tiles feed `T.gemm` through ldmatrix and are stored XOR-swizzled (16-byte
   chunks permuted per row) so the 8 rows one ldmatrix phase reads fall in distinct banks;
 - scratch for cross-warp reductions;
-- every buffer's byte offset (128-byte aligned), checked against the target's limit.
+- every buffer's byte offset (128-byte aligned): buffers whose lifetimes (in top-level
+  statements) do not meet share bytes; the total is checked against the target's limit.
 """
 
 from __future__ import annotations
@@ -93,24 +94,57 @@ def reduce_scratch_bytes(kernel: ir.Kernel) -> int:
     return need
 
 
+def live_intervals(kernel: ir.Kernel, buffers) -> dict:
+    """Buffer -> (first, last) index of the top-level statements that use it. A use anywhere
+    inside a top-level loop or branch counts for that whole statement, so a buffer is live
+    across every iteration of a loop that touches it."""
+    intervals = {}
+    for index, top in enumerate(kernel.body):
+        used = deep_buffers_read(top) | deep_buffers_written(top)
+        for buf in used:
+            if buf in buffers:
+                first, _ = intervals.get(buf, (index, index))
+                intervals[buf] = (first, index)
+    return intervals
+
+
+def place_buffers(sizes: dict, intervals: dict) -> dict:
+    """Byte offsets, 128-byte aligned, where buffers live at the same time never overlap and
+    buffers whose lives do not meet may share bytes (largest placed first, lowest fit)."""
+    offsets: dict = {}
+    never = (-1, -1)
+    for buf in sorted(sizes, key=lambda b: (-sizes[b], b.name)):
+        life = intervals.get(buf, never)
+        busy = sorted((offsets[o], offsets[o] + sizes[o]) for o in offsets
+                      if life == never or intervals.get(o, never) == never
+                      or not (life[1] < intervals[o][0] or intervals[o][1] < life[0]))
+        offset = 0
+        for start, end in busy:
+            if offset + sizes[buf] <= start:
+                break
+            offset = max(offset, _align(end))
+        offsets[buf] = offset
+    return offsets
+
+
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan = SharedPlan()
     plan_pipelines(kernel, plan, target)
     plan_swizzles(kernel, plan)
-    offset = 0
     static = 0
     rows = []
+    sizes = {}
     for buf in kernel.allocations:
         if not buf.space.is_shared:
             continue
-        size = buf.nbytes * plan.stages.get(buf, 1)
-        plan.offsets[buf] = offset
+        sizes[buf] = buf.nbytes * plan.stages.get(buf, 1)
         rows.append(f"{buf.name} {buf.dtype}{list(buf.shape)}"
                     f"{' x' + str(plan.stages[buf]) + ' stages' if buf in plan.stages else ''}"
-                    f" = {size} bytes")
-        offset = _align(offset + size)
+                    f" = {sizes[buf]} bytes")
         if buf.space is MemorySpace.SHARED:
-            static += size
+            static += sizes[buf]
+    plan.offsets = place_buffers(sizes, live_intervals(kernel, sizes))
+    offset = max((_align(plan.offsets[b] + sizes[b]) for b in sizes), default=0)
     plan.scratch_bytes = reduce_scratch_bytes(kernel)
     if plan.scratch_bytes:
         plan.scratch_offset = offset

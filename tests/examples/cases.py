@@ -130,3 +130,25 @@ def _gemm_ragged():
 
 # Shapes that are not multiples of the tiles or of 16 bytes: narrower cp.async, zero fill.
 CASES["gemm_ragged_f16"] = _gemm_ragged()
+
+
+def shared_reuse_kernel(X, O):
+    """Two shared tiles whose lives do not meet share bytes; the second is written right
+    after the last read of the first (a missing barrier there would race)."""
+    M, N = X.shape
+    with T.Kernel(T.ceildiv(M, 64), threads=128) as bx:
+        first = T.alloc_shared((64, N), "float32")
+        second = T.alloc_shared((64, N), "float32")
+        acc = T.alloc_fragment((64, N), "float32")
+        T.copy(X[bx * 64, 0], first)
+        for i, j in T.Parallel(64, N):
+            acc[i, j] = first[63 - i, N - 1 - j] * 2.0
+        for i, j in T.Parallel(64, N):
+            second[i, j] = acc[i, j] + 1.0
+        T.copy(second, O[bx * 64, 0])
+
+
+CASES["shared_reuse"] = (
+    lambda interpret: jtile.pallas_like(shared_reuse_kernel, out_shape=S((256, 128), jnp.float32),
+                                        name="shared_reuse", interpret=interpret),
+    [S((256, 128), jnp.float32)])

@@ -8,8 +8,8 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   const int bx = blockIdx.x;
   const int by = blockIdx.y;
   const int bz = blockIdx.z;
-  jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
-  jt::half* k_smem = reinterpret_cast<jt::half*>(jt_smem + 32768);
+  jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 32768);
+  jt::half* k_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
   jt::half* v_smem = reinterpret_cast<jt::half*>(jt_smem + 65536);
   float s_frag[32];
   jt::half p_frag[32];
