@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from jtile.errors import JtileTargetError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
 
 ALIGNMENT = 128
 REDUCE_SCRATCH_BYTES_PER_THREAD = 8  # one float64 slot per thread and output register
@@ -46,6 +46,11 @@ def _pipelinable(loop: ir.For, copy: ir.Copy, body: tuple) -> bool:
         return False
     if copy.src.dtype is not copy.dst.dtype:
         return False
+    # Issuing iteration k + S - 1's copy early needs its addresses to depend on the loop
+    # index and outer indices only, not on values the body computes (loads).
+    for start in tuple(copy.src.starts) + tuple(copy.dst.starts):
+        if any(isinstance(e, ir.Load) for e in sub_expressions(start)):
+            return False
     writers = [s for s in statements(body) if copy.dst.buffer in deep_buffers_written(s)]
     return writers == [copy]
 

@@ -86,9 +86,29 @@ def verify_target_features(kernel: ir.Kernel, target) -> None:
                         f"{target.arch}", JtileTargetError)
 
 
+_TILE_OPS = (ir.Copy, ir.Fill, ir.Gemm, ir.Reduce, ir.FinalizeReducer, ir.SyncThreads)
+
+
+def verify_no_tile_ops_in_parallel(kernel: ir.Kernel) -> None:
+    """T.Parallel spreads element iterations over threads; a tile op (which the whole block
+    runs together, with barriers inside) cannot be one of those iterations."""
+    for loop in statements(kernel.body):
+        if not isinstance(loop, ir.ParallelFor):
+            continue
+        for s in statements(loop.body):
+            tile_atomic = isinstance(s, ir.AtomicAdd) and isinstance(s.value, ir.Region)
+            if isinstance(s, _TILE_OPS) or tile_atomic:
+                name = {ir.Copy: "T.copy", ir.Fill: "T.fill", ir.Gemm: "T.gemm",
+                        ir.Reduce: "T.reduce_*", ir.FinalizeReducer: "T.finalize_reducer",
+                        ir.SyncThreads: "T.sync_threads"}.get(type(s), "T.atomic_add of a tile")
+                raise _fail(kernel, s.loc, f"{name} inside T.Parallel (opened at {loop.loc}); "
+                            "tile operations run once per block, so move it out of the loop")
+
+
 def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     aliases = dict(aliases or {})
     verify_inputs_read_only(kernel, tuple(aliases))
     verify_outputs_written(kernel, tuple(aliases.values()))
     verify_reducers(kernel)
+    verify_no_tile_ops_in_parallel(kernel)
     return kernel

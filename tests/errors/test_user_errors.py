@@ -162,3 +162,16 @@ def test_no_gpu_without_interpret():
         pytest.skip("this machine has a GPU")
     with pytest.raises(jtile.JtileError, match="interpret=True"):
         jtile.pallas_like(copy, out_shape=S((8,), F32))(jnp.ones(8))
+
+
+def test_tile_op_inside_parallel():
+    def copy_per_element(X, O):
+        with T.Kernel(1, threads=128):
+            s = T.alloc_shared((8,), "float32")
+            for i in T.Parallel(8):
+                T.copy(X, s)
+            T.copy(s, O)
+
+    with pytest.raises(jtile.JtileError, match=r"T.copy inside T.Parallel \(opened at "
+                       r"test_user_errors.py:\d+\); tile operations run once per block"):
+        jtile.pallas_like(copy_per_element, out_shape=S((8,), F32), interpret=True)(jnp.ones(8))

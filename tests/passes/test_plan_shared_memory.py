@@ -203,3 +203,20 @@ def test_reduction_scratch_is_placed_after_the_buffers():
     assert plan.scratch_offset >= plan.offsets[bufs["s"]] + bufs["s"].nbytes
     assert plan.scratch_offset % ALIGNMENT == 0
     assert plan.dynamic_bytes >= plan.scratch_offset + plan.scratch_bytes
+
+
+def test_copies_addressed_by_loaded_values_are_not_prefetched():
+    def gather_rows(X, Idx, O):
+        with T.Kernel(1, threads=128):
+            tile = T.alloc_shared((16, 64), "float32")
+            acc = T.alloc_fragment((16, 64), "float32")
+            T.clear(acc)
+            for k in T.Pipelined(4, num_stages=3):
+                T.copy(X[Idx[k] * 16, 0], tile)  # the row depends on a value read in the loop
+                for i, j in T.Parallel(16, 64):
+                    acc[i, j] = acc[i, j] + tile[i, j]
+            T.copy(acc, O)
+
+    kernel, plan, bufs = plan_of(gather_rows, [((64, 64), F32), ((4,), DType.int32)],
+                                 [((16, 64), F32)])
+    assert not plan.pipelined_copies and bufs["tile"] not in plan.stages
