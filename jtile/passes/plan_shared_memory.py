@@ -29,6 +29,7 @@ class SharedPlan:
     stages: dict = field(default_factory=dict)         # Buffer -> number of pipeline copies
     swizzled: set = field(default_factory=set)         # Buffers stored XOR-swizzled
     pipelined_copies: dict = field(default_factory=dict)  # For -> [Copy] issued ahead
+    staging: dict = field(default_factory=dict)        # Copy -> shared Buffer it stores through
     scratch_offset: int = 0
     scratch_bytes: int = 0
     dynamic_bytes: int = 0
@@ -81,6 +82,42 @@ def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
             if buf.space.is_shared and inner_bytes % 32 == 0 and \
                     (inner_bytes // 16) & (inner_bytes // 16 - 1) == 0:
                 plan.swizzled.add(buf)
+
+
+def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan) -> dict:
+    """Stores of a whole fragment to global memory whose threads hold fewer than 16
+    contiguous bytes (the mma accumulator holds pairs) go through a shared tile, so global
+    memory sees full 16-byte vectors. Returns {staging buffer: top-level statement index}."""
+    layouts = kernel.attrs.get("layouts", {})
+    staged = {}
+    for index, s in enumerate(kernel.body):
+        if not isinstance(s, ir.Copy):
+            continue
+        frag, dst = s.src.buffer, s.dst.buffer
+        if frag.space is not MemorySpace.FRAGMENT or frag.reducer_op is not None \
+                or dst.space is not MemorySpace.GLOBAL or frag.ndim != 2 \
+                or tuple(s.src.extents) != tuple(frag.shape) \
+                or s.dst.extents[-1] != frag.shape[-1]:
+            continue
+        layout = layouts[frag]
+        contiguous = 0
+        while contiguous < len(layout.reg_bits) and layout.reg_bits[contiguous] == (1, contiguous):
+            contiguous += 1
+        # A warp whose 32 lanes continue along the row after each thread's run already
+        # writes whole contiguous segments; only scattered stores gain from staging.
+        lanes = tuple(layout.thread_bits[:5])
+        coalesced = lanes == tuple((1, contiguous + b) for b in range(5))
+        row_bytes = frag.shape[-1] * dst.dtype.bytes
+        chunks = row_bytes // 16
+        if coalesced or (1 << contiguous) * dst.dtype.bytes >= 16 or row_bytes % 32 \
+                or chunks & (chunks - 1):
+            continue
+        stage = ir.Buffer(f"{frag.name}_out", tuple(frag.shape), dst.dtype,
+                          MemorySpace.SHARED_DYN, s.loc)
+        plan.staging[s] = stage
+        plan.swizzled.add(stage)
+        staged[stage] = index
+    return staged
 
 
 def reduce_scratch_bytes(kernel: ir.Kernel) -> int:
@@ -136,6 +173,8 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan = SharedPlan()
     plan_pipelines(kernel, plan, target)
     plan_swizzles(kernel, plan)
+    staged = plan_store_staging(kernel, plan)
+    kernel = kernel.replace(allocations=tuple(kernel.allocations) + tuple(staged))
     static = 0
     rows = []
     sizes = {}
@@ -148,7 +187,9 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
                     f" = {sizes[buf]} bytes")
         if buf.space is MemorySpace.SHARED:
             static += sizes[buf]
-    plan.offsets = place_buffers(sizes, live_intervals(kernel, sizes))
+    intervals = live_intervals(kernel, sizes)
+    intervals.update({stage: (index, index) for stage, index in staged.items()})
+    plan.offsets = place_buffers(sizes, intervals)
     offset = max((_align(plan.offsets[b] + sizes[b]) for b in sizes), default=0)
     plan.scratch_bytes = reduce_scratch_bytes(kernel)
     if plan.scratch_bytes:

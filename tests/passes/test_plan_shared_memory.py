@@ -132,7 +132,8 @@ def test_copies_not_at_the_top_of_the_loop_or_casting_are_not_pipelined():
 def test_swizzled_gemm_operands(a_cols, dtype, swizzled):
     fn, inputs, outputs = matmul(2, a_cols=a_cols, dtype=dtype)
     _, plan, bufs = plan_of(fn, inputs, outputs)
-    assert {b.name for b in plan.swizzled} == swizzled
+    staged = set(plan.staging.values())
+    assert {b.name for b in plan.swizzled if b not in staged} == swizzled
 
 
 def test_the_limit_error_lists_every_buffer():
@@ -220,3 +221,37 @@ def test_copies_addressed_by_loaded_values_are_not_prefetched():
     kernel, plan, bufs = plan_of(gather_rows, [((64, 64), F32), ((4,), DType.int32)],
                                  [((16, 64), F32)])
     assert not plan.pipelined_copies and bufs["tile"] not in plan.stages
+
+
+def test_scattered_fragment_stores_are_staged_through_shared_memory():
+    def gemm_store(A, B, C):
+        with T.Kernel(1, threads=128):
+            a = T.alloc_shared((64, 32), "float16")
+            b = T.alloc_shared((32, 64), "float16")
+            acc = T.alloc_fragment((64, 64), "float32")
+            T.copy(A, a)
+            T.copy(B, b)
+            T.gemm(a, b, acc, clear_accum=True)
+            T.copy(acc, C)
+
+    kernel, plan, bufs = plan_of(gemm_store, [((64, 32), F16), ((32, 64), F16)],
+                                 [((64, 64), F16)])
+    (stage,) = plan.staging.values()
+    assert stage.shape == (64, 64) and stage.dtype is DType.float16 and stage in plan.swizzled
+    # It lives only at the store, so it reuses the operand tiles' bytes.
+    assert plan.offsets[stage] == 0 and plan.dynamic_bytes == _round(64 * 64 * 2)
+
+
+def test_coalesced_fragment_stores_are_not_staged():
+    def row_copy(X, O):
+        with T.Kernel(1, threads=128):
+            x = T.alloc_fragment((4, 1024), "float32")
+            T.copy(X, x)
+            T.copy(x, O)
+
+    kernel, plan, bufs = plan_of(row_copy, [((4, 1024), F32)], [((4, 1024), DType.bfloat16)])
+    assert not plan.staging
+
+
+def _round(n):
+    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT

@@ -19,6 +19,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   float rescale_frag[2];
   float l_frag[2];
   float l_tile_frag[2];
+  jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
   // flash_attention.py:43
   {
     #pragma unroll
@@ -218,13 +219,26 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
     }
   }
   // flash_attention.py:80
+  __syncthreads();
   {
     #pragma unroll
     for (int jt_r22 = 0; jt_r22 < 64; jt_r22 += 2) {
       jt::vec<jt::half, 2> jt_v23;
       #pragma unroll
       for (int u = 0; u < 2; ++u) jt_v23.v[u] = jt::cast<jt::half>(acc_frag[jt_r22 + u]);
-      *reinterpret_cast<jt::vec<jt::half, 2>*>(&O[((((bz)) * 256 + ((bx * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))))) * 2 + (by)) * 128 + (((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3))))]) = jt_v23;
+      *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3))))) % 8]) = jt_v23;
+    }
+  }
+  __syncthreads();
+  {
+    #pragma unroll
+    for (int jt_u25 = 0; jt_u25 < 8; ++jt_u25) {
+      const int jt_c24 = jt_u25 * 256 + tx;
+      jt::vec<jt::half, 8> jt_v26;
+      jt_v26 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c24 * 8) / 128) % 128)) * 128 + (((((jt_c24 * 8) % 128)) / 8) ^ (((((jt_c24 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c24 * 8) % 128)) % 8]);
+      jt::vec<jt::half, 8> jt_v27;
+      for (int u = 0; u < 8; ++u) jt_v27.v[u] = jt::cast<jt::half>(jt_v26.v[u]);
+      *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((bz)) * 256 + ((bx * 128) + ((jt_c24 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c24 * 8) % 128)]) = jt_v27;
     }
   }
 }

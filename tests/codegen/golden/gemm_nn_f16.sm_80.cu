@@ -10,6 +10,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
   jt::half* a_tile_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
   jt::half* b_tile_smem = reinterpret_cast<jt::half*>(jt_smem + 24576);
   float acc_frag[128];
+  jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
   // gemm.py:31
   #pragma unroll
   for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
@@ -92,14 +93,27 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
     jt::cp_async_wait_all();
   }
   // gemm.py:42
+  __syncthreads();
   {
     #pragma unroll
     for (int jt_r14 = 0; jt_r14 < 128; jt_r14 += 2) {
       jt::vec<jt::half, 2> jt_v15;
       #pragma unroll
       for (int u = 0; u < 2; ++u) jt_v15.v[u] = jt::cast<jt::half>(acc_frag[jt_r14 + u]);
-      if ((unsigned)((by * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4)))) < 256u && (unsigned)((bx * 128) + ((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3)))) < 192u) {
-        *reinterpret_cast<jt::vec<jt::half, 2>*>(&C[(((by * 128) + ((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4))))) * 192 + ((bx * 128) + ((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))))]) = jt_v15;
+      *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4))))) * 128 + ((((((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4))))) % 8)) * 8 + ((((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))))) % 8]) = jt_v15;
+    }
+  }
+  __syncthreads();
+  {
+    #pragma unroll
+    for (int jt_u17 = 0; jt_u17 < 16; ++jt_u17) {
+      const int jt_c16 = jt_u17 * 128 + tx;
+      if ((unsigned)((by * 128) + ((jt_c16 * 8) / 128) % 128) < 256u && (unsigned)((bx * 128) + (jt_c16 * 8) % 128) < 192u) {
+        jt::vec<jt::half, 8> jt_v18;
+        jt_v18 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c16 * 8) / 128) % 128)) * 128 + (((((jt_c16 * 8) % 128)) / 8) ^ (((((jt_c16 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c16 * 8) % 128)) % 8]);
+        jt::vec<jt::half, 8> jt_v19;
+        for (int u = 0; u < 8; ++u) jt_v19.v[u] = jt::cast<jt::half>(jt_v18.v[u]);
+        *reinterpret_cast<jt::vec<jt::half, 8>*>(&C[(((by * 128) + ((jt_c16 * 8) / 128) % 128)) * 192 + ((bx * 128) + (jt_c16 * 8) % 128)]) = jt_v19;
       }
     }
   }
