@@ -37,32 +37,41 @@ class Affine:
         return self.terms.get(var, 0)
 
 
-def affine(expr: Expr) -> Optional[Affine]:
-    """The affine form of an integer expression, or None when it is not affine."""
+def _linear_form(expr: Expr, leaf) -> Optional[Affine]:
+    """Sums, differences, negations, integer casts and products by constants of what `leaf`
+    makes of the remaining subexpressions (None: not linear)."""
+    if isinstance(expr, UnOp) and expr.op == "neg":
+        inner = _linear_form(expr.a, leaf)
+        return inner.scale(-1) if inner is not None else None
+    if isinstance(expr, Cast) and expr.dtype.is_int and expr.value.dtype.is_int:
+        return _linear_form(expr.value, leaf)
+    if isinstance(expr, BinOp) and expr.op in ("add", "sub", "mul"):
+        a, b = _linear_form(expr.a, leaf), _linear_form(expr.b, leaf)
+        if a is not None and b is not None:
+            if expr.op == "add":
+                return a + b
+            if expr.op == "sub":
+                return a + b.scale(-1)
+            if a.is_const:
+                return b.scale(a.const)
+            if b.is_const:
+                return a.scale(b.const)
+    return leaf(expr)
+
+
+def _exact_leaf(expr: Expr) -> Optional[Affine]:
     if isinstance(expr, Const):
         if isinstance(expr.value, bool) or not isinstance(expr.value, int):
             return None
         return Affine({}, expr.value)
     if isinstance(expr, Var):
         return Affine({expr: 1}, 0)
-    if isinstance(expr, Cast) and expr.dtype.is_int and expr.value.dtype.is_int:
-        return affine(expr.value)
-    if isinstance(expr, UnOp) and expr.op == "neg":
-        inner = affine(expr.a)
-        return inner.scale(-1) if inner is not None else None
-    if isinstance(expr, BinOp) and expr.op in ("add", "sub", "mul"):
-        a, b = affine(expr.a), affine(expr.b)
-        if a is None or b is None:
-            return None
-        if expr.op == "add":
-            return a + b
-        if expr.op == "sub":
-            return a + b.scale(-1)
-        if a.is_const:
-            return b.scale(a.const)
-        if b.is_const:
-            return a.scale(b.const)
     return None
+
+
+def affine(expr: Expr) -> Optional[Affine]:
+    """The affine form of an integer expression, or None when it is not affine."""
+    return _linear_form(expr, _exact_leaf)
 
 
 def static_value(expr) -> Optional[int]:
@@ -102,30 +111,19 @@ def _structure(expr) -> Optional[tuple]:
     return tuple(key)
 
 
-def _affine_over_atoms(expr: Expr) -> Optional[Affine]:
-    """Like `affine`, but a non-affine integer subexpression (a load `off[b]`, `k // 2`) is an
-    opaque term, equal to every structurally equal one."""
-    if isinstance(expr, BinOp) and expr.op in ("add", "sub", "mul"):
-        a, b = _affine_over_atoms(expr.a), _affine_over_atoms(expr.b)
-        if a is not None and b is not None:
-            if expr.op == "add":
-                return a + b
-            if expr.op == "sub":
-                return a + b.scale(-1)
-            if a.is_const:
-                return b.scale(a.const)
-            if b.is_const:
-                return a.scale(b.const)
-    elif isinstance(expr, UnOp) and expr.op == "neg":
-        inner = _affine_over_atoms(expr.a)
-        return inner.scale(-1) if inner is not None else None
-    elif isinstance(expr, Cast) and expr.dtype.is_int and expr.value.dtype.is_int:
-        return _affine_over_atoms(expr.value)
-    form = affine(expr)
+def _opaque_leaf(expr: Expr) -> Optional[Affine]:
+    """A variable or constant as itself; any other integer subexpression (a load `off[b]`,
+    `k // 2`) as an opaque term equal to every structurally equal one."""
+    form = _exact_leaf(expr)
     if form is not None:
         return Affine({_structure(v): c for v, c in form.terms.items()}, form.const)
     key = _structure(expr) if expr.dtype.is_int else None
     return Affine({key: 1}, 0) if key is not None else None
+
+
+def _affine_over_atoms(expr: Expr) -> Optional[Affine]:
+    """Like `affine`, but non-affine integer subexpressions are opaque terms."""
+    return _linear_form(expr, _opaque_leaf)
 
 
 def static_difference(stop: Expr, start: Expr) -> Optional[int]:
