@@ -45,7 +45,7 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
         raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {s.loc}: T.gemm K = {k} must "
                               "be a multiple of 16 on tensor cores")
     em.line(f"const int jt_lane = {tid} & 31;")
-    em.line(f"const int jt_warp_m = ({tid} >> 5) % {t.wm};")
+    em.line(f"const int jt_warp_m = ({tid} >> 5) % {t.wm}; (void)jt_warp_m;")
     em.line(f"const int jt_warp_n = ({tid} >> 5) / {t.wm};")
     if s.clear_accum:
         em.line("#pragma unroll")
@@ -58,16 +58,17 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
         em.line(f"unsigned b[{nt}][2];")
         em.line("#pragma unroll")
         with em.block(f"for (int mi = 0; mi < {mt}; ++mi)"):
-            em.line(f"const int m0 = jt_warp_m * {mt * 16} + mi * 16;")
             if a_frag:
                 af = em.name(s.a.buffer)
                 em.line(f"const int base = 8 * (kk + {kt} * mi);")
                 for q in range(4):
                     em.line(f"a[mi][{q}] = jt::pack2({af}[base + {2 * q}], {af}[base + {2 * q + 1}]);")
             elif not s.transpose_a:
+                em.line(f"const int m0 = jt_warp_m * {mt * 16} + mi * 16;")
                 ptr = _smem_ptr(em, s.a, "m0 + (jt_lane & 15)", "kk * 16 + (jt_lane >> 4) * 8")
                 em.line(f"jt::ldmatrix_x4(a[mi], {ptr});")
             else:
+                em.line(f"const int m0 = jt_warp_m * {mt * 16} + mi * 16;")
                 ptr = _smem_ptr(em, s.a, "kk * 16 + (jt_lane & 7) + (jt_lane >> 4) * 8",
                                 "m0 + ((jt_lane >> 3) & 1) * 8")
                 em.line(f"jt::ldmatrix_x4_trans(a[mi], {ptr});")

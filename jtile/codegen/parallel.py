@@ -104,7 +104,9 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
             em.line("#pragma unroll")
             with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; ++{reg})"):
                 for d, var in enumerate(loop.vars):
-                    em.line(f"const int {em.name(var)} = {index_expr(layout, d, tid, reg)};")
+                    # (void): bodies that only touch fragments never read the index itself.
+                    em.line(f"const int {em.name(var)} = {index_expr(layout, d, tid, reg)}; "
+                            f"(void){em.name(var)};")
                 em.parallel = ParallelContext(loop, layout, reg)
                 try:
                     em.body(loop.body)

@@ -77,8 +77,8 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         {
           #pragma unroll
           for (int jt_r14 = 0; jt_r14 < 32; ++jt_r14) {
-            const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3)));
-            const int j = ((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3)));
+            const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3))); (void)i;
+            const int j = ((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))); (void)j;
             s_frag[(jt_r14 & 1) | (((jt_r14 >> 1) & 1) << 1) | (((jt_r14 >> 2) & 1) << 2) | (((jt_r14 >> 3) & 1) << 3) | (((jt_r14 >> 4) & 1) << 4)] = (((((1 - bx) * 128) + i) >= ((k_1 * 64) + j)) ? 0.0f : (-jt::infinity<float>()));
           }
         }
@@ -91,7 +91,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       // flash_attention.py:64
       {
         const int jt_lane = tx & 31;
-        const int jt_warp_m = (tx >> 5) % 8;
+        const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
         const int jt_warp_n = (tx >> 5) / 8;
         #pragma unroll
         for (int kk = 0; kk < 8; ++kk) {
@@ -139,7 +139,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       {
         #pragma unroll
         for (int jt_r17 = 0; jt_r17 < 2; ++jt_r17) {
-          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r17 & 1) << 3)));
+          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r17 & 1) << 3))); (void)i_1;
           rescale_frag[(jt_r17 & 1)] = jt::exp2(((m_prev_frag[(jt_r17 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r17 & 1)] * 0.12751743082459868f)));
         }
       }
@@ -147,8 +147,8 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       {
         #pragma unroll
         for (int jt_r18 = 0; jt_r18 < 32; ++jt_r18) {
-          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r18 >> 1) & 1) << 3)));
-          const int j_1 = ((((tx & 3) << 1)) | ((jt_r18 & 1) | (((jt_r18 >> 2) & 7) << 3)));
+          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r18 >> 1) & 1) << 3))); (void)i_2;
+          const int j_1 = ((((tx & 3) << 1)) | ((jt_r18 & 1) | (((jt_r18 >> 2) & 7) << 3))); (void)j_1;
           s_frag[(jt_r18 & 1) | (((jt_r18 >> 1) & 1) << 1) | (((jt_r18 >> 2) & 1) << 2) | (((jt_r18 >> 3) & 1) << 3) | (((jt_r18 >> 4) & 1) << 4)] = jt::exp2(((s_frag[(jt_r18 & 1) | (((jt_r18 >> 1) & 1) << 1) | (((jt_r18 >> 2) & 1) << 2) | (((jt_r18 >> 3) & 1) << 3) | (((jt_r18 >> 4) & 1) << 4)] * 0.12751743082459868f) - (m_frag[((jt_r18 >> 1) & 1)] * 0.12751743082459868f)));
         }
       }
@@ -168,7 +168,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       {
         #pragma unroll
         for (int jt_r19 = 0; jt_r19 < 2; ++jt_r19) {
-          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r19 & 1) << 3)));
+          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r19 & 1) << 3))); (void)i_3;
           l_frag[(jt_r19 & 1)] = ((l_frag[(jt_r19 & 1)] * rescale_frag[(jt_r19 & 1)]) + l_tile_frag[(jt_r19 & 1)]);
         }
       }
@@ -181,15 +181,15 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       {
         #pragma unroll
         for (int jt_r21 = 0; jt_r21 < 64; ++jt_r21) {
-          const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3)));
-          const int j_2 = ((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 15) << 3)));
+          const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3))); (void)i_4;
+          const int j_2 = ((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 15) << 3))); (void)j_2;
           acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] = (acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] * rescale_frag[((jt_r21 >> 1) & 1)]);
         }
       }
       // flash_attention.py:77
       {
         const int jt_lane = tx & 31;
-        const int jt_warp_m = (tx >> 5) % 8;
+        const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
         const int jt_warp_n = (tx >> 5) / 8;
         #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
@@ -197,7 +197,6 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           unsigned b[16][2];
           #pragma unroll
           for (int mi = 0; mi < 1; ++mi) {
-            const int m0 = jt_warp_m * 16 + mi * 16;
             const int base = 8 * (kk + 4 * mi);
             a[mi][0] = jt::pack2(p_frag[base + 0], p_frag[base + 1]);
             a[mi][1] = jt::pack2(p_frag[base + 2], p_frag[base + 3]);
@@ -227,8 +226,8 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   {
     #pragma unroll
     for (int jt_r22 = 0; jt_r22 < 64; ++jt_r22) {
-      const int i_5 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3)));
-      const int j_3 = ((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3)));
+      const int i_5 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))); (void)i_5;
+      const int j_3 = ((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3))); (void)j_3;
       acc_frag[(jt_r22 & 1) | (((jt_r22 >> 1) & 1) << 1) | (((jt_r22 >> 2) & 1) << 2) | (((jt_r22 >> 3) & 1) << 3) | (((jt_r22 >> 4) & 1) << 4) | (((jt_r22 >> 5) & 1) << 5)] = (acc_frag[(jt_r22 & 1) | (((jt_r22 >> 1) & 1) << 1) | (((jt_r22 >> 2) & 1) << 2) | (((jt_r22 >> 3) & 1) << 3) | (((jt_r22 >> 4) & 1) << 4) | (((jt_r22 >> 5) & 1) << 5)] / l_frag[((jt_r22 >> 1) & 1)]);
     }
   }

@@ -77,7 +77,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
       // flash_attention.py:64
       {
         const int jt_lane = tx & 31;
-        const int jt_warp_m = (tx >> 5) % 8;
+        const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
         const int jt_warp_n = (tx >> 5) / 8;
         #pragma unroll
         for (int kk = 0; kk < 4; ++kk) {
@@ -125,7 +125,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
       {
         #pragma unroll
         for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) {
-          const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r16 & 1) << 3)));
+          const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r16 & 1) << 3))); (void)i;
           rescale_frag[(jt_r16 & 1)] = jt::exp2(((m_prev_frag[(jt_r16 & 1)] * 0.18033688011112042f) - (m_frag[(jt_r16 & 1)] * 0.18033688011112042f)));
         }
       }
@@ -133,8 +133,8 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
       {
         #pragma unroll
         for (int jt_r17 = 0; jt_r17 < 64; ++jt_r17) {
-          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r17 >> 1) & 1) << 3)));
-          const int j = ((((tx & 3) << 1)) | ((jt_r17 & 1) | (((jt_r17 >> 2) & 15) << 3)));
+          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r17 >> 1) & 1) << 3))); (void)i_1;
+          const int j = ((((tx & 3) << 1)) | ((jt_r17 & 1) | (((jt_r17 >> 2) & 15) << 3))); (void)j;
           s_frag[(jt_r17 & 1) | (((jt_r17 >> 1) & 1) << 1) | (((jt_r17 >> 2) & 1) << 2) | (((jt_r17 >> 3) & 1) << 3) | (((jt_r17 >> 4) & 1) << 4) | (((jt_r17 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r17 & 1) | (((jt_r17 >> 1) & 1) << 1) | (((jt_r17 >> 2) & 1) << 2) | (((jt_r17 >> 3) & 1) << 3) | (((jt_r17 >> 4) & 1) << 4) | (((jt_r17 >> 5) & 1) << 5)] * 0.18033688011112042f) - (m_frag[((jt_r17 >> 1) & 1)] * 0.18033688011112042f)));
         }
       }
@@ -154,7 +154,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
       {
         #pragma unroll
         for (int jt_r18 = 0; jt_r18 < 2; ++jt_r18) {
-          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r18 & 1) << 3)));
+          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r18 & 1) << 3))); (void)i_2;
           l_frag[(jt_r18 & 1)] = ((l_frag[(jt_r18 & 1)] * rescale_frag[(jt_r18 & 1)]) + l_tile_frag[(jt_r18 & 1)]);
         }
       }
@@ -167,15 +167,15 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
       {
         #pragma unroll
         for (int jt_r20 = 0; jt_r20 < 32; ++jt_r20) {
-          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3)));
-          const int j_1 = ((((tx & 3) << 1)) | ((jt_r20 & 1) | (((jt_r20 >> 2) & 7) << 3)));
+          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3))); (void)i_3;
+          const int j_1 = ((((tx & 3) << 1)) | ((jt_r20 & 1) | (((jt_r20 >> 2) & 7) << 3))); (void)j_1;
           acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4)] = (acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4)] * rescale_frag[((jt_r20 >> 1) & 1)]);
         }
       }
       // flash_attention.py:77
       {
         const int jt_lane = tx & 31;
-        const int jt_warp_m = (tx >> 5) % 8;
+        const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
         const int jt_warp_n = (tx >> 5) / 8;
         #pragma unroll
         for (int kk = 0; kk < 8; ++kk) {
@@ -183,7 +183,6 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
           unsigned b[8][2];
           #pragma unroll
           for (int mi = 0; mi < 1; ++mi) {
-            const int m0 = jt_warp_m * 16 + mi * 16;
             const int base = 8 * (kk + 8 * mi);
             a[mi][0] = jt::pack2(p_frag[base + 0], p_frag[base + 1]);
             a[mi][1] = jt::pack2(p_frag[base + 2], p_frag[base + 3]);
@@ -213,8 +212,8 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d64(const jt::half* 
   {
     #pragma unroll
     for (int jt_r21 = 0; jt_r21 < 32; ++jt_r21) {
-      const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3)));
-      const int j_2 = ((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 7) << 3)));
+      const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3))); (void)i_4;
+      const int j_2 = ((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 7) << 3))); (void)j_2;
       acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4)] = (acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4)] / l_frag[((jt_r21 >> 1) & 1)]);
     }
   }

@@ -62,7 +62,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::bfloat16* __r
       // gemm.py:41
       {
         const int jt_lane = tx & 31;
-        const int jt_warp_m = (tx >> 5) % 2;
+        const int jt_warp_m = (tx >> 5) % 2; (void)jt_warp_m;
         const int jt_warp_n = (tx >> 5) / 2;
         #pragma unroll
         for (int kk = 0; kk < 2; ++kk) {

@@ -49,8 +49,8 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 8; ++jt_r5) {
-      const int i = (((jt_r5 >> 2) & 1));
-      const int j = ((((tx & 127) << 2)) | ((jt_r5 & 3)));
+      const int i = (((jt_r5 >> 2) & 1)); (void)i;
+      const int j = ((((tx & 127) << 2)) | ((jt_r5 & 3))); (void)j;
       xhat_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)] = ((xhat_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)] - Mean[(jt::min(((bx * 2) + i), 62))]) * Rstd[(jt::min(((bx * 2) + i), 62))]);
       wdy_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)] = (W[(j)] * dy_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)]);
       prod_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)] = (xhat_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)] * wdy_frag[(jt_r5 & 1) | (((jt_r5 >> 1) & 1) << 1) | (((jt_r5 >> 2) & 1) << 2)]);
@@ -128,8 +128,8 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r6 = 0; jt_r6 < 8; ++jt_r6) {
-      const int i_1 = (((jt_r6 >> 2) & 1));
-      const int j_1 = ((((tx & 127) << 2)) | ((jt_r6 & 3)));
+      const int i_1 = (((jt_r6 >> 2) & 1)); (void)i_1;
+      const int j_1 = ((((tx & 127) << 2)) | ((jt_r6 & 3))); (void)j_1;
       wdy_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1) | (((jt_r6 >> 2) & 1) << 2)] = ((wdy_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1) | (((jt_r6 >> 2) & 1) << 2)] - (((xhat_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1) | (((jt_r6 >> 2) & 1) << 2)] * c1_frag[((jt_r6 >> 2) & 1)]) + c2_frag[((jt_r6 >> 2) & 1)]) / 512.0f)) * Rstd[(jt::min(((bx * 2) + i_1), 62))]);
       prod_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1) | (((jt_r6 >> 2) & 1) << 2)] = (dy_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1) | (((jt_r6 >> 2) & 1) << 2)] * xhat_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1) | (((jt_r6 >> 2) & 1) << 2)]);
     }

@@ -56,7 +56,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 1; ++jt_r3) {
-      const int i = (0);
+      const int i = (0); (void)i;
       mean_frag[0] = (mean_frag[0] / 1024.0f);
     }
   }
@@ -64,8 +64,8 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 4; ++jt_r4) {
-      const int i_1 = (0);
-      const int j = ((((tx & 255) << 2)) | ((jt_r4 & 3)));
+      const int i_1 = (0); (void)i_1;
+      const int j = ((((tx & 255) << 2)) | ((jt_r4 & 3))); (void)j;
       x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)] = (x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)] - mean_frag[0]);
       sq_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)] = (x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)] * x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)]);
     }
@@ -106,7 +106,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 1; ++jt_r5) {
-      const int i_2 = (0);
+      const int i_2 = (0); (void)i_2;
       rstd_frag[0] = jt::rsqrt(((rstd_frag[0] / 1024.0f) + 1e-05f));
     }
   }
@@ -114,8 +114,8 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r6 = 0; jt_r6 < 4; ++jt_r6) {
-      const int i_3 = (0);
-      const int j_1 = ((((tx & 255) << 2)) | ((jt_r6 & 3)));
+      const int i_3 = (0); (void)i_3;
+      const int j_1 = ((((tx & 255) << 2)) | ((jt_r6 & 3))); (void)j_1;
       x_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1)] = (((x_frag[(jt_r6 & 1) | (((jt_r6 >> 1) & 1) << 1)] * rstd_frag[0]) * W[(j_1)]) + B[(j_1)]);
     }
   }
@@ -133,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   {
     #pragma unroll
     for (int jt_r9 = 0; jt_r9 < 1; ++jt_r9) {
-      const int i_4 = (0);
+      const int i_4 = (0); (void)i_4;
       // layer_norm.py:46
       if ((((bx * 1) + i_4) < 64)) {
         if ((tx & 255) == 0) {

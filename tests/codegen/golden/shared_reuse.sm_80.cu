@@ -23,8 +23,8 @@ extern "C" __global__ void __launch_bounds__(128) shared_reuse(const float* __re
   {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 64; ++jt_r3) {
-      const int i = ((((tx >> 5) & 3)) | ((((jt_r3 >> 2) & 15) << 2)));
-      const int j = ((((tx & 31) << 2)) | ((jt_r3 & 3)));
+      const int i = ((((tx >> 5) & 3)) | ((((jt_r3 >> 2) & 15) << 2))); (void)i;
+      const int j = ((((tx & 31) << 2)) | ((jt_r3 & 3))); (void)j;
       acc_frag[(jt_r3 & 1) | (((jt_r3 >> 1) & 1) << 1) | (((jt_r3 >> 2) & 1) << 2) | (((jt_r3 >> 3) & 1) << 3) | (((jt_r3 >> 4) & 1) << 4) | (((jt_r3 >> 5) & 1) << 5)] = (first_smem[(((63 - i))) * 128 + ((127 - j))] * 2.0f);
     }
   }
@@ -33,8 +33,8 @@ extern "C" __global__ void __launch_bounds__(128) shared_reuse(const float* __re
   {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 64; ++jt_r4) {
-      const int i_1 = ((((tx >> 5) & 3)) | ((((jt_r4 >> 2) & 15) << 2)));
-      const int j_1 = ((((tx & 31) << 2)) | ((jt_r4 & 3)));
+      const int i_1 = ((((tx >> 5) & 3)) | ((((jt_r4 >> 2) & 15) << 2))); (void)i_1;
+      const int j_1 = ((((tx & 31) << 2)) | ((jt_r4 & 3))); (void)j_1;
       second_smem[((i_1)) * 128 + (j_1)] = (acc_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1) | (((jt_r4 >> 2) & 1) << 2) | (((jt_r4 >> 3) & 1) << 3) | (((jt_r4 >> 4) & 1) << 4) | (((jt_r4 >> 5) & 1) << 5)] + 1.0f);
     }
   }

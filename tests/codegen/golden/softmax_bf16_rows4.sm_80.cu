@@ -67,8 +67,8 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
   {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 16; ++jt_r3) {
-      const int i = (((jt_r3 >> 2) & 3));
-      const int j = ((((tx & 127) << 2)) | ((jt_r3 & 3)));
+      const int i = (((jt_r3 >> 2) & 3)); (void)i;
+      const int j = ((((tx & 127) << 2)) | ((jt_r3 & 3))); (void)j;
       x_frag[(jt_r3 & 1) | (((jt_r3 >> 1) & 1) << 1) | (((jt_r3 >> 2) & 1) << 2) | (((jt_r3 >> 3) & 1) << 3)] = jt::exp2(((x_frag[(jt_r3 & 1) | (((jt_r3 >> 1) & 1) << 1) | (((jt_r3 >> 2) & 1) << 2) | (((jt_r3 >> 3) & 1) << 3)] - row_max_frag[((jt_r3 >> 2) & 1) | (((jt_r3 >> 3) & 1) << 1)]) * 1.4426950408889634f));
     }
   }
@@ -114,8 +114,8 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
   {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 16; ++jt_r4) {
-      const int i_1 = (((jt_r4 >> 2) & 3));
-      const int j_1 = ((((tx & 127) << 2)) | ((jt_r4 & 3)));
+      const int i_1 = (((jt_r4 >> 2) & 3)); (void)i_1;
+      const int j_1 = ((((tx & 127) << 2)) | ((jt_r4 & 3))); (void)j_1;
       x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1) | (((jt_r4 >> 2) & 1) << 2) | (((jt_r4 >> 3) & 1) << 3)] = (x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1) | (((jt_r4 >> 2) & 1) << 2) | (((jt_r4 >> 3) & 1) << 3)] / row_sum_frag[((jt_r4 >> 2) & 1) | (((jt_r4 >> 3) & 1) << 1)]);
     }
   }

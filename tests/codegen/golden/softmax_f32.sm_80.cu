@@ -55,8 +55,8 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
   {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 4; ++jt_r3) {
-      const int i = (0);
-      const int j = ((((tx & 255) << 2)) | ((jt_r3 & 3)));
+      const int i = (0); (void)i;
+      const int j = ((((tx & 255) << 2)) | ((jt_r3 & 3))); (void)j;
       x_frag[(jt_r3 & 1) | (((jt_r3 >> 1) & 1) << 1)] = jt::exp2(((x_frag[(jt_r3 & 1) | (((jt_r3 >> 1) & 1) << 1)] - row_max_frag[0]) * 1.4426950408889634f));
     }
   }
@@ -96,8 +96,8 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
   {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 4; ++jt_r4) {
-      const int i_1 = (0);
-      const int j_1 = ((((tx & 255) << 2)) | ((jt_r4 & 3)));
+      const int i_1 = (0); (void)i_1;
+      const int j_1 = ((((tx & 255) << 2)) | ((jt_r4 & 3))); (void)j_1;
       x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)] = (x_frag[(jt_r4 & 1) | (((jt_r4 >> 1) & 1) << 1)] / row_sum_frag[0]);
     }
   }
