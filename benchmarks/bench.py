@@ -77,6 +77,8 @@ GEMM_CONFIGS = (
 
 ATTENTION_CONFIGS = (
     dict(block_m=128, block_n=128, threads=256, stages=2),
+    dict(block_m=128, block_n=128, threads=256, stages=2, q_in_registers=True),
+    dict(block_m=128, block_n=64, threads=256, stages=2, q_in_registers=True),
     dict(block_m=128, block_n=64, threads=256, stages=2),
     dict(block_m=64, block_n=64, threads=128, stages=2),
 )
@@ -126,7 +128,8 @@ def attention():
     for causal in (False, True):
         flops = 4 * b * h * s * s * d // (2 if causal else 1)
         for cfg in ATTENTION_CONFIGS:
-            tag = f"{cfg['block_m']}x{cfg['block_n']} t{cfg['threads']}"
+            tag = (f"{cfg['block_m']}x{cfg['block_n']} t{cfg['threads']}"
+                   f"{' qreg' if cfg.get('q_in_registers') else ''}")
             compare(f"attention fwd B4 S4096 H16 D128 f16 {'causal' if causal else 'full'} "
                     f"[{tag}]",
                     functools.partial(flash_attention.flash_attention, causal=causal,

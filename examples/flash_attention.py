@@ -21,7 +21,8 @@ except ImportError:
     from _common import INTERPRET, check
 
 
-def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal):
+def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
+                     q_in_registers=False):
     B, S, H, D = Q.shape
     O = T.empty((B, S, H, D), Q.dtype)
     scale = (1.0 / math.sqrt(D)) * 1.4426950408889634  # softmax scale in log2 units
@@ -41,6 +42,10 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal):
         l_tile = T.alloc_fragment((block_m,), "float32")
 
         T.copy(Q[bz, bx * block_m:(bx + 1) * block_m, by, :], q)
+        if q_in_registers:  # read Q from shared memory once, not once per K tile
+            q_regs = T.alloc_fragment((block_m, D), Q.dtype)
+            T.copy(q, q_regs)
+            q = q_regs
         T.fill(acc, 0)
         T.fill(l, 0)
         T.fill(m, -T.infinity("float32"))
@@ -82,12 +87,13 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal):
 
 
 def flash_attention(q, k, v, *, causal=False, block_m=None, block_n=None, stages=2, threads=256,
-                    interpret=INTERPRET):
+                    q_in_registers=False, interpret=INTERPRET):
     d = q.shape[-1]
     block_m = block_m or 128
     block_n = block_n or 128
     kernel = functools.partial(flash_fwd_kernel, block_m=block_m, block_n=block_n,
-                               stages=stages, threads=threads, causal=causal)
+                               stages=stages, threads=threads, causal=causal,
+                               q_in_registers=q_in_registers)
     name = f"flash_fwd_d{d}{'_causal' if causal else ''}"
     return jtile.pallas_like(kernel, name=name, interpret=interpret)(q, k, v)
 

@@ -23,9 +23,9 @@ def _gemm(trans_a, trans_b, dtype):
                                                name="matmul", interpret=interpret), [a, b]
 
 
-def _flash(d, causal, block_m=128, block_n=64, threads=256):
+def _flash(d, causal, block_m=128, block_n=64, threads=256, q_in_registers=False):
     kernel = functools.partial(fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=2,
-                               threads=threads, causal=causal)
+                               threads=threads, causal=causal, q_in_registers=q_in_registers)
     spec = S((1, 256, 2, d), jnp.float16)
     return lambda interpret: jtile.pallas_like(kernel, name=f"flash_fwd_d{d}",
                                                interpret=interpret), [spec] * 3
@@ -66,6 +66,7 @@ CASES = {
     "flash_d64_causal": _flash(64, True, block_n=128),
     "flash_d128": _flash(128, False),
     "flash_d128_causal": _flash(128, True),
+    "flash_d128_causal_qreg": _flash(128, True, block_n=128, q_in_registers=True),
 }
 
 NEEDS_SM90 = {"producer_consumer"}

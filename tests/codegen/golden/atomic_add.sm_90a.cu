@@ -1,4 +1,4 @@
-// jtile kernel atomic_colsum from cases.py:80
+// jtile kernel atomic_colsum from cases.py:81
 // target sm_90a, jtile <version>
 #include "jtile/device.cuh"
 
@@ -8,7 +8,7 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
   const int bx = blockIdx.x;
   float x_frag[4];
   float col_frag[4];
-  // cases.py:87
+  // cases.py:88
   {
     #pragma unroll
     for (int jt_r1 = 0; jt_r1 < 4; jt_r1 += 4) {
@@ -24,7 +24,7 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
       for (int u = 0; u < 4; ++u) x_frag[jt_r1 + u] = jt::cast<float>(jt_v2.v[u]);
     }
   }
-  // cases.py:88
+  // cases.py:89
   {
     float acc[4];
     acc[0] = jt::cast<float>(x_frag[0]);
@@ -54,21 +54,21 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
     col_frag[2] = jt::cast<float>(acc[2]);
     col_frag[3] = jt::cast<float>(acc[3]);
   }
-  // cases.py:89
+  // cases.py:90
   #pragma unroll
   for (int jt_r3 = 0; jt_r3 < 4; ++jt_r3) {
     if ((tx & 112) == 0) jt::atomic_add(&Out[((1)) * 64 + (((((tx & 15) << 2)) | ((jt_r3 & 3))))], jt::cast<float>(col_frag[jt_r3]));
   }
-  // cases.py:90
+  // cases.py:91
   {
     #pragma unroll
     for (int jt_u5 = 0; jt_u5 < 1; ++jt_u5) {
       const int jt_e4 = jt_u5 * 128 + tx;
       if (jt_e4 < 8) {
         const int i = (jt_e4) % 8;
-        // cases.py:91
+        // cases.py:92
         if ((((bx * 8) + i) < 100)) {
-          // cases.py:92
+          // cases.py:93
           jt::atomic_add(&Out[((0)) * 64 + (0)], X[((((bx * 8) + i))) * 64 + (0)]);
         }
       }

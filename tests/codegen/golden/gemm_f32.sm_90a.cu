@@ -1,4 +1,4 @@
-// jtile kernel gemm_f32 from cases.py:95
+// jtile kernel gemm_f32 from cases.py:96
 // target sm_90a, jtile <version>
 #include "jtile/device.cuh"
 
@@ -10,10 +10,10 @@ extern "C" __global__ void __launch_bounds__(128) gemm_f32(const float* __restri
   float* a_smem = reinterpret_cast<float*>(jt_smem + 0);
   float* b_smem = reinterpret_cast<float*>(jt_smem + 4096);
   float acc_frag[8];
-  // cases.py:103
+  // cases.py:104
   #pragma unroll
   for (int jt_r1 = 0; jt_r1 < 8; ++jt_r1) acc_frag[jt_r1] = 0.0f;
-  // cases.py:104
+  // cases.py:105
   {
     // prologue: tiles 0..0 in flight
     if (0 < 3) {
@@ -45,7 +45,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_f32(const float* __restri
         }
       }
       jt::cp_async_commit();
-      // cases.py:107
+      // cases.py:108
       {
         for (int r = 0; r < 8; ++r) {
           const int i = ((((tx >> 5) & 3)) | (((r & 7) << 2)));
@@ -60,7 +60,7 @@ extern "C" __global__ void __launch_bounds__(128) gemm_f32(const float* __restri
     }
     jt::cp_async_wait_all();
   }
-  // cases.py:108
+  // cases.py:109
   {
     #pragma unroll
     for (int jt_r10 = 0; jt_r10 < 8; jt_r10 += 1) {

@@ -1,4 +1,4 @@
-// jtile kernel shared_reuse from cases.py:135
+// jtile kernel shared_reuse from cases.py:136
 // target sm_90a, jtile <version>
 #include "jtile/device.cuh"
 
@@ -9,7 +9,7 @@ extern "C" __global__ void __launch_bounds__(128) shared_reuse(const float* __re
   float* first_smem = reinterpret_cast<float*>(jt_smem + 0);
   float* second_smem = reinterpret_cast<float*>(jt_smem + 0);
   float acc_frag[64];
-  // cases.py:143
+  // cases.py:144
   {
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 16; ++jt_u2) {
@@ -19,7 +19,7 @@ extern "C" __global__ void __launch_bounds__(128) shared_reuse(const float* __re
   }
   jt::cp_async_wait_all();
   __syncthreads();
-  // cases.py:144
+  // cases.py:145
   {
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 64; ++jt_r3) {
@@ -29,7 +29,7 @@ extern "C" __global__ void __launch_bounds__(128) shared_reuse(const float* __re
     }
   }
   __syncthreads();
-  // cases.py:146
+  // cases.py:147
   {
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 64; ++jt_r4) {
@@ -39,7 +39,7 @@ extern "C" __global__ void __launch_bounds__(128) shared_reuse(const float* __re
     }
   }
   __syncthreads();
-  // cases.py:148
+  // cases.py:149
   {
     #pragma unroll
     for (int jt_u6 = 0; jt_u6 < 16; ++jt_u6) {

@@ -1,0 +1,272 @@
+// jtile kernel flash_fwd_d128 from flash_attention.py:24
+// target sm_90a, jtile <version>
+#include "jtile/device.cuh"
+
+extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half* __restrict__ Q, const jt::half* __restrict__ K, const jt::half* __restrict__ V, jt::half* __restrict__ O) {
+  extern __shared__ __align__(1024) unsigned char jt_smem[];
+  const int tx = threadIdx.x;
+  const int bx = blockIdx.x;
+  const int by = blockIdx.y;
+  const int bz = blockIdx.z;
+  jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
+  jt::half* k_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
+  jt::half* v_smem = reinterpret_cast<jt::half*>(jt_smem + 65536);
+  float s_frag[64];
+  jt::half p_frag[64];
+  float acc_frag[64];
+  float m_frag[2];
+  float m_prev_frag[2];
+  float rescale_frag[2];
+  float l_frag[2];
+  float l_tile_frag[2];
+  jt::half q_regs_frag[64];
+  jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
+  // flash_attention.py:44
+  {
+    #pragma unroll
+    for (int jt_u2 = 0; jt_u2 < 8; ++jt_u2) {
+      const int jt_c1 = jt_u2 * 256 + tx;
+      jt::cp_async_16(&q_smem[((((jt_c1 * 8) / 128) % 128)) * 128 + ((jt_c1 * 8) % 128)], &Q[((((bz)) * 256 + (((1 - bx) * 128) + ((jt_c1 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c1 * 8) % 128)]);
+    }
+  }
+  jt::cp_async_wait_all();
+  __syncthreads();
+  // flash_attention.py:47
+  {
+    #pragma unroll
+    for (int jt_r3 = 0; jt_r3 < 64; jt_r3 += 2) {
+      jt::vec<jt::half, 2> jt_v4;
+      jt_v4 = *reinterpret_cast<const jt::vec<jt::half, 2>*>(&q_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r3 >> 1) & 1) << 3))))) * 128 + (((((tx & 3) << 1)) | ((jt_r3 & 1) | (((jt_r3 >> 2) & 15) << 3))))]);
+      #pragma unroll
+      for (int u = 0; u < 2; ++u) q_regs_frag[jt_r3 + u] = jt::cast<jt::half>(jt_v4.v[u]);
+    }
+  }
+  // flash_attention.py:49
+  #pragma unroll
+  for (int jt_r5 = 0; jt_r5 < 64; ++jt_r5) acc_frag[jt_r5] = 0.0f;
+  // flash_attention.py:50
+  #pragma unroll
+  for (int jt_r6 = 0; jt_r6 < 2; ++jt_r6) l_frag[jt_r6] = 0.0f;
+  // flash_attention.py:51
+  #pragma unroll
+  for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
+  __syncthreads();
+  // flash_attention.py:53
+  {
+    // prologue: tiles 0..0 in flight
+    if (0 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128)) {
+      #pragma unroll
+      for (int jt_u9 = 0; jt_u9 < 8; ++jt_u9) {
+        const int jt_c8 = jt_u9 * 256 + tx;
+        jt::cp_async_16_zfill(&k_smem[(0) * 16384 + ((((jt_c8 * 8) / 128) % 128)) * 128 + (((((jt_c8 * 8) % 128)) / 8) ^ (((((jt_c8 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c8 * 8) % 128)) % 8], &K[((((bz)) * 256 + (((0) * 128) + ((jt_c8 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c8 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((0) * 128) + ((jt_c8 * 8) / 128) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c8 * 8) % 128) < 128u);
+      }
+      #pragma unroll
+      for (int jt_u11 = 0; jt_u11 < 8; ++jt_u11) {
+        const int jt_c10 = jt_u11 * 256 + tx;
+        jt::cp_async_16_zfill(&v_smem[(0) * 16384 + ((((jt_c10 * 8) / 128) % 128)) * 128 + (((((jt_c10 * 8) % 128)) / 8) ^ (((((jt_c10 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c10 * 8) % 128)) % 8], &V[((((bz)) * 256 + (((0) * 128) + ((jt_c10 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c10 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((0) * 128) + ((jt_c10 * 8) / 128) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c10 * 8) % 128) < 128u);
+      }
+    }
+    jt::cp_async_commit();
+    for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k_1) {
+      jt::cp_async_wait<0>();
+      __syncthreads();
+      if (k_1 + 1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128)) {
+        #pragma unroll
+        for (int jt_u13 = 0; jt_u13 < 8; ++jt_u13) {
+          const int jt_c12 = jt_u13 * 256 + tx;
+          jt::cp_async_16_zfill(&k_smem[((k_1 + 1) % 2) * 16384 + ((((jt_c12 * 8) / 128) % 128)) * 128 + (((((jt_c12 * 8) % 128)) / 8) ^ (((((jt_c12 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c12 * 8) % 128)) % 8], &K[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c12 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c12 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((k_1 + 1) * 128) + ((jt_c12 * 8) / 128) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c12 * 8) % 128) < 128u);
+        }
+        #pragma unroll
+        for (int jt_u15 = 0; jt_u15 < 8; ++jt_u15) {
+          const int jt_c14 = jt_u15 * 256 + tx;
+          jt::cp_async_16_zfill(&v_smem[((k_1 + 1) % 2) * 16384 + ((((jt_c14 * 8) / 128) % 128)) * 128 + (((((jt_c14 * 8) % 128)) / 8) ^ (((((jt_c14 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c14 * 8) % 128)) % 8], &V[((((bz)) * 256 + (((k_1 + 1) * 128) + ((jt_c14 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c14 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((k_1 + 1) * 128) + ((jt_c14 * 8) / 128) % 128) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c14 * 8) % 128) < 128u);
+        }
+      }
+      jt::cp_async_commit();
+      // flash_attention.py:58
+      if ((((k_1 + 1) * 128) > ((1 - bx) * 128))) {
+        // flash_attention.py:59
+        {
+          #pragma unroll
+          for (int jt_r16 = 0; jt_r16 < 64; ++jt_r16) {
+            const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r16 >> 1) & 1) << 3))); (void)i;
+            const int j = ((((tx & 3) << 1)) | ((jt_r16 & 1) | (((jt_r16 >> 2) & 15) << 3))); (void)j;
+            s_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4) | (((jt_r16 >> 5) & 1) << 5)] = (((((1 - bx) * 128) + i) >= ((k_1 * 128) + j)) ? 0.0f : (-jt::infinity<float>()));
+          }
+        }
+      }
+      else {
+        // flash_attention.py:63
+        #pragma unroll
+        for (int jt_r17 = 0; jt_r17 < 64; ++jt_r17) s_frag[jt_r17] = 0.0f;
+      }
+      // flash_attention.py:69
+      {
+        const int jt_lane = tx & 31;
+        const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
+        const int jt_warp_n = (tx >> 5) / 8;
+        #pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+          unsigned a[1][4];
+          unsigned b[16][2];
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            const int base = 8 * (kk + 8 * mi);
+            a[mi][0] = jt::pack2(q_regs_frag[base + 0], q_regs_frag[base + 1]);
+            a[mi][1] = jt::pack2(q_regs_frag[base + 2], q_regs_frag[base + 3]);
+            a[mi][2] = jt::pack2(q_regs_frag[base + 4], q_regs_frag[base + 5]);
+            a[mi][3] = jt::pack2(q_regs_frag[base + 6], q_regs_frag[base + 7]);
+          }
+          #pragma unroll
+          for (int ni = 0; ni < 16; ni += 2) {
+            const int n0 = jt_warp_n * 128 + ni * 8;
+            unsigned r4[4];
+            jt::ldmatrix_x4(r4, &k_smem[(k_1 % 2) * 16384 + ((n0 + (jt_lane & 7) + (jt_lane >> 4) * 8)) * 128 + ((((kk * 16 + ((jt_lane >> 3) & 1) * 8)) / 8) ^ (((n0 + (jt_lane & 7) + (jt_lane >> 4) * 8)) % 8)) * 8 + ((kk * 16 + ((jt_lane >> 3) & 1) * 8)) % 8]);
+            b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; b[ni + 1][1] = r4[3];
+          }
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            #pragma unroll
+            for (int ni = 0; ni < 16; ++ni) {
+              jt::mma_m16n8k16_f16f32(*reinterpret_cast<float(*)[4]>(&s_frag[(mi * 16 + ni) * 4]), a[mi], b[ni]);
+            }
+          }
+        }
+      }
+      // flash_attention.py:70
+      {
+        #pragma unroll
+        for (int jt_r18 = 0; jt_r18 < 2; ++jt_r18) m_prev_frag[jt_r18] = jt::cast<float>(m_frag[jt_r18]);
+      }
+      // flash_attention.py:71
+      {
+        float acc[2];
+        acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::cast<float>(s_frag[4])), jt::cast<float>(s_frag[5])), jt::cast<float>(s_frag[8])), jt::cast<float>(s_frag[9])), jt::cast<float>(s_frag[12])), jt::cast<float>(s_frag[13])), jt::cast<float>(s_frag[16])), jt::cast<float>(s_frag[17])), jt::cast<float>(s_frag[20])), jt::cast<float>(s_frag[21])), jt::cast<float>(s_frag[24])), jt::cast<float>(s_frag[25])), jt::cast<float>(s_frag[28])), jt::cast<float>(s_frag[29])), jt::cast<float>(s_frag[32])), jt::cast<float>(s_frag[33])), jt::cast<float>(s_frag[36])), jt::cast<float>(s_frag[37])), jt::cast<float>(s_frag[40])), jt::cast<float>(s_frag[41])), jt::cast<float>(s_frag[44])), jt::cast<float>(s_frag[45])), jt::cast<float>(s_frag[48])), jt::cast<float>(s_frag[49])), jt::cast<float>(s_frag[52])), jt::cast<float>(s_frag[53])), jt::cast<float>(s_frag[56])), jt::cast<float>(s_frag[57])), jt::cast<float>(s_frag[60])), jt::cast<float>(s_frag[61]));
+        acc[1] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[2]), jt::cast<float>(s_frag[3])), jt::cast<float>(s_frag[6])), jt::cast<float>(s_frag[7])), jt::cast<float>(s_frag[10])), jt::cast<float>(s_frag[11])), jt::cast<float>(s_frag[14])), jt::cast<float>(s_frag[15])), jt::cast<float>(s_frag[18])), jt::cast<float>(s_frag[19])), jt::cast<float>(s_frag[22])), jt::cast<float>(s_frag[23])), jt::cast<float>(s_frag[26])), jt::cast<float>(s_frag[27])), jt::cast<float>(s_frag[30])), jt::cast<float>(s_frag[31])), jt::cast<float>(s_frag[34])), jt::cast<float>(s_frag[35])), jt::cast<float>(s_frag[38])), jt::cast<float>(s_frag[39])), jt::cast<float>(s_frag[42])), jt::cast<float>(s_frag[43])), jt::cast<float>(s_frag[46])), jt::cast<float>(s_frag[47])), jt::cast<float>(s_frag[50])), jt::cast<float>(s_frag[51])), jt::cast<float>(s_frag[54])), jt::cast<float>(s_frag[55])), jt::cast<float>(s_frag[58])), jt::cast<float>(s_frag[59])), jt::cast<float>(s_frag[62])), jt::cast<float>(s_frag[63]));
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 1));
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 2));
+        m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
+        m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
+      }
+      // flash_attention.py:72
+      {
+        #pragma unroll
+        for (int jt_r19 = 0; jt_r19 < 2; ++jt_r19) {
+          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r19 & 1) << 3))); (void)i_1;
+          rescale_frag[(jt_r19 & 1)] = jt::exp2(((m_prev_frag[(jt_r19 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r19 & 1)] * 0.12751743082459868f)));
+        }
+      }
+      // flash_attention.py:74
+      {
+        #pragma unroll
+        for (int jt_r20 = 0; jt_r20 < 64; ++jt_r20) {
+          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3))); (void)i_2;
+          const int j_1 = ((((tx & 3) << 1)) | ((jt_r20 & 1) | (((jt_r20 >> 2) & 15) << 3))); (void)j_1;
+          s_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4) | (((jt_r20 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4) | (((jt_r20 >> 5) & 1) << 5)] * 0.12751743082459868f) - (m_frag[((jt_r20 >> 1) & 1)] * 0.12751743082459868f)));
+        }
+      }
+      // flash_attention.py:76
+      {
+        float acc[2];
+        acc[0] = jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1]) + jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]) + jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9]) + jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13]) + jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17]) + jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]) + jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25]) + jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]) + jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33]) + jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]) + jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41]) + jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45]) + jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49]) + jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]) + jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57]) + jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]);
+        acc[1] = jt::cast<float>(s_frag[2]) + jt::cast<float>(s_frag[3]) + jt::cast<float>(s_frag[6]) + jt::cast<float>(s_frag[7]) + jt::cast<float>(s_frag[10]) + jt::cast<float>(s_frag[11]) + jt::cast<float>(s_frag[14]) + jt::cast<float>(s_frag[15]) + jt::cast<float>(s_frag[18]) + jt::cast<float>(s_frag[19]) + jt::cast<float>(s_frag[22]) + jt::cast<float>(s_frag[23]) + jt::cast<float>(s_frag[26]) + jt::cast<float>(s_frag[27]) + jt::cast<float>(s_frag[30]) + jt::cast<float>(s_frag[31]) + jt::cast<float>(s_frag[34]) + jt::cast<float>(s_frag[35]) + jt::cast<float>(s_frag[38]) + jt::cast<float>(s_frag[39]) + jt::cast<float>(s_frag[42]) + jt::cast<float>(s_frag[43]) + jt::cast<float>(s_frag[46]) + jt::cast<float>(s_frag[47]) + jt::cast<float>(s_frag[50]) + jt::cast<float>(s_frag[51]) + jt::cast<float>(s_frag[54]) + jt::cast<float>(s_frag[55]) + jt::cast<float>(s_frag[58]) + jt::cast<float>(s_frag[59]) + jt::cast<float>(s_frag[62]) + jt::cast<float>(s_frag[63]);
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
+        #pragma unroll
+        for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 2);
+        l_tile_frag[0] = jt::cast<float>(acc[0]);
+        l_tile_frag[1] = jt::cast<float>(acc[1]);
+      }
+      // flash_attention.py:77
+      {
+        #pragma unroll
+        for (int jt_r21 = 0; jt_r21 < 2; ++jt_r21) {
+          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r21 & 1) << 3))); (void)i_3;
+          l_frag[(jt_r21 & 1)] = ((l_frag[(jt_r21 & 1)] * rescale_frag[(jt_r21 & 1)]) + l_tile_frag[(jt_r21 & 1)]);
+        }
+      }
+      // flash_attention.py:79
+      {
+        #pragma unroll
+        for (int jt_r22 = 0; jt_r22 < 64; ++jt_r22) p_frag[jt_r22] = jt::cast<jt::half>(s_frag[jt_r22]);
+      }
+      // flash_attention.py:80
+      {
+        #pragma unroll
+        for (int jt_r23 = 0; jt_r23 < 64; ++jt_r23) {
+          const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r23 >> 1) & 1) << 3))); (void)i_4;
+          const int j_2 = ((((tx & 3) << 1)) | ((jt_r23 & 1) | (((jt_r23 >> 2) & 15) << 3))); (void)j_2;
+          acc_frag[(jt_r23 & 1) | (((jt_r23 >> 1) & 1) << 1) | (((jt_r23 >> 2) & 1) << 2) | (((jt_r23 >> 3) & 1) << 3) | (((jt_r23 >> 4) & 1) << 4) | (((jt_r23 >> 5) & 1) << 5)] = (acc_frag[(jt_r23 & 1) | (((jt_r23 >> 1) & 1) << 1) | (((jt_r23 >> 2) & 1) << 2) | (((jt_r23 >> 3) & 1) << 3) | (((jt_r23 >> 4) & 1) << 4) | (((jt_r23 >> 5) & 1) << 5)] * rescale_frag[((jt_r23 >> 1) & 1)]);
+        }
+      }
+      // flash_attention.py:82
+      {
+        const int jt_lane = tx & 31;
+        const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
+        const int jt_warp_n = (tx >> 5) / 8;
+        #pragma unroll
+        for (int kk = 0; kk < 8; ++kk) {
+          unsigned a[1][4];
+          unsigned b[16][2];
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            const int base = 8 * (kk + 8 * mi);
+            a[mi][0] = jt::pack2(p_frag[base + 0], p_frag[base + 1]);
+            a[mi][1] = jt::pack2(p_frag[base + 2], p_frag[base + 3]);
+            a[mi][2] = jt::pack2(p_frag[base + 4], p_frag[base + 5]);
+            a[mi][3] = jt::pack2(p_frag[base + 6], p_frag[base + 7]);
+          }
+          #pragma unroll
+          for (int ni = 0; ni < 16; ni += 2) {
+            const int n0 = jt_warp_n * 128 + ni * 8;
+            unsigned r4[4];
+            jt::ldmatrix_x4_trans(r4, &v_smem[(k_1 % 2) * 16384 + ((kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8)) * 128 + ((((n0 + (jt_lane >> 4) * 8)) / 8) ^ (((kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8)) % 8)) * 8 + ((n0 + (jt_lane >> 4) * 8)) % 8]);
+            b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; b[ni + 1][1] = r4[3];
+          }
+          #pragma unroll
+          for (int mi = 0; mi < 1; ++mi) {
+            #pragma unroll
+            for (int ni = 0; ni < 16; ++ni) {
+              jt::mma_m16n8k16_f16f32(*reinterpret_cast<float(*)[4]>(&acc_frag[(mi * 16 + ni) * 4]), a[mi], b[ni]);
+            }
+          }
+        }
+      }
+    }
+    jt::cp_async_wait_all();
+  }
+  // flash_attention.py:83
+  {
+    #pragma unroll
+    for (int jt_r24 = 0; jt_r24 < 64; ++jt_r24) {
+      const int i_5 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r24 >> 1) & 1) << 3))); (void)i_5;
+      const int j_3 = ((((tx & 3) << 1)) | ((jt_r24 & 1) | (((jt_r24 >> 2) & 15) << 3))); (void)j_3;
+      acc_frag[(jt_r24 & 1) | (((jt_r24 >> 1) & 1) << 1) | (((jt_r24 >> 2) & 1) << 2) | (((jt_r24 >> 3) & 1) << 3) | (((jt_r24 >> 4) & 1) << 4) | (((jt_r24 >> 5) & 1) << 5)] = (acc_frag[(jt_r24 & 1) | (((jt_r24 >> 1) & 1) << 1) | (((jt_r24 >> 2) & 1) << 2) | (((jt_r24 >> 3) & 1) << 3) | (((jt_r24 >> 4) & 1) << 4) | (((jt_r24 >> 5) & 1) << 5)] / l_frag[((jt_r24 >> 1) & 1)]);
+    }
+  }
+  // flash_attention.py:85
+  __syncthreads();
+  {
+    #pragma unroll
+    for (int jt_r25 = 0; jt_r25 < 64; jt_r25 += 2) {
+      jt::vec<jt::half, 2> jt_v26;
+      #pragma unroll
+      for (int u = 0; u < 2; ++u) jt_v26.v[u] = jt::cast<jt::half>(acc_frag[jt_r25 + u]);
+      *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r25 >> 1) & 1) << 3))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r25 & 1) | (((jt_r25 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r25 >> 1) & 1) << 3))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r25 & 1) | (((jt_r25 >> 2) & 15) << 3))))) % 8]) = jt_v26;
+    }
+  }
+  __syncthreads();
+  {
+    #pragma unroll
+    for (int jt_u28 = 0; jt_u28 < 8; ++jt_u28) {
+      const int jt_c27 = jt_u28 * 256 + tx;
+      jt::vec<jt::half, 8> jt_v29;
+      jt_v29 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c27 * 8) / 128) % 128)) * 128 + (((((jt_c27 * 8) % 128)) / 8) ^ (((((jt_c27 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c27 * 8) % 128)) % 8]);
+      jt::vec<jt::half, 8> jt_v30;
+      for (int u = 0; u < 8; ++u) jt_v30.v[u] = jt::cast<jt::half>(jt_v29.v[u]);
+      *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((bz)) * 256 + (((1 - bx) * 128) + ((jt_c27 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c27 * 8) % 128)]) = jt_v30;
+    }
+  }
+}
