@@ -9,14 +9,13 @@ plain strided loop over the tile's elements.
 from __future__ import annotations
 
 import contextlib
+import math
 
 from jtile.codegen.cuda import ParallelContext
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.passes.infer_layouts import loop_driver
 from jtile.passes.layout import Layout
-
-UNROLL_LIMIT = 64
 
 
 def bit_runs(bits, dim: int):
@@ -52,6 +51,15 @@ def index_expr(layout: Layout, dim: int, tid: str, reg: str) -> str:
     if r == "0":
         return f"({t})"
     return f"(({t}) | ({r}))"
+
+
+def unflatten(flat: str, shape) -> list:
+    """Row-major indices (C expressions) of element `flat` of a tile of `shape`."""
+    out, stride = [], math.prod(shape)
+    for extent in shape:
+        stride //= extent
+        out.append(f"({flat} / {stride}) % {extent}" if stride > 1 else f"{flat} % {extent}")
+    return out
 
 
 def fragment_register(em, buf: ir.Buffer, indices: tuple, loc=None) -> str:
@@ -113,16 +121,10 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
                 finally:
                     em.parallel = None
             return
-        total = 1
-        for e in loop.extents:
-            total *= e
         flat = em.temp("e")
-        with em.strided_loop(flat, total):
-            stride = total
-            for var, extent in zip(loop.vars, loop.extents):
-                stride //= extent
-                value = f"{flat} / {stride}" if stride > 1 else flat
-                em.line(f"const int {em.name(var)} = ({value}) % {extent};")
+        with em.strided_loop(flat, math.prod(loop.extents)):
+            for var, index in zip(loop.vars, unflatten(flat, loop.extents)):
+                em.line(f"const int {em.name(var)} = {index};")
             em.parallel = ParallelContext(loop, None, flat)
             try:
                 em.body(loop.body)

@@ -11,10 +11,11 @@ Reads past the end of a global buffer give zero and writes past it are dropped.
 from __future__ import annotations
 
 import contextlib
+import math
 
 from jtile.codegen.bounds import aligned, region_in_bounds
 from jtile.codegen.expr import const_text
-from jtile.codegen.parallel import guard_replicas, index_expr
+from jtile.codegen.parallel import guard_replicas, index_expr, unflatten
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
@@ -171,11 +172,8 @@ def emit_cooperative_copy(em, src: ir.Region, dst: ir.Region, *, use_async=True,
     """The block's threads stride over the tile in vectors (cp.async global->shared)."""
     shape = src.squeezed_shape() or (1,)
     width = _cooperative_width(em, src, dst)
-    total = 1
-    for e in shape:
-        total *= e
+    total = math.prod(shape)
     chunks = total // width
-    tid, threads = em.name(em.kernel.thread_var), em.kernel.threads
     src_guard = (src.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, src)) \
         if src_guard is None else src_guard
     dst_guard = dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst)
@@ -184,11 +182,7 @@ def emit_cooperative_copy(em, src: ir.Region, dst: ir.Region, *, use_async=True,
         and width * src.dtype.bytes in (4, 8, 16)
     e = em.temp("c")
     with em.strided_loop(e, chunks):
-        tile, rest = [], f"{e} * {width}" if width > 1 else e
-        stride = total
-        for extent in shape:
-            stride //= extent
-            tile.append(f"(({rest}) / {stride}) % {extent}" if stride > 1 else f"({rest}) % {extent}")
+        tile = unflatten(f"({e} * {width})" if width > 1 else e, shape)
         sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
         selem, delem = em.element(src.buffer, sidx), em.element(dst.buffer, didx)
         scond = bounds_condition(src.buffer, sidx) if src_guard else None
@@ -243,18 +237,12 @@ def _store_zero(em, dtype, elem, width):
 def _per_thread_copy(em, src: ir.Region, dst: ir.Region) -> None:
     """Every thread copies the whole tile (a thread-private buffer is involved)."""
     shape = src.squeezed_shape() or (1,)
-    total = 1
-    for e in shape:
-        total *= e
+    total = math.prod(shape)
     e = em.temp("p")
     guard = src.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, src)
     dguard = dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst)
-    em.line("#pragma unroll")
-    with em.block(f"for (int {e} = 0; {e} < {total}; ++{e})"):
-        tile, stride = [], total
-        for extent in shape:
-            stride //= extent
-            tile.append(f"({e} / {stride}) % {extent}" if stride > 1 else f"{e} % {extent}")
+    with _private_or_strided(em, e, total, private=True):
+        tile = unflatten(e, shape)
         sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
         value = f"jt::cast<{dst.dtype.c_name}>({em.element(src.buffer, sidx)})"
         if guard:
@@ -337,17 +325,12 @@ def emit_fill(em, s: ir.Fill) -> None:
                 f"{em.name(buf)}[{reg}] = {value};")
         return
     shape = region.squeezed_shape() or (1,)
-    total = 1
-    for e in shape:
-        total *= e
+    total = math.prod(shape)
     private = _is_private(buf)
     e = em.temp("f")
     guard = buf.space is MemorySpace.GLOBAL and not region_in_bounds(em, region)
     with _private_or_strided(em, e, total, private):
-        tile, stride = [], total
-        for extent in shape:
-            stride //= extent
-            tile.append(f"({e} / {stride}) % {extent}" if stride > 1 else f"{e} % {extent}")
+        tile = unflatten(e, shape)
         idx = region_index(em, region, tile)
         stmt = f"{em.element(buf, idx)} = {value};"
         em.line(f"if ({bounds_condition(buf, idx)}) {stmt}" if guard else stmt)
@@ -382,16 +365,11 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
             em.line(f"if ({' && '.join(conds)}) {stmt}" if conds else stmt)
         return
     shape = src.squeezed_shape() or (1,)
-    total = 1
-    for e in shape:
-        total *= e
+    total = math.prod(shape)
     private = _is_private(src.buffer)
     e = em.temp("a")
     with _private_or_strided(em, e, total, private):
-        tile, stride = [], total
-        for extent in shape:
-            stride //= extent
-            tile.append(f"({e} / {stride}) % {extent}" if stride > 1 else f"{e} % {extent}")
+        tile = unflatten(e, shape)
         sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
         stmt = (f"jt::atomic_add(&{em.element(dst.buffer, didx)}, "
                 f"jt::cast<{dst.dtype.c_name}>({em.element(src.buffer, sidx)}));")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from jtile.ir.nodes import IfThenElse, Select, as_expr
-from jtile.ir.types import DType, promote
+from jtile.ir.types import promote
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
 

@@ -7,7 +7,7 @@ of shapes that are not multiples of the tile need no special code.
 
 from __future__ import annotations
 
-from jtile.ir.nodes import Buffer, Copy, Fill, Load, Region
+from jtile.ir.nodes import Copy, Fill, Load, Region
 from jtile.ir.types import MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region, coerce

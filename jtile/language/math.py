@@ -6,7 +6,7 @@ Functions of 16-bit floats compute in float32 and round back (as CUDA's half int
 from __future__ import annotations
 
 from jtile.ir.nodes import Cast, Const, as_expr, call
-from jtile.ir.types import DType, as_dtype, value_range
+from jtile.ir.types import as_dtype, value_range
 
 
 def _unary(fn):

@@ -7,7 +7,6 @@ from typing import Callable, Optional, Sequence
 
 from jtile.errors import JtileShapeError, JtileTraceError
 from jtile.ir.nodes import Buffer, Kernel, SourceLoc
-from jtile.ir.types import DType
 from jtile.language.kernel import open_kernel
 from jtile.language.tensor import TensorAnnotation
 from jtile.trace.builder import Builder, new_global, tracing
