@@ -59,11 +59,7 @@ def _whole_fragment(em, region: ir.Region, loc) -> None:
 
 def _contiguous_vector(em, layout, frag: ir.Buffer, other: ir.Region) -> int:
     """How many consecutive registers can move as one vector to/from `other`."""
-    last = frag.ndim - 1
-    k = 0
-    while k < len(layout.reg_bits) and layout.reg_bits[k] == (last, k):
-        k += 1
-    width = 1 << k
+    width = 1 << layout.contiguous_bits(frag.ndim - 1)
     buf = other.buffer
     if buf.space not in (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN):
         return 1

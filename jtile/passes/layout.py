@@ -63,6 +63,14 @@ class Layout:
                 reg |= 1 << r
         return reg
 
+    def contiguous_bits(self, dim: int) -> int:
+        """How many low register bits select the low bits of `dim` in order: each thread holds
+        runs of 2**result consecutive elements along `dim` in consecutive registers."""
+        k = 0
+        while k < len(self.reg_bits) and self.reg_bits[k] == (dim, k):
+            k += 1
+        return k
+
     def thread_dims(self, dim: int) -> list:
         """[(thread bit, logical bit)] of the thread bits that select dimension `dim`."""
         return [(t, b[1]) for t, b in enumerate(self.thread_bits) if b is not None and b[0] == dim]

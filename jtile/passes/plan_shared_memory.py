@@ -100,9 +100,7 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan) -> dict:
                 or s.dst.extents[-1] != frag.shape[-1]:
             continue
         layout = layouts[frag]
-        contiguous = 0
-        while contiguous < len(layout.reg_bits) and layout.reg_bits[contiguous] == (1, contiguous):
-            contiguous += 1
+        contiguous = layout.contiguous_bits(1)
         # A warp whose 32 lanes continue along the row after each thread's run already
         # writes whole contiguous segments; only scattered stores gain from staging.
         lanes = tuple(layout.thread_bits[:5])
