@@ -65,7 +65,7 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
     for (int jt_u5 = 0; jt_u5 < 1; ++jt_u5) {
       const int jt_e4 = jt_u5 * 128 + tx;
       if (jt_e4 < 8) {
-        const int i = (jt_e4) % 8;
+        const int i = jt_e4 % 8;
         // cases.py:92
         if ((((bx * 8) + i) < 100)) {
           // cases.py:93

@@ -21,7 +21,7 @@ extern "C" __global__ void __launch_bounds__(128) scaled_rows(const float* __res
       #pragma unroll
       for (int jt_u2 = 0; jt_u2 < 2; ++jt_u2) {
         const int jt_e1 = jt_u2 * 128 + tx;
-        const int i = (jt_e1) % 256;
+        const int i = jt_e1 % 256;
         ring_smem[(((k % 2))) * 256 + (i)] = X[((k)) * 512 + (((bx * 256) + i))];
       }
     }
@@ -35,7 +35,7 @@ extern "C" __global__ void __launch_bounds__(128) scaled_rows(const float* __res
       #pragma unroll
       for (int jt_u4 = 0; jt_u4 < 2; ++jt_u4) {
         const int jt_e3 = jt_u4 * 128 + tx;
-        const int i_1 = (jt_e3) % 256;
+        const int i_1 = jt_e3 % 256;
         O[((k)) * 512 + (((bx * 256) + i_1))] = (ring_smem[(((k % 2))) * 256 + (i_1)] * jt::cast<float>((k + 1)));
       }
     }

@@ -37,7 +37,7 @@ extern "C" __global__ void __launch_bounds__(128) column_stats(const float* __re
       for (int jt_u6 = 0; jt_u6 < 8; ++jt_u6) {
         const int jt_e5 = jt_u6 * 128 + tx;
         const int i = (jt_e5 / 32) % 32;
-        const int j = (jt_e5) % 32;
+        const int j = jt_e5 % 32;
         // reducer.py:35
         if ((((k * 32) + i) < 300)) {
           total_red[(j)] = (total_red[(j)] + tile_smem[((i)) * 32 + (j)]);
@@ -97,7 +97,7 @@ extern "C" __global__ void __launch_bounds__(128) column_stats(const float* __re
     for (int jt_u8 = 0; jt_u8 < 1; ++jt_u8) {
       const int jt_e7 = jt_u8 * 128 + tx;
       if (jt_e7 < 32) {
-        const int i_1 = (jt_e7) % 32;
+        const int i_1 = jt_e7 % 32;
         // reducer.py:41
         if ((((bx * 32) + i_1) < 96)) {
           Sum[(((bx * 32) + i_1))] = total_red[(i_1)];

@@ -11,7 +11,7 @@ extern "C" __global__ void __launch_bounds__(256) add(const float* __restrict__ 
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 1; ++jt_u2) {
       const int jt_e1 = jt_u2 * 256 + tx;
-      const int i = (jt_e1) % 256;
+      const int i = jt_e1 % 256;
       // quickstart.py:26
       if ((((bx * 256) + i) < 100000)) {
         O[(((bx * 256) + i))] = (X[(((bx * 256) + i))] + Y[(((bx * 256) + i))]);
