@@ -3,6 +3,7 @@
 Write the kernel with `import jtile.language as T`, launch it with `jtile.pallas_like`.
 """
 
+from jtile.binding import ffi as _ffi
 from jtile.binding.lowered import Compiled, Lowered
 from jtile.binding.pallas_like import pallas_like
 from jtile.errors import (
@@ -20,3 +21,7 @@ __all__ = [
     "pallas_like", "Lowered", "Compiled", "JtileError", "JtileTraceError", "JtileShapeError",
     "JtileTargetError", "JtileCompileError", "JtileRuntimeError", "__version__",
 ]
+
+# The jtile_launch custom call target, registered for CUDA now (nothing is compiled, no GPU is
+# touched), so that a deserialised jax.export artifact runs in a process that only imported jtile.
+_ffi.register_at_import()

@@ -11,7 +11,8 @@ namespace {
 // Every entry point is requested at the CUDA 12.0 ABI: the prototypes in
 // driver.h are unchanged since then, and pinning the version keeps a newer
 // cuda.h (the pip wheel's) from asking an older driver for a symbol version
-// it does not have. 12.0 is also the first driver with cuLaunchKernelEx.
+// it does not have. 12.0 is also the first driver with cuLaunchKernelEx and
+// cuTensorMapEncodeTiled.
 constexpr int kAbiVersion = 12000;
 
 struct Loaded {
@@ -76,6 +77,7 @@ Loaded Load() {
   resolve("cuModuleGetFunction", d.ModuleGetFunction);
   resolve("cuFuncSetAttribute", d.FuncSetAttribute);
   resolve("cuLaunchKernelEx", d.LaunchKernelEx);
+  resolve("cuTensorMapEncodeTiled", d.TensorMapEncodeTiled);
   loaded.ok = !missing;
   return loaded;
 }

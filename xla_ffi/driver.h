@@ -28,6 +28,8 @@ struct Driver {
   decltype(&::cuModuleGetFunction) ModuleGetFunction;
   decltype(&::cuFuncSetAttribute) FuncSetAttribute;
   decltype(&::cuLaunchKernelEx) LaunchKernelEx;
+  // Host-side only: builds a TMA descriptor, needs no context or stream.
+  decltype(&::cuTensorMapEncodeTiled) TensorMapEncodeTiled;
 };
 
 // The process-wide driver table, or nullptr when libcuda.so.1 cannot be

@@ -1,327 +1,458 @@
 // The XLA FFI handler that launches a jtile kernel.
 //
 // The custom call carries everything needed to run: the cubin, the kernel
-// name, and the launch configuration are attributes, so the HLO is
-// self-contained (the persistent compilation cache and jax.export work).
+// name, the launch configuration and the static description of each TMA
+// tensor map are attributes, so the HLO is self-contained (the persistent
+// compilation cache and jax.export work).
 //
-// Modules are loaded lazily at execute time into a process-wide cache keyed by
-// (CUcontext, module hash). Not at the FFI instantiate stage: that runs once
-// per compiled executable, with no stream and no guarantee of which device's
-// context is current, while one executable may run on several devices. At
-// execute time the context is known, and the cache still gives exactly one
-// load per context per cubin.
+// The handler has three stages:
+// - instantiate, once per call site when XLA compiles the executable: checks
+//   the tensor map records and creates the call site's state. There is no
+//   stream and no device yet, and one executable may run on several devices,
+//   so nothing is loaded here.
+// - initialize, before every execution and outside any CUDA graph capture,
+//   with XLA's stream: loads the module into the per-context cache
+//   (module_cache.h), so the first launch inside a command buffer finds it
+//   loaded.
+// - execute: encodes the tensor maps from this launch's buffer addresses
+//   (re-encoding only when the addresses differ from the call site's previous
+//   launch on the same context) and launches on XLA's stream. It loads the
+//   module itself when initialize did not run (a runtime without that stage).
+//
+// Command-buffer compatible: execute only launches one kernel on XLA's stream
+// and allocates no device memory, so XLA may capture it in a CUDA graph; the
+// kernel parameters, tensor maps included, are copied into the graph node.
 
+#include "launcher.h"
+
+#include <atomic>
 #include <cstdint>
-#include <cstring>
 #include <limits>
-#include <map>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
-#include <tuple>
+#include <utility>
 #include <vector>
 
 #include <cuda.h>
 
 #include "driver.h"
+#include "launch_errors.h"
+#include "module_cache.h"
+#include "tensor_maps.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
 
 namespace jtile {
+
+// Every attribute of the jtile_launch custom call (jtile/binding/ffi.py).
+struct LaunchAttributes {
+  ffi::Span<const uint8_t> cubin;
+  std::string_view kernel_name;
+  std::string_view module_hash;
+  int64_t grid_x;
+  int64_t grid_y;
+  int64_t grid_z;
+  int64_t block_x;
+  int64_t block_y;
+  int64_t block_z;
+  int64_t cluster_x;
+  int64_t cluster_y;
+  int64_t cluster_z;
+  int64_t shared_memory_bytes;
+  // Concatenated tensor map records (tensor_maps.h); empty without TMA.
+  ffi::Span<const int64_t> tensor_maps;
+};
+
+// Binds the call site's state when the runtime has one, and nullptr when it
+// has none (a handler registered without its instantiate stage, or a runtime
+// that does not pass state to a stage), so the handler degrades to loading
+// and encoding on every launch instead of failing.
+template <typename T>
+struct OptionalState {};
+
+}  // namespace jtile
+
+XLA_FFI_REGISTER_STRUCT_ATTR_DECODING(
+    jtile::LaunchAttributes,
+    ::xla::ffi::StructMember<::xla::ffi::Span<const uint8_t>>("cubin"),
+    ::xla::ffi::StructMember<std::string_view>("kernel_name"),
+    ::xla::ffi::StructMember<std::string_view>("module_hash"),
+    ::xla::ffi::StructMember<int64_t>("grid_x"),
+    ::xla::ffi::StructMember<int64_t>("grid_y"),
+    ::xla::ffi::StructMember<int64_t>("grid_z"),
+    ::xla::ffi::StructMember<int64_t>("block_x"),
+    ::xla::ffi::StructMember<int64_t>("block_y"),
+    ::xla::ffi::StructMember<int64_t>("block_z"),
+    ::xla::ffi::StructMember<int64_t>("cluster_x"),
+    ::xla::ffi::StructMember<int64_t>("cluster_y"),
+    ::xla::ffi::StructMember<int64_t>("cluster_z"),
+    ::xla::ffi::StructMember<int64_t>("shared_memory_bytes"),
+    ::xla::ffi::StructMember<::xla::ffi::Span<const int64_t>>("tensor_maps"));
+
+namespace xla::ffi {
+
+template <typename T>
+struct CtxDecoding<jtile::OptionalState<T>> {
+  using Type = T*;
+
+  static std::optional<Type> Decode(const XLA_FFI_Api* api,
+                                    XLA_FFI_ExecutionContext* ctx,
+                                    DiagnosticEngine&) {
+    XLA_FFI_State_Get_Args args;
+    args.struct_size = XLA_FFI_State_Get_Args_STRUCT_SIZE;
+    args.extension_start = nullptr;
+    args.ctx = ctx;
+    args.stage = XLA_FFI_ExecutionStage_INSTANTIATE;
+    args.type_id = &T::id;
+    args.state = nullptr;
+    if (XLA_FFI_Error* error = api->XLA_FFI_State_Get(&args)) {
+      XLA_FFI_Error_Destroy_Args destroy;
+      destroy.struct_size = XLA_FFI_Error_Destroy_Args_STRUCT_SIZE;
+      destroy.extension_start = nullptr;
+      destroy.error = error;
+      api->XLA_FFI_Error_Destroy(&destroy);
+      return static_cast<Type>(nullptr);
+    }
+    return static_cast<Type>(args.state);
+  }
+};
+
+}  // namespace xla::ffi
+
+namespace jtile {
 namespace {
 
-// Without an opt-in, a block may use at most 48 KiB of shared memory.
-constexpr int64_t kDefaultSharedMemoryLimit = 48 * 1024;
+// Call sites whose function was looked up (and its module loaded, on first
+// use in a context) at each stage; a runtime that runs initialize leaves the
+// execute count at zero.
+std::atomic<uint64_t> resolved_at_initialize{0};
+std::atomic<uint64_t> resolved_at_execute{0};
 
-struct FunctionEntry {
-  CUfunction function = nullptr;
-  // The largest dynamic shared memory size opted in to so far: the attribute
-  // is set once per function, not once per launch.
-  int64_t dynamic_shared_memory_opt_in = kDefaultSharedMemoryLimit;
-};
-
-struct ModuleEntry {
-  CUmodule module = nullptr;
-  // A cubin may hold several kernels; std::less<> allows lookups by
-  // string_view without building a std::string on every launch.
-  std::map<std::string, FunctionEntry, std::less<>> functions;
-};
-
-struct ModuleKey {
-  CUcontext context;
-  std::string module_hash;
-};
-
-struct ModuleKeyProbe {
-  CUcontext context;
-  std::string_view module_hash;
-};
-
-// Transparent, so the hot path looks up by string_view without allocating.
-struct ModuleKeyLess {
-  using is_transparent = void;
-  template <typename A, typename B>
-  bool operator()(const A& a, const B& b) const {
-    return std::make_tuple(reinterpret_cast<uintptr_t>(a.context),
-                           std::string_view(a.module_hash)) <
-           std::make_tuple(reinterpret_cast<uintptr_t>(b.context),
-                           std::string_view(b.module_hash));
-  }
-};
-
-// Modules are never unloaded: XLA contexts live as long as the process, and
-// a cubin that was launched once is likely to be launched again. A context
-// destroyed and recreated at the same address would alias a stale entry;
-// JAX does not do that.
-std::mutex cache_mutex;
-std::map<ModuleKey, ModuleEntry, ModuleKeyLess> module_cache;
-
-std::string KernelPrefix(std::string_view kernel_name) {
-  return "jtile: kernel '" + std::string(kernel_name) + "': ";
-}
-
-ffi::Error DriverFailure(const Driver& driver, std::string_view kernel_name,
-                         const char* call, CUresult result) {
-  std::string message = KernelPrefix(kernel_name) + call +
-                        " failed: " + DescribeResult(driver, result);
-  if (result == CUDA_ERROR_NO_BINARY_FOR_GPU ||
-      result == CUDA_ERROR_UNSUPPORTED_PTX_VERSION) {
-    message += "; the cubin was compiled for a different GPU architecture "
-               "than this device's";
-  }
-  return ffi::Error(ffi::ErrorCode::kInternal, std::move(message));
-}
-
-ffi::Error InvalidArgument(std::string_view kernel_name,
-                           const std::string& what) {
-  return ffi::Error::InvalidArgument(KernelPrefix(kernel_name) + what);
-}
-
-// Makes `context` current for the lifetime of the guard when no context is
-// current on this thread; XLA normally has one current already.
-class ScopedContext {
+// One call site of jtile_launch in a compiled executable.
+class LaunchState {
  public:
-  explicit ScopedContext(const Driver& driver) : driver_(driver) {}
-  ~ScopedContext() {
-    if (pushed_) {
-      CUcontext ignored = nullptr;
-      driver_.CtxPopCurrent(&ignored);
-    }
-  }
-  ScopedContext(const ScopedContext&) = delete;
-  ScopedContext& operator=(const ScopedContext&) = delete;
+  static ffi::TypeId id;
 
-  CUresult Push(CUcontext context) {
-    CUresult result = driver_.CtxPushCurrent(context);
-    pushed_ = result == CUDA_SUCCESS;
-    return result;
+  explicit LaunchState(std::vector<TensorMapRecord> records)
+      : records_(std::move(records)) {}
+
+  const std::vector<TensorMapRecord>& records() const { return records_; }
+
+  // The function for `context`, loaded through the process-wide module cache
+  // on this call site's first launch there; `resolved` counts that lookup.
+  ffi::ErrorOr<CUfunction> Function(const Driver& driver, CUcontext context,
+                                    const LaunchAttributes& attrs,
+                                    std::atomic<uint64_t>& resolved) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    PerContext& entry = Entry(context);
+    if (entry.function == nullptr) {
+      ffi::ErrorOr<CUfunction> function =
+          GetFunction(driver, context, attrs.cubin, attrs.kernel_name,
+                      attrs.module_hash, attrs.shared_memory_bytes);
+      if (function.has_error()) return function;
+      entry.function = function.value();
+      resolved.fetch_add(1, std::memory_order_relaxed);
+    }
+    return entry.function;
+  }
+
+  // Copies into `maps` the tensor maps for this launch's `buffers`, encoding
+  // them only when the mapped buffers moved since the previous launch on
+  // `context`.
+  ffi::Error TensorMaps(const Driver& driver, CUcontext context,
+                        std::string_view kernel_name,
+                        const std::vector<void*>& buffers,
+                        std::vector<CUtensorMap>* maps) {
+    std::vector<void*> addresses(records_.size());
+    for (size_t i = 0; i < records_.size(); ++i) {
+      addresses[i] = buffers[records_[i].param];
+    }
+    std::lock_guard<std::mutex> lock(mutex_);
+    PerContext& entry = Entry(context);
+    if (entry.maps.size() != records_.size() ||
+        entry.map_addresses != addresses) {
+      std::vector<CUtensorMap> encoded(records_.size());
+      for (size_t i = 0; i < records_.size(); ++i) {
+        if (ffi::Error error = EncodeTensorMap(driver, kernel_name, i,
+                                               records_[i], addresses[i],
+                                               &encoded[i]);
+            !error.success()) {
+          return error;
+        }
+      }
+      entry.maps = std::move(encoded);
+      entry.map_addresses = std::move(addresses);
+    }
+    *maps = entry.maps;
+    return ffi::Error::Success();
   }
 
  private:
-  const Driver& driver_;
-  bool pushed_ = false;
+  struct PerContext {
+    CUcontext context = nullptr;
+    CUfunction function = nullptr;
+    std::vector<void*> map_addresses;  // the key of `maps`
+    std::vector<CUtensorMap> maps;
+  };
+
+  // An executable runs on few devices, so a linear search is enough.
+  PerContext& Entry(CUcontext context) {
+    for (PerContext& entry : contexts_) {
+      if (entry.context == context) return entry;
+    }
+    contexts_.emplace_back();
+    contexts_.back().context = context;
+    return contexts_.back();
+  }
+
+  const std::vector<TensorMapRecord> records_;
+  std::mutex mutex_;
+  std::vector<PerContext> contexts_;
 };
 
-// Returns the function to launch, loading the module on first use in
-// `context` and opting in to large dynamic shared memory once.
-ffi::ErrorOr<CUfunction> GetFunction(const Driver& driver, CUcontext context,
-                                     ffi::Span<const uint8_t> cubin,
-                                     std::string_view kernel_name,
-                                     std::string_view module_hash,
-                                     int64_t shared_memory_bytes) {
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  auto module_it = module_cache.find(ModuleKeyProbe{context, module_hash});
-  if (module_it == module_cache.end()) {
-    // Copied into 8-byte aligned, zero-terminated storage: the attribute's
-    // bytes carry no alignment promise, and the driver parses the ELF in
-    // place.
-    std::vector<uint64_t> image(cubin.size() / sizeof(uint64_t) + 1, 0);
-    std::memcpy(image.data(), cubin.begin(), cubin.size());
-    CUmodule module = nullptr;
-    if (CUresult r = driver.ModuleLoadData(&module, image.data());
-        r != CUDA_SUCCESS) {
-      return ffi::Unexpected(
-          DriverFailure(driver, kernel_name, "cuModuleLoadData", r));
-    }
-    module_it = module_cache
-                    .emplace(ModuleKey{context, std::string(module_hash)},
-                             ModuleEntry{module, {}})
-                    .first;
-  }
-  ModuleEntry& module = module_it->second;
-
-  auto function_it = module.functions.find(kernel_name);
-  if (function_it == module.functions.end()) {
-    CUfunction function = nullptr;
-    const std::string name(kernel_name);
-    if (CUresult r =
-            driver.ModuleGetFunction(&function, module.module, name.c_str());
-        r != CUDA_SUCCESS) {
-      return ffi::Unexpected(
-          DriverFailure(driver, kernel_name, "cuModuleGetFunction", r));
-    }
-    function_it =
-        module.functions.emplace(name, FunctionEntry{function}).first;
-  }
-  FunctionEntry& entry = function_it->second;
-
-  if (shared_memory_bytes > entry.dynamic_shared_memory_opt_in) {
-    if (CUresult r = driver.FuncSetAttribute(
-            entry.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-            static_cast<int>(shared_memory_bytes));
-        r != CUDA_SUCCESS) {
-      return ffi::Unexpected(DriverFailure(
-          driver, kernel_name,
-          "cuFuncSetAttribute(MAX_DYNAMIC_SHARED_SIZE_BYTES)", r));
-    }
-    entry.dynamic_shared_memory_opt_in = shared_memory_bytes;
-  }
-  return entry.function;
-}
+ffi::TypeId LaunchState::id = {};
 
 // Checks one launch dimension fits the driver's unsigned int.
 bool ValidDimension(int64_t value) {
   return value >= 1 && value <= std::numeric_limits<unsigned int>::max();
 }
 
-ffi::Error Launch(CUstream stream, ffi::RemainingArgs args,
-                  ffi::RemainingRets rets, ffi::Span<const uint8_t> cubin,
-                  std::string_view kernel_name, std::string_view module_hash,
-                  int64_t grid_x, int64_t grid_y, int64_t grid_z,
-                  int64_t block_x, int64_t block_y, int64_t block_z,
-                  int64_t cluster_x, int64_t cluster_y, int64_t cluster_z,
-                  int64_t shared_memory_bytes) {
-  const int64_t grid[3] = {grid_x, grid_y, grid_z};
-  const int64_t block[3] = {block_x, block_y, block_z};
-  const int64_t cluster[3] = {cluster_x, cluster_y, cluster_z};
+ffi::Error ValidateLaunch(const LaunchAttributes& a) {
+  const int64_t grid[3] = {a.grid_x, a.grid_y, a.grid_z};
+  const int64_t block[3] = {a.block_x, a.block_y, a.block_z};
+  const int64_t cluster[3] = {a.cluster_x, a.cluster_y, a.cluster_z};
   for (int axis = 0; axis < 3; ++axis) {
     if (!ValidDimension(grid[axis]) || !ValidDimension(block[axis]) ||
         !ValidDimension(cluster[axis])) {
       return InvalidArgument(
-          kernel_name,
+          a.kernel_name,
           "grid, block and cluster dimensions must be positive 32-bit "
           "integers; got grid (" +
-              std::to_string(grid_x) + ", " + std::to_string(grid_y) + ", " +
-              std::to_string(grid_z) + "), block (" + std::to_string(block_x) +
-              ", " + std::to_string(block_y) + ", " + std::to_string(block_z) +
-              "), cluster (" + std::to_string(cluster_x) + ", " +
-              std::to_string(cluster_y) + ", " + std::to_string(cluster_z) +
-              ")");
+              std::to_string(a.grid_x) + ", " + std::to_string(a.grid_y) +
+              ", " + std::to_string(a.grid_z) + "), block (" +
+              std::to_string(a.block_x) + ", " + std::to_string(a.block_y) +
+              ", " + std::to_string(a.block_z) + "), cluster (" +
+              std::to_string(a.cluster_x) + ", " +
+              std::to_string(a.cluster_y) + ", " +
+              std::to_string(a.cluster_z) + ")");
     }
     if (grid[axis] % cluster[axis] != 0) {
       return InvalidArgument(
-          kernel_name, "grid dimension " + std::to_string(axis) + " (" +
-                           std::to_string(grid[axis]) +
-                           ") is not a multiple of the cluster dimension (" +
-                           std::to_string(cluster[axis]) + ")");
+          a.kernel_name, "grid dimension " + std::to_string(axis) + " (" +
+                             std::to_string(grid[axis]) +
+                             ") is not a multiple of the cluster dimension (" +
+                             std::to_string(cluster[axis]) + ")");
     }
   }
-  if (shared_memory_bytes < 0 ||
-      shared_memory_bytes > std::numeric_limits<int>::max()) {
-    return InvalidArgument(kernel_name,
+  if (a.shared_memory_bytes < 0 ||
+      a.shared_memory_bytes > std::numeric_limits<int>::max()) {
+    return InvalidArgument(a.kernel_name,
                            "shared_memory_bytes must be non-negative; got " +
-                               std::to_string(shared_memory_bytes));
+                               std::to_string(a.shared_memory_bytes));
   }
-  if (cubin.size() == 0) {
-    return InvalidArgument(kernel_name, "the cubin attribute is empty");
+  if (a.cubin.size() == 0) {
+    return InvalidArgument(a.kernel_name, "the cubin attribute is empty");
   }
+  return ffi::Error::Success();
+}
 
+ffi::ErrorOr<std::unique_ptr<LaunchState>> Instantiate(
+    const LaunchAttributes& attrs) {
+  if (ffi::Error error = ValidateLaunch(attrs); !error.success()) {
+    return ffi::Unexpected(std::move(error));
+  }
+  // The buffer count is unknown here; execute checks `param` against it.
+  ffi::ErrorOr<std::vector<TensorMapRecord>> records = ParseTensorMapRecords(
+      attrs.kernel_name, attrs.tensor_maps, /*num_buffers=*/-1);
+  if (records.has_error()) return ffi::Unexpected(records.error());
+  return std::make_unique<LaunchState>(std::move(records.value()));
+}
+
+ffi::Error Initialize(CUstream stream, LaunchState* state,
+                      const LaunchAttributes& attrs) {
+  if (ffi::Error error = ValidateLaunch(attrs); !error.success()) {
+    return error;
+  }
   const Driver* driver = GetDriver();
   if (driver == nullptr) {
     return ffi::Error(ffi::ErrorCode::kFailedPrecondition, DriverLoadError());
   }
-
-  ScopedContext scoped_context(*driver);
-  CUcontext context = nullptr;
-  if (CUresult r = driver->CtxGetCurrent(&context); r != CUDA_SUCCESS) {
-    return DriverFailure(*driver, kernel_name, "cuCtxGetCurrent", r);
-  }
-  if (context == nullptr) {
-    if (CUresult r = driver->StreamGetCtx(stream, &context);
-        r != CUDA_SUCCESS) {
-      return DriverFailure(*driver, kernel_name, "cuStreamGetCtx", r);
-    }
-    // cuModuleLoadData loads into the current context, so make the stream's
-    // context current for the load and the launch.
-    if (CUresult r = scoped_context.Push(context); r != CUDA_SUCCESS) {
-      return DriverFailure(*driver, kernel_name, "cuCtxPushCurrent", r);
-    }
-  }
-
-  ffi::ErrorOr<CUfunction> function = GetFunction(
-      *driver, context, cubin, kernel_name, module_hash, shared_memory_bytes);
+  ScopedContext scope(*driver);
+  ffi::ErrorOr<CUcontext> context =
+      ResolveContext(*driver, stream, attrs.kernel_name, scope);
+  if (context.has_error()) return context.error();
+  ffi::ErrorOr<CUfunction> function =
+      state != nullptr
+          ? state->Function(*driver, context.value(), attrs,
+                            resolved_at_initialize)
+          : GetFunction(*driver, context.value(), attrs.cubin,
+                        attrs.kernel_name, attrs.module_hash,
+                        attrs.shared_memory_bytes);
   if (function.has_error()) return function.error();
+  return ffi::Error::Success();
+}
 
-  // The kernel takes one pointer per buffer: inputs then outputs. The driver
-  // wants an array of pointers to each parameter's value.
-  const size_t num_params = args.size() + rets.size();
-  std::vector<void*> pointers(num_params);
-  std::vector<void*> params(num_params);
+ffi::Error Execute(CUstream stream, LaunchState* state,
+                   ffi::RemainingArgs args, ffi::RemainingRets rets,
+                   const LaunchAttributes& attrs) {
+  if (ffi::Error error = ValidateLaunch(attrs); !error.success()) {
+    return error;
+  }
+  const Driver* driver = GetDriver();
+  if (driver == nullptr) {
+    return ffi::Error(ffi::ErrorCode::kFailedPrecondition, DriverLoadError());
+  }
+  ScopedContext scope(*driver);
+  ffi::ErrorOr<CUcontext> context =
+      ResolveContext(*driver, stream, attrs.kernel_name, scope);
+  if (context.has_error()) return context.error();
+
+  // The kernel takes one pointer per buffer, inputs then outputs, then one
+  // CUtensorMap per record.
+  const size_t num_buffers = args.size() + rets.size();
+  std::vector<void*> buffers(num_buffers);
   for (size_t i = 0; i < args.size(); ++i) {
     ffi::ErrorOr<ffi::AnyBuffer> buffer = args.get<ffi::AnyBuffer>(i);
     if (buffer.has_error()) return buffer.error();
-    pointers[i] = buffer.value().untyped_data();
+    buffers[i] = buffer.value().untyped_data();
   }
   for (size_t i = 0; i < rets.size(); ++i) {
     ffi::ErrorOr<ffi::Result<ffi::AnyBuffer>> buffer =
         rets.get<ffi::AnyBuffer>(i);
     if (buffer.has_error()) return buffer.error();
-    pointers[args.size() + i] = buffer.value()->untyped_data();
+    buffers[args.size() + i] = buffer.value()->untyped_data();
   }
-  for (size_t i = 0; i < num_params; ++i) params[i] = &pointers[i];
+
+  ffi::ErrorOr<CUfunction> function =
+      state != nullptr
+          ? state->Function(*driver, context.value(), attrs,
+                            resolved_at_execute)
+          : GetFunction(*driver, context.value(), attrs.cubin,
+                        attrs.kernel_name, attrs.module_hash,
+                        attrs.shared_memory_bytes);
+  if (function.has_error()) return function.error();
+
+  std::vector<CUtensorMap> maps;
+  if (attrs.tensor_maps.size() > 0) {
+    if (state != nullptr) {
+      for (const TensorMapRecord& record : state->records()) {
+        if (record.param >= static_cast<int64_t>(num_buffers)) {
+          return InvalidArgument(
+              attrs.kernel_name,
+              "a tensor map names buffer " + std::to_string(record.param) +
+                  " but the kernel has " + std::to_string(num_buffers) +
+                  " buffers (inputs then outputs)");
+        }
+      }
+      if (ffi::Error error = state->TensorMaps(*driver, context.value(),
+                                               attrs.kernel_name, buffers,
+                                               &maps);
+          !error.success()) {
+        return error;
+      }
+    } else {
+      ffi::ErrorOr<std::vector<TensorMapRecord>> records =
+          ParseTensorMapRecords(attrs.kernel_name, attrs.tensor_maps,
+                                static_cast<int64_t>(num_buffers));
+      if (records.has_error()) return records.error();
+      maps.resize(records.value().size());
+      for (size_t i = 0; i < maps.size(); ++i) {
+        const TensorMapRecord& record = records.value()[i];
+        if (ffi::Error error =
+                EncodeTensorMap(*driver, attrs.kernel_name, i, record,
+                                buffers[record.param], &maps[i]);
+            !error.success()) {
+          return error;
+        }
+      }
+    }
+  }
+
+  // The driver wants an array of pointers to each parameter's value.
+  std::vector<void*> params;
+  params.reserve(num_buffers + maps.size());
+  for (void*& buffer : buffers) params.push_back(&buffer);
+  for (CUtensorMap& map : maps) params.push_back(&map);
 
   CUlaunchConfig config{};
-  config.gridDimX = static_cast<unsigned int>(grid_x);
-  config.gridDimY = static_cast<unsigned int>(grid_y);
-  config.gridDimZ = static_cast<unsigned int>(grid_z);
-  config.blockDimX = static_cast<unsigned int>(block_x);
-  config.blockDimY = static_cast<unsigned int>(block_y);
-  config.blockDimZ = static_cast<unsigned int>(block_z);
-  config.sharedMemBytes = static_cast<unsigned int>(shared_memory_bytes);
+  config.gridDimX = static_cast<unsigned int>(attrs.grid_x);
+  config.gridDimY = static_cast<unsigned int>(attrs.grid_y);
+  config.gridDimZ = static_cast<unsigned int>(attrs.grid_z);
+  config.blockDimX = static_cast<unsigned int>(attrs.block_x);
+  config.blockDimY = static_cast<unsigned int>(attrs.block_y);
+  config.blockDimZ = static_cast<unsigned int>(attrs.block_z);
+  config.sharedMemBytes = static_cast<unsigned int>(attrs.shared_memory_bytes);
   config.hStream = stream;
-  CUlaunchAttribute attributes[1]{};
-  if (cluster_x > 1 || cluster_y > 1 || cluster_z > 1) {
-    attributes[0].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-    attributes[0].value.clusterDim.x = static_cast<unsigned int>(cluster_x);
-    attributes[0].value.clusterDim.y = static_cast<unsigned int>(cluster_y);
-    attributes[0].value.clusterDim.z = static_cast<unsigned int>(cluster_z);
-    config.attrs = attributes;
+  CUlaunchAttribute launch_attributes[1]{};
+  if (attrs.cluster_x > 1 || attrs.cluster_y > 1 || attrs.cluster_z > 1) {
+    launch_attributes[0].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    launch_attributes[0].value.clusterDim.x =
+        static_cast<unsigned int>(attrs.cluster_x);
+    launch_attributes[0].value.clusterDim.y =
+        static_cast<unsigned int>(attrs.cluster_y);
+    launch_attributes[0].value.clusterDim.z =
+        static_cast<unsigned int>(attrs.cluster_z);
+    config.attrs = launch_attributes;
     config.numAttrs = 1;
   }
 
   if (CUresult r = driver->LaunchKernelEx(&config, function.value(),
                                           params.data(), nullptr);
       r != CUDA_SUCCESS) {
-    return DriverFailure(*driver, kernel_name, "cuLaunchKernelEx", r);
+    return DriverFailure(*driver, attrs.kernel_name, "cuLaunchKernelEx", r);
   }
   return ffi::Error::Success();
 }
 
+XLA_FFI_TypeInfo MakeLaunchStateTypeInfo() {
+  // Field by field: newer FFI headers may add fields, left zero here.
+  XLA_FFI_TypeInfo info{};
+  info.struct_size = XLA_FFI_TypeInfo_STRUCT_SIZE;
+  info.extension_start = nullptr;
+  info.deleter = [](void* state) { delete static_cast<LaunchState*>(state); };
+  return info;
+}
+
 }  // namespace
+
+XLA_FFI_TypeId* LaunchStateTypeId() { return &LaunchState::id; }
+
+uint64_t FunctionsResolvedAtInitialize() {
+  return resolved_at_initialize.load(std::memory_order_relaxed);
+}
+
+uint64_t FunctionsResolvedAtExecute() {
+  return resolved_at_execute.load(std::memory_order_relaxed);
+}
+
+const XLA_FFI_TypeInfo* LaunchStateTypeInfo() {
+  static const XLA_FFI_TypeInfo info = MakeLaunchStateTypeInfo();
+  return &info;
+}
+
 }  // namespace jtile
 
-// Command-buffer compatible: the handler only launches one kernel on XLA's
-// stream and allocates no device memory, so XLA may capture it in a CUDA
-// graph. The one-time module load is not a stream operation and is safe
-// during capture.
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
-    JtileLaunch, jtile::Launch,
+    JtileLaunchInstantiate, jtile::Instantiate,
+    ffi::Ffi::BindInstantiate().Attrs<jtile::LaunchAttributes>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JtileLaunchInitialize, jtile::Initialize,
+    ffi::Ffi::BindInitialize()
+        .Ctx<ffi::PlatformStream<CUstream>>()
+        .Ctx<jtile::OptionalState<jtile::LaunchState>>()
+        .Attrs<jtile::LaunchAttributes>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JtileLaunchExecute, jtile::Execute,
     ffi::Ffi::Bind()
         .Ctx<ffi::PlatformStream<CUstream>>()
+        .Ctx<jtile::OptionalState<jtile::LaunchState>>()
         .RemainingArgs()
         .RemainingRets()
-        .Attr<ffi::Span<const uint8_t>>("cubin")
-        .Attr<std::string_view>("kernel_name")
-        .Attr<std::string_view>("module_hash")
-        .Attr<int64_t>("grid_x")
-        .Attr<int64_t>("grid_y")
-        .Attr<int64_t>("grid_z")
-        .Attr<int64_t>("block_x")
-        .Attr<int64_t>("block_y")
-        .Attr<int64_t>("block_z")
-        .Attr<int64_t>("cluster_x")
-        .Attr<int64_t>("cluster_y")
-        .Attr<int64_t>("cluster_z")
-        .Attr<int64_t>("shared_memory_bytes"),
+        .Attrs<jtile::LaunchAttributes>(),
     {ffi::Traits::kCmdBufferCompatible});

@@ -30,12 +30,25 @@ LAUNCH = dict(
 )
 
 
-def test_extension_imports_and_lists_the_target():
+def test_extension_imports_and_lists_the_target_stages():
     from jtile import _jtile_ffi
 
     registrations = _jtile_ffi.registrations()
     assert list(registrations) == [ffi.TARGET_NAME]
-    assert type(registrations[ffi.TARGET_NAME]).__name__ == "PyCapsule"
+    stages = registrations[ffi.TARGET_NAME]
+    assert sorted(stages) == ["execute", "initialize", "instantiate"]
+    assert all(type(capsule).__name__ == "PyCapsule" for capsule in stages.values())
+    # Without per-call-site state the handler has no instantiate stage.
+    assert sorted(_jtile_ffi.registrations(stateful=False)[ffi.TARGET_NAME]) == [
+        "execute", "initialize"]
+
+
+def test_state_type_is_a_jax_type_registration():
+    from jtile import _jtile_ffi
+
+    registration = _jtile_ffi.state_type()
+    assert sorted(registration) == ["type_id", "type_info"]
+    assert all(type(capsule).__name__ == "PyCapsule" for capsule in registration.values())
 
 
 def test_driver_version_is_none_or_an_int():
@@ -116,6 +129,7 @@ def test_ffi_call_with_the_same_attributes_lowers_for_cuda():
             block_x=256, block_y=1, block_z=1,
             cluster_x=1, cluster_y=1, cluster_z=1,
             shared_memory_bytes=0,
+            tensor_maps=np.zeros((0,), np.int64),
         )
 
     text = _lower_for_cuda(f, jnp.ones((1024,), jnp.bfloat16))
@@ -134,3 +148,84 @@ def test_lowered_launch_exports_for_cuda():
     )(x)
     assert ffi.TARGET_NAME in exported.mlir_module()
     assert exported.serialize()
+
+
+_IMPORT_ONLY = r"""
+import jax
+
+calls = []
+for name in ("register_ffi_type", "register_ffi_target"):
+    original = getattr(jax.ffi, name)
+    def spy(*args, _name=name, _original=original, **kwargs):
+        calls.append((_name, args[0], kwargs.get("platform")))
+        return _original(*args, **kwargs)
+    setattr(jax.ffi, name, spy)
+
+import jtile  # noqa: E402  (the import under test)
+
+print(calls)
+"""
+
+
+def test_import_jtile_registers_the_state_type_then_the_target_for_cuda():
+    import ast
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", _IMPORT_ONLY], capture_output=True,
+                            text=True, timeout=300, check=True)
+    calls = ast.literal_eval(result.stdout.strip().splitlines()[-1])
+    assert calls == [("register_ffi_type", ffi.STATE_TYPE_NAME, "CUDA"),
+                     ("register_ffi_target", ffi.TARGET_NAME, "CUDA")]
+
+
+def _add_kernel(X, Y, O):
+    import jtile.language as T
+
+    (N,) = X.shape
+    with T.Kernel(T.ceildiv(N, 128), threads=128) as bx:
+        for i in T.Parallel(128):
+            with T.If(bx * 128 + i < N):
+                O[bx * 128 + i] = X[bx * 128 + i] * 2.0 + Y[bx * 128 + i]
+
+
+def test_a_jitted_jtile_kernel_exports_and_serialises_for_cuda():
+    import jtile
+
+    spec = jax.ShapeDtypeStruct((1000,), jnp.float32)
+    kernel = jtile.pallas_like(_add_kernel, out_shape=spec,
+                               compiler_params={"target": "sm_90a"})
+    exported = jax.export.export(
+        jax.jit(lambda x, y: kernel(x, y) + 1.0),
+        platforms=("cuda",),
+        disabled_checks=[jax.export.DisabledSafetyCheck.custom_call(ffi.TARGET_NAME)],
+    )(spec, spec)
+    restored = jax.export.deserialize(exported.serialize())
+    text = restored.mlir_module()
+    assert f"@{ffi.TARGET_NAME}(" in text
+    assert "tensor_maps = dense<> : tensor<0xi64>" in text
+    assert restored.platforms == ("cuda",)
+    assert [a.shape for a in restored.in_avals] == [(1000,), (1000,)]
+    assert restored.out_avals[0].shape == (1000,) and restored.out_avals[0].dtype == jnp.float32
+
+
+@pytest.mark.gpu
+def test_the_module_loads_at_the_initialize_stage_and_the_kernel_runs():
+    import jtile
+
+    spec = jax.ShapeDtypeStruct((1000,), jnp.float32)
+    kernel = jtile.pallas_like(_add_kernel, out_shape=spec)
+    f = jax.jit(lambda x, y: kernel(x, y))
+    x = jax.random.normal(jax.random.key(3), spec.shape, spec.dtype)
+    y = jax.random.normal(jax.random.key(4), spec.shape, spec.dtype)
+    before = ffi.launcher_stats()
+    for _ in range(3):
+        np.testing.assert_allclose(np.asarray(f(x, y)), 2.0 * np.asarray(x) + np.asarray(y),
+                                   rtol=1e-6, atol=1e-6)
+    after = ffi.launcher_stats()
+    assert ffi.handler_is_stateful()
+    # One new call site, resolved before its first launch, never lazily at execute.
+    assert (after["functions_resolved_at_initialize"]
+            - before["functions_resolved_at_initialize"]) == 1
+    assert after["functions_resolved_at_execute"] == before["functions_resolved_at_execute"]
+    assert after["tensor_maps_encoded"] == before["tensor_maps_encoded"]
