@@ -35,9 +35,27 @@ def pallas_like(kernel: Callable, *, out_shape=None, grid=None, threads=None,
                 compiler_params: Optional[dict] = None) -> "KernelLauncher":
     """Makes a JAX-callable launcher for a TileLang-style kernel.
 
+    The kernel is any of TileLang's two styles or the Pallas one: a `@T.prim_func` (from a
+    factory) whose parameters carry `T.Tensor(shape, dtype)` annotations; an eager-jit style
+    function with `M, N = T.const("M, N")`, in-body annotations `A: T.Tensor((M, N), dtype)`
+    and `T.empty` outputs it returns; or a plain function writing output refs. Python `if`,
+    `while`, `and`, `or`, `not` and `a if c else b` on traced values, and `x = x + 1` on a
+    `T.alloc_var`, have TileLang's meaning (the body's source is rewritten before tracing).
+
+    Outputs come from, in order of precedence:
+
+    1. `out_shape`: one output ref per leaf is passed after the inputs;
+    2. the parameters after the inputs the caller passes, when they carry `T.Tensor`
+       annotations (and no default): each is an output with the annotated shape and dtype,
+       symbolic dimensions (`T.dynamic`) taking the values the inputs give them, as
+       TileLang's `out_idx` for trailing parameters. `f(A, B)` on `gemm(A, B, C)` returns C;
+       several such outputs are returned as a tuple;
+    3. otherwise the body declares outputs with `T.empty(shape, dtype)` and returns them (one
+       value or a tuple).
+
     Args:
-        kernel: the kernel body, inputs first, then one output ref per `out_shape` leaf (or,
-            without `out_shape`, returning the buffers it declared with `T.empty`).
+        kernel: the kernel body, inputs first, then the outputs (see above). A
+            `functools.partial` binds static parameters.
         out_shape: a `jax.ShapeDtypeStruct` or a pytree of them; the result has its structure.
         grid: Pallas-style grid; the body runs inside an implicit `T.Kernel(*grid,
             threads=threads or 128)` and reads its block index with `T.program_id(axis)`.
@@ -182,22 +200,18 @@ class KernelLauncher:
         from jtile.trace.trace_kernel import trace
 
         returned = []
-
-        @functools.wraps(self._fn)
-        def body(*buffers):
-            result = self._fn(*buffers)
-            returned.append(isinstance(result, (tuple, list)))
-            return result
-
         outputs = None
         if self._out_leaves is not None:
             outputs = [(shape, as_dtype(dtype)) for shape, dtype in self._out_leaves]
-        kernel = trace(body, [(shape, as_dtype(dtype)) for shape, dtype in inputs], outputs,
-                       grid=self._grid, threads=self._threads, name=self._explicit_name)
+        kernel = trace(self._fn, [(shape, as_dtype(dtype)) for shape, dtype in inputs], outputs,
+                       grid=self._grid, threads=self._threads, name=self._explicit_name,
+                       returned=returned)
         self._check_aliases(kernel)
         # Target-independent rules now, so mistakes surface at the call, not at lowering.
         kernel = run_passes(kernel, None, aliases=dict(self._aliases))
-        return kernel, bool(returned and returned[0])
+        # Outputs taken from annotated parameters come back as a tuple when there are several.
+        returned_tuple = returned[0] or (outputs is None and len(kernel.outputs) > 1)
+        return kernel, returned_tuple
 
     def _check_aliases(self, kernel) -> None:
         for i, o in self._aliases:

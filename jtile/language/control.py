@@ -1,10 +1,15 @@
-"""Traced control flow: `T.If` / `T.Then` / `T.Else` blocks and `T.if_then_else` values."""
+"""Traced control flow: `T.If` / `T.Then` / `T.Else` blocks, `T.While` loops and
+`T.if_then_else` values.
+
+Python's own `if` / `while` / `and` / `or` / `not` / `a if c else b` on traced values become
+the same IR through the rewrite of the kernel body (`jtile.trace.ast_rewrite`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 
-from jtile.ir.nodes import IfThenElse, Select, as_expr
+from jtile.ir.nodes import IfThenElse, Select, While as WhileStmt, as_expr
 from jtile.ir.types import promote
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
@@ -103,6 +108,31 @@ class Else:
         elif exc_type is None:
             self._builder.replace_last_statement(
                 dataclasses.replace(self._if, else_body=tuple(self._body)))
+        return False
+
+
+class While:
+    """`with T.While(cond):` repeats its statements while `cond` holds (any arch).
+
+    Every thread runs the loop; `cond` is evaluated before each iteration, so it must read a
+    value the body changes (a `T.alloc_var`, or memory). Python's `while cond:` on a traced
+    condition records the same loop.
+    """
+
+    def __init__(self, cond):
+        self._loc = caller_location()
+        self._builder = current("T.While")
+        self._cond = _condition(cond, "T.While", self._builder, self._loc)
+
+    def __enter__(self):
+        self._block = self._builder.block()
+        self._body = self._block.__enter__()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        self._block.__exit__(exc_type, exc, tb)
+        if exc_type is None:
+            self._builder.emit(WhileStmt(self._cond, tuple(self._body), self._loc))
         return False
 
 

@@ -45,6 +45,9 @@ class Builder:
         self.declared_out_shape = False
         self.open_ifs: list = []
         self.abandoned_loops: list = []   # (what, loc) of loops left by break/return
+        self.const_sources: dict = {}     # T.const name -> (parameter buffer, dimension)
+        self.symbol_values: dict = {}     # T.dynamic symbol -> its value from the arguments
+        self.attrs: dict = {}             # kernel-level settings (cluster_dims, views), -> Kernel.attrs
 
     # ------------------------------------------------------------------ naming and errors
     def fresh_name(self, base: str) -> str:
@@ -111,7 +114,8 @@ class Builder:
             name=self.name, params=tuple(self.inputs + self.outputs),
             num_inputs=len(self.inputs), grid=self.grid, threads=self.threads,
             allocations=tuple(self.allocations), body=tuple(self.kernel_body or ()),
-            loc=self.loc, block_vars=self.block_vars, thread_var=self.thread_var)
+            loc=self.loc, block_vars=self.block_vars, thread_var=self.thread_var,
+            attrs=dict(self.attrs))
 
 
 def current(what: str = "this T.* call") -> Builder:

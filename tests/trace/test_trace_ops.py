@@ -113,7 +113,6 @@ def test_head_address_copy_takes_the_other_sides_shape():
     ("shape", "T.copy at test_trace_ops.py:\\d+: src X tile \\(32,\\) and dst s tile \\(16,\\) differ in "
               "shape"),
     ("2d", "src X tile \\(32,\\) and dst s2 tile \\(8, 4\\) differ in shape"),
-    ("heads", "both sides are head addresses"),
     ("head_too_big", "a \\(128,\\) tile does not fit in X"),
     ("head_rank", "the head address .* has 1 indices but the other side is a 2-D tile"),
     ("barrier", "src bar \\(shared.barrier uint64 \\(1,\\)\\) cannot be copied"),
@@ -130,8 +129,6 @@ def test_copy_errors(case, rule):
                 T.copy(X[0:32], s)
             elif case == "2d":
                 T.copy(X[0:32], s2)
-            elif case == "heads":
-                T.copy(X[0], O[0])
             elif case == "head_too_big":
                 T.copy(X[0], big)
             elif case == "head_rank":
@@ -249,9 +246,9 @@ def test_reduce_dst_shape_errors(dst_shape, dim, rule):
 
 
 def test_reduce_needs_fragments():
-    def red_shared(X, O):
+    def red_shared(X, O):  # shared tiles are staged through fragments; local ones are refused
         with T.Kernel(1):
-            x = T.alloc_shared((16, 8), "float32")
+            x = T.alloc_local((16, 8), "float32")
             d = T.alloc_fragment((16,), "float32")
             T.reduce_sum(x, d)
 

@@ -1,0 +1,140 @@
+"""TileLang's kernel styles: `@T.prim_func`, `@T.macro` and `T.const`.
+
+The factory style returns a `@T.prim_func` whose parameters carry `T.Tensor` annotations:
+
+    def matmul(M, N, K, block_M, block_N, block_K, dtype="float16"):
+        @T.prim_func
+        def gemm(A: T.Tensor((M, K), dtype), B: T.Tensor((K, N), dtype),
+                 C: T.Tensor((M, N), dtype)):
+            with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=128) as (bx, by):
+                ...
+        return gemm
+
+    C = jtile.pallas_like(matmul(1024, 1024, 1024, 128, 128, 32))(A, B)
+
+The eager-jit style names shape symbols with `T.const`, annotates the parameters in the body
+and returns its `T.empty` outputs:
+
+    def add(A, B, block_M: int = 32, block_N: int = 32):
+        M, N = T.const("M, N")
+        A: T.Tensor((M, N), T.float32)
+        B: T.Tensor((M, N), T.float32)
+        C = T.empty((M, N), T.float32)
+        with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=128) as (bx, by):
+            ...
+        return C
+
+    C = jtile.pallas_like(add)(A, B)
+"""
+
+from __future__ import annotations
+
+import functools
+
+from jtile.errors import JtileTraceError
+from jtile.language.tensor import split_names
+from jtile.trace.builder import active_builder, current
+from jtile.trace.source import caller_location
+
+
+class PrimFunc:
+    """A kernel function marked with `@T.prim_func`; `jtile.pallas_like` launches it.
+
+    Its parameters are the kernel's arrays, inputs first, then outputs; annotate them with
+    `T.Tensor(shape, dtype)`. Outputs the caller does not pass take their shape and dtype from
+    their annotations (TileLang's `out_idx` for trailing parameters).
+    """
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.__jtile_function__ = fn
+
+    def __call__(self, *args, **kwargs):
+        name = getattr(self.__jtile_function__, "__name__", "kernel")
+        raise JtileTraceError(
+            f"{name} is a T.prim_func kernel, launched from JAX with "
+            f"`jtile.pallas_like({name})(*arrays)`; it cannot be called directly (inside a "
+            "kernel, call a @T.macro helper instead)")
+
+    def __repr__(self) -> str:
+        return f"T.prim_func({getattr(self.__jtile_function__, '__name__', '?')})"
+
+
+def prim_func(fn=None, *, private: bool = False, check_well_formed: bool = True):
+    """Marks a kernel function (TileLang's `@T.prim_func`, with or without arguments).
+
+    `private` and `check_well_formed` are accepted for TileLang's sake and change nothing: a
+    jtile kernel is never exported by name and is always verified.
+    """
+    if fn is None:
+        return lambda f: PrimFunc(f)
+    if not callable(fn):
+        raise JtileTraceError(f"T.prim_func decorates a kernel function; got {fn!r}")
+    return PrimFunc(fn)
+
+
+class Macro:
+    """A helper called from kernel bodies (`@T.macro`): its statements are traced into the
+    caller's kernel, and Python `if` / `while` / `and` / `or` inside it work on traced values
+    as in the kernel itself."""
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.__jtile_function__ = fn
+        self._prepared = None
+
+    def __call__(self, *args, **kwargs):
+        if active_builder() is None:
+            name = getattr(self.__jtile_function__, "__name__", "macro")
+            raise JtileTraceError(f"T.macro {name} was called at {caller_location()} outside a "
+                                  "kernel trace; call it from a kernel body")
+        if self._prepared is None:
+            from jtile.trace.ast_rewrite import prepare
+
+            self._prepared = prepare(self.__jtile_function__).fn
+        return self._prepared(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"T.macro({getattr(self.__jtile_function__, '__name__', '?')})"
+
+
+def macro(fn=None, **unsupported):
+    """Marks a helper function traced into the kernels that call it (TileLang's `@T.macro`)."""
+    if unsupported:
+        raise JtileTraceError(f"T.macro: argument(s) {', '.join(sorted(unsupported))} are not "
+                              "supported; use @T.macro")
+    if fn is None:
+        return lambda f: Macro(f)
+    return Macro(fn)
+
+
+def const(names: str, dtype="int32"):
+    """Shape symbols of TileLang's eager-jit style: `M, N = T.const("M, N")`.
+
+    Each name must be a whole dimension of a top-level in-body annotation of a kernel
+    parameter, `A: T.Tensor((M, N), dtype)`; its value is that dimension of the argument
+    (the first annotation naming it decides, later ones are checked). Names are separated by
+    commas or spaces; one name gives an int, several a tuple of ints.
+    """
+    builder = current("T.const")
+    loc = caller_location()
+    try:
+        parts = split_names(names, "T.const")
+    except JtileTraceError as error:
+        raise builder.error(str(error), loc, op="T.const") from None
+    sources = getattr(builder, "const_sources", {})
+    values = []
+    for name in parts:
+        if name not in sources:
+            why = getattr(builder, "const_unavailable", "")
+            raise builder.error(
+                f"{name} is not a dimension of any top-level in-body annotation "
+                f"`A: T.Tensor((..., {name}, ...), dtype)` of a kernel parameter, so its value "
+                "cannot be taken from the arguments; annotate a parameter with it, or use a "
+                f"Python int{why}", loc, op="T.const")
+        buffer, dim = sources[name]
+        if dim >= len(buffer.shape):
+            raise builder.error(f"{name} is dimension {dim} of the annotation of `{buffer.name}`, "
+                                f"which has shape {tuple(buffer.shape)}", loc, op="T.const")
+        values.append(int(buffer.shape[dim]))
+    return values[0] if len(values) == 1 else tuple(values)
