@@ -1,4 +1,10 @@
-"""IR expressions to CUDA C++ expressions."""
+"""IR expressions to CUDA C++ expressions.
+
+C promotes integers narrower than 32 bits to int before arithmetic, so `(uint8)0xf0 << 4` is
+0xf00 in C but 0x00 in the IR's uint8 (and in interpret mode). Results of arithmetic and
+bitwise operators on those types are cast back to their type, so nested expressions see the
+same wrapped values on both sides.
+"""
 
 from __future__ import annotations
 
@@ -62,7 +68,9 @@ class ExprEmitter:
         if isinstance(e, ir.Select):
             return f"({self(e.cond)} ? {self.typed(e.a, e.dtype)} : {self.typed(e.b, e.dtype)})"
         if isinstance(e, ir.UnOp):
-            return f"(-{self(e.a)})" if e.op == "neg" else f"(!{self(e.a)})"
+            return _wrap(e.dtype, f"(-{self(e.a)})") if e.op == "neg" else f"(!{self(e.a)})"
+        if isinstance(e, ir.Call) and e.fn == "reinterpret":
+            return f"jt::bitcast<{e.dtype.c_name}>({self(e.args[0])})"
         if isinstance(e, ir.Call):
             args = ", ".join(self.typed(a, e.dtype) for a in e.args)
             return f"jt::{e.fn}({args})"
@@ -83,10 +91,17 @@ class ExprEmitter:
             return f"jt::{e.op}({a}, {b})"
         if e.op in ("floordiv", "mod"):
             if not e.dtype.is_float:  # C semantics: truncation toward zero, as documented
-                return f"({a} {'/' if e.op == 'floordiv' else '%'} {b})"
+                return _wrap(e.dtype, f"({a} {'/' if e.op == 'floordiv' else '%'} {b})")
             if e.dtype is DType.float64:
                 return f"floor({a} / {b})" if e.op == "floordiv" else f"fmod({a}, {b})"
             fa, fb = f"jt::cast<float>({a})", f"jt::cast<float>({b})"
             value = f"floorf({fa} / {fb})" if e.op == "floordiv" else f"fmodf({fa}, {fb})"
             return f"jt::cast<{e.dtype.c_name}>({value})"
-        return f"({a} {_C_OPS[e.op]} {b})"
+        return _wrap(e.dtype, f"({a} {_C_OPS[e.op]} {b})")
+
+
+def _wrap(dtype: DType, text: str) -> str:
+    """`text` cast back to `dtype` when C would compute it in a wider int (see the module doc)."""
+    if dtype.is_int and dtype.bits < 32:
+        return f"(({dtype.c_name}){text})"
+    return text

@@ -6,8 +6,11 @@ either rank 0 or the rank of the iteration space (unit dimensions where it does 
 plain NumPy broadcasting lines the axes up.
 
 Arithmetic follows C and CUDA: integer `/`, `//` and `%` truncate toward zero, float `%` is
-fmod, float-to-int casts truncate, and functions of 16-bit floats compute in float32 and round
-back.
+fmod, float-to-int casts truncate, casts into float8 saturate to the finite range (CUDA's
+__NV_SATFINITE), and functions of 16-bit floats compute in float32 and round back. Integer
+results wrap to their type's width (the generated C casts sub-32-bit results back for the same
+reason); `>>` is arithmetic on signed and logical on unsigned types. A shift count outside
+0..bits-1 is undefined in C and is not modelled.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import jax.numpy as jnp
 from jax import lax
 
 from jtile.ir.nodes import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
-from jtile.ir.types import DType, promote
+from jtile.ir.types import DType, promote, value_range
 from jtile.interpret.memory import Memory, jnp_dtype
 
 _HALF = (DType.float16, DType.bfloat16)
+_FP8 = (DType.float8_e4m3, DType.float8_e5m2)
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,15 @@ def _compute_dtype(dtype: DType):
 
 def _as(value, dtype: DType):
     return value.astype(jnp_dtype(dtype))
+
+
+def _cast(value, source: DType, dtype: DType):
+    """A conversion as jt::cast does it: into float8 from a wider type it saturates to the
+    largest finite value (NaN stays NaN) instead of overflowing to NaN or inf."""
+    if dtype in _FP8 and source not in _FP8 and not source.is_bool:
+        high = value_range(dtype)[1]
+        value = jnp.clip(value.astype(jnp.float32), -high, high)
+    return _as(value, dtype)
 
 
 class Evaluator:
@@ -106,7 +119,7 @@ class Evaluator:
             return self._call(e)
         if isinstance(e, Cast):
             # astype truncates floats toward zero and rounds to nearest-even between floats.
-            return _as(self(e.value), e.dtype)
+            return _cast(self(e.value), e.value.dtype, e.dtype)
         if isinstance(e, Select):
             return jnp.where(self(e.cond).astype(bool), _as(self(e.a), e.dtype),
                              _as(self(e.b), e.dtype))
@@ -174,6 +187,8 @@ class Evaluator:
             return _as(jnp.maximum(a, b) if fn == "max" else jnp.minimum(a, b), e.dtype)
         if fn == "abs" and not e.dtype.is_float:
             return _as(jnp.abs(self(e.args[0])), e.dtype)
+        if fn == "reinterpret":
+            return lax.bitcast_convert_type(self(e.args[0]), jnp_dtype(e.dtype))
         unary = _UNARY.get(fn)
         if unary is None or len(e.args) != 1:
             raise self.memory.ctx.error(f"T.{fn} with {len(e.args)} arguments has no "

@@ -7,6 +7,7 @@ Dtypes and memory spaces are enums inside jtile; TileLang's dtype strings and sc
 from __future__ import annotations
 
 import enum
+import re
 
 import ml_dtypes
 import numpy as np
@@ -90,17 +91,51 @@ _NUMPY = {
     DType.float64: np.dtype(np.float64),
 }
 
-# TileLang spellings and short forms accepted at the API.
+# TileLang spellings and short forms accepted at the API. float8_e4m3 is the e4m3 "fn" format
+# (finite, NaN = 0x7f/0xff, no infinities): CUDA's __nv_fp8_e4m3, ml_dtypes' float8_e4m3fn.
 _ALIASES = {
     "float": DType.float32, "half": DType.float16, "double": DType.float64,
     "fp16": DType.float16, "bf16": DType.bfloat16, "fp32": DType.float32, "fp64": DType.float64,
     "float8_e4m3fn": DType.float8_e4m3, "e4m3": DType.float8_e4m3, "e5m2": DType.float8_e5m2,
-    "int": DType.int32, "uint": DType.uint32,
+    "int": DType.int32, "uint": DType.uint32, "short": DType.int16, "long": DType.int64,
+    "ulong": DType.uint64,
 }
+
+# Python's scalar types as TileLang reads them (numpy would make `float` float64).
+_PYTHON_TYPES = {bool: DType.bool, int: DType.int32, float: DType.float32}
+
+# TileLang dtypes jtile has no element type for, and what to use instead.
+_UNSUPPORTED = {
+    "int4": "pack two 4-bit values into an int8/uint8 and unpack them with >>, & and T.cast",
+    "float8_e4m3fnuz": "use float8_e4m3 (the 'fn' format of CUDA's __nv_fp8_e4m3)",
+    "float8_e5m2fnuz": "use float8_e5m2",
+    "float8_e4m3b11fnuz": "use float8_e4m3",
+    "float8_e3m4": "use float8_e4m3 or float8_e5m2",
+    "float8_e8m0fnu": "keep block scales as uint8 exponents or float32",
+    "float6_e2m3fn": "use float8_e4m3 or float16",
+    "float6_e3m2fn": "use float8_e5m2 or float16",
+    "float4_e2m1fn": "pack two values into a uint8 and unpack them with >>, & and T.cast",
+}
+
+# TileLang's vector dtypes: a scalar name and a lane count, e.g. "float16x2".
+_VECTOR_DTYPE = re.compile(r"^([a-z0-9_]+?)x(2|4|8|16|32|64)$")
+
+
+def unsupported_dtype_hint(name: str):
+    """What to use instead of a TileLang dtype name jtile refuses, or None if it is not one."""
+    if name in _UNSUPPORTED:
+        return _UNSUPPORTED[name]
+    vector = _VECTOR_DTYPE.match(name)
+    if vector and (vector.group(1) in DType.__members__ or vector.group(1) in _ALIASES
+                   or vector.group(1) in _UNSUPPORTED):
+        return (f"vector dtypes are not element types in jtile; use {vector.group(1)} buffers "
+                "(T.copy and T.Parallel vectorise their accesses themselves)")
+    return None
 
 
 def as_dtype(value) -> DType:
-    """Accepts a DType, a TileLang dtype string, or a NumPy/JAX dtype (or scalar type)."""
+    """Accepts a DType, a TileLang dtype string (or `T.float16`), a NumPy/JAX dtype or scalar
+    type, or Python's `bool`, `int` (int32) and `float` (float32), as TileLang reads them."""
     if isinstance(value, DType):
         return value
     if value is None:  # np.dtype(None) would silently mean float64
@@ -111,7 +146,13 @@ def as_dtype(value) -> DType:
             return DType[value]
         if value in _ALIASES:
             return _ALIASES[value]
+        hint = unsupported_dtype_hint(value)
+        if hint is not None:
+            raise JtileError(f"dtype {value!r} is TileLang's but jtile does not support it: "
+                             f"{hint}")
         raise JtileError(f"unknown dtype {value!r}; expected one of {', '.join(DType.__members__)}")
+    if isinstance(value, type) and value in _PYTHON_TYPES:
+        return _PYTHON_TYPES[value]
     try:
         np_dtype = np.dtype(value)
     except TypeError:

@@ -7,7 +7,8 @@ of shapes that are not multiples of the tile need no special code.
 
 from __future__ import annotations
 
-from jtile.ir.nodes import Copy, Fill, Load, Region
+from jtile.ir.nodes import Copy, Fill, Load, Region, Store, full_region
+from jtile.language.copy_options import copy_options
 from jtile.ir.types import MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region, coerce
@@ -18,9 +19,21 @@ _TILE_SPACES = (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN,
 
 
 def head_region(load: Load, like: Region, builder, loc, op) -> Region:
-    """TileLang's head address `X[i, j]`: the tile of `like`'s shape that starts at (i, j)."""
-    tile = like.squeezed_shape() or (1,)
+    """TileLang's head address `X[i, j]`: the tile that starts at (i, j) with the other side's
+    extents, right-aligned as TileLang aligns them (missing leading dimensions are 1).
+
+    A (64, 32) tile from `B[b, i, j]` is `B[b, i:i+64, j:j+32]`; a (32, 1) column stays a column.
+    When those extents do not fit the buffer (more dimensions than it has, or a dimension too
+    large), the other side's non-unit extents are right-aligned instead.
+    """
     rank = load.buffer.ndim
+    extents = tuple(like.extents)
+    while len(extents) > rank and extents[0] == 1:   # leading unit dims carry nothing
+        extents = extents[1:]
+    aligned = (1,) * (rank - len(extents)) + extents
+    if len(extents) <= rank and all(e <= n for e, n in zip(aligned, load.buffer.shape)):
+        return Region(load.buffer, load.indices, aligned)
+    tile = like.squeezed_shape() or (1,)
     if len(tile) > rank:
         raise builder.error(f"the head address {load.buffer.describe()} has {rank} indices but "
                             f"the other side is a {len(tile)}-D tile {tile}", loc, op=op)
@@ -38,20 +51,32 @@ def _check_space(region: Region, role: str, builder, loc, op):
                             "global, shared, fragment and local tiles", loc, op=op)
 
 
-def copy(src, dst, coalesced_width=None, disable_tma=False, eviction_policy=None):
+def copy(src, dst, coalesced_width=None, disable_tma=False, eviction_policy=None, *,
+         prefer_instruction=None, annotations=None, loop_layout=None):
     """Copies the tile `src` into `dst` (casting when dtypes differ).
 
     Either side may be a buffer, a slice `X[a:b, c:d]` or a head address `X[i, j]` (the tile of
-    the other side's shape that starts there). Non-unit extents must match in order.
+    the other side's shape that starts there, see `head_region`). Non-unit extents must match in
+    order. With two head addresses, `T.copy(A[i], B[j])` is the element store `B[j] = A[i]`.
     On sm_80+ global->shared copies become 16-byte cp.async when aligned (inside T.Pipelined,
     multi-stage); other pairs become vectorised loads and stores.
+    Options: see `jtile.language.copy_options` (disable_tma and eviction_policy="evict_normal"
+    are honoured; the others are refused by name).
     """
     builder = current("T.copy")
     loc = caller_location()
     op = "T.copy"
+    options = copy_options(builder, loc, coalesced_width=coalesced_width,
+                           disable_tma=disable_tma, eviction_policy=eviction_policy,
+                           prefer_instruction=prefer_instruction, annotations=annotations,
+                           loop_layout=loop_layout)
     if isinstance(src, Load) and isinstance(dst, Load):
-        raise builder.error("both sides are head addresses; at least one side must give the "
-                            "tile shape (a buffer or a slice)", loc, op=op)
+        # Two element addresses: TileLang's scalar copy, the store dst = src (cast to dst's
+        # dtype). It runs wherever the call is, like any element store.
+        _check_space(full_region(src.buffer), "src", builder, loc, op)
+        _check_space(full_region(dst.buffer), "dst", builder, loc, op)
+        builder.emit(Store(dst.buffer, dst.indices, coerce(src, dst.buffer.dtype), loc))
+        return
     if isinstance(src, Load):
         dst_r = as_region(dst, "dst", loc)
         src_r = head_region(src, dst_r, builder, loc, op)
@@ -67,7 +92,7 @@ def copy(src, dst, coalesced_width=None, disable_tma=False, eviction_policy=None
             f"src {src_r.buffer.name} tile {tuple(src_r.extents)} and dst {dst_r.buffer.name} tile "
             f"{tuple(dst_r.extents)} differ in shape (unit dimensions aside); expected equal tiles",
             loc, op=op)
-    builder.emit(Copy(src_r, dst_r, loc))
+    builder.emit(Copy(src_r, dst_r, loc, **options))
 
 
 def fill(buffer, value):

@@ -1,12 +1,16 @@
-"""Element-wise math on scalars and buffer elements, casts and dtype helpers.
+"""Element-wise math on scalars and buffer elements, casts, floor division and dtype limits.
 
 Functions of 16-bit floats compute in float32 and round back (as CUDA's half intrinsics do).
 """
 
 from __future__ import annotations
 
-from jtile.ir.nodes import Cast, Const, as_expr, call
-from jtile.ir.types import as_dtype, value_range
+import numpy as np
+
+from jtile.ir.nodes import BinOp, Cast as IrCast, Call as IrCall, Const, Select, as_expr, binary, \
+    call, traced_value_error
+from jtile.ir.types import DType, as_dtype, value_range
+from jtile.language.dtypes import as_element_dtype
 
 
 def _unary(fn):
@@ -39,11 +43,97 @@ def min(a, b):  # noqa: A001 (TileLang's name)
     return call("min", a, b)
 
 
+def clamp(x, min_val, max_val):
+    """`x` limited to [min_val, max_val] (TileLang's `T.clamp`): `T.max(T.min(x, max_val),
+    min_val)`, element-wise on scalars and buffer elements, any arch."""
+    return max(min(x, max_val), min_val)
+
+
 def cast(x, dtype):
-    """`x` converted to `dtype` (floats to ints truncate toward zero, as in C)."""
-    dt = as_dtype(dtype)
+    """`x` converted to `dtype`; TileLang's `T.cast(value, dtype)`.
+
+    Floats to ints truncate toward zero (as in C; values outside the int's range are undefined);
+    between floats the result rounds to nearest even, and into float8 it saturates to the
+    largest finite value (CUDA's __NV_SATFINITE). Works on any arch the dtype exists on.
+    """
+    dt = as_element_dtype(dtype, "T.cast")
     expr = as_expr(x, like=dt)
-    return expr if expr.dtype is dt else Cast(expr, dt)
+    return expr if expr.dtype is dt else IrCast(expr, dt)
+
+
+def Cast(dtype, value):  # noqa: N802 (TileLang's name)
+    """TileLang's `T.Cast(dtype, value)`: `T.cast` with the arguments the other way round."""
+    return cast(value, dtype)
+
+
+def _is_dtype_like(value) -> bool:
+    return isinstance(value, (str, DType, np.dtype)) or isinstance(value, type)
+
+
+def reinterpret(value, dtype):
+    """The bits of the element `value` read as `dtype` (same width); TileLang's
+    `T.reinterpret(value, dtype)` (its older order `(dtype, value)` is accepted too).
+
+    E.g. `T.reinterpret(x, "uint32")` gives a float32's IEEE bits. CUDA: a register move, no
+    conversion (any arch). bool has no defined bit pattern and is refused.
+    """
+    if _is_dtype_like(value) and not _is_dtype_like(dtype):
+        value, dtype = dtype, value
+    dt = as_element_dtype(dtype, "T.reinterpret")
+    expr = as_expr(value)
+    if expr.dtype.is_bool or dt.is_bool:
+        raise traced_value_error(f"T.reinterpret from {expr.dtype} to {dt}: bool has no defined "
+                                 "bit pattern; use T.cast")
+    if expr.dtype.bits != dt.bits:
+        raise traced_value_error(
+            f"T.reinterpret from {expr.dtype} ({expr.dtype.bits} bits) to {dt} ({dt.bits} bits): "
+            "the widths must be equal; use T.cast to convert values")
+    return expr if expr.dtype is dt else IrCall("reinterpret", (expr,), dt)
+
+
+def _c_division(op: str, a, b):
+    """`a op b` with C's truncating semantics, operands typed as for `//` and `%`."""
+    return binary(op, a, b)
+
+
+def _floor_adjustment(remainder, divisor):
+    """True where C's truncated division rounded up: the remainder is non-zero and its sign
+    differs from the divisor's."""
+    return (remainder != 0) & ((remainder < 0) != (divisor < 0))
+
+
+def floordiv(a, b):
+    """`floor(a / b)`, rounding toward -inf like Python's `//` (TileLang's / TVM's floordiv).
+
+    Unlike jtile's `//` on integers (truncation toward zero, as in C), `T.floordiv(-7, 2)` is -4.
+    Two Python numbers give a Python number; on floats this is `floor(a / b)`. Any arch.
+    """
+    if _static_number(a) and _static_number(b):
+        return a // b
+    q = _c_division("floordiv", a, b)
+    if q.dtype.is_float or not q.dtype.is_signed:
+        return q   # `//` on floats already floors; unsigned division cannot round up
+    r = BinOp("mod", q.a, q.b, q.dtype)
+    return Select(_floor_adjustment(r, q.b), q - 1, q, q.dtype)
+
+
+def floormod(a, b):
+    """`a - floor(a / b) * b`, whose sign follows the divisor like Python's `%` (TileLang's /
+    TVM's floormod).
+
+    Unlike jtile's `%` (C's remainder, whose sign follows the dividend), `T.floormod(-7, 2)` is
+    1. Two Python numbers give a Python number; floats work too. Any arch.
+    """
+    if _static_number(a) and _static_number(b):
+        return a % b
+    r = _c_division("mod", a, b)
+    if not r.dtype.is_float and not r.dtype.is_signed:
+        return r
+    return Select(_floor_adjustment(r, r.b), r + r.b, r, r.dtype)
+
+
+def _static_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def infinity(dtype):
@@ -61,27 +151,3 @@ def min_value(dtype):
     """The lowest finite value of `dtype` (negative for floats)."""
     dt = as_dtype(dtype)
     return Const(value_range(dt)[0], dt)
-
-
-class _DTypeName(str):
-    """A dtype spelled as TileLang does (`T.float16`); calling it casts (`T.float32(x)`)."""
-
-    def __call__(self, x):
-        return cast(x, str(self))
-
-
-bool_ = _DTypeName("bool")
-int8 = _DTypeName("int8")
-int16 = _DTypeName("int16")
-int32 = _DTypeName("int32")
-int64 = _DTypeName("int64")
-uint8 = _DTypeName("uint8")
-uint16 = _DTypeName("uint16")
-uint32 = _DTypeName("uint32")
-uint64 = _DTypeName("uint64")
-float16 = _DTypeName("float16")
-bfloat16 = _DTypeName("bfloat16")
-float32 = _DTypeName("float32")
-float64 = _DTypeName("float64")
-float8_e4m3 = _DTypeName("float8_e4m3")
-float8_e5m2 = _DTypeName("float8_e5m2")

@@ -2,6 +2,7 @@
 // Each returns the value stored at addr before the operation.
 #pragma once
 
+#include "bits.cuh"
 #include "types.cuh"
 
 namespace jt {
@@ -25,9 +26,19 @@ __device__ __forceinline__ half atomic_add(half* addr, half v) { return atomicAd
 __device__ __forceinline__ bfloat16 atomic_add(bfloat16* addr, bfloat16 v) { return atomicAdd(addr, v); }
 #endif
 
-// atom.max / atom.min .s32 (sm_60+).
+// atom.max / atom.min .s32 .u32 .s64 .u64 (sm_60+).
 __device__ __forceinline__ int atomic_max(int* addr, int v) { return atomicMax(addr, v); }
 __device__ __forceinline__ int atomic_min(int* addr, int v) { return atomicMin(addr, v); }
+__device__ __forceinline__ unsigned atomic_max(unsigned* addr, unsigned v) { return atomicMax(addr, v); }
+__device__ __forceinline__ unsigned atomic_min(unsigned* addr, unsigned v) { return atomicMin(addr, v); }
+__device__ __forceinline__ long long atomic_max(long long* addr, long long v) { return atomicMax(addr, v); }
+__device__ __forceinline__ long long atomic_min(long long* addr, long long v) { return atomicMin(addr, v); }
+__device__ __forceinline__ unsigned long long atomic_max(unsigned long long* addr, unsigned long long v) {
+  return atomicMax(addr, v);
+}
+__device__ __forceinline__ unsigned long long atomic_min(unsigned long long* addr, unsigned long long v) {
+  return atomicMin(addr, v);
+}
 
 // Float max/min use the integer-ordering trick, one atom and no CAS loop:
 // non-negative floats order like their bits as signed ints, negative floats
@@ -48,5 +59,51 @@ __device__ __forceinline__ float atomic_min(float* addr, float v) {
   }
   return __uint_as_float(atomicMax(reinterpret_cast<unsigned*>(addr), __float_as_uint(v)));
 }
+
+// The same trick on 64 bits: atom.max/min .s64 and .u64.
+__device__ __forceinline__ double atomic_max(double* addr, double v) {
+  if (!(bitcast<unsigned long long>(v) >> 63)) {
+    return bitcast<double>(atomicMax(reinterpret_cast<long long*>(addr), bitcast<long long>(v)));
+  }
+  return bitcast<double>(
+      atomicMin(reinterpret_cast<unsigned long long*>(addr), bitcast<unsigned long long>(v)));
+}
+
+__device__ __forceinline__ double atomic_min(double* addr, double v) {
+  if (!(bitcast<unsigned long long>(v) >> 63)) {
+    return bitcast<double>(atomicMin(reinterpret_cast<long long*>(addr), bitcast<long long>(v)));
+  }
+  return bitcast<double>(
+      atomicMax(reinterpret_cast<unsigned long long*>(addr), bitcast<unsigned long long>(v)));
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 700
+// half and bfloat16 max/min: a compare-and-swap loop on the 16-bit word (atom.cas.b16,
+// sm_70+). It stops as soon as the stored value already wins, so an uncontended call that
+// changes nothing costs one load.
+template <bool kMax, typename T>
+__device__ __forceinline__ T atomic_minmax_16(T* addr, T v) {
+  unsigned short* word = reinterpret_cast<unsigned short*>(addr);
+  const float want = cast<float>(v);
+  unsigned short old = *word;
+  while (true) {
+    const float held = cast<float>(bitcast<T>(old));
+    if (kMax ? !(want > held) : !(want < held)) break;
+    const unsigned short seen = atomicCAS(word, old, bitcast<unsigned short>(v));
+    if (seen == old) break;
+    old = seen;
+  }
+  return bitcast<T>(old);
+}
+
+__device__ __forceinline__ half atomic_max(half* addr, half v) { return atomic_minmax_16<true>(addr, v); }
+__device__ __forceinline__ half atomic_min(half* addr, half v) { return atomic_minmax_16<false>(addr, v); }
+__device__ __forceinline__ bfloat16 atomic_max(bfloat16* addr, bfloat16 v) {
+  return atomic_minmax_16<true>(addr, v);
+}
+__device__ __forceinline__ bfloat16 atomic_min(bfloat16* addr, bfloat16 v) {
+  return atomic_minmax_16<false>(addr, v);
+}
+#endif
 
 }  // namespace jt
