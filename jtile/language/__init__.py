@@ -8,7 +8,9 @@ from jtile.language.allocate import (
     DescKind,
     alloc_barrier,
     alloc_descriptor,
+    alloc_buffer,
     alloc_fragment,
+    alloc_global,
     alloc_local,
     alloc_reducer,
     alloc_shared,
@@ -20,45 +22,79 @@ from jtile.language.allocate import (
     alloc_wgmma_desc,
     empty,
 )
-from jtile.language.atomic import atomic_add
-from jtile.language.control import Else, If, Then, if_then_else
+from jtile.language.atomic import atomic_add, atomic_max, atomic_min
+from jtile.language.control import Else, If, Then, While, if_then_else
 from jtile.language.copy import clear, copy, fill
-from jtile.language.gemm import gemm
+from jtile.language.gemm import GemmWarpPolicy, gemm
+from jtile.language.im2col import c2d_im2col, im2col
 from jtile.language.kernel import (
+    ClusterKernel,
     Kernel,
     ceildiv,
     get_block_binding,
     get_thread_binding,
     program_id,
 )
+from jtile.language.layout import (
+    Fragment,
+    Layout,
+    annotate_layout,
+    make_full_bank_swizzled_layout,
+    make_half_bank_swizzled_layout,
+    make_linear_layout,
+    make_quarter_bank_swizzled_layout,
+    make_swizzled_layout,
+    use_swizzle,
+)
 from jtile.language.loops import Parallel, Pipelined, serial, unroll
+from jtile.language.loops import serial as Serial  # TileLang's capitalised aliases
+from jtile.language.loops import unroll as Unroll
 from jtile.language.math import (
+    Cast,
     abs,
-    bfloat16,
-    bool_,
     cast,
+    clamp,
     exp,
     exp2,
-    float8_e4m3,
-    float8_e5m2,
-    float16,
-    float32,
-    float64,
+    floordiv,
+    floormod,
     infinity,
-    int8,
-    int16,
-    int32,
-    int64,
     log,
     log2,
     max,
     max_value,
     min,
     min_value,
+    reinterpret,
     rsqrt,
     sigmoid,
     sqrt,
     tanh,
+)
+# TileLang's dtype names. `bool`, `int` and `float` shadow Python's inside this module only;
+# they stay out of __all__ so that `from jtile.language import *` leaves the builtins alone.
+from jtile.language.dtypes import (
+    bfloat16,
+    bool,
+    bool_,
+    double,
+    dtype,
+    float,
+    float8_e4m3,
+    float8_e4m3fn,
+    float8_e5m2,
+    float16,
+    float32,
+    float64,
+    half,
+    int,
+    int8,
+    int16,
+    int32,
+    int64,
+    long,
+    short,
+    uint,
     uint8,
     uint16,
     uint32,
@@ -66,30 +102,56 @@ from jtile.language.math import (
 )
 from jtile.language.reduce import (
     finalize_reducer,
+    reduce,
     reduce_abssum,
     reduce_absmax,
+    reduce_bitand,
+    reduce_bitor,
+    reduce_bitxor,
     reduce_max,
     reduce_min,
+    reduce_prod,
     reduce_sum,
 )
+from jtile.language.scan import cummax, cumsum
 from jtile.language.sync import (
     mbarrier_arrive,
     mbarrier_expect_tx,
     mbarrier_wait_parity,
     sync_threads,
 )
-from jtile.language.tensor import Buffer, Tensor
+from jtile.language.prim_func import const, macro, prim_func
+# T.Tensor is TileLang's annotation proxy (`T.Tensor(shape, dtype)`, `T.Tensor[shape, dtype]`);
+# with data=buf.data it makes a view (jtile.language.view).
+from jtile.language.tensor import (Buffer, FragmentBuffer, LocalBuffer, SharedBuffer, Tensor,
+                                   dynamic, symbolic)
+from jtile.language.view import reshape, view
 
 __all__ = [
-    "DescKind", "alloc_barrier", "alloc_descriptor", "alloc_fragment", "alloc_local",
+    "DescKind", "alloc_barrier", "alloc_buffer", "alloc_global", "alloc_descriptor",
+    "alloc_fragment", "alloc_local",
     "alloc_reducer", "alloc_shared", "alloc_tcgen05_instr_desc", "alloc_tcgen05_instruction_desc",
     "alloc_tcgen05_smem_desc", "alloc_tmem", "alloc_var", "alloc_wgmma_desc", "empty",
-    "atomic_add", "Else", "If", "Then", "if_then_else", "clear", "copy", "fill", "gemm", "Kernel",
+    "atomic_add", "atomic_max", "atomic_min", "Else", "If", "Then", "if_then_else", "clear",
+    "copy", "fill", "gemm", "Kernel",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",
-    "serial", "unroll", "abs", "cast", "exp", "exp2", "infinity", "log", "log2", "max",
+    "serial", "Serial", "unroll", "Unroll", "abs", "cast", "Cast", "clamp", "floordiv",
+    "floormod", "reinterpret",
+    "exp", "exp2", "infinity", "log", "log2", "max",
     "max_value", "min", "min_value", "rsqrt", "sigmoid", "sqrt", "tanh", "bool_", "int8", "int16",
     "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32",
-    "float64", "float8_e4m3", "float8_e5m2", "finalize_reducer", "reduce_abssum", "reduce_absmax",
+    "float64", "float8_e4m3", "float8_e4m3fn", "float8_e5m2", "short", "long", "uint", "half",
+    "double", "dtype", "finalize_reducer", "reduce_abssum", "reduce_absmax",
     "reduce_max", "reduce_min", "reduce_sum", "mbarrier_arrive", "mbarrier_expect_tx",
     "mbarrier_wait_parity", "sync_threads", "Buffer", "Tensor",
+    "GemmWarpPolicy", "c2d_im2col", "im2col", "ClusterKernel", "Fragment", "Layout",
+    "annotate_layout", "make_full_bank_swizzled_layout", "make_half_bank_swizzled_layout",
+    "make_linear_layout", "make_quarter_bank_swizzled_layout", "make_swizzled_layout",
+    "use_swizzle", "reduce", "reduce_bitand", "reduce_bitor", "reduce_bitxor", "reduce_prod",
+    "cummax", "cumsum", "reshape", "view",
+    "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
+    "FragmentBuffer", "LocalBuffer",
 ]
+
+# `T.<name>` that jtile does not have: a JtileError naming it and what to use instead.
+from jtile.language.unsupported import missing_attribute as __getattr__  # noqa: E402

@@ -323,8 +323,87 @@ def empty(shape, dtype="float32"):
     return buffer
 
 
+_WORKSPACE_ADVICE = (
+    "jtile kernels get all their global memory from JAX, so a kernel cannot allocate a global "
+    "workspace itself. Declare the workspace as an extra output (T.empty(shape, dtype), or a "
+    "leaf of out_shape=) and ignore it, or pass a scratch array as an input aliased to an "
+    "output with input_output_aliases=")
+
+
+def alloc_global(shape, dtype, scope="global"):
+    """TileLang's device-allocated global workspace; refused in jtile (see the message).
+
+    Args:
+        shape: static shape.
+        dtype: element type.
+        scope: "global".
+    """
+    loc = caller_location()
+    builder = current("T.alloc_global")
+    raise builder.error(f"T.alloc_global{_shape(shape, 'T.alloc_global', loc)} is not "
+                        f"supported: {_WORKSPACE_ADVICE}", loc)
+
+
+# T.alloc_buffer(scope=...) -> the allocation function for that scope.
+_BUFFER_SCOPES = {
+    "shared.dyn": "alloc_shared", "shared": "alloc_shared", "local": "alloc_local",
+    "local.fragment": "alloc_fragment", "local.var": "alloc_var", "global": "alloc_global",
+}
+# Scopes with their own allocation function, whose arguments T.alloc_buffer cannot express.
+_DEDICATED_SCOPES = {"shared.barrier": "T.alloc_barrier(arrive_counts)",
+                     "shared.tmem": "T.alloc_tmem(shape, dtype)",
+                     "local.descriptor": "T.alloc_descriptor(kind)",
+                     "local.reducer": "T.alloc_reducer(shape, dtype, op)"}
+
+
+def alloc_buffer(shape, dtype="float32", data=None, strides=None, elem_offset=None,
+                 scope="global", align=-1, offset_factor=0, buffer_type="default",
+                 axis_separators=None):
+    """TVM's / TileLang's generic `T.alloc_buffer`: the allocation function of `scope`.
+
+    "shared.dyn" and "shared" are `T.alloc_shared`, "local" `T.alloc_local`, "local.fragment"
+    `T.alloc_fragment`, "local.var" (shape 1) `T.alloc_var`; "global" (TVM's default scope) is
+    `T.alloc_global`, which jtile refuses. Layout arguments (data, strides, elem_offset, align,
+    offset_factor, buffer_type, axis_separators) are refused by name: jtile buffers are dense
+    and row-major.
+    """
+    loc = caller_location()
+    builder = current("T.alloc_buffer")
+    given = {"data": data is not None, "strides": strides is not None,
+             "elem_offset": elem_offset is not None, "align": align != -1,
+             "offset_factor": offset_factor != 0, "buffer_type": buffer_type != "default",
+             "axis_separators": axis_separators is not None}
+    for name, is_set in given.items():
+        if is_set:
+            raise builder.error(f"T.alloc_buffer: argument {name}= is not supported; jtile "
+                                "buffers are dense and row-major. For a view of another "
+                                "buffer's memory use T.view / T.Tensor(shape, dtype, buf.data) "
+                                "where available", loc)
+    if scope in _DEDICATED_SCOPES:
+        raise builder.error(f"T.alloc_buffer: scope {scope!r} has its own allocation function; "
+                            f"use {_DEDICATED_SCOPES[scope]}", loc)
+    if scope not in _BUFFER_SCOPES:
+        names = ", ".join(repr(s) for s in _BUFFER_SCOPES)
+        raise builder.error(f"T.alloc_buffer: scope {scope!r} is not one of {names}", loc)
+    kind = _BUFFER_SCOPES[scope]
+    if kind == "alloc_global":
+        raise builder.error(f"T.alloc_buffer{_shape(shape, 'T.alloc_buffer', loc)} in scope "
+                            f"'global' (TVM's default scope) is not supported: "
+                            f"{_WORKSPACE_ADVICE}. For on-chip memory pass scope='shared.dyn', "
+                            "'local.fragment' or 'local'", loc)
+    if kind == "alloc_var":
+        if _shape(shape, "T.alloc_buffer", loc) != (1,):
+            raise builder.error(f"T.alloc_buffer: scope 'local.var' holds one element; shape "
+                                f"{shape} must be (1,). Use scope='local' for an array", loc)
+        return alloc_var(dtype)
+    allocate = {"alloc_shared": alloc_shared, "alloc_local": alloc_local,
+                "alloc_fragment": alloc_fragment}[kind]
+    return allocate(shape, dtype, scope)
+
+
 __all__ = [
     "alloc_shared", "alloc_local", "alloc_fragment", "alloc_var", "alloc_barrier", "alloc_tmem",
     "alloc_reducer", "alloc_descriptor", "alloc_wgmma_desc", "alloc_tcgen05_smem_desc",
     "alloc_tcgen05_instruction_desc", "alloc_tcgen05_instr_desc", "empty", "DescKind",
+    "alloc_global", "alloc_buffer",
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import enum
+
 from jtile.errors import JtileShapeError
 from jtile.ir.nodes import Gemm
 from jtile.ir.types import DType, MemorySpace
@@ -9,20 +11,83 @@ from jtile.trace.builder import current
 from jtile.trace.indexing import as_region
 from jtile.trace.source import caller_location
 
-GEMM_INPUT_DTYPES = (DType.float16, DType.bfloat16, DType.float32)
+# fp8 inputs run on wgmma (sm_90a); compiling them for other targets is refused by the
+# compiler with the reason.
+GEMM_INPUT_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float8_e4m3,
+                     DType.float8_e5m2)
 
 
-def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=None, clear_accum=False,
-         k_pack=1, wg_wait=0):
+class GemmWarpPolicy(enum.IntEnum):
+    """How T.gemm splits the accumulator over the block's warps (TileLang's values).
+
+    Square: the warp grid that balances rows and columns (jtile's default choice).
+    FullRow: every warp along M (each warp owns whole rows of C).
+    FullCol: every warp along N (each warp owns whole columns of C).
+    """
+
+    Square = 0
+    FullRow = 1
+    FullCol = 2
+
+    def is_square(self) -> bool:
+        return self is GemmWarpPolicy.Square
+
+    def is_full_row(self) -> bool:
+        return self is GemmWarpPolicy.FullRow
+
+    def is_full_col(self) -> bool:
+        return self is GemmWarpPolicy.FullCol
+
+
+_POLICY_NAMES = {GemmWarpPolicy.Square: "square", GemmWarpPolicy.FullRow: "full_row",
+                 GemmWarpPolicy.FullCol: "full_col"}
+
+
+def _policy_name(policy, builder, loc) -> str:
+    if policy is None:
+        return "square"
+    try:
+        return _POLICY_NAMES[GemmWarpPolicy(policy)]
+    except (ValueError, TypeError):
+        raise builder.error(f"policy={policy!r} is not a T.GemmWarpPolicy; use "
+                            "T.GemmWarpPolicy.Square, .FullRow or .FullCol", loc,
+                            op="T.gemm") from None
+
+
+def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Square,
+         clear_accum=False, k_pack=1, wg_wait=0, mbar=None, annotations=None):
     """C += op(A) @ op(B) on whole tiles, op transposing when its flag is set.
 
     Shapes: A (M, K) or (K, M) with transpose_A; B (K, N) or (N, K) with transpose_B; C (M, N).
     A is a shared tile or a fragment, B a shared tile, C a float32 fragment. f16/bf16 inputs
     run on tensor cores (sm_80: ldmatrix + mma.sync.m16n8k16) with float32 accumulation; f32
     inputs are computed in float32 FMA. `clear_accum=True` zeroes C first.
+
+    `policy` (T.GemmWarpPolicy) picks the warp grid over C: Square (default), FullRow (all
+    warps along M) or FullCol (all warps along N); M and N must split into m16n8 tiles that way.
+    `k_pack` other than 1 and `wg_wait` other than 0 are refused: they select how TileLang
+    issues MFMA (ROCm) and wgmma (sm_90a) instructions, and jtile's sm_90a wgmma path will
+    honour them; `mbar` (Blackwell tcgen05 completion) and `annotations` are refused too.
     """
     builder = current("T.gemm")
     loc = caller_location()
+    policy_name = _policy_name(policy, builder, loc)
+    if isinstance(k_pack, bool) or k_pack != 1:
+        raise builder.error(f"k_pack={k_pack!r} is not supported: it packs several k-steps into "
+                            "one matrix-core instruction (TileLang uses it on ROCm); jtile's "
+                            "sm_90a wgmma path will honour it. Use k_pack=1", loc, op="T.gemm")
+    if isinstance(wg_wait, bool) or wg_wait != 0:
+        raise builder.error(f"wg_wait={wg_wait!r} is not supported: it selects how many wgmma "
+                            "groups stay in flight after the gemm (sm_90a issue detail); jtile "
+                            "waits for every gemm to finish, and its sm_90a wgmma path will "
+                            "honour wg_wait. Use wg_wait=0", loc, op="T.gemm")
+    if mbar is not None:
+        raise builder.error("mbar= (a tcgen05 completion barrier on Blackwell) is not supported "
+                            "by T.gemm; jtile's T.gemm completes synchronously, so drop mbar=",
+                            loc, op="T.gemm")
+    if annotations:
+        raise builder.error(f"annotations={annotations!r} are not supported by T.gemm; drop "
+                            "them", loc, op="T.gemm")
     a, b, c = (as_region(x, name, loc) for x, name in ((A, "A"), (B, "B"), (C, "C")))
 
     def fail(message):
@@ -51,4 +116,5 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=None, clear_accum
         raise fail(f"A must be a shared tile or a fragment, not {a.buffer.space.value}")
     if b.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN):
         raise fail(f"B must be a shared tile, not {b.buffer.space.value}")
-    builder.emit(Gemm(a, b, c, bool(transpose_A), bool(transpose_B), bool(clear_accum), loc))
+    builder.emit(Gemm(a, b, c, bool(transpose_A), bool(transpose_B), bool(clear_accum), loc,
+                      policy=policy_name, k_pack=1, wg_wait=0))

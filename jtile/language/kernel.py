@@ -28,10 +28,14 @@ def open_kernel(builder, grid, threads, loc):
     if not 1 <= len(grid) <= 3:
         raise builder.error(f"the grid has {len(grid)} dimensions; 1 to 3 are supported", loc,
                             op="T.Kernel")
+    if threads is None:
+        threads = 128  # TileLang's default
     if isinstance(threads, (list, tuple)):
-        if len(threads) != 1:
-            raise builder.error(f"threads={tuple(threads)}: only 1-D thread blocks are supported",
-                                loc, op="T.Kernel")
+        # TileLang pads (x,) and (x, y) to (x, y, 1); trailing unit extents are a 1-D block.
+        if not 1 <= len(threads) <= 3 or any(t != 1 for t in threads[1:]):
+            raise builder.error(f"threads={tuple(threads)}: only 1-D thread blocks are supported; "
+                                "use threads=n and derive 2-D indices from "
+                                "T.get_thread_binding()", loc, op="T.Kernel")
         threads = threads[0]
     grid = tuple(_static_positive(g, f"grid extent {i}", builder, loc) for i, g in enumerate(grid))
     threads = _static_positive(threads, "threads", builder, loc)
@@ -45,23 +49,72 @@ def open_kernel(builder, grid, threads, loc):
     builder.thread_var = builder.new_var("tx", VarKind.THREAD)
 
 
+def _cluster_dims(value, grid, builder, loc):
+    """TileLang's cluster_dims (an int or up to 3 ints) as (x, y, z); None when (1, 1, 1)."""
+    if value is None:
+        return None
+    dims = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not 1 <= len(dims) <= 3:
+        raise builder.error(f"cluster_dims={value!r} must have 1 to 3 extents", loc,
+                            op="T.Kernel")
+    dims = [_static_positive(d, "a cluster_dims extent", builder, loc) for d in dims]
+    dims += [1] * (3 - len(dims))
+    if dims == [1, 1, 1]:
+        return None
+    padded = tuple(grid) + (1,) * (3 - len(grid))
+    for axis, (c, g) in enumerate(zip(dims, padded)):
+        if g % c:
+            raise builder.error(f"cluster_dims={tuple(dims)} does not divide the grid "
+                                f"{tuple(grid)} along axis {'xyz'[axis]} ({g} % {c} != 0); "
+                                "every cluster must be whole", loc, op="T.Kernel")
+    if dims[0] * dims[1] * dims[2] > MAX_PORTABLE_CLUSTER:
+        raise builder.error(f"cluster_dims={tuple(dims)} has {dims[0] * dims[1] * dims[2]} "
+                            f"blocks; at most {MAX_PORTABLE_CLUSTER} (the portable cluster "
+                            "size) are supported", loc, op="T.Kernel")
+    return tuple(dims)
+
+
+# CUDA guarantees clusters of up to 8 blocks; larger ones need a non-portable opt-in.
+MAX_PORTABLE_CLUSTER = 8
+
+
 class Kernel:
     """Opens the kernel: `with T.Kernel(gx[, gy[, gz]], threads=128) as bx:` (or `(bx, by)`).
 
     The grid extents are static ints; each block runs the body with its own block index.
-    `threads` is the number of threads of a block: a multiple of 32, at most 1024.
+    `threads` is the number of threads of a block: a multiple of 32, at most 1024 (a tuple
+    `(n, 1, 1)` is accepted; blocks are 1-D).
+    `cluster_dims` (an int or up to 3 ints, sm_90+) groups blocks into thread-block clusters
+    that are co-scheduled on one GPC; each must divide the grid, at most 8 blocks per cluster.
+    The launch sets the cluster dimension; in interpret mode clusters change nothing.
+    `prelude` (raw C code injected before the kernel) is refused: write the code with T ops.
     """
 
-    def __init__(self, *grid, threads=128, prelude=None, cluster_dims=None):
+    def __init__(self, *grid, threads=None, prelude=None, cluster_dims=None, is_cpu=False):
         self._loc = caller_location()
         self._builder = current("T.Kernel")
         self._grid = grid
         self._threads = threads
+        self._cluster_dims = cluster_dims
         self._block = None
+        if prelude is not None:
+            raise self._builder.error(
+                "T.Kernel(prelude=...) injects raw C source before the kernel; jtile generates "
+                "all of the kernel's code itself, so it is not supported. Write the code with "
+                "T ops instead", self._loc, op="T.Kernel")
+        if is_cpu:
+            raise self._builder.error(
+                "T.Kernel(is_cpu=True) builds a CPU kernel; jtile generates CUDA only. Run a "
+                "kernel on the CPU with jtile.pallas_like(..., interpret=True)", self._loc,
+                op="T.Kernel")
 
     def __enter__(self):
         builder = self._builder
         open_kernel(builder, self._grid, self._threads, self._loc)
+        cluster = _cluster_dims(self._cluster_dims, builder.grid, builder, self._loc)
+        if cluster is not None:
+            builder.attrs["cluster_dims"] = cluster
+            builder.attrs["cluster_loc"] = self._loc
         self._block = builder.block()
         self._body = self._block.__enter__()
         vars_ = builder.block_vars
@@ -72,6 +125,11 @@ class Kernel:
         if exc_type is None:
             self._builder.kernel_body = tuple(self._body)
         return False
+
+
+def ClusterKernel(*grid, cluster_dims, threads=None, prelude=None):
+    """TileLang's name for `T.Kernel(..., cluster_dims=...)` (sm_90+)."""
+    return Kernel(*grid, threads=threads, prelude=prelude, cluster_dims=cluster_dims)
 
 
 def program_id(axis: int = 0) -> Expr:

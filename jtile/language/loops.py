@@ -8,20 +8,36 @@ from __future__ import annotations
 
 import numpy as np
 
-from jtile.ir.nodes import Const, Expr, For, LoopKind, ParallelFor, as_expr
-from jtile.ir.types import DType
+from jtile.ir.nodes import Const, Copy, Expr, For, LoopKind, ParallelFor, as_expr
+from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
 
 
-def Parallel(*extents, coalesced_width=None):
+def _refuse_options(builder, loc, what: str, options: dict, why: str) -> None:
+    """Refuses TileLang loop options jtile does not implement, naming each."""
+    given = {k: v for k, v in options.items() if v is not None and v is not False and v != {}}
+    if given:
+        names = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise builder.error(f"{names} not supported: {why}", loc, op=what)
+
+
+def Parallel(*extents, coalesced_width=None, loop_layout=None, prefer_async=None,
+             annotations=None):
     """Element-wise loop over a static tile, spread over the block's threads.
 
     `for i, j in T.Parallel(M, N):` visits every (i, j) once, in no defined order; each
     iteration must be independent of the others. One extent yields one index, not a tuple.
+    TileLang's `coalesced_width`, `loop_layout`, `prefer_async` and `annotations` are refused:
+    jtile derives the loop's thread layout and vector width from the fragments it touches.
     """
     builder = current("T.Parallel")
     loc = caller_location()
+    _refuse_options(builder, loc, "T.Parallel",
+                    {"coalesced_width": coalesced_width, "loop_layout": loop_layout,
+                     "prefer_async": prefer_async, "annotations": annotations},
+                    "jtile derives the loop's thread layout and vector width from the "
+                    "fragments it touches; drop them")
     if not extents:
         raise builder.error("T.Parallel needs at least one extent", loc)
     for e in extents:
@@ -57,7 +73,7 @@ def _range_args(builder, args, what, loc):
     return start_e, extent, int(step)
 
 
-def _sequential(args, kind: LoopKind, what: str, num_stages: int = 0):
+def _sequential(args, kind: LoopKind, what: str, num_stages: int = 0, schedule=None):
     builder = current(what)
     loc = caller_location()
     start, extent, step = _range_args(builder, args, what, loc)
@@ -65,6 +81,8 @@ def _sequential(args, kind: LoopKind, what: str, num_stages: int = 0):
     index = var * step + start if (step != 1 or not _is_zero(start)) else var
     with builder.block() as body:
         yield from _body_once(index, builder, what, loc)
+    if schedule is not None:
+        check_manual_schedule(builder, loc, tuple(body), num_stages, **schedule)
     builder.emit(For(var, start, extent, tuple(body), kind, num_stages, step, loc))
 
 
@@ -82,25 +100,80 @@ def _is_zero(expr) -> bool:
     return isinstance(expr, Const) and expr.value == 0
 
 
-def serial(*args):
+def serial(*args, annotations=None):
     """A sequential loop run by every thread: `T.serial(n)`, `(start, stop)`, `(start, stop, step)`."""
+    if annotations:
+        _refuse_options(current("T.serial"), caller_location(), "T.serial",
+                        {"annotations": annotations}, "drop them")
     return _sequential(args, LoopKind.SERIAL, "T.serial")
 
 
-def unroll(*args):
-    """Like `T.serial`, fully unrolled by the compiler (bounds should be static)."""
+def unroll(*args, explicit=False, unroll_factor=None, annotations=None):
+    """Like `T.serial`, fully unrolled by the compiler (bounds should be static).
+
+    `explicit=True` (unroll in the IR rather than by pragma) gives the same code here and is
+    accepted; a partial `unroll_factor` and `annotations` are refused.
+    """
+    if unroll_factor is not None or annotations:
+        _refuse_options(current("T.unroll"), caller_location(), "T.unroll",
+                        {"unroll_factor": unroll_factor, "annotations": annotations},
+                        "jtile unrolls T.unroll loops fully; use T.serial for a rolled loop")
     return _sequential(args, LoopKind.UNROLL, "T.unroll")
 
 
-def Pipelined(*args, num_stages=0, order=None, stage=None, sync=None, group=None):
+def Pipelined(*args, num_stages=0, order=None, stage=None, sync=None, group=None,
+              annotations=None):
     """A loop over tiles whose copies are software-pipelined `num_stages` deep.
 
     On sm_80+ the global-to-shared `T.copy`s of iteration k + num_stages - 1 are issued as
     cp.async while iteration k computes; `num_stages` <= 1 runs it as a plain loop.
+
+    TileLang's manual schedule (`order`, `stage`, `group`, `sync`) is accepted only when it
+    states what jtile does anyway (see `check_manual_schedule`); any other schedule is refused.
     """
     if isinstance(num_stages, bool) or not isinstance(num_stages, (int, np.integer)) \
             or num_stages < 0:
         builder = current("T.Pipelined")
         raise builder.error(f"T.Pipelined: num_stages {num_stages!r} must be a static int >= 0",
                             caller_location())
-    return _sequential(args, LoopKind.PIPELINED, "T.Pipelined", int(num_stages))
+    if annotations:
+        _refuse_options(current("T.Pipelined"), caller_location(), "T.Pipelined",
+                        {"annotations": annotations}, "drop them")
+    schedule = {"order": order, "stage": stage, "sync": sync, "group": group}
+    schedule = schedule if any(v is not None for v in schedule.values()) else None
+    return _sequential(args, LoopKind.PIPELINED, "T.Pipelined", int(num_stages), schedule)
+
+
+def jtile_stages(body: tuple, num_stages: int) -> list:
+    """The stage jtile gives each top-level statement of a pipelined body: its global->shared
+    copies are issued num_stages - 1 iterations ahead (stage 0), the rest run in the last."""
+    last = max(num_stages - 1, 0)
+    return [0 if isinstance(s, Copy) and s.src.buffer.space is MemorySpace.GLOBAL
+            and s.dst.buffer.space.is_shared else last for s in body]
+
+
+def check_manual_schedule(builder, loc, body: tuple, num_stages: int, *, order, stage, sync,
+                          group) -> None:
+    """TileLang's manual pipeline schedule, accepted only when it equals jtile's own:
+    `order` the statements in program order, `stage` as `jtile_stages`, `group` one statement
+    per group in order, and no `sync` list."""
+    n = len(body)
+    expected_stage = jtile_stages(body, num_stages)
+    what = "T.Pipelined"
+    why = ("jtile schedules the loop itself: global->shared copies issued num_stages - 1 "
+           "iterations ahead, everything else in program order. Drop order=/stage=/group=/"
+           "sync= (they are accepted only when they state exactly that: "
+           f"order={list(range(n))}, stage={expected_stage}, "
+           f"group={[[i] for i in range(n)]})")
+    if order is not None and [int(x) for x in order] != list(range(n)):
+        raise builder.error(f"order={list(order)} differs from program order; {why}", loc,
+                            op=what)
+    if stage is not None and [int(x) for x in stage] != expected_stage:
+        raise builder.error(f"stage={list(stage)} differs from jtile's stages; {why}", loc,
+                            op=what)
+    if group is not None and [[int(x) for x in g] for g in group] != [[i] for i in range(n)]:
+        raise builder.error(f"group={[list(g) for g in group]} differs from one statement per "
+                            f"group; {why}", loc, op=what)
+    if sync is not None:
+        raise builder.error(f"sync={list(sync)}: manual barrier placement is not supported; "
+                            f"{why}", loc, op=what)
