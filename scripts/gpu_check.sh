@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The whole GPU check in one device call: install, GPU tests, examples compiled, benchmarks.
-# Logs go to $OUT (or ./gpu_logs). Usage: bash scripts/gpu_check.sh [tests|examples|bench]...
+# The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
+# benchmarks. Logs go to $OUT (or ./gpu_logs).
+# Usage: bash scripts/gpu_check.sh [tests|examples|sanitize|bench]... (default: all four)
 set -uo pipefail
 out="${OUT:-gpu_logs}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
-parts=("${@:-tests examples bench}")
+parts=("${@:-tests examples sanitize bench}")
 parts=(${parts[*]})
 
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,memory.used --format=csv > "$out/gpu.txt" 2>&1
@@ -16,7 +17,12 @@ status=0
 for part in "${parts[@]}"; do
   case "$part" in
     tests)
-      python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" | tail -25
+      timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" | tail -25
+      status=$((status | ${PIPESTATUS[0]})) ;;
+    hopper)
+      timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider --maxfail=8 \
+        tests/gpu/test_hopper_gpu.py 2>&1 \
+        | tee "$out/hopper_tests.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
     examples)
       for example in quickstart softmax layer_norm gemm reducer producer_consumer flash_attention; do
@@ -24,8 +30,17 @@ for part in "${parts[@]}"; do
         python3 "examples/$example.py" 2>&1 | tail -8
         status=$((status | ${PIPESTATUS[0]}))
       done 2>&1 | tee "$out/examples.log" ;;
+    sanitize)
+      for tool in memcheck racecheck synccheck; do
+        echo "== compute-sanitizer --tool $tool"
+        timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 3 --target-processes all \
+          python3 scripts/sanitize_kernels.py 2>&1 | grep -v "^========= Program hit" | tail -12
+        status=$((status | ${PIPESTATUS[0]}))
+      done 2>&1 | tee "$out/sanitizer.log" ;;
     bench)
-      python3 benchmarks/bench.py 2>&1 | tee "$out/bench.log" | tail -30 ;;
+      python3 benchmarks/bench.py 2>&1 | tee "$out/bench.log" | tail -40 ;;
+    bench-*)
+      timeout 300 python3 benchmarks/bench.py "${part#bench-}" 2>&1 | tee -a "$out/bench.log" | tail -30 ;;
   esac
 done
 exit $status

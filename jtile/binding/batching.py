@@ -1,5 +1,9 @@
 """vmap of `jtile_call_p`: the batch folds into the launch grid, one launch for the whole batch.
 
+The code generator puts the batch in gridDim.z while it fits under CUDA's limit of 65,535 and
+spills the rest into y and then x (`jtile.codegen.cuda.fold_batch`); only a batch that would
+exceed every axis's limit together is refused, with an error naming the batch and the grid.
+
 The batching rule moves every batched operand's batch dimension to axis 0 and re-binds the
 primitive with `batch = B` and one flag per input saying whether it is batched. Unbatched inputs
 stay unbatched: the generated kernel indexes them without a batch offset, so a weight shared by

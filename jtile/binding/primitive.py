@@ -98,21 +98,25 @@ def _varying_axes(aval) -> frozenset:
     return frozenset(varying or ())
 
 
-def _output_aval(shape, dtype, like):
-    """The aval of one output; inside shard_map it varies over the same axes as `like`, the
-    input that varies over the most, or shard_map's checks would see a replicated output."""
+def _output_aval(shape, dtype, avals):
+    """The aval of one output. Inside shard_map it varies over the union of the axes its
+    inputs vary over, as jax.numpy's own ops do: an output computed from an input that varies
+    over `x` and another that varies over `y` differs along both."""
     plain = ShapedArray(shape, dtype)
-    if like is None or not _varying_axes(like):
+    varying = frozenset().union(*(_varying_axes(a) for a in avals))
+    if not varying:
         return plain
+    like = next(a for a in avals if _varying_axes(a))
     spec = jax.sharding.PartitionSpec(*([None] * len(shape)))
-    # The sharding must name the input's (manual) mesh, every dimension unsharded.
+    # The sharding must name the inputs' (manual) mesh, every dimension unsharded.
     sharding = jax.sharding.NamedSharding(like.sharding.mesh, spec)
-    for name in ("manual_axis_type", "vma"):  # jax 0.10/0.11, then possibly renamed
-        if hasattr(like, name):
-            try:
-                return ShapedArray(shape, dtype, sharding=sharding, **{name: getattr(like, name)})
-            except TypeError:
-                continue
+    mat = getattr(like, "manual_axis_type", None)
+    if mat is not None and hasattr(mat, "update"):  # jax 0.10: ManualAxisType
+        # The output is an ordinary per-device value: varying, neither reduced nor unreduced.
+        mat = mat.update(varying=varying, unreduced=frozenset(), reduced=frozenset())
+        return ShapedArray(shape, dtype, sharding=sharding, manual_axis_type=mat)
+    if hasattr(like, "vma"):  # releases that keep a plain frozenset
+        return ShapedArray(shape, dtype, sharding=sharding, vma=varying)
     return plain
 
 
@@ -129,8 +133,7 @@ def _abstract_eval(*avals, call: KernelCall):
             raise JtileError(f"{call.name}: operand {index} ({buf.name}) is "
                              f"{aval.dtype}{list(aval.shape)} but the kernel expects "
                              f"{buf.dtype}{list(want)}")
-    like = max(avals, key=lambda a: len(_varying_axes(a))) if avals else None
-    return [_output_aval(shape, dtype, like) for shape, dtype in call.output_shapes()]
+    return [_output_aval(shape, dtype, avals) for shape, dtype in call.output_shapes()]
 
 
 # ---------------------------------------------------------------------------- eager calls
@@ -216,7 +219,9 @@ def _cuda_lowering(ctx, *args, call: KernelCall):
         ctx, *args, cubin=binary.cubin, kernel_name=generated.kernel_name,
         grid=tuple(generated.grid), block=tuple(generated.block),
         cluster=tuple(generated.cluster), shared_memory_bytes=generated.shared_memory_bytes,
-        input_output_aliases=call.alias_map or None)
+        input_output_aliases=call.alias_map or None,
+        tensor_maps=tuple(generated.tensor_maps),
+        buffer_names=tuple(buffer.name for buffer in call.kernel.params))
 
 
 def _other_platform_lowering(ctx, *args, call: KernelCall):

@@ -10,12 +10,16 @@ from __future__ import annotations
 import contextlib
 import re
 
+from jtile.codegen import launch_prologue
 from jtile.codegen.expr import ExprEmitter, const_text
-from jtile.errors import JtileError, JtileTraceError
+from jtile.errors import JtileError, JtileTargetError, JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 from jtile.ir.types import DType, MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written
+from jtile.codegen import hopper
+from jtile.codegen.wgmma_asm import wgmma_wrapper
+from jtile.ir import lowered as low
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
 
 _SUFFIX = {MemorySpace.SHARED: "_smem", MemorySpace.SHARED_DYN: "_smem",
            MemorySpace.FRAGMENT: "_frag", MemorySpace.LOCAL: "_local", MemorySpace.VAR: "_var",
@@ -83,6 +87,9 @@ class CudaEmitter:
         self.exprs = ExprEmitter(self.var_name, self.render_load)
         self.kernel_name = c_identifier(kernel.name)
         self.var_ranges: dict = {}
+        self.roles = kernel.attrs.get("warp_roles")
+        self.panel_buffers = kernel.attrs.get("panel_buffers", frozenset())
+        self.async_proxy = hopper.uses_async_proxy(kernel)
 
     # ------------------------------------------------------------------ text
     def line(self, text: str = "") -> None:
@@ -164,7 +171,9 @@ class CudaEmitter:
 
     def shared_offset(self, buf: ir.Buffer, idx: list) -> str:
         """Element offset inside a shared buffer, with its stage and swizzle applied."""
-        if buf in self.plan.swizzled and len(idx) >= 2:
+        if buf in getattr(self, "panel_buffers", ()):
+            offset = self.panel_offset(buf, idx)
+        elif buf in self.plan.swizzled and len(idx) >= 2:
             inner = buf.shape[-1]
             chunk = 16 // buf.dtype.bytes
             chunks = inner // chunk
@@ -181,6 +190,19 @@ class CudaEmitter:
         if stage is not None:
             offset = f"({stage}) * {buf.size} + {offset}"
         return offset
+
+    def panel_offset(self, buf: ir.Buffer, idx: list) -> str:
+        """Element offset in a TMA/wgmma panel tile (jtile.ir.lowered.PanelLayout): panels of
+        `span`-byte rows, 16-byte chunks XOR-swizzled by address bits 7 and up."""
+        from jtile.passes.wgmma_selection import panel_layout
+
+        layout = panel_layout(buf)
+        eb, cols = buf.dtype.bytes, layout.panel_columns
+        row, col = f"({idx[0]})", f"({idx[1]})"
+        raw = f"({col} / {cols}) * {layout.panel_bytes} + {row} * {layout.span} + " \
+            f"({col} % {cols}) * {eb}"
+        mask = layout.span // 16 - 1
+        return f"jt::swizzle_bytes<{mask}>({raw}) / {eb}"
 
     def element(self, buf: ir.Buffer, idx: list) -> str:
         """An lvalue for buf[idx] with idx given as C expressions (not for tiled fragments)."""
@@ -203,9 +225,11 @@ class CudaEmitter:
     def fragment_access(self, buf: ir.Buffer, indices: tuple, loc=None) -> str:
         from jtile.codegen.parallel import fragment_register
 
-        if self.parallel is None or self.parallel.layout is None:
+        if self.parallel is None:
+            # verify() refuses this first, with the statement's file:line.
+            where = f"{loc}: " if loc is not None else ""
             raise JtileTraceError(
-                f"{self.kernel.name} ({self.kernel.loc}): {loc or ''} fragment {buf.describe()} is "
+                f"{self.kernel.name} ({self.kernel.loc}): {where}fragment {buf.describe()} is "
                 "indexed outside a T.Parallel loop over it; fragments are spread over threads, so "
                 "element access needs T.Parallel (or use T.alloc_local / T.alloc_var)")
         return f"{self.name(buf)}[{fragment_register(self, buf, indices, loc)}]"
@@ -220,7 +244,13 @@ class CudaEmitter:
         if self.async_pending:
             self.line("jt::cp_async_wait_all();")
             self.async_pending = False
-        self.line("__syncthreads();")
+        if self.async_proxy and self.dirty_written:
+            # Ordinary stores that wgmma or TMA may read next: order them for the async proxy.
+            self.line("jt::fence_proxy_async_shared();")
+        if self.roles is not None:
+            self.line(f"jt::named_barrier_sync(1, {self.roles.consumer_threads});")
+        else:
+            self.line("__syncthreads();")
         self.dirty_written.clear()
         self.dirty_read.clear()
 
@@ -285,7 +315,7 @@ class CudaEmitter:
         self.dirty_read |= entry_r
 
     def stmt(self, s) -> None:
-        from jtile.codegen import gemm, parallel, pipeline, reduce, tile_copy
+        from jtile.codegen import gemm, parallel, pipeline, reduce, scan_im2col, tile_copy
 
         if isinstance(s, ir.ParallelFor):
             parallel.emit_parallel(self, s)
@@ -296,6 +326,8 @@ class CudaEmitter:
                 self.emit_for(s)
         elif isinstance(s, ir.IfThenElse):
             self.emit_if(s)
+        elif isinstance(s, ir.While):
+            self.emit_while(s)
         elif isinstance(s, ir.Store):
             self.emit_store(s)
         elif isinstance(s, ir.Copy):
@@ -317,8 +349,18 @@ class CudaEmitter:
                                       "that run different iteration counts; move it out")
             self.comment_loc(s.loc)
             self.sync()
+        elif isinstance(s, low.WgmmaGemm):
+            hopper.emit_wgmma_gemm(self, s)
+        elif isinstance(s, low.MbarrierPipeline):
+            hopper.emit_pipeline(self, s)
         elif isinstance(s, ir.BarrierOp):
             self.emit_barrier_op(s)
+        elif isinstance(s, ir.Scan):
+            scan_im2col.emit_scan(self, s)
+        elif isinstance(s, ir.Im2Col):
+            scan_im2col.emit_im2col(self, s)
+        elif isinstance(s, ir.UseSwizzle):
+            pass  # applied to the block indices in the prologue (launch_prologue)
         else:
             raise JtileError(f"jtile internal: no CUDA lowering for {type(s).__name__}")
 
@@ -332,6 +374,17 @@ class CudaEmitter:
             self.var_ranges[s.var] = (0, max(0, extent - 1))
         with self.block(f"for (int {counter} = 0; {counter} < {self.expr(s.extent)}; ++{counter})"):
             self.loop_body(s.body)
+
+    def emit_while(self, s: ir.While) -> None:
+        self.comment_loc(s.loc)
+        cond_reads = {x.buffer for x in sub_expressions(s.cond)
+                      if isinstance(x, ir.Load) and x.buffer.space.is_shared}
+        with self.block(f"while ({self.expr(s.cond)})"):
+            self.loop_body(s.body)
+            # The condition is read again after each iteration, like the next iteration's
+            # statements: shared memory the body wrote and the condition reads needs a barrier.
+            if self.parallel is None and self.overlap(cond_reads, self.dirty_written):
+                self.sync()
 
     def emit_if(self, s: ir.IfThenElse) -> None:
         self.comment_loc(s.loc)
@@ -382,38 +435,79 @@ class CudaEmitter:
         self.line(f"// target {self.target.arch}, jtile {_version()}")
         self.line('#include "jtile/device.cuh"')
         self.line()
-        signature = f"extern \"C\" __global__ void __launch_bounds__({k.threads}) {self.kernel_name}(" + \
+        for function in hopper.wgmma_functions(k):
+            self.lines.extend(wgmma_wrapper(function).splitlines())
+            self.line()
+        params += hopper.tensor_map_params(self)
+        bounds = f"{k.threads}"
+        if self.roles is not None:
+            # One block per SM: setmaxnreg needs a register cap at entry.
+            bounds = f"{self.roles.consumer_threads + self.roles.producer_threads}, 1"
+        signature = f"extern \"C\" __global__ void __launch_bounds__({bounds}) {self.kernel_name}(" + \
             ", ".join(params) + ")"
         with self.block(signature):
             self.emit_prologue()
-            self.body(k.body)
+            if self.roles is None:
+                self.body(k.body)
+            else:
+                self.emit_warp_roles()
             self.emit_epilogue()
         return "\n".join(self.lines) + "\n"
+
+    def emit_warp_roles(self) -> None:
+        """The producer warpgroup's branch, then the consumers' (the whole kernel body)."""
+        roles, tid = self.roles, self.name(self.kernel.thread_var)
+        pipe = next(s for s in self.kernel.body if isinstance(s, low.MbarrierPipeline))
+        with self.block(f"if ({tid} >= {roles.consumer_threads})"):
+            if roles.producer_registers:
+                self.line(f"jt::setmaxnreg_dec<{roles.producer_registers}>();")
+            hopper.emit_producer(self, pipe)
+        with self.block("else"):
+            if roles.consumer_registers:
+                self.line(f"jt::setmaxnreg_inc<{roles.consumer_registers}>();")
+            self.body(self.kernel.body)
 
     def emit_prologue(self) -> None:
         k = self.kernel
         self.line("extern __shared__ __align__(1024) unsigned char jt_smem[];")
         self.line(f"const int {self.name(k.thread_var)} = threadIdx.x;")
         axes = "xyz"
+        grid = tuple(k.grid) + (1,) * (3 - len(k.grid))
+        folds = fold_batch(k, self.batch)
         for axis, var in enumerate(k.block_vars):
-            if axis == 2 and self.batch > 1:
-                self.line(f"const int {self.name(var)} = blockIdx.z % {k.grid[2]};")
+            if folds[axis] > 1:
+                self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]} % {grid[axis]};")
             else:
                 self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]};")
         if self.batch > 1:
-            gz = k.grid[2] if len(k.grid) == 3 else 1
-            self.line(f"const long long jt_batch = blockIdx.z / {gz};")
+            fx, fy, fz = folds
+            instance = f"blockIdx.z / {grid[2]}"
+            if fy > 1 or fx > 1:
+                # The batch spills from z into y (and x): z is its fastest digit.
+                instance = f"(long long)(blockIdx.x / {grid[0]}) * {fy * fz}LL + " \
+                    f"(blockIdx.y / {grid[1]}) * {fz}LL + {instance}"
+            self.line(f"const long long jt_batch = {instance};")
+            if fx * fy * fz > self.batch:
+                # The folded grid rounds the batch up; the spare blocks have no instance.
+                self.line(f"if (jt_batch >= {self.batch}LL) return;")
             for index, buf in enumerate(k.params):
                 if self.batched[index]:
                     self.line(f"{self.name(buf)} += jt_batch * {buf.size}LL;")
+        launch_prologue.remap_block_indices(self)
         for buf in k.allocations:
             self.declare(buf)
+        launch_prologue.declare_views(self)
         barriers = [b for b in k.allocations if b.space is MemorySpace.BARRIER]
-        if barriers:
+        rings = [s for s in statements(k.body) if isinstance(s, low.MbarrierPipeline)]
+        for ring in rings:
+            hopper.declare_ring(self, ring)
+        if barriers or rings:
             with self.block(f"if ({self.name(k.thread_var)} == 0)"):
                 for b in barriers:
                     for i, count in enumerate(b.arrive_counts):
                         self.line(f"jt::mbarrier_init(&{self.name(b)}[{i}], {count});")
+                for ring in rings:
+                    hopper.init_ring(self, ring)
                 self.line("jt::fence_barrier_init();")
             self.line("__syncthreads();")
 
@@ -446,6 +540,41 @@ class CudaEmitter:
                 release_tmem(self, buf)
 
 
+# CUDA's limits on gridDim.x, .y and .z.
+GRID_LIMITS = (2**31 - 1, 65535, 65535)
+
+
+def fold_batch(kernel: ir.Kernel, batch: int) -> tuple:
+    """How many vmap instances each grid axis carries, `(fx, fy, fz)`.
+
+    The batch folds into gridDim.z while it fits (one launch, unchanged block indices), then
+    spills into y and x so the launch stays inside `GRID_LIMITS`; the factors are balanced so
+    their product exceeds `batch` by as little as possible, and the spare blocks return.
+
+    Raises:
+        JtileTargetError: the kernel's own grid, or the batch spread over all three axes,
+            exceeds CUDA's launch limits.
+    """
+    grid = tuple(kernel.grid) + (1,) * (3 - len(kernel.grid))
+    for axis, (size, limit) in enumerate(zip(grid, GRID_LIMITS)):
+        if size > limit:
+            raise JtileTargetError(
+                f"{kernel.name} ({kernel.loc}): T.Kernel grid {tuple(kernel.grid)} has "
+                f"{size} blocks along {'xyz'[axis]}; CUDA launches at most {limit} there "
+                "(2**31 - 1 along x, 65535 along y and z): put the largest extent first")
+    room = [limit // size for size, limit in zip(grid, GRID_LIMITS)]
+    fx = -(-batch // (room[2] * room[1]))
+    if fx > room[0]:
+        raise JtileTargetError(
+            f"{kernel.name} ({kernel.loc}): a vmap batch of {batch} over the grid "
+            f"{tuple(kernel.grid)} needs more blocks than one CUDA launch allows "
+            f"({GRID_LIMITS[0]} x {GRID_LIMITS[1]} x {GRID_LIMITS[2]}); split the batch "
+            "with jax.lax.map over chunks, or give the kernel a smaller grid")
+    fy = -(-batch // (fx * room[2]))
+    fz = -(-batch // (fx * fy))
+    return fx, fy, fz
+
+
 def generate_cuda(kernel: ir.Kernel, target, *, batch: int = 1, batched=None):
     from jtile.codegen import GeneratedKernel
 
@@ -457,8 +586,10 @@ def generate_cuda(kernel: ir.Kernel, target, *, batch: int = 1, batched=None):
     source = emitter.emit_kernel()
     kernel_name = emitter.kernel_name
     grid = tuple(kernel.grid) + (1,) * (3 - len(kernel.grid))
-    grid = (grid[0], grid[1], grid[2] * batch)
+    grid = tuple(g * f for g, f in zip(grid, fold_batch(kernel, batch)))
     plan = kernel.attrs["shared"]
+    roles = kernel.attrs.get("warp_roles")
+    threads = kernel.threads + (roles.producer_threads if roles is not None else 0)
     return GeneratedKernel(source=source, kernel_name=kernel_name, grid=grid,
-                           block=(kernel.threads, 1, 1), cluster=(1, 1, 1),
+                           block=(threads, 1, 1), tensor_maps=hopper.tensor_map_specs(emitter), cluster=tuple(kernel.attrs.get("cluster_dims", (1, 1, 1))),
                            shared_memory_bytes=plan.dynamic_bytes)

@@ -1,9 +1,10 @@
-"""T.Parallel loops: spread over threads by the layout of the fragment they touch.
+"""T.Parallel loops: spread over threads by the layout of the fragments they touch.
 
 A loop over a fragment's shape runs, in each thread, over the registers that thread holds
 (fully unrolled, so register indices are compile-time constants); the loop variables are
-rebuilt from the thread index and the register index. A loop that touches no fragment is a
-plain strided loop over the tile's elements.
+rebuilt from the thread index and the register index. A loop that only reads vectors runs by
+the layout lifted from them (`infer_layouts.loop_layout`). A loop that touches no fragment, or
+only elements every thread holds, is a plain strided loop over the tile's elements.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import math
 from jtile.codegen.cuda import ParallelContext
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
-from jtile.passes.infer_layouts import loop_driver
-from jtile.passes.layout import Layout
+from jtile.passes.fragment_access import UNIFORM, index_dim
+from jtile.passes.infer_layouts import loop_layout
+from jtile.passes.layout import Layout, log2
 
 
 def bit_runs(bits, dim: int):
@@ -63,24 +65,37 @@ def unflatten(flat: str, shape) -> list:
 
 
 def fragment_register(em, buf: ir.Buffer, indices: tuple, loc=None) -> str:
-    """The register of `buf` holding buf[indices] inside the current T.Parallel loop."""
+    """The register of `buf` holding buf[indices] inside the current T.Parallel loop.
+
+    A register bit of `buf` selecting a dimension indexed by a loop variable is the loop
+    register's bit for the same logical bit (a compile-time constant once the loop is
+    unrolled); one selecting a dimension indexed uniformly is that bit of the index itself.
+    """
     ctx = em.parallel
     layout = em.layouts[buf]
-    dims = [ctx.loop_dim(i) for i in indices]
-    if any(d < 0 for d in dims):
-        raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): fragment {buf.describe()} is "
-                              "indexed by something other than the loop variables")
-    # Register bit r of buf takes the driver-register bit that holds the same logical bit.
+    where = f"{loc}: " if loc is not None else ""
+
+    def fail(why):
+        return JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {where}fragment "
+                               f"{buf.describe()} {why}")
+
+    dims = [index_dim(ctx.loop, i) for i in indices]
+    if any(d is None for d in dims):
+        raise fail("is indexed by something other than the loop variables or a uniform index")
     parts = []
     for r, (dim, bit) in enumerate(layout.reg_bits):
-        src = ctx.layout.reg_bits.index((dims[dim], bit)) if (dims[dim], bit) in \
-            ctx.layout.reg_bits else None
-        if src is None:
-            raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): fragment "
-                                  f"{buf.describe()} is not held by the thread running this "
-                                  "iteration")
-        shifted = f"({ctx.reg_var} >> {src})" if src else ctx.reg_var
-        piece = f"({shifted} & 1)"
+        d = dims[dim]
+        if d is UNIFORM:
+            value = f"(({em.expr(indices[dim])}) >> {bit})" if bit else f"({em.expr(indices[dim])})"
+            piece = f"({value} & 1)"
+        elif ctx.layout is not None and (d, bit) in ctx.layout.reg_bits:
+            src = ctx.layout.reg_bits.index((d, bit))
+            shifted = f"({ctx.reg_var} >> {src})" if src else ctx.reg_var
+            piece = f"({shifted} & 1)"
+        elif ctx.layout is not None and bit >= log2(ctx.layout.shape[d]):
+            continue  # beyond the loop's extent: this index bit is always 0
+        else:
+            raise fail("is not held by the thread running this iteration")
         parts.append(f"({piece} << {r})" if r else piece)
     return " | ".join(parts) if parts else "0"
 
@@ -103,11 +118,10 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
         raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {loop.loc}: T.Parallel "
                               "loops cannot be nested; use one T.Parallel over all dimensions")
     em.comment_loc(loop.loc)
-    driver = loop_driver(loop, em.layouts)
+    layout = loop_layout(loop, em.layouts)
     tid = em.name(em.kernel.thread_var)
     with em.block(""):
-        if driver is not None:
-            layout = em.layouts[driver]
+        if layout is not None:
             reg = em.temp("r")
             em.line("#pragma unroll")
             with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; ++{reg})"):

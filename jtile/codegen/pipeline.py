@@ -50,6 +50,9 @@ def emit_pipelined(em, loop: ir.For) -> None:
             # barrier also tells every thread that iteration counter - 1 is done with stage
             # (counter - 1) % S, which the copies issued next refill. One barrier per tile.
             em.line(f"jt::cp_async_wait<{stages - 2}>();")
+            if em.async_proxy:
+                # wgmma reads the tile through the async proxy.
+                em.line("jt::fence_proxy_async_shared();")
             em.line("__syncthreads();")
             ahead = f"{counter} + {stages - 1}"
             with em.block(f"if ({ahead} < {n})"):

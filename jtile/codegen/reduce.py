@@ -13,17 +13,22 @@ from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import DType
 
-_COMBINE = {"sum": "add", "abssum": "add", "max": "max", "absmax": "max", "min": "min"}
+_COMBINE = {"sum": "add", "abssum": "add", "max": "max", "absmax": "max", "min": "min",
+            "bitand": "&", "bitor": "|", "bitxor": "^"}
 
 
 def _combine(op: str, a: str, b: str) -> str:
     kind = _COMBINE[op]
+    if kind in ("&", "|", "^"):
+        return f"({a}) {kind} ({b})"
     return f"{a} + {b}" if kind == "add" else f"jt::{kind}({a}, {b})"
 
 
 def _identity(op: str, dtype: DType) -> str:
     kind = _COMBINE[op]
-    if kind == "add" or op == "absmax":
+    if kind == "&":
+        return f"static_cast<{dtype.c_name}>(~0ull)"
+    if kind in ("add", "|", "^") or op == "absmax":
         return const_text(0, dtype)
     if dtype.is_float:
         return ("-" if kind == "max" else "") + f"jt::infinity<{dtype.c_name}>()"
@@ -31,6 +36,10 @@ def _identity(op: str, dtype: DType) -> str:
 
 
 def accumulator_dtype(dtype: DType) -> DType:
+    # Narrow integers widen to 32 bits: warp shuffles move 32-bit words, and truncating the
+    # wide result gives the narrow type's wrapped sum and exact max/min/bitwise results.
+    if dtype.is_bool or (dtype.is_int and dtype.bits < 32):
+        return DType.int32 if dtype.is_signed or dtype.is_bool else DType.uint32
     return DType.float32 if dtype.is_float and dtype.bits < 32 else dtype
 
 

@@ -333,12 +333,13 @@ def emit_fill(em, s: ir.Fill) -> None:
 
 
 def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
+    """T.atomic_add / atomic_max / atomic_min (s.op): jt::atomic_<op> per element."""
     em.comment_loc(s.loc)
     if isinstance(s.dst, ir.Load):
         buf = s.dst.buffer
         elem = em.element(buf, [em.expr(i) for i in s.dst.indices])
         with guard_replicas(em, True):
-            em.line(f"jt::atomic_add(&{elem}, {em.typed(s.value, buf.dtype)});")
+            em.line(f"jt::atomic_{s.op}(&{elem}, {em.typed(s.value, buf.dtype)});")
         return
     src, dst = s.value, s.dst
     if em.is_tiled_fragment(src.buffer):
@@ -356,7 +357,7 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
                              f"{layout.replicated_thread_mask}) == 0")
             if guard:
                 conds.append(bounds_condition(dst.buffer, idx))
-            stmt = (f"jt::atomic_add(&{em.element(dst.buffer, idx)}, "
+            stmt = (f"jt::atomic_{s.op}(&{em.element(dst.buffer, idx)}, "
                     f"jt::cast<{dst.dtype.c_name}>({em.name(frag)}[{reg}]));")
             em.line(f"if ({' && '.join(conds)}) {stmt}" if conds else stmt)
         return
@@ -367,7 +368,7 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
     with _private_or_strided(em, e, total, private):
         tile = unflatten(e, shape)
         sidx, didx = region_index(em, src, tile), region_index(em, dst, tile)
-        stmt = (f"jt::atomic_add(&{em.element(dst.buffer, didx)}, "
+        stmt = (f"jt::atomic_{s.op}(&{em.element(dst.buffer, didx)}, "
                 f"jt::cast<{dst.dtype.c_name}>({em.element(src.buffer, sidx)}));")
         if dst.buffer.space is MemorySpace.GLOBAL and not region_in_bounds(em, dst):
             stmt = f"if ({bounds_condition(dst.buffer, didx)}) {stmt}"

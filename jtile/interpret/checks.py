@@ -1,14 +1,15 @@
 """What interpret mode refuses before running anything.
 
 - TMEM buffers: tcgen05 tensor memory has no model here.
-- Reads of the thread index: statements outside T.Parallel run once per block, so there is no
-  individual thread whose index could be read.
+- Reads of the thread index inside T.Parallel (which thread runs an iteration is the
+  compiler's layout choice) and in an alloc_var initial value (per-thread state). Elsewhere a
+  statement that reads it runs over a vector of the block's threads (`threads.py`).
 - Stores to an input that is not aliased to an output: inputs are read-only.
 """
 
 from __future__ import annotations
 
-from jtile.ir.nodes import Kernel, Var, VarKind
+from jtile.ir.nodes import Kernel, ParallelFor, Var, VarKind
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import buffers_written, statement_exprs, statements, sub_expressions
 from jtile.interpret.memory import Context, jnp_dtype
@@ -23,16 +24,29 @@ def check_kernel(ctx: Context, aliases: dict) -> None:
                             "interpret-mode semantics; run this kernel compiled on an sm_100a "
                             "GPU", buffer.loc)
     thread = kernel.thread_var
+
+    def reads_thread(expr) -> bool:
+        return any(isinstance(e, Var) and (e is thread or e.kind is VarKind.THREAD)
+                   for e in sub_expressions(expr))
+
+    for buffer in kernel.allocations:
+        if buffer.init is not None and reads_thread(buffer.init):
+            raise ctx.error(
+                f"T.alloc_var {buffer.name} starts from the thread index; interpret mode keeps "
+                "one copy of a variable per block, so per-thread values have no model there: "
+                "keep them in shared memory indexed by the thread index", buffer.loc)
+    inside_parallel = set()
+    for stmt in statements(kernel.body):
+        if isinstance(stmt, ParallelFor):
+            inside_parallel |= {id(s) for s in statements(stmt.body)}
     inputs = {id(b): i for i, b in enumerate(kernel.inputs)}
     for stmt in statements(kernel.body):
-        for expr in statement_exprs(stmt):
-            for e in sub_expressions(expr):
-                if isinstance(e, Var) and (e is thread or e.kind is VarKind.THREAD):
-                    raise ctx.error(
-                        f"this statement reads the thread index {e.name} "
-                        "(T.get_thread_binding); interpret mode runs each block's statements "
-                        "once and does not model individual threads; write the per-thread work "
-                        "as a T.Parallel loop", stmt.loc)
+        if id(stmt) in inside_parallel and any(reads_thread(e) for e in statement_exprs(stmt)):
+            raise ctx.error(
+                "this statement inside T.Parallel reads the thread index "
+                "(T.get_thread_binding); which thread runs an iteration is the compiler's "
+                "layout choice, so interpret mode has no meaning for it; use the loop's own "
+                "indices", stmt.loc)
         for buffer in buffers_written(stmt):
             index = inputs.get(id(buffer))
             if index is not None and index not in aliases:

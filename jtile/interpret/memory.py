@@ -72,9 +72,17 @@ class Memory:
         return slot
 
     def read(self, buffer: Buffer, loc=None) -> jax.Array:
+        if buffer.view_of is not None:  # a view holds no array: it reinterprets its base's
+            from jtile.interpret.views import read_view
+
+            return read_view(self, buffer, loc)
         return self.arrays[self._slot(buffer, loc)]
 
     def write(self, buffer: Buffer, array: jax.Array, loc=None) -> None:
+        if buffer.view_of is not None:
+            from jtile.interpret.views import write_view
+
+            return write_view(self, buffer, array, loc)
         slot = self._slot(buffer, loc)
         old = self.arrays[slot]
         self.arrays[slot] = jnp.asarray(array, old.dtype).reshape(old.shape)

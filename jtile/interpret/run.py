@@ -48,7 +48,8 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
 
     Raises:
         JtileError: the arrays do not match the kernel's inputs, the kernel writes an input
-            that is not aliased, reads the thread index, or uses TMEM.
+            that is not aliased, reads the thread index inside T.Parallel, keeps per-thread
+            values in thread-private buffers, or uses TMEM.
     """
     ctx = Context(kernel)
     aliases = {int(i): int(o) for i, o in dict(aliases or {}).items()}

@@ -12,13 +12,15 @@ import jax.numpy as jnp
 from jax import lax
 
 from jtile.ir.nodes import (AtomicAdd, BarrierOp, Const, Copy, Fill, FinalizeReducer, For, Gemm,
-                            IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads)
-from jtile.interpret import stores, tiles
+                            IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads, While)
+from jtile.interpret import block_swizzle, scan_im2col, stores, threads, tiles
+from jtile.ir.nodes import Im2Col, Scan, UseSwizzle
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory
 
 _TILE_OPS = {Copy: ("T.copy", tiles.copy), Fill: ("T.fill", tiles.fill),
-             Gemm: ("T.gemm", tiles.gemm), Reduce: ("T.reduce", tiles.reduce)}
+             Gemm: ("T.gemm", tiles.gemm), Reduce: ("T.reduce", tiles.reduce),
+             Scan: ("T.cumsum", scan_im2col.scan), Im2Col: ("T.im2col", scan_im2col.im2col)}
 
 # Ordering only: in interpret mode program order already orders every access.
 _NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer)
@@ -26,10 +28,18 @@ _NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer)
 
 def run_body(memory: Memory, env: Env, body: tuple) -> None:
     for stmt in body:
+        if isinstance(stmt, UseSwizzle):  # remaps the block indices of what follows
+            env = block_swizzle.swizzled_env(memory.ctx.kernel, env, stmt)
+            continue
         run_statement(memory, env, stmt)
 
 
 def run_statement(memory: Memory, env: Env, stmt) -> None:
+    kernel = memory.ctx.kernel
+    if not env.space and threads.reads_thread_index(kernel, stmt):
+        env = threads.thread_space(kernel, env)  # per-thread code: one lane per thread
+    if threads.in_thread_space(kernel, env):
+        threads.check_per_thread(memory, stmt, _block_op_name(stmt))
     if isinstance(stmt, Store):
         stores.store(memory, env, stmt)
     elif isinstance(stmt, ParallelFor):
@@ -38,21 +48,34 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
         _serial(memory, env, stmt)
     elif isinstance(stmt, IfThenElse):
         _branch(memory, env, stmt)
+    elif isinstance(stmt, While):
+        _while(memory, env, stmt)
     elif type(stmt) in _TILE_OPS:
         name, run = _TILE_OPS[type(stmt)]
         _refuse_in_parallel(memory, env, stmt, name)
         run(memory, env, stmt)
     elif isinstance(stmt, AtomicAdd):
         if isinstance(stmt.dst, Load):
-            stores.atomic_add_element(memory, env, stmt.dst, stmt.value, stmt.loc)
+            tiles.atomic_element(memory, env, stmt)
         else:
-            _refuse_in_parallel(memory, env, stmt, "T.atomic_add of a tile")
-            tiles.atomic_add_tile(memory, env, stmt)
+            _refuse_in_parallel(memory, env, stmt, f"T.atomic_{stmt.op} of a tile")
+            tiles.atomic_tile(memory, env, stmt)
     elif isinstance(stmt, _NO_OPS):
         pass
     else:
         raise memory.ctx.error(f"{type(stmt).__name__} has no interpret-mode rule",
                                getattr(stmt, "loc", None))
+
+
+def _block_op_name(stmt):
+    """The `T.` name of a statement the whole block runs together, else None."""
+    if type(stmt) in _TILE_OPS:
+        return _TILE_OPS[type(stmt)][0]
+    if isinstance(stmt, ParallelFor):
+        return "T.Parallel"
+    if isinstance(stmt, AtomicAdd) and not isinstance(stmt.dst, Load):
+        return "T.atomic_add of a tile"
+    return None
 
 
 def _refuse_in_parallel(memory: Memory, env: Env, stmt, name: str) -> None:
@@ -115,3 +138,36 @@ def _branch(memory: Memory, env: Env, stmt: IfThenElse) -> None:
 
     memory.arrays = list(lax.cond(cond, branch(stmt.then_body), branch(stmt.else_body),
                                   memory.carry()))
+
+
+def _while(memory: Memory, env: Env, stmt: While) -> None:
+    """A while loop: lax.while_loop with memory as the carry, the condition read from memory
+    before every iteration. Inside T.Parallel each iteration has its own condition: the loop
+    runs while any iteration is still active, an iteration stays off once its condition
+    fails (a thread leaves its loop for good), and stores are masked to the active ones."""
+    def condition(arrays):
+        return Evaluator(memory.fork(arrays), env, stmt.loc)(stmt.cond).astype(bool)
+
+    if not env.space:
+        def body(arrays):
+            inner = memory.fork(arrays)
+            run_body(inner, env, stmt.body)
+            return inner.carry()
+
+        memory.arrays = list(lax.while_loop(condition, body, memory.carry()))
+        return
+
+    start = jnp.broadcast_to(condition(memory.carry()), env.space)
+    if env.mask is not None:
+        start = start & jnp.broadcast_to(env.mask, env.space)
+
+    def vector_body(state):
+        arrays, active = state
+        inner = memory.fork(arrays)
+        run_body(inner, env.masked(active), stmt.body)
+        still = active & jnp.broadcast_to(condition(inner.carry()), env.space)
+        return inner.carry(), still
+
+    arrays, _ = lax.while_loop(lambda state: jnp.any(state[1]), vector_body,
+                               (memory.carry(), start))
+    memory.arrays = list(arrays)

@@ -1,4 +1,5 @@
-"""Tile operations on regions: copy, fill, gemm, reduce and tile atomic add.
+"""Tile operations on regions: copy, fill, gemm, reduce, and atomic add / max / min (tiles and
+elements).
 
 Element t of a region is buffer[starts + t]. Reads outside the buffer give zero and writes
 outside it are dropped; this is what lets edge tiles of a shape that is not a multiple of the
@@ -15,6 +16,7 @@ from jtile.ir.nodes import AtomicAdd, Const, Copy, Fill, Gemm, Reduce, Region
 from jtile.ir.types import DType
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory, jnp_dtype
+from jtile.interpret.stores import scatter_indices
 
 
 def _static_starts(region: Region):
@@ -111,7 +113,12 @@ def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
     write_region(memory, evaluate, stmt.c, product)
 
 
+_BITWISE = {"bitand": jnp.bitwise_and, "bitor": jnp.bitwise_or, "bitxor": jnp.bitwise_xor}
+
+
 def _reduce_tile(op: str, x: jax.Array, dim: int) -> jax.Array:
+    if op in _BITWISE:
+        return _BITWISE[op].reduce(x, axis=dim)
     if op in ("abssum", "absmax"):
         x = jnp.abs(x)
     if op in ("sum", "abssum"):
@@ -122,6 +129,8 @@ def _reduce_tile(op: str, x: jax.Array, dim: int) -> jax.Array:
 
 
 def _combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
+    if op in _BITWISE:
+        return _BITWISE[op](old, new)
     if op in ("sum", "abssum"):
         return old + new
     if op in ("max", "absmax"):
@@ -129,7 +138,7 @@ def _combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
     return jnp.minimum(old, new)
 
 
-REDUCE_OPS = ("sum", "max", "min", "abssum", "absmax")
+REDUCE_OPS = ("sum", "max", "min", "abssum", "absmax", "bitand", "bitor", "bitxor")
 
 
 def reduce(memory: Memory, env: Env, stmt: Reduce) -> None:
@@ -147,8 +156,34 @@ def reduce(memory: Memory, env: Env, stmt: Reduce) -> None:
                  stmt.loc)
 
 
-def atomic_add_tile(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
-    """dst tile += value tile, element by element (out-of-buffer elements dropped)."""
+# How T.atomic_add / max / min combine into an `array.at[...]` reference: iterations or tile
+# elements that hit the same element all count, in any order (the ops are commutative).
+_ATOMIC_UPDATES = {
+    "add": lambda ref, value: ref.add(value, mode="drop"),
+    "max": lambda ref, value: ref.max(value, mode="drop"),
+    "min": lambda ref, value: ref.min(value, mode="drop"),
+}
+
+
+def atomic_tile(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
+    """dst tile = op(dst tile, value tile), element by element (out-of-buffer elements dropped);
+    the value converts to dst's dtype first, as the generated code does."""
     evaluate = Evaluator(memory, env, stmt.loc)
+    buffer = stmt.dst.buffer
+    array = memory.read(buffer, stmt.loc)
     tile = read_region(memory, evaluate, stmt.value).reshape(stmt.dst.extents)
-    _scatter(memory, evaluate, stmt.dst, tile, add=True)
+    indices, inside = _element_indices(evaluate, stmt.dst)
+    dropped = tuple(jnp.where(inside, i, n) for i, n in zip(indices, buffer.shape))
+    result = _ATOMIC_UPDATES[stmt.op](array.at[dropped], tile.astype(array.dtype))
+    memory.write(buffer, result, stmt.loc)
+
+
+def atomic_element(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
+    """`T.atomic_<op>(X[idx], v)` for every (unmasked) iteration of the enclosing T.Parallel
+    space: colliding iterations all count (scatter-add / max / min)."""
+    buffer = stmt.dst.buffer
+    evaluate = Evaluator(memory, env, stmt.loc)
+    array = memory.read(buffer, stmt.loc)
+    value = jnp.broadcast_to(evaluate(stmt.value).astype(array.dtype), env.space)
+    indices = scatter_indices(evaluate, stmt.dst.indices, buffer.shape, env)
+    memory.write(buffer, _ATOMIC_UPDATES[stmt.op](array.at[indices], value), stmt.loc)

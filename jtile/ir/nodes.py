@@ -67,16 +67,31 @@ class Expr:
     def __le__(self, other): return binary("le", self, other)
     def __gt__(self, other): return binary("gt", self, other)
     def __ge__(self, other): return binary("ge", self, other)
+    # Bitwise on integers, as in TileLang; on two bools `&` and `|` are logical and/or.
     def __and__(self, other): return binary("and", self, other)
     def __rand__(self, other): return binary("and", other, self)
     def __or__(self, other): return binary("or", self, other)
     def __ror__(self, other): return binary("or", other, self)
     def __xor__(self, other): return binary("xor", self, other)
+    def __rxor__(self, other): return binary("xor", other, self)
     def __lshift__(self, other): return binary("shl", self, other)
+    def __rlshift__(self, other): return binary("shl", other, self)
     def __rshift__(self, other): return binary("shr", self, other)
+    def __rrshift__(self, other): return binary("shr", other, self)
     def __neg__(self): return unary("neg", self)
-    def __invert__(self): return unary("not", self)
+    def __invert__(self): return invert(self)
     def __abs__(self): return call("abs", self)
+
+    def astype(self, dtype) -> "Expr":
+        """This value converted to `dtype` (TileLang's `PrimExpr.astype`, i.e. `T.cast`)."""
+        from jtile.errors import JtileError
+        from jtile.ir.types import as_dtype
+
+        try:
+            target = as_dtype(dtype)
+        except JtileError as error:
+            raise traced_value_error(f".astype: {error}") from None
+        return self if self.dtype is target else Cast(self, target)
 
     # `==` builds a comparison like TileLang's, so IR code compares nodes with `is`, never `==`.
     def __eq__(self, other): return binary("eq", self, other)
@@ -168,9 +183,13 @@ class Load(Expr):
 
 
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
-LOGICAL = ("and", "or")
+LOGICAL = ("and", "or")              # on bools: && and ||
+# Integer "div", "floordiv" and "mod" truncate toward zero, as in C (T.floordiv / T.floormod
+# build floor semantics from them); on floats "floordiv" is floor(a / b) and "mod" is fmod.
 ARITHMETIC = ("add", "sub", "mul", "div", "floordiv", "mod", "max", "min")
-BITWISE = ("xor", "shl", "shr", "bitand", "bitor")
+BITWISE = ("xor", "shl", "shr", "bitand", "bitor")   # "xor" also takes two bools
+# `&` and `|` are logical on two bools and bitwise otherwise.
+_BITWISE_OF = {"and": "bitand", "or": "bitor"}
 UNARY_MATH = ("exp", "exp2", "log", "log2", "sqrt", "rsqrt", "abs", "tanh", "sigmoid")
 
 
@@ -219,14 +238,44 @@ def binary(op: str, a, b) -> Expr:
         a, b = as_expr(a), as_expr(b)
     if op in COMPARISONS:
         return BinOp(op, a, b, DType.bool)
-    if op in LOGICAL:
-        return BinOp(op, a, b, DType.bool)
+    if op in LOGICAL or op in BITWISE:
+        return _bitwise(op, a, b)
     return BinOp(op, a, b, promote(a.dtype, b.dtype))
+
+
+_SYMBOL = {"and": "&", "or": "|", "xor": "^", "shl": "<<", "shr": ">>"}
+
+
+def _bitwise(op: str, a: Expr, b: Expr) -> Expr:
+    """`&`, `|`, `^` on two bools combine truth values; otherwise all five are bitwise on
+    integers (a bool operand counts as 0 or 1), and a float operand is an error."""
+    both_bool = a.dtype.is_bool and b.dtype.is_bool
+    if op in LOGICAL and both_bool:
+        return BinOp(op, a, b, DType.bool)
+    shift = op in ("shl", "shr")
+    for side in (a, b):
+        if side.dtype.is_float or (shift and side.dtype.is_bool):
+            kind = "integers" if shift else "integers or bools"
+            raise traced_value_error(
+                f"`{_SYMBOL[op]}` on a {side.dtype} operand; it takes {kind}. Use T.cast to "
+                "convert, or T.reinterpret to read a float's bits")
+    return BinOp(_BITWISE_OF.get(op, op), a, b, promote(a.dtype, b.dtype))
 
 
 def unary(op: str, a) -> Expr:
     a = as_expr(a)
     return UnOp(op, a, DType.bool if op == "not" else a.dtype)
+
+
+def invert(a) -> Expr:
+    """`~a`: logical not of a bool, bitwise not of an integer (built as `a ^ -1`: all ones in
+    a's type, which both the interpreter and C read the same way)."""
+    a = as_expr(a)
+    if a.dtype.is_bool:
+        return UnOp("not", a, DType.bool)
+    if a.dtype.is_float:
+        raise traced_value_error(f"`~` on a {a.dtype} operand; it takes integers or bools")
+    return BinOp("xor", a, Const(-1, DType.int32), a.dtype)
 
 
 def call(fn: str, *args) -> Expr:
@@ -257,9 +306,17 @@ class Buffer:
     arrive_counts: Optional[tuple] = None       # alloc_barrier: one count per barrier
     descriptor_kind: Optional[str] = None       # alloc_descriptor: "wgmma" | "tcgen05_smem" | ...
     annotation: Any = None                      # T.Tensor annotation of a parameter
+    view_of: Optional["Buffer"] = None          # T.view / T.Tensor(..., buf.data): the buffer
+                                                # whose bytes this one reinterprets
+    layout_annotation: Any = None               # T.annotate_layout: the requested layout
 
     def __hash__(self):
         return id(self)
+
+    @property
+    def data(self) -> "BufferData":
+        """TileLang's `buf.data`: the storage, for `T.Tensor(shape, dtype, buf.data)` views."""
+        return BufferData(self)
 
     @property
     def ndim(self) -> int:
@@ -303,18 +360,43 @@ class Buffer:
     def __truediv__(self, o): return self._scalar() / o
     def __rtruediv__(self, o): return o / self._scalar()
     def __floordiv__(self, o): return self._scalar() // o
+    def __rfloordiv__(self, o): return o // self._scalar()
     def __mod__(self, o): return self._scalar() % o
+    def __rmod__(self, o): return o % self._scalar()
     def __lt__(self, o): return self._scalar() < o
     def __le__(self, o): return self._scalar() <= o
     def __gt__(self, o): return self._scalar() > o
     def __ge__(self, o): return self._scalar() >= o
     def __neg__(self): return -self._scalar()
+    def __and__(self, o): return self._scalar() & o
+    def __rand__(self, o): return o & self._scalar()
+    def __or__(self, o): return self._scalar() | o
+    def __ror__(self, o): return o | self._scalar()
+    def __xor__(self, o): return self._scalar() ^ o
+    def __rxor__(self, o): return o ^ self._scalar()
+    def __lshift__(self, o): return self._scalar() << o
+    def __rlshift__(self, o): return o << self._scalar()
+    def __rshift__(self, o): return self._scalar() >> o
+    def __rrshift__(self, o): return o >> self._scalar()
+    def __invert__(self): return ~self._scalar()
+    def __abs__(self): return abs(self._scalar())
+
+    def astype(self, dtype) -> Expr:
+        """The variable's value converted to `dtype` (a `T.alloc_var` or one-element buffer)."""
+        return self._scalar().astype(dtype)
 
     def __bool__(self):
         return bool(self._scalar())
 
     def __repr__(self) -> str:
         return f"Buffer({self.describe()})"
+
+
+@dataclass(frozen=True, eq=False)
+class BufferData:
+    """The storage of a buffer (`buf.data`); only `T.Tensor(shape, dtype, data)` takes it."""
+
+    buffer: Buffer
 
 
 @dataclass(frozen=True, eq=False)
@@ -373,6 +455,15 @@ class For(Stmt):
 
 
 @dataclass(frozen=True, eq=False)
+class While(Stmt):
+    """A loop run by every thread while `cond` holds; `cond` is evaluated before each iteration."""
+
+    cond: Expr
+    body: tuple
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
 class ParallelFor(Stmt):
     """T.Parallel: one iteration per element of a static tile, spread over the block's threads."""
 
@@ -395,6 +486,9 @@ class Copy(Stmt):
     src: Region
     dst: Region
     loc: SourceLoc = NO_LOC
+    disable_tma: bool = False                 # T.copy(disable_tma=True): no TMA for this copy
+    eviction_policy: Optional[str] = None     # "evict_normal" (the only one honoured today)
+    coalesced_width: Optional[int] = None     # refused at T.copy unless None
 
 
 @dataclass(frozen=True, eq=False)
@@ -415,13 +509,16 @@ class Gemm(Stmt):
     transpose_b: bool = False
     clear_accum: bool = False
     loc: SourceLoc = NO_LOC
+    policy: str = "square"    # T.GemmWarpPolicy: "square" | "full_row" | "full_col"
+    k_pack: int = 1           # TileLang's k_pack (only 1 is accepted today)
+    wg_wait: int = 0          # TileLang's wgmma wait depth (only 0 is accepted today)
 
 
 @dataclass(frozen=True, eq=False)
 class Reduce(Stmt):
     """dst = reduce_op(src, axis=dim) (`clear=False` folds the old dst in)."""
 
-    op: str               # "sum" | "max" | "min" | "abssum" | "absmax"
+    op: str               # "sum" | "max" | "min" | "abssum" | "absmax" | "bitand" | "bitor" | "bitxor"
     src: Buffer
     dst: Buffer
     dim: int
@@ -430,12 +527,71 @@ class Reduce(Stmt):
 
 
 @dataclass(frozen=True, eq=False)
+class Scan(Stmt):
+    """T.cumsum / T.cummax: inclusive scan of a shared tile along `dim` (reverse: from the end).
+
+    `dst` may be `src` (in place); both are shared-memory regions of the same shape.
+    """
+
+    op: str               # "sum" | "max"
+    src: Region
+    dst: Region
+    dim: int
+    reverse: bool = False
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class Im2Col(Stmt):
+    """T.im2col: one (pixels, channels) tile of the im2col matrix of an NHWC image.
+
+    Row r of the tile is output pixel p = nhw_step * rows + r (p = (n * OH + oh) * OW + ow),
+    column c is k = c_step * cols + c (k = (kh * KW + kw) * C + ci); the element is
+    img[n, oh * stride - pad + kh * dilation, ow * stride - pad + kw * dilation, ci], zero
+    outside the image.
+    """
+
+    img: Buffer           # global (N, H, W, C)
+    col: Region           # shared (rows, cols) tile
+    nhw_step: Expr
+    c_step: Expr
+    kernel: int
+    stride: int
+    dilation: int
+    pad: int
+    loc: SourceLoc = NO_LOC
+
+    @property
+    def out_hw(self) -> tuple:
+        """(OH, OW) of the convolution."""
+        _, h, w, _ = self.img.shape
+        span = (self.kernel - 1) * self.dilation + 1
+        return ((h + 2 * self.pad - span) // self.stride + 1,
+                (w + 2 * self.pad - span) // self.stride + 1)
+
+
+@dataclass(frozen=True, eq=False)
+class UseSwizzle(Stmt):
+    """T.use_swizzle: the block indices of the statements after it are rasterised in panels.
+
+    order "row": blocks run across x within panels of `panel_size` rows of y, serpentine;
+    "column": the same with x and y exchanged. A bijection of the (x, y) grid.
+    """
+
+    panel_size: int
+    order: str = "row"
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
 class AtomicAdd(Stmt):
-    """dst += value atomically: an element (`value` a scalar) or a tile (`value` a Region)."""
+    """dst = op(dst, value) atomically, op "add" (T.atomic_add), "max" or "min" (T.atomic_max /
+    T.atomic_min): an element (`value` a scalar) or a tile (`value` a Region)."""
 
     dst: Union[Region, Load]
     value: Union[Region, Expr]
     loc: SourceLoc = NO_LOC
+    op: str = "add"
 
 
 @dataclass(frozen=True, eq=False)

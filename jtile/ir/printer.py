@@ -56,18 +56,23 @@ def _stmt_lines(s, depth: int) -> list:
                 f"{' * ' + str(s.step) if s.step != 1 else ''}"
                 f"{' + ' + expr_text(s.start) if not (isinstance(s.start, ir.Const) and s.start.value == 0) else ''}:")
         return [head] + _body(s.body, depth + 1)
+    if isinstance(s, ir.While):
+        return [f"{pad}while {expr_text(s.cond)}:"] + _body(s.body, depth + 1)
     if isinstance(s, ir.IfThenElse):
         lines = [f"{pad}if {expr_text(s.cond)}:"] + _body(s.then_body, depth + 1)
         if s.else_body:
             lines += [f"{pad}else:"] + _body(s.else_body, depth + 1)
         return lines
     if isinstance(s, ir.Copy):
-        return [f"{pad}copy {region_text(s.src)} -> {region_text(s.dst)}"]
+        opts = "".join([" disable_tma" if s.disable_tma else "",
+                        f" {s.eviction_policy}" if s.eviction_policy else ""])
+        return [f"{pad}copy {region_text(s.src)} -> {region_text(s.dst)}{opts}"]
     if isinstance(s, ir.Fill):
         return [f"{pad}fill {region_text(s.dst)} = {expr_text(s.value)}"]
     if isinstance(s, ir.Gemm):
         flags = "".join([" transpose_A" if s.transpose_a else "", " transpose_B" if s.transpose_b
-                         else "", " clear_accum" if s.clear_accum else ""])
+                         else "", " clear_accum" if s.clear_accum else "",
+                         f" policy={s.policy}" if s.policy != "square" else ""])
         return [f"{pad}gemm {region_text(s.a)} @ {region_text(s.b)} -> {region_text(s.c)}{flags}"]
     if isinstance(s, ir.Reduce):
         return [f"{pad}reduce_{s.op} {s.src.name} -> {s.dst.name} dim={s.dim}"
@@ -75,6 +80,15 @@ def _stmt_lines(s, depth: int) -> list:
     if isinstance(s, ir.AtomicAdd):
         value = region_text(s.value) if isinstance(s.value, ir.Region) else expr_text(s.value)
         return [f"{pad}atomic_add {region_text(s.dst)} += {value}"]
+    if isinstance(s, ir.Scan):
+        return [f"{pad}cum{s.op} {region_text(s.src)} -> {region_text(s.dst)} dim={s.dim}"
+                f"{' reverse' if s.reverse else ''}"]
+    if isinstance(s, ir.Im2Col):
+        return [f"{pad}im2col {s.img.name} -> {region_text(s.col)} nhw_step="
+                f"{expr_text(s.nhw_step)} c_step={expr_text(s.c_step)} kernel={s.kernel} "
+                f"stride={s.stride} dilation={s.dilation} pad={s.pad}"]
+    if isinstance(s, ir.UseSwizzle):
+        return [f"{pad}use_swizzle panel={s.panel_size} order={s.order}"]
     if isinstance(s, ir.FinalizeReducer):
         return [f"{pad}finalize_reducer {s.reducer.name}"]
     if isinstance(s, ir.SyncThreads):
@@ -82,7 +96,41 @@ def _stmt_lines(s, depth: int) -> list:
     if isinstance(s, ir.BarrierOp):
         arg = f", {expr_text(s.arg)}" if s.arg is not None else ""
         return [f"{pad}mbarrier_{s.op} {s.barrier.name}[{expr_text(s.index)}]{arg}"]
+    lowered = _lowered_lines(s, pad, depth)
+    if lowered is not None:
+        return lowered
     return [f"{pad}{s!r}"]
+
+
+def _lowered_lines(s, pad: str, depth: int):
+    """Lowered instructions, one line each (their tile op's line first for context)."""
+    from jtile.ir import lowered as low
+
+    if isinstance(s, low.MbarrierPipeline):
+        roles = (f" producer={s.producer_threads} consumers={s.consumer_threads}"
+                 if s.producer_threads else "")
+        release = " deferred_release" if s.deferred_release else ""
+        head = (f"{pad}mbarrier_ring {s.var.name} in range({expr_text(s.extent)}), "
+                f"stages={s.stages}, tx_bytes={s.transaction_bytes}{roles}{release}:")
+        return [head] + _body(s.loads, depth + 1) + _body(s.body, depth + 1)
+    if isinstance(s, low.TmaLoad):
+        boxes = "; ".join(f"+{b.smem_byte_offset}B @({', '.join(expr_text(c) for c in b.coords)})"
+                          for b in s.boxes)
+        return [f"{pad}tma_load map{s.map_index} {region_text(s.tile.src)} -> "
+                f"{region_text(s.tile.dst)} [{boxes}]"]
+    if isinstance(s, low.WgmmaGemm):
+        def operand(op, region):
+            if op is None:
+                return f"{region_text(region)} (registers)"
+            return (f"{region_text(region)} ({op.major.value}-major, swizzle {op.layout.span}B,"
+                    f" lbo {op.lbo}, sbo {op.sbo})")
+        g = s.tile
+        return [f"{pad}wgmma m64n{s.inst_n}k{s.k_step} {operand(s.a, g.a)} @ "
+                f"{operand(s.b, g.b)} -> {region_text(g.c)} warpgroups "
+                f"{s.wgs_along_m}x{s.wgs_along_n} of {s.m_per_wg}x{s.n_per_wg}"
+                f"{' clear_accum' if g.clear_accum else ''}"
+                f"{'' if s.wait < 0 else f' wait_group {s.wait}'}"]
+    return None
 
 
 def _body(stmts, depth: int) -> list:
@@ -113,6 +161,10 @@ def kernel_text(k: ir.Kernel) -> str:
     blocks = ", ".join(v.name for v in k.block_vars)
     lines = [f"kernel {k.name}({params}) -> ({outs})",
              f"  grid={list(k.grid)} threads={k.threads} blocks=({blocks})"]
+    if k.attrs.get("cluster_dims"):
+        lines[-1] += f" cluster={list(k.attrs['cluster_dims'])}"
     lines += [_buffer_line(b) for b in k.allocations]
+    lines += [f"  view {v.name}: {v.dtype}{list(v.shape)} = {v.view_of.name}"
+              for v in k.attrs.get("views", ())]
     lines += _body(k.body, 1)
     return "\n".join(lines) + "\n"

@@ -7,8 +7,25 @@ from typing import Iterator
 from jtile.ir import nodes as ir
 
 
+def _lowered():
+    from jtile.ir import lowered  # lowered nodes build on the tile nodes, not the reverse
+
+    return lowered
+
+
+def _tile_of(s):
+    """A lowered instruction stands for the tile op it implements when reads and writes are
+    asked for; a tile op stands for itself."""
+    tile = getattr(s, "tile", None)
+    if tile is not None and not isinstance(s, _lowered().MbarrierPipeline):
+        return tile
+    return s
+
+
 def child_bodies(s) -> tuple:
-    if isinstance(s, (ir.For, ir.ParallelFor)):
+    if isinstance(s, _lowered().MbarrierPipeline):
+        return (tuple(s.loads) + tuple(s.body),)
+    if isinstance(s, (ir.For, ir.ParallelFor, ir.While)):
         return (s.body,)
     if isinstance(s, ir.IfThenElse):
         return (s.then_body, s.else_body)
@@ -54,11 +71,14 @@ def region_exprs(r) -> tuple:
 
 def statement_exprs(s) -> tuple:
     """The expressions a statement evaluates itself (not those of nested statements)."""
+    if isinstance(s, _lowered().MbarrierPipeline):
+        return (s.tile.start, s.tile.extent)
+    s = _tile_of(s)
     if isinstance(s, ir.Store):
         return tuple(s.indices) + (s.value,)
     if isinstance(s, ir.For):
         return (s.start, s.extent)
-    if isinstance(s, ir.IfThenElse):
+    if isinstance(s, (ir.IfThenElse, ir.While)):
         return (s.cond,)
     if isinstance(s, ir.Copy):
         return region_exprs(s.src) + region_exprs(s.dst)
@@ -71,6 +91,10 @@ def statement_exprs(s) -> tuple:
         return region_exprs(s.dst) + value
     if isinstance(s, ir.BarrierOp):
         return (s.index,) + ((s.arg,) if s.arg is not None else ())
+    if isinstance(s, ir.Scan):
+        return region_exprs(s.src) + region_exprs(s.dst)
+    if isinstance(s, ir.Im2Col):
+        return region_exprs(s.col) + (s.nhw_step, s.c_step)
     return ()
 
 
@@ -84,6 +108,7 @@ def loads(s) -> Iterator:
 
 def buffers_read(s) -> set:
     out = {load.buffer for load in loads(s)}
+    s = _tile_of(s)
     if isinstance(s, ir.Copy):
         out.add(s.src.buffer)
     elif isinstance(s, ir.Gemm):
@@ -94,10 +119,28 @@ def buffers_read(s) -> set:
             out.add(s.dst)
     elif isinstance(s, ir.AtomicAdd) and isinstance(s.value, ir.Region):
         out.add(s.value.buffer)
-    return out
+    elif isinstance(s, ir.Scan):
+        out.add(s.src.buffer)
+    elif isinstance(s, ir.Im2Col):
+        out.add(s.img)
+    return storage_of(out)
+
+
+def storage_of(buffers) -> set:
+    """The buffers that own the bytes: a view (T.view) stands for the buffer it views."""
+    return {b if b.view_of is None else b.view_of for b in buffers}
 
 
 def buffers_written(s) -> set:
+    return storage_of(_buffers_written(s))
+
+
+def _buffers_written(s) -> set:
+    s = _tile_of(s)
+    if isinstance(s, ir.Scan):
+        return {s.dst.buffer}
+    if isinstance(s, ir.Im2Col):
+        return {s.col.buffer}
     if isinstance(s, ir.Store):
         return {s.buffer}
     if isinstance(s, ir.Copy):

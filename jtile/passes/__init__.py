@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from jtile.passes.infer_layouts import infer_layouts
+from jtile.passes.lower_tile_ops import lower_tile_ops
+from jtile.passes.pipeline_loops import pipeline_loops
 from jtile.passes.plan_shared_memory import plan_shared_memory
+from jtile.passes.specialize_warps import specialize_warps
 from jtile.passes.verify import verify, verify_target_features
 
 
@@ -22,8 +25,16 @@ def run_passes(kernel, target, *, aliases=None):
         return kernel
     # Refuse features the target lacks before planning for them.
     verify_target_features(kernel, target)
-    # Layouts first: gemm tilings decide fragment layouts, which later passes read.
+    # Layouts first: gemm tilings (wgmma on sm_90a, mma.sync before) decide fragment layouts,
+    # which every later pass reads.
     kernel = infer_layouts(kernel, target)
+    # Instruction selection: wgmma with descriptor operands, TMA loads into swizzled panels;
+    # what the target has no special instruction for stays a tile op.
+    kernel = lower_tile_ops(kernel, target)
+    # Pipelined loops over TMA loads become full/empty mbarrier rings.
+    kernel = pipeline_loops(kernel, target)
+    # A ring at the top of the kernel gets its own producer warpgroup (setmaxnreg).
+    kernel = specialize_warps(kernel, target)
     # Shared memory last: pipelining multiplies buffers, reductions need scratch, and the
     # total is checked against the target's limit.
     kernel = plan_shared_memory(kernel, target)

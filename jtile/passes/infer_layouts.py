@@ -9,11 +9,18 @@ What stays undetermined gets the row-major element-wise layout. The result is st
 
 from __future__ import annotations
 
+from typing import Optional
+
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import loads, statements
-from jtile.passes.layout import Layout, choose_mma_tiling, default_layout, is_power_of_two
+from jtile.passes.fragment_access import (UNIFORM, access_layout, access_rule_broken,
+                                          fragment_accesses, held_locally, is_tiled_fragment,
+                                          lift_layout)
+from jtile.passes.layout import (Layout, MmaTiling, choose_mma_tiling, default_layout,
+                                 is_power_of_two, log2)
+from jtile.passes.wgmma_selection import wgmma_tiling
 
 VECTOR_BYTES = 16
 
@@ -23,39 +30,37 @@ def _fail(kernel, loc, message):
     return JtileTraceError(f"{kernel.name} ({kernel.loc}): {where}{message}")
 
 
-def is_tiled_fragment(buf: ir.Buffer) -> bool:
-    """Fragments spread over threads (a reducer is a private copy per thread instead)."""
-    return buf.space is MemorySpace.FRAGMENT and buf.reducer_op is None
-
-
-def fragment_accesses(loop: ir.ParallelFor) -> list:
-    """(buffer, dims) for each fragment access in the loop: `dims[k]` is the loop dimension
-    indexing the fragment's dimension k, or None when the index is not a bare loop variable."""
-    out = []
-    for s in statements(loop.body):
-        accesses = [(ld.buffer, ld.indices) for ld in loads(s)]
-        if isinstance(s, ir.Store):
-            accesses.append((s.buffer, s.indices))
-        for buf, indices in accesses:
-            if not is_tiled_fragment(buf):
-                continue
-            dims = []
-            for index in indices:
-                match = [d for d, v in enumerate(loop.vars) if index is v]
-                dims.append(match[0] if match else None)
-            out.append((buf, tuple(dims)))
-    return out
-
-
 def loop_driver(loop: ir.ParallelFor, layouts: dict):
     """The fragment whose layout spreads the loop: one indexed by all loop vars in order."""
     full = tuple(range(len(loop.vars)))
-    candidates = [buf for buf, dims in fragment_accesses(loop)
+    candidates = [buf for buf, dims, _ in fragment_accesses(loop)
                   if dims == full and tuple(buf.shape) == tuple(loop.extents)]
     for buf in candidates:
         if buf in layouts:
             return buf
     return candidates[0] if candidates else None
+
+
+def loop_layout(loop: ir.ParallelFor, layouts: dict) -> Optional[Layout]:
+    """Which thread runs which iteration of `loop` (a layout over its extents), or None for a
+    plain strided loop.
+
+    The layout of a fragment indexed by all the loop's variables in order, else one lifted
+    from the first laid-out fragment the loop reads (a loop that only reads row vectors runs
+    each row where its vector element lives), else None.
+    """
+    driver = loop_driver(loop, layouts)
+    if driver is not None and driver in layouts:
+        return layouts[driver]
+    if not all(is_power_of_two(e) for e in loop.extents):
+        return None
+    for buf, dims, _ in fragment_accesses(loop):
+        if buf in layouts and access_rule_broken(dims) is None and \
+                any(d is not UNIFORM for d in dims):
+            lifted = lift_layout(layouts[buf], dims, tuple(loop.extents))
+            if lifted is not None:
+                return lifted
+    return None
 
 
 def _uses(kernel):
@@ -80,20 +85,43 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     reduced, a_operands = _uses(kernel)
     all_stmts = list(statements(kernel.body))
 
-    # 1. gemm accumulators and register A operands.
-    for s in all_stmts:
-        if not isinstance(s, ir.Gemm):
-            continue
+    # 1. gemm accumulators and register A operands. On sm_90a every tensor-core gemm of the
+    # kernel runs on wgmma when all of them can (their layouts meet: a softmax'd accumulator
+    # feeds the next gemm's A), otherwise all on mma.sync.
+    gemms = [s for s in all_stmts if isinstance(s, ir.Gemm)]
+    wgmma = {s: wgmma_tiling(s, threads, target, bool(a_operands) or s.c.buffer in reduced)
+             for s in gemms if s.a.dtype.bits <= 16 and s.a.dtype.is_float}
+    if not wgmma or any(t is None for t in wgmma.values()):
+        wgmma = {}
+    for s in gemms:
         m, n = s.c.squeezed_shape()
         fast = s.a.dtype.bits == 16
         full_row = bool(a_operands) or s.c.buffer in reduced
-        tiling = choose_mma_tiling(m, n, threads // 32, full_row) if fast else None
+        if s in wgmma:
+            tiling = wgmma[s]
+            tilings[s] = tiling
+            _assign(kernel, layouts, s.c.buffer, tiling.accumulator_layout(threads), s.loc,
+                    "T.gemm accumulator")
+            if s.a.buffer.space is MemorySpace.FRAGMENT:
+                _assign(kernel, layouts, s.a.buffer,
+                        tiling.operand_a_layout(threads, s.a.buffer.shape[1]), s.loc,
+                        "T.gemm A operand")
+            continue
+        if s.a.dtype.bits == 8:
+            arch = getattr(target, "arch", "interpret")
+            raise _fail(kernel, s.loc, f"T.gemm on {s.a.dtype} inputs runs on wgmma, which "
+                        f"needs sm_90a (the target is {arch}), A and B K-major (A (M, K); B "
+                        "(N, K) with transpose_B=True), whole shared tiles with 32-, 64- or "
+                        "128-byte multiple rows, and a warpgroup multiple of threads; here "
+                        "some of that does not hold")
+        tiling = choose_mma_tiling(m, n, threads // 32, full_row, s.policy) if fast else None
         if fast and tiling is None and full_row:
-            tiling = choose_mma_tiling(m, n, threads // 32, False)
+            tiling = choose_mma_tiling(m, n, threads // 32, False, s.policy)
         if fast and tiling is None:
+            policy = "" if s.policy == "square" else f" with policy {s.policy}"
             raise _fail(kernel, s.loc, f"T.gemm: a {m}x{n} accumulator cannot be split into "
-                        f"m16n8 tiles over {threads // 32} warps; use tile sizes that are "
-                        "multiples of 16 x 8 per warp")
+                        f"m16n8 tiles over {threads // 32} warps{policy}; use tile sizes that "
+                        "are multiples of 16 x 8 per warp")
         c_layout = tiling.accumulator_layout(threads) if tiling else \
             default_layout((m, n), threads, 1)
         tilings[s] = tiling
@@ -106,6 +134,9 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
             _assign(kernel, layouts, s.a.buffer, tiling.operand_a_layout(threads, k), s.loc,
                     "T.gemm A operand")
 
+    # Accumulators whose rows meet through row vectors need equal row projections.
+    _share_row_tilings(kernel, all_stmts, layouts, tilings, threads)
+
     # 2. propagate through loops, reductions and fragment copies; default what is left.
     while True:
         changed = True
@@ -114,9 +145,9 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         missing = [b for b in fragments if b not in layouts]
         if not missing:
             break
-        buf = missing[0]
-        vector = max(1, min(VECTOR_BYTES // buf.dtype.bytes, buf.shape[-1]))
-        layouts[buf] = default_layout(tuple(buf.shape), threads, vector)
+        # The largest first: tiles spread loops, and vectors then follow them by projection.
+        buf = max(missing, key=lambda b: (b.ndim, b.size))
+        layouts[buf] = _unconstrained_layout(buf, all_stmts, threads)
 
     _check_loops(kernel, all_stmts, layouts)
     attrs = dict(kernel.attrs, layouts=layouts, mma=tilings)
@@ -135,28 +166,126 @@ def _assign(kernel, layouts, buf, layout: Layout, loc, why) -> bool:
     return False
 
 
+def _row_groups(all_stmts) -> list:
+    """Sets of fragments whose rows meet: a reduction along the last dimension and its
+    vector; every fragment a T.Parallel loop indexes with its first variable along their
+    first dimension (the accumulator and its row vectors); fragment copies."""
+    parent: dict = {}
+
+    def find(b):
+        while parent.setdefault(b, b) is not b:
+            b = parent[b]
+        return b
+
+    def union(a, b):
+        parent[find(a)] = find(b)
+
+    for s in all_stmts:
+        if isinstance(s, ir.Reduce) and is_tiled_fragment(s.src) and is_tiled_fragment(s.dst) \
+                and s.src.ndim == 2 and s.dim == 1:
+            union(s.src, s.dst)
+        elif isinstance(s, ir.ParallelFor):
+            rows = [buf for buf, dims, _ in fragment_accesses(s) if dims and dims[0] == 0]
+            for buf in rows[1:]:
+                union(rows[0], buf)
+        elif isinstance(s, ir.Copy) and is_tiled_fragment(s.src.buffer) and \
+                is_tiled_fragment(s.dst.buffer):
+            union(s.src.buffer, s.dst.buffer)
+    groups: dict = {}
+    for b in list(parent):
+        groups.setdefault(find(b), set()).add(b)
+    return list(groups.values())
+
+
+def _share_row_tilings(kernel, all_stmts, layouts, tilings, threads) -> None:
+    """Gives mma.sync accumulators whose rows meet (attention-style: the running max and
+    sum of one product scale the rows of another) one warp grid, so that their row vectors'
+    layouts agree; the grid is the one with the least shared-memory traffic that tiles all.
+    Accumulators that already agree, or that no common grid tiles, are left alone."""
+    by_acc: dict = {}
+    for g, tiling in tilings.items():
+        if isinstance(tiling, MmaTiling):
+            by_acc.setdefault(g.c.buffer, []).append(g)
+    warps = threads // 32
+    for group in _row_groups(all_stmts):
+        accs = [b for b in by_acc if b in group]
+        if len(accs) < 2 or any(b not in layouts for b in accs):
+            continue
+        if len({layouts[b].project((0,)).thread_bits for b in accs}) == 1:
+            continue
+        shapes = {b: by_acc[b][0].c.squeezed_shape() for b in accs}
+        best = None
+        for wm_bits in range(log2(warps) + 1):
+            wm, wn = 1 << wm_bits, warps >> wm_bits
+            if any(m % (16 * wm) or n % (8 * wn) for m, n in shapes.values()):
+                continue
+            cost = sum(m // wm + n // wn for m, n in shapes.values())
+            if best is None or cost < best[0]:
+                best = (cost, wm, wn)
+        if best is None:
+            continue
+        _, wm, wn = best
+        for b in accs:
+            m, n = shapes[b]
+            tiling = MmaTiling(m, n, wm, wn)
+            layouts[b] = tiling.accumulator_layout(threads)
+            for g in by_acc[b]:
+                tilings[g] = tiling
+                if g.a.buffer.space is MemorySpace.FRAGMENT:
+                    layouts[g.a.buffer] = tiling.operand_a_layout(threads, g.a.squeezed_shape()[1])
+
+
+def _unconstrained_layout(buf: ir.Buffer, all_stmts, threads: int) -> Layout:
+    """The row-major element-wise layout, except that dimensions some T.Parallel loop indexes
+    uniformly (`v[0]`, `x[i, k]` with k a serial counter) stay whole in every thread's
+    registers, so every iteration finds those elements locally."""
+    in_registers = set()
+    for s in all_stmts:
+        if isinstance(s, ir.ParallelFor):
+            for b, dims, _ in fragment_accesses(s):
+                if b is buf:
+                    in_registers |= {k for k, d in enumerate(dims) if d is UNIFORM}
+    spread = [k for k in range(buf.ndim) if k not in in_registers]
+    if not in_registers:
+        vector = max(1, min(VECTOR_BYTES // buf.dtype.bytes, buf.shape[-1]))
+        return default_layout(tuple(buf.shape), threads, vector)
+    shape = tuple(buf.shape[k] for k in spread)
+    vector = max(1, min(VECTOR_BYTES // buf.dtype.bytes, shape[-1])) if shape else 1
+    inner = default_layout(shape, threads, vector)
+
+    def remap(bit):
+        return None if bit is None else (spread[bit[0]], bit[1])
+
+    regs = [(k, b) for k in reversed(sorted(in_registers)) for b in range(log2(buf.shape[k]))]
+    regs += [remap(b) for b in inner.reg_bits]
+    return Layout(tuple(buf.shape), tuple(remap(b) for b in inner.thread_bits), tuple(regs))
+
+
 def _propagate(kernel, all_stmts, layouts) -> bool:
     changed = False
     for s in all_stmts:
         if isinstance(s, ir.ParallelFor):
-            driver = loop_driver(s, layouts)
-            if driver is None or driver not in layouts:
+            base = loop_layout(s, layouts)
+            if base is None:
                 continue
-            base = layouts[driver]
-            for buf, dims in fragment_accesses(s):
-                if buf in layouts or any(d is None for d in dims):
+            for buf, dims, _ in fragment_accesses(s):
+                if buf in layouts or access_rule_broken(dims) is not None or UNIFORM in dims:
                     continue
-                if list(dims) != sorted(dims) or len(set(dims)) != len(dims):
-                    continue
-                if tuple(buf.shape) != tuple(s.extents[d] for d in dims):
-                    continue
-                layouts[buf] = base.project(tuple(dims))
+                layouts[buf] = access_layout(base, tuple(buf.shape), dims)
                 changed = True
         elif isinstance(s, ir.Reduce) and is_tiled_fragment(s.src) and s.src in layouts \
                 and s.dst not in layouts:
             keep = tuple(d for d in range(s.src.ndim) if d != s.dim)
             layouts[s.dst] = layouts[s.src].project(keep)
             changed = True
+        elif isinstance(s, ir.Reduce) and is_tiled_fragment(s.src) and s.dst in layouts \
+                and s.src not in layouts and s.src.ndim > 1:
+            # The reduction's source takes the vector's threads, its reduced dimension the rest.
+            keep = tuple(d for d in range(s.src.ndim) if d != s.dim)
+            lifted = lift_layout(layouts[s.dst], keep, tuple(s.src.shape))
+            if lifted is not None:
+                layouts[s.src] = lifted
+                changed = True
         elif isinstance(s, ir.Copy):
             src, dst = s.src.buffer, s.dst.buffer
             if is_tiled_fragment(src) and is_tiled_fragment(dst) and src.shape == dst.shape:
@@ -177,24 +306,26 @@ def _check_loops(kernel, all_stmts, layouts) -> None:
         accesses = fragment_accesses(s)
         if not accesses:
             continue
-        driver = loop_driver(s, layouts)
-        if driver is None:
-            names = ", ".join(sorted({b.name for b, _ in accesses}))
-            raise _fail(kernel, s.loc, f"T.Parallel{tuple(s.extents)} touches fragments "
-                        f"({names}) but none of them is indexed by all the loop variables in "
-                        "order with the loop's shape; such a loop cannot be spread over threads")
-        base = layouts[driver]
-        for buf, dims in accesses:
-            if buf is driver:
+        base = loop_layout(s, layouts)
+        where = f"T.Parallel{tuple(s.extents)} (at {s.loc})"
+        for buf, dims, stmt in accesses:
+            rule = access_rule_broken(dims)
+            if rule is not None:
+                raise _fail(kernel, stmt.loc, f"fragment {buf.describe()} in {where}: {rule}")
+            if held_locally(base, layouts[buf], tuple(buf.shape), dims):
                 continue
-            if any(d is None for d in dims) or len(set(dims)) != len(dims) \
-                    or list(dims) != sorted(dims):
-                raise _fail(kernel, s.loc, f"fragment {buf.describe()} is indexed in "
-                            f"T.Parallel{tuple(s.extents)} by something other than the loop "
-                            "variables in order; fragments can only be read at the element the "
-                            "running thread holds")
-            if not base.compatible_projection(layouts[buf], tuple(dims)):
-                raise _fail(kernel, s.loc, f"fragments {driver.describe()} and {buf.describe()} "
-                            f"are laid out differently over threads (layouts "
-                            f"{base.describe()} vs {layouts[buf].describe()}), so one T.Parallel "
-                            "loop cannot touch both; copy one through shared memory")
+            if base is None:
+                names = ", ".join(sorted({b.name for b, _, _ in accesses}))
+                raise _fail(kernel, s.loc, f"T.Parallel{tuple(s.extents)} touches fragments "
+                            f"({names}) but no layout puts the elements each iteration touches "
+                            f"in one thread: {buf.name} is spread over threads (layout "
+                            f"{layouts[buf].describe()}) along a dimension the loop indexes "
+                            "with a uniform index, or the loop's extents are not powers of 2; "
+                            "copy the fragment to a shared buffer and read that instead")
+            driver = loop_driver(s, layouts)
+            first = driver.describe() if driver is not None else \
+                f"the loop (laid out as {base.describe()})"
+            raise _fail(kernel, stmt.loc, f"fragments {first} and {buf.describe()} are laid out "
+                        f"differently over threads (layouts {base.describe()} vs "
+                        f"{layouts[buf].describe()}), so one {where} cannot touch both; copy "
+                        "one through shared memory")

@@ -158,22 +158,109 @@ class MmaTiling:
         return Layout((self.m, k), tuple(threads), tuple(regs))
 
 
-def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool) -> Optional[MmaTiling]:
+def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool,
+                      policy: str = "square") -> Optional[MmaTiling]:
     """A warp grid for an (m, n) accumulator; None when no grid tiles it with m16n8 tiles.
 
     `full_row` puts every warp along M (each warp owns whole rows), which row reductions and
-    feeding the tile into the next gemm as A from registers need.
+    feeding the tile into the next gemm as A from registers need. `policy` is the gemm's
+    T.GemmWarpPolicy: "full_row" also puts every warp along M, "full_col" every warp along N,
+    "square" lets the cost below choose.
     """
     best = None
     for wm_bits in range(log2(num_warps) + 1):
         wm, wn = 1 << wm_bits, num_warps >> wm_bits
         if m % (16 * wm) or n % (8 * wn):
             continue
-        if full_row and wn != 1:
+        if (full_row or policy == "full_row") and wn != 1:
+            continue
+        if policy == "full_col" and wm != 1:
             continue
         tiling = MmaTiling(m, n, wm, wn)
         # Shared-memory traffic per k-step is proportional to the warp tile's perimeter.
         cost = m // wm + n // wn
         if best is None or cost < best[0]:
             best = (cost, tiling)
+    return best[1] if best else None
+
+
+@dataclass(frozen=True)
+class WgmmaTiling:
+    """How an (M, N) accumulator is split over warpgroups for wgmma (sm_90a): a wgs_m x wgs_n
+    grid of warpgroups (numbered M-fastest), each issuing m64 x n_per_wg instructions for
+    m_per_wg / 64 row blocks. Warp w of a warpgroup holds rows 16w..16w+15 of each row block."""
+
+    m: int
+    n: int
+    wgs_m: int
+    wgs_n: int
+
+    @property
+    def m_per_wg(self) -> int:
+        return self.m // self.wgs_m
+
+    @property
+    def n_per_wg(self) -> int:
+        return self.n // self.wgs_n
+
+    @property
+    def row_blocks(self) -> int:
+        return self.m_per_wg // 64
+
+    def accumulator_layout(self, num_threads: int) -> Layout:
+        """Register r = c + 4 * j + (n_per_wg / 2) * mi for column block j (8 wide) and row
+        block mi, c as in mma.sync's m16n8 accumulator (PTX "wgmma .m64nNk16 accumulator D")."""
+        nt, mt = self.n_per_wg // 8, self.row_blocks
+        lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
+        regs = [(1, 0), (0, 3)] + [(1, 3 + b) for b in range(log2(nt))]
+        regs += [(0, 6 + b) for b in range(log2(mt))]
+        warps = [(0, 4), (0, 5)]
+        groups = [(0, 6 + log2(mt) + b) for b in range(log2(self.wgs_m))]
+        groups += [(1, 3 + log2(nt) + b) for b in range(log2(self.wgs_n))]
+        threads = lane + warps + groups
+        threads += [None] * (log2(num_threads) - len(threads))
+        return Layout((self.m, self.n), tuple(threads), tuple(regs))
+
+    def operand_a_layout(self, num_threads: int, k: int) -> Layout:
+        """The wgmma A-from-registers layout over (M, K) (PTX "wgmma .m64nNk16 A in
+        registers"): per k16 step, a{0,1} cols 2q, 2q+1 of row g, a{2,3} row g + 8, a{4..7}
+        cols + 8. With every warpgroup along M it equals the accumulator layout of an (M, K)
+        tile, so a softmax result feeds the next wgmma without moving."""
+        kt, mt = k // 16, self.row_blocks
+        lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
+        regs = [(1, 0), (0, 3), (1, 3)] + [(1, 4 + b) for b in range(log2(kt))]
+        regs += [(0, 6 + b) for b in range(log2(mt))]
+        warps = [(0, 4), (0, 5)]
+        groups = [(0, 6 + log2(mt) + b) for b in range(log2(self.wgs_m))]
+        threads = lane + warps + groups
+        threads += [None] * (log2(num_threads) - len(threads))
+        return Layout((self.m, k), tuple(threads), tuple(regs))
+
+
+def choose_wgmma_tiling(m: int, n: int, num_warpgroups: int, full_row: bool,
+                        columns_only: bool = False) -> Optional[WgmmaTiling]:
+    """A warpgroup grid for an (m, n) accumulator; None when wgmma cannot tile it (each
+    warpgroup needs a multiple of 64 rows, power-of-2 sizes, at most 256 columns per
+    instruction, and registers for its accumulator).
+
+    `full_row` puts every warpgroup along M, which row reductions and A from registers need;
+    `columns_only` puts every warpgroup along N (TileLang's GemmWarpPolicy.FullCol).
+    """
+    best = None
+    for wm_bits in range(log2(num_warpgroups) + 1):
+        wgs_m, wgs_n = 1 << wm_bits, num_warpgroups >> wm_bits
+        if (full_row and wgs_n != 1) or (columns_only and wgs_m != 1):
+            continue
+        if m % (64 * wgs_m) or n % wgs_n:
+            continue
+        t = WgmmaTiling(m, n, wgs_m, wgs_n)
+        if not (is_power_of_two(t.m_per_wg) and is_power_of_two(t.n_per_wg)) or t.n_per_wg < 8:
+            continue
+        if t.m_per_wg * t.n_per_wg // 128 > 256:  # fp32 accumulator registers per thread
+            continue
+        # Wide instructions first (m64n256 reads each A row once per 256 columns), then the
+        # smallest warpgroup perimeter (shared-memory traffic per k-step).
+        cost = (-min(t.n_per_wg, 256), t.m_per_wg + t.n_per_wg)
+        if best is None or cost < best[0]:
+            best = (cost, t)
     return best[1] if best else None

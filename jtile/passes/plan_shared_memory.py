@@ -36,8 +36,13 @@ class SharedPlan:
     static_bytes: int = 0
 
 
-def _align(n: int) -> int:
-    return (n + ALIGNMENT - 1) // ALIGNMENT * ALIGNMENT
+# Tiles TMA writes with a 128-byte swizzle (and wgmma reads through descriptors) must start
+# on the swizzle pattern's 1024-byte period.
+PANEL_ALIGNMENT = 1024
+
+
+def _align(n: int, alignment: int = ALIGNMENT) -> int:
+    return (n + alignment - 1) // alignment * alignment
 
 
 def _pipelinable(loop: ir.For, copy: ir.Copy, body: tuple) -> bool:
@@ -148,7 +153,7 @@ def live_intervals(kernel: ir.Kernel, buffers) -> dict:
     return intervals
 
 
-def place_buffers(sizes: dict, intervals: dict) -> dict:
+def place_buffers(sizes: dict, intervals: dict, alignment: int = ALIGNMENT) -> dict:
     """Byte offsets, 128-byte aligned, where buffers live at the same time never overlap and
     buffers whose lives do not meet may share bytes (largest placed first, lowest fit)."""
     offsets: dict = {}
@@ -162,13 +167,24 @@ def place_buffers(sizes: dict, intervals: dict) -> dict:
         for start, end in busy:
             if offset + sizes[buf] <= start:
                 break
-            offset = max(offset, _align(end))
+            offset = max(offset, _align(end, alignment))
         offsets[buf] = offset
     return offsets
 
 
+def plan_mbarrier_rings(kernel: ir.Kernel, plan: SharedPlan) -> None:
+    """Every tile a TMA stage ring loads gets one copy per stage."""
+    from jtile.ir.lowered import MbarrierPipeline
+
+    for s in statements(kernel.body):
+        if isinstance(s, MbarrierPipeline):
+            for load in s.loads:
+                plan.stages[load.tile.dst.buffer] = s.stages
+
+
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan = SharedPlan()
+    plan_mbarrier_rings(kernel, plan)
     plan_pipelines(kernel, plan, target)
     plan_swizzles(kernel, plan)
     staged = plan_store_staging(kernel, plan)
@@ -187,7 +203,9 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
             static += sizes[buf]
     intervals = live_intervals(kernel, sizes)
     intervals.update({stage: (index, index) for stage, index in staged.items()})
-    plan.offsets = place_buffers(sizes, intervals)
+    panels = kernel.attrs.get("panel_buffers", frozenset())
+    alignment = PANEL_ALIGNMENT if panels else ALIGNMENT
+    plan.offsets = place_buffers(sizes, intervals, alignment)
     offset = max((_align(plan.offsets[b] + sizes[b]) for b in sizes), default=0)
     plan.scratch_bytes = reduce_scratch_bytes(kernel)
     if plan.scratch_bytes:
@@ -195,6 +213,8 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
         rows.append(f"reduction scratch = {plan.scratch_bytes} bytes")
         offset = _align(offset + plan.scratch_bytes)
     barriers = sum(8 * b.shape[0] for b in kernel.allocations if b.space is MemorySpace.BARRIER)
+    barriers += sum(16 * s.stages for s in statements(kernel.body)
+                    if type(s).__name__ == "MbarrierPipeline")
     plan.dynamic_bytes = offset
     plan.static_bytes = static
     total = offset + barriers

@@ -8,7 +8,9 @@ from __future__ import annotations
 from jtile.errors import JtileError, JtileTargetError, JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import buffers_read, buffers_written, child_bodies, statements
+from jtile.passes.verify_tile_options import verify_tile_options
+from jtile.ir.walk import (buffers_read, buffers_written, child_bodies, statement_exprs,
+                          statements, sub_expressions)
 
 
 def _fail(kernel: ir.Kernel, loc, message: str, cls=JtileTraceError) -> JtileError:
@@ -65,6 +67,7 @@ def verify_reducers(kernel: ir.Kernel) -> None:
 
 def verify_target_features(kernel: ir.Kernel, target) -> None:
     """Refuses buffers and ops the target's hardware does not have."""
+    verify_tile_options(kernel, target)  # clusters, views, layout annotations
     for buf in kernel.allocations:
         if buf.space is MemorySpace.BARRIER and not target.has_mbarrier:
             raise _fail(kernel, buf.loc, f"T.alloc_barrier ({buf.name}) needs mbarriers, which "
@@ -86,7 +89,8 @@ def verify_target_features(kernel: ir.Kernel, target) -> None:
                         f"{target.arch}", JtileTargetError)
 
 
-_TILE_OPS = (ir.Copy, ir.Fill, ir.Gemm, ir.Reduce, ir.FinalizeReducer, ir.SyncThreads)
+_TILE_OPS = (ir.Copy, ir.Fill, ir.Gemm, ir.Reduce, ir.FinalizeReducer, ir.SyncThreads,
+             ir.Scan, ir.Im2Col)
 
 
 def verify_no_tile_ops_in_parallel(kernel: ir.Kernel) -> None:
@@ -100,9 +104,128 @@ def verify_no_tile_ops_in_parallel(kernel: ir.Kernel) -> None:
             if isinstance(s, _TILE_OPS) or tile_atomic:
                 name = {ir.Copy: "T.copy", ir.Fill: "T.fill", ir.Gemm: "T.gemm",
                         ir.Reduce: "T.reduce_*", ir.FinalizeReducer: "T.finalize_reducer",
-                        ir.SyncThreads: "T.sync_threads"}.get(type(s), "T.atomic_add of a tile")
+                        ir.SyncThreads: "T.sync_threads", ir.Scan: "T.cumsum/T.cummax",
+                        ir.Im2Col: "T.im2col"}.get(type(s), f"T.atomic_{getattr(s, 'op', 'add')} "
+                                                   "of a tile")
                 raise _fail(kernel, s.loc, f"{name} inside T.Parallel (opened at {loop.loc}); "
                             "tile operations run once per block, so move it out of the loop")
+
+
+_PRIVATE_SPACES = (MemorySpace.LOCAL, MemorySpace.VAR)
+
+
+def _thread_dependent_buffers(kernel: ir.Kernel) -> set:
+    """Thread-private buffers (local, var) that may hold a value that differs between threads:
+    stored from such a value, at such an index, or under such a condition. Computed to a fixed
+    point over the whole body, regardless of order, since a loop carries values backwards."""
+    tainted: set = set()
+
+    def depends(expr) -> bool:
+        return _depends_on_thread(kernel, expr, tainted)
+
+    changed = True
+    while changed:
+        changed = False
+
+        def visit(body, divergent: bool):
+            nonlocal changed
+            for s in body:
+                # A T.Parallel iteration belongs to one thread, so what it writes differs.
+                inner = divergent or isinstance(s, ir.ParallelFor) or \
+                    any(depends(e) for e in statement_exprs(s))
+                if inner:
+                    for buf in buffers_written(s):
+                        if buf.space in _PRIVATE_SPACES and buf not in tainted:
+                            tainted.add(buf)
+                            changed = True
+                for child in child_bodies(s):
+                    visit(child, inner)
+
+        visit(kernel.body, False)
+    return tainted
+
+
+def _depends_on_thread(kernel: ir.Kernel, expr, tainted: set) -> bool:
+    """Whether `expr` may differ between the threads of a block: it reads the thread index
+    (directly, or in the index of a load) or a thread-private buffer that holds such a value."""
+    for e in sub_expressions(expr):
+        if isinstance(e, ir.Var) and (e is kernel.thread_var or e.kind is ir.VarKind.THREAD):
+            return True
+        if isinstance(e, ir.Load) and e.buffer in tainted:
+            return True
+    return False
+
+
+def _cooperative_name(s):
+    """The name of `s` when the whole block must run it together, else None. Copies, fills
+    and tile atomics that touch a thread-private buffer are per-thread work (every thread
+    moves the whole tile), so they may run under a thread-dependent condition."""
+    if isinstance(s, (ir.Copy, ir.Fill)) or \
+            (isinstance(s, ir.AtomicAdd) and isinstance(s.value, ir.Region)):
+        regions = (s.dst,) + ((s.src,) if isinstance(s, ir.Copy) else ()) + \
+            ((s.value,) if isinstance(s, ir.AtomicAdd) else ())
+        if any(r.buffer.space in _PRIVATE_SPACES for r in regions):
+            return None
+        return {ir.Copy: "T.copy", ir.Fill: "T.fill"}.get(
+            type(s), f"T.atomic_{getattr(s, 'op', 'add')} of a tile")
+    return {ir.Gemm: "T.gemm", ir.Reduce: f"T.reduce_{getattr(s, 'op', '')}",
+            ir.FinalizeReducer: "T.finalize_reducer", ir.SyncThreads: "T.sync_threads",
+            ir.ParallelFor: "T.Parallel"}.get(type(s))
+
+
+def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
+    """Tile operations, T.Parallel and T.sync_threads run on every thread of the block
+    together (each thread does its share, and the compiled code synchronises inside them).
+    Under a `T.If`/`T.Else` or a loop bound that differs between threads, only some threads
+    would do their share and `__syncthreads()` would wait for threads that never arrive.
+    Element stores, mbarrier operations and per-thread copies stay allowed there."""
+    if kernel.thread_var is None:
+        return
+    tainted = _thread_dependent_buffers(kernel)
+
+    def visit(body, divergence):
+        for s in body:
+            if divergence is not None:
+                name = _cooperative_name(s)
+                if name is not None:
+                    what, loc = divergence
+                    raise _fail(kernel, s.loc, f"{name} under {what} at {loc}, which "
+                                "differs between the threads of a block; every thread must run "
+                                f"{name} together, or the threads that skip it leave their share "
+                                "undone (and a barrier inside it waits forever). Move it out of "
+                                "the condition, or write the per-thread work as element stores")
+            inner = divergence
+            if inner is None and not isinstance(s, ir.ParallelFor) and \
+                    any(_depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
+                if isinstance(s, ir.IfThenElse):
+                    inner = ("the condition of T.If", s.loc)
+                elif isinstance(s, ir.For):
+                    inner = ("the bound of the loop", s.loc)
+                elif isinstance(s, ir.While):
+                    inner = ("the condition of the while loop", s.loc)
+            if isinstance(s, ir.IfThenElse):
+                visit(s.then_body, inner)
+                if s.else_body:
+                    visit(s.else_body, divergence if inner is divergence
+                          else ("T.Else of the T.If", s.loc))
+            elif not isinstance(s, ir.ParallelFor):  # T.Parallel bodies have their own check
+                for child in child_bodies(s):
+                    visit(child, inner)
+
+    visit(kernel.body, None)
+
+
+def verify_fragment_indexing(kernel: ir.Kernel) -> None:
+    """Fragment elements are named only inside T.Parallel, by the loop's variables or by
+    indices uniform over its iterations (`jtile.passes.fragment_access`); interpret mode would
+    otherwise accept programs no thread layout can run."""
+    from jtile.passes.fragment_access import fragment_rule_violations, fragment_tile_violations
+
+    for s, buf, rule in fragment_rule_violations(kernel):
+        what = f"fragment {buf.describe()} " if buf is not None else ""
+        raise _fail(kernel, s.loc, f"{what}{rule}")
+    for loc, rule in fragment_tile_violations(kernel):
+        raise _fail(kernel, loc, rule)
 
 
 def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
@@ -111,4 +234,6 @@ def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     verify_outputs_written(kernel, tuple(aliases.values()))
     verify_reducers(kernel)
     verify_no_tile_ops_in_parallel(kernel)
+    verify_fragment_indexing(kernel)
+    verify_uniform_tile_ops(kernel)
     return kernel

@@ -60,7 +60,7 @@ CASES = {
                                          block_cols=32, threads=128), "column_stats"),
                 [S((300, 96), jnp.float32)]),
     "producer_consumer": (_plain(functools.partial(producer_consumer.scaled_rows_kernel,
-                                                   tile=256, threads=128), "scaled_rows"),
+                                                   width=128), "scaled_rows"),
                           [S((16, 512), jnp.float32)]),
     "flash_d64": _flash(64, False, block_n=128),
     "flash_d64_causal": _flash(64, True, block_n=128),

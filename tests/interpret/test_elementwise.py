@@ -227,13 +227,15 @@ def test_store_to_input_without_alias_is_refused():
         run(kernel, [np.ones(8, np.float32)], [((8,), "float32")])
 
 
-def test_thread_index_is_refused():
+def test_thread_index_inside_parallel_is_refused():
     def kernel(X, O):
         with T.Kernel(1, threads=128):
             tx = T.get_thread_binding()
-            O[tx] = X[tx]
+            for i in T.Parallel(128):
+                O[i] = X[tx]
 
-    with pytest.raises(JtileError, match=r"kernel .*test_elementwise.py:\d+.*thread"):
+    with pytest.raises(JtileError, match=r"kernel .*test_elementwise.py:\d+.*inside T.Parallel "
+                                         r"reads the thread index"):
         run(kernel, [np.ones(128, np.float32)], [((128,), "float32")])
 
 

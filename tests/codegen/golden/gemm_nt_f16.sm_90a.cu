@@ -2,7 +2,16 @@
 // target sm_90a, jtile <version>
 #include "jtile/device.cuh"
 
-extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restrict__ A, const jt::half* __restrict__ B, jt::half* __restrict__ C) {
+__device__ __forceinline__ void jt_wgmma_m64n128k16_f16_ss_nn(float* d, unsigned long long a, unsigned long long b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+      : "l"(a), "l"(b), "r"(accumulate));
+}
+
+extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::half* __restrict__ A, const jt::half* __restrict__ B, jt::half* __restrict__ C, const __grid_constant__ jt::TensorMap jt_tma_map0, const __grid_constant__ jt::TensorMap jt_tma_map1) {
   extern __shared__ __align__(1024) unsigned char jt_smem[];
   const int tx = threadIdx.x;
   const int bx = blockIdx.x;
@@ -11,109 +20,85 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
   jt::half* b_tile_smem = reinterpret_cast<jt::half*>(jt_smem + 24576);
   float acc_frag[128];
   jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
-  // gemm.py:31
-  #pragma unroll
-  for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
-  // gemm.py:32
-  {
-    // prologue: tiles 0..1 in flight
-    if (0 < 5) {
-      #pragma unroll
-      for (int jt_u3 = 0; jt_u3 < 4; ++jt_u3) {
-        const int jt_c2 = jt_u3 * 128 + tx;
-        jt::cp_async_16(&a_tile_smem[(0) * 4096 + ((((jt_c2 * 8) / 32) % 128)) * 32 + (((((jt_c2 * 8) % 32)) / 8) ^ (((((jt_c2 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c2 * 8) % 32)) % 8], &A[(((by * 128) + ((jt_c2 * 8) / 32) % 128)) * 160 + (((0) * 32) + (jt_c2 * 8) % 32)]);
+  __shared__ __align__(8) unsigned long long jt_full_bar[3];
+  __shared__ __align__(8) unsigned long long jt_empty_bar[3];
+  if (tx == 0) {
+    for (int s = 0; s < 3; ++s) {
+      jt::mbarrier_init(&jt_full_bar[s], 1);
+      jt::mbarrier_init(&jt_empty_bar[s], 128);
+    }
+    jt::fence_barrier_init();
+  }
+  __syncthreads();
+  if (tx >= 128) {
+    if (tx == 128) {
+      jt::tma_prefetch_map(&jt_tma_map0);
+      jt::tma_prefetch_map(&jt_tma_map1);
+      for (int k = 0; k < 5; ++k) {
+        const int s = k % 3;
+        if (k >= 3) {
+          jt::mbarrier_wait_parity(&jt_empty_bar[s], ((k / 3) & 1) ^ 1);
+        }
+        jt::mbarrier_arrive_expect_tx(&jt_full_bar[s], 16384u);
+        jt::tma_load_2d(reinterpret_cast<unsigned char*>(a_tile_smem) + (s) * 8192 + 0, &jt_tma_map0, &jt_full_bar[s], (int)(((k) * 32)), (int)((by * 128)));
+        jt::tma_load_2d(reinterpret_cast<unsigned char*>(b_tile_smem) + (s) * 8192 + 0, &jt_tma_map1, &jt_full_bar[s], (int)(((k) * 32)), (int)((bx * 128)));
       }
+    }
+  }
+  else {
+    // gemm.py:31
+    #pragma unroll
+    for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
+    // gemm.py:32
+    {
+      for (int k = 0; k < 5; ++k) {
+        jt::mbarrier_wait_parity(&jt_full_bar[(k % 3)], (k / 3) & 1);
+        // gemm.py:41
+        {
+          const int jt_wg = tx >> 7;
+          const int jt_wg_m = jt_wg % 1; (void)jt_wg_m;
+          const int jt_wg_n = jt_wg / 1; (void)jt_wg_n;
+          const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(a_tile_smem) + ((k % 3)) * 8192 + jt_wg_m * 8192, 16u, 512u, 2u);
+          const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(b_tile_smem) + ((k % 3)) * 8192 + jt_wg_n * 8192, 16u, 512u, 2u);
+          jt::wgmma_fence();
+          jt_wgmma_m64n128k16_f16_ss_nn(&acc_frag[0], jt_da + 0, jt_db + 0, 1);
+          jt_wgmma_m64n128k16_f16_ss_nn(&acc_frag[64], jt_da + 256, jt_db + 0, 1);
+          jt_wgmma_m64n128k16_f16_ss_nn(&acc_frag[0], jt_da + 2, jt_db + 2, 1);
+          jt_wgmma_m64n128k16_f16_ss_nn(&acc_frag[64], jt_da + 258, jt_db + 2, 1);
+          jt::wgmma_commit();
+          jt::wgmma_wait<1>();
+        }
+        if (k > 0) {
+          jt::mbarrier_arrive(&jt_empty_bar[(k - 1) % 3]);
+        }
+      }
+      jt::wgmma_wait<0>();
+      jt::wgmma_hold(acc_frag);
+    }
+    // gemm.py:42
+    jt::fence_proxy_async_shared();
+    jt::named_barrier_sync(1, 128);
+    {
       #pragma unroll
-      for (int jt_u5 = 0; jt_u5 < 4; ++jt_u5) {
+      for (int jt_r2 = 0; jt_r2 < 128; jt_r2 += 2) {
+        jt::vec<jt::half, 2> jt_v3;
+        #pragma unroll
+        for (int u = 0; u < 2; ++u) jt_v3.v[u] = jt::cast<jt::half>(acc_frag[jt_r2 + u]);
+        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3))))) % 8]) = jt_v3;
+      }
+    }
+    jt::named_barrier_sync(1, 128);
+    {
+      #pragma unroll
+      for (int jt_u5 = 0; jt_u5 < 16; ++jt_u5) {
         const int jt_c4 = jt_u5 * 128 + tx;
-        jt::cp_async_16_zfill(&b_tile_smem[(0) * 4096 + ((((jt_c4 * 8) / 32) % 128)) * 32 + (((((jt_c4 * 8) % 32)) / 8) ^ (((((jt_c4 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c4 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c4 * 8) / 32) % 128)) * 160 + (((0) * 32) + (jt_c4 * 8) % 32)], (unsigned)((bx * 128) + ((jt_c4 * 8) / 32) % 128) < 192u && (unsigned)(((0) * 32) + (jt_c4 * 8) % 32) < 160u);
-      }
-    }
-    jt::cp_async_commit();
-    if (1 < 5) {
-      #pragma unroll
-      for (int jt_u7 = 0; jt_u7 < 4; ++jt_u7) {
-        const int jt_c6 = jt_u7 * 128 + tx;
-        jt::cp_async_16(&a_tile_smem[(1) * 4096 + ((((jt_c6 * 8) / 32) % 128)) * 32 + (((((jt_c6 * 8) % 32)) / 8) ^ (((((jt_c6 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c6 * 8) % 32)) % 8], &A[(((by * 128) + ((jt_c6 * 8) / 32) % 128)) * 160 + (((1) * 32) + (jt_c6 * 8) % 32)]);
-      }
-      #pragma unroll
-      for (int jt_u9 = 0; jt_u9 < 4; ++jt_u9) {
-        const int jt_c8 = jt_u9 * 128 + tx;
-        jt::cp_async_16_zfill(&b_tile_smem[(1) * 4096 + ((((jt_c8 * 8) / 32) % 128)) * 32 + (((((jt_c8 * 8) % 32)) / 8) ^ (((((jt_c8 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c8 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c8 * 8) / 32) % 128)) * 160 + (((1) * 32) + (jt_c8 * 8) % 32)], (unsigned)((bx * 128) + ((jt_c8 * 8) / 32) % 128) < 192u && (unsigned)(((1) * 32) + (jt_c8 * 8) % 32) < 160u);
-      }
-    }
-    jt::cp_async_commit();
-    for (int k = 0; k < 5; ++k) {
-      jt::cp_async_wait<1>();
-      __syncthreads();
-      if (k + 2 < 5) {
-        #pragma unroll
-        for (int jt_u11 = 0; jt_u11 < 4; ++jt_u11) {
-          const int jt_c10 = jt_u11 * 128 + tx;
-          jt::cp_async_16(&a_tile_smem[((k + 2) % 3) * 4096 + ((((jt_c10 * 8) / 32) % 128)) * 32 + (((((jt_c10 * 8) % 32)) / 8) ^ (((((jt_c10 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c10 * 8) % 32)) % 8], &A[(((by * 128) + ((jt_c10 * 8) / 32) % 128)) * 160 + (((k + 2) * 32) + (jt_c10 * 8) % 32)]);
+        if ((unsigned)((by * 128) + ((jt_c4 * 8) / 128) % 128) < 256u && (unsigned)((bx * 128) + (jt_c4 * 8) % 128) < 192u) {
+          jt::vec<jt::half, 8> jt_v6;
+          jt_v6 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c4 * 8) / 128) % 128)) * 128 + (((((jt_c4 * 8) % 128)) / 8) ^ (((((jt_c4 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c4 * 8) % 128)) % 8]);
+          jt::vec<jt::half, 8> jt_v7;
+          for (int u = 0; u < 8; ++u) jt_v7.v[u] = jt::cast<jt::half>(jt_v6.v[u]);
+          *reinterpret_cast<jt::vec<jt::half, 8>*>(&C[(((by * 128) + ((jt_c4 * 8) / 128) % 128)) * 192 + ((bx * 128) + (jt_c4 * 8) % 128)]) = jt_v7;
         }
-        #pragma unroll
-        for (int jt_u13 = 0; jt_u13 < 4; ++jt_u13) {
-          const int jt_c12 = jt_u13 * 128 + tx;
-          jt::cp_async_16_zfill(&b_tile_smem[((k + 2) % 3) * 4096 + ((((jt_c12 * 8) / 32) % 128)) * 32 + (((((jt_c12 * 8) % 32)) / 8) ^ (((((jt_c12 * 8) / 32) % 128)) / 2 % 4)) * 8 + (((jt_c12 * 8) % 32)) % 8], &B[(((bx * 128) + ((jt_c12 * 8) / 32) % 128)) * 160 + (((k + 2) * 32) + (jt_c12 * 8) % 32)], (unsigned)((bx * 128) + ((jt_c12 * 8) / 32) % 128) < 192u && (unsigned)(((k + 2) * 32) + (jt_c12 * 8) % 32) < 160u);
-        }
-      }
-      jt::cp_async_commit();
-      // gemm.py:41
-      {
-        const int jt_lane = tx & 31;
-        const int jt_warp_m = (tx >> 5) % 2; (void)jt_warp_m;
-        const int jt_warp_n = (tx >> 5) / 2;
-        #pragma unroll
-        for (int kk = 0; kk < 2; ++kk) {
-          unsigned a[4][4];
-          unsigned b[8][2];
-          #pragma unroll
-          for (int mi = 0; mi < 4; ++mi) {
-            const int m0 = jt_warp_m * 64 + mi * 16;
-            jt::ldmatrix_x4(a[mi], &a_tile_smem[(k % 3) * 4096 + ((m0 + (jt_lane & 15))) * 32 + ((((kk * 16 + (jt_lane >> 4) * 8)) / 8) ^ (((m0 + (jt_lane & 15))) / 2 % 4)) * 8 + ((kk * 16 + (jt_lane >> 4) * 8)) % 8]);
-          }
-          #pragma unroll
-          for (int ni = 0; ni < 8; ni += 2) {
-            const int n0 = jt_warp_n * 64 + ni * 8;
-            unsigned r4[4];
-            jt::ldmatrix_x4(r4, &b_tile_smem[(k % 3) * 4096 + ((n0 + (jt_lane & 7) + (jt_lane >> 4) * 8)) * 32 + ((((kk * 16 + ((jt_lane >> 3) & 1) * 8)) / 8) ^ (((n0 + (jt_lane & 7) + (jt_lane >> 4) * 8)) / 2 % 4)) * 8 + ((kk * 16 + ((jt_lane >> 3) & 1) * 8)) % 8]);
-            b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; b[ni + 1][1] = r4[3];
-          }
-          #pragma unroll
-          for (int mi = 0; mi < 4; ++mi) {
-            #pragma unroll
-            for (int ni = 0; ni < 8; ++ni) {
-              jt::mma_m16n8k16_f16f32(*reinterpret_cast<float(*)[4]>(&acc_frag[(mi * 8 + ni) * 4]), a[mi], b[ni]);
-            }
-          }
-        }
-      }
-    }
-    jt::cp_async_wait_all();
-  }
-  // gemm.py:42
-  __syncthreads();
-  {
-    #pragma unroll
-    for (int jt_r14 = 0; jt_r14 < 128; jt_r14 += 2) {
-      jt::vec<jt::half, 2> jt_v15;
-      #pragma unroll
-      for (int u = 0; u < 2; ++u) jt_v15.v[u] = jt::cast<jt::half>(acc_frag[jt_r14 + u]);
-      *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4))))) * 128 + ((((((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 1) << 6)) | ((((jt_r14 >> 1) & 1) << 3) | (((jt_r14 >> 5) & 3) << 4))))) % 8)) * 8 + ((((((tx & 3) << 1) | (((tx >> 6) & 1) << 6)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))))) % 8]) = jt_v15;
-    }
-  }
-  __syncthreads();
-  {
-    #pragma unroll
-    for (int jt_u17 = 0; jt_u17 < 16; ++jt_u17) {
-      const int jt_c16 = jt_u17 * 128 + tx;
-      if ((unsigned)((by * 128) + ((jt_c16 * 8) / 128) % 128) < 256u && (unsigned)((bx * 128) + (jt_c16 * 8) % 128) < 192u) {
-        jt::vec<jt::half, 8> jt_v18;
-        jt_v18 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c16 * 8) / 128) % 128)) * 128 + (((((jt_c16 * 8) % 128)) / 8) ^ (((((jt_c16 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c16 * 8) % 128)) % 8]);
-        jt::vec<jt::half, 8> jt_v19;
-        for (int u = 0; u < 8; ++u) jt_v19.v[u] = jt::cast<jt::half>(jt_v18.v[u]);
-        *reinterpret_cast<jt::vec<jt::half, 8>*>(&C[(((by * 128) + ((jt_c16 * 8) / 128) % 128)) * 192 + ((bx * 128) + (jt_c16 * 8) % 128)]) = jt_v19;
       }
     }
   }

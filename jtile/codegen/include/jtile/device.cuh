@@ -13,4 +13,5 @@
 #include "copy.cuh"      // cp.async, proxy fence            (sm_80+, sm_90+)
 #include "mma.cuh"       // ldmatrix, stmatrix, mma.sync      (sm_75+, sm_80+)
 #include "mbarrier.cuh"  // mbarrier, bulk copy               (sm_90+)
+#include "hopper.cuh"   // TMA tensor copies, wgmma, setmaxnreg (sm_90+, sm_90a)
 #include "tmem.cuh"      // tensor memory alloc/dealloc        (sm_100a)

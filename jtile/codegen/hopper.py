@@ -1,0 +1,248 @@
+"""Printing Hopper's lowered statements: wgmma gemms, TMA loads and mbarrier stage rings.
+
+Everything printed here was decided by the passes (lower_tile_ops, pipeline_loops,
+specialize_warps) and sits in node fields; this module turns it into device-header calls.
+"""
+
+from __future__ import annotations
+
+from jtile.codegen import TensorMapSpec
+from jtile.ir import lowered as low
+from jtile.ir.lowered import TMA_SWIZZLE, Major
+from jtile.ir.types import MemorySpace
+from jtile.passes.lower_tile_ops import TMA_DTYPE
+
+FULL = "jt_full_bar"
+EMPTY = "jt_empty_bar"
+
+
+# ----------------------------------------------------------------------------- tensor maps
+
+
+def tensor_map_specs(em) -> tuple:
+    """One TensorMapSpec per map the kernel's TMA loads use (GeneratedKernel.tensor_maps)."""
+    specs = []
+    for param, load in em.kernel.attrs.get("tma_maps", ()):
+        buf = em.kernel.params[param]
+        layout = load.tile.dst.buffer
+        panel = low.PanelLayout(layout.shape[0], layout.shape[1], buf.dtype.bytes,
+                                min(128, layout.shape[1] * buf.dtype.bytes))
+        dims = tuple(reversed(buf.shape))
+        strides, stride = [], buf.dtype.bytes
+        for d in dims[:-1]:
+            stride *= d
+            strides.append(stride)
+        box = (panel.panel_columns,) + tuple(reversed(load.tile.src.extents))[1:]
+        if em.batch > 1 and em.batched[param]:
+            strides.append(stride * dims[-1])
+            dims += (em.batch,)
+            box += (1,)
+        specs.append(TensorMapSpec(param=param, dtype=TMA_DTYPE[buf.dtype], dims=dims,
+                                   strides=tuple(strides), box=box,
+                                   swizzle=TMA_SWIZZLE[panel.span]))
+    return tuple(specs)
+
+
+def map_name(index: int) -> str:
+    return f"jt_tma_map{index}"
+
+
+def tensor_map_params(em) -> list:
+    return [f"const __grid_constant__ jt::TensorMap {map_name(i)}"
+            for i in range(len(em.kernel.attrs.get("tma_maps", ())))]
+
+
+# ----------------------------------------------------------------------------- TMA loads
+
+
+def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> None:
+    """Expect the stage's bytes on its full barrier, then issue every box of every load."""
+    em.line(f"jt::mbarrier_arrive_expect_tx(&{FULL}[{stage}], {pipe.transaction_bytes}u);")
+    em.var_override[pipe.var] = f"({iteration})"
+    for load in pipe.loads:
+        buf = load.tile.dst.buffer
+        base = f"reinterpret_cast<unsigned char*>({em.name(buf)}) + ({stage}) * {buf.nbytes}"
+        param = em.kernel.attrs["tma_maps"][load.map_index][0]
+        batch = em.batch > 1 and em.batched[param]
+        for box in load.boxes:
+            coords = [f"(int)({em.expr(c)})" for c in box.coords]
+            if batch:
+                coords.append("(int)jt_batch")
+            em.line(f"jt::tma_load_{len(coords)}d({base} + {box.smem_byte_offset}, "
+                    f"&{map_name(load.map_index)}, &{FULL}[{stage}], {', '.join(coords)});")
+    del em.var_override[pipe.var]
+
+
+def declare_ring(em, pipe: low.MbarrierPipeline) -> None:
+    em.line(f"__shared__ __align__(8) unsigned long long {FULL}[{pipe.stages}];")
+    if pipe.producer_threads:
+        em.line(f"__shared__ __align__(8) unsigned long long {EMPTY}[{pipe.stages}];")
+
+
+def init_ring(em, pipe: low.MbarrierPipeline) -> None:
+    """Run by thread 0 before the block-wide barrier that follows barrier initialisation."""
+    with em.block(f"for (int s = 0; s < {pipe.stages}; ++s)"):
+        em.line(f"jt::mbarrier_init(&{FULL}[s], 1);")
+        if pipe.producer_threads:
+            em.line(f"jt::mbarrier_init(&{EMPTY}[s], {pipe.consumer_threads});")
+
+
+def emit_producer(em, pipe: low.MbarrierPipeline) -> None:
+    """The producer warpgroup: one thread runs ahead through the ring, waiting only for the
+    consumers to free each stage (empty barrier, the previous round's phase)."""
+    tid = em.name(em.kernel.thread_var)
+    n = em.expr(pipe.extent)
+    with em.block(f"if ({tid} == {pipe.consumer_threads})"):
+        for i in range(len(em.kernel.attrs.get("tma_maps", ()))):
+            em.line(f"jt::tma_prefetch_map(&{map_name(i)});")
+        with em.block(f"for (int k = 0; k < {n}; ++k)"):
+            em.line(f"const int s = k % {pipe.stages};")
+            with em.block(f"if (k >= {pipe.stages})"):
+                em.line(f"jt::mbarrier_wait_parity(&{EMPTY}[s], ((k / {pipe.stages}) & 1) ^ 1);")
+            _issue_loads(em, pipe, "k", "s")
+
+
+def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
+    """The consumers' side of the ring (and, without a producer warpgroup, thread 0 issuing
+    the loads S - 1 tiles ahead, after the barrier that frees the stage it refills)."""
+    from jtile.ir.affine import static_value
+
+    em.comment_loc(pipe.loc)
+    tid = em.name(em.kernel.thread_var)
+    counter = em.name(pipe.var)
+    n = em.expr(pipe.extent)
+    stages = pipe.stages
+    extent = static_value(pipe.extent)
+    if extent is not None:
+        em.var_ranges[pipe.var] = (0, max(0, extent - 1))
+    buffers = [load.tile.dst.buffer for load in pipe.loads]
+    # Shared memory written before the loop (a Q tile, say) is read by wgmma inside it: make
+    # it visible (and to the async proxy) once, here, since the ring passes no block barrier.
+    if em.dirty_written or em.overlap(set(buffers), em.dirty_read):
+        em.sync()
+    with em.block(""):
+        if not pipe.producer_threads:
+            with em.block(f"if ({tid} == 0)"):
+                for s in range(stages - 1):
+                    with em.block(f"if ({s} < {n})"):
+                        _issue_loads(em, pipe, str(s), str(s))
+        with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
+            stage = f"({counter} % {stages})"
+            em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({counter} / {stages}) & 1);")
+            if not pipe.producer_threads:
+                # Every thread is past iteration counter - 1, so its stage may be refilled.
+                em.line("__syncthreads();")
+                ahead = f"{counter} + {stages - 1}"
+                with em.block(f"if ({tid} == 0 && {ahead} < {n})"):
+                    _issue_loads(em, pipe, ahead, f"({ahead}) % {stages}")
+            for b in buffers:
+                em.stage_expr[b] = stage
+            if pipe.producer_threads:
+                em.loop_body(pipe.body)
+            else:
+                em.dirty_read.clear()
+                em.dirty_written.clear()
+                em.body(pipe.body)
+            if pipe.deferred_release:
+                # The group of iteration counter - 1 has finished: its stage is free.
+                with em.block(f"if ({counter} > 0)"):
+                    em.line(f"jt::mbarrier_arrive(&{EMPTY}[({counter} - 1) % {stages}]);")
+            elif pipe.producer_threads:
+                em.line(f"jt::mbarrier_arrive(&{EMPTY}[{stage}]);")
+        if pipe.deferred_release:
+            em.line("jt::wgmma_wait<0>();")
+            for acc in dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body):
+                em.line(f"jt::wgmma_hold({acc});")
+    for b in buffers:
+        em.stage_expr.pop(b, None)
+    for s in pipe.body:
+        reads, writes = em.shared_sets(s)
+        em.dirty_read |= reads
+        em.dirty_written |= writes
+    em.dirty_read |= set(buffers)
+    em.dirty_written |= set(buffers)
+
+
+# ----------------------------------------------------------------------------- wgmma
+
+
+def _operand_offset(op: low.SmemOperand, mn: int, k: int) -> int:
+    """Byte offset of element (mn, k) of an operand tile, before swizzling."""
+    if op.major is Major.K:
+        return op.layout.byte_offset(mn, k)
+    return op.layout.byte_offset(k, mn)
+
+
+def _descriptor(em, op: low.SmemOperand, wg_index: str, wg_extent: int) -> str:
+    """A descriptor for the operand block of warpgroup `wg_index` (its M or N offset is
+    wg_index * wg_extent, a whole number of rows or of panels)."""
+    buf = op.region.buffer
+    base = f"reinterpret_cast<unsigned char*>({em.name(buf)})"
+    stage = em.stage_expr.get(buf)
+    if stage is not None:
+        base += f" + ({stage}) * {buf.nbytes}"
+    step = _operand_offset(op, wg_extent, 0)
+    if step:
+        base += f" + {wg_index} * {step}"
+    return f"jt::wgmma_desc({base}, {op.lbo}u, {op.sbo}u, {op.mode}u)"
+
+
+def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
+    s = g.tile
+    em.comment_loc(g.loc)
+    tid = em.name(em.kernel.thread_var)
+    acc = em.name(s.c.buffer)
+    k = s.a.buffer.shape[0] if s.transpose_a else s.a.buffer.shape[1]
+    row_blocks = g.m_per_wg // 64
+    col_blocks = g.n_per_wg // g.inst_n
+    with em.block(""):
+        em.line(f"const int jt_wg = {tid} >> 7;")
+        em.line(f"const int jt_wg_m = jt_wg % {g.wgs_along_m}; (void)jt_wg_m;")
+        em.line(f"const int jt_wg_n = jt_wg / {g.wgs_along_m}; (void)jt_wg_n;")
+        if g.a is not None:
+            em.line(f"const unsigned long long jt_da = "
+                    f"{_descriptor(em, g.a, 'jt_wg_m', g.m_per_wg)};")
+        em.line(f"const unsigned long long jt_db = {_descriptor(em, g.b, 'jt_wg_n', g.n_per_wg)};")
+        em.line("jt::wgmma_fence();")
+        for kk in range(k // g.k_step):
+            accumulate = "0" if (s.clear_accum and kk == 0) else "1"
+            for mi in range(row_blocks):
+                if g.a is None:
+                    af = em.name(s.a.buffer)
+                    base = 8 * (kk + (k // 16) * mi)
+                    em.line(f"const unsigned jt_a{kk}_{mi}[4] = {{"
+                            + ", ".join(f"jt::pack2({af}[{base + 2 * q}], {af}[{base + 2 * q + 1}])"
+                                        for q in range(4)) + "};")
+                    a_arg = f"jt_a{kk}_{mi}"
+                else:
+                    a_arg = f"jt_da + {_operand_offset(g.a, mi * 64, kk * g.k_step) >> 4}"
+                for ni in range(col_blocks):
+                    b_off = _operand_offset(g.b, ni * g.inst_n, kk * g.k_step) >> 4
+                    reg = mi * (g.n_per_wg // 2) + ni * (g.inst_n // 2)
+                    em.line(f"{g.function}(&{acc}[{reg}], {a_arg}, jt_db + {b_off}, "
+                            f"{accumulate});")
+        if g.wait < 0:
+            return  # a later wgmma of the same loop body commits this one with it
+        em.line("jt::wgmma_commit();")
+        em.line(f"jt::wgmma_wait<{g.wait}>();")
+        if g.wait == 0:
+            em.line(f"jt::wgmma_hold({acc});")
+
+
+def wgmma_functions(kernel) -> list:
+    from jtile.ir.walk import statements
+
+    names = []
+    for s in statements(kernel.body):
+        if isinstance(s, low.WgmmaGemm) and s.function not in names:
+            names.append(s.function)
+    return names
+
+
+def uses_async_proxy(kernel) -> bool:
+    """Whether shared memory written by ordinary stores may next be read by wgmma or TMA."""
+    return bool(kernel.attrs.get("panel_buffers"))
+
+
+def is_operand_fragment(buf) -> bool:
+    return buf.space is MemorySpace.FRAGMENT

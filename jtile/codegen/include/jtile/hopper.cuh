@@ -1,0 +1,145 @@
+// jtile device header: Hopper's asynchronous units. TMA tensor copies
+// (cp.async.bulk.tensor, sm_90+), warpgroup MMA fences and shared-memory matrix
+// descriptors (wgmma, sm_90a), register reallocation (setmaxnreg, sm_90a) and
+// named barriers for thread subsets (bar.sync id, count).
+//
+// The wgmma instructions themselves have one operand per accumulator register,
+// so the code generator prints the one wrapper each kernel needs beside it
+// instead of listing every shape here.
+#pragma once
+
+#include "copy.cuh"
+#include "mbarrier.cuh"
+
+namespace jt {
+
+// The driver's CUtensorMap (128 opaque bytes, 64-byte aligned), declared here
+// so kernels need no cuda.h. Kernels take it as `const __grid_constant__`.
+struct alignas(64) TensorMap {
+  unsigned long long opaque[16];
+};
+
+// The byte offset `o` of a panel tile after the 32/64/128-byte swizzle TMA and
+// wgmma agree on (PTX Swizzle<B, 4, 3>): 16-byte chunk bits 4.. XOR address bits
+// 7..; Mask = span / 16 - 1.
+template <int Mask>
+__device__ __forceinline__ int swizzle_bytes(int o) {
+  return o ^ (((o >> 7) & Mask) << 4);
+}
+
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+
+// --- TMA: global <-> shared tiles described by a CUtensorMap ---------------
+// The map is a __grid_constant__ kernel parameter; coordinates are element
+// indices, innermost dimension first; elements outside the tensor read as 0
+// and are never written. Completion of a load subtracts its bytes from `bar`.
+
+// cp.async.bulk.tensor.Nd.shared::cluster.global.mbarrier::complete_tx::bytes
+// [dst], [map, {c0, ..}], [bar] (UTMALDG, sm_90+).
+__device__ __forceinline__ void tma_load_2d(void* smem_dst, const TensorMap* map,
+                                            unsigned long long* bar, int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4}], [%2];\n" ::"r"(detail::smem_addr(smem_dst)),
+      "l"(map), "r"(detail::smem_addr(bar)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_3d(void* smem_dst, const TensorMap* map,
+                                            unsigned long long* bar, int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5}], [%2];\n" ::"r"(detail::smem_addr(smem_dst)),
+      "l"(map), "r"(detail::smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_4d(void* smem_dst, const TensorMap* map,
+                                            unsigned long long* bar, int c0, int c1, int c2,
+                                            int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6}], [%2];\n" ::"r"(detail::smem_addr(smem_dst)),
+      "l"(map), "r"(detail::smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_5d(void* smem_dst, const TensorMap* map,
+                                            unsigned long long* bar, int c0, int c1, int c2,
+                                            int c3, int c4) {
+  asm volatile(
+      "cp.async.bulk.tensor.5d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6, %7}], [%2];\n" ::"r"(detail::smem_addr(smem_dst)),
+      "l"(map), "r"(detail::smem_addr(bar)), "r"(c0), "r"(c1), "r"(c2), "r"(c3), "r"(c4)
+      : "memory");
+}
+
+// Warm the map's cache line before the first copy: prefetch.tensormap [map].
+__device__ __forceinline__ void tma_prefetch_map(const TensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");
+}
+
+// --- named barriers: a subset of the block's warps ------------------------
+// bar.sync id, count (BAR.SYNC, sm_70+): `count` threads (a multiple of 32)
+// of whole warps meet at barrier `id` (1..15; 0 is __syncthreads()).
+__device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned count) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
+
+#endif  // sm_90
+
+#if defined(__CUDA_ARCH_FEAT_SM90_ALL) || !defined(__CUDA_ARCH__)
+
+// --- register reallocation between warpgroups (sm_90a) ---------------------
+// setmaxnreg.{inc,dec}.sync.aligned.u32 n: every warp of the warpgroup runs it;
+// n in 24..256, a multiple of 8. Needs a register cap at kernel entry
+// (__launch_bounds__(threads, 1)).
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+}
+
+// --- wgmma ordering (sm_90a) ------------------------------------------------
+// wgmma.fence.sync.aligned: registers (accumulators, A fragments) written
+// before it are visible to the wgmma issued after it.
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+// wgmma.commit_group.sync.aligned: the wgmmas issued since the last commit
+// form one group.
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+// wgmma.wait_group.sync.aligned N: at most N groups still in flight.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+// Keeps the compiler from moving accumulator reads or writes across an
+// asynchronous wgmma that uses those registers.
+template <int N>
+__device__ __forceinline__ void wgmma_hold(float (&acc)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(acc[i])::"memory");
+}
+
+// --- shared-memory matrix descriptors (PTX "Matrix Descriptor Format") -----
+// start address, leading and stride byte offsets (each >> 4, 14 bits) and the
+// swizzle mode: 0 none, 1 = 128 B, 2 = 64 B, 3 = 32 B. A swizzled tile starts
+// at a multiple of its pattern (1024 / 512 / 256 B), so the base offset is 0.
+__device__ __forceinline__ unsigned long long wgmma_desc(const void* smem, unsigned lbo_bytes,
+                                                        unsigned sbo_bytes, unsigned mode) {
+  const unsigned long long addr = detail::smem_addr(smem);
+  return ((addr & 0x3FFFF) >> 4) | ((unsigned long long)((lbo_bytes & 0x3FFFF) >> 4) << 16) |
+         ((unsigned long long)((sbo_bytes & 0x3FFFF) >> 4) << 32) |
+         ((unsigned long long)mode << 62);
+}
+
+#endif  // sm_90a
+
+}  // namespace jt

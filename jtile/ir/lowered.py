@@ -1,0 +1,157 @@
+"""The lowered level of the jtile IR: hardware instructions chosen by `lower_tile_ops` and the
+passes after it, printed one-to-one by the CUDA emitter.
+
+Each node keeps the tile-level statement it implements (`tile`), so walkers, barrier planning
+and error messages still see which buffers it reads and writes and which user line it came
+from. Analysis results (swizzles, descriptor strides, stages) are fields of these nodes, never
+side tables.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Optional
+
+from jtile.ir import nodes as ir
+from jtile.ir.nodes import NO_LOC, SourceLoc, Stmt
+
+
+class Major(enum.Enum):
+    """Which dimension of a wgmma operand is contiguous in shared memory."""
+
+    K = "k"     # the reduction dimension (A not transposed, B transposed)
+    MN = "mn"   # the M or N dimension (needs a 16-bit type: wgmma transposes only those)
+
+
+SWIZZLE_MODE = {128: 1, 64: 2, 32: 3}  # wgmma descriptor's swizzle field per span in bytes
+TMA_SWIZZLE = {0: 0, 32: 1, 64: 2, 128: 3}  # CUtensorMapSwizzle per span in bytes
+
+
+@dataclass(frozen=True)
+class PanelLayout:
+    """A row-major shared tile (rows, cols) stored as column panels `span` bytes wide: panel p
+    holds columns [p * span / eb, (p + 1) * span / eb) of every row, rows `span` bytes apart,
+    16-byte chunks XOR-swizzled by address bits 7.. (PTX Swizzle<log2(span/16), 4, 3>). This is
+    what TMA writes with CU_TENSOR_MAP_SWIZZLE_{span}B and what wgmma descriptors read."""
+
+    rows: int
+    cols: int
+    element_bytes: int
+    span: int  # 32, 64 or 128
+
+    @property
+    def panel_columns(self) -> int:
+        return self.span // self.element_bytes
+
+    @property
+    def panel_bytes(self) -> int:
+        return self.rows * self.span
+
+    def byte_offset(self, row: int, col: int) -> int:
+        """Unswizzled byte offset of element (row, col) (swizzling is applied on addresses)."""
+        panel, within = divmod(col, self.panel_columns)
+        return panel * self.panel_bytes + row * self.span + within * self.element_bytes
+
+
+@dataclass(frozen=True, eq=False)
+class SmemOperand:
+    """A wgmma operand read from shared memory through a matrix descriptor."""
+
+    region: ir.Region
+    layout: PanelLayout
+    major: Major
+    lbo: int        # leading dimension byte offset (PTX "Major-ness supported by strides")
+    sbo: int        # stride dimension byte offset
+
+    @property
+    def mode(self) -> int:
+        return SWIZZLE_MODE[self.layout.span]
+
+
+@dataclass(frozen=True, eq=False)
+class WgmmaGemm(Stmt):
+    """T.gemm as warpgroup MMAs (sm_90a): each consumer warpgroup owns an (m_per_wg, n_per_wg)
+    block of C, issued as m64 x inst_n x k_step instructions, then committed and waited on.
+
+    a is None when A comes from registers (`a_fragment`), in the wgmma A-operand layout.
+    """
+
+    tile: ir.Gemm
+    a: Optional[SmemOperand]
+    b: SmemOperand
+    m_per_wg: int
+    n_per_wg: int
+    wgs_along_m: int
+    wgs_along_n: int
+    inst_n: int
+    k_step: int
+    function: str           # the wrapper printed beside the kernel (codegen/wgmma_asm.py)
+    wait: int = 0           # wgmma.wait_group argument after the commit
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True)
+class TmaBox:
+    """One cp.async.bulk.tensor of a TmaLoad: the bytes it lands at and its coordinates."""
+
+    smem_byte_offset: int
+    coords: tuple           # Exprs, innermost dimension first
+
+
+@dataclass(frozen=True, eq=False)
+class TmaLoad(Stmt):
+    """A global->shared T.copy done by the TMA engine into a PanelLayout tile: one box per
+    panel, completing on the stage's full barrier."""
+
+    tile: ir.Copy
+    map_index: int          # which CUtensorMap parameter (GeneratedKernel.tensor_maps)
+    boxes: tuple            # TmaBox per panel
+    bytes: int              # transaction bytes the barrier must expect
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class MbarrierPipeline(Stmt):
+    """T.Pipelined over TMA loads: a ring of `stages` shared buffers with a full barrier
+    (the TMA's bytes arrived) and an empty barrier (every consumer is done) per stage; the
+    phase of stage s at iteration k is (k / stages) & 1.
+
+    `producer_threads` > 0 means warp-specialised: the last warpgroup issues the loads and the
+    `consumer_threads` before it run `body`; 0 means thread 0 issues loads inline.
+    """
+
+    tile: ir.For
+    loads: tuple            # TmaLoads, in program order
+    body: tuple             # the rest of the loop body
+    stages: int
+    consumer_threads: int
+    producer_threads: int = 0
+    # The body is wgmmas only: each iteration waits for the previous one's group
+    # (wgmma.wait_group 1) and frees that stage, so the tensor cores never drain.
+    deferred_release: bool = False
+    loc: SourceLoc = NO_LOC
+
+    @property
+    def var(self):
+        return self.tile.var
+
+    @property
+    def extent(self):
+        return self.tile.extent
+
+    @property
+    def transaction_bytes(self) -> int:
+        return sum(load.bytes for load in self.loads)
+
+
+@dataclass(frozen=True)
+class WarpRoles:
+    """Warp specialisation of a whole kernel: consumers are threads [0, consumer_threads), the
+    producer warpgroup follows; setmaxnreg moves registers from the producer to consumers
+    (0 = leave the allocation alone)."""
+
+    consumer_threads: int
+    producer_threads: int
+    producer_registers: int
+    consumer_registers: int

@@ -1,0 +1,151 @@
+"""Instruction selection: tile ops become the instructions the target offers.
+
+On sm_90a a T.gemm whose layouts were chosen for wgmma becomes a `WgmmaGemm` (operands read
+through shared-memory matrix descriptors, A optionally from registers), and a global->shared
+T.copy into a wgmma operand tile inside a T.Pipelined loop becomes a `TmaLoad` (one TMA box
+per 32/64/128-byte swizzle panel). Tile ops the target has no special instruction for stay
+tile ops, printed by the generic emitters (cp.async, ldmatrix + mma.sync, vector copies).
+"""
+
+from __future__ import annotations
+
+from jtile.ir import lowered as low
+from jtile.ir import nodes as ir
+from jtile.ir.affine import static_value
+from jtile.ir.types import DType, MemorySpace
+from jtile.ir.walk import sub_expressions
+from jtile.passes.layout import WgmmaTiling
+from jtile.passes.wgmma_selection import instruction_n, k_step, operand_major, panel_layout
+
+# CUtensorMapDataType per element type.
+TMA_DTYPE = {DType.uint8: 0, DType.int8: 0, DType.float8_e4m3: 0, DType.float8_e5m2: 0,
+             DType.uint16: 1, DType.int16: 1, DType.uint32: 2, DType.int32: 3, DType.uint64: 4,
+             DType.int64: 5, DType.float16: 6, DType.float32: 7, DType.float64: 8,
+             DType.bfloat16: 9}
+
+_PTX_TYPE = {DType.float16: "f16", DType.bfloat16: "bf16", DType.float8_e4m3: "e4m3",
+             DType.float8_e5m2: "e5m2"}
+
+
+def _smem_operand(region: ir.Region, major: low.Major) -> low.SmemOperand:
+    layout = panel_layout(region.buffer)
+    if major is low.Major.K:
+        # K-major, swizzled: rows `span` bytes apart, 8-row groups SBO apart; LBO unused.
+        return low.SmemOperand(region, layout, major, lbo=16, sbo=8 * layout.span)
+    # MN-major, swizzled: LBO steps from one panel of MN columns to the next, SBO from one
+    # group of 8 K rows to the next.
+    return low.SmemOperand(region, layout, major, lbo=layout.panel_bytes, sbo=8 * layout.span)
+
+
+def wgmma_function_name(gemm: ir.Gemm, inst_n: int, a_regs: bool) -> str:
+    ab = _PTX_TYPE[gemm.a.dtype]
+    kind = "rs" if a_regs else "ss"
+    ta = "t" if gemm.transpose_a else "n"
+    tb = "n" if gemm.transpose_b else "t"  # 't': B is N-major (wgmma's imm-trans-b = 1)
+    return f"jt_wgmma_m64n{inst_n}k{k_step(gemm.a.dtype)}_{ab}_{kind}_{ta}{tb}"
+
+
+def _lower_gemm(s: ir.Gemm, tiling: WgmmaTiling) -> low.WgmmaGemm:
+    a_regs = s.a.buffer.space is MemorySpace.FRAGMENT
+    a = None if a_regs else _smem_operand(s.a, operand_major(s, "a"))
+    b = _smem_operand(s.b, operand_major(s, "b"))
+    inst_n = instruction_n(tiling)
+    return low.WgmmaGemm(
+        tile=s, a=a, b=b, m_per_wg=tiling.m_per_wg, n_per_wg=tiling.n_per_wg,
+        wgs_along_m=tiling.wgs_m, wgs_along_n=tiling.wgs_n, inst_n=inst_n,
+        k_step=k_step(s.a.dtype), function=wgmma_function_name(s, inst_n, a_regs), wait=0,
+        loc=s.loc)
+
+
+def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set):
+    """A TmaLoad for `copy` when the TMA engine can do it, else None."""
+    src, dst = copy.src, copy.dst
+    if src.buffer.space is not MemorySpace.GLOBAL or dst.buffer not in panel_buffers:
+        return None
+    if src.dtype is not dst.dtype or src.dtype not in TMA_DTYPE or getattr(
+            copy, "disable_tma", False):
+        return None
+    if not all(static_value(x) == 0 for x in dst.starts) or \
+            tuple(dst.extents) != tuple(dst.buffer.shape):
+        return None
+    layout = panel_layout(dst.buffer)
+    rows, cols = dst.buffer.shape
+    extents = tuple(src.extents)
+    shape = tuple(src.buffer.shape)
+    if len(shape) > 5 or extents[-1] != cols:
+        return None
+    outer = [e for e in extents[:-1] if e != 1]
+    if (outer and outer != [rows]) or (not outer and rows != 1):
+        return None
+    eb = src.dtype.bytes
+    # TMA needs 16-byte multiples for every global stride; a box side is at most 256.
+    if (shape[-1] * eb) % 16 or rows > 256 or layout.panel_columns > 256:
+        return None
+    for start in src.starts:
+        if any(isinstance(e, ir.Load) for e in sub_expressions(start)):
+            return None
+    param = next((i for i, p in enumerate(params) if p is src.buffer), None)
+    if param is None:
+        return None  # a view of a parameter: its tensor map would need the view's strides
+    starts = tuple(reversed(src.starts))  # innermost first
+    boxes = []
+    for panel in range(cols // layout.panel_columns):
+        coords = (starts[0] + panel * layout.panel_columns,) + starts[1:] \
+            if panel else starts
+        boxes.append(low.TmaBox(panel * layout.panel_bytes, coords))
+    return low.TmaLoad(tile=copy, map_index=-1, boxes=tuple(boxes),
+                       bytes=dst.buffer.nbytes, loc=copy.loc), param
+
+
+def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
+    tilings = kernel.attrs.get("mma", {})
+    wgmma = {s: t for s, t in tilings.items() if isinstance(t, WgmmaTiling)}
+    if not wgmma:
+        return kernel
+    panel_buffers = set()
+    for s in wgmma:
+        for region in (s.a, s.b):
+            if region.buffer.space.is_shared:
+                panel_buffers.add(region.buffer)
+    tma_params = []  # param index per tensor map, in map order
+
+    def lower_body(body, in_pipeline):
+        out = []
+        for s in body:
+            if isinstance(s, ir.Gemm) and s in wgmma:
+                out.append(_lower_gemm(s, wgmma[s]))
+            elif isinstance(s, ir.Copy) and in_pipeline:
+                found = tma_load_for(s, kernel.params, panel_buffers)
+                if found is None:
+                    out.append(s)
+                    continue
+                load, param = found
+                out.append(_with_map(load, param))
+            elif isinstance(s, ir.For):
+                pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2
+                out.append(_replace(s, body=tuple(lower_body(s.body, pipelined))))
+            elif isinstance(s, ir.IfThenElse):
+                out.append(_replace(s, then_body=tuple(lower_body(s.then_body, False)),
+                                    else_body=tuple(lower_body(s.else_body, False))))
+            else:
+                out.append(s)
+        return out
+
+    def _with_map(load: low.TmaLoad, param: int) -> low.TmaLoad:
+        key = (param, load.tile.dst.buffer.shape, load.tile.src.extents)
+        for index, existing in enumerate(tma_params):
+            if existing[0] == key:
+                return _replace(load, map_index=index)
+        tma_params.append((key, load))
+        return _replace(load, map_index=len(tma_params) - 1)
+
+    body = tuple(lower_body(kernel.body, False))
+    maps = tuple((key[0], load) for key, load in tma_params)
+    return kernel.replace(body=body, attrs=dict(kernel.attrs, tma_maps=maps,
+                                                panel_buffers=frozenset(panel_buffers)))
+
+
+def _replace(node, **changes):
+    import dataclasses
+
+    return dataclasses.replace(node, **changes)

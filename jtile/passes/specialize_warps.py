@@ -1,0 +1,68 @@
+"""Warp specialisation: a producer warpgroup feeds the TMA ring, the user's threads consume.
+
+When a kernel's body holds one top-level `MbarrierPipeline` and the target can reallocate
+registers (sm_90a), one more warpgroup is added after the user's threads: one of its threads
+issues every TMA load of the ring, waiting only on the empty barriers, so loads run ahead of
+the consumers by up to `stages` tiles without any block-wide barrier; `setmaxnreg` gives its
+registers to the consumers, whose accumulators need them. Every statement outside the loop's
+loads runs in the consumer branch, whose barriers become named barriers over its threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jtile.ir import lowered as low
+from jtile.ir import nodes as ir
+from jtile.ir.types import MemorySpace
+from jtile.ir.walk import statements, sub_expressions
+
+PRODUCER_THREADS = 128
+PRODUCER_REGISTERS = 40
+MAX_THREADS = 1024
+REGISTER_FILE = 65536
+
+
+def _consumer_registers(consumers: int) -> int:
+    """What setmaxnreg can give each consumer thread once the producer keeps 40."""
+    per_thread = (REGISTER_FILE - PRODUCER_THREADS * PRODUCER_REGISTERS) // consumers
+    return min(240, per_thread // 8 * 8)
+
+
+def _independent(pipe: low.MbarrierPipeline, kernel: ir.Kernel) -> bool:
+    """The producer evaluates load coordinates and the trip count on its own: they may use
+    block indices, the loop index and constants only."""
+    allowed = set(kernel.block_vars) | {pipe.var}
+    exprs = [pipe.extent] + [c for load in pipe.loads for box in load.boxes for c in box.coords]
+    for e in exprs:
+        for x in sub_expressions(ir.as_expr(e)):
+            if isinstance(x, ir.Load):
+                return False
+            if isinstance(x, ir.Var) and x not in allowed:
+                return False
+    return True
+
+
+def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
+    pipes = [s for s in kernel.body if isinstance(s, low.MbarrierPipeline)]
+    nested = [s for s in statements(kernel.body) if isinstance(s, low.MbarrierPipeline)]
+    consumers = kernel.threads
+    if len(pipes) != 1 or len(nested) != 1 or not target.has_wgmma or consumers % 128 \
+            or consumers + PRODUCER_THREADS > MAX_THREADS:
+        return kernel
+    if any(b.space in (MemorySpace.TMEM, MemorySpace.BARRIER) for b in kernel.allocations):
+        return kernel  # hand-written barriers count the user's threads; keep them all
+    pipe = pipes[0]
+    if not _independent(pipe, kernel):
+        return kernel
+    specialised = dataclasses.replace(pipe, producer_threads=PRODUCER_THREADS)
+    if pipe.body and all(isinstance(s, low.WgmmaGemm) and s.a is not None for s in pipe.body):
+        # Nothing in the loop reads the accumulators: keep one wgmma group in flight.
+        gemms = tuple(dataclasses.replace(s, wait=1) if i == len(pipe.body) - 1 else
+                      dataclasses.replace(s, wait=-1) for i, s in enumerate(pipe.body))
+        specialised = dataclasses.replace(specialised, body=gemms, deferred_release=True)
+    body = tuple(specialised if s is pipe else s for s in kernel.body)
+    registers = _consumer_registers(consumers) if consumers >= 256 else 0
+    roles = low.WarpRoles(consumers, PRODUCER_THREADS,
+                          PRODUCER_REGISTERS if registers else 0, registers)
+    return kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))

@@ -1,0 +1,107 @@
+"""Which T.gemm runs on wgmma (sm_90a), and how its operands sit in shared memory.
+
+Layout inference asks this before choosing an accumulator layout, and `lower_tile_ops` asks
+it again to build the WgmmaGemm, so both see the same answer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from jtile.ir import nodes as ir
+from jtile.ir.lowered import Major, PanelLayout
+from jtile.ir.types import DType, MemorySpace
+from jtile.passes.layout import WgmmaTiling, choose_wgmma_tiling
+
+WGMMA_INPUTS = (DType.float16, DType.bfloat16, DType.float8_e4m3, DType.float8_e5m2)
+
+
+def k_step(dtype: DType) -> int:
+    """K of one wgmma instruction: 32 bytes of A per row."""
+    return 32 // dtype.bytes
+
+
+def panel_layout(buf: ir.Buffer) -> Optional[PanelLayout]:
+    """The TMA/wgmma layout of a 2-D shared tile, or None when its rows are not 32, 64 or a
+    multiple of 128 bytes (the swizzle spans)."""
+    if buf.ndim != 2 or not buf.space.is_shared:
+        return None
+    rows, cols = buf.shape
+    row_bytes = cols * buf.dtype.bytes
+    span = min(128, row_bytes)
+    if span not in (32, 64, 128) or row_bytes % span or rows % 8:
+        return None
+    return PanelLayout(rows, cols, buf.dtype.bytes, span)
+
+
+def _whole(region: ir.Region) -> bool:
+    from jtile.ir.affine import static_value
+
+    return tuple(region.extents) == tuple(region.buffer.shape) and \
+        all(static_value(s) == 0 for s in region.starts)
+
+
+def operand_major(gemm: ir.Gemm, which: str) -> Major:
+    if which == "a":
+        return Major.MN if gemm.transpose_a else Major.K
+    return Major.K if gemm.transpose_b else Major.MN
+
+
+def _operand_ok(gemm: ir.Gemm, which: str, tiling: WgmmaTiling) -> bool:
+    region = gemm.a if which == "a" else gemm.b
+    layout = panel_layout(region.buffer)
+    if layout is None or not _whole(region):
+        return False
+    major = operand_major(gemm, which)
+    if major is Major.MN:
+        if region.dtype.bits != 16:
+            return False  # wgmma transposes 16-bit operands only
+        # Each warpgroup's block of this operand must start on a panel.
+        share = tiling.m_per_wg if which == "a" else tiling.n_per_wg
+        if share % layout.panel_columns and share != layout.cols:
+            return False
+        inst = min(share, 256)
+        if inst % layout.panel_columns and inst != layout.cols:
+            return False
+    return True
+
+
+def wgmma_tiling(gemm: ir.Gemm, threads: int, target, full_row: bool) -> Optional[WgmmaTiling]:
+    """The warpgroup tiling when `gemm` can run on wgmma for `target`, else None."""
+    if not getattr(target, "has_wgmma", False) or threads % 128:
+        return None
+    a, b, c = gemm.a, gemm.b, gemm.c
+    if a.dtype not in WGMMA_INPUTS or b.dtype is not a.dtype or c.dtype is not DType.float32:
+        return None
+    if c.buffer.space is not MemorySpace.FRAGMENT or c.buffer.reducer_op is not None \
+            or not _whole(c) or c.buffer.ndim != 2:
+        return None
+    if not b.buffer.space.is_shared:
+        return None
+    a_regs = a.buffer.space is MemorySpace.FRAGMENT
+    if a_regs and (gemm.transpose_a or a.dtype.bits != 16 or not _whole(a)):
+        return None
+    if not a_regs and not a.buffer.space.is_shared:
+        return None
+    m, n = c.buffer.shape
+    k = a.buffer.shape[0] if gemm.transpose_a else a.buffer.shape[1]
+    if k % k_step(a.dtype):
+        return None
+    policy = getattr(gemm, "policy", "square")
+    rows_first = full_row or a_regs or policy == "full_row"
+    for rows_only in ((True,) if rows_first else (False, True)):
+        tiling = choose_wgmma_tiling(m, n, threads // 128, rows_only)
+        if tiling is None:
+            continue
+        if policy == "full_col" and tiling.wgs_m != 1:
+            # FullCol: warpgroups side by side along N, when the tile allows it.
+            tiling = choose_wgmma_tiling(m, n, threads // 128, False, columns_only=True)
+            if tiling is None:
+                continue
+        if (a_regs or _operand_ok(gemm, "a", tiling)) and _operand_ok(gemm, "b", tiling):
+            return tiling
+    return None
+
+
+def instruction_n(tiling: WgmmaTiling) -> int:
+    return min(tiling.n_per_wg, 256)

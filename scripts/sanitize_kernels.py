@@ -1,0 +1,45 @@
+"""Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck).
+
+Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
+checks its own results against jnp, so a kernel that the tool lets through but computes wrong
+still fails. References are computed without cuBLAS autotuning (FACTS.md: XLA's autotuner
+crashed under memcheck).
+"""
+
+import functools
+import os
+import sys
+
+os.environ.setdefault("XLA_FLAGS", "--xla_gpu_autotune_level=0")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from examples import flash_attention, gemm  # noqa: E402
+
+
+def main():
+    ka, kb = jax.random.split(jax.random.key(0))
+    a = jax.random.normal(ka, (192, 128), jnp.float32).astype(jnp.float16)
+    b = jax.random.normal(kb, (128, 320), jnp.float32).astype(jnp.float16)
+    for cfg in (dict(block_m=128, block_n=128, block_k=64, stages=3, threads=128),
+                dict(block_m=128, block_n=256, block_k=64, stages=2, threads=256)):
+        out = jax.jit(functools.partial(gemm.matmul, interpret=False, **cfg))(a, b)
+        ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+        np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=4e-3, atol=5e-2)
+        print("gemm", cfg, "ok", flush=True)
+    q, k, v = (jax.random.normal(key, (1, 192, 2, 64), jnp.float32).astype(jnp.float16)
+               for key in jax.random.split(jax.random.key(1), 3))
+    for causal in (False, True):
+        out = jax.jit(functools.partial(flash_attention.flash_attention, causal=causal,
+                                        block_m=128, block_n=64, interpret=False))(q, k, v)
+        ref = flash_attention.reference(q, k, v, causal)
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
+                                   atol=4e-3)
+        print("attention causal" if causal else "attention full", "ok", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,120 @@
+"""Per-thread code in interpret mode: statements that read the thread index run over a vector
+of the block's threads, in program order, with thread-dependent conditions as masks."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtile
+import jtile.language as T
+from examples import producer_consumer
+from jtile.errors import JtileError
+from tests.interpret.interpret_helpers import run
+
+
+def _x(n, seed=0):
+    return np.random.default_rng(seed).standard_normal(n).astype(np.float32)
+
+
+def test_warp_roles_exchange_data_through_shared_memory():
+    def kernel(X, O):
+        with T.Kernel(2, threads=128) as bx:
+            tid = T.get_thread_binding()
+            s = T.alloc_shared((64,), "float32")
+            with T.If(tid < 64):                       # warps 0-1 produce
+                s[63 - tid] = X[bx * 64 + tid] * 3.0
+            T.sync_threads()
+            with T.If(tid >= 64):                      # warps 2-3 consume
+                O[bx * 64 + tid - 64] = s[tid - 64] + 1.0
+
+    x = _x(128)
+    (out,) = run(kernel, [x], [((128,), "float32")])
+    expected = np.concatenate([x[64 * b:64 * b + 64][::-1] * 3.0 + 1.0 for b in range(2)])
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=0)
+
+
+def test_thread_dependent_loop_bound_masks_the_threads_that_finished():
+    def kernel(X, O):
+        with T.Kernel(1, threads=32):
+            tid = T.get_thread_binding()
+            for k in T.serial(4):
+                O[tid * 4 + k] = 0.0
+            for k in T.serial(tid % 4):
+                O[tid * 4 + k] = X[tid * 4 + k]
+
+    x = _x(128, seed=1)
+    (out,) = run(kernel, [x], [((128,), "float32")])
+    keep = (np.arange(128) % 4) < (np.arange(128) // 4) % 4
+    np.testing.assert_allclose(out, np.where(keep, x, 0.0), rtol=0, atol=0)
+
+
+def test_the_producer_consumer_example_matches_numpy_element_wise():
+    x = _x(16 * 512, seed=2).reshape(16, 512)
+    out = np.asarray(producer_consumer.scaled_rows(jnp.asarray(x), interpret=True))
+    np.testing.assert_allclose(out, x * np.arange(1, 17, dtype=np.float32)[:, None],
+                               rtol=1e-6, atol=0)
+
+
+def test_consumers_that_read_before_the_producers_write_see_poison():
+    """The model runs statements in program order: a consumer branch placed before the
+    producer branch (no barrier could order it after) reads unwritten shared memory, which
+    interpret mode poisons, so a broken exchange shows as NaN instead of passing."""
+    def consume_first(X, *, width):
+        M, N = X.shape
+        O = T.empty((M, N), X.dtype)
+        with T.Kernel(N // width, threads=2 * width) as bx:
+            tid = T.get_thread_binding()
+            ring = T.alloc_shared((2, width), X.dtype)
+            for r in T.serial(M):
+                with T.If(tid >= width):
+                    O[r, bx * width + tid - width] = ring[r % 2, tid - width]
+                with T.If(tid < width):
+                    ring[r % 2, tid] = X[r, bx * width + tid]
+        return O
+
+    f = jtile.pallas_like(functools.partial(consume_first, width=32), interpret=True)
+    out = np.asarray(f(jnp.asarray(_x(4 * 64).reshape(4, 64))))
+    assert np.isnan(out[:2]).all()          # rounds 0 and 1 read stages nobody wrote yet
+    assert not np.isnan(out[2:]).any()      # later rounds read the previous use of the stage
+
+
+def test_per_thread_values_in_private_buffers_are_refused():
+    def kernel(X, O):
+        with T.Kernel(1, threads=32):
+            tid = T.get_thread_binding()
+            mine = T.alloc_local((1,), "float32")
+            mine[0] = X[tid]
+            O[tid] = mine[0]
+
+    with pytest.raises(JtileError, match=r"kernel \(test_per_thread.py:\d+\): "
+                       r"test_per_thread.py:\d+: this statement writes mine \(local float32 "
+                       r"\(1,\)\) per thread"):
+        run(kernel, [_x(32)], [((32,), "float32")])
+
+
+def test_alloc_var_from_the_thread_index_is_refused():
+    def kernel(X, O):
+        with T.Kernel(1, threads=32):
+            tid = T.get_thread_binding()
+            T.alloc_var("int32", tid)
+            O[tid] = X[tid]
+
+    with pytest.raises(JtileError, match=r"T.alloc_var .* starts from the thread index"):
+        run(kernel, [_x(32)], [((32,), "float32")])
+
+
+def test_jit_and_vmap_of_per_thread_code():
+    def kernel(X, O):
+        with T.Kernel(1, threads=32):
+            tid = T.get_thread_binding()
+            O[31 - tid] = X[tid] * 2.0
+
+    f = jtile.pallas_like(kernel, out_shape=jax.ShapeDtypeStruct((32,), jnp.float32),
+                          interpret=True)
+    xs = _x(3 * 32, seed=4).reshape(3, 32)
+    np.testing.assert_allclose(jax.jit(jax.vmap(f))(xs), xs[:, ::-1] * 2.0, rtol=1e-6, atol=0)
