@@ -107,13 +107,12 @@ def _rate(ms, flops, bytes_moved):
 
 GEMM_CONFIGS = (
     dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
-    dict(block_m=128, block_n=256, block_k=64, stages=3, threads=256),
-    dict(block_m=128, block_n=128, block_k=64, stages=4, threads=128),
     dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256),
 )
 
 ATTENTION_CONFIGS = (
     dict(block_m=128, block_n=128, threads=256, stages=2),
+    dict(block_m=128, block_n=128, threads=256, stages=3),
     dict(block_m=128, block_n=64, threads=256, stages=3),
 )
 
@@ -127,13 +126,13 @@ def pallas_matmul(dtype):
     from jax.experimental.pallas.ops.gpu import hopper_matmul_mgpu as hm
 
     out = {}
-    for tm, tn, minor, width, wg in ((128, 256, "N", 8, "N"), (256, 128, "M", 8, "M"),
-                                     (128, 128, "N", 4, "N")):
-        cfg = hm.TuningConfig(tile_m=tm, tile_n=tn, tile_k=64, max_concurrent_steps=4,
+    for tm, tn, minor, width, wg, steps in ((128, 128, "N", 4, "N", 4),
+                                            (128, 256, "N", 8, "N", 3)):
+        cfg = hm.TuningConfig(tile_m=tm, tile_n=tn, tile_k=64, max_concurrent_steps=steps,
                               epi_tile_n=64, epi_tile_m=64,
                               grid_minor_dim=getattr(hm.MatmulDimension, minor),
                               grid_tile_width=width, wg_dimension=getattr(hm.MatmulDimension, wg))
-        out[f"pallas-mgpu {tm}x{tn}"] = functools.partial(hm.matmul, config=cfg)
+        out[f"pallas-mgpu {tm}x{tn}"] = lambda a, b, cfg=cfg: hm.matmul(a, b, None, config=cfg)
     return out
 
 

@@ -84,7 +84,16 @@ def init_ring(em, pipe: low.MbarrierPipeline) -> None:
     with em.block(f"for (int s = 0; s < {pipe.stages}; ++s)"):
         em.line(f"jt::mbarrier_init(&{FULL}[s], 1);")
         if pipe.producer_threads:
-            em.line(f"jt::mbarrier_init(&{EMPTY}[s], {pipe.consumer_threads});")
+            em.line(f"jt::mbarrier_init(&{EMPTY}[s], {pipe.consumer_threads // 32});")
+
+
+def release_stage(em, stage: str) -> None:
+    """One arrival per consumer warp on the stage's empty barrier, once the warp is done with
+    it (each warp's own wgmma wait or last read precedes this in its program order)."""
+    tid = em.name(em.kernel.thread_var)
+    em.line("__syncwarp();")
+    with em.block(f"if (({tid} & 31) == 0)"):
+        em.line(f"jt::mbarrier_arrive(&{EMPTY}[{stage}]);")
 
 
 def emit_producer(em, pipe: low.MbarrierPipeline) -> None:
@@ -137,21 +146,19 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                     _issue_loads(em, pipe, ahead, f"({ahead}) % {stages}")
             for b in buffers:
                 em.stage_expr[b] = stage
+            em.ring = (counter, stages)
             if pipe.producer_threads:
                 em.loop_body(pipe.body)
             else:
                 em.dirty_read.clear()
                 em.dirty_written.clear()
                 em.body(pipe.body)
-            if pipe.deferred_release:
-                # The group of iteration counter - 1 has finished: its stage is free.
-                with em.block(f"if ({counter} > 0)"):
-                    em.line(f"jt::mbarrier_arrive(&{EMPTY}[({counter} - 1) % {stages}]);")
-            elif pipe.producer_threads:
-                em.line(f"jt::mbarrier_arrive(&{EMPTY}[{stage}]);")
+            if pipe.producer_threads and not pipe.deferred_release:
+                release_stage(em, stage)
         if pipe.deferred_release:
             em.line("jt::wgmma_wait<0>();")
-            for acc in dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body):
+            for acc in dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body
+                                     if isinstance(g, low.WgmmaGemm)):
                 em.line(f"jt::wgmma_hold({acc});")
     for b in buffers:
         em.stage_expr.pop(b, None)
@@ -221,12 +228,18 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
                     reg = mi * (g.n_per_wg // 2) + ni * (g.inst_n // 2)
                     em.line(f"{g.function}(&{acc}[{reg}], {a_arg}, jt_db + {b_off}, "
                             f"{accumulate});")
-        if g.wait < 0:
+        if not g.commit:
             return  # a later wgmma of the same loop body commits this one with it
         em.line("jt::wgmma_commit();")
-        em.line(f"jt::wgmma_wait<{g.wait}>();")
+        if g.wait is not None:
+            em.line(f"jt::wgmma_wait<{g.wait}>();")
         if g.wait == 0:
             em.line(f"jt::wgmma_hold({acc});")
+        if g.release_previous_stage:
+            counter, stages = em.ring
+            # Every wgmma of iteration counter - 1 has finished: its stage is free.
+            with em.block(f"if ({counter} > 0)"):
+                release_stage(em, f"({counter} - 1) % {stages}")
 
 
 def wgmma_functions(kernel) -> list:

@@ -87,7 +87,13 @@ class WgmmaGemm(Stmt):
     inst_n: int
     k_step: int
     function: str           # the wrapper printed beside the kernel (codegen/wgmma_asm.py)
-    wait: int = 0           # wgmma.wait_group argument after the commit
+    # commit_group after issuing (False: a later wgmma of the same loop body commits these
+    # with its own), then wait_group `wait` (None: no wait; a later wait covers the group).
+    commit: bool = True
+    wait: Optional[int] = 0
+    # In a ring with deferred release: this wgmma's wait is the first of the iteration to
+    # cover every wgmma of the previous one, so the previous stage is freed right after it.
+    release_previous_stage: bool = False
     loc: SourceLoc = NO_LOC
 
 

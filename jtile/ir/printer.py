@@ -129,7 +129,9 @@ def _lowered_lines(s, pad: str, depth: int):
                 f"{operand(s.b, g.b)} -> {region_text(g.c)} warpgroups "
                 f"{s.wgs_along_m}x{s.wgs_along_n} of {s.m_per_wg}x{s.n_per_wg}"
                 f"{' clear_accum' if g.clear_accum else ''}"
-                f"{'' if s.wait < 0 else f' wait_group {s.wait}'}"]
+                f"{' commit' if s.commit else ''}"
+                f"{'' if s.wait is None else f' wait_group {s.wait}'}"
+                f"{' then frees the previous stage' if s.release_previous_stage else ''}"]
     return None
 
 

@@ -6,6 +6,7 @@ from jtile.passes.infer_layouts import infer_layouts
 from jtile.passes.lower_tile_ops import lower_tile_ops
 from jtile.passes.pipeline_loops import pipeline_loops
 from jtile.passes.plan_shared_memory import plan_shared_memory
+from jtile.passes.schedule_tiles import schedule_tiles
 from jtile.passes.specialize_warps import specialize_warps
 from jtile.passes.verify import verify, verify_target_features
 
@@ -35,6 +36,8 @@ def run_passes(kernel, target, *, aliases=None):
     kernel = pipeline_loops(kernel, target)
     # A ring at the top of the kernel gets its own producer warpgroup (setmaxnreg).
     kernel = specialize_warps(kernel, target)
+    # Large warp-specialised grids run rasterised, so each wave's tiles share L2.
+    kernel = schedule_tiles(kernel, target)
     # Shared memory last: pipelining multiplies buffers, reductions need scratch, and the
     # total is checked against the target's limit.
     kernel = plan_shared_memory(kernel, target)

@@ -15,7 +15,7 @@ import dataclasses
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import statements, sub_expressions
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
 
 PRODUCER_THREADS = 128
 PRODUCER_REGISTERS = 40
@@ -55,14 +55,47 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     pipe = pipes[0]
     if not _independent(pipe, kernel):
         return kernel
-    specialised = dataclasses.replace(pipe, producer_threads=PRODUCER_THREADS)
-    if pipe.body and all(isinstance(s, low.WgmmaGemm) and s.a is not None for s in pipe.body):
-        # Nothing in the loop reads the accumulators: keep one wgmma group in flight.
-        gemms = tuple(dataclasses.replace(s, wait=1) if i == len(pipe.body) - 1 else
-                      dataclasses.replace(s, wait=-1) for i, s in enumerate(pipe.body))
-        specialised = dataclasses.replace(specialised, body=gemms, deferred_release=True)
+    specialised = schedule_wgmma_waits(
+        dataclasses.replace(pipe, producer_threads=PRODUCER_THREADS), kernel)
     body = tuple(specialised if s is pipe else s for s in kernel.body)
     registers = _consumer_registers(consumers) if consumers >= 256 else 0
     roles = low.WarpRoles(consumers, PRODUCER_THREADS,
                           PRODUCER_REGISTERS if registers else 0, registers)
     return kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))
+
+
+def _touches(stmts, buffers) -> bool:
+    return any((deep_buffers_read(s) | deep_buffers_written(s)) & buffers for s in stmts)
+
+
+def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipeline:
+    """Where each wgmma group of a warp-specialised ring is waited on.
+
+    A body of wgmmas only (a GEMM) commits them as one group and waits for the previous
+    iteration's (wait_group 1), freeing that stage one iteration late. Otherwise the last wgmma
+    of the body is committed without a wait when nothing before the body's first wgmma (next
+    iteration) or after it touches its accumulator or register operand: the first wgmma's
+    wait_group 0 of the next iteration covers it, so it overlaps that iteration's start.
+    """
+    body = list(pipe.body)
+    gemms = [i for i, s in enumerate(body) if isinstance(s, low.WgmmaGemm)]
+    if not gemms:
+        return pipe
+    if len(gemms) == len(body) and all(s.a is not None for s in body):
+        for i in gemms:
+            last = i == gemms[-1]
+            body[i] = dataclasses.replace(body[i], commit=last, wait=1 if last else None,
+                                          release_previous_stage=last)
+        return dataclasses.replace(pipe, body=tuple(body), deferred_release=True)
+    if len(gemms) < 2:
+        return pipe
+    first, last = gemms[0], gemms[-1]
+    tile = body[last].tile
+    held = {tile.c.buffer} | ({tile.a.buffer} if body[last].a is None else set())
+    if not _touches(body[:first] + body[last + 1:], held) and pipe.stages >= 3:
+        # Freeing a stage one wait later costs one stage of prefetch depth: worth it with
+        # three stages or more.
+        body[last] = dataclasses.replace(body[last], wait=None)
+        body[first] = dataclasses.replace(body[first], release_previous_stage=True)
+        pipe = dataclasses.replace(pipe, deferred_release=True)
+    return dataclasses.replace(pipe, body=tuple(body))

@@ -165,3 +165,33 @@ def test_fp8_gemm_in_interpret_mode_matches_float64():
                             interpret=True)(a, b)
     ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64).T
     np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=2e-2, atol=0.3)
+
+
+def _attention_ir(stages):
+    kernel = functools.partial(fa.flash_fwd_kernel, block_m=128, block_n=64, stages=stages,
+                               threads=256, causal=False)
+    x = S((1, 512, 2, 64), jnp.float16)
+    return jtile.pallas_like(kernel, name="fa").lower(x, x, x, target="sm_90a").ir_text()
+
+
+def test_attention_defers_the_pv_wait_only_with_three_stages_or_more():
+    deferred = [line for line in _attention_ir(3).splitlines() if "wgmma" in line]
+    assert "deferred_release" in _attention_ir(3)
+    assert deferred[0].endswith("wait_group 0 then frees the previous stage")
+    assert deferred[1].endswith("commit")           # P @ V: waited by the next Q @ K^T
+    plain = [line for line in _attention_ir(2).splitlines() if "wgmma" in line]
+    assert all(line.endswith("commit wait_group 0") for line in plain)
+
+
+def test_gemm_keeps_one_wgmma_group_in_flight():
+    call, args = _gemm_call(stages=4)
+    text = call.lower(*args, target="sm_90a").ir_text()
+    (line,) = [ln for ln in text.splitlines() if "wgmma" in ln]
+    assert line.endswith("commit wait_group 1 then frees the previous stage")
+
+
+def test_large_grids_are_rasterised_and_small_ones_are_not():
+    big, args = _gemm_call(m=4096, n=4096, k=256)
+    assert "use_swizzle panel=8 order=row" in big.lower(*args, target="sm_90a").ir_text()
+    small, args = _gemm_call()
+    assert "use_swizzle" not in small.lower(*args, target="sm_90a").ir_text()

@@ -43,7 +43,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   if (tx == 0) {
     for (int s = 0; s < 2; ++s) {
       jt::mbarrier_init(&jt_full_bar[s], 1);
-      jt::mbarrier_init(&jt_empty_bar[s], 256);
+      jt::mbarrier_init(&jt_empty_bar[s], 8);
     }
     jt::fence_barrier_init();
   }
@@ -202,7 +202,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           jt::wgmma_wait<0>();
           jt::wgmma_hold(acc_frag);
         }
-        jt::mbarrier_arrive(&jt_empty_bar[(k_1 % 2)]);
+        __syncwarp();
+        if ((tx & 31) == 0) {
+          jt::mbarrier_arrive(&jt_empty_bar[(k_1 % 2)]);
+        }
       }
     }
     // flash_attention.py:83

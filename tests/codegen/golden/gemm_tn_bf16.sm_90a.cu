@@ -25,7 +25,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::bfloat16* 
   if (tx == 0) {
     for (int s = 0; s < 3; ++s) {
       jt::mbarrier_init(&jt_full_bar[s], 1);
-      jt::mbarrier_init(&jt_empty_bar[s], 128);
+      jt::mbarrier_init(&jt_empty_bar[s], 4);
     }
     jt::fence_barrier_init();
   }
@@ -69,9 +69,12 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::bfloat16* 
           jt_wgmma_m64n128k16_bf16_ss_tt(&acc_frag[64], jt_da + 384, jt_db + 128, 1);
           jt::wgmma_commit();
           jt::wgmma_wait<1>();
-        }
-        if (k > 0) {
-          jt::mbarrier_arrive(&jt_empty_bar[(k - 1) % 3]);
+          if (k > 0) {
+            __syncwarp();
+            if ((tx & 31) == 0) {
+              jt::mbarrier_arrive(&jt_empty_bar[(k - 1) % 3]);
+            }
+          }
         }
       }
       jt::wgmma_wait<0>();
