@@ -182,6 +182,20 @@ def plan_mbarrier_rings(kernel: ir.Kernel, plan: SharedPlan) -> None:
                 plan.stages[load.tile.dst.buffer] = s.stages
 
 
+def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict) -> None:
+    """A producer warpgroup starts filling its ring at kernel entry, while the consumers still
+    run the statements before the loop: ring tiles must not share bytes with anything those
+    statements use."""
+    from jtile.ir.lowered import MbarrierPipeline
+
+    for s in kernel.body:
+        if isinstance(s, MbarrierPipeline) and s.producer_threads:
+            for load in s.loads:
+                buf = load.tile.dst.buffer
+                if buf in intervals:
+                    intervals[buf] = (0, intervals[buf][1])
+
+
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan = SharedPlan()
     plan_mbarrier_rings(kernel, plan)
@@ -203,6 +217,7 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
             static += sizes[buf]
     intervals = live_intervals(kernel, sizes)
     intervals.update({stage: (index, index) for stage, index in staged.items()})
+    _producer_rings_live_from_entry(kernel, intervals)
     panels = kernel.attrs.get("panel_buffers", frozenset())
     alignment = PANEL_ALIGNMENT if panels else ALIGNMENT
     plan.offsets = place_buffers(sizes, intervals, alignment)

@@ -26,7 +26,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   const int bx = blockIdx.x;
   const int by = blockIdx.y;
   const int bz = blockIdx.z;
-  jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
+  jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 131072);
   jt::half* k_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
   jt::half* v_smem = reinterpret_cast<jt::half*>(jt_smem + 65536);
   float s_frag[64];
@@ -99,7 +99,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     // flash_attention.py:51
     #pragma unroll
     for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
-    jt::named_barrier_sync(1, 256);
     // flash_attention.py:53
     {
       for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k_1) {
