@@ -9,6 +9,7 @@ from jtile.binding.pallas_like import pallas_like
 from jtile.errors import (
     JtileCompileError,
     JtileError,
+    JtilePerformanceWarning,
     JtileRuntimeError,
     JtileShapeError,
     JtileTargetError,
@@ -18,7 +19,7 @@ from jtile.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "pallas_like", "Lowered", "Compiled", "JtileError", "JtileTraceError", "JtileShapeError",
+    "pallas_like", "Lowered", "Compiled", "JtileError", "JtilePerformanceWarning", "JtileTraceError", "JtileShapeError",
     "JtileTargetError", "JtileCompileError", "JtileRuntimeError", "__version__",
 ]
 

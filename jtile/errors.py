@@ -29,3 +29,8 @@ class JtileCompileError(JtileError):
 
 class JtileRuntimeError(JtileError):
     """The kernel cannot run here: no GPU, no driver, or a launch that failed."""
+
+
+class JtilePerformanceWarning(UserWarning):
+    """The kernel runs correctly but without an optimisation it asked for (a T.Pipelined loop
+    that nothing could be issued ahead in, say); the message says why."""

@@ -196,10 +196,31 @@ def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict) -> None:
                     intervals[buf] = (0, intervals[buf][1])
 
 
+def warn_unpipelined(kernel: ir.Kernel, plan: SharedPlan, target) -> None:
+    """A T.Pipelined loop asked for stages but nothing in it can be issued ahead: say so
+    instead of silently running it as a plain loop."""
+    import warnings
+
+    from jtile.errors import JtilePerformanceWarning
+
+    for s in statements(kernel.body):
+        if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1 \
+                and s not in plan.pipelined_copies:
+            why = (f"{target.arch} has no asynchronous copies (cp.async needs sm_80)"
+                   if not target.has_cp_async else
+                   "no T.copy in it moves a global tile into a shared tile that only that copy "
+                   "writes in the loop, with the same dtype and addresses that depend on loop "
+                   "and block indices only")
+            warnings.warn(JtilePerformanceWarning(
+                f"{kernel.name} ({kernel.loc}): {s.loc}: T.Pipelined(num_stages="
+                f"{s.num_stages}) runs as a plain loop: {why}"), stacklevel=2)
+
+
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan = SharedPlan()
     plan_mbarrier_rings(kernel, plan)
     plan_pipelines(kernel, plan, target)
+    warn_unpipelined(kernel, plan, target)
     plan_swizzles(kernel, plan)
     staged = plan_store_staging(kernel, plan)
     kernel = kernel.replace(allocations=tuple(kernel.allocations) + tuple(staged))
