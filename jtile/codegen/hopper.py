@@ -210,16 +210,21 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
             em.line(f"const unsigned long long jt_da = "
                     f"{_descriptor(em, g.a, 'jt_wg_m', g.m_per_wg)};")
         em.line(f"const unsigned long long jt_db = {_descriptor(em, g.b, 'jt_wg_n', g.n_per_wg)};")
+        if g.a is None:
+            # Every A fragment is packed before the fence, so the wgmmas issue back to back
+            # (registers written between them would make ptxas fence each one).
+            af = em.name(s.a.buffer)
+            for kk in range(k // g.k_step):
+                for mi in range(row_blocks):
+                    base = 8 * (kk + (k // 16) * mi)
+                    em.line(f"const unsigned jt_a{kk}_{mi}[4] = {{"
+                            + ", ".join(f"jt::pack2({af}[{base + 2 * q}], {af}[{base + 2 * q + 1}])"
+                                        for q in range(4)) + "};")
         em.line("jt::wgmma_fence();")
         for kk in range(k // g.k_step):
             accumulate = "0" if (s.clear_accum and kk == 0) else "1"
             for mi in range(row_blocks):
                 if g.a is None:
-                    af = em.name(s.a.buffer)
-                    base = 8 * (kk + (k // 16) * mi)
-                    em.line(f"const unsigned jt_a{kk}_{mi}[4] = {{"
-                            + ", ".join(f"jt::pack2({af}[{base + 2 * q}], {af}[{base + 2 * q + 1}])"
-                                        for q in range(4)) + "};")
                     a_arg = f"jt_a{kk}_{mi}"
                 else:
                     a_arg = f"jt_da + {_operand_offset(g.a, mi * 64, kk * g.k_step) >> 4}"

@@ -203,14 +203,14 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
           const int jt_wg_n = jt_wg / 2; (void)jt_wg_n;
           const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(v_smem) + ((k_1 % 2)) * 16384 + jt_wg_n * 16384, 8192u, 1024u, 1u);
-          jt::wgmma_fence();
           const unsigned jt_a0_0[4] = {jt::pack2(p_frag[0], p_frag[1]), jt::pack2(p_frag[2], p_frag[3]), jt::pack2(p_frag[4], p_frag[5]), jt::pack2(p_frag[6], p_frag[7])};
-          jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a0_0, jt_db + 0, 1);
           const unsigned jt_a1_0[4] = {jt::pack2(p_frag[8], p_frag[9]), jt::pack2(p_frag[10], p_frag[11]), jt::pack2(p_frag[12], p_frag[13]), jt::pack2(p_frag[14], p_frag[15])};
-          jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a1_0, jt_db + 128, 1);
           const unsigned jt_a2_0[4] = {jt::pack2(p_frag[16], p_frag[17]), jt::pack2(p_frag[18], p_frag[19]), jt::pack2(p_frag[20], p_frag[21]), jt::pack2(p_frag[22], p_frag[23])};
-          jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a2_0, jt_db + 256, 1);
           const unsigned jt_a3_0[4] = {jt::pack2(p_frag[24], p_frag[25]), jt::pack2(p_frag[26], p_frag[27]), jt::pack2(p_frag[28], p_frag[29]), jt::pack2(p_frag[30], p_frag[31])};
+          jt::wgmma_fence();
+          jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a0_0, jt_db + 0, 1);
+          jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a1_0, jt_db + 128, 1);
+          jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a2_0, jt_db + 256, 1);
           jt_wgmma_m64n128k16_f16_rs_nt(&acc_frag[0], jt_a3_0, jt_db + 384, 1);
           jt::wgmma_commit();
           jt::wgmma_wait<0>();
