@@ -22,14 +22,18 @@ def _smem_ptr(em, region: ir.Region, row: str, col: str) -> str:
     return f"&{em.name(region.buffer)}[{em.shared_offset(region.buffer, idx)}]"
 
 
-def emit_gemm(em, s: ir.Gemm) -> None:
-    em.comment_loc(s.loc)
-    tiling = em.mma.get(s)
+def emit_mma_sync_gemm(em, g) -> None:
+    """A lowered MmaSyncGemm: ldmatrix + mma.sync on its warp grid."""
+    em.comment_loc(g.loc)
     with em.block(""):
-        if tiling is None:
-            _emit_fma_gemm(em, s)
-        else:
-            _emit_mma_gemm(em, s, tiling)
+        _emit_mma_gemm(em, g.tile, g.tiling)
+
+
+def emit_fma_gemm(em, g) -> None:
+    """A lowered FmaGemm."""
+    em.comment_loc(g.loc)
+    with em.block(""):
+        _emit_fma_gemm(em, g.tile)
 
 
 def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:

@@ -13,9 +13,9 @@ from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 
 
-def emit_pipelined(em, loop: ir.For) -> None:
-    copies = em.plan.pipelined_copies[loop]
-    stages = loop.num_stages
+def emit_pipelined(em, pipe) -> None:
+    """A lowered CpAsyncPipeline."""
+    loop, copies, stages = pipe.tile, list(pipe.copies), pipe.stages
     buffers = [c.dst.buffer for c in copies]
     em.comment_loc(loop.loc)
     counter = em.name(loop.var)
@@ -38,7 +38,7 @@ def emit_pipelined(em, loop: ir.For) -> None:
         del em.var_override[loop.var]
         em.async_pending = False
 
-    rest = [s for s in loop.body if not any(s is c for c in copies)]
+    rest = list(pipe.body)
     with em.block(""):
         em.line(f"// prologue: tiles 0..{stages - 2} in flight")
         for s in range(stages - 1):

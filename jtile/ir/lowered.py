@@ -161,3 +161,44 @@ class WarpRoles:
     producer_threads: int
     producer_registers: int
     consumer_registers: int
+
+
+@dataclass(frozen=True, eq=False)
+class MmaSyncGemm(Stmt):
+    """T.gemm as warp-level tensor-core MMAs (sm_80+): ldmatrix from XOR-swizzled shared tiles
+    (or A from registers in the m16n8k16 A layout) and mma.sync.m16n8k16, on the warp grid of
+    `tiling` (a jtile.passes.layout.MmaTiling)."""
+
+    tile: ir.Gemm
+    tiling: object
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class FmaGemm(Stmt):
+    """T.gemm in float32 fused multiply-adds: each thread computes the accumulator elements it
+    holds (no tensor-core instruction takes these inputs)."""
+
+    tile: ir.Gemm
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class CpAsyncPipeline(Stmt):
+    """T.Pipelined over cp.async copies (sm_80+): the copies of iterations 0..stages-2 are
+    issued before the loop; iteration k waits for its own group, passes one block barrier and
+    issues iteration k + stages - 1's copies into the stage iteration k - 1 read."""
+
+    tile: ir.For
+    copies: tuple           # the global->shared Copies issued ahead, in program order
+    body: tuple             # the rest of the loop body
+    stages: int
+    loc: SourceLoc = NO_LOC
+
+    @property
+    def var(self):
+        return self.tile.var
+
+    @property
+    def extent(self):
+        return self.tile.extent

@@ -113,6 +113,21 @@ def _lowered_lines(s, pad: str, depth: int):
         head = (f"{pad}mbarrier_ring {s.var.name} in range({expr_text(s.extent)}), "
                 f"stages={s.stages}, tx_bytes={s.transaction_bytes}{roles}{release}:")
         return [head] + _body(s.loads, depth + 1) + _body(s.body, depth + 1)
+    if isinstance(s, low.CpAsyncPipeline):
+        head = (f"{pad}cp_async_pipeline {s.var.name} in range({expr_text(s.extent)}), "
+                f"stages={s.stages}:")
+        copies = [f"{pad}  cp.async {region_text(c.src)} -> {region_text(c.dst)}"
+                  for c in s.copies]
+        return [head] + copies + _body(s.body, depth + 1)
+    if isinstance(s, (low.MmaSyncGemm, low.FmaGemm)):
+        g = s.tile
+        how = (f"mma.sync m16n8k16 warps {s.tiling.wm}x{s.tiling.wn}"
+               if isinstance(s, low.MmaSyncGemm) else "fma")
+        flags = "".join([" transpose_A" if g.transpose_a else "",
+                         " transpose_B" if g.transpose_b else "",
+                         " clear_accum" if g.clear_accum else ""])
+        return [f"{pad}{how} {region_text(g.a)} @ {region_text(g.b)} -> {region_text(g.c)}"
+                f"{flags}"]
     if isinstance(s, low.TmaLoad):
         boxes = "; ".join(f"+{b.smem_byte_offset}B @({', '.join(expr_text(c) for c in b.coords)})"
                           for b in s.boxes)

@@ -17,14 +17,21 @@ def _tile_of(s):
     """A lowered instruction stands for the tile op it implements when reads and writes are
     asked for; a tile op stands for itself."""
     tile = getattr(s, "tile", None)
-    if tile is not None and not isinstance(s, _lowered().MbarrierPipeline):
+    if tile is not None and not isinstance(s, _pipelines()):
         return tile
     return s
+
+
+def _pipelines() -> tuple:
+    lowered = _lowered()
+    return (lowered.MbarrierPipeline, lowered.CpAsyncPipeline)
 
 
 def child_bodies(s) -> tuple:
     if isinstance(s, _lowered().MbarrierPipeline):
         return (tuple(s.loads) + tuple(s.body),)
+    if isinstance(s, _lowered().CpAsyncPipeline):
+        return (tuple(s.copies) + tuple(s.body),)
     if isinstance(s, (ir.For, ir.ParallelFor, ir.While)):
         return (s.body,)
     if isinstance(s, ir.IfThenElse):
@@ -71,7 +78,7 @@ def region_exprs(r) -> tuple:
 
 def statement_exprs(s) -> tuple:
     """The expressions a statement evaluates itself (not those of nested statements)."""
-    if isinstance(s, _lowered().MbarrierPipeline):
+    if isinstance(s, _pipelines()):
         return (s.tile.start, s.tile.extent)
     s = _tile_of(s)
     if isinstance(s, ir.Store):

@@ -9,6 +9,7 @@ from jtile.passes.plan_shared_memory import plan_shared_memory
 from jtile.passes.schedule_tiles import schedule_tiles
 from jtile.passes.specialize_warps import specialize_warps
 from jtile.passes.verify import verify, verify_target_features
+from jtile.passes.verify_tile_options import verify_planned_layouts
 
 
 def run_passes(kernel, target, *, aliases=None):
@@ -32,7 +33,7 @@ def run_passes(kernel, target, *, aliases=None):
     # Instruction selection: wgmma with descriptor operands, TMA loads into swizzled panels;
     # what the target has no special instruction for stays a tile op.
     kernel = lower_tile_ops(kernel, target)
-    # Pipelined loops over TMA loads become full/empty mbarrier rings.
+    # Pipelined loops become stage rings: full/empty mbarriers over TMA loads, else cp.async.
     kernel = pipeline_loops(kernel, target)
     # A ring at the top of the kernel gets its own producer warpgroup (setmaxnreg).
     kernel = specialize_warps(kernel, target)
@@ -41,4 +42,6 @@ def run_passes(kernel, target, *, aliases=None):
     # Shared memory last: pipelining multiplies buffers, reductions need scratch, and the
     # total is checked against the target's limit.
     kernel = plan_shared_memory(kernel, target)
+    # Views and layout annotations must agree with the layouts planning chose.
+    verify_planned_layouts(kernel, target)
     return kernel

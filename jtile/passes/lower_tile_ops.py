@@ -1,10 +1,11 @@
 """Instruction selection: tile ops become the instructions the target offers.
 
-On sm_90a a T.gemm whose layouts were chosen for wgmma becomes a `WgmmaGemm` (operands read
-through shared-memory matrix descriptors, A optionally from registers), and a global->shared
-T.copy into a wgmma operand tile inside a T.Pipelined loop becomes a `TmaLoad` (one TMA box
-per 32/64/128-byte swizzle panel). Tile ops the target has no special instruction for stay
-tile ops, printed by the generic emitters (cp.async, ldmatrix + mma.sync, vector copies).
+Every T.gemm becomes the instruction layout inference chose for it: on sm_90a a `WgmmaGemm`
+(operands read through shared-memory matrix descriptors, A optionally from registers), before
+that an `MmaSyncGemm` (ldmatrix + mma.sync on a warp grid), and an `FmaGemm` for inputs no
+tensor core takes. On sm_90a a global->shared T.copy into a wgmma operand tile inside a
+T.Pipelined loop becomes a `TmaLoad` (one TMA box per 32/64/128-byte swizzle panel). Copies,
+fills, reductions and element-wise loops stay tile ops, printed by the generic emitters.
 """
 
 from __future__ import annotations
@@ -100,8 +101,6 @@ def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set):
 def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
     tilings = kernel.attrs.get("mma", {})
     wgmma = {s: t for s, t in tilings.items() if isinstance(t, WgmmaTiling)}
-    if not wgmma:
-        return kernel
     panel_buffers = set()
     for s in wgmma:
         for region in (s.a, s.b):
@@ -114,6 +113,12 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
         for s in body:
             if isinstance(s, ir.Gemm) and s in wgmma:
                 out.append(_lower_gemm(s, wgmma[s]))
+            elif isinstance(s, ir.Gemm):
+                # mma.sync on the warp grid layout inference chose, or FMAs for inputs no
+                # tensor-core instruction takes.
+                tiling = tilings.get(s)
+                out.append(low.FmaGemm(tile=s, loc=s.loc) if tiling is None else
+                           low.MmaSyncGemm(tile=s, tiling=tiling, loc=s.loc))
             elif isinstance(s, ir.Copy) and in_pipeline:
                 found = tma_load_for(s, kernel.params, panel_buffers)
                 if found is None:
@@ -127,6 +132,9 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
             elif isinstance(s, ir.IfThenElse):
                 out.append(_replace(s, then_body=tuple(lower_body(s.then_body, False)),
                                     else_body=tuple(lower_body(s.else_body, False))))
+            elif isinstance(s, ir.While):
+                # A gemm given a wgmma tiling inside a traced `while` is lowered like any other.
+                out.append(_replace(s, body=tuple(lower_body(s.body, False))))
             else:
                 out.append(s)
         return out
@@ -140,9 +148,25 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
         return _replace(load, map_index=len(tma_params) - 1)
 
     body = tuple(lower_body(kernel.body, False))
+    _check_no_gemm_left(kernel, body)
     maps = tuple((key[0], load) for key, load in tma_params)
-    return kernel.replace(body=body, attrs=dict(kernel.attrs, tma_maps=maps,
-                                                panel_buffers=frozenset(panel_buffers)))
+    attrs = dict(kernel.attrs)
+    if wgmma:
+        attrs.update(tma_maps=maps, panel_buffers=frozenset(panel_buffers))
+    return kernel.replace(body=body, attrs=attrs)
+
+
+def _check_no_gemm_left(kernel: ir.Kernel, body: tuple) -> None:
+    """Every T.gemm has an instruction after this pass (copies, fills, reductions and loops
+    are still printed from their tile form)."""
+    from jtile.errors import JtileError
+    from jtile.ir.walk import statements
+
+    left = [s for s in statements(body) if isinstance(s, ir.Gemm)]
+    if left:
+        raise JtileError(f"jtile internal: {kernel.name}: T.gemm at {left[0].loc} was not "
+                         "lowered to an instruction (a gemm inside a construct lower_tile_ops "
+                         "does not walk)")
 
 
 def _replace(node, **changes):

@@ -1,10 +1,11 @@
-"""T.Pipelined loops over TMA loads become mbarrier stage rings.
+"""T.Pipelined loops become stage rings: mbarrier rings over TMA loads, or cp.async groups.
 
 A `T.Pipelined(n, num_stages=S)` loop whose body holds TmaLoads (chosen by `lower_tile_ops`)
 becomes an `MbarrierPipeline`: S copies of each loaded tile, a full barrier per stage that the
-TMA's transaction bytes complete, and an empty barrier per stage that every consumer thread
-arrives on once it is done with the stage. Loops pipelined with cp.async (sm_80, and tiles the
-TMA cannot move) are planned by `plan_shared_memory` and printed by codegen/pipeline.py.
+TMA's transaction bytes complete, and an empty barrier per stage that every consumer warp
+arrives on once it is done with the stage. Otherwise, on a target with cp.async (sm_80+), the
+global->shared copies that can be issued ahead make it a `CpAsyncPipeline`. A loop that gets
+neither runs as written (plan_shared_memory says so with a JtilePerformanceWarning).
 """
 
 from __future__ import annotations
@@ -13,24 +14,57 @@ import dataclasses
 
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
+from jtile.ir.types import MemorySpace
+from jtile.ir.walk import deep_buffers_written, statements, sub_expressions
 
 
-def _lower(body, threads):
+def pipelinable(copy: ir.Copy, body: tuple) -> bool:
+    """A global->shared copy that can be issued ahead: same dtype on both sides, addresses
+    that depend on loop and block indices only (not on values the body computes), and no other
+    statement of the loop writes its destination."""
+    if copy.src.buffer.space is not MemorySpace.GLOBAL or not copy.dst.buffer.space.is_shared:
+        return False
+    if copy.src.dtype is not copy.dst.dtype:
+        return False
+    for start in tuple(copy.src.starts) + tuple(copy.dst.starts):
+        if any(isinstance(e, ir.Load) for e in sub_expressions(start)):
+            return False
+    writers = [s for s in statements(body) if copy.dst.buffer in deep_buffers_written(s)]
+    return writers == [copy]
+
+
+def _lower(body, threads, target, staged: set):
     out = []
     for s in body:
         if isinstance(s, ir.For):
-            inner = tuple(_lower(s.body, threads))
+            inner = tuple(_lower(s.body, threads, target, staged))
             loads = tuple(x for x in inner if isinstance(x, low.TmaLoad))
-            if s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2 and loads:
+            pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2
+            if pipelined and loads:
                 rest = tuple(x for x in inner if not isinstance(x, low.TmaLoad))
                 out.append(low.MbarrierPipeline(tile=s, loads=loads, body=rest,
                                                 stages=s.num_stages, consumer_threads=threads,
                                                 loc=s.loc))
+                continue
+            copies = ()
+            if pipelined and target.has_cp_async:
+                # A buffer pipelined by two loops would need two stage counts; keep the first.
+                copies = tuple(c for c in inner if isinstance(c, ir.Copy)
+                               and pipelinable(c, inner) and c.dst.buffer not in staged)
+            if copies:
+                staged.update(c.dst.buffer for c in copies)
+                rest = tuple(x for x in inner if not any(x is c for c in copies))
+                out.append(low.CpAsyncPipeline(tile=s, copies=copies, body=rest,
+                                               stages=s.num_stages, loc=s.loc))
             else:
                 out.append(dataclasses.replace(s, body=inner))
         elif isinstance(s, ir.IfThenElse):
-            out.append(dataclasses.replace(s, then_body=tuple(_lower(s.then_body, threads)),
-                                           else_body=tuple(_lower(s.else_body, threads))))
+            out.append(dataclasses.replace(
+                s, then_body=tuple(_lower(s.then_body, threads, target, staged)),
+                else_body=tuple(_lower(s.else_body, threads, target, staged))))
+        elif isinstance(s, ir.While):
+            out.append(dataclasses.replace(s, body=tuple(_lower(s.body, threads, target,
+                                                                staged))))
         else:
             out.append(s)
     return out
@@ -53,7 +87,5 @@ def _strip_loads(body):
 
 
 def pipeline_loops(kernel: ir.Kernel, target) -> ir.Kernel:
-    if not kernel.attrs.get("tma_maps"):
-        return kernel
-    body = tuple(_strip_loads(_lower(kernel.body, kernel.threads)))
+    body = tuple(_strip_loads(_lower(kernel.body, kernel.threads, target, set())))
     return kernel.replace(body=body)

@@ -1,10 +1,11 @@
 """Shared-memory planning: pipelining stages, swizzles, reduction scratch, offsets, limits.
 
 Decides, in `kernel.attrs["shared"]` (a SharedPlan):
-- which global->shared copies of a `T.Pipelined` loop are multi-buffered (their destination
-  buffer gets `num_stages` copies, filled by cp.async ahead of the compute);
-- which shared tiles feed `T.gemm` through ldmatrix and are stored XOR-swizzled (16-byte
-  chunks permuted per row) so the 8 rows one ldmatrix phase reads fall in distinct banks;
+- how many copies each tile a stage ring fills ahead gets (the rings' `stages`, decided by
+  `pipeline_loops`);
+- which shared tiles feed mma.sync through ldmatrix and are stored XOR-swizzled (16-byte
+  chunks permuted per row) so the 8 rows one ldmatrix phase reads fall in distinct banks
+  (wgmma operands use the TMA panel layout `lower_tile_ops` chose instead);
 - scratch for cross-warp reductions;
 - every buffer's byte offset (128-byte aligned): buffers whose lifetimes (in top-level
   statements) do not meet share bytes; the total is checked against the target's limit.
@@ -28,7 +29,6 @@ class SharedPlan:
     offsets: dict = field(default_factory=dict)        # Buffer -> byte offset in jt_smem
     stages: dict = field(default_factory=dict)         # Buffer -> number of pipeline copies
     swizzled: set = field(default_factory=set)         # Buffers stored XOR-swizzled
-    pipelined_copies: dict = field(default_factory=dict)  # For -> [Copy] issued ahead
     staging: dict = field(default_factory=dict)        # Copy -> shared Buffer it stores through
     scratch_offset: int = 0
     scratch_bytes: int = 0
@@ -45,43 +45,28 @@ def _align(n: int, alignment: int = ALIGNMENT) -> int:
     return (n + alignment - 1) // alignment * alignment
 
 
-def _pipelinable(loop: ir.For, copy: ir.Copy, body: tuple) -> bool:
-    """A global->shared copy at the top of the loop body whose destination only this copy
-    writes in the loop, and whose source is read-only."""
-    if copy.src.buffer.space is not MemorySpace.GLOBAL or not copy.dst.buffer.space.is_shared:
-        return False
-    if copy.src.dtype is not copy.dst.dtype:
-        return False
-    # Issuing iteration k + S - 1's copy early needs its addresses to depend on the loop
-    # index and outer indices only, not on values the body computes (loads).
-    for start in tuple(copy.src.starts) + tuple(copy.dst.starts):
-        if any(isinstance(e, ir.Load) for e in sub_expressions(start)):
-            return False
-    writers = [s for s in statements(body) if copy.dst.buffer in deep_buffers_written(s)]
-    return writers == [copy]
+def plan_stage_rings(kernel: ir.Kernel, plan: SharedPlan) -> None:
+    """Every tile a stage ring fills ahead (TMA loads or cp.async copies) gets one copy per
+    stage."""
+    from jtile.ir.lowered import CpAsyncPipeline, MbarrierPipeline
 
-
-def plan_pipelines(kernel: ir.Kernel, plan: SharedPlan, target) -> None:
-    if not target.has_cp_async:
-        return
     for s in statements(kernel.body):
-        if not (isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1):
-            continue
-        copies = [c for c in s.body if isinstance(c, ir.Copy) and _pipelinable(s, c, s.body)]
-        # A buffer pipelined by two loops would need two stage counts; keep the first.
-        copies = [c for c in copies if c.dst.buffer not in plan.stages]
-        if not copies:
-            continue
-        plan.pipelined_copies[s] = copies
-        for c in copies:
-            plan.stages[c.dst.buffer] = s.num_stages
+        if isinstance(s, MbarrierPipeline):
+            for load in s.loads:
+                plan.stages[load.tile.dst.buffer] = s.stages
+        elif isinstance(s, CpAsyncPipeline):
+            for copy in s.copies:
+                plan.stages[copy.dst.buffer] = s.stages
 
 
 def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
+    """Shared tiles that ldmatrix reads for mma.sync are stored XOR-swizzled."""
+    from jtile.ir.lowered import MmaSyncGemm
+
     for s in statements(kernel.body):
-        if not isinstance(s, ir.Gemm) or s.a.dtype.bits != 16:
+        if not isinstance(s, MmaSyncGemm):
             continue
-        for region in (s.a, s.b):
+        for region in (s.tile.a, s.tile.b):
             buf = region.buffer
             inner_bytes = buf.shape[-1] * buf.dtype.bytes
             if buf.space.is_shared and inner_bytes % 32 == 0 and \
@@ -172,16 +157,6 @@ def place_buffers(sizes: dict, intervals: dict, alignment: int = ALIGNMENT) -> d
     return offsets
 
 
-def plan_mbarrier_rings(kernel: ir.Kernel, plan: SharedPlan) -> None:
-    """Every tile a TMA stage ring loads gets one copy per stage."""
-    from jtile.ir.lowered import MbarrierPipeline
-
-    for s in statements(kernel.body):
-        if isinstance(s, MbarrierPipeline):
-            for load in s.loads:
-                plan.stages[load.tile.dst.buffer] = s.stages
-
-
 def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict) -> None:
     """A producer warpgroup starts filling its ring at kernel entry, while the consumers still
     run the statements before the loop: ring tiles must not share bytes with anything those
@@ -196,16 +171,15 @@ def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict) -> None:
                     intervals[buf] = (0, intervals[buf][1])
 
 
-def warn_unpipelined(kernel: ir.Kernel, plan: SharedPlan, target) -> None:
-    """A T.Pipelined loop asked for stages but nothing in it can be issued ahead: say so
-    instead of silently running it as a plain loop."""
+def warn_unpipelined(kernel: ir.Kernel, target) -> None:
+    """A T.Pipelined loop asked for stages but `pipeline_loops` found nothing it can issue
+    ahead: say so instead of silently running it as a plain loop."""
     import warnings
 
     from jtile.errors import JtilePerformanceWarning
 
     for s in statements(kernel.body):
-        if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1 \
-                and s not in plan.pipelined_copies:
+        if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1:
             why = (f"{target.arch} has no asynchronous copies (cp.async needs sm_80)"
                    if not target.has_cp_async else
                    "no T.copy in it moves a global tile into a shared tile that only that copy "
@@ -218,9 +192,8 @@ def warn_unpipelined(kernel: ir.Kernel, plan: SharedPlan, target) -> None:
 
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan = SharedPlan()
-    plan_mbarrier_rings(kernel, plan)
-    plan_pipelines(kernel, plan, target)
-    warn_unpipelined(kernel, plan, target)
+    plan_stage_rings(kernel, plan)
+    warn_unpipelined(kernel, target)
     plan_swizzles(kernel, plan)
     staged = plan_store_staging(kernel, plan)
     kernel = kernel.replace(allocations=tuple(kernel.allocations) + tuple(staged))

@@ -1,5 +1,6 @@
-"""Compile-time checks of kernel options that depend on how the compiler lays things out:
-thread-block clusters, buffer views and shared-memory layout annotations.
+"""Compile-time checks of kernel options that depend on the target and on how the compiler lays
+things out: thread-block clusters (before planning), buffer views and shared-memory layout
+annotations (after planning, against the layouts actually chosen).
 
 Each is refused with a JtileTargetError naming the kernel, the source line and the rule,
 before any code is generated.
@@ -20,14 +21,12 @@ def _fail(kernel: ir.Kernel, loc, message: str) -> JtileTargetError:
     return JtileTargetError(f"{kernel.name} ({kernel.loc}): {where}{message}")
 
 
-def _planned_layouts(kernel: ir.Kernel, target):
-    """What plan_shared_memory will decide about swizzles and pipeline stages."""
-    from jtile.passes.plan_shared_memory import SharedPlan, plan_pipelines, plan_swizzles
-
-    plan = SharedPlan()
-    plan_pipelines(kernel, plan, target)
-    plan_swizzles(kernel, plan)
-    return plan
+def _planned_layouts(kernel: ir.Kernel):
+    """What plan_shared_memory decided: stage counts, and the tiles stored swizzled (ldmatrix
+    XOR swizzle, or the TMA/wgmma panel layout)."""
+    plan = kernel.attrs["shared"]
+    swizzled = set(plan.swizzled) | set(kernel.attrs.get("panel_buffers", ()))
+    return swizzled, plan.stages
 
 
 def verify_clusters(kernel: ir.Kernel, target) -> None:
@@ -52,16 +51,16 @@ def verify_views(kernel: ir.Kernel, target) -> None:
     views = [v for v in kernel.attrs.get("views", ()) if v.view_of.space.is_shared]
     if not views:
         return
-    plan = _planned_layouts(kernel, target)
+    swizzled, stages = _planned_layouts(kernel)
     for view in views:
         base = view.view_of
         for buf in (base, view):
-            if buf in plan.swizzled:
+            if buf in swizzled:
                 raise _fail(kernel, view.loc, f"view {view.describe()} of {base.describe()}: "
                             f"{buf.name} feeds T.gemm and is stored swizzled, which a "
                             "row-major view cannot follow; copy the tile into a second shared "
                             "buffer instead of viewing it")
-            if buf in plan.stages:
+            if buf in stages:
                 raise _fail(kernel, view.loc, f"view {view.describe()} of {base.describe()}: "
                             f"{buf.name} is multi-buffered by T.Pipelined, which a view cannot "
                             "follow; use num_stages=1 or copy instead of viewing")
@@ -72,10 +71,10 @@ def verify_layout_annotations(kernel: ir.Kernel, target) -> None:
     annotated = [b for b in kernel.allocations if b.layout_annotation is not None]
     if not annotated:
         return
-    plan = _planned_layouts(kernel, target)
+    planned_swizzles, _ = _planned_layouts(kernel)
     for buf in annotated:
         kind, loc = buf.layout_annotation
-        swizzled = buf in plan.swizzled
+        swizzled = buf in planned_swizzles
         row_bytes = buf.shape[-1] * buf.dtype.bytes
         if kind == "linear" and swizzled:
             raise _fail(kernel, loc, f"T.annotate_layout: {buf.describe()} feeds T.gemm and "
@@ -93,6 +92,12 @@ def verify_layout_annotations(kernel: ir.Kernel, target) -> None:
 
 
 def verify_tile_options(kernel: ir.Kernel, target) -> None:
+    """Before planning: options the target cannot offer at all."""
     verify_clusters(kernel, target)
+
+
+def verify_planned_layouts(kernel: ir.Kernel, target) -> None:
+    """After shared-memory planning, before any code: views and layout annotations against the
+    layouts the compiler actually chose."""
     verify_views(kernel, target)
     verify_layout_annotations(kernel, target)

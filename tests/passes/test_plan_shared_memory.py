@@ -21,6 +21,13 @@ def plan_of(fn, inputs, outputs, arch="sm_90a"):
     return kernel, plan, {b.name: b for b in kernel.allocations}
 
 
+def cp_async_pipelines(kernel):
+    from jtile.ir.lowered import CpAsyncPipeline
+    from jtile.ir.walk import statements
+
+    return [s for s in statements(kernel.body) if isinstance(s, CpAsyncPipeline)]
+
+
 def matmul(stages, a_cols=32, dtype="float16", threads=128):
     def pipelined_matmul(A, B, C):
         with T.Kernel(2, 2, threads=threads) as (bx, by):
@@ -92,8 +99,8 @@ def test_pipelined_buffers_are_multiplied_by_num_stages(stages):
     kernel, plan, bufs = plan_of(*matmul(stages), arch="sm_80")
     a, b = bufs["a_smem"], bufs["b_smem"]
     assert plan.stages == {a: stages, b: stages}
-    (loop_copies,) = plan.pipelined_copies.values()
-    assert [c.dst.buffer for c in loop_copies] == [a, b]
+    (pipeline,) = cp_async_pipelines(kernel)
+    assert [c.dst.buffer for c in pipeline.copies] == [a, b] and pipeline.stages == stages
     assert plan.offsets[b] - plan.offsets[a] >= a.nbytes * stages
     assert plan.dynamic_bytes >= plan.offsets[b] + b.nbytes * stages
 
@@ -107,7 +114,7 @@ def test_no_stages_without_pipelining(stages, arch):
             kernel, plan, bufs = plan_of(*matmul(stages), arch=arch)
     else:
         kernel, plan, bufs = plan_of(*matmul(stages), arch=arch)
-    assert plan.stages == {} and plan.pipelined_copies == {}
+    assert plan.stages == {} and cp_async_pipelines(kernel) == []
     assert plan.offsets[bufs["b_smem"]] - plan.offsets[bufs["a_smem"]] == bufs["a_smem"].nbytes
 
 
@@ -229,7 +236,7 @@ def test_copies_addressed_by_loaded_values_are_not_prefetched():
     with pytest.warns(jtile.JtilePerformanceWarning, match="runs as a plain loop"):
         kernel, plan, bufs = plan_of(gather_rows, [((64, 64), F32), ((4,), DType.int32)],
                                      [((16, 64), F32)])
-    assert not plan.pipelined_copies and bufs["tile"] not in plan.stages
+    assert not cp_async_pipelines(kernel) and bufs["tile"] not in plan.stages
 
 
 def test_scattered_fragment_stores_are_staged_through_shared_memory():
