@@ -24,9 +24,11 @@ def var_range(em, var: ir.Var) -> Optional[tuple]:
 
 
 def expr_range(em, expr) -> Optional[tuple]:
+    """(lowest, highest) value of an integer expression over its variables' ranges, or None
+    when unknown. Affine forms, and min / max / % / // by constants of them."""
     form = affine(expr)
     if form is None:
-        return None
+        return _structured_range(em, expr)
     lo = hi = form.const
     for var, coef in form.terms.items():
         rng = var_range(em, var)
@@ -54,3 +56,21 @@ def aligned(expr, multiple: int) -> bool:
     if form is None:
         return False
     return form.const % multiple == 0 and all(c % multiple == 0 for c in form.terms.values())
+
+
+def _structured_range(em, expr) -> Optional[tuple]:
+    if isinstance(expr, ir.Call) and expr.fn in ("min", "max") and len(expr.args) == 2:
+        a, b = (expr_range(em, x) for x in expr.args)
+        if a is None or b is None:
+            return None
+        pick = min if expr.fn == "min" else max
+        return pick(a[0], b[0]), pick(a[1], b[1])
+    if isinstance(expr, ir.BinOp) and expr.op in ("mod", "floordiv") and \
+            isinstance(expr.b, ir.Const) and isinstance(expr.b.value, int) and expr.b.value > 0:
+        a = expr_range(em, expr.a)
+        if a is None or a[0] < 0:
+            return None
+        if expr.op == "mod":
+            return 0, min(a[1], expr.b.value - 1)
+        return a[0] // expr.b.value, a[1] // expr.b.value
+    return None

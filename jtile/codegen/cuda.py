@@ -35,8 +35,11 @@ _RESERVED = {"int", "float", "double", "char", "short", "long", "unsigned", "sig
 
 
 def c_identifier(name: str) -> str:
-    """`name` made a valid C identifier (lambdas and partials have odd names)."""
+    """`name` made a valid C identifier (lambdas and partials have odd names). A reserved name
+    takes TileLang's `_kernel` suffix: its kernels are routinely called `main`."""
     text = re.sub(r"[^A-Za-z0-9_]", "_", name) or "kernel"
+    if text in _RESERVED:
+        return text + "_kernel"
     return "k_" + text if text[0].isdigit() else text
 
 
@@ -72,7 +75,6 @@ class CudaEmitter:
         self.batched = batched
         self.layouts = kernel.attrs["layouts"]
         self.plan = kernel.attrs["shared"]
-        self.mma = kernel.attrs["mma"]
         self.lines: list[str] = []
         self.depth = 0
         self.names: dict = {}
@@ -224,7 +226,10 @@ class CudaEmitter:
 
     def fragment_access(self, buf: ir.Buffer, indices: tuple, loc=None) -> str:
         from jtile.codegen.parallel import fragment_register
+        from jtile.passes.fragment_access import is_scalar_fragment
 
+        if self.parallel is None and is_scalar_fragment(buf):
+            return f"{self.name(buf)}[0]"   # every thread holds the one element
         if self.parallel is None:
             # verify() refuses this first, with the statement's file:line.
             where = f"{loc}: " if loc is not None else ""
@@ -237,7 +242,26 @@ class CudaEmitter:
     def render_load(self, load: ir.Load) -> str:
         if self.is_tiled_fragment(load.buffer):
             return self.fragment_access(load.buffer, load.indices)
-        return self.element(load.buffer, [self.expr(i) for i in load.indices])
+        access = self.element(load.buffer, [self.expr(i) for i in load.indices])
+        guard = self.global_bounds_guard(load.buffer, load.indices)
+        if guard is None:
+            return access
+        # Outside the tensor a global read gives 0, as in interpret mode (and TileLang).
+        return f"(({guard}) ? {access} : {const_text(0, load.buffer.dtype)})"
+
+    def global_bounds_guard(self, buf: ir.Buffer, indices) -> str | None:
+        """The in-bounds test of an element access to global memory, for the dimensions whose
+        index is not provably inside the buffer; None when every one is."""
+        from jtile.codegen.bounds import expr_range
+
+        if buf.space is not MemorySpace.GLOBAL:
+            return None
+        conds = []
+        for index, size in zip(indices, buf.shape):
+            rng = expr_range(self, ir.as_expr(index))
+            if rng is None or rng[0] < 0 or rng[1] >= size:
+                conds.append(f"(unsigned)({self.expr(index)}) < {size}u")
+        return " && ".join(conds) or None
 
     # ------------------------------------------------------------------ barriers
     def sync(self) -> None:
@@ -319,11 +343,10 @@ class CudaEmitter:
 
         if isinstance(s, ir.ParallelFor):
             parallel.emit_parallel(self, s)
+        elif isinstance(s, low.CpAsyncPipeline):
+            pipeline.emit_pipelined(self, s)
         elif isinstance(s, ir.For):
-            if s in self.plan.pipelined_copies:
-                pipeline.emit_pipelined(self, s)
-            else:
-                self.emit_for(s)
+            self.emit_for(s)
         elif isinstance(s, ir.IfThenElse):
             self.emit_if(s)
         elif isinstance(s, ir.While):
@@ -336,8 +359,10 @@ class CudaEmitter:
             tile_copy.emit_fill(self, s)
         elif isinstance(s, ir.AtomicAdd):
             tile_copy.emit_atomic_add(self, s)
-        elif isinstance(s, ir.Gemm):
-            gemm.emit_gemm(self, s)
+        elif isinstance(s, low.MmaSyncGemm):
+            gemm.emit_mma_sync_gemm(self, s)
+        elif isinstance(s, low.FmaGemm):
+            gemm.emit_fma_gemm(self, s)
         elif isinstance(s, ir.Reduce):
             reduce.emit_reduce(self, s)
         elif isinstance(s, ir.FinalizeReducer):
@@ -410,8 +435,11 @@ class CudaEmitter:
             target = self.element(buf, [self.expr(i) for i in s.indices])
         needs_guard = not self.is_tiled_fragment(buf) and buf.space is not MemorySpace.VAR \
             and buf.space is not MemorySpace.LOCAL
+        bounds = self.global_bounds_guard(buf, s.indices)
         with guard_replicas(self, needs_guard):
-            self.line(f"{target} = {value};")
+            # Outside the tensor a global write is dropped, as in interpret mode (and TileLang).
+            self.line(f"if ({bounds}) {target} = {value};" if bounds else
+                      f"{target} = {value};")
 
     def emit_barrier_op(self, s: ir.BarrierOp) -> None:
         self.comment_loc(s.loc)

@@ -338,8 +338,10 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
     if isinstance(s.dst, ir.Load):
         buf = s.dst.buffer
         elem = em.element(buf, [em.expr(i) for i in s.dst.indices])
+        bounds = em.global_bounds_guard(buf, s.dst.indices)
+        stmt = f"jt::atomic_{s.op}(&{elem}, {em.typed(s.value, buf.dtype)});"
         with guard_replicas(em, True):
-            em.line(f"jt::atomic_{s.op}(&{elem}, {em.typed(s.value, buf.dtype)});")
+            em.line(f"if ({bounds}) {stmt}" if bounds else stmt)
         return
     src, dst = s.value, s.dst
     if em.is_tiled_fragment(src.buffer):

@@ -15,6 +15,7 @@ reason); `>>` is arithmetic on signed and logical on unsigned types. A shift cou
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from jtile.ir.nodes import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
-from jtile.ir.types import DType, promote, value_range
+from jtile.ir.types import DType, MemorySpace, promote, value_range
 from jtile.interpret.memory import Memory, jnp_dtype
 
 _HALF = (DType.float16, DType.bfloat16)
@@ -128,13 +129,20 @@ class Evaluator:
         raise self.memory.ctx.error(f"cannot evaluate {type(e).__name__} {e!r}", self.loc)
 
     def load(self, e: Load) -> jax.Array:
-        """Gathers one element per iteration; indices clamp (reached only under false guards)."""
+        """Gathers one element per iteration. Outside a global tensor the value is 0 (what the
+        compiled kernel reads there, as in TileLang); other buffers clamp (reached only under
+        false guards)."""
         array = self.memory.read(e.buffer, self.loc)
         if not e.indices:
             return array.reshape(())
-        indices = tuple(jnp.clip(self.index(i), 0, n - 1)
-                        for i, n in zip(e.indices, e.buffer.shape))
-        return array[indices]
+        raw = tuple(self.index(i) for i in e.indices)
+        indices = tuple(jnp.clip(i, 0, n - 1) for i, n in zip(raw, e.buffer.shape))
+        value = array[indices]
+        if e.buffer.space is MemorySpace.GLOBAL:
+            inside = functools.reduce(jnp.logical_and, [(i >= 0) & (i < n) for i, n in
+                                                        zip(raw, e.buffer.shape)])
+            value = jnp.where(inside, value, jnp.zeros((), value.dtype))
+        return value
 
     def _binary(self, e: BinOp) -> jax.Array:
         a, b = self(e.a), self(e.b)

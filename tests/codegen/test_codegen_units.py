@@ -21,7 +21,7 @@ import pytest
 
 from jtile.codegen import INCLUDE_DIR
 from jtile.codegen.bounds import aligned, expr_range, region_in_bounds
-from jtile.codegen.cuda import CudaEmitter, ParallelContext
+from jtile.codegen.cuda import CudaEmitter, ParallelContext, c_identifier
 from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import bit_runs, bits_expr, fragment_register, index_expr
 from jtile.codegen.tile_copy import bounds_condition
@@ -178,6 +178,17 @@ def test_const_text_covers_every_dtype():
                                         f"jt::cast<{dtype.c_name}>(1.0f)"}, dtype
 
 
+@pytest.mark.parametrize("name, identifier", [
+    ("main", "main_kernel"),        # TileLang names most of its kernels `main`
+    ("float", "float_kernel"),
+    ("<lambda>", "_lambda_"),
+    ("2d_add", "k_2d_add"),
+    ("gemm", "gemm"),
+])
+def test_kernel_names_become_c_identifiers_nvrtc_accepts(name, identifier):
+    assert c_identifier(name) == identifier
+
+
 @pytest.mark.parametrize("value", [0.1, 1 / 3, -123.456, 6.02e23, 1e-30, 2.0**-149])
 def test_float_literals_round_trip(value):
     """float32 and float64 literals name the exact value (repr is shortest round-trip)."""
@@ -210,7 +221,9 @@ def _stand_in(parallel=None):
     (lambda: 100 - K * 8, (28, 100)),
     (lambda: -(K * 2) + BX, (-18, 3)),
     (lambda: (K + 1) * 16, (16, 160)),
-    (lambda: TX % 4, None),       # not affine
+    (lambda: TX % 4, (0, 3)),     # % by a constant of a non-negative range
+    (lambda: TX // 4, (0, 31)),   # // likewise
+    (lambda: (TX - 1) % 4, None),  # a range reaching below zero: C's % can be negative
     (lambda: TX * TX, None),      # not affine
     (lambda: N * 8, None),        # no known range
 ])
@@ -239,7 +252,8 @@ def _region(shape, starts, extents):
     ((3, 320), [BY, K * 32], [1, 32], True),
     ((3, 319), [BY, K * 32], [1, 32], False),
     ((64,), [N * 8], [8], False),               # unknown range: not provably inside
-    ((64,), [TX % 8], [8], False),              # not affine: not provably inside
+    ((64,), [TX % 8], [8], True),               # % by a constant: 0..7, inside
+    ((64,), [TX * TX], [8], False),             # not affine: not provably inside
 ])
 def test_region_in_bounds(shape, starts, extents, inside):
     assert region_in_bounds(_stand_in(), _region(shape, starts, extents)) is inside

@@ -69,7 +69,7 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
         // cases.py:92
         if ((((bx * 8) + i) < 100)) {
           // cases.py:93
-          jt::atomic_add(&Out[((0)) * 64 + (0)], X[((((bx * 8) + i))) * 64 + (0)]);
+          jt::atomic_add(&Out[((0)) * 64 + (0)], (((unsigned)(((bx * 8) + i)) < 100u) ? X[((((bx * 8) + i))) * 64 + (0)] : 0.0f));
         }
       }
     }

@@ -69,7 +69,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   }
   else {
     jt::setmaxnreg_inc<232>();
-    // flash_attention.py:44
+    // flash_attention.py:46
     {
       #pragma unroll
       for (int jt_u2 = 0; jt_u2 < 8; ++jt_u2) {
@@ -80,7 +80,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     jt::cp_async_wait_all();
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
-    // flash_attention.py:47
+    // flash_attention.py:49
     {
       #pragma unroll
       for (int jt_r3 = 0; jt_r3 < 64; jt_r3 += 2) {
@@ -90,22 +90,22 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         for (int u = 0; u < 2; ++u) q_regs_frag[jt_r3 + u] = jt::cast<jt::half>(jt_v4.v[u]);
       }
     }
-    // flash_attention.py:49
-    #pragma unroll
-    for (int jt_r5 = 0; jt_r5 < 64; ++jt_r5) acc_frag[jt_r5] = 0.0f;
-    // flash_attention.py:50
-    #pragma unroll
-    for (int jt_r6 = 0; jt_r6 < 2; ++jt_r6) l_frag[jt_r6] = 0.0f;
     // flash_attention.py:51
     #pragma unroll
-    for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
+    for (int jt_r5 = 0; jt_r5 < 64; ++jt_r5) acc_frag[jt_r5] = 0.0f;
+    // flash_attention.py:52
+    #pragma unroll
+    for (int jt_r6 = 0; jt_r6 < 2; ++jt_r6) l_frag[jt_r6] = 0.0f;
     // flash_attention.py:53
+    #pragma unroll
+    for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
+    // flash_attention.py:55
     {
       for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
-        // flash_attention.py:58
+        // flash_attention.py:60
         if ((((k_1 + 1) * 128) > ((1 - bx) * 128))) {
-          // flash_attention.py:59
+          // flash_attention.py:61
           {
             #pragma unroll
             for (int jt_r8 = 0; jt_r8 < 64; ++jt_r8) {
@@ -116,11 +116,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           }
         }
         else {
-          // flash_attention.py:63
+          // flash_attention.py:65
           #pragma unroll
           for (int jt_r9 = 0; jt_r9 < 64; ++jt_r9) s_frag[jt_r9] = 0.0f;
         }
-        // flash_attention.py:69
+        // flash_attention.py:71
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
@@ -147,12 +147,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }
-        // flash_attention.py:70
+        // flash_attention.py:72
         {
           #pragma unroll
           for (int jt_r10 = 0; jt_r10 < 2; ++jt_r10) m_prev_frag[jt_r10] = jt::cast<float>(m_frag[jt_r10]);
         }
-        // flash_attention.py:71
+        // flash_attention.py:73
         {
           float acc[2];
           acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::cast<float>(s_frag[4])), jt::cast<float>(s_frag[5])), jt::cast<float>(s_frag[8])), jt::cast<float>(s_frag[9])), jt::cast<float>(s_frag[12])), jt::cast<float>(s_frag[13])), jt::cast<float>(s_frag[16])), jt::cast<float>(s_frag[17])), jt::cast<float>(s_frag[20])), jt::cast<float>(s_frag[21])), jt::cast<float>(s_frag[24])), jt::cast<float>(s_frag[25])), jt::cast<float>(s_frag[28])), jt::cast<float>(s_frag[29])), jt::cast<float>(s_frag[32])), jt::cast<float>(s_frag[33])), jt::cast<float>(s_frag[36])), jt::cast<float>(s_frag[37])), jt::cast<float>(s_frag[40])), jt::cast<float>(s_frag[41])), jt::cast<float>(s_frag[44])), jt::cast<float>(s_frag[45])), jt::cast<float>(s_frag[48])), jt::cast<float>(s_frag[49])), jt::cast<float>(s_frag[52])), jt::cast<float>(s_frag[53])), jt::cast<float>(s_frag[56])), jt::cast<float>(s_frag[57])), jt::cast<float>(s_frag[60])), jt::cast<float>(s_frag[61]));
@@ -164,7 +164,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
           m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
         }
-        // flash_attention.py:72
+        // flash_attention.py:74
         {
           #pragma unroll
           for (int jt_r11 = 0; jt_r11 < 2; ++jt_r11) {
@@ -172,7 +172,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             rescale_frag[(jt_r11 & 1)] = jt::exp2(((m_prev_frag[(jt_r11 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r11 & 1)] * 0.12751743082459868f)));
           }
         }
-        // flash_attention.py:74
+        // flash_attention.py:76
         {
           #pragma unroll
           for (int jt_r12 = 0; jt_r12 < 64; ++jt_r12) {
@@ -181,7 +181,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             s_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4) | (((jt_r12 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4) | (((jt_r12 >> 5) & 1) << 5)] * 0.12751743082459868f) - (m_frag[((jt_r12 >> 1) & 1)] * 0.12751743082459868f)));
           }
         }
-        // flash_attention.py:76
+        // flash_attention.py:78
         {
           float acc[2];
           acc[0] = jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1]) + jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]) + jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9]) + jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13]) + jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17]) + jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]) + jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25]) + jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]) + jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33]) + jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]) + jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41]) + jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45]) + jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49]) + jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]) + jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57]) + jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]);
@@ -193,7 +193,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           l_tile_frag[0] = jt::cast<float>(acc[0]);
           l_tile_frag[1] = jt::cast<float>(acc[1]);
         }
-        // flash_attention.py:77
+        // flash_attention.py:79
         {
           #pragma unroll
           for (int jt_r13 = 0; jt_r13 < 2; ++jt_r13) {
@@ -201,12 +201,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             l_frag[(jt_r13 & 1)] = ((l_frag[(jt_r13 & 1)] * rescale_frag[(jt_r13 & 1)]) + l_tile_frag[(jt_r13 & 1)]);
           }
         }
-        // flash_attention.py:79
+        // flash_attention.py:81
         {
           #pragma unroll
           for (int jt_r14 = 0; jt_r14 < 64; ++jt_r14) p_frag[jt_r14] = jt::cast<jt::half>(s_frag[jt_r14]);
         }
-        // flash_attention.py:80
+        // flash_attention.py:82
         {
           #pragma unroll
           for (int jt_r15 = 0; jt_r15 < 64; ++jt_r15) {
@@ -215,7 +215,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             acc_frag[(jt_r15 & 1) | (((jt_r15 >> 1) & 1) << 1) | (((jt_r15 >> 2) & 1) << 2) | (((jt_r15 >> 3) & 1) << 3) | (((jt_r15 >> 4) & 1) << 4) | (((jt_r15 >> 5) & 1) << 5)] = (acc_frag[(jt_r15 & 1) | (((jt_r15 >> 1) & 1) << 1) | (((jt_r15 >> 2) & 1) << 2) | (((jt_r15 >> 3) & 1) << 3) | (((jt_r15 >> 4) & 1) << 4) | (((jt_r15 >> 5) & 1) << 5)] * rescale_frag[((jt_r15 >> 1) & 1)]);
           }
         }
-        // flash_attention.py:82
+        // flash_attention.py:84
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
@@ -248,7 +248,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         }
       }
     }
-    // flash_attention.py:83
+    // flash_attention.py:85
     {
       #pragma unroll
       for (int jt_r16 = 0; jt_r16 < 64; ++jt_r16) {
@@ -257,7 +257,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         acc_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4) | (((jt_r16 >> 5) & 1) << 5)] = (acc_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4) | (((jt_r16 >> 5) & 1) << 5)] / l_frag[((jt_r16 >> 1) & 1)]);
       }
     }
-    // flash_attention.py:85
+    // flash_attention.py:87
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
     {

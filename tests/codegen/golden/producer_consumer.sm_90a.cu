@@ -26,14 +26,14 @@ extern "C" __global__ void __launch_bounds__(256) scaled_rows(const float* __res
         // producer_consumer.py:53
         jt::mbarrier_wait_parity(&empty_bar[(k % 2)], (unsigned)((((k / 2) + 1) % 2)));
       }
-      ring_smem[(((k % 2))) * 128 + (tx)] = X[((k)) * 512 + (((bx * 128) + tx))];
+      ring_smem[(((k % 2))) * 128 + (tx)] = (((unsigned)(((bx * 128) + tx)) < 512u) ? X[((k)) * 512 + (((bx * 128) + tx))] : 0.0f);
       // producer_consumer.py:55
       jt::mbarrier_arrive(&full_bar[(k % 2)]);
     }
     else {
       // producer_consumer.py:57
       jt::mbarrier_wait_parity(&full_bar[(k % 2)], (unsigned)(((k / 2) % 2)));
-      O[((k)) * 512 + (((bx * 128) + (tx - 128)))] = (ring_smem[(((k % 2))) * 128 + ((tx - 128))] * jt::cast<float>((k + 1)));
+      if ((unsigned)(((bx * 128) + (tx - 128))) < 512u) O[((k)) * 512 + (((bx * 128) + (tx - 128)))] = (ring_smem[(((k % 2))) * 128 + ((tx - 128))] * jt::cast<float>((k + 1)));
       // producer_consumer.py:60
       jt::mbarrier_arrive(&empty_bar[(k % 2)]);
     }

@@ -14,7 +14,7 @@ extern "C" __global__ void __launch_bounds__(256) add(const float* __restrict__ 
       const int i = jt_e1 % 256;
       // quickstart.py:26
       if ((((bx * 256) + i) < 100000)) {
-        O[(((bx * 256) + i))] = (X[(((bx * 256) + i))] + Y[(((bx * 256) + i))]);
+        if ((unsigned)(((bx * 256) + i)) < 100000u) O[(((bx * 256) + i))] = ((((unsigned)(((bx * 256) + i)) < 100000u) ? X[(((bx * 256) + i))] : 0.0f) + (((unsigned)(((bx * 256) + i)) < 100000u) ? Y[(((bx * 256) + i))] : 0.0f));
       }
     }
   }
