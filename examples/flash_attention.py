@@ -24,6 +24,7 @@ except ImportError:
 def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
                      q_in_registers=False):
     B, S, H, D = Q.shape
+    groups = H // K.shape[2]  # grouped-query attention: query heads per key/value head
     O = T.empty((B, S, H, D), Q.dtype)
     scale = (1.0 / math.sqrt(D)) * 1.4426950408889634  # softmax scale in log2 units
     with T.Kernel(T.ceildiv(S, block_m), H, B, threads=threads) as (block, by, bz):
@@ -41,6 +42,7 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
         l = T.alloc_fragment((block_m,), "float32")
         l_tile = T.alloc_fragment((block_m,), "float32")
 
+        kv = by // groups if groups > 1 else by
         T.copy(Q[bz, bx * block_m:(bx + 1) * block_m, by, :], q)
         if q_in_registers:  # read Q from shared memory once, not once per K tile
             q_regs = T.alloc_fragment((block_m, D), Q.dtype)
@@ -51,8 +53,8 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
         T.fill(m, -T.infinity("float32"))
         steps = T.ceildiv((bx + 1) * block_m, block_n) if causal else T.ceildiv(S, block_n)
         for t in T.Pipelined(steps, num_stages=stages):
-            T.copy(K[bz, t * block_n:(t + 1) * block_n, by, :], k)
-            T.copy(V[bz, t * block_n:(t + 1) * block_n, by, :], v)
+            T.copy(K[bz, t * block_n:(t + 1) * block_n, kv, :], k)
+            T.copy(V[bz, t * block_n:(t + 1) * block_n, kv, :], v)
             if causal:
                 # Only tiles that cross the diagonal need the mask.
                 with T.If((t + 1) * block_n > bx * block_m):
@@ -98,7 +100,25 @@ def flash_attention(q, k, v, *, causal=False, block_m=None, block_n=None, stages
     return jtile.pallas_like(kernel, name=name, interpret=interpret)(q, k, v)
 
 
+# Block shapes the autotuned launcher chooses between; interpret mode takes the first.
+FLASH_CONFIGS = (
+    dict(block_m=128, block_n=128, stages=2, threads=256),
+    dict(block_m=128, block_n=128, stages=3, threads=256),
+    dict(block_m=128, block_n=64, stages=3, threads=256),
+    dict(block_m=64, block_n=64, stages=2, threads=128),
+)
+
+
+@jtile.autotune(configs=FLASH_CONFIGS, key=["q", "k", "v", "causal"])
+def flash_attention_autotuned(q, k, v, *, causal=False, block_m, block_n, stages, threads,
+                              interpret=INTERPRET):
+    """`flash_attention` with the block shape picked by timing FLASH_CONFIGS (per shapes)."""
+    return flash_attention(q, k, v, causal=causal, block_m=block_m, block_n=block_n,
+                           stages=stages, threads=threads, interpret=interpret)
+
+
 def reference(q, k, v, causal):
+    """jax.nn.dot_product_attention in float32 (k and v may have fewer heads than q)."""
     return jax.nn.dot_product_attention(q.astype(jnp.float32), k.astype(jnp.float32),
                                         v.astype(jnp.float32), is_causal=causal)
 
@@ -112,6 +132,10 @@ def main():
             out = jax.jit(functools.partial(flash_attention, causal=causal))(q, k, v)
             check(f"flash attention fwd d{d} {'causal' if causal else 'full'}", out,
                   reference(q, k, v, causal), 2e-3)
+    q, k, v = (jax.random.normal(key, (1, 256, 2, 64), jnp.float16)
+               for key in jax.random.split(jax.random.key(1), 3))
+    out = jax.jit(functools.partial(flash_attention_autotuned, causal=True))(q, k, v)
+    check("flash attention fwd d64 causal autotuned", out, reference(q, k, v, True), 2e-3)
 
 
 if __name__ == "__main__":
