@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import pathlib
+import warnings
 from dataclasses import dataclass
+from types import ModuleType
 
-from jtile.errors import JtileError
+from jtile.errors import JtileError, JtilePerformanceWarning
 
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off", "")
@@ -40,10 +42,13 @@ INTERPRET = Variable(
     "JTILE_INTERPRET",
     "Run every kernel with the JAX interpreter instead of compiling it.",
 )
-CACHE_DIR = Variable("JTILE_CACHE_DIR", "Directory of the on-disk cubin cache.")
+CACHE_DIR = Variable(
+    "JTILE_CACHE_DIR",
+    "Directory of the on-disk cubin cache; autotuning results live in its autotune/ folder.",
+)
 DISABLE_CACHE = Variable(
     "JTILE_DISABLE_CACHE",
-    "Set to 1 to compile every kernel afresh, bypassing the disk cache.",
+    "Set to 1 to compile every kernel afresh and autotune afresh, bypassing the disk cache.",
 )
 COMPILER = Variable(
     "JTILE_COMPILER", "CUDA compiler to use: auto (NVRTC, else nvcc), nvrtc or nvcc."
@@ -85,23 +90,54 @@ def debug() -> bool:
     return _flag(DEBUG)
 
 
+_NO_CACHE_LOCATION = (
+    f"{CACHE_DIR.name} is unset and platformdirs is not installed (an install made with "
+    f"--no-deps), so jtile has no cubin cache directory; `pip install platformdirs` or set "
+    f"{CACHE_DIR.name}."
+)
+
+
 def cache_enabled() -> bool:
-    """Whether the on-disk cubin cache is used (off when ``JTILE_DISABLE_CACHE`` is true)."""
-    return not _flag(DISABLE_CACHE)
+    """Whether the on-disk cubin cache is used.
+
+    Off when ``JTILE_DISABLE_CACHE`` is true, and also, with a ``JtilePerformanceWarning``, when
+    there is no directory to put it in (``JTILE_CACHE_DIR`` unset and platformdirs missing):
+    kernels still compile, each process afresh.
+    """
+    if _flag(DISABLE_CACHE):
+        return False
+    if CACHE_DIR.raw() or _platformdirs() is not None:
+        return True
+    warnings.warn(_NO_CACHE_LOCATION, JtilePerformanceWarning, stacklevel=2)
+    return False
 
 
 def cache_dir() -> pathlib.Path:
-    """The cubin cache directory (``JTILE_CACHE_DIR``, default the platform's user cache dir)."""
+    """The cubin cache directory: ``JTILE_CACHE_DIR``, else platformdirs' user cache directory.
+
+    The default comes from ``platformdirs.user_cache_dir("jtile")`` alone (on Linux
+    ``$XDG_CACHE_HOME/jtile`` or ``~/.cache/jtile``), so jtile agrees with every other tool that
+    asks platformdirs.
+
+    Raises:
+        JtileError: If ``JTILE_CACHE_DIR`` is unset and platformdirs is not installed.
+    """
     value = CACHE_DIR.raw()
     if value:
         return pathlib.Path(value).expanduser()
+    platformdirs = _platformdirs()
+    if platformdirs is None:
+        raise JtileError(f"{_NO_CACHE_LOCATION} ({CACHE_DIR.name}: {CACHE_DIR.doc})")
+    return pathlib.Path(platformdirs.user_cache_dir("jtile"))
+
+
+def _platformdirs() -> ModuleType | None:
+    # A declared dependency; only an install made with --no-deps (an offline GPU host) lacks it.
     try:
         import platformdirs
     except ImportError:
-        # Offline machines (the GPU hosts) may lack platformdirs; this is its Linux answer.
-        base = os.environ.get("XDG_CACHE_HOME") or os.path.join("~", ".cache")
-        return pathlib.Path(base).expanduser() / "jtile"
-    return pathlib.Path(platformdirs.user_cache_dir("jtile"))
+        return None
+    return platformdirs
 
 
 def compiler() -> str:

@@ -6,6 +6,8 @@ set -uo pipefail
 out="${OUT:-gpu_logs}"
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
+# The GPU machine has no platformdirs (the default cache location): name the cache directory.
+export JTILE_CACHE_DIR="${JTILE_CACHE_DIR:-/tmp/jtile_cache}"
 parts=("${@:-tests examples sanitize bench}")
 parts=(${parts[*]})
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pathlib
 import sys
+import warnings
 
 import pytest
 
 from jtile import config
-from jtile.errors import JtileError
+from jtile.errors import JtileError, JtilePerformanceWarning
 
 _ALL = (
     "JTILE_INTERPRET",
@@ -35,15 +36,32 @@ def test_defaults():
     assert config.cache_dir().name == "jtile"
 
 
-def test_default_cache_dir_follows_platformdirs():
-    platformdirs = pytest.importorskip("platformdirs")
+def test_default_cache_dir_follows_platformdirs(monkeypatch, tmp_path):
+    import platformdirs  # a declared dependency: its absence is an install error here
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert config.cache_dir() == pathlib.Path(platformdirs.user_cache_dir("jtile"))
+    if sys.platform.startswith("linux"):
+        assert config.cache_dir() == tmp_path / "jtile"
 
 
-def test_default_cache_dir_without_platformdirs(monkeypatch, tmp_path):
+def test_without_platformdirs_the_default_cache_is_off(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "platformdirs", None)  # makes the import fail
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
-    assert config.cache_dir() == tmp_path / "jtile"
+    with pytest.raises(JtileError, match=r"JTILE_CACHE_DIR is unset and platformdirs is not"):
+        config.cache_dir()
+    with pytest.warns(JtilePerformanceWarning, match="pip install platformdirs"):
+        assert config.cache_enabled() is False
+    assert not (tmp_path / "jtile").exists()
+
+
+def test_without_platformdirs_jtile_cache_dir_still_works(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "platformdirs", None)
+    monkeypatch.setenv("JTILE_CACHE_DIR", str(tmp_path / "cubins"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert config.cache_enabled() is True
+    assert config.cache_dir() == tmp_path / "cubins"
 
 
 @pytest.mark.parametrize("value", ["1", "true", "YES", " on "])

@@ -1,34 +1,28 @@
-"""NVRTC through ctypes: CUDA C++ to a cubin inside this process, with no toolkit installed.
+"""NVRTC through ``cuda-bindings``: CUDA C++ to a cubin inside this process, no toolkit needed.
 
-The library comes from the ``nvidia-cuda-nvrtc`` wheel when present (so ``pip install`` is all a
-user needs), else from the system. NVRTC ships no ``cuda_fp16.h``/``cuda_bf16.h`` of its own;
-they come from the ``nvidia-cuda-runtime`` wheel's include directory, passed with ``-I``.
+``cuda.bindings.nvrtc`` opens ``libnvrtc`` through ``cuda-pathfinder``, which prefers the
+``nvidia-cuda-nvrtc`` wheel (so ``pip install`` is all a user needs) and falls back to the
+system. NVRTC ships no ``cuda_fp16.h``/``cuda_bf16.h`` of its own; they come from the
+``nvidia-cuda-runtime`` wheel's include directory, passed with ``-I``. When ``cuda-bindings`` or
+``libnvrtc`` is missing, ``available()`` is False and ``jtile.compiler`` falls back to nvcc.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import functools
-import glob
 import os
 import re
-import site
-import sys
 import time
 from collections.abc import Sequence
+from types import ModuleType
 
-from jtile.compiler import CompiledBinary
+from jtile.compiler import CompiledBinary, cuda_locations
 from jtile.compiler.ptxas_report import compile_error, find_kernel, parse_ptxas_report
 from jtile.compiler.target import Target
 from jtile.errors import JtileCompileError
 
 _SUCCESS = 0
 _ERROR_COMPILATION = 6
-# Wheel layouts: CUDA 13 wheels share one nvidia/cu13 tree; CUDA 12 wheels had one per package.
-_WHEEL_LIB_DIRS = ("nvidia/cu13/lib", "nvidia/cuda_nvrtc/lib")
-_WHEEL_INCLUDE_DIRS = ("nvidia/cu13/include", "nvidia/cuda_runtime/include")
-_SYSTEM_CUDA = "/usr/local/cuda"
 _BASE_OPTIONS = (
     "-std=c++17",
     # Functions without __device__ (helpers in generated code) compile for the device.
@@ -41,44 +35,23 @@ _BASE_OPTIONS = (
     # empty log, losing the ptxas report; jtile's disk cache makes NVRTC's redundant anyway.
     "--no-cache",
 )
-
-
-def _search_roots() -> list[str]:
-    roots = list(site.getsitepackages())
-    user_site = site.getusersitepackages()
-    if isinstance(user_site, str):
-        roots.append(user_site)
-    # sys.path also covers virtualenvs and editable layouts that `site` does not list.
-    roots.extend(p for p in sys.path if p and os.path.isdir(p))
-    return list(dict.fromkeys(roots))
+_INSTALL_HINT = (
+    "`pip install 'cuda-bindings>=13,<14' 'nvidia-cuda-nvrtc>=13,<14' "
+    "'nvidia-cuda-runtime>=13,<14'`"
+)
 
 
 def find_library() -> str | None:
-    """Returns the path of ``libnvrtc`` to load, or None when none is installed.
+    """Returns the path of the ``libnvrtc`` that ``cuda.bindings.nvrtc`` uses, or None.
 
     The pip wheel wins over the system, so the version jtile was tested with is used.
     """
-    for root in _search_roots():
-        for sub in _WHEEL_LIB_DIRS:
-            candidates = sorted(glob.glob(os.path.join(root, sub, "libnvrtc.so*")))
-            if candidates:
-                return candidates[0]
-    found = ctypes.util.find_library("nvrtc")
-    if found:
-        return found
-    candidates = sorted(glob.glob(os.path.join(_SYSTEM_CUDA, "lib64", "libnvrtc.so*")))
-    return candidates[0] if candidates else None
+    return cuda_locations.nvrtc_library()
 
 
 def find_include_dir() -> str | None:
     """Returns the directory holding ``cuda_fp16.h`` and ``cuda_bf16.h``, or None."""
-    for root in _search_roots():
-        for sub in _WHEEL_INCLUDE_DIRS:
-            path = os.path.join(root, sub)
-            if os.path.isfile(os.path.join(path, "cuda_fp16.h")):
-                return path
-    path = os.path.join(_SYSTEM_CUDA, "include")
-    return path if os.path.isfile(os.path.join(path, "cuda_fp16.h")) else None
+    return cuda_locations.cuda_include_dir()
 
 
 @functools.cache
@@ -92,61 +65,41 @@ def _library_path() -> str | None:
 
 
 @functools.cache
-def _library() -> ctypes.CDLL | None:
-    path = _library_path()
-    if path is None:
+def _bindings() -> ModuleType | None:
+    """Returns ``cuda.bindings.nvrtc`` once it has loaded ``libnvrtc``, else None.
+
+    Imported on first use: the bindings take a few hundred milliseconds to import.
+    """
+    if _library_path() is None:
         return None
     try:
-        lib = ctypes.CDLL(path)
-    except OSError:
+        from cuda.bindings import nvrtc as bindings
+    except ImportError:
         return None
-    c_int_p = ctypes.POINTER(ctypes.c_int)
-    size_p = ctypes.POINTER(ctypes.c_size_t)
-    program = ctypes.c_void_p
-    signatures = {
-        "nvrtcVersion": (c_int_p, c_int_p),
-        "nvrtcGetErrorString": (ctypes.c_int,),
-        "nvrtcCreateProgram": (
-            ctypes.POINTER(program),
-            ctypes.c_char_p,
-            ctypes.c_char_p,
-            ctypes.c_int,
-            ctypes.c_void_p,
-            ctypes.c_void_p,
-        ),
-        "nvrtcDestroyProgram": (ctypes.POINTER(program),),
-        "nvrtcCompileProgram": (program, ctypes.c_int, ctypes.POINTER(ctypes.c_char_p)),
-        "nvrtcGetProgramLogSize": (program, size_p),
-        "nvrtcGetProgramLog": (program, ctypes.c_char_p),
-        "nvrtcGetCUBINSize": (program, size_p),
-        "nvrtcGetCUBIN": (program, ctypes.c_char_p),
-    }
-    for name, argtypes in signatures.items():
-        function = getattr(lib, name)
-        function.argtypes = argtypes
-        function.restype = (
-            ctypes.c_char_p if name == "nvrtcGetErrorString" else ctypes.c_int
-        )
-    return lib
+    try:
+        result, _, _ = bindings.nvrtcVersion()
+    except (RuntimeError, OSError):
+        # Raised when the bindings cannot open the library themselves.
+        return None
+    return bindings if int(result) == _SUCCESS else None
 
 
 def available() -> bool:
-    """Whether libnvrtc can be loaded and the CUDA fp16/bf16 headers were found."""
-    return _library() is not None and _cuda_include_dir() is not None
+    """Whether NVRTC can be called through ``cuda-bindings`` and the CUDA fp16/bf16 headers
+    were found."""
+    return _bindings() is not None and _cuda_include_dir() is not None
 
 
 def version() -> tuple[int, int]:
     """Returns NVRTC's ``(major, minor)`` version, e.g. ``(13, 5)``.
 
     Raises:
-        JtileCompileError: If NVRTC is not installed.
+        JtileCompileError: If NVRTC or ``cuda-bindings`` is not installed.
     """
-    lib = _require()
-    major, minor = ctypes.c_int(), ctypes.c_int()
-    _check(
-        lib, lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor)), "nvrtcVersion"
-    )
-    return major.value, minor.value
+    bindings = _require()
+    result, major, minor = bindings.nvrtcVersion()
+    _check(bindings, result, "nvrtcVersion")
+    return int(major), int(minor)
 
 
 def describe() -> str:
@@ -202,12 +155,12 @@ def compile(
     Raises:
         JtileCompileError: If NVRTC is missing or rejects the source.
     """
-    lib = _require()
+    bindings = _require()
     cuda_include = _cuda_include_dir()
     if cuda_include is None:
         raise JtileCompileError(
             f"{name}: NVRTC has no cuda_fp16.h/cuda_bf16.h of its own and none were found; "
-            "`pip install nvidia-cuda-runtime` (CUDA 13) provides them."
+            "`pip install 'nvidia-cuda-runtime>=13,<14'` provides them."
         )
     source_name = f"{name}.cu"
     all_options = [
@@ -218,31 +171,25 @@ def compile(
         *options,
     ]
     start = time.perf_counter()
-    program = ctypes.c_void_p()
-    _check(
-        lib,
-        lib.nvrtcCreateProgram(
-            ctypes.byref(program), source.encode(), source_name.encode(), 0, None, None
-        ),
-        "nvrtcCreateProgram",
+    result, program = bindings.nvrtcCreateProgram(
+        source.encode(), source_name.encode(), 0, [], []
     )
+    _check(bindings, result, "nvrtcCreateProgram")
     try:
         encoded = [o.encode() for o in all_options]
-        argv = (ctypes.c_char_p * len(encoded))(*encoded)
-        result = lib.nvrtcCompileProgram(program, len(encoded), argv)
-        log = _program_log(lib, program)
-        if result == _ERROR_COMPILATION:
+        (result,) = bindings.nvrtcCompileProgram(program, len(encoded), encoded)
+        log = _program_log(bindings, program)
+        if int(result) == _ERROR_COMPILATION:
             raise compile_error(name, describe(), source, source_name, log)
-        _check(lib, result, "nvrtcCompileProgram", log=log, options=all_options)
-        size = ctypes.c_size_t()
-        _check(
-            lib, lib.nvrtcGetCUBINSize(program, ctypes.byref(size)), "nvrtcGetCUBINSize"
-        )
-        buffer = ctypes.create_string_buffer(size.value)
-        _check(lib, lib.nvrtcGetCUBIN(program, buffer), "nvrtcGetCUBIN")
-        cubin = buffer.raw
+        _check(bindings, result, "nvrtcCompileProgram", log=log, options=all_options)
+        result, size = bindings.nvrtcGetCUBINSize(program)
+        _check(bindings, result, "nvrtcGetCUBINSize")
+        buffer = bytearray(size)
+        (result,) = bindings.nvrtcGetCUBIN(program, buffer)
+        _check(bindings, result, "nvrtcGetCUBIN")
+        cubin = bytes(buffer)
     finally:
-        lib.nvrtcDestroyProgram(ctypes.byref(program))
+        bindings.nvrtcDestroyProgram(program)
     seconds = time.perf_counter() - start
     resources = find_kernel(parse_ptxas_report(log), name, log)
     return CompiledBinary(
@@ -259,40 +206,47 @@ def compile(
     )
 
 
-def _require() -> ctypes.CDLL:
-    lib = _library()
-    if lib is None:
-        raise JtileCompileError(
-            "NVRTC was not found; `pip install nvidia-cuda-nvrtc nvidia-cuda-runtime` (CUDA 13), "
-            "or set JTILE_COMPILER=nvcc to use the CUDA toolkit's nvcc."
+def _require() -> ModuleType:
+    bindings = _bindings()
+    if bindings is not None:
+        return bindings
+    if _library_path() is None:
+        missing = "NVRTC was not found (cuda-pathfinder found no libnvrtc)"
+    else:
+        missing = (
+            f"NVRTC was found at {_library_path()} but cuda-bindings cannot call it "
+            "(cuda-bindings missing, or not a CUDA 13 release)"
         )
-    return lib
+    raise JtileCompileError(
+        f"{missing}; {_INSTALL_HINT}, or set JTILE_COMPILER=nvcc to use the CUDA toolkit's nvcc."
+    )
 
 
-def _program_log(lib: ctypes.CDLL, program: ctypes.c_void_p) -> str:
-    size = ctypes.c_size_t()
-    if (
-        lib.nvrtcGetProgramLogSize(program, ctypes.byref(size)) != _SUCCESS
-        or size.value <= 1
-    ):
+def _program_log(bindings: ModuleType, program) -> str:
+    result, size = bindings.nvrtcGetProgramLogSize(program)
+    if int(result) != _SUCCESS or size <= 1:
         return ""
-    buffer = ctypes.create_string_buffer(size.value)
-    if lib.nvrtcGetProgramLog(program, buffer) != _SUCCESS:
+    buffer = bytearray(size)
+    (result,) = bindings.nvrtcGetProgramLog(program, buffer)
+    if int(result) != _SUCCESS:
         return ""
-    return buffer.value.decode("utf-8", errors="replace")
+    # The log ends at its NUL terminator, as a C string does.
+    return bytes(buffer).split(b"\0", 1)[0].decode("utf-8", errors="replace")
 
 
 def _check(
-    lib: ctypes.CDLL,
-    result: int,
+    bindings: ModuleType,
+    result,
     call: str,
     log: str = "",
     options: Sequence[str] = (),
 ) -> None:
-    if result == _SUCCESS:
+    code = int(result)
+    if code == _SUCCESS:
         return
-    reason = (lib.nvrtcGetErrorString(result) or b"unknown error").decode()
-    message = f"{call} failed with {reason} ({result})"
+    # Older bindings return some results as plain ints; nvrtcGetErrorString takes the enum.
+    _, reason = bindings.nvrtcGetErrorString(bindings.nvrtcResult(code))
+    message = f"{call} failed with {(reason or b'unknown error').decode()} ({code})"
     if options:
         message += f"; options were: {' '.join(options)}"
     if log:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pathlib
+import sys
+
 import pytest
 
-from jtile.compiler import nvrtc
+from jtile.compiler import compile_cuda, nvcc, nvrtc, select_backend
 from jtile.compiler.ptxas_report import parse_ptxas_report
 from jtile.compiler.target import parse_target
 from jtile.errors import JtileCompileError
@@ -128,3 +131,61 @@ def test_parse_ptxas_report_reads_every_field():
     assert report["gemm"].static_shared_memory_bytes == 16384
     assert report["add"].registers == 8
     assert report["add"].static_shared_memory_bytes == 0
+
+
+def test_library_and_headers_are_the_ones_cuda_pathfinder_finds():
+    pathfinder = pytest.importorskip("cuda.pathfinder")
+    library = pathfinder.load_nvidia_dynamic_lib("nvrtc").abs_path
+    assert nvrtc.find_library() == library
+    assert pathlib.Path(library).is_file() and "libnvrtc" in pathlib.Path(library).name
+    assert f" lib={library} " in nvrtc.identity()
+    include_dir = pathlib.Path(nvrtc.find_include_dir())
+    assert (include_dir / "cuda_fp16.h").is_file() and (include_dir / "cuda_bf16.h").is_file()
+    found = pathfinder.find_nvidia_header_directory("cudart")
+    if found and (pathlib.Path(found) / "cuda_fp16.h").is_file():
+        assert include_dir == pathlib.Path(found)
+
+
+def test_the_ctypes_layer_is_gone():
+    text = pathlib.Path(nvrtc.__file__).read_text()
+    assert "import ctypes" not in text
+    assert "from cuda.bindings import nvrtc" in text
+
+
+@pytest.fixture
+def without_cuda_bindings(monkeypatch):
+    """Makes ``from cuda.bindings import nvrtc`` fail, as on a machine without cuda-bindings."""
+    import cuda.bindings
+
+    monkeypatch.delattr(cuda.bindings, "nvrtc", raising=False)
+    monkeypatch.setitem(sys.modules, "cuda.bindings.nvrtc", None)
+    monkeypatch.delenv("JTILE_COMPILER", raising=False)
+    nvrtc._bindings.cache_clear()
+    yield
+    nvrtc._bindings.cache_clear()
+
+
+def test_without_cuda_bindings_nvrtc_is_refused_with_the_fix(without_cuda_bindings):
+    assert nvrtc.available() is False
+    with pytest.raises(JtileCompileError) as info:
+        nvrtc.compile('extern "C" __global__ void k() {}', parse_target("sm_80"), "k")
+    message = str(info.value)
+    assert "cuda-bindings cannot call it" in message
+    assert "'cuda-bindings>=13,<14'" in message and "JTILE_COMPILER=nvcc" in message
+
+
+def test_without_cuda_bindings_auto_falls_back_to_nvcc(without_cuda_bindings):
+    if not nvcc.available():
+        pytest.skip("nvcc is not installed")
+    assert select_backend() is nvcc
+    binary = compile_cuda(MIXED_PRECISION, parse_target("sm_90a"), "scale_mixed")
+    assert binary.compiler.startswith("nvcc")
+    assert binary.cubin.startswith(ELF_MAGIC)
+    assert binary.static_shared_memory_bytes == 128 * 4
+
+
+def test_bindings_come_back_after_the_fallback():
+    # The cached lookup is per process; clearing it finds the real bindings again.
+    nvrtc._bindings.cache_clear()
+    assert nvrtc.available() is True
+    assert nvrtc.describe().startswith("nvrtc 13.")
