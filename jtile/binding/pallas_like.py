@@ -50,7 +50,11 @@ def pallas_like(kernel: Callable, *, out_shape=None, grid=None, threads=None,
        symbolic dimensions (`T.dynamic`) taking the values the inputs give them, as
        TileLang's `out_idx` for trailing parameters. `f(A, B)` on `gemm(A, B, C)` returns C;
        several such outputs are returned as a tuple;
-    3. otherwise the body declares outputs with `T.empty(shape, dtype)` and returns them (one
+    3. when the caller passes every parameter of a kernel whose signature carries `T.Tensor`
+       annotations, the inputs named in `input_output_aliases` are in-place parameters
+       (TileLang's kernels compiled without out_idx): `f(A, B, C)` with `{2: 0}` returns C
+       after the kernel has written (e.g. `T.atomic_add`ed) into a copy of it;
+    4. otherwise the body declares outputs with `T.empty(shape, dtype)` and returns them (one
        value or a tuple).
 
     Args:
@@ -205,7 +209,7 @@ class KernelLauncher:
             outputs = [(shape, as_dtype(dtype)) for shape, dtype in self._out_leaves]
         kernel = trace(self._fn, [(shape, as_dtype(dtype)) for shape, dtype in inputs], outputs,
                        grid=self._grid, threads=self._threads, name=self._explicit_name,
-                       returned=returned)
+                       returned=returned, aliases=dict(self._aliases))
         self._check_aliases(kernel)
         # Target-independent rules now, so mistakes surface at the call, not at lowering.
         kernel = run_passes(kernel, None, aliases=dict(self._aliases))

@@ -104,10 +104,17 @@ def alloc_fragment(shape, dtype, scope="local.fragment"):
 
     Which thread holds which element (the layout) is inferred from the ops that use it:
     `T.gemm` fixes its accumulator layout, reductions and `T.Parallel` loops follow it.
+    As in TileLang (where this is `T.alloc_buffer(shape, dtype, scope=scope)`), scope "local"
+    gives a thread-private array and "shared.dyn" / "shared" a shared tile instead.
     """
     loc = caller_location()
     current("T.alloc_fragment")
-    space = _space(scope, (MemorySpace.FRAGMENT,), "T.alloc_fragment", loc)
+    space = _space(scope, (MemorySpace.FRAGMENT, MemorySpace.LOCAL, MemorySpace.SHARED_DYN,
+                           MemorySpace.SHARED), "T.alloc_fragment", loc)
+    if space is MemorySpace.LOCAL:
+        return alloc_local(shape, dtype, space.value)
+    if space is not MemorySpace.FRAGMENT:
+        return alloc_shared(shape, dtype, space.value)
     return _allocate("frag", shape, dtype, space, "T.alloc_fragment", loc)
 
 

@@ -30,13 +30,18 @@ def open_kernel(builder, grid, threads, loc):
                             op="T.Kernel")
     if threads is None:
         threads = 128  # TileLang's default
+    extents = ()
     if isinstance(threads, (list, tuple)):
-        # TileLang pads (x,) and (x, y) to (x, y, 1); trailing unit extents are a 1-D block.
-        if not 1 <= len(threads) <= 3 or any(t != 1 for t in threads[1:]):
-            raise builder.error(f"threads={tuple(threads)}: only 1-D thread blocks are supported; "
-                                "use threads=n and derive 2-D indices from "
-                                "T.get_thread_binding()", loc, op="T.Kernel")
-        threads = threads[0]
+        # TileLang pads (x,) and (x, y) to (x, y, 1). A multi-dimensional block runs as a 1-D
+        # one of x*y*z threads, x fastest as in CUDA; T.get_thread_binding(d) unflattens it.
+        if not 1 <= len(threads) <= 3:
+            raise builder.error(f"threads={tuple(threads)} must have 1 to 3 extents", loc,
+                                op="T.Kernel")
+        extents = tuple(_static_positive(t, f"threads extent {i}", builder, loc)
+                        for i, t in enumerate(threads))
+        threads = int(np.prod(extents))
+        if all(t == 1 for t in extents[1:]):
+            extents = ()
     grid = tuple(_static_positive(g, f"grid extent {i}", builder, loc) for i, g in enumerate(grid))
     threads = _static_positive(threads, "threads", builder, loc)
     if threads % 32 or threads > MAX_THREADS:
@@ -47,6 +52,7 @@ def open_kernel(builder, grid, threads, loc):
     names = ("bx", "by", "bz")
     builder.block_vars = tuple(builder.new_var(names[i], VarKind.BLOCK, i) for i in range(len(grid)))
     builder.thread_var = builder.new_var("tx", VarKind.THREAD)
+    builder.thread_extents = extents
 
 
 def _cluster_dims(value, grid, builder, loc):
@@ -82,8 +88,9 @@ class Kernel:
     """Opens the kernel: `with T.Kernel(gx[, gy[, gz]], threads=128) as bx:` (or `(bx, by)`).
 
     The grid extents are static ints; each block runs the body with its own block index.
-    `threads` is the number of threads of a block: a multiple of 32, at most 1024 (a tuple
-    `(n, 1, 1)` is accepted; blocks are 1-D).
+    `threads` is the number of threads of a block: a multiple of 32, at most 1024; a tuple
+    `(x, y[, z])` whose product is that number gives a multi-dimensional block, indexed with
+    `T.get_thread_binding(dim)`.
     `cluster_dims` (an int or up to 3 ints, sm_90+) groups blocks into thread-block clusters
     that are co-scheduled on one GPC; each must divide the grid, at most 8 blocks per cluster.
     The launch sets the cluster dimension; in interpret mode clusters change nothing.
@@ -150,14 +157,27 @@ def get_block_binding(dim: int = 0) -> Expr:
 
 
 def get_thread_binding(dim: int = 0) -> Expr:
-    """The thread's index in its block (blocks are 1-D, so only dim 0)."""
+    """The thread's index in its block along `dim` (threadIdx.x / .y / .z).
+
+    A block opened with `threads=n` is 1-D, so only dim 0. With `threads=(x, y[, z])` the
+    block runs as x*y*z threads, x fastest as in CUDA: dim 0 is `tid % x`, dim 1
+    `tid // x % y`, dim 2 `tid // (x * y)`. Any arch.
+    """
     builder = current("T.get_thread_binding")
     loc = caller_location()
     if builder.thread_var is None:
         raise builder.error("T.get_thread_binding needs an open kernel", loc)
-    if dim != 0:
-        raise builder.error(f"T.get_thread_binding({dim}): thread blocks are 1-D", loc)
-    return builder.thread_var
+    extents = builder.thread_extents
+    if not extents:
+        if dim != 0:
+            raise builder.error(f"T.get_thread_binding({dim}): thread blocks are 1-D", loc)
+        return builder.thread_var
+    if not 0 <= dim < len(extents):
+        raise builder.error(f"T.get_thread_binding({dim}): the thread block {extents} has "
+                            f"{len(extents)} dimensions", loc)
+    inner = int(np.prod(extents[:dim]))
+    index = builder.thread_var if inner == 1 else builder.thread_var // inner
+    return index if dim == len(extents) - 1 else index % extents[dim]
 
 
 def ceildiv(a, b):

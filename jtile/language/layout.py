@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jtile.ir.nodes import Buffer, Expr, UseSwizzle, Var
+from jtile.ir.nodes import Buffer, Expr, UseSwizzle, Var, VarKind
 from jtile.ir.types import MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
@@ -141,6 +141,14 @@ def annotate_layout(layout_map: dict):
         buf.layout_annotation = (layout.kind, loc)
 
 
+def _reads_block_index(stmt) -> bool:
+    from jtile.ir.walk import statement_exprs, statements, sub_expressions
+
+    return any(isinstance(x, Var) and x.kind is VarKind.BLOCK
+               for st in statements((stmt,)) for e in statement_exprs(st)
+               for x in sub_expressions(e))
+
+
 def use_swizzle(panel_size, order="row", enable=True):
     """Rasterises the block grid in panels so neighbouring blocks share L2 tiles (TileLang's
     threadblock swizzle).
@@ -148,9 +156,11 @@ def use_swizzle(panel_size, order="row", enable=True):
     With order="row", the flat block number f = bx + by * gx is walked in panels of
     `panel_size` rows of y: within a panel, blocks go down the panel's rows first, then across
     x, and every other panel runs right to left; "column" exchanges x and y. The remap is a
-    bijection of the (x, y) grid, so each block still runs once. Call it once, first in the
-    kernel body; the block indices (`bx`, `by`, `T.program_id`) are remapped for the whole
-    kernel (compiled: in the kernel prologue). `enable=False` does nothing. Any arch.
+    bijection of the (x, y) grid, so each block still runs once. Call it once, at the top
+    level of the kernel body and before any statement that reads the block indices (as in
+    TileLang, allocations, fills and layout annotations may come first); the block indices
+    (`bx`, `by`, `T.program_id`) are remapped for the whole kernel (compiled: in the kernel
+    prologue). `enable=False` does nothing. Any arch.
     """
     builder = current("T.use_swizzle")
     loc = caller_location()
@@ -165,10 +175,17 @@ def use_swizzle(panel_size, order="row", enable=True):
         return None
     if builder.kernel_body is not None or builder.grid is None:
         raise builder.error("T.use_swizzle belongs inside `with T.Kernel(...)`", loc, op=op)
-    if len(builder.blocks) != 2 or builder.blocks[-1]:
-        raise builder.error("T.use_swizzle must come first in the kernel body, before any "
-                            "statement and outside loops and branches: it remaps the block "
-                            "indices of the whole kernel", loc, op=op)
+    if len(builder.blocks) != 2:
+        raise builder.error("T.use_swizzle belongs at the top level of the kernel body, outside "
+                            "loops and branches: it remaps the block indices of the whole "
+                            "kernel", loc, op=op)
+    # TileLang remaps the block indices of what follows the call; the compiled kernel remaps
+    # them in its prologue. The two agree while nothing before the call reads them.
+    earlier = next((st for st in builder.blocks[-1] if _reads_block_index(st)), None)
+    if earlier is not None:
+        raise builder.error(f"T.use_swizzle comes after a statement at {earlier.loc} that reads "
+                            "the block indices; call it before any statement that reads them "
+                            "(it remaps the block indices of the whole kernel)", loc, op=op)
     if len(builder.grid) < 2:
         return None  # TileLang's remap of a 1-D grid is the identity
     builder.emit(UseSwizzle(int(panel_size), order, loc))

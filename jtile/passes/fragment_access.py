@@ -29,6 +29,13 @@ def is_tiled_fragment(buf: ir.Buffer) -> bool:
     return buf.space is MemorySpace.FRAGMENT and buf.reducer_op is None
 
 
+def is_scalar_fragment(buf: ir.Buffer) -> bool:
+    """A one-element fragment (TileLang's `T.alloc_fragment([1], ...)` running max or sum):
+    every thread holds its element, so it may also be named outside T.Parallel, as in
+    TileLang, where each thread reads or writes its own copy."""
+    return all(d == 1 for d in buf.shape)
+
+
 def _reads_thread_index(e) -> bool:
     return any(isinstance(x, ir.Var) and x.kind is ir.VarKind.THREAD for x in sub_expressions(e))
 
@@ -85,9 +92,11 @@ def fragment_rule_violations(kernel: ir.Kernel):
                     continue
                 for e in statement_exprs(s):
                     for x in sub_expressions(e):
-                        if isinstance(x, ir.Load) and is_tiled_fragment(x.buffer):
+                        if isinstance(x, ir.Load) and is_tiled_fragment(x.buffer) and \
+                                not is_scalar_fragment(x.buffer):
                             yield s, x.buffer, _OUTSIDE
-                if isinstance(s, ir.Store) and is_tiled_fragment(s.buffer):
+                if isinstance(s, ir.Store) and is_tiled_fragment(s.buffer) and \
+                        not is_scalar_fragment(s.buffer):
                     yield s, s.buffer, _OUTSIDE
             elif isinstance(s, ir.ParallelFor):
                 yield s, None, ("T.Parallel loops cannot be nested (the outer one already spreads "
@@ -106,7 +115,8 @@ def fragment_rule_violations(kernel: ir.Kernel):
 
 
 _OUTSIDE = ("is indexed outside a T.Parallel loop over it; fragments are spread over threads, "
-            "so element access needs T.Parallel (or use T.alloc_local / T.alloc_var)")
+            "so element access needs T.Parallel (or use T.alloc_local / T.alloc_var); only "
+            "one-element fragments may be named anywhere")
 
 
 def ir_children(s) -> tuple:

@@ -39,6 +39,7 @@ class Builder:
         self.threads: Optional[int] = None
         self.block_vars: tuple = ()
         self.thread_var: Optional[Var] = None
+        self.thread_extents: tuple = ()   # (x, y[, z]) of a multi-dimensional thread block
         self.kernel_body: Optional[tuple] = None
         self._names: dict[str, int] = {}
         self.implicit_grid = False

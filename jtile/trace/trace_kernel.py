@@ -78,7 +78,8 @@ def _tensor_annotation(param) -> Optional[TensorAnnotation]:
 
 def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tuple]], *,
           grid: Optional[tuple] = None, threads: Optional[int] = None,
-          name: Optional[str] = None, returned: Optional[list] = None) -> Kernel:
+          name: Optional[str] = None, returned: Optional[list] = None,
+          aliases: Optional[dict] = None) -> Kernel:
     """Runs `fn` on symbolic buffers and returns the kernel it describes.
 
     The body's Python control flow is rewritten first (`jtile.trace.ast_rewrite`), so `if`,
@@ -90,17 +91,23 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
         inputs: (shape, DType) of each input array.
         outputs: (shape, DType) of each output, or None. Without them, parameters after the
             inputs that carry a `T.Tensor` annotation (and no default) are the outputs, with
-            the annotated shape and dtype; if there are none, the body declares its outputs
-            with `T.empty` and returns them.
+            the annotated shape and dtype; if there are none, inputs named in `aliases` are
+            in-place parameters (below); otherwise the body declares its outputs with
+            `T.empty` and returns them.
         grid: Pallas-style launch grid; the body then runs inside an implicit `T.Kernel`.
         threads: threads per block with `grid` (default 128).
         name: the kernel's name (default: the function's).
         returned: when given, receives whether the body returned a tuple or list.
+        aliases: input index -> output index (input_output_aliases). When every parameter is
+            an input, an aliased one is TileLang's in-place argument (a kernel compiled
+            without out_idx): the body writes the output buffer under that parameter's name,
+            and the output starts with the input's contents.
     """
     kernel_name = name or getattr(_innermost(fn), "__name__", "kernel")
     builder = Builder(kernel_name, function_location(fn))
     prepared = prepare(fn)
-    buffers, bindings, inferred = _bind_parameters(builder, fn, prepared, inputs, outputs)
+    buffers, bindings, inferred = _bind_parameters(builder, fn, prepared, inputs, outputs,
+                                                   aliases or {})
     outputs = outputs if outputs is not None else (inferred or None)
     body = bind_symbols(prepared.fn, bindings) if bindings else prepared.fn
     with tracing(builder):
@@ -126,10 +133,12 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
     return builder.finish()
 
 
-def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs) -> tuple:
+def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs,
+                     aliases: dict) -> tuple:
     """Makes the parameter buffers, checks their `T.Tensor` annotations (binding `T.dynamic`
-    symbols), takes outputs from annotations when none are given, and records where the
-    body's `T.const` names come from. Returns (buffers, symbol bindings, inferred outputs)."""
+    symbols), takes outputs from annotations (or in-place parameters) when none are given,
+    and records where the body's `T.const` names come from. Returns (buffers, symbol
+    bindings, inferred outputs)."""
     params = _parameters(fn, builder)
     annotations = [_tensor_annotation(p) for p in params]
     bindings: dict = {}
@@ -138,8 +147,11 @@ def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs) 
             annotation.bind(shape, bindings)
     inferred = [] if outputs is not None else _annotated_outputs(
         builder, params[len(inputs):], annotations[len(inputs):], bindings)
+    in_place = _in_place_parameters(builder, inputs, outputs, inferred, aliases, annotations)
+    if in_place:
+        inferred = [inputs[i] for i in in_place]
     outputs = outputs if outputs is not None else (inferred or None)
-    wanted = len(inputs) + (len(outputs) if outputs is not None else 0)
+    wanted = len(inputs) + (len(outputs) if outputs is not None and not in_place else 0)
     required = [p for p in params if p.default is p.empty]
     if len(required) > wanted or len(params) < wanted:
         kind = "inputs and output refs" if outputs is not None else "inputs"
@@ -150,11 +162,20 @@ def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs) 
     buffers = []
     arrays = list(inputs) + list(outputs or ())
     for index, (param, (shape, dtype)) in enumerate(zip(params, arrays)):
-        buf = new_global(builder, param.name, shape, dtype, builder.loc)
+        # An in-place parameter's own name goes to the output the body writes.
+        name = f"{param.name}_in" if index in in_place else param.name
+        buf = new_global(builder, name, shape, dtype, builder.loc)
         _check_annotation(builder, param, buf, index < len(inputs), bindings)
         buffers.append(buf)
     builder.inputs = buffers[: len(inputs)]
     builder.outputs = buffers[len(inputs):]
+    if in_place:
+        # The body sees the output under the parameter's name; the input buffer only gives
+        # the output its starting contents (the two are one allocation).
+        builder.outputs = [new_global(builder, params[i].name, *inputs[i], builder.loc)
+                           for i in in_place]
+        for i, out in zip(in_place, builder.outputs):
+            buffers[i] = out
     builder.symbol_values = bindings
     by_name = {p.name: b for p, b in zip(params, buffers)}
     builder.const_sources = {const: (by_name[param], dim)
@@ -164,6 +185,27 @@ def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs) 
         builder.const_unavailable = (f" (jtile could not read the kernel's source: "
                                      f"{prepared.why_not})")
     return buffers, bindings, inferred
+
+
+def _in_place_parameters(builder: Builder, inputs, outputs, inferred, aliases: dict,
+                         annotations: list) -> list:
+    """Input indices of TileLang's in-place parameters, in output order: the aliased inputs
+    when the caller passed every parameter (no out_shape, no annotated outputs left) and
+    each aliased one carries a `T.Tensor` annotation in the signature (the prim_func style;
+    other kernels keep their T.empty outputs)."""
+    if outputs is not None or inferred or not aliases:
+        return []
+    if not all(0 <= i < min(len(inputs), len(annotations)) and annotations[i] is not None
+               for i in aliases):
+        return []
+    order = sorted(aliases, key=lambda i: aliases[i])
+    if [aliases[i] for i in order] != list(range(len(order))):
+        raise builder.error(
+            f"input_output_aliases {dict(sorted(aliases.items()))} on a kernel given all its "
+            f"parameters ({len(inputs)} inputs) makes the aliased inputs in-place parameters, "
+            "returned in output order: the output indices must be 0, 1, ... with none missing",
+            cls=JtileTraceError)
+    return order
 
 
 def _annotated_outputs(builder: Builder, params: list, annotations: list, bindings: dict):

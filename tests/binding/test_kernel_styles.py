@@ -146,6 +146,36 @@ def test_an_output_the_inputs_do_not_determine_needs_out_shape():
         jtile.pallas_like(widen, interpret=True)(_normal(0, (8,)))
 
 
+def accumulate_kernel(M, N):
+    @T.prim_func
+    def accumulate(X: T.Tensor((M, N), "float32"), Total: T.Tensor((M, N), "float32"),
+                   Count: T.Tensor((M,), "int32")):
+        with T.Kernel(M, threads=32) as bx:
+            for j in T.Parallel(N):
+                T.atomic_add(Total[bx, j], X[bx, j])
+            Count[bx] = Count[bx] + 1
+
+    return accumulate
+
+
+def test_aliased_parameters_of_a_prim_func_given_all_its_arguments_are_updated_in_place():
+    """TileLang's kernels compiled without out_idx write into their arguments; with
+    input_output_aliases the aliased inputs come back, in output order, holding the writes."""
+    x, total = _normal(9, (8, 32)), _normal(10, (8, 32))
+    count = jnp.arange(8, dtype=jnp.int32)
+    f = jtile.pallas_like(accumulate_kernel(8, 32), input_output_aliases={2: 1, 1: 0},
+                          interpret=True)
+    new_total, new_count = f(x, total, count)
+    np.testing.assert_allclose(new_total, np.asarray(total) + np.asarray(x), rtol=1e-6)
+    np.testing.assert_array_equal(new_count, np.arange(8) + 1)
+    source = f.lower(x, total, count, target="sm_90a").cuda_source()
+    assert "Total_in" in source and "Count_in" in source
+    with pytest.raises(jtile.JtileTraceError, match=r"input_output_aliases \{1: 1\} .*"
+                                                    r"the output indices must be 0, 1"):
+        jtile.pallas_like(accumulate_kernel(8, 32), input_output_aliases={1: 1},
+                          interpret=True)(x, total, count)
+
+
 # ----------------------------------------------------------------------------- eager-jit style
 
 

@@ -57,10 +57,27 @@ def test_use_swizzle_keeps_a_tiled_copy_correct(order):
     assert_close(out, x + rows * 100 + cols, "float32")
 
 
-def test_use_swizzle_must_come_first_and_rejects_unknown_order():
+def test_use_swizzle_may_follow_statements_that_do_not_read_the_block_indices():
+    def after_fill(X, O):   # TileLang's linear-attention example clears its state first
+        M, N = X.shape
+        with T.Kernel(T.ceildiv(N, 8), T.ceildiv(M, 4), threads=32) as (bx, by):
+            tile = T.alloc_shared((4, 8), "float32")
+            T.fill(tile, 1.0)
+            T.use_swizzle(panel_size=2)
+            for i, j in T.Parallel(4, 8):
+                tile[i, j] = tile[i, j] + X[by * 4 + i, bx * 8 + j] + by * 100 + bx
+            T.copy(tile, O[by * 4, bx * 8])
+
+    x = random(np.random.default_rng(32), (20, 40), "float32")
+    (out,) = run(after_fill, [x], [((20, 40), "float32")])
+    rows, cols = np.meshgrid(np.arange(20) // 4, np.arange(40) // 8, indexing="ij")
+    assert_close(out, x + 1.0 + rows * 100 + cols, "float32")
+
+
+def test_use_swizzle_must_come_before_reads_of_block_indices_and_rejects_unknown_order():
     def late(X, O):
         with T.Kernel(2, 2) as (bx, by):
-            T.copy(X, O)
+            T.copy(X[bx * 4:(bx + 1) * 4], O[bx * 4:(bx + 1) * 4])
             T.use_swizzle(2)
 
     def mlx(X, O):
@@ -69,7 +86,9 @@ def test_use_swizzle_must_come_first_and_rejects_unknown_order():
             T.copy(X, O)
 
     x = random(np.random.default_rng(31), (8,), "float32")
-    with pytest.raises(JtileError, match="T.use_swizzle must come first"):
+    with pytest.raises(JtileError, match=r"T.use_swizzle comes after a statement at "
+                                         r"test_launch_and_schedule_options.py:\d+ that reads "
+                                         r"the block indices"):
         run(late, [x], [((8,), "float32")])
     with pytest.raises(JtileError, match="order='mlx' is not supported"):
         run(mlx, [x], [((8,), "float32")])
@@ -157,7 +176,7 @@ def test_pipelined_manual_schedule_refused_unless_equal(kwargs, match):
     (lambda: T.Kernel(2, prelude="#define X 1"), r"prelude=\.\.\.\) injects raw C"),
     (lambda: T.Kernel(4, cluster_dims=3), r"does not divide the grid \(4,\)"),
     (lambda: T.Kernel(16, cluster_dims=16), "at most 8"),
-    (lambda: T.Kernel(2, threads=(64, 2)), "only 1-D thread blocks"),
+    (lambda: T.Kernel(2, threads=(32, 2, 2, 2)), r"threads=\(32, 2, 2, 2\) must have 1 to 3"),
 ])
 def test_kernel_arguments_refused_by_name(make, match):
     def kernel(X, O):

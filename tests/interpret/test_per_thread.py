@@ -118,3 +118,29 @@ def test_jit_and_vmap_of_per_thread_code():
                           interpret=True)
     xs = _x(3 * 32, seed=4).reshape(3, 32)
     np.testing.assert_allclose(jax.jit(jax.vmap(f))(xs), xs[:, ::-1] * 2.0, rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("threads", [(8, 16), (4, 2, 8)])
+def test_multi_dimensional_thread_blocks_unflatten_x_fastest(threads):
+    # TileLang's threads=(x, y[, z]): T.get_thread_binding(d) is threadIdx.x / .y / .z.
+    def kernel(O):
+        with T.Kernel(1, threads=threads):
+            dims = [T.get_thread_binding(d) for d in range(len(threads))]
+            flat = T.get_thread_binding(0)
+            stride = 1
+            for d in range(1, len(threads)):
+                stride *= threads[d - 1]
+                flat = flat + dims[d] * stride
+            value = dims[0] * 10000
+            if len(threads) > 1:
+                value = value + dims[1] * 100
+            if len(threads) > 2:
+                value = value + dims[2]
+            O[flat] = value
+
+    total = int(np.prod(threads))
+    (out,) = run(kernel, [], [((total,), "int32")])
+    t = np.arange(total)
+    x, y = t % threads[0], t // threads[0] % threads[1]
+    z = t // (threads[0] * threads[1]) if len(threads) > 2 else 0
+    np.testing.assert_array_equal(out, x * 10000 + y * 100 + z)

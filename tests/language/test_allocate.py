@@ -93,6 +93,10 @@ def test_every_allocation_function_is_exported():
     (lambda: T.alloc_local((4,), "float32", scope="local"), MemorySpace.LOCAL),
     (lambda: T.alloc_fragment((16, 16), "float32"), MemorySpace.FRAGMENT),
     (lambda: T.alloc_fragment((16, 16), "float32", "local.fragment"), MemorySpace.FRAGMENT),
+    # TileLang's alloc_fragment is alloc_buffer with the scope given (its stream-K example
+    # keeps loop counters in T.alloc_fragment((1,), "int32", "local")).
+    (lambda: T.alloc_fragment((1,), "int32", "local"), MemorySpace.LOCAL),
+    (lambda: T.alloc_fragment((16, 16), "float16", "shared"), MemorySpace.SHARED),
     (lambda: T.alloc_var("int32"), MemorySpace.VAR),
     (lambda: T.alloc_barrier(128), MemorySpace.BARRIER),
     (lambda: T.alloc_tmem((128, 32), "float32"), MemorySpace.TMEM),
@@ -121,7 +125,8 @@ def test_scope_strings_are_tilelangs():
     (lambda: T.alloc_shared((16,), "float32", scope="global"), "T.alloc_shared",
      "'shared.dyn', 'shared'"),
     (lambda: T.alloc_local((16,), "float32", "shared"), "T.alloc_local", "'local'"),
-    (lambda: T.alloc_fragment((16,), "float32", "local"), "T.alloc_fragment", "'local.fragment'"),
+    (lambda: T.alloc_fragment((16,), "float32", "local.var"), "T.alloc_fragment",
+     "'local.fragment', 'local', 'shared.dyn', 'shared'"),
     (lambda: T.alloc_var("int32", "shared.dyn"), "T.alloc_var", "'local.var'"),
     (lambda: T.alloc_var("int32", 0, "local"), "T.alloc_var", "'local.var'"),
 ])

@@ -169,6 +169,31 @@ def test_fragment_element_outside_parallel_is_refused_with_its_line():
                  r"is indexed outside a T.Parallel loop over it")
 
 
+def test_one_element_fragment_is_named_outside_parallel_as_in_tilelang():
+    import jax
+
+    def running_total(X, O):
+        with T.Kernel(1, threads=128):
+            x = T.alloc_fragment((64,), "float32")
+            part = T.alloc_fragment((1,), "float32")
+            total = T.alloc_fragment((1,), "float32")
+            T.fill(total, 1.0)
+            for k in T.serial(2):
+                T.copy(X[k * 64:(k + 1) * 64], x)
+                T.reduce_sum(x, part, dim=0)
+                total[0] = total[0] * 2.0 + part[0]   # every thread updates its own copy
+            O[0] = total[0]
+
+    x = np.random.default_rng(7).standard_normal(128).astype(np.float32)
+    f = jtile.pallas_like(running_total, out_shape=jax.ShapeDtypeStruct((1,), np.float32),
+                          interpret=True)
+    want = (1.0 * 2.0 + x[:64].sum()) * 2.0 + x[64:].sum()
+    np.testing.assert_allclose(np.asarray(f(x)), [want], rtol=1e-5)
+    source = f.lower(jax.ShapeDtypeStruct((128,), np.float32), target="sm_80").cuda_source()
+    assert "total_frag[0] = ((total_frag[0] * 2.0f) + part_frag[0]);" in source
+    f.lower(jax.ShapeDtypeStruct((128,), np.float32), target="sm_80").compile()
+
+
 def test_mixed_fragment_index_is_refused_by_both():
     def shifted(X, O):
         with T.Kernel(1, threads=128):

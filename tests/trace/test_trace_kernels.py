@@ -68,7 +68,8 @@ def test_grid_extents_may_be_numpy_ints_and_ceildiv():
     (0, "threads must be positive, got 0"),
     (-32, "threads must be positive"),
     (128.0, "threads must be a static Python int"),
-    ((128, 2), "threads=\\(128, 2\\): only 1-D thread blocks are supported"),
+    ((64, 32), "threads=2048 must be a multiple of 32 \\(whole warps\\) and at most 1024"),
+    ((32, 2, 2, 2), "threads=\\(32, 2, 2, 2\\) must have 1 to 3 extents"),
 ])
 def test_threads_rules(threads, rule):
     def kt(X, O):
@@ -216,6 +217,21 @@ def test_thread_binding_dims():
     with pytest.raises(jtile.JtileTraceError, match="T.get_thread_binding\\(1\\): thread blocks "
                        "are 1-D"):
         trace1(dim1)
+
+    def dim2_of_2d(X, O):
+        with T.Kernel(1, threads=(32, 4)):
+            T.get_thread_binding(2)
+
+    with pytest.raises(jtile.JtileTraceError, match=r"T.get_thread_binding\(2\): the thread "
+                       r"block \(32, 4\) has 2 dimensions"):
+        trace1(dim2_of_2d)
+
+    def odd_block(X, O):
+        with T.Kernel(1, threads=(10, 3)):
+            T.get_thread_binding(1)
+
+    with pytest.raises(jtile.JtileTraceError, match="threads=30 must be a multiple of 32"):
+        trace1(odd_block)
 
 
 def test_ceildiv():
