@@ -7,7 +7,10 @@
   `jtile_launch` custom call (`jtile.binding.ffi`);
 - interpret lowering (any platform, with `interpret=True` or `JTILE_INTERPRET=1`): the kernel
   evaluated with jax.numpy by `jtile.interpret`;
-- batching (`jtile.binding.batching`): vmap folds into the grid, one launch.
+- batching (`jtile.binding.batching`): vmap folds into the grid, one launch;
+- naming: every bind opens `jax.named_scope` with the kernel's symbol, so the custom call's
+  location and HLO `op_name` (`jit(f)/add_kernel/jtile_call`) name the kernel, as does the
+  CUDA entry function profilers list (`jtile.codegen.cuda.c_identifier` of the same name).
 
 There is deliberately no JVP rule: differentiate through a `jax.custom_vjp` that pairs a forward
 kernel with a backward kernel.
@@ -27,6 +30,7 @@ from jax.interpreters import mlir
 
 from jtile.binding import batching
 from jtile.binding.lowered import compile_generated, plan_and_generate, resolve_target
+from jtile.codegen.cuda import c_identifier
 from jtile.errors import JtileError, JtileRuntimeError, JtileTargetError
 from jtile.ir.nodes import Kernel
 
@@ -40,7 +44,7 @@ try:
 except ImportError:  # pragma: no cover - jax.core thinned out
     from jax._src.core import ShapedArray  # type: ignore[no-redef]
 
-__all__ = ["KernelCall", "jtile_call_p"]
+__all__ = ["KernelCall", "jtile_call_p", "kernel_scope"]
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,41 @@ class KernelCall:
         return [(lead + tuple(b.shape), b.dtype.numpy) for b in self.kernel.outputs]
 
 
-jtile_call_p = Primitive("jtile_call")
+def kernel_scope(name: str) -> str:
+    """The `jax.named_scope` a kernel's launches run under: its CUDA symbol, so one string
+    finds the HLO op (`jit(f)/<symbol>/jtile_call`) and the GPU kernel in a profile."""
+    return c_identifier(name)
+
+
+def _innermost_scope() -> Optional[str]:
+    """The innermost name scope open in this thread, or None (none, or jax moved the API)."""
+    try:
+        from jax._src import source_info_util
+
+        stack = source_info_util.current_name_stack().stack
+        return getattr(stack[-1], "name", None) if stack else None
+    except (ImportError, AttributeError):  # pragma: no cover - a later jax
+        return None
+
+
+class _KernelCallPrimitive(Primitive):
+    """`jtile_call`: a primitive whose binds run under the kernel's name scope.
+
+    The scope is opened at bind time (not in the lowering rule) so that it is part of the
+    equation's name stack: every lowering, the custom call and interpret mode's jax.numpy ops
+    alike, and every transformation's re-bind inherit it. The vmap rule re-binds inside the
+    outer bind, where the scope is already open; it is not opened twice.
+    """
+
+    def bind(self, *args, **params):
+        scope = kernel_scope(params["call"].name)
+        if _innermost_scope() == scope:
+            return super().bind(*args, **params)
+        with jax.named_scope(scope):
+            return super().bind(*args, **params)
+
+
+jtile_call_p = _KernelCallPrimitive("jtile_call")
 jtile_call_p.multiple_results = True
 
 
