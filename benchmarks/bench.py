@@ -143,6 +143,8 @@ def gemms():
             b = jax.random.normal(jax.random.key(1), (k, n), jnp.float32).astype(dtype)
             jtile_fns = {_label(cfg): functools.partial(gemm.matmul, interpret=False, **cfg)
                          for cfg in GEMM_CONFIGS}
+            # Tuned over examples/gemm.py's MATMUL_CONFIGS at the first jit (before the timing).
+            jtile_fns["autotuned"] = functools.partial(gemm.matmul_autotuned, interpret=False)
             baselines = {"xla": jnp.dot}
             try:
                 for name, fn in pallas_matmul(dtype).items():
@@ -216,6 +218,9 @@ def attention():
             fns = {_label(cfg): functools.partial(flash_attention.flash_attention,
                                                   causal=causal, interpret=False, **cfg)
                    for cfg in ATTENTION_CONFIGS}
+            # Tuned over examples/flash_attention.py's FLASH_CONFIGS at the first jit.
+            fns["autotuned"] = functools.partial(flash_attention.flash_attention_autotuned,
+                                                 causal=causal, interpret=False)
             baselines = {"cudnn": functools.partial(jax.nn.dot_product_attention,
                                                     is_causal=causal, implementation="cudnn")}
             try:

@@ -71,6 +71,43 @@ def _dot_bwd(res, dc):
 dot.defvjp(_dot_fwd, _dot_bwd)
 
 
+# Tile shapes the autotuned launcher chooses between. Interpret mode takes the first; on a GPU
+# each is compiled and timed once per shape and dtype, and a shape the GPU cannot hold (the
+# 4-stage 128x256 ring is over sm_80's shared memory) is skipped.
+MATMUL_CONFIGS = (
+    dict(block_m=128, block_n=128, block_k=32, stages=3, threads=128),
+    dict(block_m=128, block_n=128, block_k=64, stages=4, threads=256),
+    dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
+    dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256),
+)
+
+
+@jtile.autotune(configs=MATMUL_CONFIGS, key=["a", "b", "trans_a", "trans_b"])
+def matmul_autotuned(a, b, *, trans_a=False, trans_b=False, block_m, block_n, block_k, stages,
+                     threads, interpret=INTERPRET):
+    """`matmul` with the tile shape picked by timing MATMUL_CONFIGS (per shapes and dtypes)."""
+    return matmul(a, b, trans_a=trans_a, trans_b=trans_b, block_m=block_m, block_n=block_n,
+                  block_k=block_k, stages=stages, threads=threads, interpret=interpret)
+
+
+@jax.custom_vjp
+def dot_autotuned(a, b):
+    """`dot` whose three GEMMs (forward, dA, dB) are each autotuned for their own shapes."""
+    return matmul_autotuned(a, b)
+
+
+def _dot_autotuned_fwd(a, b):
+    return matmul_autotuned(a, b), (a, b)
+
+
+def _dot_autotuned_bwd(res, dc):
+    a, b = res
+    return matmul_autotuned(dc, b, trans_b=True), matmul_autotuned(a, dc, trans_a=True)
+
+
+dot_autotuned.defvjp(_dot_autotuned_fwd, _dot_autotuned_bwd)
+
+
 def main():
     m, n, k = 256, 192, 160  # not multiples of the tiles: edges are zero-filled and masked
     for dtype, tol in ((jnp.float16, 2e-3), (jnp.bfloat16, 1e-2)):
@@ -88,6 +125,7 @@ def main():
                             argnums=(0, 1))(a, b)
         check(f"gemm backward dA {name}", da, rda, tol)
         check(f"gemm backward dB {name}", db, rdb, tol)
+        check(f"gemm autotuned {m}x{n}x{k} {name}", jax.jit(matmul_autotuned)(a, b), ref, tol)
 
 
 if __name__ == "__main__":

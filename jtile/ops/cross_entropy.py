@@ -1,0 +1,190 @@
+"""`jtile.ops.cross_entropy`: per-example `logsumexp(logits) - logits[label]`, in float32.
+
+The vocabulary can be far wider than a block's registers, so both kernels walk each row in
+chunks of at most 4096 logits. The forward keeps a running max and a running sum of
+exponentials rescaled to it (the online softmax), and saves each row's logsumexp; the backward
+writes `dloss * (exp(logits - lse) - onehot(label))` chunk by chunk. Each logit is read once
+in each direction. Any arch (sm_80+).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+import jtile
+import jtile.language as T
+from jtile.ops import checks
+from jtile.ops.mode import resolve_interpret
+from jtile.ops.rows import row_tiling
+from jtile.ops.sharding import match_varying
+
+__all__ = ["cross_entropy"]
+
+F32 = "float32"
+CHUNK = 4096
+LOG2_E = 1.4426950408889634
+LN_2 = 0.6931471805599453
+
+
+def _chunks(tiling, vocab: int) -> int:
+    return -(-vocab // tiling.padded)
+
+
+def _load_chunk(L, frag, row0, col0, tiling):
+    """`frag[i, j] = L[row0 + i, col0 + j]` as float32 bits of L's dtype, -inf past the row's
+    end. A chunk of CHUNK columns fits the array and moves with `T.copy` (zeros past the end,
+    masked by the caller); a narrower vocabulary that is not a power of 2 moves element-wise."""
+    rows, cols = frag.shape
+    M, V = L.shape
+    if tiling.padded <= V:
+        T.copy(L[row0, col0], frag)
+        return
+    for i, j in T.Parallel(rows, cols):
+        frag[i, j] = L[T.min(row0 + i, M - 1), T.min(col0 + j, V - 1)]
+
+
+def cross_entropy_fwd_kernel(L, Labels, *, tiling):
+    """Loss (M,) and logsumexp (M,), float32, from logits L (M, V) and int32 Labels (M,)."""
+    M, V = L.shape
+    rows, cols = tiling.block_rows, tiling.padded
+    Loss = T.empty((M,), F32)
+    Lse = T.empty((M,), F32)
+    with T.Kernel(T.ceildiv(M, rows), threads=tiling.threads) as bx:
+        l_in = T.alloc_fragment((rows, cols), L.dtype)
+        x = T.alloc_fragment((rows, cols), F32)
+        run_max = T.alloc_fragment((rows,), F32)
+        run_sum = T.alloc_fragment((rows,), F32)
+        chunk_max = T.alloc_fragment((rows,), F32)
+        chunk_sum = T.alloc_fragment((rows,), F32)
+        T.fill(run_max, -T.infinity(F32))
+        T.clear(run_sum)
+        for k in T.serial(_chunks(tiling, V)):
+            _load_chunk(L, l_in, bx * rows, k * cols, tiling)
+            for i, j in T.Parallel(rows, cols):
+                x[i, j] = T.if_then_else(k * cols + j < V, T.cast(l_in[i, j], F32),
+                                         -T.infinity(F32))
+            T.reduce_max(x, chunk_max, dim=1)
+            for i in T.Parallel(rows):
+                chunk_max[i] = T.max(chunk_max[i], run_max[i])
+            for i, j in T.Parallel(rows, cols):
+                x[i, j] = T.exp2((x[i, j] - chunk_max[i]) * LOG2_E)
+            T.reduce_sum(x, chunk_sum, dim=1)
+            for i in T.Parallel(rows):
+                # exp(-inf - finite) = 0 drops the empty running sum of the first chunk.
+                run_sum[i] = run_sum[i] * T.exp2((run_max[i] - chunk_max[i]) * LOG2_E) \
+                    + chunk_sum[i]
+                run_max[i] = chunk_max[i]
+        for i in T.Parallel(rows):
+            row = bx * rows + i
+            with T.If(row < M):
+                # Labels outside [0, V) are clamped into it (the read stays inside the row).
+                label = T.min(T.max(Labels[row], 0), V - 1)
+                lse = run_max[i] + T.log2(run_sum[i]) * LN_2
+                Lse[row] = lse
+                Loss[row] = lse - T.cast(L[row, label], F32)
+    return Loss, Lse
+
+
+def cross_entropy_bwd_kernel(L, Labels, Lse, DLoss, *, tiling):
+    """dL = dloss * (softmax(L) - onehot(label)), in L's dtype, chunk by chunk.
+
+    Shapes: L (M, V), Labels (M,) int32, Lse and DLoss (M,) float32; output (M, V).
+    """
+    M, V = L.shape
+    rows, cols = tiling.block_rows, tiling.padded
+    DL = T.empty((M, V), L.dtype)
+    with T.Kernel(T.ceildiv(M, rows), threads=tiling.threads) as bx:
+        l_in = T.alloc_fragment((rows, cols), L.dtype)
+        lse = T.alloc_fragment((rows,), F32)
+        dloss = T.alloc_fragment((rows,), F32)
+        label = T.alloc_fragment((rows,), "int32")
+        for i in T.Parallel(rows):
+            row = T.min(bx * rows + i, M - 1)
+            lse[i] = Lse[row]
+            dloss[i] = DLoss[row]
+            label[i] = T.min(T.max(Labels[row], 0), V - 1)
+        for k in T.serial(_chunks(tiling, V)):
+            _load_chunk(L, l_in, bx * rows, k * cols, tiling)
+            for i, j in T.Parallel(rows, cols):
+                p = T.exp2((T.cast(l_in[i, j], F32) - lse[i]) * LOG2_E)
+                hit = T.if_then_else(k * cols + j == label[i], 1.0, 0.0)
+                l_in[i, j] = T.cast(dloss[i] * (p - hit), L.dtype)
+            if tiling.padded <= V:
+                T.copy(l_in, DL[bx * rows, k * cols])   # columns past V are dropped
+            else:
+                for i, j in T.Parallel(rows, cols):
+                    with T.If((j < V) & (bx * rows + i < M)):
+                        DL[bx * rows + i, j] = l_in[i, j]
+    return DL
+
+
+@functools.lru_cache(maxsize=None)
+def _launcher(kernel, name: str, interpret: bool, tiling):
+    return jtile.pallas_like(functools.partial(kernel, tiling=tiling), name=name,
+                             interpret=interpret)
+
+
+def _tiling(logits):
+    rows, vocab = logits.shape
+    return row_tiling("cross_entropy", rows, min(vocab, CHUNK))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _cross_entropy(logits, labels, interpret):
+    return _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
+                     _tiling(logits))(logits, labels)[0]
+
+
+def _cross_entropy_fwd(logits, labels, interpret):
+    loss, lse = _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
+                          _tiling(logits))(logits, labels)
+    return loss, (logits, labels, lse)
+
+
+def _cross_entropy_bwd(interpret, saved, dloss):
+    logits, labels, lse = saved
+    dlogits = _launcher(cross_entropy_bwd_kernel, "cross_entropy_bwd", interpret,
+                        _tiling(logits))(logits, labels, lse, dloss.astype(jnp.float32))
+    return match_varying(dlogits, logits), None
+
+
+_cross_entropy.defvjp(_cross_entropy_fwd, _cross_entropy_bwd)
+
+
+def cross_entropy(logits, labels, *, interpret=None):
+    """Per-example softmax cross-entropy: `logsumexp(logits) - logits[label]` over the last axis.
+
+    Computed in float32 with an online logsumexp over chunks of the vocabulary (any width);
+    the result is float32 of shape `logits.shape[:-1]`. Differentiable in `logits` (labels are
+    integers and get no gradient); batchable with vmap; usable inside shard_map with the
+    vocabulary unsharded.
+
+    Args:
+        logits: (..., V) float32, bfloat16 or float16.
+        labels: (...) integers in [0, V) (values outside are clamped into it).
+        interpret: True, False, or None (see `jtile.ops.mode.resolve_interpret`).
+
+    Returns:
+        float32 losses of shape `logits.shape[:-1]`.
+
+    Raises:
+        JtileShapeError: non-float logits, non-integer labels, or labels whose shape is not
+            `logits.shape[:-1]`.
+    """
+    op = "cross_entropy"
+    checks.require_float(op, "logits", logits)
+    checks.require_rank(op, "logits", logits, 1)
+    checks.require_nonempty(op, "logits", logits)
+    checks.require_integer(op, "labels", labels)
+    checks.require_shape(op, "labels", labels, logits.shape[:-1],
+                         f"one class index per row of logits {checks.describe(logits)}")
+    interpret = resolve_interpret(interpret)
+    vocab = logits.shape[-1]
+    loss = _cross_entropy(logits.reshape(-1, vocab), labels.reshape(-1).astype(jnp.int32),
+                          interpret)
+    return loss.reshape(logits.shape[:-1])
+
+

@@ -1,0 +1,128 @@
+"""Every op, forward and backward, against its jax.numpy definition in interpret mode.
+
+Rows of 96 (not a power of 2: the padded, element-wise path) and 128 (the T.copy path), float32
+and bfloat16, a leading batch shape, vmap. Shapes are small: interpret mode runs every kernel
+with jax.numpy on the CPU.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+import jtile.ops as ops
+from tests.ops import references as ref
+from tests.ops.cases import NAMES, keys, make, normal
+
+
+def _run(fn, args):
+    return fn(*args, interpret=True)
+
+
+def _cotangent_loss(fn, outputs_like, name):
+    """sum(out * fixed random cotangent) over every output, so each output's gradient counts."""
+    leaves = jax.tree_util.tree_leaves(outputs_like)
+    cots = [normal(k, leaf.shape, jnp.float32) for k, leaf in zip(keys(name, len(leaves)), leaves)]
+
+    def loss(*args):
+        outs = jax.tree_util.tree_leaves(fn(*args))
+        return sum(jnp.sum(o.astype(jnp.float32) * c) for o, c in zip(outs, cots))
+    return loss
+
+
+# Every op on the element-wise path (96 columns); the T.copy path (128) is covered by the
+# bfloat16 tests below, and here by two ops, to keep interpret-mode CI time small.
+@pytest.mark.parametrize("name, n", [(name, 96) for name in NAMES]
+                         + [("rms_norm", 128), ("layer_norm", 128)])
+def test_forward_and_backward_float32(name, n):
+    fn, reference, args, argnums = make(name, jnp.float32, n=n)
+    out = jax.jit(lambda *a: _run(fn, a))(*args)
+    expected = reference(*args)
+    for o, e in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(expected)):
+        assert o.dtype == e.dtype
+        ref.assert_close(o, e, jnp.float32)
+    loss = _cotangent_loss(lambda *a: _run(fn, a), expected, name)
+    ref_loss = _cotangent_loss(reference, expected, name)
+    grads = jax.jit(jax.grad(loss, argnums))(*args)
+    ref_grads = jax.grad(ref_loss, argnums)(*args)
+    for g, r in zip(grads, ref_grads):
+        assert g.shape == r.shape and g.dtype == r.dtype
+        ref.assert_close(g, r, jnp.float32, ref.GRAD_TOLERANCE)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_bfloat16_forward_and_backward(name):
+    fn, reference, args, argnums = make(name, jnp.bfloat16, lead=(2, 3), n=128)
+    out = _run(fn, args)
+    expected = reference(*args)
+    for o, e in zip(jax.tree_util.tree_leaves(out), jax.tree_util.tree_leaves(expected)):
+        assert o.dtype == e.dtype
+        ref.assert_close(o, e, jnp.bfloat16)
+    loss = _cotangent_loss(lambda *a: _run(fn, a), expected, name)
+    # The reference gradient in float32 from the same bfloat16 inputs.
+    up = lambda *a: reference(*(x.astype(jnp.float32) if x.dtype == jnp.bfloat16 else x  # noqa
+                                for x in a))
+    ref_grads = jax.grad(_cotangent_loss(up, expected, name), argnums)(*args)
+    for g, r in zip(jax.grad(loss, argnums)(*args), ref_grads):
+        assert g.dtype == args[0].dtype or g.dtype == jnp.float32
+        ref.assert_close(g, r, jnp.bfloat16, ref.GRAD_TOLERANCE)
+
+
+def test_float16_rms_norm_forward():
+    fn, reference, args, _ = make("rms_norm", jnp.float16, lead=(4,), n=128)
+    out = _run(fn, args)
+    assert out.dtype == jnp.float16
+    ref.assert_close(out, reference(*args), jnp.float16)
+
+
+def test_cross_entropy_over_a_vocabulary_wider_than_one_chunk():
+    k = keys("wide-vocab", 2)
+    logits = normal(k[0], (3, 9000), jnp.float32, 3.0)
+    labels = jax.random.randint(k[1], (3,), 0, 9000)
+    ref.assert_close(ops.cross_entropy(logits, labels, interpret=True),
+                     ref.cross_entropy(logits, labels), jnp.float32)
+    g = jax.grad(lambda x: jnp.sum(ops.cross_entropy(x, labels, interpret=True)))(logits)
+    r = jax.grad(lambda x: jnp.sum(ref.cross_entropy(x, labels)))(logits)
+    ref.assert_close(g, r, jnp.float32)
+
+
+def test_softmax_over_a_middle_axis():
+    x = normal(keys("softmax-axis", 1)[0], (4, 16, 8), jnp.float32, 2.0)
+    ref.assert_close(ops.softmax(x, axis=1, interpret=True), jax.nn.softmax(x, axis=1),
+                     jnp.float32)
+
+
+@pytest.mark.parametrize("name", ["rms_norm", "swiglu"])
+def test_check_grads(name):
+    fn, _, args, argnums = make(name, jnp.float32, lead=(2,), n=32)
+    f = lambda *d: fn(*d, *args[len(d):], interpret=True)  # noqa: E731
+    check_grads(f, args[:len(argnums)], order=1, modes=("rev",), atol=2e-2, rtol=2e-2)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_vmap_matches_a_loop(name):
+    fn, reference, args, _ = make(name, jnp.float32, lead=(2, 3), n=64)
+    # Batch every array argument along a new leading axis of 2 (different values per slice).
+    batched = tuple(jnp.stack([a, a[::-1] if a.ndim and a.shape[0] > 1 else a])
+                    if i == 0 else jnp.stack([a, a]) for i, a in enumerate(args))
+    out = jax.vmap(lambda *a: _run(fn, a))(*batched)
+    for slot in range(2):
+        expected = reference(*(b[slot] for b in batched))
+        got = jax.tree_util.tree_map(lambda o: o[slot], out)
+        for o, e in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(expected)):
+            ref.assert_close(o, e, jnp.float32)
+
+
+def test_interpret_none_follows_the_backend(monkeypatch):
+    from jtile.ops.mode import resolve_interpret
+
+    monkeypatch.delenv("JTILE_INTERPRET", raising=False)
+    assert resolve_interpret(None) is (jax.default_backend() != "gpu")
+    assert resolve_interpret(True) is True and resolve_interpret(False) is False
+    monkeypatch.setenv("JTILE_INTERPRET", "1")
+    assert resolve_interpret(None) is True
+    x = normal(keys("default-mode", 1)[0], (4, 32), jnp.float32)
+    np.testing.assert_allclose(ops.softmax(x), jax.nn.softmax(x), rtol=1e-5, atol=1e-6)
