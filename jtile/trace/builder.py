@@ -14,6 +14,7 @@ from typing import Optional, Type
 from jtile.errors import JtileTraceError
 from jtile.ir.nodes import Buffer, Kernel, SourceLoc, Stmt, Var, VarKind
 from jtile.ir.types import DType, MemorySpace
+from jtile.trace.bound_values import BoundValues
 from jtile.trace.source import caller_location
 
 _local = threading.local()
@@ -49,6 +50,7 @@ class Builder:
         self.const_sources: dict = {}     # T.const name -> (parameter buffer, dimension)
         self.symbol_values: dict = {}     # T.dynamic symbol -> its value from the arguments
         self.attrs: dict = {}             # kernel-level settings (cluster_dims, views), -> Kernel.attrs
+        self.bound_values = BoundValues()  # `v = X[i]` bindings, refused once X is written
 
     # ------------------------------------------------------------------ naming and errors
     def fresh_name(self, base: str) -> str:
@@ -71,6 +73,7 @@ class Builder:
         if self.grid is None:
             raise self.error("a T.* statement came before `with T.Kernel(...)`; open the kernel "
                              "first (or pass grid= to jtile.pallas_like)", stmt.loc)
+        self.bound_values.check_and_record(self, stmt)
         self.blocks[-1].append(stmt)
 
     @contextlib.contextmanager

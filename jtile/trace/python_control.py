@@ -27,7 +27,7 @@ import numpy as np
 from jtile.errors import JtileShapeError, JtileTraceError
 from jtile.ir.nodes import (BinOp, Buffer, Const, Expr, IfThenElse, UnOp, While, as_expr)
 from jtile.ir.types import DType, MemorySpace
-from jtile.trace.builder import current
+from jtile.trace.builder import active_builder, current
 from jtile.trace.source import caller_location
 
 _MISSING = object()
@@ -308,6 +308,9 @@ def assign(name: str, value, from_name: bool):
     if _is_scalar_buffer(old) and old is not value and _storable(value, from_name):
         old[0] = value
         return old
+    builder = active_builder()
+    if builder is not None:
+        builder.bound_values.bind(name, value, caller_location())
     return value
 
 

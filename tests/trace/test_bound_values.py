@@ -1,0 +1,47 @@
+"""A name bound to a value read from a buffer, used after that buffer is written: TileLang
+would use the captured value, jtile would read the buffer again, so tracing refuses it."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtile
+import jtile.language as T
+
+
+def _run(kernel, n=64):
+    x = jnp.arange(n, dtype=jnp.float32) + 1.0
+    call = jtile.pallas_like(kernel, interpret=True,
+                             out_shape=jax.ShapeDtypeStruct((n,), jnp.float32))
+    return x, call
+
+
+def test_use_after_the_buffer_is_written_is_refused_with_both_lines():
+    def kernel(X, O):
+        with T.Kernel(1, threads=64):
+            s = T.alloc_shared((64,), "float32")
+            T.copy(X, s)
+            for i in T.Parallel(64):
+                v = s[i]
+                s[i] = 0.0
+                O[i] = v  # TileLang stores the captured X[i]; a re-read would store 0
+
+    x, call = _run(kernel)
+    with pytest.raises(jtile.JtileTraceError, match=r"`v` was bound at test_bound_values.py:\d+ "
+                       r"to a value read from s .* which test_bound_values.py:\d+ has written"):
+        call(x)
+
+
+def test_uses_before_the_write_and_other_buffers_are_fine():
+    def kernel(X, O):
+        with T.Kernel(1, threads=64):
+            s = T.alloc_shared((64,), "float32")
+            T.copy(X, s)
+            for i in T.Parallel(64):
+                v = s[i] * 2.0
+                O[i] = v + 1.0     # used before any write of s
+                s[i] = v           # the write itself may use it
+
+    x, call = _run(kernel)
+    np.testing.assert_allclose(np.asarray(call(x)), np.asarray(x) * 2.0 + 1.0)
