@@ -5,6 +5,7 @@ back behind a single fence. Read with cuobjdump from the test extras; no GPU nee
 import collections
 import functools
 import importlib.util
+import os
 import pathlib
 import re
 import subprocess
@@ -20,20 +21,23 @@ from examples import gemm
 S = jax.ShapeDtypeStruct
 
 
-def _cuobjdump():
+def _cuda_bin():
+    """The wheels' bin directory holding cuobjdump and the nvdisasm it runs for -sass."""
     spec = importlib.util.find_spec("nvidia")
     for root in (spec.submodule_search_locations or []) if spec else []:
-        path = pathlib.Path(root) / "cu13" / "bin" / "cuobjdump"
-        if path.is_file():
-            return str(path)
-    pytest.skip("cuobjdump is not installed (pip install -e '.[test]' brings it)")
+        folder = pathlib.Path(root) / "cu13" / "bin"
+        if (folder / "cuobjdump").is_file() and (folder / "nvdisasm").is_file():
+            return folder
+    pytest.skip("cuobjdump / nvdisasm are not installed (pip install -e '.[test]' brings them)")
 
 
 def _sass_counts(cubin: bytes, tmp_path) -> collections.Counter:
     path = tmp_path / "kernel.cubin"
     path.write_bytes(cubin)
-    sass = subprocess.run([_cuobjdump(), "-sass", str(path)], capture_output=True, text=True,
-                          check=True).stdout
+    folder = _cuda_bin()
+    env = dict(os.environ, PATH=f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
+    sass = subprocess.run([str(folder / "cuobjdump"), "-sass", str(path)], capture_output=True,
+                          text=True, check=True, env=env).stdout
     return collections.Counter(re.findall(
         r"\b(HGMMA|HMMA|UTMALDG|LDL|STL|WARPGROUP\.ARRIVE|SYNCS\.PHASECHK)\b", sass))
 
