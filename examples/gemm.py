@@ -53,22 +53,27 @@ def matmul(a, b, *, trans_a=False, trans_b=False, block_m=128, block_n=128, bloc
     return jtile.pallas_like(kernel, out_shape=out, name="matmul", interpret=interpret)(a, b)
 
 
-@jax.custom_vjp
-def dot(a, b):
-    """A differentiable a @ b whose forward and backward are jtile GEMMs."""
-    return matmul(a, b)
+def differentiable(gemm):
+    """A custom_vjp a @ b whose forward and backward (dA = dC @ B^T, dB = A^T @ dC) are the
+    jtile GEMM `gemm(a, b, trans_a=, trans_b=)`."""
+
+    @jax.custom_vjp
+    def product(a, b):
+        return gemm(a, b)
+
+    def forward(a, b):
+        return gemm(a, b), (a, b)
+
+    def backward(res, dc):
+        a, b = res
+        return gemm(dc, b, trans_b=True), gemm(a, dc, trans_a=True)
+
+    product.defvjp(forward, backward)
+    return product
 
 
-def _dot_fwd(a, b):
-    return matmul(a, b), (a, b)
-
-
-def _dot_bwd(res, dc):
-    a, b = res
-    return matmul(dc, b, trans_b=True), matmul(a, dc, trans_a=True)
-
-
-dot.defvjp(_dot_fwd, _dot_bwd)
+# A differentiable a @ b whose forward and backward are jtile GEMMs.
+dot = differentiable(matmul)
 
 
 # Tile shapes the autotuned launcher chooses between. Interpret mode takes the first; on a GPU
@@ -90,22 +95,8 @@ def matmul_autotuned(a, b, *, trans_a=False, trans_b=False, block_m, block_n, bl
                   block_k=block_k, stages=stages, threads=threads, interpret=interpret)
 
 
-@jax.custom_vjp
-def dot_autotuned(a, b):
-    """`dot` whose three GEMMs (forward, dA, dB) are each autotuned for their own shapes."""
-    return matmul_autotuned(a, b)
-
-
-def _dot_autotuned_fwd(a, b):
-    return matmul_autotuned(a, b), (a, b)
-
-
-def _dot_autotuned_bwd(res, dc):
-    a, b = res
-    return matmul_autotuned(dc, b, trans_b=True), matmul_autotuned(a, dc, trans_a=True)
-
-
-dot_autotuned.defvjp(_dot_autotuned_fwd, _dot_autotuned_bwd)
+# `dot` whose three GEMMs (forward, dA, dB) are each autotuned for their own shapes.
+dot_autotuned = differentiable(matmul_autotuned)
 
 
 def main():

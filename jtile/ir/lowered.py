@@ -117,8 +117,20 @@ class TmaLoad(Stmt):
     loc: SourceLoc = NO_LOC
 
 
+class _RingLoop:
+    """The loop a stage ring runs: its index and trip count are the T.Pipelined loop's."""
+
+    @property
+    def var(self):
+        return self.tile.var
+
+    @property
+    def extent(self):
+        return self.tile.extent
+
+
 @dataclass(frozen=True, eq=False)
-class MbarrierPipeline(Stmt):
+class MbarrierPipeline(_RingLoop, Stmt):
     """T.Pipelined over TMA loads: a ring of `stages` shared buffers with a full barrier
     (the TMA's bytes arrived) and an empty barrier (every consumer is done) per stage; the
     phase of stage s at iteration k is (k / stages) & 1.
@@ -137,14 +149,6 @@ class MbarrierPipeline(Stmt):
     # (wgmma.wait_group 1) and frees that stage, so the tensor cores never drain.
     deferred_release: bool = False
     loc: SourceLoc = NO_LOC
-
-    @property
-    def var(self):
-        return self.tile.var
-
-    @property
-    def extent(self):
-        return self.tile.extent
 
     @property
     def transaction_bytes(self) -> int:
@@ -184,7 +188,7 @@ class FmaGemm(Stmt):
 
 
 @dataclass(frozen=True, eq=False)
-class CpAsyncPipeline(Stmt):
+class CpAsyncPipeline(_RingLoop, Stmt):
     """T.Pipelined over cp.async copies (sm_80+): the copies of iterations 0..stages-2 are
     issued before the loop; iteration k waits for its own group, passes one block barrier and
     issues iteration k + stages - 1's copies into the stage iteration k - 1 read."""
@@ -194,11 +198,3 @@ class CpAsyncPipeline(Stmt):
     body: tuple             # the rest of the loop body
     stages: int
     loc: SourceLoc = NO_LOC
-
-    @property
-    def var(self):
-        return self.tile.var
-
-    @property
-    def extent(self):
-        return self.tile.extent
