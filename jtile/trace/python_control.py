@@ -310,7 +310,7 @@ def assign(name: str, value, from_name: bool):
         return old
     builder = active_builder()
     if builder is not None:
-        builder.bound_values.bind(name, value, caller_location())
+        builder.bound_values.bind(name, value, caller_location(), builder.blocks)
     return value
 
 

@@ -45,3 +45,33 @@ def test_uses_before_the_write_and_other_buffers_are_fine():
 
     x, call = _run(kernel)
     np.testing.assert_allclose(np.asarray(call(x)), np.asarray(x) * 2.0 + 1.0)
+
+
+def test_a_value_bound_before_a_loop_that_writes_its_buffer_is_refused():
+    def kernel(X, O):
+        with T.Kernel(1, threads=64):
+            s = T.alloc_shared((64,), "float32")
+            T.copy(X, s)
+            first = s[0]
+            for k in T.serial(4):
+                O[k] = first      # iteration 2 would read the 0 written below
+                s[0] = 0.0
+
+    x, call = _run(kernel)
+    with pytest.raises(jtile.JtileTraceError, match=r"`first` was bound at "
+                       r"test_bound_values.py:\d+, before this loop, to a value read from s"):
+        call(x)
+
+
+def test_a_value_bound_inside_the_loop_each_iteration_is_fine():
+    def kernel(X, O):
+        with T.Kernel(1, threads=64):
+            s = T.alloc_shared((64,), "float32")
+            T.copy(X, s)
+            for k in T.serial(4):
+                v = s[k]
+                O[k] = v * 3.0
+                s[k] = 0.0
+
+    x, call = _run(kernel)
+    np.testing.assert_allclose(np.asarray(call(x))[:4], np.asarray(x)[:4] * 3.0)
