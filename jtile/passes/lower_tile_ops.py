@@ -73,8 +73,8 @@ def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set):
     rows, cols = dst.buffer.shape
     extents = tuple(src.extents)
     shape = tuple(src.buffer.shape)
-    if len(shape) > 5 or extents[-1] != cols:
-        return None
+    if len(shape) > 5 or extents[-1] != cols or any(e > n for e, n in zip(extents, shape)):
+        return None  # (a tile larger than the tensor is clipped by guarded copies instead)
     outer = [e for e in extents[:-1] if e != 1]
     if (outer and outer != [rows]) or (not outer and rows != 1):
         return None

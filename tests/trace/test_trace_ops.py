@@ -113,7 +113,7 @@ def test_head_address_copy_takes_the_other_sides_shape():
     ("shape", "T.copy at test_trace_ops.py:\\d+: src X tile \\(32,\\) and dst s tile \\(16,\\) differ in "
               "shape"),
     ("2d", "src X tile \\(32,\\) and dst s2 tile \\(8, 4\\) differ in shape"),
-    ("head_too_big", "a \\(128,\\) tile does not fit in X"),
+    ("head_too_big", "a \\(128,\\) tile does not fit in s "),  # on-chip: must hold it
     ("head_rank", "the head address .* has 1 indices but the other side is a 2-D tile"),
     ("barrier", "src bar \\(shared.barrier uint64 \\(1,\\)\\) cannot be copied"),
     ("scalar", "dst must be a buffer, a slice of one, or a head address"),
@@ -130,7 +130,7 @@ def test_copy_errors(case, rule):
             elif case == "2d":
                 T.copy(X[0:32], s2)
             elif case == "head_too_big":
-                T.copy(X[0], big)
+                T.copy(big, s[0])  # a global head address would clip, as in TileLang
             elif case == "head_rank":
                 T.copy(X[0], s2)
             elif case == "barrier":
