@@ -59,19 +59,32 @@ def plan_stage_rings(kernel: ir.Kernel, plan: SharedPlan) -> None:
                 plan.stages[copy.dst.buffer] = s.stages
 
 
+def _swizzlable(buf: ir.Buffer) -> bool:
+    """Rows of 2^k 16-byte chunks, at least two: what the XOR swizzle permutes."""
+    inner_bytes = buf.shape[-1] * buf.dtype.bytes
+    return buf.space.is_shared and inner_bytes % 32 == 0 and \
+        (inner_bytes // 16) & (inner_bytes // 16 - 1) == 0
+
+
 def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
-    """Shared tiles that ldmatrix reads for mma.sync are stored XOR-swizzled."""
+    """Shared tiles that ldmatrix reads for mma.sync are stored XOR-swizzled, and so is any
+    other shared tile the kernel asks to swizzle (T.annotate_layout with a swizzled layout,
+    as TileLang kernels do for their output tiles): every access goes through the same
+    address map, so the layout changes bank conflicts, never values."""
     from jtile.ir.lowered import MmaSyncGemm
 
     for s in statements(kernel.body):
         if not isinstance(s, MmaSyncGemm):
             continue
         for region in (s.tile.a, s.tile.b):
-            buf = region.buffer
-            inner_bytes = buf.shape[-1] * buf.dtype.bytes
-            if buf.space.is_shared and inner_bytes % 32 == 0 and \
-                    (inner_bytes // 16) & (inner_bytes // 16 - 1) == 0:
-                plan.swizzled.add(buf)
+            if _swizzlable(region.buffer):
+                plan.swizzled.add(region.buffer)
+    panels = kernel.attrs.get("panel_buffers", frozenset())
+    for buf in kernel.allocations:
+        annotation = getattr(buf, "layout_annotation", None)
+        if annotation is not None and annotation[0] != "linear" and buf not in panels \
+                and buf.ndim >= 2 and _swizzlable(buf):
+            plan.swizzled.add(buf)
 
 
 def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan) -> dict:

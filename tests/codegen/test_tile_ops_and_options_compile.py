@@ -140,11 +140,11 @@ def test_cluster_dims_reach_the_launch_on_sm90_and_are_refused_on_sm80():
 
 
 @pytest.mark.parametrize("annotate,match", [
-    (lambda a, b, c: T.annotate_layout({c: T.make_swizzled_layout(c)}),
-     "swizzled layout for .*cannot be honoured"),
-    (lambda a, b, c: T.annotate_layout({a: T.make_linear_layout(a)}),
+    (lambda a, b, c, d: T.annotate_layout({d: T.make_swizzled_layout(d)}),
+     "swizzled layout for .*cannot be honoured"),  # 48-byte rows: 3 chunks, not 2^k
+    (lambda a, b, c, d: T.annotate_layout({a: T.make_linear_layout(a)}),
      "a linear layout cannot be honoured"),
-    (lambda a, b, c: T.annotate_layout({a: T.make_quarter_bank_swizzled_layout(a)}),
+    (lambda a, b, c, d: T.annotate_layout({a: T.make_quarter_bank_swizzled_layout(a)}),
      "quarter_bank swizzle .*rows are 64 bytes"),
 ])
 def test_layout_annotations_jtile_cannot_honour_are_refused(annotate, match):
@@ -153,8 +153,9 @@ def test_layout_annotations_jtile_cannot_honour_are_refused(annotate, match):
             a = T.alloc_shared((64, 32), "float16")
             b = T.alloc_shared((32, 64), "float16")
             c = T.alloc_shared((64, 64), "float32")
+            d = T.alloc_shared((64, 12), "float32")
             acc = T.alloc_fragment((64, 64), "float32")
-            annotate(a, b, c)
+            annotate(a, b, c, d)
             T.copy(A, a)
             T.copy(B, b)
             T.gemm(a, b, acc, clear_accum=True)
@@ -245,4 +246,19 @@ def test_global_and_shared_views_compile(target):
     source = lowered.cuda_source()
     assert "const int* X_view = reinterpret_cast<const int*>(X);" in source
     assert "reinterpret_cast<unsigned char*>(staged_smem)" in source
+    compiles(lowered)
+
+
+def test_a_swizzle_asked_for_an_output_tile_is_honoured():
+    """TileLang kernels swizzle their output staging tile; jtile stores it swizzled too (every
+    access goes through the same address map) and the values are unchanged."""
+    def kernel(A, C):
+        with T.Kernel(1, threads=128):
+            c = T.alloc_shared((64, 64), "float16")
+            T.annotate_layout({c: T.make_swizzled_layout(c)})
+            T.copy(A, c)
+            T.copy(c, C)
+
+    lowered = lower(kernel, [spec((64, 64), "float16")], spec((64, 64), "float16"), "sm_80")
+    assert any(b.name == "c" for b in lowered.kernel.attrs["shared"].swizzled)
     compiles(lowered)

@@ -239,9 +239,6 @@ def test_gemm_fp4_dequant_compiles(dtype):
     _compiles(kernel, _specs(a, qb, scale), ("sm_90a", "sm_80"))
 
 
-@pytest.mark.xfail(strict=True, raises=jtile.JtileError, reason=(
-    "T.annotate_layout(make_swizzled_layout) on the output tile C_shared is refused: jtile "
-    "swizzles only shared tiles that feed a 16-bit T.gemm"))
 def test_gemm_fp4_dequant_compiles_with_swizzled_epilogue():
     a, qb, scale = _fp4_inputs(200, 136, 256, "bfloat16", "uint8")
     _compiles(gemm_fp4_dequant.matmul(200, 136, 256, 128, 128, 128), _specs(a, qb, scale),
@@ -303,9 +300,6 @@ def test_conv2d_compiles(use_im2col):
     _compiles(kernel, specs, ("sm_90a", "sm_80"))
 
 
-@pytest.mark.xfail(strict=True, raises=jtile.JtileError, reason=(
-    "T.annotate_layout(make_swizzled_layout) on the output tile out_shared is refused: jtile "
-    "swizzles only shared tiles that feed a 16-bit T.gemm"))
 def test_conv2d_compiles_with_swizzled_epilogue():
     kernel = conv2d.convolution(2, 8, 9, 9, 40, 3, 1, 1, 1, *CONV_BLOCK_SMALL)
     specs = [S((2, 9, 9, 8), jnp.float16), S((3, 3, 8, 40), jnp.float16)]
