@@ -250,9 +250,7 @@ _SHARED_OVER = ("with the O_shared swizzle dropped, TileLang's configuration nee
 
 @pytest.mark.parametrize("target, config", [
     pytest.param("sm_90a", dict(block_H=64, num_stages=2), marks=pytest.mark.xfail(
-        strict=True, raises=jtile.JtileTargetError,
-        reason="T.annotate_layout({O_shared: make_swizzled_layout(O_shared)}) is refused: jtile "
-               "swizzles only shared tiles that feed a 16-bit T.gemm"), id="sm_90a-tilelang"),
+        strict=True, raises=jtile.JtileTargetError, reason=_SHARED_OVER), id="sm_90a-tilelang"),
     pytest.param("sm_90a", dict(block_H=64, num_stages=2, swizzle_o_shared=False),
                  marks=pytest.mark.xfail(strict=True, raises=jtile.JtileTargetError,
                                          reason=_SHARED_OVER), id="sm_90a-two-stages"),
