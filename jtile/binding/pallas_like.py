@@ -9,7 +9,6 @@ platform, jax.numpy evaluation in interpret mode, vmap folded into the grid.
 
 from __future__ import annotations
 
-import functools
 import threading
 from typing import Callable, Optional
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from jtile.codegen import TensorMapSpec
 from jtile.ir import lowered as low
 from jtile.ir.lowered import TMA_SWIZZLE, Major
-from jtile.ir.types import MemorySpace
 from jtile.passes.lower_tile_ops import TMA_DTYPE
 
 FULL = "jt_full_bar"
@@ -261,6 +260,3 @@ def uses_async_proxy(kernel) -> bool:
     """Whether shared memory written by ordinary stores may next be read by wgmma or TMA."""
     return bool(kernel.attrs.get("panel_buffers"))
 
-
-def is_operand_fragment(buf) -> bool:
-    return buf.space is MemorySpace.FRAGMENT

@@ -9,7 +9,6 @@ read, which that barrier freed) and computes on stage k % S while later tiles ar
 from __future__ import annotations
 
 from jtile.codegen.tile_copy import emit_cooperative_copy
-from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 
 

@@ -14,7 +14,7 @@ from typing import Optional
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import loads, statements
+from jtile.ir.walk import statements
 from jtile.passes.fragment_access import (UNIFORM, access_layout, access_rule_broken,
                                           fragment_accesses, held_locally, is_tiled_fragment,
                                           lift_layout)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from jtile.errors import JtileTargetError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
 
 ALIGNMENT = 128
 REDUCE_SCRATCH_BYTES_PER_THREAD = 8  # one float64 slot per thread and output register
