@@ -40,6 +40,30 @@ def expr_range(em, expr) -> Optional[tuple]:
     return lo, hi
 
 
+def bounds_condition(buf: ir.Buffer, idx: list, dims=None) -> str:
+    """In-bounds test of idx (C expressions), over `dims` (default: every dimension); the
+    unsigned compare also rejects negative indices."""
+    dims = range(len(buf.shape)) if dims is None else dims
+    return " && ".join(f"(unsigned)({idx[d]}) < {buf.shape[d]}u" for d in dims)
+
+
+def unproven_bounds_condition(em, buf: ir.Buffer, indices) -> Optional[str]:
+    """The in-bounds test of an element access to global memory over the dimensions whose
+    index is not provably inside the buffer; None when every one is (or not global)."""
+    from jtile.ir.types import MemorySpace
+
+    if buf.space is not MemorySpace.GLOBAL:
+        return None
+    dims = []
+    for d, (index, size) in enumerate(zip(indices, buf.shape)):
+        rng = expr_range(em, ir.as_expr(index))
+        if rng is None or rng[0] < 0 or rng[1] >= size:
+            dims.append(d)
+    if not dims:
+        return None
+    return bounds_condition(buf, [em.expr(i) for i in indices], dims)
+
+
 def region_in_bounds(em, region: ir.Region) -> bool:
     for start, extent, size in zip(region.starts, region.extents, region.buffer.shape):
         rng = expr_range(em, start)

@@ -17,6 +17,7 @@ from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 from jtile.ir.types import DType, MemorySpace
 from jtile.codegen import hopper
+from jtile.codegen.bounds import unproven_bounds_condition
 from jtile.codegen.wgmma_asm import wgmma_wrapper
 from jtile.ir import lowered as low
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
@@ -243,25 +244,11 @@ class CudaEmitter:
         if self.is_tiled_fragment(load.buffer):
             return self.fragment_access(load.buffer, load.indices)
         access = self.element(load.buffer, [self.expr(i) for i in load.indices])
-        guard = self.global_bounds_guard(load.buffer, load.indices)
+        guard = unproven_bounds_condition(self, load.buffer, load.indices)
         if guard is None:
             return access
         # Outside the tensor a global read gives 0, as in interpret mode (and TileLang).
         return f"(({guard}) ? {access} : {const_text(0, load.buffer.dtype)})"
-
-    def global_bounds_guard(self, buf: ir.Buffer, indices) -> str | None:
-        """The in-bounds test of an element access to global memory, for the dimensions whose
-        index is not provably inside the buffer; None when every one is."""
-        from jtile.codegen.bounds import expr_range
-
-        if buf.space is not MemorySpace.GLOBAL:
-            return None
-        conds = []
-        for index, size in zip(indices, buf.shape):
-            rng = expr_range(self, ir.as_expr(index))
-            if rng is None or rng[0] < 0 or rng[1] >= size:
-                conds.append(f"(unsigned)({self.expr(index)}) < {size}u")
-        return " && ".join(conds) or None
 
     # ------------------------------------------------------------------ barriers
     def sync(self) -> None:
@@ -435,7 +422,7 @@ class CudaEmitter:
             target = self.element(buf, [self.expr(i) for i in s.indices])
         needs_guard = not self.is_tiled_fragment(buf) and buf.space is not MemorySpace.VAR \
             and buf.space is not MemorySpace.LOCAL
-        bounds = self.global_bounds_guard(buf, s.indices)
+        bounds = unproven_bounds_condition(self, buf, s.indices)
         with guard_replicas(self, needs_guard):
             # Outside the tensor a global write is dropped, as in interpret mode (and TileLang).
             self.line(f"if ({bounds}) {target} = {value};" if bounds else

@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import math
 
-from jtile.codegen.bounds import aligned, region_in_bounds
+from jtile.codegen.bounds import (aligned, bounds_condition, region_in_bounds,
+                                  unproven_bounds_condition)
 from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import guard_replicas, index_expr, unflatten
 from jtile.errors import JtileTraceError
@@ -38,11 +39,6 @@ def region_index(em, region: ir.Region, tile: list) -> list:
         out.append(tile[k] if s == "0" else f"{s} + {tile[k]}")
         k += 1
     return out
-
-
-def bounds_condition(buf: ir.Buffer, idx: list) -> str:
-    """In-bounds test of idx; the unsigned compare also rejects negative indices."""
-    return " && ".join(f"(unsigned)({i}) < {size}u" for i, size in zip(idx, buf.shape))
 
 
 def _is_private(buf: ir.Buffer) -> bool:
@@ -338,7 +334,7 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
     if isinstance(s.dst, ir.Load):
         buf = s.dst.buffer
         elem = em.element(buf, [em.expr(i) for i in s.dst.indices])
-        bounds = em.global_bounds_guard(buf, s.dst.indices)
+        bounds = unproven_bounds_condition(em, buf, s.dst.indices)
         stmt = f"jt::atomic_{s.op}(&{elem}, {em.typed(s.value, buf.dtype)});"
         with guard_replicas(em, True):
             em.line(f"if ({bounds}) {stmt}" if bounds else stmt)

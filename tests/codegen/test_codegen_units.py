@@ -24,7 +24,7 @@ from jtile.codegen.bounds import aligned, expr_range, region_in_bounds
 from jtile.codegen.cuda import CudaEmitter, ParallelContext, c_identifier
 from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import bit_runs, bits_expr, fragment_register, index_expr
-from jtile.codegen.tile_copy import bounds_condition
+from jtile.codegen.bounds import bounds_condition
 from jtile.compiler.target import parse_target
 from jtile.ir import nodes as ir
 from jtile.ir.types import DType, MemorySpace
