@@ -90,6 +90,7 @@ class CudaEmitter:
         self.exprs = ExprEmitter(self.var_name, self.render_load)
         self.kernel_name = c_identifier(kernel.name)
         self.var_ranges: dict = {}
+        self.ring = None  # (counter, stages) of the mbarrier ring being printed
         self.roles = kernel.attrs.get("warp_roles")
         self.panel_buffers = kernel.attrs.get("panel_buffers", frozenset())
         self.async_proxy = hopper.uses_async_proxy(kernel)

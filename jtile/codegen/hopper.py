@@ -113,16 +113,11 @@ def emit_producer(em, pipe: low.MbarrierPipeline) -> None:
 def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
     """The consumers' side of the ring (and, without a producer warpgroup, thread 0 issuing
     the loads S - 1 tiles ahead, after the barrier that frees the stage it refills)."""
-    from jtile.ir.affine import static_value
+    from jtile.codegen.pipeline import enter_ring, leave_ring
 
-    em.comment_loc(pipe.loc)
+    counter, n = enter_ring(em, pipe)
     tid = em.name(em.kernel.thread_var)
-    counter = em.name(pipe.var)
-    n = em.expr(pipe.extent)
     stages = pipe.stages
-    extent = static_value(pipe.extent)
-    if extent is not None:
-        em.var_ranges[pipe.var] = (0, max(0, extent - 1))
     buffers = [load.tile.dst.buffer for load in pipe.loads]
     # Shared memory written before the loop (a Q tile, say) is read by wgmma inside it: make
     # it visible (and to the async proxy) once, here, since the ring passes no block barrier.
@@ -159,14 +154,7 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             for acc in dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body
                                      if isinstance(g, low.WgmmaGemm)):
                 em.line(f"jt::wgmma_hold({acc});")
-    for b in buffers:
-        em.stage_expr.pop(b, None)
-    for s in pipe.body:
-        reads, writes = em.shared_sets(s)
-        em.dirty_read |= reads
-        em.dirty_written |= writes
-    em.dirty_read |= set(buffers)
-    em.dirty_written |= set(buffers)
+    leave_ring(em, buffers, pipe.body)
 
 
 # ----------------------------------------------------------------------------- wgmma

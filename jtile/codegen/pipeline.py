@@ -12,16 +12,34 @@ from jtile.codegen.tile_copy import emit_cooperative_copy
 from jtile.ir.affine import static_value
 
 
+def enter_ring(em, pipe) -> tuple:
+    """The ring loop's counter name and trip count, with the counter's range known to the
+    bounds prover when the trip count is static."""
+    em.comment_loc(pipe.loc)
+    extent = static_value(pipe.extent)
+    if extent is not None:
+        em.var_ranges[pipe.var] = (0, max(0, extent - 1))
+    return em.name(pipe.var), em.expr(pipe.extent)
+
+
+def leave_ring(em, buffers: list, body) -> None:
+    """After a ring, later statements must not overwrite what its last iteration may still
+    be reading (or read what it wrote) without a barrier: its tiles and body stay dirty."""
+    for b in buffers:
+        em.stage_expr.pop(b, None)
+    for s in body:
+        reads, writes = em.shared_sets(s)
+        em.dirty_read |= reads
+        em.dirty_written |= writes
+    em.dirty_read |= set(buffers)
+    em.dirty_written |= set(buffers)
+
+
 def emit_pipelined(em, pipe) -> None:
     """A lowered CpAsyncPipeline."""
     loop, copies, stages = pipe.tile, list(pipe.copies), pipe.stages
     buffers = [c.dst.buffer for c in copies]
-    em.comment_loc(loop.loc)
-    counter = em.name(loop.var)
-    n = em.expr(loop.extent)
-    extent = static_value(loop.extent)
-    if extent is not None:
-        em.var_ranges[loop.var] = (0, max(0, extent - 1))
+    counter, n = enter_ring(em, pipe)
     if em.overlap(set(buffers), em.dirty_read | em.dirty_written):
         em.sync()
     if em.async_pending:
@@ -63,13 +81,4 @@ def emit_pipelined(em, pipe) -> None:
                 em.stage_expr[b] = f"{counter} % {stages}"
             em.body(rest)
         em.line("jt::cp_async_wait_all();")
-    for b in buffers:
-        em.stage_expr.pop(b, None)
-    # After the loop, later statements must not overwrite what its last iteration may still
-    # be reading (or read what it wrote) without a barrier.
-    for s in rest:
-        reads, writes = em.shared_sets(s)
-        em.dirty_read |= reads
-        em.dirty_written |= writes
-    em.dirty_read |= set(buffers)
-    em.dirty_written |= set(buffers)
+    leave_ring(em, buffers, rest)
