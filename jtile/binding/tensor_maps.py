@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from jtile.codegen import TensorMapSpec
+from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
 from jtile.errors import JtileTargetError
 
 __all__ = ["DATA_TYPES", "SWIZZLE_SPAN_BYTES", "check_tensor_maps", "flatten_tensor_maps"]
@@ -27,8 +27,7 @@ DATA_TYPES = {
     5: ("INT64", 8), 6: ("FLOAT16", 2), 7: ("FLOAT32", 4), 8: ("FLOAT64", 8),
     9: ("BFLOAT16", 2), 10: ("FLOAT32_FTZ", 4), 11: ("TFLOAT32", 4), 12: ("TFLOAT32_FTZ", 4),
 }
-# CUtensorMapSwizzle value -> bytes of one swizzle span (0: no swizzle).
-SWIZZLE_SPAN_BYTES = {0: 0, 1: 32, 2: 64, 3: 128}
+SWIZZLE_SPAN_BYTES = TMA_SWIZZLE_SPAN_BYTES
 MAX_RANK = 5
 MAX_DIM = 1 << 31
 MAX_STRIDE = 1 << 40

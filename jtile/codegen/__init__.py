@@ -9,6 +9,10 @@ from typing import Optional
 INCLUDE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "include")
 
 
+# CUtensorMapSwizzle value -> bytes of one swizzle span (0: no swizzle).
+TMA_SWIZZLE_SPAN_BYTES = {0: 0, 1: 32, 2: 64, 3: 128}
+
+
 @dataclass(frozen=True)
 class TensorMapSpec:
     """A TMA tensor map the launcher encodes per launch (cuTensorMapEncodeTiled) from the

@@ -6,11 +6,13 @@ specialize_warps) and sits in node fields; this module turns it into device-head
 
 from __future__ import annotations
 
-from jtile.codegen import TensorMapSpec
+from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
 from jtile.ir import lowered as low
-from jtile.ir.lowered import TMA_SWIZZLE, Major
+from jtile.ir.lowered import Major
 from jtile.passes.lower_tile_ops import TMA_DTYPE
 
+# The CUtensorMapSwizzle value of each swizzle span.
+TMA_SWIZZLE = {span: value for value, span in TMA_SWIZZLE_SPAN_BYTES.items()}
 FULL = "jt_full_bar"
 EMPTY = "jt_empty_bar"
 

@@ -25,7 +25,6 @@ class Major(enum.Enum):
 
 
 SWIZZLE_MODE = {128: 1, 64: 2, 32: 3}  # wgmma descriptor's swizzle field per span in bytes
-TMA_SWIZZLE = {0: 0, 32: 1, 64: 2, 128: 3}  # CUtensorMapSwizzle per span in bytes
 
 
 @dataclass(frozen=True)
