@@ -10,6 +10,8 @@ fills, reductions and element-wise loops stay tile ops, printed by the generic e
 
 from __future__ import annotations
 
+import dataclasses
+
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
@@ -128,13 +130,13 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
                 out.append(_with_map(load, param))
             elif isinstance(s, ir.For):
                 pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2
-                out.append(_replace(s, body=tuple(lower_body(s.body, pipelined))))
+                out.append(dataclasses.replace(s, body=tuple(lower_body(s.body, pipelined))))
             elif isinstance(s, ir.IfThenElse):
-                out.append(_replace(s, then_body=tuple(lower_body(s.then_body, False)),
+                out.append(dataclasses.replace(s, then_body=tuple(lower_body(s.then_body, False)),
                                     else_body=tuple(lower_body(s.else_body, False))))
             elif isinstance(s, ir.While):
                 # A gemm given a wgmma tiling inside a traced `while` is lowered like any other.
-                out.append(_replace(s, body=tuple(lower_body(s.body, False))))
+                out.append(dataclasses.replace(s, body=tuple(lower_body(s.body, False))))
             else:
                 out.append(s)
         return out
@@ -143,9 +145,9 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
         key = (param, load.tile.dst.buffer.shape, load.tile.src.extents)
         for index, existing in enumerate(tma_params):
             if existing[0] == key:
-                return _replace(load, map_index=index)
+                return dataclasses.replace(load, map_index=index)
         tma_params.append((key, load))
-        return _replace(load, map_index=len(tma_params) - 1)
+        return dataclasses.replace(load, map_index=len(tma_params) - 1)
 
     body = tuple(lower_body(kernel.body, False))
     _check_no_gemm_left(kernel, body)
@@ -167,9 +169,3 @@ def _check_no_gemm_left(kernel: ir.Kernel, body: tuple) -> None:
         raise JtileError(f"jtile internal: {kernel.name}: T.gemm at {left[0].loc} was not "
                          "lowered to an instruction (a gemm inside a construct lower_tile_ops "
                          "does not walk)")
-
-
-def _replace(node, **changes):
-    import dataclasses
-
-    return dataclasses.replace(node, **changes)
