@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|examples|sanitize|bench]... (default: all four)
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>]...
+# (default: tests examples sanitize bench)
 set -uo pipefail
 out="${OUT:-gpu_logs}"
 mkdir -p "$out"
@@ -21,6 +22,26 @@ for part in "${parts[@]}"; do
     tests)
       timeout 420 python3 -m pytest -q -m gpu -p no:cacheprovider tests 2>&1 | tee "$out/gpu_tests.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
+    sharded)
+      # The GPU tests are dominated by NVRTC compiles: run six groups side by side on the
+      # machine's cores. Each process allocates GPU memory on demand so they can share the GPU.
+      groups=("tests/gpu/test_hopper_gpu.py" "tests/gpu/test_examples_gpu.py" "tests/tilelang"
+              "tests/ops tests/differential tests/autotune"
+              "tests/gpu/test_export_gpu.py tests/gpu/test_profiler_gpu.py tests/gpu/test_tile_ops_gpu.py tests/gpu/test_transforms_gpu.py tests/gpu/test_fragment_broadcasts_gpu.py"
+              "tests/trace tests/binding")
+      pids=()
+      for i in "${!groups[@]}"; do
+        XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 480 python3 -m pytest -q -m gpu \
+          -p no:cacheprovider ${groups[$i]} > "$out/gpu_tests_$i.log" 2>&1 &
+        pids+=($!)
+      done
+      for i in "${!pids[@]}"; do
+        wait "${pids[$i]}"; rc=$?
+        echo "== group $i (${groups[$i]}): exit $rc"; tail -3 "$out/gpu_tests_$i.log"
+        grep -E "^(FAILED|ERROR)" "$out/gpu_tests_$i.log" | head -20
+        status=$((status | rc))
+      done > "$out/gpu_tests.log" 2>&1
+      cat "$out/gpu_tests.log" ;;
     hopper)
       timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider --maxfail=8 \
         tests/gpu/test_hopper_gpu.py 2>&1 \

@@ -108,7 +108,14 @@ def _bwd_check(shape, is_causal, interpret, close):
     assert dq.dtype == jnp.float32 and dk.dtype == dv.dtype == jnp.float16
     want_delta, want_dq, want_dk, want_dv = flash_attention_bwd.reference(q, k, v, o, do,
                                                                           is_causal)
-    np.testing.assert_allclose(np.asarray(delta), want_delta, rtol=1e-3, atol=1e-3)
+    # The preprocess multiplies two float16 fragments, so (TileLang's typing) each product is
+    # rounded to float16 before the float32 sum: at most 2**-11 of |o * do| per term.
+    products = np.abs(np.asarray(o, np.float64) * np.asarray(do, np.float64))
+    bound = 2.0**-11 * np.einsum("bqhd->bhq", products) + 1e-5
+    error = np.abs(np.asarray(delta, np.float64) - want_delta)
+    assert (error <= bound).all(), \
+        f"Delta: {int((error > bound).sum())} elements past the float16-product bound, " \
+        f"worst {float((error - bound).max()):.3g} over it"
     for name, got, want in (("dQ", dq, want_dq), ("dK", dk, want_dk), ("dV", dv, want_dv)):
         close(got, want, name)
 
