@@ -16,7 +16,7 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 from jtile.ir.types import DType, MemorySpace
-from jtile.ir.walk import sub_expressions
+from jtile.passes.issue_ahead import issuable_ahead
 from jtile.passes.layout import WgmmaTiling
 from jtile.passes.wgmma_selection import instruction_n, k_step, operand_major, panel_layout
 
@@ -60,7 +60,7 @@ def _lower_gemm(s: ir.Gemm, tiling: WgmmaTiling) -> low.WgmmaGemm:
         loc=s.loc)
 
 
-def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set):
+def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set, read_only: frozenset):
     """A TmaLoad for `copy` when the TMA engine can do it, else None."""
     src, dst = copy.src, copy.dst
     if src.buffer.space is not MemorySpace.GLOBAL or dst.buffer not in panel_buffers:
@@ -84,9 +84,8 @@ def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set):
     # TMA needs 16-byte multiples for every global stride; a box side is at most 256.
     if (shape[-1] * eb) % 16 or rows > 256 or layout.panel_columns > 256:
         return None
-    for start in src.starts:
-        if any(isinstance(e, ir.Load) for e in sub_expressions(start)):
-            return None
+    if not all(issuable_ahead(start, read_only) for start in src.starts):
+        return None
     param = next((i for i, p in enumerate(params) if p is src.buffer), None)
     if param is None:
         return None  # a view of a parameter: its tensor map would need the view's strides
@@ -109,6 +108,7 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
             if region.buffer.space.is_shared:
                 panel_buffers.add(region.buffer)
     tma_params = []  # param index per tensor map, in map order
+    read_only = kernel.attrs.get("read_only_inputs", frozenset())
 
     def lower_body(body, in_pipeline):
         out = []
@@ -122,7 +122,7 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
                 out.append(low.FmaGemm(tile=s, loc=s.loc) if tiling is None else
                            low.MmaSyncGemm(tile=s, tiling=tiling, loc=s.loc))
             elif isinstance(s, ir.Copy) and in_pipeline:
-                found = tma_load_for(s, kernel.params, panel_buffers)
+                found = tma_load_for(s, kernel.params, panel_buffers, read_only)
                 if found is None:
                     out.append(s)
                     continue

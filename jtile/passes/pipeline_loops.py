@@ -15,29 +15,30 @@ import dataclasses
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_written, statements, sub_expressions
+from jtile.ir.walk import deep_buffers_written, statements
+from jtile.passes.issue_ahead import issuable_ahead
 
 
-def pipelinable(copy: ir.Copy, body: tuple) -> bool:
+def pipelinable(copy: ir.Copy, body: tuple, read_only: frozenset) -> bool:
     """A global->shared copy that can be issued ahead: same dtype on both sides, addresses
-    that depend on loop and block indices only (not on values the body computes), and no other
+    that do not depend on values the body computes (see `issuable_ahead`), and no other
     statement of the loop writes its destination."""
     if copy.src.buffer.space is not MemorySpace.GLOBAL or not copy.dst.buffer.space.is_shared:
         return False
     if copy.src.dtype is not copy.dst.dtype:
         return False
-    for start in tuple(copy.src.starts) + tuple(copy.dst.starts):
-        if any(isinstance(e, ir.Load) for e in sub_expressions(start)):
-            return False
+    if not all(issuable_ahead(start, read_only)
+               for start in tuple(copy.src.starts) + tuple(copy.dst.starts)):
+        return False
     writers = [s for s in statements(body) if copy.dst.buffer in deep_buffers_written(s)]
     return writers == [copy]
 
 
-def _lower(body, threads, target, staged: set):
+def _lower(body, threads, target, staged: set, read_only: frozenset):
     out = []
     for s in body:
         if isinstance(s, ir.For):
-            inner = tuple(_lower(s.body, threads, target, staged))
+            inner = tuple(_lower(s.body, threads, target, staged, read_only))
             loads = tuple(x for x in inner if isinstance(x, low.TmaLoad))
             pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2
             if pipelined and loads:
@@ -50,7 +51,7 @@ def _lower(body, threads, target, staged: set):
             if pipelined and target.has_cp_async:
                 # A buffer pipelined by two loops would need two stage counts; keep the first.
                 copies = tuple(c for c in inner if isinstance(c, ir.Copy)
-                               and pipelinable(c, inner) and c.dst.buffer not in staged)
+                               and pipelinable(c, inner, read_only) and c.dst.buffer not in staged)
             if copies:
                 staged.update(c.dst.buffer for c in copies)
                 rest = tuple(x for x in inner if not any(x is c for c in copies))
@@ -60,8 +61,8 @@ def _lower(body, threads, target, staged: set):
                 out.append(dataclasses.replace(s, body=inner))
         elif isinstance(s, ir.IfThenElse):
             out.append(dataclasses.replace(
-                s, then_body=tuple(_lower(s.then_body, threads, target, staged)),
-                else_body=tuple(_lower(s.else_body, threads, target, staged))))
+                s, then_body=tuple(_lower(s.then_body, threads, target, staged, read_only)),
+                else_body=tuple(_lower(s.else_body, threads, target, staged, read_only))))
         elif isinstance(s, ir.While):
             out.append(dataclasses.replace(s, body=tuple(_lower(s.body, threads, target,
                                                                 staged))))
@@ -87,5 +88,6 @@ def _strip_loads(body):
 
 
 def pipeline_loops(kernel: ir.Kernel, target) -> ir.Kernel:
-    body = tuple(_strip_loads(_lower(kernel.body, kernel.threads, target, set())))
+    read_only = kernel.attrs.get("read_only_inputs", frozenset())
+    body = tuple(_strip_loads(_lower(kernel.body, kernel.threads, target, set(), read_only)))
     return kernel.replace(body=body)

@@ -15,7 +15,8 @@ import dataclasses
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
+from jtile.passes.issue_ahead import issuable_ahead
 
 PRODUCER_THREADS = 128
 PRODUCER_REGISTERS = 40
@@ -31,16 +32,11 @@ def _consumer_registers(consumers: int) -> int:
 
 def _independent(pipe: low.MbarrierPipeline, kernel: ir.Kernel) -> bool:
     """The producer evaluates load coordinates and the trip count on its own: they may use
-    block indices, the loop index and constants only."""
+    block indices, the loop index, constants and reads of inputs nothing writes."""
     allowed = set(kernel.block_vars) | {pipe.var}
+    read_only = kernel.attrs.get("read_only_inputs", frozenset())
     exprs = [pipe.extent] + [c for load in pipe.loads for box in load.boxes for c in box.coords]
-    for e in exprs:
-        for x in sub_expressions(ir.as_expr(e)):
-            if isinstance(x, ir.Load):
-                return False
-            if isinstance(x, ir.Var) and x not in allowed:
-                return False
-    return True
+    return all(issuable_ahead(e, read_only, allowed) for e in exprs)
 
 
 def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
