@@ -10,6 +10,7 @@ system. NVRTC ships no ``cuda_fp16.h``/``cuda_bf16.h`` of its own; they come fro
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import re
 import time
@@ -85,9 +86,17 @@ def _bindings() -> ModuleType | None:
 
 
 def available() -> bool:
-    """Whether NVRTC can be called through ``cuda-bindings`` and the CUDA fp16/bf16 headers
-    were found."""
-    return _bindings() is not None and _cuda_include_dir() is not None
+    """Whether libnvrtc, ``cuda-bindings`` and the CUDA fp16/bf16 headers were found.
+
+    Only looks: the bindings are imported by the first compile, so a process whose kernels
+    all come from the disk cache never pays for that import.
+    """
+    if _library_path() is None or _cuda_include_dir() is None:
+        return False
+    try:
+        return importlib.util.find_spec("cuda.bindings.nvrtc") is not None
+    except (ImportError, ValueError):  # ValueError: a module entry of None (import blocked)
+        return False
 
 
 def version() -> tuple[int, int]:
@@ -114,7 +123,11 @@ def identity() -> str:
     The headers are identified by their ``CUDA_VERSION``, as the runtime wheel may be
     upgraded apart from NVRTC.
     """
-    return f"{describe()} lib={_library_path()} headers={_headers_version()}"
+    path = _library_path()
+    stat = os.stat(path)
+    # The library file's size and time stand for its version without loading it.
+    return f"nvrtc lib={path} size={stat.st_size} mtime={stat.st_mtime_ns} " \
+           f"headers={_headers_version()}"
 
 
 @functools.cache
