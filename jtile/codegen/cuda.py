@@ -8,6 +8,7 @@ one walks the statements, names things, renders element accesses and inserts
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 
 from jtile.codegen import launch_prologue
@@ -90,7 +91,10 @@ class CudaEmitter:
         self.exprs = ExprEmitter(self.var_name, self.render_load)
         self.kernel_name = c_identifier(kernel.name)
         self.var_ranges: dict = {}
-        self.ring = None  # (counter, stages) of the mbarrier ring being printed
+        self.ring = None  # (counter, stages, position) of the mbarrier ring being printed
+        # A persistent kernel runs its tiles in a loop; the batch may fold into z only.
+        folds = fold_batch(kernel, batch)
+        self.persistent = bool(kernel.attrs.get("persistent")) and folds[0] == folds[1] == 1
         self.roles = kernel.attrs.get("warp_roles")
         self.panel_buffers = kernel.attrs.get("panel_buffers", frozenset())
         self.async_proxy = hopper.uses_async_proxy(kernel)
@@ -481,7 +485,31 @@ class CudaEmitter:
         with self.block("else"):
             if roles.consumer_registers:
                 self.line(f"jt::setmaxnreg_inc<{roles.consumer_registers}>();")
-            self.body(self.kernel.body)
+            if self.persistent:
+                with self.tile_loop():
+                    self.loop_body(self.kernel.body)
+            else:
+                self.body(self.kernel.body)
+
+    @contextlib.contextmanager
+    def tile_loop(self):
+        """A persistent kernel's loop over its grid's tiles (x fastest), with the block indices
+        (and their T.use_swizzle remap) of each; `jt_ring` counts the stage ring's iterations
+        across tiles, so stages and phases run on from one tile to the next. A vmap batch
+        stays on blockIdx.z."""
+        k = self.kernel
+        grid = tuple(k.grid) + (1,) * (3 - len(k.grid))
+        self.line("int jt_ring = 0;")
+        for var in k.block_vars:
+            self.var_override.pop(var, None)  # the other role's loop remapped them
+        with self.block(f"for (int jt_tile = blockIdx.x; jt_tile < {grid[0] * grid[1] * grid[2]}; "
+                        "jt_tile += gridDim.x)"):
+            stride = 1
+            for axis, var in enumerate(k.block_vars):
+                self.line(f"const int {self.name(var)} = jt_tile / {stride} % {grid[axis]};")
+                stride *= grid[axis]
+            launch_prologue.remap_block_indices(self)
+            yield
 
     def emit_prologue(self) -> None:
         k = self.kernel
@@ -491,13 +519,16 @@ class CudaEmitter:
         grid = tuple(k.grid) + (1,) * (3 - len(k.grid))
         folds = fold_batch(k, self.batch)
         for axis, var in enumerate(k.block_vars):
+            if self.persistent:
+                continue  # set per tile by tile_loop
             if folds[axis] > 1:
                 self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]} % {grid[axis]};")
             else:
                 self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]};")
         if self.batch > 1:
             fx, fy, fz = folds
-            instance = f"blockIdx.z / {grid[2]}"
+            # A persistent kernel's grid is (blocks, 1, batch): its tiles cover the whole grid.
+            instance = "blockIdx.z" if self.persistent else f"blockIdx.z / {grid[2]}"
             if fy > 1 or fx > 1:
                 # The batch spills from z into y (and x): z is its fastest digit.
                 instance = f"(long long)(blockIdx.x / {grid[0]}) * {fy * fz}LL + " \
@@ -509,7 +540,8 @@ class CudaEmitter:
             for index, buf in enumerate(k.params):
                 if self.batched[index]:
                     self.line(f"{self.name(buf)} += jt_batch * {buf.size}LL;")
-        launch_prologue.remap_block_indices(self)
+        if not self.persistent:
+            launch_prologue.remap_block_indices(self)
         for buf in k.allocations:
             self.declare(buf)
         launch_prologue.declare_views(self)
@@ -603,6 +635,13 @@ def generate_cuda(kernel: ir.Kernel, target, *, batch: int = 1, batched=None):
     kernel_name = emitter.kernel_name
     grid = tuple(kernel.grid) + (1,) * (3 - len(kernel.grid))
     grid = tuple(g * f for g, f in zip(grid, fold_batch(kernel, batch)))
+    if emitter.persistent:
+        # About one block per SM when the GPU is known (each loops over tiles, and a vmap
+        # batch shares the SMs); else one block per tile, running the same code.
+        tiles = math.prod(kernel.grid)
+        instances = fold_batch(kernel, batch)[2]
+        per_instance = max(1, target.sm_count // instances) if target.sm_count else tiles
+        grid = (min(tiles, per_instance), 1, instances)
     plan = kernel.attrs["shared"]
     roles = kernel.attrs.get("warp_roles")
     threads = kernel.threads + (roles.producer_threads if roles is not None else 0)

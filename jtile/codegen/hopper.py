@@ -101,15 +101,32 @@ def emit_producer(em, pipe: low.MbarrierPipeline) -> None:
     """The producer warpgroup: one thread runs ahead through the ring, waiting only for the
     consumers to free each stage (empty barrier, the previous round's phase)."""
     tid = em.name(em.kernel.thread_var)
-    n = em.expr(pipe.extent)
     with em.block(f"if ({tid} == {pipe.consumer_threads})"):
         for i in range(len(em.kernel.attrs.get("tma_maps", ()))):
             em.line(f"jt::tma_prefetch_map(&{map_name(i)});")
-        with em.block(f"for (int k = 0; k < {n}; ++k)"):
-            em.line(f"const int s = k % {pipe.stages};")
-            with em.block(f"if (k >= {pipe.stages})"):
-                em.line(f"jt::mbarrier_wait_parity(&{EMPTY}[s], ((k / {pipe.stages}) & 1) ^ 1);")
-            _issue_loads(em, pipe, "k", "s")
+        if em.persistent:
+            with em.tile_loop():
+                _producer_ring(em, pipe)
+        else:
+            _producer_ring(em, pipe)
+
+
+def _ring_position(em, counter: str) -> str:
+    """The ring iteration of loop iteration `counter`: it runs on across a persistent
+    kernel's tiles."""
+    return f"(jt_ring + {counter})" if em.persistent else counter
+
+
+def _producer_ring(em, pipe: low.MbarrierPipeline) -> None:
+    n = em.expr(pipe.extent)
+    with em.block(f"for (int k = 0; k < {n}; ++k)"):
+        em.line(f"const int jt_it = {_ring_position(em, 'k')};")
+        em.line(f"const int s = jt_it % {pipe.stages};")
+        with em.block(f"if (jt_it >= {pipe.stages})"):
+            em.line(f"jt::mbarrier_wait_parity(&{EMPTY}[s], ((jt_it / {pipe.stages}) & 1) ^ 1);")
+        _issue_loads(em, pipe, "k", "s")
+    if em.persistent:
+        em.line(f"jt_ring += {n};")
 
 
 def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
@@ -131,9 +148,10 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                 for s in range(stages - 1):
                     with em.block(f"if ({s} < {n})"):
                         _issue_loads(em, pipe, str(s), str(s))
+        position = _ring_position(em, counter)
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
-            stage = f"({counter} % {stages})"
-            em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({counter} / {stages}) & 1);")
+            stage = f"({position} % {stages})"
+            em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({position} / {stages}) & 1);")
             if not pipe.producer_threads:
                 # Every thread is past iteration counter - 1, so its stage may be refilled.
                 em.line("__syncthreads();")
@@ -142,7 +160,7 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                     _issue_loads(em, pipe, ahead, f"({ahead}) % {stages}")
             for b in buffers:
                 em.stage_expr[b] = stage
-            em.ring = (counter, stages)
+            em.ring = (counter, stages, position)
             if pipe.producer_threads:
                 em.loop_body(pipe.body)
             else:
@@ -156,6 +174,12 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             for acc in dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body
                                      if isinstance(g, low.WgmmaGemm)):
                 em.line(f"jt::wgmma_hold({acc});")
+            if em.persistent:
+                # The next tile's loads need the last stage back (a one-shot kernel ends here).
+                with em.block(f"if ({n} > 0)"):
+                    release_stage(em, f"({_ring_position(em, n)} - 1) % {stages}")
+        if em.persistent:
+            em.line(f"jt_ring += {n};")
     leave_ring(em, buffers, pipe.body)
 
 
@@ -230,10 +254,10 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
         if g.wait == 0:
             em.line(f"jt::wgmma_hold({acc});")
         if g.release_previous_stage:
-            counter, stages = em.ring
+            counter, stages, position = em.ring
             # Every wgmma of iteration counter - 1 has finished: its stage is free.
             with em.block(f"if ({counter} > 0)"):
-                release_stage(em, f"({counter} - 1) % {stages}")
+                release_stage(em, f"({position} - 1) % {stages}")
 
 
 def wgmma_functions(kernel) -> list:

@@ -7,6 +7,7 @@ target lacks is refused with a clear error before any CUDA is compiled.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 
@@ -64,12 +65,16 @@ class Target:
         arch_specific: Whether this is the ``a`` variant, which unlocks instructions that run
             only on this exact chip (wgmma on sm_90a, tcgen05 on sm_100a) at the price of
             forward compatibility.
+        sm_count: The streaming multiprocessors of the GPU the code will run on, when known
+            (the local GPU's, for ``default_target``): a persistent kernel launches that many
+            blocks. It never changes the generated code, only the launch.
     """
 
     arch: str
     major: int
     minor: int
     arch_specific: bool
+    sm_count: int | None = None
 
     @property
     def capability(self) -> tuple[int, int]:
@@ -240,16 +245,18 @@ def default_target() -> Target:
     override = config.target_override()
     if override is not None:
         return parse_target(override)
-    capability = _local_gpu_capability()
-    if capability is None:
+    local = _local_gpu()
+    if local is None:
         raise JtileTargetError(
             "no CUDA GPU was found to compile for; pass target= (e.g. target='sm_90a') or set "
             "JTILE_TARGET=sm_90a to compile without a GPU."
         )
-    return parse_target(capability)
+    capability, sm_count = local
+    return dataclasses.replace(parse_target(capability), sm_count=sm_count)
 
 
-def _local_gpu_capability() -> tuple[int, int] | None:
+def _local_gpu() -> tuple[tuple[int, int], int | None] | None:
+    """The first local CUDA GPU's compute capability and SM count, as JAX reports them."""
     import jax
 
     try:
@@ -260,5 +267,6 @@ def _local_gpu_capability() -> tuple[int, int] | None:
         text = getattr(device, "compute_capability", None)
         if text:
             major, _, minor = str(text).partition(".")
-            return int(major), int(minor or 0)
+            sm_count = getattr(device, "core_count", None)
+            return (int(major), int(minor or 0)), (int(sm_count) if sm_count else None)
     return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from jtile.passes.infer_layouts import infer_layouts
+from jtile.passes.issue_ahead import read_only_inputs
 from jtile.passes.lower_tile_ops import lower_tile_ops
 from jtile.passes.pipeline_loops import pipeline_loops
 from jtile.passes.plan_shared_memory import plan_shared_memory
@@ -27,6 +28,9 @@ def run_passes(kernel, target, *, aliases=None):
         return kernel
     # Refuse features the target lacks before planning for them.
     verify_target_features(kernel, target)
+    # Copies issued ahead (pipelines, the producer warpgroup) may read these in their addresses.
+    kernel = kernel.replace(attrs=dict(kernel.attrs, read_only_inputs=read_only_inputs(
+        kernel, tuple(dict(aliases or {})))))
     # Layouts first: gemm tilings (wgmma on sm_90a, mma.sync before) decide fragment layouts,
     # which every later pass reads.
     kernel = infer_layouts(kernel, target)

@@ -170,18 +170,21 @@ def place_buffers(sizes: dict, intervals: dict, alignment: int = ALIGNMENT) -> d
     return offsets
 
 
-def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict) -> None:
+def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict,
+                                    persistent: bool) -> None:
     """A producer warpgroup starts filling its ring at kernel entry, while the consumers still
     run the statements before the loop: ring tiles must not share bytes with anything those
-    statements use."""
+    statements use. In a persistent kernel it fills the next tile's stages while the consumers
+    run the statements after the loop too: the ring lives through the whole body."""
     from jtile.ir.lowered import MbarrierPipeline
 
+    last = len(kernel.body) - 1
     for s in kernel.body:
         if isinstance(s, MbarrierPipeline) and s.producer_threads:
             for load in s.loads:
                 buf = load.tile.dst.buffer
                 if buf in intervals:
-                    intervals[buf] = (0, intervals[buf][1])
+                    intervals[buf] = (0, last if persistent else intervals[buf][1])
 
 
 def warn_unpipelined(kernel: ir.Kernel, target) -> None:
@@ -197,7 +200,7 @@ def warn_unpipelined(kernel: ir.Kernel, target) -> None:
                    if not target.has_cp_async else
                    "no T.copy in it moves a global tile into a shared tile that only that copy "
                    "writes in the loop, with the same dtype and addresses that depend on loop "
-                   "and block indices only")
+                   "and block indices and on inputs the kernel does not write only")
             warnings.warn(JtilePerformanceWarning(
                 f"{kernel.name} ({kernel.loc}): {s.loc}: T.Pipelined(num_stages="
                 f"{s.num_stages}) runs as a plain loop: {why}"), stacklevel=2)
@@ -224,23 +227,33 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
             static += sizes[buf]
     intervals = live_intervals(kernel, sizes)
     intervals.update({stage: (index, index) for stage, index in staged.items()})
-    _producer_rings_live_from_entry(kernel, intervals)
     panels = kernel.attrs.get("panel_buffers", frozenset())
     alignment = PANEL_ALIGNMENT if panels else ALIGNMENT
-    plan.offsets = place_buffers(sizes, intervals, alignment)
-    offset = max((_align(plan.offsets[b] + sizes[b]) for b in sizes), default=0)
     plan.scratch_bytes = reduce_scratch_bytes(kernel)
-    if plan.scratch_bytes:
-        plan.scratch_offset = offset
-        rows.append(f"reduction scratch = {plan.scratch_bytes} bytes")
-        offset = _align(offset + plan.scratch_bytes)
     barriers = sum(8 * b.shape[0] for b in kernel.allocations if b.space is MemorySpace.BARRIER)
     barriers += sum(16 * s.stages for s in statements(kernel.body)
                     if type(s).__name__ == "MbarrierPipeline")
+    limit = target.max_shared_memory_per_block
+
+    def place(persistent: bool) -> int:
+        lives = dict(intervals)
+        _producer_rings_live_from_entry(kernel, lives, persistent)
+        plan.offsets = place_buffers(sizes, lives, alignment)
+        offset = max((_align(plan.offsets[b] + sizes[b]) for b in sizes), default=0)
+        plan.scratch_offset = offset
+        return _align(offset + plan.scratch_bytes) if plan.scratch_bytes else offset
+
+    offset = place(kernel.attrs.get("persistent", False))
+    if kernel.attrs.get("persistent") and offset + barriers > limit:
+        # The ring cannot stay resident beside the epilogue's buffers: one block per tile.
+        kernel = kernel.replace(attrs={k: v for k, v in kernel.attrs.items()
+                                       if k != "persistent"})
+        offset = place(False)
+    if plan.scratch_bytes:
+        rows.append(f"reduction scratch = {plan.scratch_bytes} bytes")
     plan.dynamic_bytes = offset
     plan.static_bytes = static
     total = offset + barriers
-    limit = target.max_shared_memory_per_block
     if total > limit:
         listing = "; ".join(rows)
         raise JtileTargetError(

@@ -1,29 +1,66 @@
-"""Tile scheduling: the order in which a grid's blocks run.
+"""Tile scheduling: the order in which a grid's tiles run, and which block runs each.
 
-A warp-specialised wgmma kernel over a large 2-D grid streams A row panels and B column panels
-from memory; run in plain x-fastest order, one wave of blocks touches every column panel of B.
-Rasterising the grid in panels of `PANEL` rows (TileLang's `T.use_swizzle(PANEL)`, the
-compiler's own choice here) makes each wave touch a few rows and a few columns, so tiles are
-read from L2 instead of HBM. A kernel that asks for its own order keeps it.
+Rasterisation. A warp-specialised wgmma kernel over a large 2-D grid streams A row panels and
+B column panels from memory; run in plain x-fastest order, one wave of blocks touches every
+column panel of B. Rasterising the grid in panels of `PANEL` rows (TileLang's
+`T.use_swizzle(PANEL)`, the compiler's own choice here) makes each wave touch a few rows and a
+few columns, so tiles are read from L2 instead of HBM. A kernel that asks for its own order
+keeps it.
+
+Persistence. When every tile does the same work (the ring's trip count does not depend on the
+block indices), the kernel becomes a persistent tile loop (`kernel.attrs["persistent"]`): as
+many blocks as the GPU has SMs each run tiles blockIdx.x, blockIdx.x + gridDim.x, ... over the
+x-y grid, and the stage ring runs on across tiles, so the producer warpgroup loads the next
+tile's first stages while the consumers still store the last tile's results. Tiles of unequal
+work (a causal mask's loop bound) keep one block per tile: the hardware's dynamic scheduling
+balances them better than a fixed round-robin. `plan_shared_memory` drops persistence when the
+ring cannot stay resident beside the epilogue's buffers.
 """
 
 from __future__ import annotations
 
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
+from jtile.ir.walk import sub_expressions
 
 PANEL = 8
 MIN_BLOCKS = 256  # below about two waves the order does not matter
 
 
-def schedule_tiles(kernel: ir.Kernel, target) -> ir.Kernel:
-    if kernel.attrs.get("warp_roles") is None or len(kernel.block_vars) < 2:
+def _rasterise(kernel: ir.Kernel) -> ir.Kernel:
+    if len(kernel.block_vars) < 2:
         return kernel
     if any(isinstance(s, ir.UseSwizzle) for s in kernel.body) or kernel.attrs.get("cluster_dims"):
         return kernel
     gx, gy = kernel.grid[0], kernel.grid[1]
     if gx * gy < MIN_BLOCKS or gy < 2 * PANEL:
         return kernel
+    return kernel.replace(body=(ir.UseSwizzle(PANEL, "row", kernel.loc),) + tuple(kernel.body))
+
+
+def _uniform_work(pipe: low.MbarrierPipeline, kernel: ir.Kernel) -> bool:
+    """Whether the ring's trip count is the same for every block."""
+    block_vars = set(kernel.block_vars)
+    for x in sub_expressions(ir.as_expr(pipe.extent)):
+        if isinstance(x, ir.Load) or (isinstance(x, ir.Var) and x in block_vars):
+            return False
+    return True
+
+
+def _persistent(kernel: ir.Kernel) -> bool:
+    pipes = [s for s in kernel.body if isinstance(s, low.MbarrierPipeline)]
+    if len(pipes) != 1 or not pipes[0].producer_threads or kernel.attrs.get("cluster_dims"):
+        return False
+    grid = tuple(kernel.grid) + (1,) * (3 - len(kernel.grid))
+    return grid[0] * grid[1] > 1 and _uniform_work(pipes[0], kernel)
+
+
+def schedule_tiles(kernel: ir.Kernel, target) -> ir.Kernel:
+    if kernel.attrs.get("warp_roles") is None:
+        return kernel
     if not any(isinstance(s, low.MbarrierPipeline) for s in kernel.body):
         return kernel
-    return kernel.replace(body=(ir.UseSwizzle(PANEL, "row", kernel.loc),) + tuple(kernel.body))
+    kernel = _rasterise(kernel)
+    if _persistent(kernel):
+        kernel = kernel.replace(attrs=dict(kernel.attrs, persistent=True))
+    return kernel

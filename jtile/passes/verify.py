@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from jtile.errors import JtileError, JtileTargetError, JtileTraceError
 from jtile.ir import nodes as ir
-from jtile.passes.issue_ahead import read_only_inputs
 from jtile.ir.types import MemorySpace
 from jtile.passes.verify_tile_options import verify_tile_options
 from jtile.ir.walk import (buffers_read, buffers_written, child_bodies, statement_exprs,
@@ -237,6 +236,4 @@ def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     verify_no_tile_ops_in_parallel(kernel)
     verify_fragment_indexing(kernel)
     verify_uniform_tile_ops(kernel)
-    # Copies issued ahead (pipelines, the producer warpgroup) may read these in their addresses.
-    return kernel.replace(attrs=dict(kernel.attrs, read_only_inputs=read_only_inputs(
-        kernel, tuple(aliases))))
+    return kernel

@@ -122,24 +122,25 @@ def test_default_target_rejects_bad_override(monkeypatch):
 
 def test_default_target_without_gpu_says_what_to_do(monkeypatch):
     monkeypatch.delenv("JTILE_TARGET", raising=False)
-    monkeypatch.setattr(target_module, "_local_gpu_capability", lambda: None)
+    monkeypatch.setattr(target_module, "_local_gpu", lambda: None)
     with pytest.raises(JtileTargetError, match=r"no CUDA GPU.*target="):
         default_target()
 
 
 def test_default_target_from_local_gpu(monkeypatch):
     monkeypatch.delenv("JTILE_TARGET", raising=False)
-    monkeypatch.setattr(target_module, "_local_gpu_capability", lambda: (9, 0))
-    assert default_target().arch == "sm_90a"
+    monkeypatch.setattr(target_module, "_local_gpu", lambda: ((9, 0), 132))
+    target = default_target()
+    assert target.arch == "sm_90a" and target.sm_count == 132
 
 
-def test_local_gpu_capability_is_none_on_cpu_jax():
+def test_local_gpu_is_none_on_cpu_jax():
     import jax
 
     try:
         jax.devices("gpu")
     except RuntimeError:
         # No GPU backend: jax.devices("gpu") raises and the probe must answer "none".
-        assert target_module._local_gpu_capability() is None
+        assert target_module._local_gpu() is None
     else:
         pytest.skip("a GPU is present; this test checks the CPU-only answer")

@@ -221,14 +221,16 @@ def test_reduction_scratch_is_placed_after_the_buffers():
     assert plan.dynamic_bytes >= plan.scratch_offset + plan.scratch_bytes
 
 
-def test_copies_addressed_by_loaded_values_are_not_prefetched():
+def test_copies_addressed_by_values_the_kernel_computes_are_not_prefetched():
     def gather_rows(X, Idx, O):
         with T.Kernel(1, threads=128):
             tile = T.alloc_shared((16, 64), "float32")
+            rows = T.alloc_shared((4,), "int32")
             acc = T.alloc_fragment((16, 64), "float32")
+            T.copy(Idx, rows)
             T.clear(acc)
             for k in T.Pipelined(4, num_stages=3):
-                T.copy(X[Idx[k] * 16, 0], tile)  # the row depends on a value read in the loop
+                T.copy(X[rows[k] * 16, 0], tile)  # the row is a value the kernel stored
                 for i, j in T.Parallel(16, 64):
                     acc[i, j] = acc[i, j] + tile[i, j]
             T.copy(acc, O)
@@ -237,6 +239,23 @@ def test_copies_addressed_by_loaded_values_are_not_prefetched():
         kernel, plan, bufs = plan_of(gather_rows, [((64, 64), F32), ((4,), DType.int32)],
                                      [((16, 64), F32)])
     assert not cp_async_pipelines(kernel) and bufs["tile"] not in plan.stages
+
+
+def test_copies_addressed_through_a_read_only_input_are_prefetched():
+    def gather_rows(X, Idx, O):
+        with T.Kernel(1, threads=128):
+            tile = T.alloc_shared((16, 64), "float32")
+            acc = T.alloc_fragment((16, 64), "float32")
+            T.clear(acc)
+            for k in T.Pipelined(4, num_stages=3):
+                T.copy(X[Idx[k] * 16, 0], tile)  # Idx never changes while the kernel runs
+                for i, j in T.Parallel(16, 64):
+                    acc[i, j] = acc[i, j] + tile[i, j]
+            T.copy(acc, O)
+
+    kernel, plan, bufs = plan_of(gather_rows, [((64, 64), F32), ((4,), DType.int32)],
+                                 [((16, 64), F32)])
+    assert cp_async_pipelines(kernel) and plan.stages[bufs["tile"]] == 3
 
 
 def test_scattered_fragment_stores_are_staged_through_shared_memory():

@@ -54,9 +54,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
       for (int k = 0; k < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k) {
-        const int s = k % 2;
-        if (k >= 2) {
-          jt::mbarrier_wait_parity(&jt_empty_bar[s], ((k / 2) & 1) ^ 1);
+        const int jt_it = k;
+        const int s = jt_it % 2;
+        if (jt_it >= 2) {
+          jt::mbarrier_wait_parity(&jt_empty_bar[s], ((jt_it / 2) & 1) ^ 1);
         }
         jt::mbarrier_arrive_expect_tx(&jt_full_bar[s], 32768u);
         jt::tma_load_4d(reinterpret_cast<unsigned char*>(k_smem) + (s) * 16384 + 0, &jt_tma_map0, &jt_full_bar[s], (int)(0), (int)(by), (int)(((k) * 128)), (int)(bz));

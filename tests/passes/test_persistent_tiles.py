@@ -1,0 +1,109 @@
+"""Persistent tile loops: a warp-specialised kernel whose tiles all do the same work runs as
+one block per SM looping over tiles, with the stage ring running on across tiles. Checked as
+generated code and launch shape on the CPU, and compiled on the GPU with far fewer blocks than
+tiles (each block then runs many tiles, crossing ring phases mid-tile)."""
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtile
+from examples import flash_attention as fa
+from examples import gemm
+from jtile.compiler import target as target_module
+from jtile.compiler.target import parse_target
+
+S = jax.ShapeDtypeStruct
+
+
+def _gemm_call(m, n, k, *, stages=3, block_n=256, dtype=jnp.float16):
+    kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=block_n, block_k=64,
+                               stages=stages, threads=256, trans_a=False, trans_b=False)
+    call = jtile.pallas_like(kernel, out_shape=S((m, n), dtype), name="matmul")
+    return call, (S((m, k), dtype), S((k, n), dtype))
+
+
+def _h200():
+    return dataclasses.replace(parse_target("sm_90a"), sm_count=132)
+
+
+def test_a_gemm_becomes_one_block_per_sm_looping_over_tiles():
+    call, args = _gemm_call(4096, 4096, 512)
+    lowered = call.lower(*args, target=_h200())
+    source = lowered.cuda_source()
+    assert source.count("for (int jt_tile = blockIdx.x; jt_tile < 512; jt_tile += gridDim.x)") == 2
+    assert "jt_ring += 8;" in source   # both roles count ring iterations across tiles
+    compiled = lowered.compile()
+    assert compiled.grid == (132, 1, 1) and compiled.block == (384, 1, 1)
+
+
+def test_without_a_known_sm_count_each_block_runs_one_tile():
+    call, args = _gemm_call(1024, 1024, 512)
+    compiled = call.lower(*args, target="sm_90a").compile()
+    assert compiled.grid == (32, 1, 1)   # 8 x 4 tiles, the same kernel code
+
+
+def test_a_ring_that_cannot_stay_beside_the_epilogue_keeps_one_block_per_tile():
+    # 4 stages of 128x64 + 64x256 f16 tiles (192 KiB) leave no room for the 64 KiB staged
+    # output once the ring lives through the epilogue.
+    call, args = _gemm_call(4096, 4096, 512, stages=4)
+    lowered = call.lower(*args, target=_h200())
+    assert "jt_tile" not in lowered.cuda_source()
+    assert lowered.compile().grid == (16, 32, 1)
+
+
+def test_full_attention_loops_over_every_grid_axis():
+    shape = S((2, 1024, 4, 128), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, causal=False, block_m=128, block_n=128, threads=256,
+        stages=2), name="flash")
+    lowered = call.lower(shape, shape, shape, target=_h200())
+    assert "jt_tile < 64;" in lowered.cuda_source()   # 8 query blocks x 4 heads x 2 batches
+    assert lowered.compile().grid == (64, 1, 1)
+
+
+def test_causal_attention_keeps_one_block_per_tile():
+    shape = S((2, 1024, 4, 128), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, causal=True, block_m=128, block_n=128, threads=256,
+        stages=2), name="flash")
+    source = call.lower(shape, shape, shape, target=_h200()).cuda_source()
+    assert "jt_tile" not in source   # unequal work per tile: the hardware balances it
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("m,n,k,blocks", [(1024, 1536, 320, 5), (640, 768, 200, 3)])
+def test_persistent_gemm_with_few_blocks_matches_float64(monkeypatch, m, n, k, blocks):
+    local = target_module._local_gpu()
+    if local is None or local[0] != (9, 0):
+        pytest.skip("needs a Hopper GPU")
+    # Report a GPU with very few SMs: each block then runs many tiles.
+    monkeypatch.setattr(target_module, "_local_gpu", lambda: (local[0], blocks))
+    rng = np.random.default_rng(m + n + k)
+    a = jnp.asarray(rng.standard_normal((m, k)), jnp.float16)
+    b = jnp.asarray(rng.standard_normal((k, n)), jnp.float16)
+    call, args = _gemm_call(m, n, k, block_n=128)
+    assert call.lower(*args).compile().grid == (blocks, 1, 1)
+    out = np.asarray(jax.jit(call)(a, b), np.float64)
+    want = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+    np.testing.assert_allclose(out, want, rtol=5e-3, atol=5e-3 * np.sqrt(k))
+
+
+@pytest.mark.gpu
+def test_persistent_gemm_under_vmap_matches_float64(monkeypatch):
+    local = target_module._local_gpu()
+    if local is None or local[0] != (9, 0):
+        pytest.skip("needs a Hopper GPU")
+    monkeypatch.setattr(target_module, "_local_gpu", lambda: (local[0], 8))
+    m, n, k, batch = 512, 768, 192, 3
+    rng = np.random.default_rng(11)
+    a = jnp.asarray(rng.standard_normal((batch, m, k)), jnp.float16)
+    b = jnp.asarray(rng.standard_normal((batch, k, n)), jnp.float16)
+    call, _ = _gemm_call(m, n, k, block_n=128)
+    out = np.asarray(jax.jit(jax.vmap(call))(a, b), np.float64)
+    want = np.einsum("bmk,bkn->bmn", np.asarray(a, np.float64), np.asarray(b, np.float64))
+    np.testing.assert_allclose(out, want, rtol=5e-3, atol=5e-3 * np.sqrt(k))
