@@ -61,7 +61,12 @@ TARGET = Variable(
     "GPU architecture to compile for instead of the local GPU, e.g. sm_90a.",
 )
 
-VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET)
+PERSISTENT = Variable(
+    "JTILE_PERSISTENT",
+    "Set to 0 to keep one block per tile where the compiler would run a persistent tile loop.",
+)
+
+VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT)
 
 
 def _flag(variable: Variable) -> bool:
@@ -83,6 +88,12 @@ def _flag(variable: Variable) -> bool:
 def interpret() -> bool:
     """Whether kernels run in interpret mode (``JTILE_INTERPRET``, default off)."""
     return _flag(INTERPRET)
+
+
+def persistent_tiles() -> bool:
+    """Whether the compiler may run kernels as persistent tile loops (``JTILE_PERSISTENT``,
+    default on)."""
+    return PERSISTENT.raw() is None or _flag(PERSISTENT)
 
 
 def debug() -> bool:

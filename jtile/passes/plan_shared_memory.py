@@ -235,20 +235,30 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
                     if type(s).__name__ == "MbarrierPipeline")
     limit = target.max_shared_memory_per_block
 
-    def place(persistent: bool) -> int:
+    def place(persistent: bool, buffers: dict) -> int:
         lives = dict(intervals)
         _producer_rings_live_from_entry(kernel, lives, persistent)
-        plan.offsets = place_buffers(sizes, lives, alignment)
-        offset = max((_align(plan.offsets[b] + sizes[b]) for b in sizes), default=0)
+        plan.offsets = place_buffers(buffers, lives, alignment)
+        offset = max((_align(plan.offsets[b] + buffers[b]) for b in buffers), default=0)
         plan.scratch_offset = offset
         return _align(offset + plan.scratch_bytes) if plan.scratch_bytes else offset
 
-    offset = place(kernel.attrs.get("persistent", False))
+    offset = place(kernel.attrs.get("persistent", False), sizes)
     if kernel.attrs.get("persistent") and offset + barriers > limit:
-        # The ring cannot stay resident beside the epilogue's buffers: one block per tile.
-        kernel = kernel.replace(attrs={k: v for k, v in kernel.attrs.items()
-                                       if k != "persistent"})
-        offset = place(False)
+        # The ring cannot stay resident beside the staged stores: store the fragments
+        # directly (the producer keeps loading the next tile meanwhile) ...
+        unstaged = {b: n for b, n in sizes.items() if b not in staged}
+        offset = place(True, unstaged)
+        if offset + barriers <= limit:
+            staging, plan.staging = plan.staging, {}
+            plan.swizzled -= set(staging.values())
+            kernel = kernel.replace(allocations=tuple(b for b in kernel.allocations
+                                                      if b not in staged))
+        else:
+            # ... or, when even that does not fit, run one block per tile.
+            kernel = kernel.replace(attrs={k: v for k, v in kernel.attrs.items()
+                                           if k != "persistent"})
+            offset = place(False, sizes)
     if plan.scratch_bytes:
         rows.append(f"reduction scratch = {plan.scratch_bytes} bytes")
     plan.dynamic_bytes = offset

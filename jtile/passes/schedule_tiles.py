@@ -13,12 +13,14 @@ many blocks as the GPU has SMs each run tiles blockIdx.x, blockIdx.x + gridDim.x
 x-y grid, and the stage ring runs on across tiles, so the producer warpgroup loads the next
 tile's first stages while the consumers still store the last tile's results. Tiles of unequal
 work (a causal mask's loop bound) keep one block per tile: the hardware's dynamic scheduling
-balances them better than a fixed round-robin. `plan_shared_memory` drops persistence when the
-ring cannot stay resident beside the epilogue's buffers.
+balances them better than a fixed round-robin. When the ring cannot stay resident beside the
+epilogue's staged stores, `plan_shared_memory` stores the fragments directly, or, when even
+that does not fit, drops persistence. `JTILE_PERSISTENT=0` turns persistence off.
 """
 
 from __future__ import annotations
 
+from jtile import config
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.walk import sub_expressions
@@ -61,6 +63,6 @@ def schedule_tiles(kernel: ir.Kernel, target) -> ir.Kernel:
     if not any(isinstance(s, low.MbarrierPipeline) for s in kernel.body):
         return kernel
     kernel = _rasterise(kernel)
-    if _persistent(kernel):
+    if config.persistent_tiles() and _persistent(kernel):
         kernel = kernel.replace(attrs=dict(kernel.attrs, persistent=True))
     return kernel

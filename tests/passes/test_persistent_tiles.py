@@ -47,13 +47,32 @@ def test_without_a_known_sm_count_each_block_runs_one_tile():
     assert compiled.grid == (32, 1, 1)   # 8 x 4 tiles, the same kernel code
 
 
-def test_a_ring_that_cannot_stay_beside_the_epilogue_keeps_one_block_per_tile():
+def test_a_ring_that_cannot_stay_beside_the_staged_stores_stores_fragments_directly():
     # 4 stages of 128x64 + 64x256 f16 tiles (192 KiB) leave no room for the 64 KiB staged
-    # output once the ring lives through the epilogue.
+    # output once the ring lives through the epilogue: the fragments go straight to global.
     call, args = _gemm_call(4096, 4096, 512, stages=4)
     lowered = call.lower(*args, target=_h200())
+    source = lowered.cuda_source()
+    assert "jt_tile" in source and "acc_out" not in source
+    assert lowered.compile().grid == (132, 1, 1)
+
+
+def test_a_ring_that_cannot_stay_beside_the_users_tiles_keeps_one_block_per_tile():
+    from tests.tilelang import gemm as tilelang_gemm
+
+    # TileLang's GEMM stores through its own C_shared (64 KiB): with 4 stages nothing fits.
+    kernel = tilelang_gemm.matmul(4096, 4096, 512, 128, 256, 64, 4, 256, True)
+    f16 = jnp.float16
+    lowered = jtile.pallas_like(kernel).lower(S((4096, 512), f16), S((4096, 512), f16),
+                                              target=_h200())
     assert "jt_tile" not in lowered.cuda_source()
     assert lowered.compile().grid == (16, 32, 1)
+
+
+def test_persistence_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("JTILE_PERSISTENT", "0")
+    call, args = _gemm_call(4096, 4096, 512)
+    assert "jt_tile" not in call.lower(*args, target=_h200()).cuda_source()
 
 
 def test_full_attention_loops_over_every_grid_axis():
