@@ -15,7 +15,10 @@ tile's first stages while the consumers still store the last tile's results. Til
 work (a causal mask's loop bound) keep one block per tile: the hardware's dynamic scheduling
 balances them better than a fixed round-robin. When the ring cannot stay resident beside the
 epilogue's staged stores, `plan_shared_memory` stores the fragments directly, or, when even
-that does not fit, drops persistence. `JTILE_PERSISTENT=0` turns persistence off.
+that does not fit, drops persistence. Persistence is opt-in (`JTILE_PERSISTENT=1`): measured on
+an H200 it ran GEMM 2-5% slower than one block per tile (the hardware launches the next block as
+soon as one exits, and the persistent ring gives up a stage or the staged stores) and attention
+no faster.
 """
 
 from __future__ import annotations

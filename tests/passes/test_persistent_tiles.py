@@ -20,6 +20,11 @@ from jtile.compiler.target import parse_target
 S = jax.ShapeDtypeStruct
 
 
+@pytest.fixture(autouse=True)
+def persistent(monkeypatch):
+    monkeypatch.setenv("JTILE_PERSISTENT", "1")
+
+
 def _gemm_call(m, n, k, *, stages=3, block_n=256, dtype=jnp.float16):
     kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=block_n, block_k=64,
                                stages=stages, threads=256, trans_a=False, trans_b=False)
@@ -69,8 +74,8 @@ def test_a_ring_that_cannot_stay_beside_the_users_tiles_keeps_one_block_per_tile
     assert lowered.compile().grid == (16, 32, 1)
 
 
-def test_persistence_can_be_turned_off(monkeypatch):
-    monkeypatch.setenv("JTILE_PERSISTENT", "0")
+def test_persistence_is_off_unless_asked_for(monkeypatch):
+    monkeypatch.delenv("JTILE_PERSISTENT")
     call, args = _gemm_call(4096, 4096, 512)
     assert "jt_tile" not in call.lower(*args, target=_h200()).cuda_source()
 
