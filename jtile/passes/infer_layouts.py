@@ -63,6 +63,23 @@ def loop_layout(loop: ir.ParallelFor, layouts: dict) -> Optional[Layout]:
     return None
 
 
+def warn_no_wgmma(kernel, gemm, count: int) -> None:
+    """One T.gemm that wgmma cannot run sends every other gemm of the kernel, which could, to
+    mma.sync too (their fragment layouts must meet): say which, rather than run slower
+    without a word."""
+    import warnings
+
+    from jtile.errors import JtilePerformanceWarning
+
+    m, n = gemm.c.buffer.shape[-2:] if gemm.c.buffer.ndim >= 2 else (gemm.c.buffer.shape[0], 1)
+    warnings.warn(JtilePerformanceWarning(
+        f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm into a {m}x{n} "
+        f"{gemm.c.dtype} accumulator cannot run on wgmma ({kernel.threads} threads; wgmma "
+        "needs 64 accumulator rows per warpgroup, B in shared memory, A in shared memory or "
+        "a whole register fragment that is not transposed), so "
+        f"all {count} gemms of the kernel run on mma.sync"), stacklevel=3)
+
+
 def _uses(kernel):
     reduced_rows, a_operands = set(), set()
     for s in statements(kernel.body):
@@ -89,9 +106,19 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     # kernel runs on wgmma when all of them can (their layouts meet: a softmax'd accumulator
     # feeds the next gemm's A), otherwise all on mma.sync.
     gemms = [s for s in all_stmts if isinstance(s, ir.Gemm)]
-    wgmma = {s: wgmma_tiling(s, threads, target, bool(a_operands) or s.c.buffer in reduced)
+
+    def full_row(s) -> bool:
+        # Rows whole inside a warp(group): accumulators reduced along rows, and accumulators
+        # shaped like a register A operand (softmax(S) becomes P for the next gemm).
+        return s.c.buffer in reduced or any(tuple(a.shape) == tuple(s.c.buffer.shape)
+                                            for a in a_operands)
+
+    wgmma = {s: wgmma_tiling(s, threads, target, full_row(s))
              for s in gemms if s.a.dtype.bits <= 16 and s.a.dtype.is_float}
-    if not wgmma or any(t is None for t in wgmma.values()):
+    if wgmma and any(t is None for t in wgmma.values()):
+        blocked = next(s for s, t in wgmma.items() if t is None)
+        if any(t is not None for t in wgmma.values()):
+            warn_no_wgmma(kernel, blocked, len(wgmma))
         wgmma = {}
     for s in gemms:
         m, n = s.c.squeezed_shape()

@@ -220,3 +220,28 @@ def test_a_producer_ring_never_shares_bytes_with_tiles_used_before_the_loop():
         for other in before:
             (a0, a1), (b0, b1) = span(tile), span(other)
             assert a1 <= b0 or b1 <= a0, (tile.name, other.name, span(tile), span(other))
+
+
+def test_one_gemm_wgmma_cannot_run_is_named_when_it_drags_the_others_to_mma_sync():
+    import jtile.language as T
+    from jtile.errors import JtilePerformanceWarning
+
+    def two_gemms(A, B, C, D):
+        with T.Kernel(1, threads=256):
+            a_s = T.alloc_shared((128, 64), "float16")
+            b_s = T.alloc_shared((64, 64), "float16")
+            big = T.alloc_fragment((128, 64), "float32")
+            small = T.alloc_fragment((64, 64), "float32")   # 64 rows over two warpgroups
+            T.copy(A, a_s)
+            T.copy(B, b_s)
+            T.gemm(a_s, b_s, big, clear_accum=True)
+            T.gemm(a_s[0:64, :], b_s, small, clear_accum=True)
+            T.copy(big, C)
+            T.copy(small, D)
+
+    f16, f32 = jnp.float16, jnp.float32
+    call = jtile.pallas_like(two_gemms, out_shape=(S((128, 64), f32), S((64, 64), f32)))
+    with pytest.warns(JtilePerformanceWarning, match=r"64x64 float32 accumulator cannot run on "
+                      r"wgmma .* all 2 gemms of the kernel run on mma.sync"):
+        source = call.lower(S((128, 64), f16), S((64, 64), f16), target="sm_90a").cuda_source()
+    assert "wgmma" not in source
