@@ -105,14 +105,12 @@ def _rate(ms, flops, bytes_moved):
     return ""
 
 
-# Three stages leave room beside the staged epilogue for the ring to stay resident, so those
-# kernels run persistent (one block per SM looping over tiles); four stages run one block
-# per tile.
+# cluster_n=2: pairs of column blocks in a thread-block cluster, A tiles multicast by TMA.
 GEMM_CONFIGS = (
     dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
     dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256),
-    dict(block_m=128, block_n=256, block_k=64, stages=3, threads=256),
-    dict(block_m=256, block_n=128, block_k=64, stages=3, threads=256),
+    dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256, cluster_n=2),
+    dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256, cluster_n=2),
 )
 
 ATTENTION_CONFIGS = (

@@ -20,11 +20,17 @@ except ImportError:
     from _common import INTERPRET, check
 
 
-def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_a, trans_b):
-    """C = op(A) @ op(B), op transposing where asked; float32 accumulation."""
+def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_a, trans_b,
+                  cluster_n=1):
+    """C = op(A) @ op(B), op transposing where asked; float32 accumulation.
+
+    `cluster_n` > 1 groups that many neighbouring column blocks into a thread-block cluster
+    (sm_90+): they share their A tiles, which TMA then multicasts to all of them.
+    """
     M, N = C.shape
     K = A.shape[0] if trans_a else A.shape[1]
-    with T.Kernel(T.ceildiv(N, block_n), T.ceildiv(M, block_m), threads=threads) as (bx, by):
+    with T.Kernel(T.ceildiv(N, block_n), T.ceildiv(M, block_m), threads=threads,
+                  cluster_dims=cluster_n) as (bx, by):
         a_tile = T.alloc_shared((block_k, block_m) if trans_a else (block_m, block_k), A.dtype)
         b_tile = T.alloc_shared((block_n, block_k) if trans_b else (block_k, block_n), B.dtype)
         acc = T.alloc_fragment((block_m, block_n), "float32")
@@ -43,12 +49,12 @@ def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_
 
 
 def matmul(a, b, *, trans_a=False, trans_b=False, block_m=128, block_n=128, block_k=32,
-           stages=3, threads=128, interpret=INTERPRET):
+           stages=3, threads=128, cluster_n=1, interpret=INTERPRET):
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
     kernel = functools.partial(matmul_kernel, block_m=block_m, block_n=block_n,
                                block_k=block_k, stages=stages, threads=threads,
-                               trans_a=trans_a, trans_b=trans_b)
+                               trans_a=trans_a, trans_b=trans_b, cluster_n=cluster_n)
     out = jax.ShapeDtypeStruct((m, n), a.dtype)
     return jtile.pallas_like(kernel, out_shape=out, name="matmul", interpret=interpret)(a, b)
 

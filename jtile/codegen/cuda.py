@@ -95,6 +95,9 @@ class CudaEmitter:
         # A persistent kernel runs its tiles in a loop; the batch may fold into z only.
         folds = fold_batch(kernel, batch)
         self.persistent = bool(kernel.attrs.get("persistent")) and folds[0] == folds[1] == 1
+        # CTAs of a cluster that multicast into each other's stage rings.
+        self.cluster_consumers = max((s.cluster_consumers for s in statements(kernel.body)
+                                      if isinstance(s, low.MbarrierPipeline)), default=1)
         self.roles = kernel.attrs.get("warp_roles")
         self.panel_buffers = kernel.attrs.get("panel_buffers", frozenset())
         self.async_proxy = hopper.uses_async_proxy(kernel)
@@ -471,6 +474,10 @@ class CudaEmitter:
                 self.body(k.body)
             else:
                 self.emit_warp_roles()
+            if self.cluster_consumers > 1:
+                # No CTA leaves while another may still multicast into it or arrive on its
+                # barriers.
+                self.line("jt::cluster_sync();")
             self.emit_epilogue()
         return "\n".join(self.lines) + "\n"
 
@@ -557,7 +564,12 @@ class CudaEmitter:
                 for ring in rings:
                     hopper.init_ring(self, ring)
                 self.line("jt::fence_barrier_init();")
-            self.line("__syncthreads();")
+            if self.cluster_consumers > 1:
+                # The other CTAs' multicasts and arrivals need this CTA's barriers ready.
+                self.line("const unsigned jt_cta_rank = jt::cluster_ctarank();")
+                self.line("jt::cluster_sync();")
+            else:
+                self.line("__syncthreads();")
 
     def declare(self, buf: ir.Buffer) -> None:
         n, c = self.name(buf), buf.dtype.c_name

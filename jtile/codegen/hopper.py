@@ -34,6 +34,9 @@ def tensor_map_specs(em) -> tuple:
             stride *= d
             strides.append(stride)
         box = (panel.panel_columns,) + tuple(reversed(load.tile.src.extents))[1:]
+        if load.multicast > 1:  # each CTA of the cluster loads a slice of the rows
+            box = tuple(n // load.multicast if i == load.row_coord else n
+                        for i, n in enumerate(box))
         if em.batch > 1 and em.batched[param]:
             strides.append(stride * dims[-1])
             dims += (em.batch,)
@@ -67,10 +70,22 @@ def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> 
         batch = em.batch > 1 and em.batched[param]
         for box in load.boxes:
             coords = [f"(int)({em.expr(c)})" for c in box.coords]
+            offset = f"{box.smem_byte_offset}"
+            call = f"jt::tma_load_{len(coords) + batch}d"
+            mask = ""
+            if load.multicast > 1:
+                # This CTA's slice of the rows, landing in every CTA of the cluster.
+                rows = buf.shape[0] // load.multicast
+                span = low.PanelLayout(buf.shape[0], buf.shape[1], buf.dtype.bytes,
+                                       min(128, buf.shape[1] * buf.dtype.bytes)).span
+                coords[load.row_coord] = f"{coords[load.row_coord]} + (int)jt_cta_rank * {rows}"
+                offset += f" + jt_cta_rank * {rows * span}"
+                call += "_multicast"
+                mask = f"(unsigned short){(1 << load.multicast) - 1}, "
             if batch:
                 coords.append("(int)jt_batch")
-            em.line(f"jt::tma_load_{len(coords)}d({base} + {box.smem_byte_offset}, "
-                    f"&{map_name(load.map_index)}, &{FULL}[{stage}], {', '.join(coords)});")
+            em.line(f"{call}({base} + {offset}, &{map_name(load.map_index)}, &{FULL}[{stage}], "
+                    f"{mask}{', '.join(coords)});")
     del em.var_override[pipe.var]
 
 
@@ -85,7 +100,9 @@ def init_ring(em, pipe: low.MbarrierPipeline) -> None:
     with em.block(f"for (int s = 0; s < {pipe.stages}; ++s)"):
         em.line(f"jt::mbarrier_init(&{FULL}[s], 1);")
         if pipe.producer_threads:
-            em.line(f"jt::mbarrier_init(&{EMPTY}[s], {pipe.consumer_threads // 32});")
+            # One arrival per consumer warp of every CTA whose loads fill this stage.
+            arrivals = pipe.consumer_threads // 32 * pipe.cluster_consumers
+            em.line(f"jt::mbarrier_init(&{EMPTY}[s], {arrivals});")
 
 
 def release_stage(em, stage: str) -> None:
@@ -94,7 +111,12 @@ def release_stage(em, stage: str) -> None:
     tid = em.name(em.kernel.thread_var)
     em.line("__syncwarp();")
     with em.block(f"if (({tid} & 31) == 0)"):
-        em.line(f"jt::mbarrier_arrive(&{EMPTY}[{stage}]);")
+        if em.cluster_consumers > 1:
+            # Every CTA of the cluster multicasts into this stage: free it in all of them.
+            for rank in range(em.cluster_consumers):
+                em.line(f"jt::mbarrier_arrive_cluster(&{EMPTY}[{stage}], {rank}u);")
+        else:
+            em.line(f"jt::mbarrier_arrive(&{EMPTY}[{stage}]);")
 
 
 def emit_producer(em, pipe: low.MbarrierPipeline) -> None:

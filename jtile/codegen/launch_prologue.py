@@ -15,7 +15,15 @@ def remap_block_indices(em) -> None:
     k = em.kernel
     bx_var, by_var = k.block_vars[0], k.block_vars[1]
     bx, by = em.var_name(bx_var), em.var_name(by_var)
-    gx, gy = k.grid[0], k.grid[1]
+    # A cluster along x or y moves as one: the remap runs on cluster coordinates and each
+    # block keeps its place inside its cluster.
+    cluster = tuple(k.attrs.get("cluster_dims") or ()) + (1, 1)
+    cx, cy = cluster[0], cluster[1]
+    if cx > 1 or cy > 1:
+        em.line(f"const int jt_cx = {bx} / {cx};")
+        em.line(f"const int jt_cy = {by} / {cy};")
+        bx, by = "jt_cx", "jt_cy"
+    gx, gy = k.grid[0] // cx, k.grid[1] // cy
     lanes = gx if swizzle.order == "row" else gy
     panel = swizzle.panel_size
     panel_size = panel * lanes
@@ -30,6 +38,10 @@ def remap_block_indices(em) -> None:
             "jt_offset / jt_stride;")
     em.line(f"const int jt_minor = jt_offset % jt_stride + jt_panel * {panel};")
     x, y = ("jt_major", "jt_minor") if swizzle.order == "row" else ("jt_minor", "jt_major")
+    if cx > 1:
+        x = f"({x} * {cx} + {em.var_name(bx_var)} % {cx})"
+    if cy > 1:
+        y = f"({y} * {cy} + {em.var_name(by_var)} % {cy})"
     em.var_override[bx_var] = x
     em.var_override[by_var] = y
 

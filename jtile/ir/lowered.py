@@ -114,6 +114,12 @@ class TmaLoad(Stmt):
     boxes: tuple            # TmaBox per panel
     bytes: int              # transaction bytes the barrier must expect
     loc: SourceLoc = NO_LOC
+    # Cluster multicast: the `multicast` CTAs of a thread-block cluster all load this box;
+    # CTA r issues its rows [r * rows / multicast, (r + 1) * rows / multicast) to every one of
+    # them, so the tile leaves L2 once per cluster. `row_coord` is the index of the rows
+    # among the coordinates (innermost first).
+    multicast: int = 1
+    row_coord: int = 1
 
 
 class _RingLoop:
@@ -148,6 +154,9 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # (wgmma.wait_group 1) and frees that stage, so the tensor cores never drain.
     deferred_release: bool = False
     loc: SourceLoc = NO_LOC
+    # CTAs of the cluster whose loads write into each other's stages (multicast): a stage is
+    # refilled only once the consumers of all of them have freed it.
+    cluster_consumers: int = 1
 
     @property
     def transaction_bytes(self) -> int:

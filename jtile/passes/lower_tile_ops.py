@@ -107,7 +107,6 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
         for region in (s.a, s.b):
             if region.buffer.space.is_shared:
                 panel_buffers.add(region.buffer)
-    tma_params = []  # param index per tensor map, in map order
     read_only = kernel.attrs.get("read_only_inputs", frozenset())
 
     def lower_body(body, in_pipeline):
@@ -126,8 +125,8 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
                 if found is None:
                     out.append(s)
                     continue
-                load, param = found
-                out.append(_with_map(load, param))
+                load, _ = found
+                out.append(load)
             elif isinstance(s, ir.For):
                 pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2
                 out.append(dataclasses.replace(s, body=tuple(lower_body(s.body, pipelined))))
@@ -141,20 +140,50 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
                 out.append(s)
         return out
 
-    def _with_map(load: low.TmaLoad, param: int) -> low.TmaLoad:
-        key = (param, load.tile.dst.buffer.shape, load.tile.src.extents)
-        for index, existing in enumerate(tma_params):
-            if existing[0] == key:
-                return dataclasses.replace(load, map_index=index)
-        tma_params.append((key, load))
-        return dataclasses.replace(load, map_index=len(tma_params) - 1)
-
     body = tuple(lower_body(kernel.body, False))
     _check_no_gemm_left(kernel, body)
-    maps = tuple((key[0], load) for key, load in tma_params)
     attrs = dict(kernel.attrs)
     if wgmma:
-        attrs.update(tma_maps=maps, panel_buffers=frozenset(panel_buffers))
+        attrs.update(panel_buffers=frozenset(panel_buffers))
+    return number_tensor_maps(kernel.replace(body=body, attrs=attrs))
+
+
+def number_tensor_maps(kernel: ir.Kernel) -> ir.Kernel:
+    """One CUtensorMap per distinct (tensor, box): every TmaLoad gets its map's index, and
+    `kernel.attrs["tma_maps"]` lists (parameter index, a load using the map) in map order."""
+    maps = []  # (key, param, load)
+
+    def numbered(load: low.TmaLoad) -> low.TmaLoad:
+        param = next(i for i, p in enumerate(kernel.params) if p is load.tile.src.buffer)
+        key = (param, load.tile.dst.buffer.shape, tuple(load.tile.src.extents), load.multicast)
+        for index, (existing, _, _) in enumerate(maps):
+            if existing == key:
+                return dataclasses.replace(load, map_index=index)
+        maps.append((key, param, load))
+        return dataclasses.replace(load, map_index=len(maps) - 1)
+
+    def walk(body):
+        out = []
+        for s in body:
+            if isinstance(s, low.TmaLoad):
+                s = numbered(s)
+            elif isinstance(s, low.MbarrierPipeline):
+                s = dataclasses.replace(s, loads=tuple(numbered(x) for x in s.loads),
+                                        body=tuple(walk(s.body)))
+            elif isinstance(s, ir.For):
+                s = dataclasses.replace(s, body=tuple(walk(s.body)))
+            elif isinstance(s, ir.IfThenElse):
+                s = dataclasses.replace(s, then_body=tuple(walk(s.then_body)),
+                                        else_body=tuple(walk(s.else_body)))
+            elif isinstance(s, ir.While):
+                s = dataclasses.replace(s, body=tuple(walk(s.body)))
+            out.append(s)
+        return out
+
+    body = tuple(walk(kernel.body))
+    attrs = dict(kernel.attrs)
+    if maps or "tma_maps" in attrs:
+        attrs["tma_maps"] = tuple((param, load) for _, param, load in maps)
     return kernel.replace(body=body, attrs=attrs)
 
 

@@ -64,8 +64,8 @@ def _lower(body, threads, target, staged: set, read_only: frozenset):
                 s, then_body=tuple(_lower(s.then_body, threads, target, staged, read_only)),
                 else_body=tuple(_lower(s.else_body, threads, target, staged, read_only))))
         elif isinstance(s, ir.While):
-            out.append(dataclasses.replace(s, body=tuple(_lower(s.body, threads, target,
-                                                                staged))))
+            out.append(dataclasses.replace(s, body=tuple(_lower(s.body, threads, target, staged,
+                                                                read_only))))
         else:
             out.append(s)
     return out

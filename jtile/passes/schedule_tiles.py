@@ -35,9 +35,12 @@ MIN_BLOCKS = 256  # below about two waves the order does not matter
 def _rasterise(kernel: ir.Kernel) -> ir.Kernel:
     if len(kernel.block_vars) < 2:
         return kernel
-    if any(isinstance(s, ir.UseSwizzle) for s in kernel.body) or kernel.attrs.get("cluster_dims"):
+    if any(isinstance(s, ir.UseSwizzle) for s in kernel.body):
         return kernel
-    gx, gy = kernel.grid[0], kernel.grid[1]
+    cluster = tuple(kernel.attrs.get("cluster_dims") or ()) + (1, 1, 1)
+    if cluster[2] > 1 or (cluster[0] > 1 and cluster[1] > 1):
+        return kernel  # the remap moves clusters spanning one axis only
+    gx, gy = kernel.grid[0] // cluster[0], kernel.grid[1] // cluster[1]
     if gx * gy < MIN_BLOCKS or gy < 2 * PANEL:
         return kernel
     return kernel.replace(body=(ir.UseSwizzle(PANEL, "row", kernel.loc),) + tuple(kernel.body))

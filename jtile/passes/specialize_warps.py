@@ -15,8 +15,9 @@ import dataclasses
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
 from jtile.passes.issue_ahead import issuable_ahead
+from jtile.passes.lower_tile_ops import number_tensor_maps
 
 PRODUCER_THREADS = 128
 PRODUCER_REGISTERS = 40
@@ -53,11 +54,50 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
         return kernel
     specialised = schedule_wgmma_waits(
         dataclasses.replace(pipe, producer_threads=PRODUCER_THREADS), kernel)
+    specialised = multicast_cluster_loads(specialised, kernel)
     body = tuple(specialised if s is pipe else s for s in kernel.body)
     registers = _consumer_registers(consumers) if consumers >= 256 else 0
     roles = low.WarpRoles(consumers, PRODUCER_THREADS,
                           PRODUCER_REGISTERS if registers else 0, registers)
-    return kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))
+    kernel = kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))
+    return number_tensor_maps(kernel) if specialised.cluster_consumers > 1 else kernel
+
+
+def _cluster_axis(kernel: ir.Kernel):
+    """`(axis, size)` of a cluster that spans one grid axis, else None."""
+    cluster = tuple(kernel.attrs.get("cluster_dims") or ())
+    spanned = [(axis, size) for axis, size in enumerate(cluster) if size > 1]
+    if len(spanned) != 1 or spanned[0][0] >= len(kernel.block_vars):
+        return None
+    return spanned[0]
+
+
+def multicast_cluster_loads(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipeline:
+    """In a cluster along one grid axis, a load whose coordinates do not use that axis's
+    block index is the same box for every CTA of the cluster: each CTA loads a slice of its
+    rows and multicasts it to all, so the tile leaves L2 once per cluster (a GEMM clustered
+    along N shares its A tiles). Slices keep whole 8-row swizzle atoms."""
+    found = _cluster_axis(kernel)
+    if found is None:
+        return pipe
+    axis, size = found
+    block_var = kernel.block_vars[axis]
+    loads = []
+    for load in pipe.loads:
+        src = load.tile.src
+        rows = load.tile.dst.buffer.shape[0]
+        outer = [d for d, e in enumerate(src.extents[:-1]) if e == rows and e != 1]
+        uses_axis = any(isinstance(x, ir.Var) and x is block_var
+                        for box in load.boxes for c in box.coords
+                        for x in sub_expressions(ir.as_expr(c)))
+        if uses_axis or not outer or rows % (8 * size) or size > 16:
+            loads.append(load)
+            continue
+        row_coord = len(src.extents) - 1 - outer[0]
+        loads.append(dataclasses.replace(load, multicast=size, row_coord=row_coord))
+    if all(load.multicast == 1 for load in loads):
+        return pipe
+    return dataclasses.replace(pipe, loads=tuple(loads), cluster_consumers=size)
 
 
 def _touches(stmts, buffers) -> bool:

@@ -30,7 +30,8 @@ def _planned_layouts(kernel: ir.Kernel):
 
 
 def verify_clusters(kernel: ir.Kernel, target) -> None:
-    """cluster_dims needs sm_90+; T.use_swizzle's remap is per block, not per cluster."""
+    """cluster_dims needs sm_90+; with T.use_swizzle the cluster may span one grid axis (the
+    remap moves whole clusters)."""
     cluster = kernel.attrs.get("cluster_dims")
     if not cluster:
         return
@@ -40,9 +41,12 @@ def verify_clusters(kernel: ir.Kernel, target) -> None:
                     f"clusters, which arrived with sm_90; the target is {target.arch}. Drop "
                     "cluster_dims for this target")
     swizzle = next((s for s in kernel.body if isinstance(s, ir.UseSwizzle)), None)
-    if swizzle is not None:
-        raise _fail(kernel, swizzle.loc, "T.use_swizzle with cluster_dims is not supported: "
-                    "the rasterisation would have to keep clusters together; drop one of them")
+    spanned = [size for size in tuple(cluster)[2:] if size > 1]
+    if swizzle is not None and (spanned or (cluster[0] > 1 and len(cluster) > 1
+                                            and cluster[1] > 1)):
+        raise _fail(kernel, swizzle.loc, f"T.use_swizzle with cluster_dims={tuple(cluster)}: "
+                    "the rasterisation moves whole clusters, so the cluster may span x or y, "
+                    "not both (or z); drop one of them")
 
 
 def verify_views(kernel: ir.Kernel, target) -> None:

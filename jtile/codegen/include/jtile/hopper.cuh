@@ -74,6 +74,68 @@ __device__ __forceinline__ void tma_load_5d(void* smem_dst, const TensorMap* map
       : "memory");
 }
 
+// The same copies, multicast: the box lands at the same shared-memory offset in
+// every CTA of the cluster whose bit is set in `mask` (their %cluster_ctarank),
+// and completes each of those CTAs' barrier at `bar`'s offset (sm_90+).
+__device__ __forceinline__ void tma_load_2d_multicast(void* smem_dst, const TensorMap* map,
+                                                      unsigned long long* bar, unsigned short mask,
+                                                      int c0, int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%4, %5}], [%2], %3;\n" ::"r"(detail::smem_addr(smem_dst)),
+      "l"(map), "r"(detail::smem_addr(bar)), "h"(mask), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_3d_multicast(void* smem_dst, const TensorMap* map,
+                                                      unsigned long long* bar, unsigned short mask,
+                                                      int c0, int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%4, %5, %6}], [%2], %3;\n"
+      ::"r"(detail::smem_addr(smem_dst)), "l"(map), "r"(detail::smem_addr(bar)), "h"(mask),
+      "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_load_4d_multicast(void* smem_dst, const TensorMap* map,
+                                                      unsigned long long* bar, unsigned short mask,
+                                                      int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.mbarrier::complete_tx::bytes"
+      ".multicast::cluster [%0], [%1, {%4, %5, %6, %7}], [%2], %3;\n"
+      ::"r"(detail::smem_addr(smem_dst)), "l"(map), "r"(detail::smem_addr(bar)), "h"(mask),
+      "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+// --- thread-block clusters ---------------------------------------------------
+// This CTA's rank in its cluster (%cluster_ctarank, sm_90+).
+__device__ __forceinline__ unsigned cluster_ctarank() {
+  unsigned rank;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(rank));
+  return rank;
+}
+
+// Every thread of every CTA of the cluster meets here; shared-memory writes and
+// barrier initialisations before it are visible cluster-wide after it
+// (barrier.cluster.arrive.release + wait.acquire, sm_90+).
+__device__ __forceinline__ void cluster_sync() {
+  asm volatile("barrier.cluster.arrive.release;\nbarrier.cluster.wait.acquire;\n" ::: "memory");
+}
+
+// One arrival on the barrier at `bar`'s offset in the shared memory of cluster
+// CTA `rank` (mapa + mbarrier.arrive.release.cluster, sm_90+).
+__device__ __forceinline__ void mbarrier_arrive_cluster(unsigned long long* bar, unsigned rank) {
+  asm volatile(
+      "{\n"
+      "  .reg .b32 remote;\n"
+      "  mapa.shared::cluster.u32 remote, %0, %1;\n"
+      "  mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "}\n" ::"r"(detail::smem_addr(bar)), "r"(rank)
+      : "memory");
+}
+
 // Warm the map's cache line before the first copy: prefetch.tensormap [map].
 __device__ __forceinline__ void tma_prefetch_map(const TensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");
