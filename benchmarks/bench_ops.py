@@ -127,7 +127,119 @@ def rotaries(dtype):
             (x, cos, sin), (0, 1, 2), 2 * size, 5 * size)
 
 
-SECTIONS = (norms, softmaxes, cross_entropies, swiglus, rotaries)
+def attentions(dtype):
+    """Attention beside cuDNN's, in TFLOP/s: 4*B*H*S*S*D forward (half when causal), 3.5x
+    that for forward + backward."""
+    if dtype == jnp.float32:
+        return  # attention takes float16 / bfloat16 only
+    b, s, h = 4, 4096, 16
+    for d, causal in ((128, False), (128, True), (64, False)):
+        q, k, v = (_normal(20 + i, (b, s, h, d), dtype) for i in range(3))
+        flops = 4 * b * h * s * s * d / (2 if causal else 1)
+        cot = _normal(23, q.shape, jnp.float32)
+        mine = lambda q, k, v, c=causal: ops.attention(q, k, v, causal=c,  # noqa: E731
+                                                       interpret=False)
+        cudnn = lambda q, k, v, c=causal: jax.nn.dot_product_attention(  # noqa: E731
+            q, k, v, is_causal=c, implementation="cudnn")
+
+        def grad_of(fn):
+            loss = lambda q, k, v: jnp.sum(fn(q, k, v).astype(jnp.float32) * cot)  # noqa
+            return jax.grad(loss, (0, 1, 2))
+
+        label = (f"attention B{b} S{s} H{h} D{d} {'causal' if causal else 'full'} "
+                 f"{jnp.dtype(dtype).name}")
+        for kind, make, work in (("fwd", lambda f: f, flops),
+                                 ("fwd+bwd", grad_of, 3.5 * flops)):
+            try:
+                t_x, out_x = bench(jax.jit(make(cudnn)), q, k, v)
+                t_j, out_j = bench(jax.jit(make(mine)), q, k, v)
+            except Exception as e:  # a failing op is reported, the others still run
+                ROWS.append(f"{label + ' ' + kind:<52} FAILED {type(e).__name__}: "
+                            f"{str(e)[:200]}")
+                print(ROWS[-1], flush=True)
+                continue
+            err = rel_err(_f32(out_j), _f32(out_x))
+            row = (f"{label + ' ' + kind:<52} jtile {t_j:8.3f} ms  cudnn {t_x:8.3f} ms  "
+                   f"speed x{t_x / t_j:5.2f}  jtile {work / t_j / 1e9:6.1f} TFLOP/s  "
+                   f"cudnn {work / t_x / 1e9:6.1f} TFLOP/s  err {err:.1e}")
+            ROWS.append(row)
+            print(row, flush=True)
+
+
+def peak_bytes(fn, *args) -> int:
+    """Peak device memory of `jax.jit(fn)(*args)` by XLA's buffer assignment: temporaries
+    plus arguments plus outputs (less what outputs alias)."""
+    stats = jax.jit(fn).lower(*args).compile().memory_analysis()
+    return (stats.temp_size_in_bytes + stats.argument_size_in_bytes
+            + stats.output_size_in_bytes - stats.alias_size_in_bytes)
+
+
+def timed_rows(label, pairs, args, flops_of):
+    """Rows of `(kind, jtile fn, jnp fn)` pairs: time, TFLOP/s, peak memory, error."""
+    for kind, mine, theirs in pairs:
+        try:
+            t_x, out_x = bench(jax.jit(theirs), *args, iters=10, reps=5)
+            t_j, out_j = bench(jax.jit(mine), *args, iters=10, reps=5)
+            m_x, m_j = peak_bytes(theirs, *args), peak_bytes(mine, *args)
+        except Exception as e:  # a failing op is reported, the others still run
+            ROWS.append(f"{label + ' ' + kind:<52} FAILED {type(e).__name__}: {str(e)[:200]}")
+            print(ROWS[-1], flush=True)
+            continue
+        err = rel_err(_f32(out_j), _f32(out_x))
+        flops = flops_of(kind)
+        row = (f"{label + ' ' + kind:<52} jtile {t_j:8.3f} ms  xla {t_x:8.3f} ms  "
+               f"speed x{t_x / t_j:5.2f}  jtile {flops / t_j / 1e9:6.1f} TFLOP/s  "
+               f"peak jtile {m_j / 2**30:6.2f} GiB  xla {m_x / 2**30:6.2f} GiB  "
+               f"err {err:.1e}")
+        ROWS.append(row)
+        print(row, flush=True)
+
+
+def matmuls(dtype):
+    """matmul beside jnp.matmul (cuBLAS): forward, and forward + backward (3 GEMMs)."""
+    if dtype == jnp.float32:
+        return  # the tensor-core path is for 16-bit and float8 inputs
+    m = n = k = 4096
+    a, b = _normal(30, (m, k), dtype), _normal(31, (k, n), dtype)
+    cot = _normal(32, (m, n), jnp.float32)
+
+    def grad_of(fn):
+        return jax.grad(lambda a, b: jnp.sum(fn(a, b).astype(jnp.float32) * cot), (0, 1))
+
+    mine = lambda a, b: ops.matmul(a, b, interpret=False)  # noqa: E731
+    pairs = (("fwd", mine, jnp.matmul), ("fwd+bwd", grad_of(mine), grad_of(jnp.matmul)))
+    timed_rows(f"matmul {m}x{n}x{k} {jnp.dtype(dtype).name}", pairs, (a, b),
+               lambda kind: 2 * m * n * k * (1 if kind == "fwd" else 3))
+
+
+def linear_cross_entropies(dtype):
+    """linear_cross_entropy beside `cross_entropy(h @ w)` in jnp: time and peak memory.
+
+    FLOPs count 2*N*D*V per GEMM: one forward, three for jnp's forward + backward (jtile's
+    backward recomputes the logits: four GEMMs' work in the same count)."""
+    if dtype == jnp.float32:
+        return  # the bfloat16 training shape is the one that matters
+    rows, hidden, vocab = 16384, 4096, 131072
+    h = _normal(33, (rows, hidden), dtype)
+    w = _normal(34, (hidden, vocab), dtype, hidden ** -0.5)
+    labels = jax.random.randint(jax.random.key(35), (rows,), 0, vocab)
+    cot = _normal(36, (rows,), jnp.float32)
+
+    def jnp_lce(h, w):
+        return ref.cross_entropy((h @ w).astype(jnp.float32), labels)
+
+    def grad_of(fn):
+        return jax.grad(lambda h, w: jnp.sum(fn(h, w) * cot), (0, 1))
+
+    mine = lambda h, w: ops.linear_cross_entropy(h, w, labels, interpret=False)  # noqa
+    pairs = (("fwd", mine, jnp_lce), ("fwd+bwd", grad_of(mine), grad_of(jnp_lce)))
+    timed_rows(f"linear_cross_entropy ({rows}, {hidden}, {vocab}) {jnp.dtype(dtype).name}",
+               pairs, (h, w), lambda kind: 2 * rows * hidden * vocab * (1 if kind == "fwd"
+                                                                         else 3))
+
+
+SECTIONS = (norms, softmaxes, cross_entropies, swiglus, rotaries, attentions, matmuls,
+            linear_cross_entropies)
 
 
 def main():

@@ -7,10 +7,15 @@ Each takes `interpret=None`: None follows `JTILE_INTERPRET`, and runs in interpr
 machine whose default JAX backend is not a GPU.
 """
 
+from jtile.ops.attention import attention
 from jtile.ops.cross_entropy import cross_entropy
+from jtile.ops.linear_cross_entropy import linear_cross_entropy
+from jtile.ops.matmul import matmul
 from jtile.ops.norms import layer_norm, rms_norm
+from jtile.ops.ragged_dot import ragged_dot
 from jtile.ops.rotary import rotary
 from jtile.ops.softmax import softmax
 from jtile.ops.swiglu import swiglu
 
-__all__ = ["rms_norm", "layer_norm", "softmax", "cross_entropy", "swiglu", "rotary"]
+__all__ = ["attention", "rms_norm", "layer_norm", "softmax", "cross_entropy", "swiglu", "rotary",
+           "ragged_dot", "matmul", "linear_cross_entropy"]

@@ -1,0 +1,95 @@
+"""The GPT training step of examples/train_gpt.py on jtile ops beside jax.numpy + cuDNN.
+
+One step (forward, backward, AdamW update) of the example's model, timed for each jtile
+configuration (projections by XLA's dot, and by `jtile.ops.matmul`) and for
+the jax.numpy model with `jax.nn.dot_product_attention(implementation="cudnn")`, from the same
+parameters on the same batch, in one run. Prints benchmarks/bench.py's table: step time,
+model TFLOP/s (matmuls and causal attention, 3x the forward), tokens/s, the speed relative to
+the jnp model (>1: jtile faster) and the difference between the two models' losses.
+
+    python benchmarks/bench_train.py                   # the example's default (H200) sizes
+    python benchmarks/bench_train.py --data-parallel   # over every local GPU
+    python benchmarks/bench_train.py --tiny            # any size flag of the example works
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import jax
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.bench import _rate, bench  # noqa: E402
+from examples import train_gpt  # noqa: E402
+from examples.gpt import corpus as corpus_lib  # noqa: E402
+from examples.gpt import model as gpt  # noqa: E402
+from examples.gpt import step as step_lib  # noqa: E402
+
+ROWS = []
+
+
+def _timed(run: train_gpt.Run, tokens, targets, iters: int, reps: int):
+    """(median ms per step, loss of the first step), or None when the step fails."""
+    tokens = step_lib.place_batch(tokens, run.mesh)
+    targets = step_lib.place_batch(targets, run.mesh)
+    try:
+        ms, (_, _, loss) = bench(run.step, run.params, run.opt_state, tokens, targets,
+                                 iters=iters, reps=reps)
+    except Exception as e:  # a failing model is reported, the others still run
+        print(f"  {run.name} FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
+        return None
+    return ms, float(loss)
+
+
+def main(argv=None) -> list[str]:
+    args = train_gpt.parse_args(argv)
+    corpus = corpus_lib.load_corpus(min(args.corpus_bytes, 4 << 20))
+    cfg = train_gpt.config_from_args(args, corpus.vocab_size)
+    mesh = train_gpt.mesh_from_args(args)
+    tokens, targets = next(corpus_lib.batches(corpus, steps=1, batch=args.batch, seq=args.seq,
+                                              seed=args.seed))
+    params = gpt.init_params(cfg, jax.random.key(args.seed))
+    optimizer = step_lib.make_optimizer(args.lr, args.steps, args.warmup, args.weight_decay)
+    iters, reps = (3, 3) if args.tiny else (10, 5)
+
+    baseline = train_gpt.make_run("jnp", gpt.jnp_ops(cfg.eps), cfg, params, optimizer, mesh)
+    jtile_configs = {"xla matmul": False, "jtile matmul": True}
+
+    devices = 1 if mesh is None else mesh.devices.size
+    workload = (f"train step d{cfg.d_model} L{cfg.n_layers} h{cfg.n_heads}/{cfg.n_kv_heads}x"
+                f"{cfg.head_dim} b{args.batch} s{cfg.seq}" + (f" dp{devices}" if mesh else ""))
+    tokens_per_step = args.batch * cfg.seq
+    flops = cfg.train_flops_per_token() * tokens_per_step
+    print(f"{workload}: {cfg.parameter_count() / 1e6:.1f}M parameters, {flops / 1e12:.2f} "
+          f"TFLOP per step", flush=True)
+
+    base = _timed(baseline, tokens, targets, iters, reps)
+    if base is not None:
+        print(f"  {baseline.name} {base[0]:8.3f} ms {_rate(base[0], flops, None)}", flush=True)
+    for label, use_matmul in jtile_configs.items():
+        run = train_gpt.make_run("jtile", gpt.jtile_ops(cfg.eps, use_matmul=use_matmul), cfg,
+                                 params, optimizer, mesh)
+        got = _timed(run, tokens, targets, iters, reps)
+        if got is None:
+            ROWS.append(f"{workload:<46} FAILED  [{label}]")
+        elif base is None:
+            ROWS.append(f"{workload:<46} jtile {got[0]:8.3f} ms {_rate(got[0], flops, None)}  "
+                        f"{tokens_per_step / got[0] * 1e3:10,.0f} tok/s  (jnp model failed)  "
+                        f"[{label}]")
+        else:
+            ROWS.append(f"{workload:<46} jtile {got[0]:8.3f} ms {_rate(got[0], flops, None)}  "
+                        f"{tokens_per_step / got[0] * 1e3:10,.0f} tok/s  vs {baseline.name} "
+                        f"x{base[0] / got[0]:5.2f} ({base[0]:.3f} ms, "
+                        f"{tokens_per_step / base[0] * 1e3:,.0f} tok/s)  "
+                        f"loss diff {abs(got[1] - base[1]):.1e}  [{label}]")
+        print(ROWS[-1], flush=True)
+        del run
+    print("\n" + "\n".join(ROWS))
+    return ROWS
+
+
+if __name__ == "__main__":
+    main()
