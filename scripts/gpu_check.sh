@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>]...
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|
+#                                    ops-bench|train|train-dp]...
 # (default: tests examples sanitize bench)
 set -uo pipefail
 out="${OUT:-gpu_logs}"
@@ -62,6 +63,21 @@ for part in "${parts[@]}"; do
       done 2>&1 | tee "$out/sanitizer.log" ;;
     bench)
       python3 benchmarks/bench.py 2>&1 | tee "$out/bench.log" | tail -40 ;;
+    ops-bench)
+      timeout 240 python3 benchmarks/bench_ops.py 2>&1 | tee "$out/bench_ops.log" | tail -40
+      timeout 150 python3 benchmarks/bench_ragged_dot.py 2>&1 | tee "$out/bench_ragged_dot.log" \
+        | tail -20 ;;
+    train)
+      # One GPU: the jtile model beside jax.numpy + cuDNN, loss curves to a PNG.
+      timeout 300 python3 examples/train_gpt.py --plot "$out/train_loss.png" \
+        --losses-json "$out/train_losses.json" 2>&1 | tee "$out/train.log" | tail -25
+      status=$((status | ${PIPESTATUS[0]})) ;;
+    train-dp)
+      # Every local GPU, data parallel, beside the one-GPU run of the jtile model.
+      timeout 300 python3 examples/train_gpt.py --data-parallel --steps 100 \
+        --plot "$out/train_dp_loss.png" --losses-json "$out/train_dp_losses.json" 2>&1 \
+        | tee "$out/train_dp.log" | tail -25
+      status=$((status | ${PIPESTATUS[0]})) ;;
     bench-*)
       timeout 300 python3 benchmarks/bench.py "${part#bench-}" 2>&1 | tee -a "$out/bench.log" | tail -30 ;;
   esac
