@@ -259,6 +259,14 @@ class CudaEmitter:
         return f"(({guard}) ? {access} : {const_text(0, load.buffer.dtype)})"
 
     # ------------------------------------------------------------------ barriers
+    def block_barrier(self) -> str:
+        """The barrier over every thread that runs the kernel body: the block, or, in a
+        warp-specialised kernel, the consumers' named barrier (the producer warpgroup never
+        reaches the body's barriers)."""
+        if self.roles is not None:
+            return f"jt::named_barrier_sync(1, {self.roles.consumer_threads});"
+        return "__syncthreads();"
+
     def sync(self) -> None:
         if self.async_pending:
             self.line("jt::cp_async_wait_all();")
@@ -266,10 +274,7 @@ class CudaEmitter:
         if self.async_proxy and self.dirty_written:
             # Ordinary stores that wgmma or TMA may read next: order them for the async proxy.
             self.line("jt::fence_proxy_async_shared();")
-        if self.roles is not None:
-            self.line(f"jt::named_barrier_sync(1, {self.roles.consumer_threads});")
-        else:
-            self.line("__syncthreads();")
+        self.line(self.block_barrier())
         self.dirty_written.clear()
         self.dirty_read.clear()
 

@@ -84,10 +84,10 @@ def emit_reduce(em, s: ir.Reduce) -> None:
             lane_mask = sum(1 << t for t in lane_bits)
             warp_mask = sum(1 << t for t in warp_bits)
             scratch = _scratch(em, acc_t)
-            em.line("__syncthreads();")
+            em.line(em.block_barrier())
             with em.block(f"if (({tid} & {lane_mask}) == 0)"):
                 em.line(f"for (int q = 0; q < {count}; ++q) {scratch}[{tid} * {count} + q] = acc[q];")
-            em.line("__syncthreads();")
+            em.line(em.block_barrier())
             em.line("#pragma unroll")
             with em.block(f"for (int q = 0; q < {count}; ++q)"):
                 em.line(f"{acc_t.c_name} total = {_identity(s.op, acc_t)};")
@@ -98,7 +98,7 @@ def emit_reduce(em, s: ir.Reduce) -> None:
                     em.line(f"const int peer = ({tid} & ~{lane_mask | warp_mask}) | {peer_bits};")
                     em.line(f"total = {_combine(s.op, 'total', f'{scratch}[peer * {count} + q]')};")
                 em.line("acc[q] = total;")
-            em.line("__syncthreads();")
+            em.line(em.block_barrier())
         for rd in range(count):
             value = f"acc[{rd}]"
             if not s.clear:
@@ -117,7 +117,7 @@ def emit_finalize_reducer(em, s: ir.FinalizeReducer) -> None:
     scratch = _scratch(em, acc_t)
     with em.block(""):
         if warps > 1:
-            em.line("__syncthreads();")
+            em.line(em.block_barrier())
         em.line("#pragma unroll")
         with em.block(f"for (int e = 0; e < {buf.size}; ++e)"):
             em.line(f"{acc_t.c_name} v = jt::cast<{acc_t.c_name}>({name}[e]);")
@@ -128,11 +128,11 @@ def emit_finalize_reducer(em, s: ir.FinalizeReducer) -> None:
             else:
                 em.line(f"{name}[e] = jt::cast<{buf.dtype.c_name}>(v);")
         if warps > 1:
-            em.line("__syncthreads();")
+            em.line(em.block_barrier())
             em.line("#pragma unroll")
             with em.block(f"for (int e = 0; e < {buf.size}; ++e)"):
                 em.line(f"{acc_t.c_name} v = {_identity(op, acc_t)};")
                 em.line(f"for (int w = 0; w < {warps}; ++w) v = "
                         f"{_combine(op, 'v', f'{scratch}[w * {buf.size} + e]')};")
                 em.line(f"{name}[e] = jt::cast<{buf.dtype.c_name}>(v);")
-            em.line("__syncthreads();")
+            em.line(em.block_barrier())

@@ -245,3 +245,30 @@ def test_one_gemm_wgmma_cannot_run_is_named_when_it_drags_the_others_to_mma_sync
                       r"wgmma .* all 2 gemms of the kernel run on mma.sync"):
         source = call.lower(S((128, 64), f16), S((64, 64), f16), target="sm_90a").cuda_source()
     assert "wgmma" not in source
+
+
+def test_a_cross_warp_reduction_in_a_warp_specialised_kernel_syncs_only_the_consumers():
+    import jtile.language as T
+
+    def gemm_column_sums(A, B, S):
+        M, K = A.shape
+        N = B.shape[1]
+        with T.Kernel(1, threads=256):
+            a_s = T.alloc_shared((128, 64), A.dtype)
+            b_s = T.alloc_shared((64, 128), B.dtype)
+            acc = T.alloc_fragment((128, 128), "float32")
+            sums = T.alloc_fragment((128,), "float32")
+            T.clear(acc)
+            for k in T.Pipelined(K // 64, num_stages=3):
+                T.copy(A[0, k * 64], a_s)
+                T.copy(B[k * 64, 0], b_s)
+                T.gemm(a_s, b_s, acc)
+            T.reduce_sum(acc, sums, dim=0)   # rows live in both consumer warpgroups
+            T.copy(sums, S)
+
+    f16 = jnp.float16
+    call = jtile.pallas_like(gemm_column_sums, out_shape=S((128,), jnp.float32))
+    source = call.lower(S((128, 256), f16), S((256, 128), f16), target="sm_90a").cuda_source()
+    consumers = source.split("if (tx >= 256)")[1]
+    assert "jt::named_barrier_sync(1, 256);" in consumers
+    assert "__syncthreads();" not in consumers   # the producer never reaches it: a hang
