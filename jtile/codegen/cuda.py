@@ -1,8 +1,8 @@
-"""The CUDA emitter: kernel signature, allocations, statements and barrier placement.
+"""The CUDA emitter: kernel signature, allocations and statements.
 
-Tile ops are lowered in their own modules (parallel, tile_copy, gemm, reduce, pipeline); this
-one walks the statements, names things, renders element accesses and inserts
-`__syncthreads()` where one thread's shared-memory writes meet another thread's reads.
+Tile ops are printed by their own modules (parallel, tile_copy, gemm, reduce, pipeline,
+hopper); this one walks the statements, names things, renders element accesses and prints the
+barriers plan_barriers placed (`__syncthreads()`, or the consumers' named barrier).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from jtile.codegen import hopper
 from jtile.codegen.bounds import unproven_bounds_condition
 from jtile.codegen.wgmma_asm import wgmma_wrapper
 from jtile.ir import lowered as low
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
+from jtile.ir.walk import statements
 
 _SUFFIX = {MemorySpace.SHARED: "_smem", MemorySpace.SHARED_DYN: "_smem",
            MemorySpace.FRAGMENT: "_frag", MemorySpace.LOCAL: "_local", MemorySpace.VAR: "_var",
@@ -84,8 +84,6 @@ class CudaEmitter:
         self.var_override: dict = {}
         self.stage_expr: dict = {}
         self.parallel: ParallelContext | None = None
-        self.dirty_written: set = set()
-        self.dirty_read: set = set()
         self.async_pending = False
         self.temp_count = 0
         self.exprs = ExprEmitter(self.var_name, self.render_load)
@@ -267,76 +265,22 @@ class CudaEmitter:
             return f"jt::named_barrier_sync(1, {self.roles.consumer_threads});"
         return "__syncthreads();"
 
-    def sync(self) -> None:
+    def emit_barrier(self, b: low.Barrier) -> None:
+        """A Barrier plan_barriers placed (cp.async copies still in flight land first)."""
+        if b.from_user:
+            self.comment_loc(b.loc)
         if self.async_pending:
             self.line("jt::cp_async_wait_all();")
             self.async_pending = False
-        if self.async_proxy and self.dirty_written:
+        if b.fence_async:
             # Ordinary stores that wgmma or TMA may read next: order them for the async proxy.
             self.line("jt::fence_proxy_async_shared();")
         self.line(self.block_barrier())
-        self.dirty_written.clear()
-        self.dirty_read.clear()
-
-    def shared_sets(self, s):
-        reads = {b for b in deep_buffers_read(s) if b.space.is_shared}
-        writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
-        return reads, writes
-
-    def _bytes(self, buf) -> tuple:
-        start = self.plan.offsets[buf]
-        return start, start + buf.nbytes * self.plan.stages.get(buf, 1)
-
-    def overlap(self, a, b) -> bool:
-        """Whether two sets of shared buffers share bytes (planning lets buffers whose lives
-        do not meet reuse memory, so distinct buffers can alias)."""
-        for x in a:
-            for y in b:
-                if x is y:
-                    return True
-                (x0, x1), (y0, y1) = self._bytes(x), self._bytes(y)
-                if x0 < y1 and y0 < x1:
-                    return True
-        return False
-
-    def before(self, s) -> None:
-        if self.parallel is not None:
-            return  # a T.Parallel body is one unit: never a barrier inside divergent loops
-        reads, writes = self.shared_sets(s)
-        if self.overlap(reads, self.dirty_written) or \
-                self.overlap(writes, self.dirty_read | self.dirty_written):
-            self.sync()
-
-    def after(self, s) -> None:
-        if self.parallel is not None:
-            return
-        reads, writes = self.shared_sets(s)
-        self.dirty_read |= reads
-        self.dirty_written |= writes
 
     # ------------------------------------------------------------------ statements
     def body(self, stmts) -> None:
         for s in stmts:
-            self.before(s)
             self.stmt(s)
-            self.after(s)
-
-    def loop_body(self, stmts) -> None:
-        """A loop body: a barrier at its end when the next iteration's shared-memory writes
-        could overtake this iteration's reads (or the reverse)."""
-        entry_w, entry_r = set(self.dirty_written), set(self.dirty_read)
-        self.body(stmts)
-        if self.parallel is not None:
-            return
-        reads, writes = set(), set()
-        for s in stmts:
-            r, w = self.shared_sets(s)
-            reads |= r
-            writes |= w
-        if self.overlap(writes, self.dirty_read | reads) or self.overlap(reads, self.dirty_written):
-            self.sync()
-        self.dirty_written |= entry_w
-        self.dirty_read |= entry_r
 
     def stmt(self, s) -> None:
         from jtile.codegen import gemm, parallel, pipeline, reduce, scan_im2col, tile_copy
@@ -367,13 +311,15 @@ class CudaEmitter:
             reduce.emit_reduce(self, s)
         elif isinstance(s, ir.FinalizeReducer):
             reduce.emit_finalize_reducer(self, s)
+        elif isinstance(s, low.Barrier):
+            self.emit_barrier(s)
+        elif isinstance(s, low.StagedStore):
+            tile_copy.emit_staged_store(self, s)
         elif isinstance(s, ir.SyncThreads):
-            if self.parallel is not None:
-                raise JtileTraceError(f"{self.kernel.name} ({self.kernel.loc}): {s.loc}: "
-                                      "T.sync_threads inside T.Parallel would deadlock threads "
-                                      "that run different iteration counts; move it out")
-            self.comment_loc(s.loc)
-            self.sync()
+            # plan_barriers turned every other one into a Barrier.
+            raise JtileTraceError(f"{self.kernel.name} ({self.kernel.loc}): {s.loc}: "
+                                  "T.sync_threads inside T.Parallel would deadlock threads "
+                                  "that run different iteration counts; move it out")
         elif isinstance(s, low.WgmmaGemm):
             hopper.emit_wgmma_gemm(self, s)
         elif isinstance(s, low.MbarrierPipeline):
@@ -398,31 +344,20 @@ class CudaEmitter:
         if extent is not None:
             self.var_ranges[s.var] = (0, max(0, extent - 1))
         with self.block(f"for (int {counter} = 0; {counter} < {self.expr(s.extent)}; ++{counter})"):
-            self.loop_body(s.body)
+            self.body(s.body)
 
     def emit_while(self, s: ir.While) -> None:
         self.comment_loc(s.loc)
-        cond_reads = {x.buffer for x in sub_expressions(s.cond)
-                      if isinstance(x, ir.Load) and x.buffer.space.is_shared}
         with self.block(f"while ({self.expr(s.cond)})"):
-            self.loop_body(s.body)
-            # The condition is read again after each iteration, like the next iteration's
-            # statements: shared memory the body wrote and the condition reads needs a barrier.
-            if self.parallel is None and self.overlap(cond_reads, self.dirty_written):
-                self.sync()
+            self.body(s.body)
 
     def emit_if(self, s: ir.IfThenElse) -> None:
         self.comment_loc(s.loc)
-        entry_w, entry_r = set(self.dirty_written), set(self.dirty_read)
         with self.block(f"if ({self.expr(s.cond)})"):
             self.body(s.then_body)
-        then_w, then_r = self.dirty_written, self.dirty_read
         if s.else_body:
-            self.dirty_written, self.dirty_read = set(entry_w), set(entry_r)
             with self.block("else"):
                 self.body(s.else_body)
-        self.dirty_written = then_w | self.dirty_written | entry_w
-        self.dirty_read = then_r | self.dirty_read | entry_r
 
     def emit_store(self, s: ir.Store) -> None:
         from jtile.codegen.parallel import guard_replicas
@@ -499,7 +434,7 @@ class CudaEmitter:
                 self.line(f"jt::setmaxnreg_inc<{roles.consumer_registers}>();")
             if self.persistent:
                 with self.tile_loop():
-                    self.loop_body(self.kernel.body)
+                    self.body(self.kernel.body)
             else:
                 self.body(self.kernel.body)
 

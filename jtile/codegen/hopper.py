@@ -160,10 +160,8 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
     tid = em.name(em.kernel.thread_var)
     stages = pipe.stages
     buffers = [load.tile.dst.buffer for load in pipe.loads]
-    # Shared memory written before the loop (a Q tile, say) is read by wgmma inside it: make
-    # it visible (and to the async proxy) once, here, since the ring passes no block barrier.
-    if em.dirty_written or em.overlap(set(buffers), em.dirty_read):
-        em.sync()
+    if pipe.entry_barrier is not None:
+        em.emit_barrier(pipe.entry_barrier)
     with em.block(""):
         if not pipe.producer_threads:
             with em.block(f"if ({tid} == 0)"):
@@ -183,12 +181,7 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             for b in buffers:
                 em.stage_expr[b] = stage
             em.ring = (counter, stages, position)
-            if pipe.producer_threads:
-                em.loop_body(pipe.body)
-            else:
-                em.dirty_read.clear()
-                em.dirty_written.clear()
-                em.body(pipe.body)
+            em.body(pipe.body)
             if pipe.producer_threads and not pipe.deferred_release:
                 release_stage(em, stage)
         if pipe.deferred_release:
@@ -202,7 +195,7 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                     release_stage(em, f"({_ring_position(em, n)} - 1) % {stages}")
         if em.persistent:
             em.line(f"jt_ring += {n};")
-    leave_ring(em, buffers, pipe.body)
+    leave_ring(em, buffers)
 
 
 # ----------------------------------------------------------------------------- wgmma

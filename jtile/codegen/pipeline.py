@@ -22,17 +22,10 @@ def enter_ring(em, pipe) -> tuple:
     return em.name(pipe.var), em.expr(pipe.extent)
 
 
-def leave_ring(em, buffers: list, body) -> None:
-    """After a ring, later statements must not overwrite what its last iteration may still
-    be reading (or read what it wrote) without a barrier: its tiles and body stay dirty."""
+def leave_ring(em, buffers: list) -> None:
+    """After a ring its tiles are addressed without a stage again."""
     for b in buffers:
         em.stage_expr.pop(b, None)
-    for s in body:
-        reads, writes = em.shared_sets(s)
-        em.dirty_read |= reads
-        em.dirty_written |= writes
-    em.dirty_read |= set(buffers)
-    em.dirty_written |= set(buffers)
 
 
 def emit_pipelined(em, pipe) -> None:
@@ -40,8 +33,8 @@ def emit_pipelined(em, pipe) -> None:
     loop, copies, stages = pipe.tile, list(pipe.copies), pipe.stages
     buffers = [c.dst.buffer for c in copies]
     counter, n = enter_ring(em, pipe)
-    if em.overlap(set(buffers), em.dirty_read | em.dirty_written):
-        em.sync()
+    if pipe.entry_barrier is not None:
+        em.emit_barrier(pipe.entry_barrier)
     if em.async_pending:
         em.line("jt::cp_async_wait_all();")
         em.async_pending = False
@@ -75,10 +68,8 @@ def emit_pipelined(em, pipe) -> None:
             with em.block(f"if ({ahead} < {n})"):
                 issue(ahead, f"({ahead}) % {stages}")
             em.line("jt::cp_async_commit();")
-            em.dirty_read.clear()
-            em.dirty_written.clear()
             for b in buffers:
                 em.stage_expr[b] = f"{counter} % {stages}"
             em.body(rest)
         em.line("jt::cp_async_wait_all();")
-    leave_ring(em, buffers, rest)
+    leave_ring(em, buffers)

@@ -245,25 +245,23 @@ def _per_thread_copy(em, src: ir.Region, dst: ir.Region) -> None:
         em.line(stmt)
 
 
-def _staged_store(em, s: ir.Copy, stage: ir.Buffer) -> None:
-    """Fragment -> shared tile -> global memory in 16-byte vectors (see plan_store_staging)."""
-    if em.overlap({stage}, em.dirty_read | em.dirty_written):
-        em.sync()  # the tile reuses bytes of buffers the block may still be using
+def emit_staged_store(em, staged) -> None:
+    """Fragment -> shared tile -> global memory in 16-byte vectors (see plan_store_staging),
+    with the barriers plan_barriers placed."""
+    s, stage = staged.tile, staged.stage
+    em.comment_loc(s.loc)
+    if staged.entry_barrier is not None:
+        em.emit_barrier(staged.entry_barrier)
     whole = ir.full_region(stage)
     with em.block(""):
         _copy_from_fragment(em, s.src, whole, s.loc)
-    em.sync()
+    em.emit_barrier(staged.middle)
     with em.block(""):
         emit_cooperative_copy(em, whole, s.dst)
-    em.dirty_read.add(stage)
 
 
 def emit_copy(em, s: ir.Copy) -> None:
     em.comment_loc(s.loc)
-    stage = em.plan.staging.get(s)
-    if stage is not None:
-        _staged_store(em, s, stage)
-        return
     src, dst = s.src, s.dst
     src_frag, dst_frag = em.is_tiled_fragment(src.buffer), em.is_tiled_fragment(dst.buffer)
     with em.block(""):

@@ -157,6 +157,9 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # CTAs of the cluster whose loads write into each other's stages (multicast): a stage is
     # refilled only once the consumers of all of them have freed it.
     cluster_consumers: int = 1
+    # The barrier plan_barriers places on entry, when the ring's tiles (or what the body reads)
+    # were touched since the last barrier.
+    entry_barrier: Optional["Barrier"] = None
 
     @property
     def transaction_bytes(self) -> int:
@@ -205,4 +208,32 @@ class CpAsyncPipeline(_RingLoop, Stmt):
     copies: tuple           # the global->shared Copies issued ahead, in program order
     body: tuple             # the rest of the loop body
     stages: int
+    loc: SourceLoc = NO_LOC
+    entry_barrier: Optional["Barrier"] = None   # placed by plan_barriers
+
+
+@dataclass(frozen=True, eq=False)
+class Barrier(Stmt):
+    """Every thread that runs the kernel body meets here (`__syncthreads()`, or the consumers'
+    named barrier in a warp-specialised kernel), placed by plan_barriers. `fence_async`: ordinary
+    shared-memory stores since the last barrier may next be read by wgmma or TMA, so they are
+    ordered for the async proxy first. A barrier the user wrote (T.sync_threads) keeps its
+    source line in `loc`."""
+
+    fence_async: bool = False
+    loc: SourceLoc = NO_LOC
+    from_user: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class StagedStore(Stmt):
+    """A fragment -> global T.copy through the shared tile `stage` (plan_shared_memory's
+    staging): fragment -> stage, a barrier, stage -> global in 16-byte vectors. plan_barriers
+    decides the barrier before it (the stage may reuse bytes still in use) and whether the
+    middle one fences."""
+
+    tile: ir.Copy
+    stage: ir.Buffer
+    middle: Barrier
+    entry_barrier: Optional[Barrier] = None
     loc: SourceLoc = NO_LOC

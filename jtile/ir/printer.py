@@ -109,6 +109,8 @@ def _lowered_lines(s, pad: str, depth: int):
     if isinstance(s, low.MbarrierPipeline):
         roles = (f" producer={s.producer_threads} consumers={s.consumer_threads}"
                  if s.producer_threads else "")
+        if s.entry_barrier is not None:
+            roles += " (barrier on entry)"
         release = " deferred_release" if s.deferred_release else ""
         head = (f"{pad}mbarrier_ring {s.var.name} in range({expr_text(s.extent)}), "
                 f"stages={s.stages}, tx_bytes={s.transaction_bytes}{roles}{release}:")
@@ -128,6 +130,12 @@ def _lowered_lines(s, pad: str, depth: int):
                          " clear_accum" if g.clear_accum else ""])
         return [f"{pad}{how} {region_text(g.a)} @ {region_text(g.b)} -> {region_text(g.c)}"
                 f"{flags}"]
+    if isinstance(s, low.Barrier):
+        return [f"{pad}barrier{' fence_async' if s.fence_async else ''}"]
+    if isinstance(s, low.StagedStore):
+        before = "barrier, " if s.entry_barrier is not None else ""
+        return [f"{pad}staged_store {region_text(s.tile.src)} -> {s.stage.name} -> "
+                f"{region_text(s.tile.dst)} ({before}barrier between)"]
     if isinstance(s, low.TmaLoad):
         boxes = "; ".join(f"+{b.smem_byte_offset}B @({', '.join(expr_text(c) for c in b.coords)})"
                           for b in s.boxes)

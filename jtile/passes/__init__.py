@@ -5,6 +5,7 @@ from __future__ import annotations
 from jtile.passes.infer_layouts import infer_layouts
 from jtile.passes.issue_ahead import read_only_inputs
 from jtile.passes.lower_tile_ops import lower_tile_ops
+from jtile.passes.plan_barriers import plan_barriers
 from jtile.passes.pipeline_loops import pipeline_loops
 from jtile.passes.plan_shared_memory import plan_shared_memory
 from jtile.passes.schedule_tiles import schedule_tiles
@@ -48,4 +49,6 @@ def run_passes(kernel, target, *, aliases=None):
     kernel = plan_shared_memory(kernel, target)
     # Views and layout annotations must agree with the layouts planning chose.
     verify_planned_layouts(kernel, target)
+    # Barriers last: where they go depends on which buffers share bytes.
+    kernel = plan_barriers(kernel, target)
     return kernel

@@ -1,0 +1,190 @@
+"""Barrier planning: where the threads that run the kernel body must meet.
+
+Threads of a block exchange data through shared memory only. A statement that reads bytes
+another thread wrote, or overwrites bytes another thread may still read, has to wait at a
+barrier placed after the statement it conflicts with. This pass walks the planned kernel in
+program order, keeping the shared buffers written and read since the last barrier (two buffers
+that `plan_shared_memory` placed on common bytes count as one), and places a `Barrier`:
+- before a statement that conflicts with those sets (a loop or branch conflicts through
+  anything inside it);
+- at the end of a loop body whose next iteration would conflict with this one, and at the end
+  of a `while` body whose condition reads what the body wrote;
+- on entry to a stage ring whose tiles (or whose body's reads) were touched since the last
+  barrier, and around a store staged through shared memory (`StagedStore`).
+A user's `T.sync_threads` becomes a `Barrier` too. Each barrier says whether ordinary stores
+before it may next be read by wgmma or TMA (the async proxy), so the printer fences them.
+
+Barriers a lowered instruction needs by construction stay with it: the cp.async ring's barrier
+per iteration, the cross-warp combines of a reduction. Inside `T.Parallel` nothing is placed:
+its body is one unit, and a barrier there would deadlock threads that run different iteration
+counts. In a warp-specialised kernel the barriers cover the consumer warps only (the printer
+makes them named barriers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jtile.ir import lowered as low
+from jtile.ir import nodes as ir
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, sub_expressions
+
+
+class _Planner:
+    def __init__(self, kernel: ir.Kernel):
+        self.plan = kernel.attrs["shared"]
+        self.async_proxy = bool(kernel.attrs.get("panel_buffers"))
+        self.written: set = set()
+        self.read: set = set()
+
+    # ------------------------------------------------------------------ byte-level sets
+    def _bytes(self, buf) -> tuple:
+        start = self.plan.offsets[buf]
+        return start, start + buf.nbytes * self.plan.stages.get(buf, 1)
+
+    def overlap(self, a, b) -> bool:
+        """Whether two sets of shared buffers share bytes (buffers whose lives do not meet
+        may share memory, so distinct buffers can alias)."""
+        for x in a:
+            for y in b:
+                if x is y:
+                    return True
+                (x0, x1), (y0, y1) = self._bytes(x), self._bytes(y)
+                if x0 < y1 and y0 < x1:
+                    return True
+        return False
+
+    @staticmethod
+    def shared_sets(s) -> tuple:
+        reads = {b for b in deep_buffers_read(s) if b.space.is_shared}
+        writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
+        return reads, writes
+
+    def barrier(self, loc=ir.NO_LOC, from_user=False) -> low.Barrier:
+        """A barrier here: everything before it is visible to everything after it."""
+        b = low.Barrier(fence_async=self.async_proxy and bool(self.written), loc=loc,
+                        from_user=from_user)
+        self.written.clear()
+        self.read.clear()
+        return b
+
+    # ------------------------------------------------------------------ bodies
+    def body(self, stmts) -> list:
+        out = []
+        for s in stmts:
+            reads, writes = self.shared_sets(s)
+            if self.overlap(reads, self.written) or \
+                    self.overlap(writes, self.read | self.written):
+                out.append(self.barrier())
+            out.extend(self.stmt(s))
+            self.read |= reads
+            self.written |= writes
+        return out
+
+    def loop_body(self, stmts) -> list:
+        """A loop body, with a barrier at its end when the next iteration's shared-memory
+        writes could overtake this iteration's reads (or the reverse)."""
+        entry_written, entry_read = set(self.written), set(self.read)
+        out = self.body(stmts)
+        reads, writes = set(), set()
+        for s in stmts:
+            r, w = self.shared_sets(s)
+            reads |= r
+            writes |= w
+        if self.overlap(writes, self.read | reads) or self.overlap(reads, self.written):
+            out.append(self.barrier())
+        self.written |= entry_written
+        self.read |= entry_read
+        return out
+
+    def leave_ring(self, buffers, body) -> None:
+        """After a ring, later statements must not overwrite what its last iteration may still
+        be reading (or read what it wrote) without a barrier."""
+        for s in body:
+            reads, writes = self.shared_sets(s)
+            self.read |= reads
+            self.written |= writes
+        self.read |= set(buffers)
+        self.written |= set(buffers)
+
+    # ------------------------------------------------------------------ statements
+    def stmt(self, s) -> list:
+        if isinstance(s, ir.ParallelFor):
+            return [s]   # one unit: never a barrier inside divergent loops
+        if isinstance(s, ir.SyncThreads):
+            return [self.barrier(s.loc, from_user=True)]
+        if isinstance(s, low.MbarrierPipeline):
+            return [self.mbarrier_ring(s)]
+        if isinstance(s, low.CpAsyncPipeline):
+            return [self.cp_async_ring(s)]
+        if isinstance(s, ir.For):
+            return [dataclasses.replace(s, body=tuple(self.loop_body(s.body)))]
+        if isinstance(s, ir.While):
+            body = self.loop_body(s.body)
+            cond_reads = {x.buffer for x in sub_expressions(s.cond)
+                          if isinstance(x, ir.Load) and x.buffer.space.is_shared}
+            # The condition is read after each iteration, like the next iteration's start.
+            if self.overlap(cond_reads, self.written):
+                body.append(self.barrier())
+            return [dataclasses.replace(s, body=tuple(body))]
+        if isinstance(s, ir.IfThenElse):
+            entry_written, entry_read = set(self.written), set(self.read)
+            then_body = self.body(s.then_body)
+            then_written, then_read = self.written, self.read
+            else_body = s.else_body
+            if s.else_body:
+                self.written, self.read = set(entry_written), set(entry_read)
+                else_body = tuple(self.body(s.else_body))
+            self.written = then_written | self.written | entry_written
+            self.read = then_read | self.read | entry_read
+            return [dataclasses.replace(s, then_body=tuple(then_body), else_body=else_body)]
+        if isinstance(s, ir.Copy) and s in self.plan.staging:
+            return [self.staged_store(s, self.plan.staging[s])]
+        return [s]
+
+    def mbarrier_ring(self, pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
+        buffers = [load.tile.dst.buffer for load in pipe.loads]
+        entry = None
+        # Shared memory written before the ring (a Q tile, say) is read by wgmma inside it.
+        if self.written or self.overlap(set(buffers), self.read):
+            entry = self.barrier()
+        if pipe.producer_threads:
+            body = self.loop_body(pipe.body)
+        else:
+            # Thread 0 refills a stage only after the block barrier of each iteration.
+            self.written.clear()
+            self.read.clear()
+            body = self.body(pipe.body)
+        self.leave_ring(buffers, pipe.body)
+        return dataclasses.replace(pipe, body=tuple(body), entry_barrier=entry)
+
+    def cp_async_ring(self, pipe: low.CpAsyncPipeline) -> low.CpAsyncPipeline:
+        buffers = [c.dst.buffer for c in pipe.copies]
+        entry = None
+        if self.overlap(set(buffers), self.read | self.written):
+            entry = self.barrier()
+        # Each iteration passes the ring's own block barrier before its body.
+        self.written.clear()
+        self.read.clear()
+        body = self.body(pipe.body)
+        self.leave_ring(buffers, pipe.body)
+        return dataclasses.replace(pipe, body=tuple(body), entry_barrier=entry)
+
+    def staged_store(self, s: ir.Copy, stage: ir.Buffer) -> low.StagedStore:
+        entry = None
+        if self.overlap({stage}, self.read | self.written):
+            entry = self.barrier()   # the stage reuses bytes the block may still be using
+        middle = self.barrier()      # the whole stage is written before any thread reads it
+        self.read.add(stage)
+        return low.StagedStore(tile=s, stage=stage, middle=middle, entry_barrier=entry,
+                               loc=s.loc)
+
+
+def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
+    planner = _Planner(kernel)
+    if kernel.attrs.get("persistent") and kernel.attrs.get("warp_roles") is not None:
+        # The consumers run the body once per tile: it is a loop body.
+        body = planner.loop_body(kernel.body)
+    else:
+        body = planner.body(kernel.body)
+    return kernel.replace(body=tuple(body))
