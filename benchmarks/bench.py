@@ -105,11 +105,12 @@ def _rate(ms, flops, bytes_moved):
     return ""
 
 
-# Clustered configurations (cluster_n=2, A tiles multicast by TMA) measured 0.6x of these on
-# the H200 and are left out until that is understood.
+# cluster_n=2: pairs of column blocks in a thread-block cluster, A tiles multicast by TMA.
 GEMM_CONFIGS = (
     dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
     dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256),
+    dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256, cluster_n=2),
+    dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256, cluster_n=2),
 )
 
 ATTENTION_CONFIGS = (

@@ -38,10 +38,14 @@ def remap_block_indices(em) -> None:
             "jt_offset / jt_stride;")
     em.line(f"const int jt_minor = jt_offset % jt_stride + jt_panel * {panel};")
     x, y = ("jt_major", "jt_minor") if swizzle.order == "row" else ("jt_minor", "jt_major")
+    # Named once here: the same expression inlined into every address made ptxas serialize
+    # the main loop's wgmmas (C7514).
     if cx > 1:
-        x = f"({x} * {cx} + {em.var_name(bx_var)} % {cx})"
+        em.line(f"const int jt_bx = {x} * {cx} + {em.var_name(bx_var)} % {cx};")
+        x = "jt_bx"
     if cy > 1:
-        y = f"({y} * {cy} + {em.var_name(by_var)} % {cy})"
+        em.line(f"const int jt_by = {y} * {cy} + {em.var_name(by_var)} % {cy};")
+        y = "jt_by"
     em.var_override[bx_var] = x
     em.var_override[by_var] = y
 

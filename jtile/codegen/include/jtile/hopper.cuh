@@ -125,13 +125,16 @@ __device__ __forceinline__ void cluster_sync() {
 }
 
 // One arrival on the barrier at `bar`'s offset in the shared memory of cluster
-// CTA `rank` (mapa + mbarrier.arrive.release.cluster, sm_90+).
+// CTA `rank` (mapa + mbarrier.arrive.shared::cluster, sm_90+). Default (CTA-scope
+// release) semantics: it only says this CTA's wgmma reads of a stage are done
+// (their wait_group precedes it); a cluster-scope release would add a GPU-wide
+// memory barrier (MEMBAR.ALL.GPU) to every stage of the main loop.
 __device__ __forceinline__ void mbarrier_arrive_cluster(unsigned long long* bar, unsigned rank) {
   asm volatile(
       "{\n"
       "  .reg .b32 remote;\n"
       "  mapa.shared::cluster.u32 remote, %0, %1;\n"
-      "  mbarrier.arrive.release.cluster.shared::cluster.b64 _, [remote];\n"
+      "  mbarrier.arrive.shared::cluster.b64 _, [remote];\n"
       "}\n" ::"r"(detail::smem_addr(bar)), "r"(rank)
       : "memory");
 }
