@@ -18,7 +18,7 @@ from jtile.ir.nodes import Kernel
 from jtile.ir.printer import kernel_text
 
 __all__ = ["Lowered", "Compiled", "resolve_target", "lower_kernel", "plan_and_generate",
-           "compile_generated"]
+           "compile_generated", "build"]
 
 
 def resolve_target(spec=None) -> Target:
@@ -57,6 +57,51 @@ def plan_and_generate(kernel: Kernel, target: Target, *, aliases: Optional[dict]
     return planned, generate(planned, target, batch=batch, batched=flags)
 
 
+# ptxas's report when it cannot keep wgmmas asynchronous and waits after every one (C7514,
+# C7515): about a third of the tensor cores' throughput lost without any other sign.
+WGMMA_SERIALIZED = "wgmma.mma_async instructions are serialized"
+
+
+def _waits_across_steps(planned: Kernel) -> bool:
+    from jtile.ir import lowered as low
+    from jtile.ir.walk import statements
+
+    return any(isinstance(s, low.MbarrierPipeline) and s.deferred_release
+               for s in statements(planned.body))
+
+
+def build(kernel: Kernel, target: Target, *, aliases: Optional[dict] = None, batch: int = 1,
+          batched=None, options: Sequence[str] = ()) -> tuple:
+    """Plans, generates and compiles `kernel`: `(planned, generated, binary)`.
+
+    When ptxas serializes the wgmmas of a ring whose waits reach across iterations (it could
+    not prove the accumulators untouched in between), the kernel is planned again with a wait
+    after each iteration's own wgmmas, which keeps them asynchronous; a kernel whose wgmmas
+    stay serialized gets a JtilePerformanceWarning.
+    """
+    planned, generated = plan_and_generate(kernel, target, aliases=aliases, batch=batch,
+                                           batched=batched)
+    binary = compile_generated(generated, target, options=options)
+    if WGMMA_SERIALIZED in binary.log and _waits_across_steps(planned):
+        retry = kernel.replace(attrs=dict(kernel.attrs, wgmma_wait_each_step=True))
+        planned2, generated2 = plan_and_generate(retry, target, aliases=aliases, batch=batch,
+                                                 batched=batched)
+        binary2 = compile_generated(generated2, target, options=options)
+        if WGMMA_SERIALIZED not in binary2.log:
+            planned, generated, binary = planned2, generated2, binary2
+    if WGMMA_SERIALIZED in binary.log:
+        import warnings
+
+        from jtile.errors import JtilePerformanceWarning
+
+        warnings.warn(JtilePerformanceWarning(
+            f"{kernel.name} ({kernel.loc}): ptxas serialized its wgmmas (each waits for the "
+            "one before): it found non-wgmma instructions touching an accumulator while a "
+            "wgmma on it may run. Keep a T.gemm's accumulator out of other statements inside "
+            "the pipelined loop"), stacklevel=2)
+    return planned, generated, binary
+
+
 def lower_kernel(kernel: Kernel, target: Target, *, aliases: Optional[dict] = None,
                  options: Sequence[str] = ()) -> "Lowered":
     """Plans and generates `kernel` for `target` ahead of time (`pallas_like(...).lower`)."""
@@ -72,7 +117,7 @@ def lower_kernel(kernel: Kernel, target: Target, *, aliases: Optional[dict] = No
         if error.name != "jtile.codegen.cuda":
             raise
         generated = None
-    return Lowered(kernel, planned, generated, target, options)
+    return Lowered(kernel, planned, generated, target, options, aliases)
 
 
 def compile_generated(generated, target: Target, *, options: Sequence[str] = ()):
@@ -130,8 +175,9 @@ class Lowered:
     """
 
     def __init__(self, kernel: Kernel, planned: Kernel, generated, target: Target,
-                 options: Sequence[str] = ()):
+                 options: Sequence[str] = (), aliases: Optional[dict] = None):
         self._kernel = kernel
+        self._aliases = aliases
         self._planned = planned
         self._generated = generated
         self._target = target
@@ -176,8 +222,10 @@ class Lowered:
     def compile(self) -> Compiled:
         """Compiles the CUDA to a cubin (through the disk cache); needs a compiler, no GPU."""
         if self._compiled is None:
-            generated = self._require_generated()
-            binary = compile_generated(generated, self._target, options=self._options)
+            self._require_generated()
+            self._planned, self._generated, binary = build(
+                self._kernel, self._target, aliases=self._aliases, options=self._options)
+            generated = self._generated
             self._compiled = Compiled(
                 cubin=binary.cubin, kernel_name=generated.kernel_name, target=self._target.arch,
                 registers=binary.registers,

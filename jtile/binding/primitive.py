@@ -29,7 +29,7 @@ import numpy as np
 from jax.interpreters import mlir
 
 from jtile.binding import batching
-from jtile.binding.lowered import compile_generated, plan_and_generate, resolve_target
+from jtile.binding.lowered import build, resolve_target
 from jtile.codegen.cuda import c_identifier
 from jtile.errors import JtileError, JtileRuntimeError, JtileTargetError
 from jtile.ir.nodes import Kernel
@@ -227,11 +227,10 @@ def _build(call: KernelCall, target):
         built = _builds.get(key)
     if built is not None:
         return built
-    _, generated = plan_and_generate(call.kernel, target, aliases=call.alias_map,
-                                     batch=call.batch, batched=call.batched or None)
+    _, generated, binary = build(call.kernel, target, aliases=call.alias_map, batch=call.batch,
+                                 batched=call.batched or None, options=call.options)
     if call.debug:
         print(f"// jtile: generated CUDA for {call.name} ({target.arch})\n{generated.source}")
-    binary = compile_generated(generated, target, options=call.options)
     with _build_lock:
         _builds[key] = (generated, binary)
     return generated, binary

@@ -108,14 +108,16 @@ def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipe
     """Where each wgmma group of a warp-specialised ring is waited on.
 
     A body of wgmmas only (a GEMM) commits them as one group and waits for the previous
-    iteration's (wait_group 1), freeing that stage one iteration late. Otherwise the last wgmma
+    iteration's (wait_group 1), freeing that stage one iteration late. A kernel marked
+    `wgmma_wait_each_step` (ptxas serialized its wgmmas under that schedule, see
+    `jtile.binding.lowered.build`) waits for each iteration's own wgmmas instead. Otherwise the last wgmma
     of the body is committed without a wait when nothing before the body's first wgmma (next
     iteration) or after it touches its accumulator or register operand: the first wgmma's
     wait_group 0 of the next iteration covers it, so it overlaps that iteration's start.
     """
     body = list(pipe.body)
     gemms = [i for i, s in enumerate(body) if isinstance(s, low.WgmmaGemm)]
-    if not gemms:
+    if not gemms or kernel.attrs.get("wgmma_wait_each_step"):
         return pipe
     if len(gemms) == len(body) and all(s.a is not None for s in body):
         for i in gemms:
