@@ -60,6 +60,19 @@ assert_allclose(np.asarray(g["zs_sharded"]), x + y, rtol=1e-6, atol=1e-6)
 assert len(g["zs_sharded"].sharding.device_set) == 2
 assert_allclose(np.asarray(g["z_restored"]), x + y, rtol=1e-6, atol=1e-6)
 assert_allclose(np.asarray(g["z_interpreted"]), x + y, rtol=1e-6, atol=1e-6)
+# jtile.ops: the loss of rms_norm then linear cross-entropy, and its gradients, against jnp.
+import jax
+import jax.numpy as jnp
+h, w_vocab, labels = g["h"], g["w_vocab"], g["labels"]
+def jnp_loss(h, w):
+    normed = h * jax.lax.rsqrt(jnp.mean(h * h, axis=-1, keepdims=True) + 1e-6)
+    logits = normed @ w
+    picked = jnp.take_along_axis(logits, labels[:, None], axis=-1)[:, 0]
+    return jnp.mean(jax.nn.logsumexp(logits, axis=-1) - picked)
+want_loss, (want_dh, want_dw) = jax.value_and_grad(jnp_loss, argnums=(0, 1))(h, w_vocab)
+assert_allclose(float(g["ce_loss"]), float(want_loss), rtol=1e-5, atol=1e-5)
+assert_allclose(np.asarray(g["dh"]), np.asarray(want_dh), rtol=1e-4, atol=1e-5)
+assert_allclose(np.asarray(g["dw"]), np.asarray(want_dw), rtol=1e-4, atol=1e-5)
 # The tour says the sm_90a GEMM uses TMA and wgmma, and hands out a cubin.
 source = g["lowered"].cuda_source()
 assert "wgmma" in source and "tma" in source.lower(), "the sm_90a GEMM lost its Hopper path"
