@@ -71,16 +71,17 @@ def _waits_across_steps(planned: Kernel) -> bool:
 
 
 def build(kernel: Kernel, target: Target, *, aliases: Optional[dict] = None, batch: int = 1,
-          batched=None, options: Sequence[str] = ()) -> tuple:
+          batched=None, options: Sequence[str] = (), planned=None) -> tuple:
     """Plans, generates and compiles `kernel`: `(planned, generated, binary)`.
 
     When ptxas serializes the wgmmas of a ring whose waits reach across iterations (it could
     not prove the accumulators untouched in between), the kernel is planned again with a wait
     after each iteration's own wgmmas, which keeps them asynchronous; a kernel whose wgmmas
-    stay serialized gets a JtilePerformanceWarning.
+    stay serialized gets a JtilePerformanceWarning. `planned`: the `(planned, generated)` pair
+    of `plan_and_generate`, when the caller has it already.
     """
-    planned, generated = plan_and_generate(kernel, target, aliases=aliases, batch=batch,
-                                           batched=batched)
+    planned, generated = planned or plan_and_generate(kernel, target, aliases=aliases,
+                                                      batch=batch, batched=batched)
     binary = compile_generated(generated, target, options=options)
     if WGMMA_SERIALIZED in binary.log and _waits_across_steps(planned):
         retry = kernel.replace(attrs=dict(kernel.attrs, wgmma_wait_each_step=True))
@@ -222,9 +223,10 @@ class Lowered:
     def compile(self) -> Compiled:
         """Compiles the CUDA to a cubin (through the disk cache); needs a compiler, no GPU."""
         if self._compiled is None:
-            self._require_generated()
+            first = (self._planned, self._require_generated())
             self._planned, self._generated, binary = build(
-                self._kernel, self._target, aliases=self._aliases, options=self._options)
+                self._kernel, self._target, aliases=self._aliases, options=self._options,
+                planned=first)
             generated = self._generated
             self._compiled = Compiled(
                 cubin=binary.cubin, kernel_name=generated.kernel_name, target=self._target.arch,
