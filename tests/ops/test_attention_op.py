@@ -26,7 +26,7 @@ import jtile
 from jtile.compiler.target import parse_target
 from jtile.ops import attention_kernels as kernels
 from jtile.ops.attention import attention, tiles
-from tests.codegen.test_hopper_sass import _sass_counts
+from tests.sass import sass_counts
 from tests.ops import references as ref
 
 S = jax.ShapeDtypeStruct
@@ -152,7 +152,7 @@ def _launchers(dim, target, causal, segmented, batch=2, seq=1000, heads=8, kv_he
 
 @pytest.mark.parametrize("dim, causal, segmented", [(64, True, False), (128, False, True),
                                                     (256, True, True)])
-def test_kernels_take_the_hopper_path_on_sm90a(dim, causal, segmented, tmp_path):
+def test_kernels_take_the_hopper_path_on_sm90a(dim, causal, segmented):
     spills = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error", jtile.JtilePerformanceWarning)
@@ -170,7 +170,7 @@ def test_kernels_take_the_hopper_path_on_sm90a(dim, causal, segmented, tmp_path)
             assert "jt::mbarrier_wait_parity(" in source, name
             assert "jt::wgmma_commit(" in source and "mma_m16n8k16" not in source, name
             assert "jt::setmaxnreg_inc<" in source, name
-            ops = _sass_counts(compiled.cubin, tmp_path)
+            ops = sass_counts(compiled.cubin)
             assert ops["HGMMA"] > 0 and ops["UTMALDG"] > 0 and ops["HMMA"] == 0, (name, ops)
             spills[name] = ops["LDL"] + ops["STL"]
     assert spills["fwd"] == 0, spills

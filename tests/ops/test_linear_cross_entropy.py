@@ -24,6 +24,7 @@ from jtile.ops.linear_cross_entropy_kernels import (
 )
 from tests.ops import references as ref
 from tests.ops.test_matmul_op import _assert_sass_has
+from tests.ops.launches import compile_every_launch
 from tests.ops.test_ops_shard_map import _run
 
 S = jax.ShapeDtypeStruct
@@ -169,17 +170,7 @@ def test_sm_80_kernels_compile(dtype):
 
 
 def test_every_launch_of_the_op_compiles_for_sm_90a(monkeypatch):
-    from jtile.binding.pallas_like import KernelLauncher
-
-    compiled = []
-    original = KernelLauncher.__call__
-
-    def lower_instead(self, *args):
-        specs = [S(a.shape, a.dtype) for a in args]
-        compiled.append((self.__name__, self.lower(*specs, target="sm_90a").compile()))
-        return original(self, *args)
-
-    monkeypatch.setattr(KernelLauncher, "__call__", lower_instead)
+    compiled = compile_every_launch(monkeypatch)
     h, w, labels = _inputs(7, (40,), 64, 700, jnp.bfloat16)   # one chunk, padded to 704
     jax.grad(lambda h, w: jnp.sum(linear_cross_entropy(h, w, labels, interpret=True)),
              (0, 1))(h, w)

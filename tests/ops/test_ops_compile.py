@@ -7,27 +7,15 @@ import jax.numpy as jnp
 import pytest
 
 from tests.ops.cases import make
-
-S = jax.ShapeDtypeStruct
+from tests.ops.launches import compile_every_launch
 
 
 @pytest.mark.parametrize("n", [96, 128])
 @pytest.mark.parametrize("name", ["rms_norm", "rms_norm_residual", "layer_norm", "softmax",
                                   "cross_entropy", "swiglu", "rotary"])
 def test_forward_and_backward_kernels_compile(name, n, monkeypatch):
-    from jtile.binding.pallas_like import KernelLauncher
-
-    compiled = []
-    original = KernelLauncher.__call__
-
-    def lower_instead(self, *args):
-        # Every launch the op makes (forward, backward, column sums) is compiled for sm_90a,
-        # then run in interpret mode so the op can go on to its next kernel.
-        specs = [S(a.shape, a.dtype) for a in args]
-        compiled.append((self.__name__, self.lower(*specs, target="sm_90a").compile()))
-        return original(self, *args)
-
-    monkeypatch.setattr(KernelLauncher, "__call__", lower_instead)
+    # Every launch the op makes (forward, backward, column sums).
+    compiled = compile_every_launch(monkeypatch)
     fn, _, args, argnums = make(name, jnp.bfloat16, lead=(2, 4), n=n)
 
     def loss(*a):

@@ -10,10 +10,6 @@ kernels and the fp8 forward.
 
 from __future__ import annotations
 
-import collections
-import os
-import re
-import subprocess
 import warnings
 import zlib
 
@@ -29,6 +25,7 @@ from jtile.ops.ragged_dot_kernels import group_weight_grad_kernel, grouped_gemm_
 from jtile.ops.ragged_dot_schedule import max_row_tiles, row_tiles
 from tests.gpu.compare import assert_close
 from tests.ops.test_ops_shard_map import _run as run_on_mesh
+from tests.sass import sass_counts
 
 S = jax.ShapeDtypeStruct
 
@@ -215,20 +212,8 @@ def _lower_all_kernels(dtype):
     return lowered
 
 
-def _sass_mnemonics(cubin: bytes, tmp_path) -> collections.Counter:
-    from tests.codegen.test_hopper_sass import _cuda_bin
-
-    path = tmp_path / "kernel.cubin"
-    path.write_bytes(cubin)
-    folder = _cuda_bin()
-    env = dict(os.environ, PATH=f"{folder}{os.pathsep}{os.environ.get('PATH', '')}")
-    sass = subprocess.run([str(folder / "cuobjdump"), "-sass", str(path)], capture_output=True,
-                          text=True, check=True, env=env).stdout
-    return collections.Counter(re.findall(r"\b(HGMMA|QGMMA|HMMA|UTMALDG|LDL|STL)\b", sass))
-
-
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float8_e4m3fn])
-def test_hopper_path_is_taken(dtype, tmp_path):
+def test_hopper_path_is_taken(dtype):
     """Tile-table addresses (rhs[group_of[tile]], lhs[row_of[tile]]) still give TMA loads, an
     mbarrier ring, a producer warpgroup and wgmma (HGMMA for 16-bit inputs, QGMMA for fp8);
     no loop falls back to a plain loop, nothing spills."""
@@ -242,7 +227,7 @@ def test_hopper_path_is_taken(dtype, tmp_path):
     for name, low in lowered.items():
         source = low.cuda_source()
         assert "jt::tma_load_" in source and "setmaxnreg_dec" in source, name
-        counts = _sass_mnemonics(compiled[name].cubin, tmp_path)
+        counts = sass_counts(compiled[name].cubin)
         assert counts[wgmma] >= 4 and counts["UTMALDG"] >= 2, (name, counts)
         assert counts["HMMA"] == 0 and counts["LDL"] == 0 and counts["STL"] == 0, (name, counts)
 
