@@ -90,9 +90,10 @@ class CudaEmitter:
         self.kernel_name = c_identifier(kernel.name)
         self.var_ranges: dict = {}
         self.ring = None  # (counter, stages, position) of the mbarrier ring being printed
+        # How many vmap instances each grid axis carries (fold_batch).
+        self.folds = fold_batch(kernel, batch)
         # A persistent kernel runs its tiles in a loop; the batch may fold into z only.
-        folds = fold_batch(kernel, batch)
-        self.persistent = bool(kernel.attrs.get("persistent")) and folds[0] == folds[1] == 1
+        self.persistent = bool(kernel.attrs.get("persistent")) and self.folds[:2] == (1, 1)
         # CTAs of a cluster that multicast into each other's stage rings.
         self.cluster_consumers = max((s.cluster_consumers for s in statements(kernel.body)
                                       if isinstance(s, low.MbarrierPipeline)), default=1)
@@ -464,7 +465,7 @@ class CudaEmitter:
         self.line(f"const int {self.name(k.thread_var)} = threadIdx.x;")
         axes = "xyz"
         grid = tuple(k.grid) + (1,) * (3 - len(k.grid))
-        folds = fold_batch(k, self.batch)
+        folds = self.folds
         for axis, var in enumerate(k.block_vars):
             if self.persistent:
                 continue  # set per tile by tile_loop
@@ -586,12 +587,12 @@ def generate_cuda(kernel: ir.Kernel, target, *, batch: int = 1, batched=None):
     source = emitter.emit_kernel()
     kernel_name = emitter.kernel_name
     grid = tuple(kernel.grid) + (1,) * (3 - len(kernel.grid))
-    grid = tuple(g * f for g, f in zip(grid, fold_batch(kernel, batch)))
+    grid = tuple(g * f for g, f in zip(grid, emitter.folds))
     if emitter.persistent:
         # About one block per SM when the GPU is known (each loops over tiles, and a vmap
         # batch shares the SMs); else one block per tile, running the same code.
         tiles = math.prod(kernel.grid)
-        instances = fold_batch(kernel, batch)[2]
+        instances = emitter.folds[2]
         per_instance = max(1, target.sm_count // instances) if target.sm_count else tiles
         grid = (min(tiles, per_instance), 1, instances)
     plan = kernel.attrs["shared"]

@@ -10,6 +10,7 @@ from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
 from jtile.ir import lowered as low
 from jtile.ir.lowered import Major
 from jtile.passes.lower_tile_ops import TMA_DTYPE
+from jtile.passes.wgmma_selection import panel_layout
 
 # The CUtensorMapSwizzle value of each swizzle span.
 TMA_SWIZZLE = {span: value for value, span in TMA_SWIZZLE_SPAN_BYTES.items()}
@@ -25,9 +26,7 @@ def tensor_map_specs(em) -> tuple:
     specs = []
     for param, load in em.kernel.attrs.get("tma_maps", ()):
         buf = em.kernel.params[param]
-        layout = load.tile.dst.buffer
-        panel = low.PanelLayout(layout.shape[0], layout.shape[1], buf.dtype.bytes,
-                                min(128, layout.shape[1] * buf.dtype.bytes))
+        panel = panel_layout(load.tile.dst.buffer)
         dims = tuple(reversed(buf.shape))
         strides, stride = [], buf.dtype.bytes
         for d in dims[:-1]:
@@ -76,10 +75,8 @@ def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> 
             if load.multicast > 1:
                 # This CTA's slice of the rows, landing in every CTA of the cluster.
                 rows = buf.shape[0] // load.multicast
-                span = low.PanelLayout(buf.shape[0], buf.shape[1], buf.dtype.bytes,
-                                       min(128, buf.shape[1] * buf.dtype.bytes)).span
                 coords[load.row_coord] = f"{coords[load.row_coord]} + (int)jt_cta_rank * {rows}"
-                offset += f" + jt_cta_rank * {rows * span}"
+                offset += f" + jt_cta_rank * {rows * panel_layout(buf).span}"
                 call += "_multicast"
                 mask = f"(unsigned short){(1 << load.multicast) - 1}, "
             if batch:

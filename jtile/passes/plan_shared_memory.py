@@ -250,8 +250,8 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
         unstaged = {b: n for b, n in sizes.items() if b not in staged}
         offset = place(True, unstaged)
         if offset + barriers <= limit:
-            staging, plan.staging = plan.staging, {}
-            plan.swizzled -= set(staging.values())
+            plan.staging = {}
+            plan.swizzled -= set(staged)
             kernel = kernel.replace(allocations=tuple(b for b in kernel.allocations
                                                       if b not in staged))
         else:

@@ -32,14 +32,21 @@ PANEL = 8
 MIN_BLOCKS = 256  # below about two waves the order does not matter
 
 
+def remappable_cluster(cluster_dims) -> bool:
+    """Whether the T.use_swizzle remap can move the kernel's clusters whole: none, or clusters
+    spanning x or y (not both, not z)."""
+    cluster = tuple(cluster_dims or ()) + (1, 1, 1)
+    return cluster[2] == 1 and not (cluster[0] > 1 and cluster[1] > 1)
+
+
 def _rasterise(kernel: ir.Kernel) -> ir.Kernel:
     if len(kernel.block_vars) < 2:
         return kernel
     if any(isinstance(s, ir.UseSwizzle) for s in kernel.body):
         return kernel
-    cluster = tuple(kernel.attrs.get("cluster_dims") or ()) + (1, 1, 1)
-    if cluster[2] > 1 or (cluster[0] > 1 and cluster[1] > 1):
-        return kernel  # the remap moves clusters spanning one axis only
+    if not remappable_cluster(kernel.attrs.get("cluster_dims")):
+        return kernel
+    cluster = tuple(kernel.attrs.get("cluster_dims") or ()) + (1, 1)
     gx, gy = kernel.grid[0] // cluster[0], kernel.grid[1] // cluster[1]
     if gx * gy < MIN_BLOCKS or gy < 2 * PANEL:
         return kernel

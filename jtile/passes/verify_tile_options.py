@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from jtile.errors import JtileTargetError
 from jtile.ir import nodes as ir
+from jtile.passes.schedule_tiles import remappable_cluster
 
 # Row widths (bytes) of jtile's XOR swizzle that match TileLang's bank-sized swizzles.
 _BANK_ROW_BYTES = {"full_bank": lambda b: b >= 128, "half_bank": lambda b: b == 64,
@@ -41,9 +42,7 @@ def verify_clusters(kernel: ir.Kernel, target) -> None:
                     f"clusters, which arrived with sm_90; the target is {target.arch}. Drop "
                     "cluster_dims for this target")
     swizzle = next((s for s in kernel.body if isinstance(s, ir.UseSwizzle)), None)
-    spanned = [size for size in tuple(cluster)[2:] if size > 1]
-    if swizzle is not None and (spanned or (cluster[0] > 1 and len(cluster) > 1
-                                            and cluster[1] > 1)):
+    if swizzle is not None and not remappable_cluster(cluster):
         raise _fail(kernel, swizzle.loc, f"T.use_swizzle with cluster_dims={tuple(cluster)}: "
                     "the rasterisation moves whole clusters, so the cluster may span x or y, "
                     "not both (or z); drop one of them")

@@ -107,3 +107,20 @@ def test_example_gemm_with_a_cluster_matches_float64():
     out = np.asarray(jax.jit(f)(a, b), np.float64)
     want = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
     np.testing.assert_allclose(out, want, rtol=2e-2, atol=2e-2 * np.sqrt(512))
+
+
+def test_use_swizzle_with_a_cluster_spanning_two_axes_is_refused():
+    import jtile.language as T
+
+    def swizzled(A, C):
+        with T.Kernel(4, 4, threads=128, cluster_dims=(2, 2)) as (bx, by):
+            T.use_swizzle(2)
+            t = T.alloc_fragment((16, 16), "float32")
+            T.copy(A[by * 16, bx * 16], t)
+            T.copy(t, C[by * 16, bx * 16])
+
+    f32 = jnp.float32
+    call = jtile.pallas_like(swizzled, out_shape=S((64, 64), f32))
+    with pytest.raises(jtile.JtileError, match=r"T.use_swizzle with cluster_dims=\(2, 2, 1\).*"
+                       r"x or y, not both"):
+        call.lower(S((64, 64), f32), target="sm_90a")
