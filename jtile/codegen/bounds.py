@@ -72,16 +72,6 @@ def region_in_bounds(em, region: ir.Region) -> bool:
     return True
 
 
-def aligned(expr, multiple: int) -> bool:
-    """True when `expr` is a multiple of `multiple` for every value of its variables."""
-    if multiple == 1:
-        return True
-    form = affine(expr)
-    if form is None:
-        return False
-    return form.const % multiple == 0 and all(c % multiple == 0 for c in form.terms.values())
-
-
 def _structured_range(em, expr) -> Optional[tuple]:
     if isinstance(expr, ir.Call) and expr.fn in ("min", "max") and len(expr.args) == 2:
         a, b = (expr_range(em, x) for x in expr.args)

@@ -13,12 +13,12 @@ from __future__ import annotations
 import contextlib
 import math
 
-from jtile.codegen.bounds import (aligned, bounds_condition, region_in_bounds,
-                                  unproven_bounds_condition)
+from jtile.codegen.bounds import bounds_condition, region_in_bounds, unproven_bounds_condition
 from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import guard_replicas, index_expr, unflatten
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
+from jtile.ir.affine import aligned
 from jtile.ir.types import MemorySpace
 
 VECTOR_BYTES = 16

@@ -134,3 +134,13 @@ def static_difference(stop: Expr, start: Expr) -> Optional[int]:
         return None
     diff = a + b.scale(-1)
     return diff.const if diff.is_const else None
+
+
+def aligned(expr, multiple: int) -> bool:
+    """True when `expr` is a multiple of `multiple` for every value of its variables."""
+    if multiple == 1:
+        return True
+    form = affine(expr)
+    if form is None:
+        return False
+    return form.const % multiple == 0 and all(c % multiple == 0 for c in form.terms.values())

@@ -33,17 +33,10 @@ def _chunks(tiling, vocab: int) -> int:
     return -(-vocab // tiling.padded)
 
 
-def _load_chunk(L, frag, row0, col0, tiling):
-    """`frag[i, j] = L[row0 + i, col0 + j]` as float32 bits of L's dtype, -inf past the row's
-    end. A chunk of CHUNK columns fits the array and moves with `T.copy` (zeros past the end,
-    masked by the caller); a narrower vocabulary that is not a power of 2 moves element-wise."""
-    rows, cols = frag.shape
-    M, V = L.shape
-    if tiling.padded <= V:
-        T.copy(L[row0, col0], frag)
-        return
-    for i, j in T.Parallel(rows, cols):
-        frag[i, j] = L[T.min(row0 + i, M - 1), T.min(col0 + j, V - 1)]
+def _load_chunk(L, frag, row0, col0):
+    """`frag[i, j] = L[row0 + i, col0 + j]`; zeros past the row's or the array's end (the
+    caller masks them)."""
+    T.copy(L[row0, col0], frag)
 
 
 def cross_entropy_fwd_kernel(L, Labels, *, tiling):
@@ -62,7 +55,7 @@ def cross_entropy_fwd_kernel(L, Labels, *, tiling):
         T.fill(run_max, -T.infinity(F32))
         T.clear(run_sum)
         for k in T.serial(_chunks(tiling, V)):
-            _load_chunk(L, l_in, bx * rows, k * cols, tiling)
+            _load_chunk(L, l_in, bx * rows, k * cols)
             for i, j in T.Parallel(rows, cols):
                 x[i, j] = T.if_then_else(k * cols + j < V, T.cast(l_in[i, j], F32),
                                          -T.infinity(F32))
@@ -107,17 +100,12 @@ def cross_entropy_bwd_kernel(L, Labels, Lse, DLoss, *, tiling):
             dloss[i] = DLoss[row]
             label[i] = T.min(T.max(Labels[row], 0), V - 1)
         for k in T.serial(_chunks(tiling, V)):
-            _load_chunk(L, l_in, bx * rows, k * cols, tiling)
+            _load_chunk(L, l_in, bx * rows, k * cols)
             for i, j in T.Parallel(rows, cols):
                 p = T.exp2((T.cast(l_in[i, j], F32) - lse[i]) * LOG2_E)
                 hit = T.if_then_else(k * cols + j == label[i], 1.0, 0.0)
                 l_in[i, j] = T.cast(dloss[i] * (p - hit), L.dtype)
-            if tiling.padded <= V:
-                T.copy(l_in, DL[bx * rows, k * cols])   # columns past V are dropped
-            else:
-                for i, j in T.Parallel(rows, cols):
-                    with T.If((j < V) & (bx * rows + i < M)):
-                        DL[bx * rows + i, j] = l_in[i, j]
+            T.copy(l_in, DL[bx * rows, k * cols])   # columns past V are dropped
     return DL
 
 

@@ -5,15 +5,18 @@ thread per access, one read of each element), reduce them across the block and w
 normalised rows plus each row's float32 statistics. Backward kernels run a grid of at most 512
 blocks that loop over row groups: each recomputes the normalised rows from the saved
 statistics, writes dX, and accumulates dW (and dB) for its rows in registers, so the weight
-gradients leave the kernel as one partial row per block that `column_sum` finishes.
+gradients leave the kernel as one partial row per block that `column_sum` finishes. Where two
+steps' rows fit `rows.STAGING_BYTES`, the backward's row groups load through shared memory in
+a `T.Pipelined` loop, so the next steps' rows are in flight while this one computes.
 
-All kernels run on any arch jtile targets (sm_80+): fragments, block reductions, no async copies.
+All kernels run on any arch jtile targets (sm_80+): fragments, block reductions, cp.async or
+TMA for the staged loads.
 """
 
 from __future__ import annotations
 
 import jtile.language as T
-from jtile.ops.row_io import load_rows, store_row, store_rows
+from jtile.ops.row_io import load_rows, load_step, row_steps, staging, store_row, store_rows
 
 F32 = "float32"
 
@@ -36,7 +39,9 @@ def rms_norm_fwd_kernel(X, W, R=None, *, tiling, eps):
         x = T.alloc_fragment((rows, cols), F32)
         sq = T.alloc_fragment((rows, cols), F32)
         rstd = T.alloc_fragment((rows,), F32)
+        w = T.alloc_fragment((cols,), W.dtype)
         load_rows(X, x_in, bx * rows, tiling)
+        T.copy(W[0], w)
         if R is not None:
             r_in = T.alloc_fragment((rows, cols), R.dtype)
             load_rows(R, r_in, bx * rows, tiling)
@@ -51,7 +56,7 @@ def rms_norm_fwd_kernel(X, W, R=None, *, tiling, eps):
         for i in T.Parallel(rows):
             rstd[i] = T.rsqrt(rstd[i] / N + eps)
         for i, j in T.Parallel(rows, cols):
-            x_in[i, j] = T.cast(x[i, j] * rstd[i] * T.cast(W[T.min(j, N - 1)], F32), X.dtype)
+            x_in[i, j] = T.cast(x[i, j] * rstd[i] * T.cast(w[j], F32), X.dtype)
         store_rows(x_in, Y, bx * rows, tiling)
         for i in T.Parallel(rows):
             with T.If(bx * rows + i < M):
@@ -61,7 +66,7 @@ def rms_norm_fwd_kernel(X, W, R=None, *, tiling, eps):
     return Y, Rstd
 
 
-def rms_norm_bwd_kernel(X, W, DY, Rstd, DS=None, *, tiling, blocks, steps):
+def rms_norm_bwd_kernel(X, W, DY, Rstd, DS=None, *, tiling, blocks, steps, stages):
     """dX = rstd * (w*dy - xhat * mean(xhat * w*dy)) (+ dS), and per-block partial dW rows.
 
     Shapes: X (M, N) (the normalised input: x, or x + residual), W (N,), DY (M, N), Rstd (M,)
@@ -74,36 +79,34 @@ def rms_norm_bwd_kernel(X, W, DY, Rstd, DS=None, *, tiling, blocks, steps):
     DX = T.empty((M, N), X.dtype)
     DWp = T.empty((blocks, N), F32)
     with T.Kernel(blocks, threads=tiling.threads) as bx:
-        x_in = T.alloc_fragment((rows, cols), X.dtype)
-        dy_in = T.alloc_fragment((rows, cols), DY.dtype)
+        sources = (X, DY) if DS is None else (X, DY, DS)
+        staged = staging(sources, tiling, stages)
+        frags = [T.alloc_fragment((rows, cols), src.dtype) for src in sources]
+        x_in, dy_in = frags[0], frags[1]
+        w = T.alloc_fragment((cols,), W.dtype)
         xhat = T.alloc_fragment((rows, cols), F32)
-        dy = T.alloc_fragment((rows, cols), F32)
         wdy = T.alloc_fragment((rows, cols), F32)
         prod = T.alloc_fragment((rows, cols), F32)
         dw_acc = T.alloc_fragment((rows, cols), F32)
         dot = T.alloc_fragment((rows,), F32)
         dw = T.alloc_fragment((cols,), F32)
-        ds_in = T.alloc_fragment((rows, cols), DS.dtype) if DS is not None else None
+        T.copy(W[0], w)
         T.clear(dw_acc)
-        for step in T.serial(steps):
+        for step in row_steps(steps, stages):
             row0 = (step * blocks + bx) * rows
             # Rows past M load as zeros: they add nothing to dW and their dX is not stored.
-            load_rows(X, x_in, row0, tiling)
-            load_rows(DY, dy_in, row0, tiling)
-            if DS is not None:
-                load_rows(DS, ds_in, row0, tiling)
+            load_step(sources, staged, frags, row0, tiling)
             for i, j in T.Parallel(rows, cols):
                 xhat[i, j] = T.cast(x_in[i, j], F32) * Rstd[T.min(row0 + i, M - 1)]
-                dy[i, j] = T.cast(dy_in[i, j], F32)
-                wdy[i, j] = dy[i, j] * T.cast(W[T.min(j, N - 1)], F32)
+                wdy[i, j] = T.cast(dy_in[i, j], F32) * T.cast(w[j], F32)
                 prod[i, j] = xhat[i, j] * wdy[i, j]
             T.reduce_sum(prod, dot, dim=1)
             for i, j in T.Parallel(rows, cols):
                 grad = (wdy[i, j] - xhat[i, j] * (dot[i] / N)) * Rstd[T.min(row0 + i, M - 1)]
                 if DS is not None:
-                    grad = grad + T.cast(ds_in[i, j], F32)
+                    grad = grad + T.cast(frags[2][i, j], F32)
                 x_in[i, j] = T.cast(grad, X.dtype)
-                dw_acc[i, j] = dw_acc[i, j] + dy[i, j] * xhat[i, j]
+                dw_acc[i, j] = dw_acc[i, j] + T.cast(dy_in[i, j], F32) * xhat[i, j]
             store_rows(x_in, DX, row0, tiling)
         T.reduce_sum(dw_acc, dw, dim=0)
         store_row(dw, DWp, bx, tiling)
@@ -128,7 +131,11 @@ def layer_norm_fwd_kernel(X, W, B, *, tiling, eps):
         sq = T.alloc_fragment((rows, cols), F32)
         mean = T.alloc_fragment((rows,), F32)
         rstd = T.alloc_fragment((rows,), F32)
+        w = T.alloc_fragment((cols,), W.dtype)
+        b = T.alloc_fragment((cols,), B.dtype)
         load_rows(X, x_in, bx * rows, tiling)
+        T.copy(W[0], w)
+        T.copy(B[0], b)
         for i, j in T.Parallel(rows, cols):
             x[i, j] = T.cast(x_in[i, j], F32)
         T.reduce_sum(x, mean, dim=1)
@@ -144,8 +151,8 @@ def layer_norm_fwd_kernel(X, W, B, *, tiling, eps):
         for i in T.Parallel(rows):
             rstd[i] = T.rsqrt(rstd[i] / N + eps)
         for i, j in T.Parallel(rows, cols):
-            x_in[i, j] = T.cast(x[i, j] * rstd[i] * T.cast(W[T.min(j, N - 1)], F32)
-                                + T.cast(B[T.min(j, N - 1)], F32), X.dtype)
+            x_in[i, j] = T.cast(x[i, j] * rstd[i] * T.cast(w[j], F32) + T.cast(b[j], F32),
+                                X.dtype)
         store_rows(x_in, Y, bx * rows, tiling)
         for i in T.Parallel(rows):
             with T.If(bx * rows + i < M):
@@ -154,7 +161,7 @@ def layer_norm_fwd_kernel(X, W, B, *, tiling, eps):
     return Y, Mean, Rstd
 
 
-def layer_norm_bwd_kernel(X, W, DY, Mean, Rstd, *, tiling, blocks, steps):
+def layer_norm_bwd_kernel(X, W, DY, Mean, Rstd, *, tiling, blocks, steps, stages):
     """dX = rstd * (w*dy - mean(w*dy) - xhat * mean(xhat * w*dy)), partial dW and dB rows.
 
     Shapes: X, DY (M, N), W (N,), Mean and Rstd (M,) float32; outputs DX (M, N) in X's dtype,
@@ -167,10 +174,12 @@ def layer_norm_bwd_kernel(X, W, DY, Mean, Rstd, *, tiling, blocks, steps):
     DWp = T.empty((blocks, N), F32)
     DBp = T.empty((blocks, N), F32)
     with T.Kernel(blocks, threads=tiling.threads) as bx:
+        sources = (X, DY)
+        staged = staging(sources, tiling, stages)
         x_in = T.alloc_fragment((rows, cols), X.dtype)
         dy_in = T.alloc_fragment((rows, cols), DY.dtype)
+        w = T.alloc_fragment((cols,), W.dtype)
         xhat = T.alloc_fragment((rows, cols), F32)
-        dy = T.alloc_fragment((rows, cols), F32)
         wdy = T.alloc_fragment((rows, cols), F32)
         prod = T.alloc_fragment((rows, cols), F32)
         dw_acc = T.alloc_fragment((rows, cols), F32)
@@ -178,27 +187,27 @@ def layer_norm_bwd_kernel(X, W, DY, Mean, Rstd, *, tiling, blocks, steps):
         dot = T.alloc_fragment((rows,), F32)
         wdy_sum = T.alloc_fragment((rows,), F32)
         col = T.alloc_fragment((cols,), F32)
+        T.copy(W[0], w)
         T.clear(dw_acc)
         T.clear(db_acc)
-        for step in T.serial(steps):
+        for step in row_steps(steps, stages):
             row0 = (step * blocks + bx) * rows
-            load_rows(X, x_in, row0, tiling)
-            load_rows(DY, dy_in, row0, tiling)
+            load_step(sources, staged, (x_in, dy_in), row0, tiling)
             for i, j in T.Parallel(rows, cols):
                 row = T.min(row0 + i, M - 1)
                 # Padding columns have dy = 0, so their xhat never reaches a sum.
                 xhat[i, j] = (T.cast(x_in[i, j], F32) - Mean[row]) * Rstd[row]
-                dy[i, j] = T.cast(dy_in[i, j], F32)
-                wdy[i, j] = dy[i, j] * T.cast(W[T.min(j, N - 1)], F32)
+                wdy[i, j] = T.cast(dy_in[i, j], F32) * T.cast(w[j], F32)
                 prod[i, j] = xhat[i, j] * wdy[i, j]
             T.reduce_sum(prod, dot, dim=1)
             T.reduce_sum(wdy, wdy_sum, dim=1)
             for i, j in T.Parallel(rows, cols):
                 row = T.min(row0 + i, M - 1)
                 grad = (wdy[i, j] - (xhat[i, j] * dot[i] + wdy_sum[i]) / N) * Rstd[row]
+                dy = T.cast(dy_in[i, j], F32)
                 x_in[i, j] = T.cast(grad, X.dtype)
-                dw_acc[i, j] = dw_acc[i, j] + dy[i, j] * xhat[i, j]
-                db_acc[i, j] = db_acc[i, j] + dy[i, j]
+                dw_acc[i, j] = dw_acc[i, j] + dy * xhat[i, j]
+                db_acc[i, j] = db_acc[i, j] + dy
             store_rows(x_in, DX, row0, tiling)
         T.reduce_sum(dw_acc, col, dim=0)
         store_row(col, DWp, bx, tiling)

@@ -23,7 +23,7 @@ from jtile.ops.norm_kernels import (
     rms_norm_bwd_kernel,
     rms_norm_fwd_kernel,
 )
-from jtile.ops.rows import persistent_blocks, row_tiling
+from jtile.ops.rows import persistent_blocks, row_tiling, staging_stages
 from jtile.ops.sharding import match_varying, witness
 
 __all__ = ["rms_norm", "layer_norm"]
@@ -34,10 +34,13 @@ def _launcher(kernel, name: str, interpret: bool, **static):
     return jtile.pallas_like(functools.partial(kernel, **static), name=name, interpret=interpret)
 
 
-def _backward_grid(op: str, rows: int, columns: int):
+def _backward_grid(op: str, rows: int, columns: int, itemsizes):
+    """The backward kernel's tiling, grid and pipeline depth; `itemsizes`: the bytes per
+    element of each input it streams row by row."""
     tiling = row_tiling(op, rows, columns)
     blocks, steps = persistent_blocks(rows, tiling.block_rows)
-    return dict(tiling=tiling, blocks=blocks, steps=steps)
+    return dict(tiling=tiling, blocks=blocks, steps=steps,
+                stages=staging_stages(tiling, itemsizes))
 
 
 # ------------------------------------------------------------------------------- rms_norm
@@ -50,7 +53,8 @@ def _rms_forward(x, w, residual, eps, interpret):
 
 
 def _rms_backward(s, w, dy, rstd, ds, interpret):
-    grid = _backward_grid("rms_norm", *s.shape)
+    streamed = (s, dy) if ds is None else (s, dy, ds)
+    grid = _backward_grid("rms_norm", *s.shape, [a.dtype.itemsize for a in streamed])
     launch = _launcher(rms_norm_bwd_kernel, "rms_norm_bwd", interpret, **grid)
     dx, dw_partial = launch(s, w, dy, rstd) if ds is None else launch(s, w, dy, rstd, ds)
     return dx, column_sum(dw_partial, w.dtype, interpret=interpret)
@@ -161,7 +165,7 @@ def _layer_norm_fwd(x, w, b, eps, interpret):
 
 def _layer_norm_bwd(eps, interpret, saved, dy):
     x, w, mean, rstd, b_type = saved
-    grid = _backward_grid("layer_norm", *x.shape)
+    grid = _backward_grid("layer_norm", *x.shape, [x.dtype.itemsize, dy.dtype.itemsize])
     launch = _launcher(layer_norm_bwd_kernel, "layer_norm_bwd", interpret, **grid)
     dx, dw_partial, db_partial = launch(x, w, dy, mean, rstd)
     dw = column_sum(dw_partial, w.dtype, interpret=interpret)

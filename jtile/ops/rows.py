@@ -85,3 +85,19 @@ def persistent_blocks(rows: int, block_rows: int, limit: int = 512) -> tuple:
     blocks = min(groups, limit)
     steps = -(-groups // blocks)
     return blocks, steps
+
+
+# Shared memory one block may stage rows in: two such blocks fit a Hopper SM (227 KB).
+STAGING_BYTES = 96 * 1024
+MAX_STAGES = 4
+
+
+def staging_stages(tiling: RowTiling, itemsizes) -> int:
+    """How many row groups a backward kernel keeps in flight through shared memory: the rows
+    of the next steps load asynchronously (cp.async / TMA) while this step computes, instead
+    of every step waiting for its own loads. 0 when two stages of `itemsizes` (one per staged
+    input, in bytes) do not fit `STAGING_BYTES`: the rows then load straight into registers."""
+    stage = tiling.block_rows * tiling.padded * sum(itemsizes)
+    stages = min(MAX_STAGES, STAGING_BYTES // stage)
+    return stages if stages >= 2 else 0
+

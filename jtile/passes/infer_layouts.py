@@ -13,8 +13,9 @@ from typing import Optional
 
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
+from jtile.ir.affine import aligned
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import statements
+from jtile.ir.walk import statements, sub_expressions
 from jtile.passes.fragment_access import (UNIFORM, access_layout, access_rule_broken,
                                           fragment_accesses, held_locally, is_tiled_fragment,
                                           lift_layout)
@@ -273,11 +274,12 @@ def _unconstrained_layout(buf: ir.Buffer, all_stmts, threads: int) -> Layout:
                 if b is buf:
                     in_registers |= {k for k, d in enumerate(dims) if d is UNIFORM}
     spread = [k for k in range(buf.ndim) if k not in in_registers]
+    widest = memory_vector_width(buf, all_stmts)
     if not in_registers:
-        vector = max(1, min(VECTOR_BYTES // buf.dtype.bytes, buf.shape[-1]))
+        vector = max(1, min(widest, buf.shape[-1]))
         return default_layout(tuple(buf.shape), threads, vector)
     shape = tuple(buf.shape[k] for k in spread)
-    vector = max(1, min(VECTOR_BYTES // buf.dtype.bytes, shape[-1])) if shape else 1
+    vector = max(1, min(widest, shape[-1])) if shape else 1
     inner = default_layout(shape, threads, vector)
 
     def remap(bit):
@@ -286,6 +288,59 @@ def _unconstrained_layout(buf: ir.Buffer, all_stmts, threads: int) -> Layout:
     regs = [(k, b) for k in reversed(sorted(in_registers)) for b in range(log2(buf.shape[k]))]
     regs += [remap(b) for b in inner.reg_bits]
     return Layout(tuple(buf.shape), tuple(remap(b) for b in inner.thread_bits), tuple(regs))
+
+
+def memory_vector_width(buf: ir.Buffer, all_stmts) -> int:
+    """How many consecutive elements of `buf`'s last dimension each thread should hold so its
+    moves to and from memory are as wide as they can be: 16 bytes, narrowed to what every
+    `T.copy` between `buf` and global or shared memory can move as one aligned vector (a
+    row whose length or start is odd moves element by element). Where the moves are that
+    narrow, consecutive threads holding consecutive elements keeps a warp's accesses
+    coalesced, where 16-byte slots per thread would scatter them over 16x the sectors."""
+    width = VECTOR_BYTES // buf.dtype.bytes
+    copied = False
+    for s in all_stmts:
+        if not isinstance(s, ir.Copy):
+            continue
+        for side, other in ((s.src, s.dst), (s.dst, s.src)):
+            memory = other.buffer
+            if side.buffer is not buf or memory.space not in _ADDRESSED or \
+                    other.extents[-1] == 1:
+                continue
+            copied = True
+            width = min(width, VECTOR_BYTES // max(memory.dtype.bytes, buf.dtype.bytes))
+            while width > 1 and not (memory.shape[-1] % width == 0 and
+                                     aligned(other.starts[-1], width)):
+                width //= 2
+    if not copied and any(_moves_elementwise(s, buf) for s in all_stmts
+                          if isinstance(s, ir.ParallelFor)):
+        return 1
+    return max(width, 1)
+
+
+def _moves_elementwise(loop: ir.ParallelFor, buf: ir.Buffer) -> bool:
+    """Whether a statement of `loop` stores `buf` to global memory, or loads global memory
+    into `buf`, one element per iteration along the loop's last variable (T.Parallel moves
+    elements one at a time; the layout decides whether a warp's elements are adjacent)."""
+    last = loop.vars[-1]
+
+    def along_last(indices) -> bool:
+        return bool(indices) and any(x is last for x in sub_expressions(indices[-1]))
+
+    for s in statements(loop.body):
+        if not isinstance(s, ir.Store):
+            continue
+        loaded = [x for x in sub_expressions(s.value) if isinstance(x, ir.Load)]
+        if s.buffer is buf and any(ld.buffer.space is MemorySpace.GLOBAL and
+                                   along_last(ld.indices) for ld in loaded):
+            return True
+        if s.buffer.space is MemorySpace.GLOBAL and along_last(s.indices) and \
+                any(ld.buffer is buf for ld in loaded):
+            return True
+    return False
+
+
+_ADDRESSED = (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN)
 
 
 def _propagate(kernel, all_stmts, layouts) -> bool:

@@ -20,13 +20,14 @@ from types import SimpleNamespace
 import pytest
 
 from jtile.codegen import INCLUDE_DIR
-from jtile.codegen.bounds import aligned, expr_range, region_in_bounds
+from jtile.codegen.bounds import expr_range, region_in_bounds
 from jtile.codegen.cuda import CudaEmitter, ParallelContext, c_identifier
 from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import bit_runs, bits_expr, fragment_register, index_expr
 from jtile.codegen.bounds import bounds_condition
 from jtile.compiler.target import parse_target
 from jtile.ir import nodes as ir
+from jtile.ir.affine import aligned
 from jtile.ir.types import DType, MemorySpace
 from jtile.passes.layout import Layout, choose_mma_tiling, default_layout
 from tests.examples.cases import CASES, NEEDS_SM90

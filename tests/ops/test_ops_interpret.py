@@ -1,7 +1,8 @@
 """Every op, forward and backward, against its jax.numpy definition in interpret mode.
 
-Rows of 96 (not a power of 2: the padded, element-wise path) and 128 (the T.copy path), float32
-and bfloat16, a leading batch shape, vmap. Shapes are small: interpret mode runs every kernel
+Rows of 96 (not a power of 2: fragments wider than the row, masked) and 128 (fragments the row's
+width), float32 and bfloat16, a leading batch shape, vmap; rows of 16384 float32, whose
+backward streams rows straight into registers (two steps do not fit shared memory). Shapes are small: interpret mode runs every kernel
 with jax.numpy on the CPU.
 """
 
@@ -33,10 +34,12 @@ def _cotangent_loss(fn, outputs_like, name):
     return loss
 
 
-# Every op on the element-wise path (96 columns); the T.copy path (128) is covered by the
-# bfloat16 tests below, and here by two ops, to keep interpret-mode CI time small.
+# Every op on padded rows (96 columns); whole rows (128) are covered by the bfloat16 tests
+# below, and here by two ops, to keep interpret-mode CI time small.
 @pytest.mark.parametrize("name, n", [(name, 96) for name in NAMES]
-                         + [("rms_norm", 128), ("layer_norm", 128)])
+                         + [("rms_norm", 128), ("layer_norm", 128)]
+                         + [(name, 16384) for name in ("rms_norm", "rms_norm_residual",
+                                                       "layer_norm")])
 def test_forward_and_backward_float32(name, n):
     fn, reference, args, argnums = make(name, jnp.float32, n=n)
     out = jax.jit(lambda *a: _run(fn, a))(*args)
@@ -126,3 +129,14 @@ def test_interpret_none_follows_the_backend(monkeypatch):
     assert resolve_interpret(None) is True
     x = normal(keys("default-mode", 1)[0], (4, 32), jnp.float32)
     np.testing.assert_allclose(ops.softmax(x), jax.nn.softmax(x), rtol=1e-5, atol=1e-6)
+
+
+def test_backward_row_staging_depends_on_what_fits():
+    from jtile.ops.rows import STAGING_BYTES, row_tiling, staging_stages
+
+    assert staging_stages(row_tiling("rms_norm", 4096, 4096), (2, 2)) == 4
+    assert staging_stages(row_tiling("rms_norm", 4096, 4096), (4, 4, 4)) == 2
+    wide = row_tiling("rms_norm", 8, 16384)
+    assert 2 * wide.padded * 4 * 2 > STAGING_BYTES
+    assert staging_stages(wide, (4, 4)) == 0
+

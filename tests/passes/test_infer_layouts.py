@@ -122,6 +122,40 @@ def test_untouched_fragments_get_the_default_layout():
     assert layouts["h"] == layouts["x"]                          # a fragment copy keeps it
 
 
+@pytest.mark.parametrize("columns,vector", [(4096, 8), (4100, 4), (4098, 2), (4097, 1)])
+def test_copied_fragments_hold_what_one_aligned_vector_moves(columns, vector):
+    # A row of 4097 bfloat16 values starts at odd addresses: copies move single elements, so
+    # consecutive threads take consecutive elements (a warp's loads coalesce) instead of one
+    # 16-byte slot each.
+    def chunk(X, O):
+        with T.Kernel(8, threads=128) as bx:
+            x = T.alloc_fragment((1, 1024), "bfloat16")
+            T.copy(X[bx, 0], x)
+            T.copy(x, O[bx, 0])
+
+    _, layouts = planned(chunk, [((8, columns), DType.bfloat16)],
+                         [((8, columns), DType.bfloat16)])
+    assert layouts["x"] == default_layout((1, 1024), 128, vector)
+    assert layouts["x"].contiguous_bits(1) == vector.bit_length() - 1
+
+
+def test_elementwise_moves_to_global_memory_coalesce():
+    # T.Parallel moves elements one at a time: thread t holds column t of each 128-wide run.
+    def masked_rows(X, O):
+        M, N = X.shape
+        with T.Kernel(M, threads=128) as bx:
+            x = T.alloc_fragment((1, 1024), "bfloat16")
+            for i, j in T.Parallel(1, 1024):
+                x[i, j] = X[bx + i, T.min(j, N - 1)]
+            for i, j in T.Parallel(1, 1024):
+                with T.If(j < N):
+                    O[bx + i, j] = x[i, j]
+
+    _, layouts = planned(masked_rows, [((4, 1000), DType.bfloat16)],
+                         [((4, 1000), DType.bfloat16)])
+    assert layouts["x"] == default_layout((1, 1024), 128, 1)
+
+
 # ----------------------------------------------------------------------------- projections
 
 
