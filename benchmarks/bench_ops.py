@@ -1,9 +1,11 @@
 """jtile.ops against their XLA equivalents (jax.nn / jax.numpy) on the GPU, in one table.
 
-For each op: forward, and forward + backward (the gradient of a sum of the outputs weighted by
-a fixed cotangent), timed for jtile and for XLA on the same inputs, with the speed ratio (> 1:
-jtile faster), jtile's bandwidth over the bytes the op must move, and the error against XLA.
-Run `python benchmarks/bench_ops.py [op ...]` to time only some ops.
+For each op: forward, and forward + backward (the outputs and `jax.vjp` of a fixed cotangent
+in the outputs' dtypes, see `compare`), timed for jtile and for XLA on the same inputs, with
+the speed ratio (> 1: jtile faster), jtile's bandwidth over the bytes the op must move, and the
+error against XLA.
+Run `python benchmarks/bench_ops.py [section ...]` to time only some sections (norms,
+softmaxes, cross_entropies, swiglus, rotaries, attentions, matmuls, linear_cross_entropies).
 """
 
 from __future__ import annotations
@@ -42,18 +44,31 @@ def _f32(tree):
 
 
 def compare(label, jtile_fn, xla_fn, args, argnums, bytes_fwd, bytes_bwd):
-    """One row for the forward and one for forward + backward."""
-    cot = [jax.random.normal(jax.random.key(9), o.shape, jnp.float32)
-           for o in jax.tree_util.tree_leaves(jax.eval_shape(xla_fn, *args))]
+    """One row for the forward and one for forward + backward.
 
-    def grad_of(fn):
-        def loss(*a):
-            outs = jax.tree_util.tree_leaves(fn(*a))
-            return sum(jnp.sum(o.astype(jnp.float32) * c) for o, c in zip(outs, cot))
-        return jax.grad(loss, argnums)
+    Forward + backward is what a training step runs: the forward's outputs are kept (they feed
+    the next layer) and `jax.vjp` takes a fixed random cotangent in each output's own dtype (a
+    bfloat16 activation's gradient arrives in bfloat16). Differentiating a weighted sum of the
+    outputs instead would let XLA drop its forward outputs and fuse the cotangent's float32
+    product into its backward, which no training step allows either implementation.
+    """
+    outs = jax.tree_util.tree_leaves(jax.eval_shape(xla_fn, *args))
+    cot = [(jax.random.normal(jax.random.key(9 + i), o.shape, jnp.float32)).astype(o.dtype)
+           for i, o in enumerate(outs)]
+
+    def fwd_bwd(fn):
+        def run(*a):
+            def of_differentiated(*p):
+                full = list(a)
+                for i, v in zip(argnums, p):
+                    full[i] = v
+                return jax.tree_util.tree_leaves(fn(*full))
+            out, pullback = jax.vjp(of_differentiated, *[a[i] for i in argnums])
+            return out, pullback(cot)
+        return run
 
     for kind, make, nbytes in (("fwd", lambda f: f, bytes_fwd),
-                               ("fwd+bwd", grad_of, bytes_bwd)):
+                               ("fwd+bwd", fwd_bwd, bytes_bwd)):
         try:
             t_x, out_x = bench(jax.jit(make(xla_fn)), *args)
             t_j, out_j = bench(jax.jit(make(jtile_fn)), *args)

@@ -1,4 +1,12 @@
-"""The column sum that finishes a weight gradient from per-block partial rows."""
+"""The column sum that finishes a weight gradient from per-block partial rows.
+
+A (G, N) array of partial rows is summed in passes: each pass splits the rows into groups of
+`_GROUP_ROWS` and the columns into tiles of `_BLOCK_COLS`, one block per (group, tile), so
+even a few hundred partial rows of a few thousand columns spread over hundreds of blocks
+instead of the dozen a walk down whole columns would use. Each pass leaves one row per group;
+the last pass (one group) casts to the weight's dtype. The sums run in a fixed order, so the
+result is the same on every run.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +19,33 @@ import jtile
 import jtile.language as T
 
 _BLOCK_COLS = 256
-_BLOCK_ROWS = 16
+_TILE_ROWS = 8
+_GROUP_ROWS = 32
 _THREADS = 128
 
 
 def column_sum_kernel(P, *, out_dtype):
-    """Sums a (rows, columns) float32 array over its rows.
+    """Sums each group of `_GROUP_ROWS` rows of P (G, N) float32 into one row.
 
-    Shapes: P (G, N) float32 in global memory; the result (N,) in `out_dtype`. Each block owns
-    256 columns and walks down the rows 16 at a time, adding them into a (16, 256) register
-    fragment, then reduces it across its rows. Any arch (sm_80+).
+    Output: (ceil(G / _GROUP_ROWS), N) in `out_dtype`. Block (bx, by) owns columns
+    [256 bx, 256 bx + 256) of rows [32 by, 32 by + 32): it adds (8, 256) tiles (T.copy reads
+    zeros past the array's end) into a register fragment, then reduces it across its rows.
+    Any arch (sm_80+).
     """
     G, N = P.shape
-    Out = T.empty((N,), out_dtype)
-    with T.Kernel(T.ceildiv(N, _BLOCK_COLS), threads=_THREADS) as bx:
-        acc = T.alloc_fragment((_BLOCK_ROWS, _BLOCK_COLS), "float32")
+    groups = T.ceildiv(G, _GROUP_ROWS)
+    Out = T.empty((groups, N), out_dtype)
+    with T.Kernel(T.ceildiv(N, _BLOCK_COLS), groups, threads=_THREADS) as (bx, by):
+        tile = T.alloc_fragment((_TILE_ROWS, _BLOCK_COLS), "float32")
+        acc = T.alloc_fragment((_TILE_ROWS, _BLOCK_COLS), "float32")
         total = T.alloc_fragment((_BLOCK_COLS,), "float32")
         T.clear(acc)
-        for k in T.serial(T.ceildiv(G, _BLOCK_ROWS)):
-            for i, j in T.Parallel(_BLOCK_ROWS, _BLOCK_COLS):
-                row = k * _BLOCK_ROWS + i
-                col = bx * _BLOCK_COLS + j
-                # Element reads: a (16, 256) tile need not fit inside P (few blocks, narrow N).
-                acc[i, j] = acc[i, j] + T.if_then_else(
-                    (row < G) & (col < N), P[T.min(row, G - 1), T.min(col, N - 1)], 0.0)
+        for k in T.unroll(_GROUP_ROWS // _TILE_ROWS):
+            T.copy(P[by * _GROUP_ROWS + k * _TILE_ROWS, bx * _BLOCK_COLS], tile)
+            for i, j in T.Parallel(_TILE_ROWS, _BLOCK_COLS):
+                acc[i, j] = acc[i, j] + tile[i, j]
         T.reduce_sum(acc, total, dim=0)
-        for j in T.Parallel(_BLOCK_COLS):
-            with T.If(bx * _BLOCK_COLS + j < N):
-                Out[bx * _BLOCK_COLS + j] = total[j]
+        T.copy(total, Out[by, bx * _BLOCK_COLS])
     return Out
 
 
@@ -49,5 +56,7 @@ def _launcher(out_dtype: str, interpret: bool):
 
 
 def column_sum(partial: jax.Array, out_dtype, *, interpret: bool) -> jax.Array:
-    """`partial.sum(axis=0)` of a 2-D float32 array, cast to `out_dtype`, as a jtile kernel."""
-    return _launcher(np.dtype(out_dtype).name, interpret)(partial)
+    """`partial.sum(axis=0)` of a 2-D float32 array, cast to `out_dtype`, as jtile kernels."""
+    while partial.shape[0] > _GROUP_ROWS:
+        partial = _launcher("float32", interpret)(partial)
+    return _launcher(np.dtype(out_dtype).name, interpret)(partial)[0]
