@@ -169,6 +169,14 @@ class CudaEmitter:
     def typed(self, e, dtype: DType) -> str:
         return self.exprs.typed(ir.as_expr(e), dtype)
 
+    @property
+    def block_index_type(self) -> str:
+        """`long long` when a parameter holds 2**31 elements or more: an index like
+        `bx * tile + i` into it must not wrap in 32-bit arithmetic before `flat_index` widens
+        it; `int` otherwise (the cheaper arithmetic)."""
+        wide = any(buf.size >= 2**31 for buf in self.kernel.params)
+        return "long long" if wide else "int"
+
     # ------------------------------------------------------------------ element access
     def flat_index(self, buf: ir.Buffer, idx: list) -> str:
         """Row-major offset of idx (C expressions) in buf."""
@@ -454,7 +462,8 @@ class CudaEmitter:
                         "jt_tile += gridDim.x)"):
             stride = 1
             for axis, var in enumerate(k.block_vars):
-                self.line(f"const int {self.name(var)} = jt_tile / {stride} % {grid[axis]};")
+                self.line(f"const {self.block_index_type} {self.name(var)} = "
+                          f"jt_tile / {stride} % {grid[axis]};")
                 stride *= grid[axis]
             launch_prologue.remap_block_indices(self)
             yield
@@ -469,10 +478,11 @@ class CudaEmitter:
         for axis, var in enumerate(k.block_vars):
             if self.persistent:
                 continue  # set per tile by tile_loop
+            index = self.block_index_type
             if folds[axis] > 1:
-                self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]} % {grid[axis]};")
+                self.line(f"const {index} {self.name(var)} = blockIdx.{axes[axis]} % {grid[axis]};")
             else:
-                self.line(f"const int {self.name(var)} = blockIdx.{axes[axis]};")
+                self.line(f"const {index} {self.name(var)} = blockIdx.{axes[axis]};")
         if self.batch > 1:
             fx, fy, fz = folds
             # A persistent kernel's grid is (blocks, 1, batch): its tiles cover the whole grid.

@@ -1,10 +1,10 @@
 """`jtile.ops.cross_entropy`: per-example `logsumexp(logits) - logits[label]`, in float32.
 
-The vocabulary can be far wider than a block's registers, so both kernels walk each row in
-chunks of at most 4096 logits. The forward keeps a running max and a running sum of
-exponentials rescaled to it (the online softmax), and saves each row's logsumexp; the backward
-writes `dloss * (exp(logits - lse) - onehot(label))` chunk by chunk. Each logit is read once
-in each direction. Any arch (sm_80+).
+The vocabulary can be far wider than a block's registers, so the forward walks each row in
+chunks of at most 4096 logits, keeping a running max and a running sum of exponentials
+rescaled to it (the online softmax), and saves each row's logsumexp. The backward writes
+`dloss * (exp(logits - lse) - onehot(label))` over the flattened logits, each element finding
+its row from its index. Each logit is read once in each direction. Any arch (sm_80+).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ __all__ = ["cross_entropy"]
 
 F32 = "float32"
 CHUNK = 4096
+THREADS = 256
 LOG2_E = 1.4426950408889634
 LN_2 = 0.6931471805599453
 
@@ -81,38 +82,51 @@ def cross_entropy_fwd_kernel(L, Labels, *, tiling):
     return Loss, Lse
 
 
-def cross_entropy_bwd_kernel(L, Labels, Lse, DLoss, *, tiling):
-    """dL = dloss * (softmax(L) - onehot(label)), in L's dtype, chunk by chunk.
+def cross_entropy_bwd_kernel(Lf, Labels, Lse, DLoss, *, tile):
+    """dL = dloss * (softmax(L) - onehot(label)), in L's dtype, over the flattened logits.
 
-    Shapes: L (M, V), Labels (M,) int32, Lse and DLoss (M,) float32; output (M, V).
+    Shapes: Lf (M * V,) the logits flattened, Labels (M,) int32, Lse and DLoss (M,) float32;
+    output (M * V,). Each element finds its row and column from its flat index, so the tiles
+    stay 16-byte aligned whatever V is: a row of an odd vocabulary starts at an odd address,
+    and row-wise tiles of it could only move one element at a time.
     """
-    M, V = L.shape
-    rows, cols = tiling.block_rows, tiling.padded
-    DL = T.empty((M, V), L.dtype)
-    with T.Kernel(T.ceildiv(M, rows), threads=tiling.threads) as bx:
-        l_in = T.alloc_fragment((rows, cols), L.dtype)
-        lse = T.alloc_fragment((rows,), F32)
-        dloss = T.alloc_fragment((rows,), F32)
-        label = T.alloc_fragment((rows,), "int32")
-        for i in T.Parallel(rows):
-            row = T.min(bx * rows + i, M - 1)
-            lse[i] = Lse[row]
-            dloss[i] = DLoss[row]
-            label[i] = T.min(T.max(Labels[row], 0), V - 1)
-        for k in T.serial(_chunks(tiling, V)):
-            _load_chunk(L, l_in, bx * rows, k * cols)
-            for i, j in T.Parallel(rows, cols):
-                p = T.exp2((T.cast(l_in[i, j], F32) - lse[i]) * LOG2_E)
-                hit = T.if_then_else(k * cols + j == label[i], 1.0, 0.0)
-                l_in[i, j] = T.cast(dloss[i] * (p - hit), L.dtype)
-            T.copy(l_in, DL[bx * rows, k * cols])   # columns past V are dropped
+    (E,) = Lf.shape
+    (M,) = Labels.shape
+    V = E // M
+    DL = T.empty((E,), Lf.dtype)
+    with T.Kernel(T.ceildiv(E, tile), threads=THREADS) as bx:
+        logits = T.alloc_fragment((tile,), Lf.dtype)
+        T.copy(Lf[bx * tile], logits)
+        for i in T.Parallel(tile):
+            flat = bx * tile + i
+            row = T.min(flat // V, M - 1)
+            label = T.min(T.max(Labels[row], 0), V - 1)
+            p = T.exp2((T.cast(logits[i], F32) - Lse[row]) * LOG2_E)
+            hit = T.if_then_else(flat - row * V == label, 1.0, 0.0)
+            logits[i] = T.cast(DLoss[row] * (p - hit), Lf.dtype)
+        T.copy(logits, DL[bx * tile])
     return DL
+
+
+def _flat_tile(size: int, itemsize: int) -> int:
+    """Elements per backward block: THREADS threads x 2 vectors of 16 bytes, at most the
+    array, a power of 2."""
+    tile = THREADS * 2 * (16 // itemsize)
+    while tile > size:
+        tile //= 2
+    return tile
 
 
 @functools.lru_cache(maxsize=None)
 def _launcher(kernel, name: str, interpret: bool, tiling):
     return jtile.pallas_like(functools.partial(kernel, tiling=tiling), name=name,
                              interpret=interpret)
+
+
+@functools.lru_cache(maxsize=None)
+def _flat_launcher(interpret: bool, tile: int):
+    return jtile.pallas_like(functools.partial(cross_entropy_bwd_kernel, tile=tile),
+                             name="cross_entropy_bwd", interpret=interpret)
 
 
 def _tiling(logits):
@@ -134,8 +148,9 @@ def _cross_entropy_fwd(logits, labels, interpret):
 
 def _cross_entropy_bwd(interpret, saved, dloss):
     logits, labels, lse = saved
-    dlogits = _launcher(cross_entropy_bwd_kernel, "cross_entropy_bwd", interpret,
-                        _tiling(logits))(logits, labels, lse, dloss.astype(jnp.float32))
+    flat = logits.reshape(-1)
+    launch = _flat_launcher(interpret, _flat_tile(flat.shape[0], flat.dtype.itemsize))
+    dlogits = launch(flat, labels, lse, dloss.astype(jnp.float32)).reshape(logits.shape)
     return match_varying(dlogits, logits), None
 
 
