@@ -46,13 +46,15 @@ def _f32(tree):
 def compare(label, jtile_fn, xla_fn, args, argnums, bytes_fwd, bytes_bwd):
     """One row for the forward and one for forward + backward.
 
-    Forward + backward is what a training step runs: the forward's outputs are kept (they feed
-    the next layer), an optimisation barrier ends the forward (in a step, the rest of the
-    network runs between a layer's forward and its backward, so no compiler can fuse the two),
-    and `jax.vjp` pulls back a fixed random cotangent in each output's own dtype (a bfloat16
-    activation's gradient arrives in bfloat16). Differentiating a weighted sum of the outputs
-    in one jit instead would let XLA drop its forward outputs, fuse its forward into its
-    backward and fold the cotangent's float32 product in, none of which a training step allows.
+    Forward + backward keeps the forward's outputs (in a training step they feed the next
+    layer) and pulls back, with `jax.vjp`, a fixed random cotangent in each output's own dtype
+    (a bfloat16 activation's gradient arrives in bfloat16). Differentiating a weighted sum of
+    the outputs instead would let XLA drop its forward outputs and fold the cotangent's float32
+    product into its backward. Forward and backward share one jit, so XLA may still fuse its
+    forward into its backward (read the inputs once for both), which a real step, where the
+    rest of the network runs in between, does not allow: the ratios lean towards XLA. (An
+    optimisation barrier between the two would lean the other way: XLA would have to store the
+    float32 intermediates it otherwise recomputes.)
     """
     outs = jax.tree_util.tree_leaves(jax.eval_shape(xla_fn, *args))
     cot = [(jax.random.normal(jax.random.key(9 + i), o.shape, jnp.float32)).astype(o.dtype)
@@ -66,7 +68,6 @@ def compare(label, jtile_fn, xla_fn, args, argnums, bytes_fwd, bytes_bwd):
                     full[i] = v
                 return jax.tree_util.tree_leaves(fn(*full))
             out, pullback = jax.vjp(of_differentiated, *[a[i] for i in argnums])
-            out, pullback = jax.lax.optimization_barrier((out, pullback))
             return out, pullback(cot)
         return run
 
