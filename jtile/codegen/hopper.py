@@ -166,6 +166,8 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                     with em.block(f"if ({s} < {n})"):
                         _issue_loads(em, pipe, str(s), str(s))
         position = _ring_position(em, counter)
+        if pipe.rolled:
+            em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
             stage = f"({position} % {stages})"
             em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({position} / {stages}) & 1);")

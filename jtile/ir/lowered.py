@@ -160,6 +160,10 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # The barrier plan_barriers places on entry, when the ring's tiles (or what the body reads)
     # were touched since the last barrier.
     entry_barrier: Optional["Barrier"] = None
+    # The consumers' loop stays rolled (`#pragma unroll 1`): fully unrolled, a short static
+    # ring of wgmmas reads its accumulators on divergent paths, and ptxas then serializes
+    # every wgmma (C7519).
+    rolled: bool = False
 
     @property
     def transaction_bytes(self) -> int:

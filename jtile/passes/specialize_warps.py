@@ -114,10 +114,14 @@ def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipe
     of the body is committed without a wait when nothing before the body's first wgmma (next
     iteration) or after it touches its accumulator or register operand: the first wgmma's
     wait_group 0 of the next iteration covers it, so it overlaps that iteration's start.
+    Every ring with wgmmas stays rolled (see `MbarrierPipeline.rolled`).
     """
     body = list(pipe.body)
     gemms = [i for i, s in enumerate(body) if isinstance(s, low.WgmmaGemm)]
-    if not gemms or kernel.attrs.get("wgmma_wait_each_step"):
+    if not gemms:
+        return pipe
+    pipe = dataclasses.replace(pipe, rolled=True)
+    if kernel.attrs.get("wgmma_wait_each_step"):
         return pipe
     if len(gemms) == len(body) and all(s.a is not None for s in body):
         for i in gemms:

@@ -3,7 +3,8 @@ touches an accumulator while its wgmma runs, it waits after every wgmma and says
 report (C7514 / C7515, "wgmma.mma_async instructions are serialized"): a silent loss of about
 a third of the tensor-core throughput that only the compile log shows. jtile reads the report:
 a ring whose waits reach across iterations is planned again with a wait per iteration, and a
-kernel still serialized gets a JtilePerformanceWarning. No GPU needed."""
+kernel still serialized gets a JtilePerformanceWarning. Rings of wgmmas stay rolled, so a short
+static one is not unrolled into divergent accumulator reads (C7519). No GPU needed."""
 
 import functools
 import warnings
@@ -67,6 +68,18 @@ def test_the_first_plan_of_that_ring_is_serialized_by_ptxas():
     lowered = call.lower(*args, target=SM90A)
     _, generated = plan_and_generate(lowered._kernel, SM90A)
     assert WGMMA_SERIALIZED in compile_generated(generated, SM90A).log
+
+
+def test_a_short_ring_stays_rolled_and_asynchronous():
+    # examples/gemm.py's own shapes: K = 160 is five iterations of 32. nvcc unrolled that loop
+    # whole, which put accumulator reads on divergent paths, and ptxas serialized every wgmma
+    # (C7519) under either wait plan.
+    kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=128, block_k=32,
+                               stages=3, threads=128, trans_a=False, trans_b=False)
+    f16 = jnp.float16
+    call = jtile.pallas_like(kernel, out_shape=S((256, 192), f16), name="matmul")
+    lowered = _compiles_asynchronous(call, (S((256, 160), f16), S((160, 192), f16)))
+    assert "#pragma unroll 1\n      for (int k = 0; k < 5; ++k)" in lowered.cuda_source()
 
 
 @pytest.mark.parametrize("d,causal,stages", [

@@ -91,6 +91,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     jt::named_barrier_sync(1, 256);
     // flash_attention.py:55
     {
+      #pragma unroll 1
       for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 64) - 1) / 64); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
         // flash_attention.py:60

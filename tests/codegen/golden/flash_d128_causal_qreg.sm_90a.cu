@@ -102,6 +102,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
     // flash_attention.py:55
     {
+      #pragma unroll 1
       for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
         // flash_attention.py:60

@@ -53,6 +53,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::half* __re
     for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
     // gemm.py:38
     {
+      #pragma unroll 1
       for (int k = 0; k < 5; ++k) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k % 3)], (k / 3) & 1);
         // gemm.py:47
