@@ -30,6 +30,7 @@ from jax.interpreters import mlir
 
 from jtile.binding import batching
 from jtile.binding.lowered import build, resolve_target
+from jtile.binding.varying import varying_axes
 from jtile.codegen.cuda import c_identifier
 from jtile.errors import JtileError, JtileRuntimeError, JtileTargetError
 from jtile.ir.nodes import Kernel
@@ -128,23 +129,15 @@ jtile_call_p.multiple_results = True
 # ---------------------------------------------------------------------------- abstract eval
 
 
-def _varying_axes(aval) -> frozenset:
-    """The shard_map manual axes `aval` varies over (jax 0.10: `manual_axis_type.varying`;
-    later releases: `vma`)."""
-    mat = getattr(aval, "manual_axis_type", None)
-    varying = getattr(mat, "varying", None) if mat is not None else getattr(aval, "vma", None)
-    return frozenset(varying or ())
-
-
 def _output_aval(shape, dtype, avals):
     """The aval of one output. Inside shard_map it varies over the union of the axes its
     inputs vary over, as jax.numpy's own ops do: an output computed from an input that varies
     over `x` and another that varies over `y` differs along both."""
     plain = ShapedArray(shape, dtype)
-    varying = frozenset().union(*(_varying_axes(a) for a in avals))
+    varying = frozenset().union(*(varying_axes(a) for a in avals))
     if not varying:
         return plain
-    like = next(a for a in avals if _varying_axes(a))
+    like = next(a for a in avals if varying_axes(a))
     spec = jax.sharding.PartitionSpec(*([None] * len(shape)))
     # The sharding must name the inputs' (manual) mesh, every dimension unsharded.
     sharding = jax.sharding.NamedSharding(like.sharding.mesh, spec)
@@ -196,22 +189,9 @@ jtile_call_p.def_impl(_impl)
 # ---------------------------------------------------------------------------- interpret mode
 
 
-def _vma_checks_off():
-    """shard_map's varying-axes checks, off: the interpreter's loop carries start from fresh
-    (replicated) buffers, which the checks would refuse to mix with varying inputs. What the
-    lowering emits is unaffected (MLIR has no varying types)."""
-    try:
-        from jax._src import config as jax_config
-
-        return jax_config._check_vma(False)
-    except (ImportError, AttributeError):  # pragma: no cover - moved in a later jax
-        return contextlib.nullcontext()
-
-
 def _interpret_lowering(ctx, *args, call: KernelCall):
-    with _vma_checks_off():
-        return mlir.lower_fun(partial(batching.interpret_call, call=call),
-                              multiple_results=True)(ctx, *args)
+    return mlir.lower_fun(partial(batching.interpret_call, call=call),
+                          multiple_results=True)(ctx, *args)
 
 
 # ---------------------------------------------------------------------------- CUDA

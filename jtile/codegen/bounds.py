@@ -28,7 +28,7 @@ def expr_range(em, expr) -> Optional[tuple]:
     when unknown. Affine forms, and min / max / % / // by constants of them."""
     form = affine(expr)
     if form is None:
-        return _structured_range(em, expr)
+        return _structured_range(em, expr) or _combined_range(em, expr)
     lo = hi = form.const
     for var, coef in form.terms.items():
         rng = var_range(em, var)
@@ -70,6 +70,21 @@ def region_in_bounds(em, region: ir.Region) -> bool:
         if rng is None or rng[0] < 0 or rng[1] + extent > size:
             return False
     return True
+
+
+def _combined_range(em, expr) -> Optional[tuple]:
+    """The range of a sum, difference or constant multiple of ranged parts (`k // 2 + 1`)."""
+    if not (isinstance(expr, ir.BinOp) and expr.op in ("add", "sub", "mul")):
+        return None
+    a, b = expr_range(em, expr.a), expr_range(em, expr.b)
+    if a is None or b is None:
+        return None
+    if expr.op == "add":
+        return a[0] + b[0], a[1] + b[1]
+    if expr.op == "sub":
+        return a[0] - b[1], a[1] - b[0]
+    corners = [x * y for x in a for y in b]
+    return min(corners), max(corners)
 
 
 def _structured_range(em, expr) -> Optional[tuple]:

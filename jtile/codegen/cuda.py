@@ -18,7 +18,7 @@ from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 from jtile.ir.types import DType, MemorySpace
 from jtile.codegen import hopper
-from jtile.codegen.bounds import unproven_bounds_condition
+from jtile.codegen.bounds import expr_range, unproven_bounds_condition
 from jtile.codegen.wgmma_asm import wgmma_wrapper
 from jtile.ir import lowered as low
 from jtile.ir.walk import statements
@@ -86,7 +86,7 @@ class CudaEmitter:
         self.parallel: ParallelContext | None = None
         self.async_pending = False
         self.temp_count = 0
-        self.exprs = ExprEmitter(self.var_name, self.render_load)
+        self.exprs = ExprEmitter(self.var_name, self.render_load, lambda e: expr_range(self, e))
         self.kernel_name = c_identifier(kernel.name)
         self.var_ranges: dict = {}
         self.ring = None  # (counter, stages, position) of the mbarrier ring being printed

@@ -9,7 +9,7 @@ same wrapped values on both sides.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 from jtile.errors import JtileError
 from jtile.ir import nodes as ir
@@ -48,9 +48,19 @@ def const_text(value, dtype: DType) -> str:
 class ExprEmitter:
     """Renders expressions; `load` renders a buffer element access in the current context."""
 
-    def __init__(self, var_name: Callable[[ir.Var], str], load: Callable[[ir.Load], str]):
+    def __init__(self, var_name: Callable[[ir.Var], str], load: Callable[[ir.Load], str],
+                 bounds: Callable[[ir.Expr], Optional[tuple]] = lambda e: None):
         self.var_name = var_name
         self.load = load
+        self.bounds = bounds   # (lowest, highest) of an integer expression, or None
+
+    def _c_division_agrees(self, e: ir.BinOp) -> bool:
+        """Whether C's truncating `/` and `%` give the floor results here: an unsigned type,
+        or a dividend >= 0 and a divisor >= 1 for every value of their variables."""
+        if not e.dtype.is_signed:
+            return True
+        a, b = self.bounds(e.a), self.bounds(e.b)
+        return a is not None and b is not None and a[0] >= 0 and b[0] >= 1
 
     def typed(self, e: ir.Expr, dtype: DType) -> str:
         text = self(e)
@@ -90,8 +100,11 @@ class ExprEmitter:
         if e.op in ("max", "min"):
             return f"jt::{e.op}({a}, {b})"
         if e.op in ("floordiv", "mod"):
-            if not e.dtype.is_float:  # C semantics: truncation toward zero, as documented
-                return _wrap(e.dtype, f"({a} {'/' if e.op == 'floordiv' else '%'} {b})")
+            if not e.dtype.is_float:  # floor semantics (TileLang's), C's where they agree
+                if self._c_division_agrees(e):
+                    return _wrap(e.dtype, f"({a} {'/' if e.op == 'floordiv' else '%'} {b})")
+                fn = "floordiv" if e.op == "floordiv" else "floormod"
+                return _wrap(e.dtype, f"jt::{fn}<{e.dtype.c_name}>({a}, {b})")
             if e.dtype is DType.float64:
                 return f"floor({a} / {b})" if e.op == "floordiv" else f"fmod({a}, {b})"
             fa, fb = f"jt::cast<float>({a})", f"jt::cast<float>({b})"

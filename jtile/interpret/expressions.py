@@ -169,10 +169,10 @@ class Evaluator:
             return a * b
         if op == "div":
             return a / b if floating else lax.div(a, b)
-        if op == "floordiv":
-            return jnp.floor(a / b) if floating else lax.div(a, b)
-        if op == "mod":
-            return lax.rem(a, b)
+        if op == "floordiv":   # integers round toward -inf, as in TileLang and Python
+            return jnp.floor(a / b) if floating else jnp.floor_divide(a, b)
+        if op == "mod":        # integers: the sign of the divisor; floats: C's fmod
+            return lax.rem(a, b) if floating else jnp.remainder(a, b)
         if op == "max":
             return jnp.maximum(a, b)
         if op == "min":

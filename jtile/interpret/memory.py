@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jtile.binding.varying import varying_axes
 from jtile.errors import JtileError
 from jtile.ir.nodes import Buffer, Kernel, SourceLoc
 from jtile.ir.types import DType, MemorySpace
@@ -41,10 +42,29 @@ def poisoned(buffer: Buffer) -> jax.Array:
 
 
 class Context:
-    """What every part of the walk needs: the kernel (for error messages)."""
+    """What every part of the walk needs: the kernel (for error messages) and, inside
+    shard_map, the manual axes the kernel's inputs vary over.
 
-    def __init__(self, kernel: Kernel):
+    Every buffer the walk updates (outputs, aliased inputs, on-chip allocations) is made to
+    vary over all of those axes when it is created: a loop's carry must keep its type, and a
+    buffer written with values computed from a varying input varies, as the outputs do
+    (`jtile.binding.primitive._output_aval`).
+    """
+
+    def __init__(self, kernel: Kernel, varying: frozenset = frozenset()):
         self.kernel = kernel
+        self.varying = frozenset(varying)
+
+    def vary(self, array: jax.Array) -> jax.Array:
+        """`array`, varying over every axis in `self.varying` (a no-op outside shard_map)."""
+        missing = self.varying - varying_axes(jax.typeof(array))
+        if not missing:
+            return array
+        axes = tuple(sorted(missing))
+        pvary = getattr(jax.lax, "pvary", None)
+        if pvary is not None:
+            return pvary(array, axes)
+        return jax.lax.pcast(array, axes, to="varying")
 
     def error(self, message: str, loc: SourceLoc | None = None) -> JtileError:
         where = f"{loc}: " if loc is not None else ""
@@ -85,7 +105,7 @@ class Memory:
             return write_view(self, buffer, array, loc)
         slot = self._slot(buffer, loc)
         old = self.arrays[slot]
-        self.arrays[slot] = jnp.asarray(array, old.dtype).reshape(old.shape)
+        self.arrays[slot] = self.ctx.vary(jnp.asarray(array, old.dtype).reshape(old.shape))
 
     def fork(self, arrays: Sequence[jax.Array]) -> "Memory":
         """The same layout over other arrays (a loop body's or a branch's carry)."""
@@ -101,7 +121,7 @@ def global_memory(ctx: Context, inputs: Sequence[jax.Array], aliases: dict) -> M
     slots, arrays = {}, []
     for index, (buffer, array) in enumerate(zip(kernel.inputs, inputs)):
         slots[id(buffer)] = len(arrays)
-        arrays.append(array)
+        arrays.append(ctx.vary(array))
     by_output = {out: inp for inp, out in aliases.items()}
     for index, buffer in enumerate(kernel.outputs):
         if index in by_output:
@@ -110,7 +130,7 @@ def global_memory(ctx: Context, inputs: Sequence[jax.Array], aliases: dict) -> M
             slots[id(buffer)] = slot
         else:
             slots[id(buffer)] = len(arrays)
-            arrays.append(poisoned(buffer))
+            arrays.append(ctx.vary(poisoned(buffer)))
     return Memory(ctx, slots, arrays)
 
 
@@ -127,7 +147,8 @@ def block_memory(globals_: Memory, env_eval) -> Memory:
         slots[id(buffer)] = len(arrays)
         if buffer.space is MemorySpace.VAR:
             init = 0 if buffer.init is None else env_eval(buffer.init)
-            arrays.append(jnp.full(buffer.shape, init, jnp_dtype(buffer.dtype)))
+            array = jnp.full(buffer.shape, init, jnp_dtype(buffer.dtype))
         else:
-            arrays.append(poisoned(buffer))
+            array = poisoned(buffer)
+        arrays.append(globals_.ctx.vary(array))
     return Memory(globals_.ctx, slots, arrays)

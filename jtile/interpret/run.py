@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from jtile.binding.varying import varying_axes
 from jtile.ir.nodes import Kernel
 from jtile.interpret.checks import check_arguments, check_kernel
 from jtile.interpret.expressions import Env, Evaluator
@@ -51,9 +52,9 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
             that is not aliased, reads the thread index inside T.Parallel, keeps per-thread
             values in thread-private buffers, or uses TMEM.
     """
-    ctx = Context(kernel)
-    aliases = {int(i): int(o) for i, o in dict(aliases or {}).items()}
     inputs = [jnp.asarray(x) for x in inputs]
+    ctx = Context(kernel, frozenset().union(*(varying_axes(jax.typeof(x)) for x in inputs)))
+    aliases = {int(i): int(o) for i, o in dict(aliases or {}).items()}
     check_arguments(ctx, inputs, aliases)
     check_kernel(ctx, aliases)
     globals_ = global_memory(ctx, inputs, aliases)

@@ -184,8 +184,9 @@ class Load(Expr):
 
 COMPARISONS = ("lt", "le", "gt", "ge", "eq", "ne")
 LOGICAL = ("and", "or")              # on bools: && and ||
-# Integer "div", "floordiv" and "mod" truncate toward zero, as in C (T.floordiv / T.floormod
-# build floor semantics from them); on floats "floordiv" is floor(a / b) and "mod" is fmod.
+# Integer "floordiv" and "mod" round toward -inf, as TileLang's `//` and `%` (TVM's floordiv
+# and floormod) and Python's; integer "div" truncates toward zero, as in C (T.truncdiv). On
+# floats "floordiv" is floor(a / b) and "mod" is fmod.
 ARITHMETIC = ("add", "sub", "mul", "div", "floordiv", "mod", "max", "min")
 BITWISE = ("xor", "shl", "shr", "bitand", "bitor")   # "xor" also takes two bools
 # `&` and `|` are logical on two bools and bitwise otherwise.
@@ -387,6 +388,10 @@ class Buffer:
 
     def __bool__(self):
         return bool(self._scalar())
+
+    def __index__(self):
+        # range(v) over a T.alloc_var: the same refusal as for any traced value.
+        return self._scalar().__index__()
 
     def __repr__(self) -> str:
         return f"Buffer({self.describe()})"

@@ -23,6 +23,8 @@ from jtile.language.allocate import (
     empty,
 )
 from jtile.language.atomic import atomic_add, atomic_max, atomic_min
+from jtile.language.bitwise import (Select, bitwise_and, bitwise_not, bitwise_or, bitwise_xor,
+                                    isinf, isnan, shift_left, shift_right)
 from jtile.language.control import Else, If, Then, While, if_then_else
 from jtile.language.copy import clear, copy, fill
 from jtile.language.gemm import GemmWarpPolicy, gemm
@@ -70,6 +72,8 @@ from jtile.language.math import (
     sigmoid,
     sqrt,
     tanh,
+    truncdiv,
+    truncmod,
 )
 # TileLang's dtype names. `bool`, `int` and `float` shadow Python's inside this module only;
 # they stay out of __all__ so that `from jtile.language import *` leaves the builtins alone.
@@ -132,11 +136,13 @@ __all__ = [
     "alloc_fragment", "alloc_local",
     "alloc_reducer", "alloc_shared", "alloc_tcgen05_instr_desc", "alloc_tcgen05_instruction_desc",
     "alloc_tcgen05_smem_desc", "alloc_tmem", "alloc_var", "alloc_wgmma_desc", "empty",
-    "atomic_add", "atomic_max", "atomic_min", "Else", "If", "Then", "if_then_else", "clear",
+    "atomic_add", "atomic_max", "atomic_min", "Else", "If", "Then", "if_then_else", "Select", "clear",
+    "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "shift_left", "shift_right",
+    "isnan", "isinf",
     "copy", "fill", "gemm", "Kernel",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",
     "serial", "Serial", "unroll", "Unroll", "abs", "cast", "Cast", "clamp", "floordiv",
-    "floormod", "reinterpret",
+    "floormod", "truncdiv", "truncmod", "reinterpret",
     "exp", "exp2", "infinity", "log", "log2", "max",
     "max_value", "min", "min_value", "rsqrt", "sigmoid", "sqrt", "tanh", "bool_", "int8", "int16",
     "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32",

@@ -253,15 +253,21 @@ def alloc_reducer(shape, dtype, op="sum", replication=None):
 
     Fill it with the op's identity (0 for "sum"), update it inside `T.Parallel` with
     `r[i] += x` ("sum") or `r[i] = T.max(r[i], x)` ("max"), then call `T.finalize_reducer(r)`
-    before reading it.
+    before reading it. Every thread keeps its own partial results (TileLang's replication
+    "all"); replication "none" is refused.
     """
     loc = caller_location()
     builder = current("T.alloc_reducer")
     if op not in REDUCER_OPS:
         raise builder.error(f"T.alloc_reducer: op {op!r} is not one of {REDUCER_OPS}", loc)
-    if replication not in (None, "all", "none"):
-        raise builder.error(f"T.alloc_reducer: replication {replication!r} must be 'all', 'none' "
-                            "or None", loc)
+    if replication == "none":
+        raise builder.error("T.alloc_reducer(replication='none'): jtile's reducers keep a "
+                            "partial result in every thread (replication 'all', the default) "
+                            "and combine them in T.finalize_reducer; an unreplicated reducer "
+                            "is not supported", loc)
+    if replication not in (None, "all"):
+        raise builder.error(f"T.alloc_reducer: replication {replication!r} must be 'all' or "
+                            "None", loc)
     return _allocate("reducer", shape, dtype, MemorySpace.FRAGMENT, "T.alloc_reducer", loc,
                      reducer_op=op, replication=replication)
 

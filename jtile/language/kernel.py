@@ -97,9 +97,16 @@ class Kernel:
     `prelude` (raw C code injected before the kernel) is refused: write the code with T ops.
     """
 
-    def __init__(self, *grid, threads=None, prelude=None, cluster_dims=None, is_cpu=False):
+    def __init__(self, *grid, threads=None, prelude=None, cluster_dims=None, is_cpu=False,
+                 **unknown):
         self._loc = caller_location()
         self._builder = current("T.Kernel")
+        if unknown:
+            raise self._builder.error(
+                f"T.Kernel({', '.join(f'{k}=' for k in unknown)}...): jtile's T.Kernel takes the "
+                "grid extents, threads= and cluster_dims= (TileLang's prelude= and is_cpu= are "
+                "refused by name); other arguments of newer TileLang releases are not "
+                "supported", self._loc, op="T.Kernel")
         self._grid = grid
         self._threads = threads
         self._cluster_dims = cluster_dims

@@ -73,7 +73,18 @@ def _of_buffer(buffer, kind: str, what: str) -> Layout:
 
 
 def make_swizzled_layout(buffer, k_major=True, allow_pad=True):
-    """TileLang's swizzle for a shared tile (jtile: the XOR swizzle it gives gemm operands)."""
+    """TileLang's swizzle for a shared tile (jtile: the XOR swizzle it gives gemm operands).
+
+    jtile picks the swizzle of each gemm operand from its major order itself and never pads,
+    so only TileLang's defaults are accepted: `k_major=False` and `allow_pad=False` are
+    refused by name (drop them; the annotation is then checked against jtile's choice).
+    """
+    for name, value in (("k_major", k_major), ("allow_pad", allow_pad)):
+        if value is not True:
+            raise current("T.make_swizzled_layout").error(
+                f"T.make_swizzled_layout({name}={value!r}): jtile chooses the swizzle of a "
+                "gemm operand from its major order and never pads; drop the argument",
+                caller_location(), op="T.make_swizzled_layout")
     return _of_buffer(buffer, "swizzled", "make_swizzled_layout")
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jtile.ir.nodes import BinOp, Cast as IrCast, Call as IrCall, Const, Select, as_expr, binary, \
+from jtile.ir.nodes import Cast as IrCast, Call as IrCall, Const, Select, as_expr, binary, \
     call, traced_value_error
 from jtile.ir.types import DType, as_dtype, value_range
 from jtile.language.dtypes import as_element_dtype
@@ -91,45 +91,49 @@ def reinterpret(value, dtype):
     return expr if expr.dtype is dt else IrCall("reinterpret", (expr,), dt)
 
 
-def _c_division(op: str, a, b):
-    """`a op b` with C's truncating semantics, operands typed as for `//` and `%`."""
-    return binary(op, a, b)
-
-
-def _floor_adjustment(remainder, divisor):
-    """True where C's truncated division rounded up: the remainder is non-zero and its sign
-    differs from the divisor's."""
-    return (remainder != 0) & ((remainder < 0) != (divisor < 0))
-
-
 def floordiv(a, b):
-    """`floor(a / b)`, rounding toward -inf like Python's `//` (TileLang's / TVM's floordiv).
-
-    Unlike jtile's `//` on integers (truncation toward zero, as in C), `T.floordiv(-7, 2)` is -4.
-    Two Python numbers give a Python number; on floats this is `floor(a / b)`. Any arch.
-    """
+    """`floor(a / b)`, rounding toward -inf: TileLang's / TVM's floordiv, the same as `a // b`
+    on traced values (and Python's `//`). `T.floordiv(-7, 2)` is -4. Two Python numbers give a
+    Python number; on floats this is `floor(a / b)`. Any arch."""
     if _static_number(a) and _static_number(b):
         return a // b
-    q = _c_division("floordiv", a, b)
-    if q.dtype.is_float or not q.dtype.is_signed:
-        return q   # `//` on floats already floors; unsigned division cannot round up
-    r = BinOp("mod", q.a, q.b, q.dtype)
-    return Select(_floor_adjustment(r, q.b), q - 1, q, q.dtype)
+    return binary("floordiv", a, b)
 
 
 def floormod(a, b):
-    """`a - floor(a / b) * b`, whose sign follows the divisor like Python's `%` (TileLang's /
-    TVM's floormod).
-
-    Unlike jtile's `%` (C's remainder, whose sign follows the dividend), `T.floormod(-7, 2)` is
-    1. Two Python numbers give a Python number; floats work too. Any arch.
-    """
+    """`a - floor(a / b) * b`, whose sign follows the divisor: TileLang's / TVM's floormod,
+    the same as `a % b` on traced integers (and Python's `%`). `T.floormod(-7, 2)` is 1. Two
+    Python numbers give a Python number; on floats too (where `%` alone is C's fmod). Any
+    arch."""
     if _static_number(a) and _static_number(b):
         return a % b
-    r = _c_division("mod", a, b)
-    if not r.dtype.is_float and not r.dtype.is_signed:
+    r = binary("mod", a, b)
+    if not r.dtype.is_float:
         return r
-    return Select(_floor_adjustment(r, r.b), r + r.b, r, r.dtype)
+    # fmod's result takes the dividend's sign: move it to the divisor's.
+    adjust = (r != 0) & ((r < 0) != (r.b < 0))
+    return Select(adjust, r + r.b, r, r.dtype)
+
+
+def truncdiv(a, b):
+    """Integer division rounding toward zero, as in C: `T.truncdiv(-7, 2)` is -3 (TileLang's
+    truncdiv; `//` floors). Integers only. Any arch."""
+    if _static_number(a) and _static_number(b):
+        return int(a / b) if b else a // b
+    q = binary("div", a, b)
+    if q.dtype.is_float:
+        raise traced_value_error(f"T.truncdiv on {q.dtype}: it divides integers; use / on floats")
+    return q
+
+
+def truncmod(a, b):
+    """The remainder of `T.truncdiv`, whose sign follows the dividend as in C's `%`:
+    `T.truncmod(-7, 2)` is -1 (TileLang's truncmod; `%` follows the divisor). Integers only.
+    Any arch."""
+    if _static_number(a) and _static_number(b):
+        return a - truncdiv(a, b) * b
+    q = truncdiv(a, b)
+    return q.a - q * q.b
 
 
 def _static_number(value) -> bool:

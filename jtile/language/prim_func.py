@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 
 from jtile.errors import JtileTraceError
-from jtile.language.tensor import split_names
+from jtile.language.tensor import check_shape_dtype, split_names
 from jtile.trace.builder import active_builder, current
 from jtile.trace.source import caller_location
 
@@ -119,6 +119,7 @@ def const(names: str, dtype="int32"):
     builder = current("T.const")
     loc = caller_location()
     try:
+        check_shape_dtype(dtype, "T.const")
         parts = split_names(names, "T.const")
     except JtileTraceError as error:
         raise builder.error(str(error), loc, op="T.const") from None

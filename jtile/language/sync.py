@@ -25,10 +25,19 @@ def _barrier(bar, what, builder, loc):
     raise builder.error(f"expected a barrier from T.alloc_barrier, got {bar!r}", loc, op=what)
 
 
-def mbarrier_arrive(mbarrier):
-    """Arrives on an mbarrier (mbarrier.arrive.shared::cta.b64; sm_90+)."""
+def mbarrier_arrive(mbarrier, cta_id=None):
+    """Arrives on an mbarrier (mbarrier.arrive.shared::cta.b64; sm_90+).
+
+    TileLang's `cta_id` (arrive on the barrier of another CTA of the cluster) is refused by
+    name: jtile's clusters exchange data only through the TMA multicast it plans itself.
+    """
     builder = current("T.mbarrier_arrive")
     loc = caller_location()
+    if cta_id is not None:
+        raise builder.error("T.mbarrier_arrive(cta_id=...) arrives on another CTA's barrier; "
+                            "jtile does not support remote arrivals (cluster kernels share "
+                            "tiles through the TMA multicast the compiler plans)", loc,
+                            op="T.mbarrier_arrive")
     bar, index = _barrier(mbarrier, "T.mbarrier_arrive", builder, loc)
     builder.emit(BarrierOp("arrive", bar, index, None, loc))
 

@@ -116,8 +116,21 @@ def dynamic(name: str, dtype="int32"):
     Its value comes from the arguments' shapes when the kernel is launched; jtile traces the
     kernel once per distinct value (shapes are static in the generated code).
     """
+    check_shape_dtype(dtype, "T.dynamic")
     symbols = tuple(SymbolicDim(n, dtype) for n in split_names(name, "T.dynamic"))
     return symbols[0] if len(symbols) == 1 else symbols
+
+
+def check_shape_dtype(dtype, what: str) -> None:
+    """A shape symbol's dtype: an integer dtype (the symbol's value is a Python int, a whole
+    dimension), anything else is refused."""
+    try:
+        dt = as_dtype(dtype)
+    except Exception:
+        dt = None
+    if dt is None or not dt.is_int or dt.is_bool:
+        raise JtileTraceError(f"{what}(dtype={dtype!r}): a shape symbol is an integer; use an "
+                              "integer dtype such as 'int32' or 'int64'")
 
 
 symbolic = dynamic

@@ -54,16 +54,82 @@ _INSTEAD = {
                      "the CPU for debugging",
     "round": _MATH, "floor": _MATH, "ceil": _MATH, "trunc": _MATH, "sin": _MATH, "cos": _MATH,
     "tan": _MATH, "pow": _MATH, "erf": _MATH, "log10": _MATH, "log1p": _MATH, "expm1": _MATH,
-    "fabs": _MATH, "fmod": _MATH, "truncdiv": "jtile's `//` on integers truncates toward zero",
-    "truncmod": "jtile's `%` on integers truncates toward zero (C's remainder)",
+    "fabs": _MATH, "fmod": _MATH,
 }
+
+_INDEX = ("derive it from the thread index: `tx = T.get_thread_binding()`, lane `tx % 32`, "
+          "warp `tx // 32`, warpgroup `tx // 128`")
+_HOPPER = ("jtile plans TMA, mbarrier rings, wgmma / tcgen05, warp specialisation and register "
+           "reallocation itself from a T.Pipelined loop of T.copy and T.gemm; write that")
+_PERSISTENT = ("jtile's compiler turns a kernel's grid into a persistent tile loop itself "
+               "(JTILE_PERSISTENT=1); write the plain T.Kernel grid")
+_INSTEAD.update({
+    "get_thread_bindings": "use T.get_thread_binding(dim) per dimension",
+    "get_block_bindings": "use T.get_block_binding(dim) per dimension",
+    "KernelLaunchFrame": "use `with T.Kernel(...) as (bx, by):`",
+    "ws": "warp specialisation is planned by the compiler; " + _HOPPER,
+    "StridedTensor": "pass a contiguous array (transpose it in JAX), or index with strides",
+    "make_tensor": "use a T.Tensor parameter, or T.view / T.Tensor(shape, dtype, buf.data) "
+                   "for a view of a buffer",
+    "deallocate_tmem": "TMEM is released by the compiler at the end of the kernel",
+    "gemm_v1": "use T.gemm (jtile picks the instruction)",
+    "gemm_v2": "use T.gemm (jtile picks the instruction)",
+    "gemm_sp_v2": "sparse tensor-core gemm is not supported; use T.gemm on dense tiles",
+    "Persistent": _PERSISTENT,
+    "loop_break": "use a T.serial loop with a T.If around its body, or T.While with a condition",
+    "warp_reduce_sum": _SHUFFLE, "warp_reduce_max": _SHUFFLE, "warp_reduce_min": _SHUFFLE,
+    "warp_reduce_bitand": _SHUFFLE, "warp_reduce_bitor": _SHUFFLE,
+    "exp10": "use T.exp2(x * 3.321928094887362)",
+    "popcount": "count bits with shifts and & in T.Parallel",
+    "Let": "bind a Python name to the expression", "evaluate": _RAW,
+    "any_of": "combine the conditions with |", "all_of": "combine the conditions with &",
+    "annotate_safe_value": "jtile bounds-checks copies itself; out-of-range reads give zeros",
+    "annotate_l2_hit_ratio": "L2 policies are chosen by the compiler",
+    "annotate_restrict_buffers": "every jtile kernel parameter is already __restrict__",
+    "uint4": "pack two 4-bit values into uint8 and unpack with shifts and &",
+    "int1": "use T.bool",
+    "sync_warp": "use T.sync_threads (jtile schedules warp-level synchronisation itself)",
+    "mbarrier_arrive_expect_tx": "TMA transaction counts are planned by the compiler; for your "
+                                 "own barriers use T.mbarrier_expect_tx then T.mbarrier_arrive",
+    "barrier_wait": "use T.mbarrier_wait_parity", "barrier_arrive": "use T.mbarrier_arrive",
+    "ptx_arrive_barrier": "use T.mbarrier_arrive",
+    "cluster_sync": "cluster synchronisation is placed by the compiler for T.Kernel(cluster_dims=)",
+    "get_lane_idx": _INDEX, "get_warp_idx": _INDEX, "get_warp_idx_sync": _INDEX,
+    "get_warp_group_idx": _INDEX, "shuffle_elect": _INDEX,
+    "fence_proxy_async": _HOPPER, "initialize_wgmma_descriptor": _HOPPER,
+    "ptx_wgmma_ss": _HOPPER, "ptx_wgmma_rs": _HOPPER, "initialize_tcgen05_descriptor": _HOPPER,
+    "ptx_tcgen05_mma_ss": _HOPPER, "ptx_tcgen05_mma_ts": _HOPPER, "tcgen05_mma_arrive": _HOPPER,
+    "copy_tmem": _HOPPER, "tmem_load": _HOPPER, "tmem_store": _HOPPER,
+    "tma_load": _HOPPER, "tma_store": _HOPPER, "tma_store_arrive": _HOPPER,
+    "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER, "set_max_nreg": _HOPPER,
+    "inc_max_nreg": _HOPPER, "dec_max_nreg": _HOPPER, "no_set_max_nreg": _HOPPER,
+    "annotate_producer_reg_dealloc": _HOPPER, "annotate_consumer_reg_alloc": _HOPPER,
+    "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
+    "warpgroup_fence_operand": _HOPPER, "wait_wgmma": _HOPPER,
+})
+
+
+def _is_tilelang_intrinsic(name: str) -> bool:
+    """TileLang's CUDA intrinsics `T.__ldg`, `T.__exp`, ...: two leading underscores and a
+    plain name (dunders like `__path__` are Python's own probes)."""
+    return name.startswith("__") and name[2:].isidentifier() and "__" not in name[2:]
+
+
+def _intrinsic_hint(name: str):
+    if not _is_tilelang_intrinsic(name):
+        return None
+    if name == "__ldg":
+        return ("read the element as `X[i]`: jtile loads inputs it only reads through the "
+                "read-only cache itself")
+    return (f"CUDA's fast-math intrinsic {name} is chosen by the compiler where precision "
+            f"allows; {_MATH}")
 
 
 def missing_attribute(name: str):
     """Module `__getattr__` of jtile.language: refuse `T.<name>` with a JtileError."""
-    if name.startswith("_"):
+    if name.startswith("_") and not _is_tilelang_intrinsic(name):
         raise AttributeError(f"module 'jtile.language' has no attribute {name!r}")
-    hint = _INSTEAD.get(name)
+    hint = _INSTEAD.get(name) or _intrinsic_hint(name)
     if hint is None:
         dtype_hint = unsupported_dtype_hint(name)
         hint = f"dtype {name} is not supported: {dtype_hint}" if dtype_hint else None

@@ -93,3 +93,36 @@ def test_out_specs_that_drop_a_varying_axis_are_refused():
             print(json.dumps({"error": f"{type(error).__name__}: {error}"}))
     """)
     assert report["error"] is not None and "b" in report["error"], report
+
+
+def test_interpret_mode_updates_an_aliased_input_that_varies_over_one_axis():
+    # C varies over `a`, X over `a` and `b`: the kernel's block loop carries C's storage, which
+    # starts varying over `a` and is written with values varying over both. Interpret mode
+    # once failed here ("scan body function carry input and carry output must have equal
+    # types"); an inner T.serial loop over a cleared accumulator failed the same way.
+    report = _run("""
+        def accumulate(X, C, O):
+            M, N = X.shape
+            with T.Kernel(M, threads=32) as bx:
+                acc = T.alloc_fragment((N,), "float32")
+                T.clear(acc)
+                for k in T.serial(3):
+                    for j in T.Parallel(N):
+                        acc[j] = acc[j] + X[bx, j] * (k + 1)
+                for j in T.Parallel(N):
+                    O[bx, j] = C[bx, j] + acc[j]
+
+        acc_into = jtile.pallas_like(
+            accumulate, out_shape=jax.ShapeDtypeStruct((4, 16), jnp.float32),
+            input_output_aliases={1: 0}, interpret=True)
+        c_host = rng.standard_normal((8, 16)).astype(np.float32)
+        c = jax.device_put(c_host, NamedSharding(mesh, P("a", None)))
+        xs = jax.device_put(rng.standard_normal((8, 32)).astype(np.float32),
+                            NamedSharding(mesh, P("a", "b")))
+        f = jax.jit(jax.shard_map(acc_into, mesh=mesh, in_specs=(P("a", "b"), P("a", None)),
+                                  out_specs=P("a", "b")))
+        out = np.asarray(f(xs, c))
+        want = np.concatenate([c_host, c_host], axis=1) + 6 * np.asarray(xs)
+        print(json.dumps({"max_error": float(np.abs(out - want).max())}))
+    """)
+    assert report["max_error"] < 1e-5, report

@@ -224,8 +224,8 @@ def _stand_in(parallel=None):
     (lambda: (K + 1) * 16, (16, 160)),
     (lambda: TX % 4, (0, 3)),     # % by a constant of a non-negative range
     (lambda: TX // 4, (0, 31)),   # // likewise
-    (lambda: (TX - 1) % 4, None),  # a range reaching below zero: C's % can be negative
-    (lambda: TX * TX, None),      # not affine
+    (lambda: (TX - 1) % 4, None),  # a dividend reaching below zero: left unknown
+    (lambda: TX * TX, (0, 127 * 127)),   # not affine: a product of ranged parts
     (lambda: N * 8, None),        # no known range
 ])
 def test_expr_range(make, expected):

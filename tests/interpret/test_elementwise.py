@@ -105,7 +105,8 @@ def test_casts_truncate_and_round():
                                   x.astype(ml_dtypes.bfloat16).astype(np.float32))
 
 
-def test_integer_division_follows_c():
+def test_integer_division_floors_like_tilelang():
+    # `//` and `%` are TVM's floordiv / floormod (Python's); `/` on integers truncates (C).
     def kernel(A, B, Q, R, D):
         with T.Kernel(1):
             for i in T.Parallel(200):
@@ -119,10 +120,10 @@ def test_integer_division_follows_c():
         np.int32)
     q, r, d = run(kernel, [a, b], [((200,), "int32")] * 3)
     truncated = (np.abs(a) // np.abs(b)) * np.sign(a) * np.sign(b)
-    np.testing.assert_array_equal(q, truncated)
+    np.testing.assert_array_equal(q, a // b)
+    np.testing.assert_array_equal(r, a % b)
     np.testing.assert_array_equal(d, truncated)
-    np.testing.assert_array_equal(r, a - b * truncated)
-    assert (r[a < 0] <= 0).all()                          # C: the remainder takes a's sign
+    assert (np.sign(r[r != 0]) == np.sign(b[r != 0])).all()   # the remainder takes b's sign
 
 
 def test_float_floordiv_and_mod():

@@ -387,7 +387,7 @@ def test_alloc_tmem_column_rules(shape, dtype, rule):
 
 
 @pytest.mark.parametrize("op", ["sum", "max", "min"])
-@pytest.mark.parametrize("replication", [None, "all", "none"])
+@pytest.mark.parametrize("replication", [None, "all"])
 def test_alloc_reducer_ops_and_replication(op, replication):
     _, r = allocating(lambda: T.alloc_reducer((16,), "float32", op, replication))
     assert r.reducer_op == op and r.replication == replication
@@ -404,7 +404,8 @@ def test_alloc_reducer_defaults():
 @pytest.mark.parametrize("kwargs, rule", [
     (dict(op="prod"), "op 'prod' is not one of ('sum', 'max', 'min')"),
     (dict(op="add"), "op 'add' is not one of"),
-    (dict(replication="some"), "replication 'some' must be 'all', 'none' or None"),
+    (dict(replication="some"), "replication 'some' must be 'all' or None"),
+    (dict(replication="none"), "an unreplicated reducer is not supported"),
     (dict(replication=True), "replication True must be"),
 ])
 def test_alloc_reducer_refusals(kwargs, rule):

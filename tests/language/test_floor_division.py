@@ -1,6 +1,6 @@
-"""`T.floordiv` / `T.floormod` round toward -inf like Python (TileLang's / TVM's floordiv and
-floormod), while `//` and `%` keep C's truncation; interpret mode, generated CUDA and (on a
-GPU) the compiled kernel agree."""
+"""`//`, `%`, `T.floordiv` and `T.floormod` round toward -inf like Python (TileLang's / TVM's
+floordiv and floormod); `T.truncdiv` / `T.truncmod` keep C's truncation; interpret mode,
+generated CUDA and (on a GPU) the compiled kernel agree."""
 
 import jax
 import jax.numpy as jnp
@@ -30,20 +30,22 @@ def test_floor_semantics_on_integers(dtype):
             for i in T.Parallel(N):
                 O[0, i] = T.floordiv(A[i], B[i])
                 O[1, i] = T.floormod(A[i], B[i])
-                O[2, i] = A[i] // B[i]
-                O[3, i] = A[i] % B[i]
+                O[2, i] = T.truncdiv(A[i], B[i])
+                O[3, i] = T.truncmod(A[i], B[i])
                 O[4, i] = T.floordiv(A[i], 3) + T.floormod(A[i], -3 if dtype != np.uint32 else 5)
+                O[5, i] = A[i] // B[i]
+                O[6, i] = A[i] % B[i]
 
     rng = np.random.default_rng(np.iinfo(dtype).bits)
     signed = np.iinfo(dtype).min < 0
     a = rng.integers(-100 if signed else 0, 100, N).astype(dtype)
     b = _nonzero(rng, -9 if signed else 1, 9, dtype)
-    (out,), _ = run_both_ways(kernel, [a, b], _spec((5, N), dtype))
+    (out,), _ = run_both_ways(kernel, [a, b], _spec((7, N), dtype))
     wide_a, wide_b = a.astype(np.int64), b.astype(np.int64)
     truncated = np.trunc(wide_a / wide_b).astype(np.int64)
     other = -3 if signed else 5
     expected = np.stack([wide_a // wide_b, wide_a % wide_b, truncated, wide_a - truncated * wide_b,
-                         wide_a // 3 + wide_a % other])
+                         wide_a // 3 + wide_a % other, wide_a // wide_b, wide_a % wide_b])
     np.testing.assert_array_equal(out.astype(np.int64), expected)
     if signed:
         assert (out[0] != out[2]).any() and (out[1] != out[3]).any()
@@ -68,4 +70,5 @@ def test_floor_semantics_on_floats():
 
 def test_static_numbers_give_python_numbers():
     assert T.floordiv(-7, 2) == -4 and T.floormod(-7, 2) == 1
+    assert T.truncdiv(-7, 2) == -3 and T.truncmod(-7, 2) == -1
     assert T.floordiv(7.5, -2) == -4.0 and T.floormod(7, -2) == -1

@@ -76,4 +76,18 @@ __device__ __forceinline__ long long max(long long a, long long b) { return a > 
 __device__ __forceinline__ long long min(long long a, long long b) { return a < b ? a : b; }
 __device__ __forceinline__ long long abs(long long x) { return x < 0 ? -x : x; }
 
+// `//` and `%` on signed integers round toward -inf, as in TileLang (TVM's floordiv and
+// floormod) and Python; the printer uses C's `/` and `%` where the dividend is provably >= 0
+// and the divisor > 0, where both agree.
+template <typename T>
+__device__ __forceinline__ T floordiv(T a, T b) {
+  const T q = a / b;
+  return (a % b != 0 && ((a < 0) != (b < 0))) ? q - 1 : q;
+}
+template <typename T>
+__device__ __forceinline__ T floormod(T a, T b) {
+  const T r = a % b;
+  return (r != 0 && ((r < 0) != (b < 0))) ? r + b : r;
+}
+
 }  // namespace jt
