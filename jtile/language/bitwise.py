@@ -51,6 +51,8 @@ def isnan(x):
 
 
 def isinf(x):
-    """Whether a float is +inf or -inf."""
+    """Whether a float is +inf or -inf (always false for integers, as in TVM)."""
     x = as_expr(x)
+    if not x.dtype.is_float:
+        return x != x
     return _abs(x) == infinity(x.dtype)

@@ -5,6 +5,8 @@ Functions of 16-bit floats compute in float32 and round back (as CUDA's half int
 
 from __future__ import annotations
 
+import builtins
+
 import numpy as np
 
 from jtile.ir.nodes import Cast as IrCast, Call as IrCall, Const, Select, as_expr, binary, \
@@ -119,7 +121,10 @@ def truncdiv(a, b):
     """Integer division rounding toward zero, as in C: `T.truncdiv(-7, 2)` is -3 (TileLang's
     truncdiv; `//` floors). Integers only. Any arch."""
     if _static_number(a) and _static_number(b):
-        return int(a / b) if b else a // b
+        if isinstance(a, (float, np.floating)) or isinstance(b, (float, np.floating)):
+            raise traced_value_error("T.truncdiv divides integers; use / on floats")
+        q = builtins.abs(int(a)) // builtins.abs(int(b))   # exact at any size, no float
+        return q if (a < 0) == (b < 0) else -q
     q = binary("div", a, b)
     if q.dtype.is_float:
         raise traced_value_error(f"T.truncdiv on {q.dtype}: it divides integers; use / on floats")
@@ -142,7 +147,11 @@ def _static_number(value) -> bool:
 
 def infinity(dtype):
     """+inf of a floating dtype."""
-    return Const(float("inf"), as_dtype(dtype))
+    dt = as_dtype(dtype)
+    if not dt.is_float:
+        raise traced_value_error(f"T.infinity({dt}): only floating dtypes have infinities; "
+                                 "use T.max_value for the largest integer")
+    return Const(float("inf"), dt)
 
 
 def max_value(dtype):

@@ -59,8 +59,10 @@ _INSTEAD = {
 
 _INDEX = ("derive it from the thread index: `tx = T.get_thread_binding()`, lane `tx % 32`, "
           "warp `tx // 32`, warpgroup `tx // 128`")
-_HOPPER = ("jtile plans TMA, mbarrier rings, wgmma / tcgen05, warp specialisation and register "
-           "reallocation itself from a T.Pipelined loop of T.copy and T.gemm; write that")
+_HOPPER = ("jtile plans TMA, mbarrier rings, wgmma, warp specialisation and register "
+           "reallocation itself (sm_90a) from a T.Pipelined loop of T.copy and T.gemm; write that")
+_TCGEN05 = ("jtile does not generate tcgen05 / TMEM MMAs yet (T.gemm on sm_100a runs on "
+            "mma.sync); write a T.Pipelined loop of T.copy and T.gemm")
 _PERSISTENT = ("jtile's compiler turns a kernel's grid into a persistent tile loop itself "
                "(JTILE_PERSISTENT=1); write the plain T.Kernel grid")
 _INSTEAD.update({
@@ -97,9 +99,9 @@ _INSTEAD.update({
     "get_lane_idx": _INDEX, "get_warp_idx": _INDEX, "get_warp_idx_sync": _INDEX,
     "get_warp_group_idx": _INDEX, "shuffle_elect": _INDEX,
     "fence_proxy_async": _HOPPER, "initialize_wgmma_descriptor": _HOPPER,
-    "ptx_wgmma_ss": _HOPPER, "ptx_wgmma_rs": _HOPPER, "initialize_tcgen05_descriptor": _HOPPER,
-    "ptx_tcgen05_mma_ss": _HOPPER, "ptx_tcgen05_mma_ts": _HOPPER, "tcgen05_mma_arrive": _HOPPER,
-    "copy_tmem": _HOPPER, "tmem_load": _HOPPER, "tmem_store": _HOPPER,
+    "ptx_wgmma_ss": _HOPPER, "ptx_wgmma_rs": _HOPPER, "initialize_tcgen05_descriptor": _TCGEN05,
+    "ptx_tcgen05_mma_ss": _TCGEN05, "ptx_tcgen05_mma_ts": _TCGEN05, "tcgen05_mma_arrive": _TCGEN05,
+    "copy_tmem": _TCGEN05, "tmem_load": _TCGEN05, "tmem_store": _TCGEN05,
     "tma_load": _HOPPER, "tma_store": _HOPPER, "tma_store_arrive": _HOPPER,
     "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER, "set_max_nreg": _HOPPER,
     "inc_max_nreg": _HOPPER, "dec_max_nreg": _HOPPER, "no_set_max_nreg": _HOPPER,
@@ -113,6 +115,13 @@ def _is_tilelang_intrinsic(name: str) -> bool:
     """TileLang's CUDA intrinsics `T.__ldg`, `T.__exp`, ...: two leading underscores and a
     plain name (dunders like `__path__` are Python's own probes)."""
     return name.startswith("__") and name[2:].isidentifier() and "__" not in name[2:]
+
+
+def _ieee_hint(name: str):
+    if name.startswith("ieee_"):
+        return ("IEEE operations with an explicit rounding mode are not supported; write the "
+                "arithmetic with + - * / (round to nearest even)")
+    return None
 
 
 def _intrinsic_hint(name: str):
@@ -129,7 +138,7 @@ def missing_attribute(name: str):
     """Module `__getattr__` of jtile.language: refuse `T.<name>` with a JtileError."""
     if name.startswith("_") and not _is_tilelang_intrinsic(name):
         raise AttributeError(f"module 'jtile.language' has no attribute {name!r}")
-    hint = _INSTEAD.get(name) or _intrinsic_hint(name)
+    hint = _INSTEAD.get(name) or _intrinsic_hint(name) or _ieee_hint(name)
     if hint is None:
         dtype_hint = unsupported_dtype_hint(name)
         hint = f"dtype {name} is not supported: {dtype_hint}" if dtype_hint else None

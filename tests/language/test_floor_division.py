@@ -71,4 +71,6 @@ def test_floor_semantics_on_floats():
 def test_static_numbers_give_python_numbers():
     assert T.floordiv(-7, 2) == -4 and T.floormod(-7, 2) == 1
     assert T.truncdiv(-7, 2) == -3 and T.truncmod(-7, 2) == -1
+    big = 2**60 + 1                      # beyond a double's 53 bits: integer arithmetic only
+    assert T.truncdiv(-big, 3) == -(big // 3) and T.truncmod(-big, 3) == -(big % 3)
     assert T.floordiv(7.5, -2) == -4.0 and T.floormod(7, -2) == -1

@@ -47,3 +47,15 @@ def test_select_isnan_isinf():
     np.testing.assert_array_equal(out[1], np.isinf(x).astype(np.float32))
     finite = np.isfinite(x)
     np.testing.assert_array_equal(out[2][finite], np.abs(x)[finite])
+
+
+def test_isinf_and_isnan_of_integers_are_false():
+    def kernel(A, O):
+        with T.Kernel(1, threads=128):
+            for i in T.Parallel(N):
+                O[i] = T.Select(T.isinf(A[i]) | T.isnan(A[i]), 1, 0)
+
+    a = np.arange(N, dtype=np.int32) - 64
+    (out,), _ = run_both_ways(kernel, [a], jax.ShapeDtypeStruct((N,), jnp.int32))
+    assert (out == 0).all()
+

@@ -76,3 +76,13 @@ def test_range_over_an_alloc_var():
             pass
     with pytest.raises(JtileError, match=r"use T.serial"):
         _trace(body)
+
+
+def test_infinity_of_an_integer_dtype_is_refused():
+    with pytest.raises(JtileError, match=r"T.infinity\(int32\): only floating dtypes"):
+        T.infinity("int32")
+
+
+def test_rounding_mode_operations_say_what_to_use():
+    with pytest.raises(JtileError, match=r"T.ieee_add is TileLang's.*round to nearest even"):
+        T.ieee_add
