@@ -10,6 +10,7 @@ softmaxes, cross_entropies, swiglus, rotaries, attentions, matmuls, linear_cross
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -43,6 +44,20 @@ def _f32(tree):
     return jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), tree)
 
 
+def forward_backward(fn, *, argnums, cotangents):
+    """`fn`'s outputs and their `jax.vjp` pullback of `cotangents` (one per output leaf, in its
+    dtype) to the arguments `argnums`, as one function of all the arguments (see `compare`)."""
+    def run(*a):
+        def of_differentiated(*p):
+            full = list(a)
+            for i, v in zip(argnums, p):
+                full[i] = v
+            return jax.tree_util.tree_leaves(fn(*full))
+        out, pullback = jax.vjp(of_differentiated, *[a[i] for i in argnums])
+        return out, pullback(list(cotangents))
+    return run
+
+
 def compare(label, jtile_fn, xla_fn, args, argnums, bytes_fwd, bytes_bwd):
     """One row for the forward and one for forward + backward.
 
@@ -59,18 +74,7 @@ def compare(label, jtile_fn, xla_fn, args, argnums, bytes_fwd, bytes_bwd):
     outs = jax.tree_util.tree_leaves(jax.eval_shape(xla_fn, *args))
     cot = [(jax.random.normal(jax.random.key(9 + i), o.shape, jnp.float32)).astype(o.dtype)
            for i, o in enumerate(outs)]
-
-    def fwd_bwd(fn):
-        def run(*a):
-            def of_differentiated(*p):
-                full = list(a)
-                for i, v in zip(argnums, p):
-                    full[i] = v
-                return jax.tree_util.tree_leaves(fn(*full))
-            out, pullback = jax.vjp(of_differentiated, *[a[i] for i in argnums])
-            return out, pullback(cot)
-        return run
-
+    fwd_bwd = functools.partial(forward_backward, argnums=argnums, cotangents=cot)
     for kind, make, nbytes in (("fwd", lambda f: f, bytes_fwd),
                                ("fwd+bwd", fwd_bwd, bytes_bwd)):
         try:
@@ -155,16 +159,13 @@ def attentions(dtype):
     for d, causal in ((128, False), (128, True), (64, False)):
         q, k, v = (_normal(20 + i, (b, s, h, d), dtype) for i in range(3))
         flops = 4 * b * h * s * s * d / (2 if causal else 1)
-        cot = _normal(23, q.shape, jnp.float32)
+        cot = _normal(23, q.shape, dtype)
         mine = lambda q, k, v, c=causal: ops.attention(q, k, v, causal=c,  # noqa: E731
                                                        interpret=False)
         cudnn = lambda q, k, v, c=causal: jax.nn.dot_product_attention(  # noqa: E731
             q, k, v, is_causal=c, implementation="cudnn")
 
-        def grad_of(fn):
-            loss = lambda q, k, v: jnp.sum(fn(q, k, v).astype(jnp.float32) * cot)  # noqa
-            return jax.grad(loss, (0, 1, 2))
-
+        grad_of = functools.partial(forward_backward, argnums=(0, 1, 2), cotangents=[cot])
         label = (f"attention B{b} S{s} H{h} D{d} {'causal' if causal else 'full'} "
                  f"{jnp.dtype(dtype).name}")
         for kind, make, work in (("fwd", lambda f: f, flops),
@@ -220,10 +221,8 @@ def matmuls(dtype):
         return  # the tensor-core path is for 16-bit and float8 inputs
     m = n = k = 4096
     a, b = _normal(30, (m, k), dtype), _normal(31, (k, n), dtype)
-    cot = _normal(32, (m, n), jnp.float32)
-
-    def grad_of(fn):
-        return jax.grad(lambda a, b: jnp.sum(fn(a, b).astype(jnp.float32) * cot), (0, 1))
+    grad_of = functools.partial(forward_backward, argnums=(0, 1),
+                                cotangents=[_normal(32, (m, n), dtype)])
 
     mine = lambda a, b: ops.matmul(a, b, interpret=False)  # noqa: E731
     pairs = (("fwd", mine, jnp.matmul), ("fwd+bwd", grad_of(mine), grad_of(jnp.matmul)))
@@ -242,13 +241,11 @@ def linear_cross_entropies(dtype):
     h = _normal(33, (rows, hidden), dtype)
     w = _normal(34, (hidden, vocab), dtype, hidden ** -0.5)
     labels = jax.random.randint(jax.random.key(35), (rows,), 0, vocab)
-    cot = _normal(36, (rows,), jnp.float32)
+    grad_of = functools.partial(forward_backward, argnums=(0, 1),
+                                cotangents=[_normal(36, (rows,), jnp.float32)])
 
     def jnp_lce(h, w):
         return ref.cross_entropy((h @ w).astype(jnp.float32), labels)
-
-    def grad_of(fn):
-        return jax.grad(lambda h, w: jnp.sum(fn(h, w) * cot), (0, 1))
 
     mine = lambda h, w: ops.linear_cross_entropy(h, w, labels, interpret=False)  # noqa
     pairs = (("fwd", mine, jnp_lce), ("fwd+bwd", grad_of(mine), grad_of(jnp_lce)))
