@@ -63,9 +63,14 @@ class PrimFunc:
 def prim_func(fn=None, *, private: bool = False, check_well_formed: bool = True):
     """Marks a kernel function (TileLang's `@T.prim_func`, with or without arguments).
 
-    `private` and `check_well_formed` are accepted for TileLang's sake and change nothing: a
-    jtile kernel is never exported by name and is always verified.
+    `private=True` holds trivially: a jtile kernel is never exported by name, whatever the
+    flag. `check_well_formed=False` is refused: jtile's checks of a kernel find real errors
+    (out-of-range tiles, layouts that cannot meet) and always run.
     """
+    if check_well_formed is not True:
+        raise JtileTraceError(
+            f"T.prim_func(check_well_formed={check_well_formed!r}): jtile always checks its "
+            "kernels (its rules find real errors, not IR formalities); drop the argument")
     if fn is None:
         return lambda f: PrimFunc(f)
     if not callable(fn):

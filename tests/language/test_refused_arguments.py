@@ -86,3 +86,10 @@ def test_infinity_of_an_integer_dtype_is_refused():
 def test_rounding_mode_operations_say_what_to_use():
     with pytest.raises(JtileError, match=r"T.ieee_add is TileLang's.*round to nearest even"):
         T.ieee_add
+
+
+def test_skipping_jtiles_checks_is_refused():
+    with pytest.raises(JtileError, match=r"T.prim_func\(check_well_formed=False\)"):
+        @T.prim_func(check_well_formed=False)
+        def kernel(X: T.Tensor((8,), "float32")):
+            pass
