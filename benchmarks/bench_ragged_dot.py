@@ -1,13 +1,14 @@
 """jtile.ops.ragged_dot beside jax.lax.ragged_dot and a dense GEMM of the same work, in one run.
 
-For each shape and routing: the forward, and forward + backward (`jax.grad` of a sum of the
-output weighted by a fixed cotangent, in lhs and rhs), timed for jtile, for
+For each shape and routing: the forward, and forward + backward (the output and its `jax.vjp`
+pullback of a fixed bfloat16 cotangent to lhs and rhs), timed for jtile, for
 `jax.lax.ragged_dot` and for `jnp.matmul` of (tokens, k) @ (k, n) (the same FLOPs with no
 grouping: the ceiling to aim at). TFLOP/s count 2 * tokens * k * n for the forward, three times
 that for forward + backward. Speeds are jtile's time divided into the others' (> 1: jtile
 faster). Routings: even (every expert gets tokens / experts) and skewed (one expert takes half
 the tokens, the rest share the other half). Then the fp8 e4m3 forward at the first shape,
-beside the bf16 jtile forward. Run `python benchmarks/bench_ragged_dot.py [--quick]`.
+beside the bf16 jtile forward. The forward rows run first, the forward + backward rows last.
+Run `python benchmarks/bench_ragged_dot.py [--quick]`.
 """
 
 from __future__ import annotations
@@ -75,40 +76,47 @@ def rel_err_tree(a, b) -> float:
                                              jax.tree_util.tree_leaves(b)))
 
 
-def _grad(fn, cotangent):
-    def loss(lhs, rhs):
-        return jnp.sum(fn(lhs, rhs).astype(jnp.float32) * cotangent)
-    return jax.grad(loss, (0, 1))
+def _forward_backward(fn, cotangent):
+    """The output and its `jax.vjp` pullback of `cotangent` (in the output's dtype) to lhs and
+    rhs: what a training step runs (benchmarks/bench_ops.py's `compare` says why not
+    `jax.grad` of a weighted sum)."""
+    def run(lhs, rhs):
+        out, pullback = jax.vjp(fn, lhs, rhs)
+        return out, pullback(cotangent)
+    return run
 
 
-def ragged_rows(experts, tokens, k, n, kind, iters):
-    """Forward and forward + backward rows of one shape and routing; returns jtile's forward
-    time (ms)."""
+def _operands(experts, tokens, k, n, kind):
     keys = jax.random.split(jax.random.key(0), 3)
     lhs = jax.random.normal(keys[0], (tokens, k), jnp.float32).astype(jnp.bfloat16)
     rhs = (jax.random.normal(keys[1], (experts, k, n), jnp.float32) / np.sqrt(k)).astype(
         jnp.bfloat16)
-    dense_rhs = rhs[0]
-    cotangent = jax.random.normal(keys[2], (tokens, n), jnp.float32)
+    cotangent = jax.random.normal(keys[2], (tokens, n), jnp.float32).astype(jnp.bfloat16)
     sizes = routing(kind, experts, tokens)
     fns = {
         "jtile": lambda a, b: ops.ragged_dot(a, b, sizes, interpret=False),
         "jax.lax.ragged_dot": lambda a, b: jax.lax.ragged_dot(a, b, sizes),
         "dense": lambda a, b: jnp.matmul(a, b),
     }
+    return lhs, rhs, cotangent, fns
+
+
+def ragged_rows(experts, tokens, k, n, kind, iters, *, backward):
+    """The forward row (or, with `backward`, the forward + backward row) of one shape and
+    routing; returns jtile's time (ms)."""
+    lhs, rhs, cotangent, fns = _operands(experts, tokens, k, n, kind)
     flops = 2 * tokens * k * n
     label = f"{experts}x({k}->{n}) {tokens} tok {kind} bf16"
-    forward = {}
+    results = {}
     for name, fn in fns.items():
-        args = (lhs, dense_rhs if name == "dense" else rhs)
-        forward[name] = _timed(fn, args, iters)
-    t_fwd = _row(f"fwd {label}", flops, forward)
-    backward = {}
-    for name, fn in fns.items():
-        args = (lhs, dense_rhs if name == "dense" else rhs)
-        backward[name] = _timed(_grad(fn, cotangent), args, max(iters // 2, 1))
-    _row(f"fwd+bwd {label}", 3 * flops, backward)
-    return t_fwd
+        args = (lhs, rhs[0] if name == "dense" else rhs)
+        if backward:
+            results[name] = _timed(_forward_backward(fn, cotangent), args, max(iters // 2, 1))
+        else:
+            results[name] = _timed(fn, args, iters)
+    if backward:
+        return _row(f"fwd+bwd {label}", 3 * flops, results)
+    return _row(f"fwd {label}", flops, results)
 
 
 def fp8_row(experts, tokens, k, n, t_bf16, iters):
@@ -136,13 +144,18 @@ def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
     iters = 3 if quick else 10
     shapes = tuple((e, t // 8, k, n) for e, t, k, n in SHAPES) if quick else SHAPES
+    # Every forward row first (they decide the issue's bars and are quick), then fp8, then
+    # the forward + backward rows: a run cut short by a time limit still has the forwards.
     first_even = None
     for experts, tokens, k, n in shapes:
         for kind in ("even", "skewed"):
-            t = ragged_rows(experts, tokens, k, n, kind, iters)
+            t = ragged_rows(experts, tokens, k, n, kind, iters, backward=False)
             if first_even is None and kind == "even":
                 first_even = t
     fp8_row(*shapes[0], first_even, iters)
+    for experts, tokens, k, n in shapes:
+        for kind in ("even", "skewed"):
+            ragged_rows(experts, tokens, k, n, kind, iters, backward=True)
     print("\n==== SUMMARY (x = other time / jtile time; > 1 means jtile is faster; "
           "TFLOP/s in brackets) ====")
     for row in ROWS:
