@@ -30,11 +30,13 @@ for part in "${parts[@]}"; do
       # machine's cores. Each process allocates GPU memory on demand so they can share the GPU.
       # tests/ops alone took over 6 minutes beside the others: it gets a group of its own.
       # tests/language runs whole (not only `gpu`-marked tests): its run_both_ways compares
-      # every kernel compiled against interpret mode whenever a GPU is present.
+      # every kernel compiled against interpret mode whenever a GPU is present. The shard_map
+      # tests join it: they run on host devices, and this machine has the newer jax.
       groups=("tests/gpu/test_hopper_gpu.py" "tests/gpu/test_examples_gpu.py" "tests/tilelang"
               "tests/ops" "tests/differential tests/autotune"
               "tests/gpu/test_export_gpu.py tests/gpu/test_profiler_gpu.py tests/gpu/test_tile_ops_gpu.py tests/gpu/test_transforms_gpu.py tests/gpu/test_fragment_broadcasts_gpu.py"
-              "tests/trace tests/binding" "ALL tests/language")
+              "tests/trace tests/binding"
+              "ALL tests/language tests/binding/test_shard_map_vma.py tests/ops/test_ops_shard_map.py")
       pids=()
       for i in "${!groups[@]}"; do
         marker=(-m gpu); paths=${groups[$i]}
