@@ -68,7 +68,15 @@ PERSISTENT = Variable(
     "and no faster for attention than one block per tile.",
 )
 
-VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT)
+TMA_STORE = Variable(
+    "JTILE_TMA_STORE",
+    "Set to 1 to write staged epilogues (a fragment stored through a shared tile) with TMA "
+    "stores on sm_90+. Off by default until measured on a GPU; the staged tile is then "
+    "written by the block's threads in 16-byte vectors.",
+)
+
+VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
+             TMA_STORE)
 
 
 def _flag(variable: Variable) -> bool:
@@ -96,6 +104,12 @@ def persistent_tiles() -> bool:
     """Whether the compiler runs eligible kernels as persistent tile loops
     (``JTILE_PERSISTENT``, default off)."""
     return _flag(PERSISTENT)
+
+
+def tma_stores() -> bool:
+    """Whether staged epilogues are written with TMA stores (``JTILE_TMA_STORE``, default
+    off)."""
+    return _flag(TMA_STORE)
 
 
 def debug() -> bool:

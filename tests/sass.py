@@ -15,9 +15,9 @@ import tempfile
 import pytest
 
 # The instructions the tests look for: tensor-core MMAs (Hopper's HGMMA / fp8 QGMMA, Ampere's
-# HMMA), TMA loads, local-memory spills, wgmma fences and mbarrier waits.
+# HMMA), TMA loads and stores, local-memory spills, wgmma fences and mbarrier waits.
 MNEMONICS = re.compile(
-    r"\b(HGMMA|QGMMA|HMMA|UTMALDG|LDL|STL|WARPGROUP\.ARRIVE|SYNCS\.PHASECHK)\b")
+    r"\b(HGMMA|QGMMA|HMMA|UTMALDG|UTMASTG|LDL|STL|WARPGROUP\.ARRIVE|SYNCS\.PHASECHK)\b")
 
 
 def cuda_bin() -> pathlib.Path:

@@ -22,19 +22,20 @@ EMPTY = "jt_empty_bar"
 
 
 def tensor_map_specs(em) -> tuple:
-    """One TensorMapSpec per map the kernel's TMA loads use (GeneratedKernel.tensor_maps)."""
+    """One TensorMapSpec per map the kernel's TMA loads and stores use
+    (GeneratedKernel.tensor_maps)."""
     specs = []
-    for param, load in em.kernel.attrs.get("tma_maps", ()):
+    for param, use in em.kernel.attrs.get("tma_maps", ()):
         buf = em.kernel.params[param]
-        panel = panel_layout(load.tile.dst.buffer)
+        panel = panel_layout(use.smem_buffer)
         dims = tuple(reversed(buf.shape))
         strides, stride = [], buf.dtype.bytes
         for d in dims[:-1]:
             stride *= d
             strides.append(stride)
-        box = (panel.panel_columns,) + tuple(reversed(load.tile.src.extents))[1:]
-        if load.multicast > 1:  # each CTA of the cluster loads a slice of the rows
-            box = tuple(n // load.multicast if i == load.row_coord else n
+        box = (panel.panel_columns,) + tuple(reversed(use.global_extents))[1:]
+        if use.multicast > 1:  # each CTA of the cluster loads a slice of the rows
+            box = tuple(n // use.multicast if i == use.row_coord else n
                         for i, n in enumerate(box))
         if em.batch > 1 and em.batched[param]:
             strides.append(stride * dims[-1])
@@ -84,6 +85,28 @@ def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> 
             em.line(f"{call}({base} + {offset}, &{map_name(load.map_index)}, &{FULL}[{stage}], "
                     f"{mask}{', '.join(coords)});")
     del em.var_override[pipe.var]
+
+
+def emit_tma_store(em, staged: low.StagedStore) -> None:
+    """One thread stores the staged tile with one TMA box per panel, then waits until the
+    engine has read the tile (the stage's bytes may be reused after the next barrier; a block
+    that exits keeps its shared memory until this thread is done)."""
+    stage, dst = staged.stage, staged.tile.dst
+    layout = panel_layout(stage)
+    param = em.kernel.attrs["tma_maps"][staged.tma_map][0]
+    batch = em.batch > 1 and em.batched[param]
+    row0, col0 = (f"(int)({em.expr(c)})" for c in dst.starts)
+    base = f"reinterpret_cast<const unsigned char*>({em.name(stage)})"
+    tid = em.name(em.kernel.thread_var)
+    with em.block(f"if ({tid} == 0)"):
+        for p in range(stage.shape[1] // layout.panel_columns):
+            coords = [f"{col0} + {p * layout.panel_columns}", row0]
+            if batch:
+                coords.append("(int)jt_batch")
+            em.line(f"jt::tma_store_{len(coords)}d(&{map_name(staged.tma_map)}, "
+                    f"{base} + {p * layout.panel_bytes}, {', '.join(coords)});")
+        em.line("jt::tma_store_commit();")
+        em.line("jt::tma_store_wait_read<0>();")
 
 
 def declare_ring(em, pipe: low.MbarrierPipeline) -> None:

@@ -246,8 +246,8 @@ def _per_thread_copy(em, src: ir.Region, dst: ir.Region) -> None:
 
 
 def emit_staged_store(em, staged) -> None:
-    """Fragment -> shared tile -> global memory in 16-byte vectors (see plan_store_staging),
-    with the barriers plan_barriers placed."""
+    """Fragment -> shared tile -> global memory in 16-byte vectors, or by TMA stores (see
+    plan_store_staging), with the barriers plan_barriers placed."""
     s, stage = staged.tile, staged.stage
     em.comment_loc(s.loc)
     if staged.entry_barrier is not None:
@@ -256,6 +256,11 @@ def emit_staged_store(em, staged) -> None:
     with em.block(""):
         _copy_from_fragment(em, s.src, whole, s.loc)
     em.emit_barrier(staged.middle)
+    if staged.tma_map is not None:
+        from jtile.codegen.hopper import emit_tma_store
+
+        emit_tma_store(em, staged)
+        return
     with em.block(""):
         emit_cooperative_copy(em, whole, s.dst)
 

@@ -121,6 +121,15 @@ class TmaLoad(Stmt):
     multicast: int = 1
     row_coord: int = 1
 
+    # What its tensor map describes (jtile.codegen.hopper.tensor_map_specs).
+    @property
+    def smem_buffer(self) -> ir.Buffer:
+        return self.tile.dst.buffer
+
+    @property
+    def global_extents(self) -> tuple:
+        return tuple(self.tile.src.extents)
+
 
 class _RingLoop:
     """The loop a stage ring runs: its index and trip count are the T.Pipelined loop's."""
@@ -241,3 +250,18 @@ class StagedStore(Stmt):
     middle: Barrier
     entry_barrier: Optional[Barrier] = None
     loc: SourceLoc = NO_LOC
+    # The tensor map a TMA store of the stage uses (`stage` then has the TMA panel layout and
+    # `middle` fences for the async proxy); None: the threads store the stage themselves.
+    tma_map: Optional[int] = None
+
+    # What a tensor map describes (jtile.codegen.hopper.tensor_map_specs), as for TmaLoad.
+    @property
+    def smem_buffer(self) -> ir.Buffer:
+        return self.stage
+
+    @property
+    def global_extents(self) -> tuple:
+        return tuple(self.tile.dst.extents)
+
+    multicast = 1
+    row_coord = None

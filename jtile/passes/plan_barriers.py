@@ -32,10 +32,12 @@ from jtile.ir.walk import deep_buffers_read, deep_buffers_written, sub_expressio
 
 class _Planner:
     def __init__(self, kernel: ir.Kernel):
+        self.kernel = kernel
         self.plan = kernel.attrs["shared"]
         self.async_proxy = bool(kernel.attrs.get("panel_buffers"))
         self.written: set = set()
         self.read: set = set()
+        self.store_maps: list = []   # (parameter index, StagedStore) of each TMA store
 
     # ------------------------------------------------------------------ byte-level sets
     def _bytes(self, buf) -> tuple:
@@ -176,8 +178,18 @@ class _Planner:
             entry = self.barrier()   # the stage reuses bytes the block may still be using
         middle = self.barrier()      # the whole stage is written before any thread reads it
         self.read.add(stage)
-        return low.StagedStore(tile=s, stage=stage, middle=middle, entry_barrier=entry,
-                               loc=s.loc)
+        store = low.StagedStore(tile=s, stage=stage, middle=middle, entry_barrier=entry,
+                                loc=s.loc)
+        if stage not in self.plan.tma_staged:
+            return store
+        # The TMA engine reads the stage through the async proxy: the threads' stores to it
+        # are fenced before the barrier. Maps after the loads' (number_tensor_maps).
+        index = len(self.kernel.attrs.get("tma_maps", ())) + len(self.store_maps)
+        store = dataclasses.replace(store, tma_map=index,
+                                    middle=dataclasses.replace(middle, fence_async=True))
+        param = next(i for i, p in enumerate(self.kernel.params) if p is s.dst.buffer)
+        self.store_maps.append((param, store))
+        return store
 
 
 def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
@@ -187,4 +199,8 @@ def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
         body = planner.loop_body(kernel.body)
     else:
         body = planner.body(kernel.body)
-    return kernel.replace(body=tuple(body))
+    kernel = kernel.replace(body=tuple(body))
+    if planner.store_maps:
+        maps = tuple(kernel.attrs.get("tma_maps", ())) + tuple(planner.store_maps)
+        kernel = kernel.replace(attrs=dict(kernel.attrs, tma_maps=maps))
+    return kernel

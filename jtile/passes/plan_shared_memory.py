@@ -30,6 +30,7 @@ class SharedPlan:
     stages: dict = field(default_factory=dict)         # Buffer -> number of pipeline copies
     swizzled: set = field(default_factory=set)         # Buffers stored XOR-swizzled
     staging: dict = field(default_factory=dict)        # Copy -> shared Buffer it stores through
+    tma_staged: set = field(default_factory=set)       # staging Buffers TMA stores to global
     scratch_offset: int = 0
     scratch_bytes: int = 0
     dynamic_bytes: int = 0
@@ -87,10 +88,12 @@ def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
             plan.swizzled.add(buf)
 
 
-def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan) -> dict:
+def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict:
     """Stores of a whole fragment to global memory whose threads hold fewer than 16
     contiguous bytes (the mma accumulator holds pairs) go through a shared tile, so global
-    memory sees full 16-byte vectors. Returns {staging buffer: top-level statement index}."""
+    memory sees full 16-byte vectors; with JTILE_TMA_STORE=1 the TMA engine writes a tile it
+    can address (`tma_storable`) from the TMA panel layout. Returns {staging buffer: top-level
+    statement index}."""
     layouts = kernel.attrs.get("layouts", {})
     staged = {}
     for index, s in enumerate(kernel.body):
@@ -116,9 +119,28 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan) -> dict:
         stage = ir.Buffer(f"{frag.name}_out", tuple(frag.shape), dst.dtype,
                           MemorySpace.SHARED_DYN, s.loc)
         plan.staging[s] = stage
-        plan.swizzled.add(stage)
+        if target is not None and tma_storable(kernel, s, stage, target):
+            plan.tma_staged.add(stage)
+        else:
+            plan.swizzled.add(stage)
         staged[stage] = index
     return staged
+
+
+def tma_storable(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target) -> bool:
+    """Whether the TMA engine can store `stage` (in its panel layout) to the copy's global
+    tile: asked for (JTILE_TMA_STORE), sm_90+, a one-shot kernel (a persistent one may drop its
+    staging), a 2-D destination whose rows are 16-byte multiples (the tensor map's stride
+    rule), a tile the panel layout covers with at most 256 rows (the box limit)."""
+    from jtile import config
+    from jtile.passes.lower_tile_ops import TMA_DTYPE
+    from jtile.passes.wgmma_selection import panel_layout
+
+    dst = s.dst.buffer
+    return (config.tma_stores() and target.has_tma and not kernel.attrs.get("persistent")
+            and panel_layout(stage) is not None and stage.shape[0] <= 256
+            and dst.ndim == 2 and dst.dtype in TMA_DTYPE
+            and dst.shape[-1] * dst.dtype.bytes % 16 == 0)
 
 
 def reduce_scratch_bytes(kernel: ir.Kernel) -> int:
@@ -211,8 +233,12 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     plan_stage_rings(kernel, plan)
     warn_unpipelined(kernel, target)
     plan_swizzles(kernel, plan)
-    staged = plan_store_staging(kernel, plan)
+    staged = plan_store_staging(kernel, plan, target)
     kernel = kernel.replace(allocations=tuple(kernel.allocations) + tuple(staged))
+    if plan.tma_staged:
+        # TMA stores read the stage in the panel layout, 1024-byte aligned like TMA loads.
+        panels = kernel.attrs.get("panel_buffers", frozenset()) | frozenset(plan.tma_staged)
+        kernel = kernel.replace(attrs=dict(kernel.attrs, panel_buffers=panels))
     static = 0
     rows = []
     sizes = {}

@@ -139,6 +139,37 @@ __device__ __forceinline__ void mbarrier_arrive_cluster(unsigned long long* bar,
       : "memory");
 }
 
+// --- TMA stores: shared tile -> global (cp.async.bulk.tensor, sm_90+) ------------
+// One thread issues them after every thread's writes to the tile were fenced into the async
+// proxy (fence.proxy.async.shared::cta) and met at a barrier; the engine clips boxes at the
+// tensor's edges. The tile must stay untouched until tma_store_wait_read<0>() returns.
+__device__ __forceinline__ void tma_store_2d(const TensorMap* map, const void* smem_src, int c0,
+                                             int c1) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%2, %3}], [%1];\n"
+      ::"l"(map), "r"(detail::smem_addr(smem_src)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_store_3d(const TensorMap* map, const void* smem_src, int c0,
+                                             int c1, int c2) {
+  asm volatile(
+      "cp.async.bulk.tensor.3d.global.shared::cta.bulk_group [%0, {%2, %3, %4}], [%1];\n"
+      ::"l"(map), "r"(detail::smem_addr(smem_src)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_store_commit() {
+  asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+}
+
+// Returns once the committed stores have read their shared tiles (their global writes are
+// ordered by the kernel's end).
+template <int N>
+__device__ __forceinline__ void tma_store_wait_read() {
+  asm volatile("cp.async.bulk.wait_group.read %0;\n" ::"n"(N) : "memory");
+}
+
 // Warm the map's cache line before the first copy: prefetch.tensormap [map].
 __device__ __forceinline__ void tma_prefetch_map(const TensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");

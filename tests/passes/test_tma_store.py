@@ -1,0 +1,87 @@
+"""TMA stores of staged epilogues (JTILE_TMA_STORE=1, sm_90+): the staged tile takes the TMA
+panel layout, the threads' writes to it are fenced for the async proxy before the barrier, one
+thread stores each 64-column panel with `cp.async.bulk.tensor` through a tensor map of the
+output, and waits until the engine has read the tile. No GPU needed: the CUDA, the tensor
+maps, and the SASS (UTMASTG) are checked."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jtile
+from examples import gemm
+from tests.sass import sass_counts
+
+S = jax.ShapeDtypeStruct
+
+
+def _gemm(m, n, k, *, batch=None, **cfg):
+    cfg = dict(dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256), **cfg)
+    kernel = functools.partial(gemm.matmul_kernel, trans_a=False, trans_b=False, **cfg)
+    call = jtile.pallas_like(kernel, out_shape=S((m, n), jnp.float16), name="matmul")
+    return call, (S((m, k), jnp.float16), S((k, n), jnp.float16))
+
+
+@pytest.fixture
+def tma_stores(monkeypatch):
+    monkeypatch.setenv("JTILE_TMA_STORE", "1")
+
+
+def test_the_epilogue_is_stored_by_tma(tma_stores):
+    call, args = _gemm(512, 512, 256)
+    lowered = call.lower(*args, target="sm_90a")
+    source = lowered.cuda_source()
+    epilogue = source.split("jt::fence_proxy_async_shared();")[-1]
+    # Four panels of 64 columns, issued by one thread after the consumers' named barrier.
+    assert "jt::named_barrier_sync(1, 256);\n    if (tx == 0) {" in epilogue
+    assert epilogue.count("jt::tma_store_2d(&jt_tma_map2,") == 4
+    assert "jt::tma_store_wait_read<0>();" in epilogue
+    assert "C[" not in epilogue                      # no thread writes C itself
+    out = lowered._require_generated().tensor_maps[-1]
+    assert (out.param, out.dims, out.strides, out.box, out.swizzle) == \
+        (2, (512, 512), (1024,), (64, 128), 3)
+    counts = sass_counts(lowered.compile().cubin)
+    assert counts["UTMASTG"] == 4 and counts["HGMMA"] > 0
+
+
+def test_edge_tiles_and_unaligned_rows(tma_stores):
+    # 200 x 264: TMA clips the edge boxes itself.
+    call, args = _gemm(200, 264, 136)
+    source = call.lower(*args, target="sm_90a").cuda_source()
+    assert "jt::tma_store_2d" in source
+    # Rows of 100 halves (200 bytes) break the tensor map's 16-byte stride rule: the threads
+    # store the tile.
+    call, args = _gemm(256, 100, 128, block_n=128, threads=128, stages=3)
+    source = call.lower(*args, target="sm_90a").cuda_source()
+    assert "jt::tma_store" not in source
+
+
+def test_vmap_batches_get_a_third_coordinate(tma_stores):
+    from jtile.codegen import generate
+    from jtile.compiler.target import parse_target
+    from jtile.passes import run_passes
+
+    call, args = _gemm(256, 256, 128)
+    target = parse_target("sm_90a")
+    planned = run_passes(call.lower(*args, target=target)._kernel, target)
+    generated = generate(planned, target, batch=3)
+    out = generated.tensor_maps[-1]
+    assert out.param == 2 and out.dims[-1] == 3 and out.box[-1] == 1
+    assert "jt::tma_store_3d(&jt_tma_map2," in generated.source
+    assert "(int)jt_batch);" in generated.source
+    from jtile.binding.lowered import compile_generated
+
+    assert sass_counts(compile_generated(generated, target).cubin)["UTMASTG"] == 4
+
+
+def test_off_by_default_and_on_sm80():
+    call, args = _gemm(512, 512, 256)
+    assert "jt::tma_store" not in call.lower(*args, target="sm_90a").cuda_source()
+    call, args = _gemm(512, 512, 256, block_n=128, threads=128, stages=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JTILE_TMA_STORE", "1")
+        assert "jt::tma_store" not in call.lower(*args, target="sm_80").cuda_source()
