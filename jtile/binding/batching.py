@@ -43,6 +43,10 @@ def _batch(prim, args, dims, call):
     """Re-binds `prim` once with the vmap batch folded into the call; outputs batched at 0."""
     size = next(x.shape[d] for x, d in zip(args, dims) if d is not None)
     inner = call.batch  # 1 unless an inner vmap already folded a batch in
+    if size * inner == 1:
+        # A batch of one is the unbatched call (a folded batch of 1 means "unbatched").
+        operands = [x if d is None else jnp.squeeze(x, d) for x, d in zip(args, dims)]
+        return [o[None] for o in prim.bind(*operands, call=call)], [0] * len(call.kernel.outputs)
     aliased = {i for i, _ in call.aliases}
     operands, flags = [], []
     for index, (x, d) in enumerate(zip(args, dims)):

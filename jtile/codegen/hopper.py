@@ -95,12 +95,12 @@ def emit_tma_store(em, staged: low.StagedStore) -> None:
     layout = panel_layout(stage)
     param = em.kernel.attrs["tma_maps"][staged.tma_map][0]
     batch = em.batch > 1 and em.batched[param]
-    row0, col0 = (f"(int)({em.expr(c)})" for c in dst.starts)
+    starts = [f"(int)({em.expr(c)})" for c in reversed(dst.starts)]   # innermost first
     base = f"reinterpret_cast<const unsigned char*>({em.name(stage)})"
     tid = em.name(em.kernel.thread_var)
     with em.block(f"if ({tid} == 0)"):
         for p in range(stage.shape[1] // layout.panel_columns):
-            coords = [f"{col0} + {p * layout.panel_columns}", row0]
+            coords = [f"{starts[0]} + {p * layout.panel_columns}"] + starts[1:]
             if batch:
                 coords.append("(int)jt_batch")
             em.line(f"jt::tma_store_{len(coords)}d(&{map_name(staged.tma_map)}, "

@@ -130,17 +130,21 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
 def tma_storable(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target) -> bool:
     """Whether the TMA engine can store `stage` (in its panel layout) to the copy's global
     tile: asked for (JTILE_TMA_STORE), sm_90+, a one-shot kernel (a persistent one may drop its
-    staging), a 2-D destination whose rows are 16-byte multiples (the tensor map's stride
-    rule), a tile the panel layout covers with at most 256 rows (the box limit)."""
+    staging), a destination of rank 2 to 4 (a vmap batch may add one: the map's rank is at
+    most 5) whose rows are 16-byte multiples (the tensor map's stride rule), a tile the panel
+    layout covers with at most 256 rows (the box limit) spread along one dimension of the
+    destination (then the box's rows are the stage's rows, in order)."""
     from jtile import config
     from jtile.passes.lower_tile_ops import TMA_DTYPE
     from jtile.passes.wgmma_selection import panel_layout
 
     dst = s.dst.buffer
+    outer = [e for e in s.dst.extents[:-1] if e != 1]
     return (config.tma_stores() and target.has_tma and not kernel.attrs.get("persistent")
             and panel_layout(stage) is not None and stage.shape[0] <= 256
-            and dst.ndim == 2 and dst.dtype in TMA_DTYPE
-            and dst.shape[-1] * dst.dtype.bytes % 16 == 0)
+            and 2 <= dst.ndim <= 4 and dst.dtype in TMA_DTYPE
+            and dst.shape[-1] * dst.dtype.bytes % 16 == 0
+            and outer in ([stage.shape[0]], []) and s.dst.extents[-1] == stage.shape[1])
 
 
 def reduce_scratch_bytes(kernel: ir.Kernel) -> int:

@@ -172,3 +172,17 @@ def test_vmap_inside_jit_and_grad_composes():
     xs, ys = _data(B, N), _data(B, N, seed=1)
     grads = jax.jit(jax.vmap(jax.grad(loss)))(xs, ys)
     np.testing.assert_allclose(grads, 2.0 * 2.0 * (2.0 * xs + ys), rtol=1e-5)
+
+
+@pytest.mark.parametrize("in_axes", [(0, 0), (0, None), (None, 0)])
+def test_a_batch_of_one(in_axes):
+    # A folded batch of 1 means "unbatched" to the call: vmap over an axis of size 1 once
+    # returned outputs without their batch axis ("operand 0 is float32[1, 256] but the kernel
+    # expects float32[256]").
+    x = jnp.arange(N, dtype=jnp.float32)
+    y = jnp.ones(N, jnp.float32)
+    xs = x[None] if in_axes[0] == 0 else x
+    ys = y[None] if in_axes[1] == 0 else y
+    out = jax.vmap(axpy, in_axes=in_axes)(xs, ys)
+    assert out.shape == (1, N)
+    np.testing.assert_array_equal(np.asarray(out[0]), np.asarray(2 * x + y))

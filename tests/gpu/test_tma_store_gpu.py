@@ -1,5 +1,5 @@
-"""GEMMs whose epilogue the TMA engine stores (JTILE_TMA_STORE=1) against float64, on a Hopper
-GPU: edge tiles, transposes, bf16 and a vmap batch. Runs in a fresh process so the setting
+"""GEMMs and flash attention whose epilogue the TMA engine stores (JTILE_TMA_STORE=1) against
+float64, on a Hopper GPU: edge tiles, transposes, bf16, a vmap batch, 4-D attention outputs. Runs in a fresh process so the setting
 reaches every kernel it compiles."""
 
 from __future__ import annotations
@@ -44,6 +44,19 @@ SCRIPT = textwrap.dedent("""
     ref = np.einsum("bmk,bkn->bmn", f64(a), f64(b))
     err = np.abs(f64(jax.jit(jax.vmap(f))(a, b)) - ref) / (1 + np.abs(ref))
     worst["vmap 3 x 256x512x128"] = float(err.max())
+
+    from examples import flash_attention as fa
+    for d, causal in ((64, True), (128, False)):
+        q, k, v = (jax.random.normal(key, (2, 384, 4, d), jnp.float32).astype(jnp.float16)
+                   for key in jax.random.split(jax.random.key(d), 3))
+        out = jax.jit(functools.partial(fa.flash_attention, causal=causal,
+                                        interpret=False))(q, k, v)
+        s = np.einsum("bqhd,bkhd->bhqk", f64(q), f64(k)) / math.sqrt(d)
+        if causal:
+            s = np.where(np.tril(np.ones((384, 384), bool)), s, -np.inf)
+        p = np.exp(s - s.max(-1, keepdims=True))
+        ref = np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), f64(v))
+        worst[f"attention d{d} causal={causal}"] = float(np.abs(f64(out) - ref).max())
     print(json.dumps(worst))
 """)
 

@@ -85,3 +85,20 @@ def test_off_by_default_and_on_sm80():
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JTILE_TMA_STORE", "1")
         assert "jt::tma_store" not in call.lower(*args, target="sm_80").cuda_source()
+
+
+@pytest.mark.parametrize("d", [64, 128])
+def test_attention_output_is_stored_by_tma(tma_stores, d):
+    # O is (batch, seq, heads, head_dim): a 4-D map whose box is (64, 1, block_m, 1).
+    from examples import flash_attention as fa
+
+    shape = S((2, 512, 4, d), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, causal=True, block_m=128, block_n=128, threads=256, stages=2),
+        name="flash")
+    lowered = call.lower(shape, shape, shape, target="sm_90a")
+    source = lowered.cuda_source()
+    assert source.count("jt::tma_store_4d(") == d // 64
+    out = lowered._require_generated().tensor_maps[-1]
+    assert out.param == 3 and out.dims == (d, 4, 512, 2) and out.box == (64, 1, 128, 1)
+    assert sass_counts(lowered.compile().cubin)["UTMASTG"] == d // 64
