@@ -88,23 +88,20 @@ def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> 
 
 
 def emit_tma_store(em, staged: low.StagedStore) -> None:
-    """One thread stores the staged tile with one TMA box per panel, then waits until the
+    """One thread stores the staged tile with its boxes (one per panel), then waits until the
     engine has read the tile (the stage's bytes may be reused after the next barrier; a block
     that exits keeps its shared memory until this thread is done)."""
-    stage, dst = staged.stage, staged.tile.dst
-    layout = panel_layout(stage)
     param = em.kernel.attrs["tma_maps"][staged.tma_map][0]
     batch = em.batch > 1 and em.batched[param]
-    starts = [f"(int)({em.expr(c)})" for c in reversed(dst.starts)]   # innermost first
-    base = f"reinterpret_cast<const unsigned char*>({em.name(stage)})"
+    base = f"reinterpret_cast<const unsigned char*>({em.name(staged.stage)})"
     tid = em.name(em.kernel.thread_var)
     with em.block(f"if ({tid} == 0)"):
-        for p in range(stage.shape[1] // layout.panel_columns):
-            coords = [f"{starts[0]} + {p * layout.panel_columns}"] + starts[1:]
+        for box in staged.boxes:
+            coords = [f"(int)({em.expr(c)})" for c in box.coords]
             if batch:
                 coords.append("(int)jt_batch")
             em.line(f"jt::tma_store_{len(coords)}d(&{map_name(staged.tma_map)}, "
-                    f"{base} + {p * layout.panel_bytes}, {', '.join(coords)});")
+                    f"{base} + {box.smem_byte_offset}, {', '.join(coords)});")
         em.line("jt::tma_store_commit();")
         em.line("jt::tma_store_wait_read<0>();")
 

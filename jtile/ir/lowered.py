@@ -98,7 +98,8 @@ class WgmmaGemm(Stmt):
 
 @dataclass(frozen=True)
 class TmaBox:
-    """One cp.async.bulk.tensor of a TmaLoad: the bytes it lands at and its coordinates."""
+    """One cp.async.bulk.tensor of a TmaLoad or a TMA-stored StagedStore: the bytes of the
+    shared tile it moves and its coordinates in the tensor."""
 
     smem_byte_offset: int
     coords: tuple           # Exprs, innermost dimension first
@@ -250,9 +251,11 @@ class StagedStore(Stmt):
     middle: Barrier
     entry_barrier: Optional[Barrier] = None
     loc: SourceLoc = NO_LOC
-    # The tensor map a TMA store of the stage uses (`stage` then has the TMA panel layout and
-    # `middle` fences for the async proxy); None: the threads store the stage themselves.
+    # The tensor map a TMA store of the stage uses, and its box per panel (`stage` then has the
+    # TMA panel layout and `middle` fences for the async proxy); None: the threads store the
+    # stage themselves.
     tma_map: Optional[int] = None
+    boxes: tuple = ()
 
     # What a tensor map describes (jtile.codegen.hopper.tensor_map_specs), as for TmaLoad.
     @property

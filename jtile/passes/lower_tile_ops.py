@@ -60,43 +60,54 @@ def _lower_gemm(s: ir.Gemm, tiling: WgmmaTiling) -> low.WgmmaGemm:
         loc=s.loc)
 
 
-def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set, read_only: frozenset):
-    """A TmaLoad for `copy` when the TMA engine can do it, else None."""
-    src, dst = copy.src, copy.dst
-    if src.buffer.space is not MemorySpace.GLOBAL or dst.buffer not in panel_buffers:
+def tma_boxes(tile: ir.Region, smem: ir.Buffer, params: tuple):
+    """`(parameter index, TmaBox per panel)` when the TMA engine can move the shared panel
+    tile `smem` to or from the global `tile` (loads and stores alike), else None."""
+    if tile.buffer.space is not MemorySpace.GLOBAL or tile.dtype is not smem.dtype \
+            or tile.dtype not in TMA_DTYPE:
         return None
-    if src.dtype is not dst.dtype or src.dtype not in TMA_DTYPE or getattr(
-            copy, "disable_tma", False):
+    layout = panel_layout(smem)
+    if layout is None:
         return None
-    if not all(static_value(x) == 0 for x in dst.starts) or \
-            tuple(dst.extents) != tuple(dst.buffer.shape):
-        return None
-    layout = panel_layout(dst.buffer)
-    rows, cols = dst.buffer.shape
-    extents = tuple(src.extents)
-    shape = tuple(src.buffer.shape)
+    rows, cols = smem.shape
+    extents = tuple(tile.extents)
+    shape = tuple(tile.buffer.shape)
     if len(shape) > 5 or extents[-1] != cols or any(e > n for e, n in zip(extents, shape)):
         return None  # (a tile larger than the tensor is clipped by guarded copies instead)
     outer = [e for e in extents[:-1] if e != 1]
     if (outer and outer != [rows]) or (not outer and rows != 1):
         return None
-    eb = src.dtype.bytes
     # TMA needs 16-byte multiples for every global stride; a box side is at most 256.
-    if (shape[-1] * eb) % 16 or rows > 256 or layout.panel_columns > 256:
+    if (shape[-1] * tile.dtype.bytes) % 16 or rows > 256 or layout.panel_columns > 256:
         return None
-    if not all(issuable_ahead(start, read_only) for start in src.starts):
-        return None
-    param = next((i for i, p in enumerate(params) if p is src.buffer), None)
+    param = next((i for i, p in enumerate(params) if p is tile.buffer), None)
     if param is None:
         return None  # a view of a parameter: its tensor map would need the view's strides
-    starts = tuple(reversed(src.starts))  # innermost first
+    starts = tuple(reversed(tile.starts))  # innermost first
     boxes = []
     for panel in range(cols // layout.panel_columns):
         coords = (starts[0] + panel * layout.panel_columns,) + starts[1:] \
             if panel else starts
         boxes.append(low.TmaBox(panel * layout.panel_bytes, coords))
-    return low.TmaLoad(tile=copy, map_index=-1, boxes=tuple(boxes),
-                       bytes=dst.buffer.nbytes, loc=copy.loc), param
+    return param, tuple(boxes)
+
+
+def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set, read_only: frozenset):
+    """A TmaLoad for `copy` when the TMA engine can do it, else None."""
+    src, dst = copy.src, copy.dst
+    if dst.buffer not in panel_buffers or getattr(copy, "disable_tma", False):
+        return None
+    if not all(static_value(x) == 0 for x in dst.starts) or \
+            tuple(dst.extents) != tuple(dst.buffer.shape):
+        return None
+    if not all(issuable_ahead(start, read_only) for start in src.starts):
+        return None
+    found = tma_boxes(src, dst.buffer, params)
+    if found is None:
+        return None
+    param, boxes = found
+    return low.TmaLoad(tile=copy, map_index=-1, boxes=boxes, bytes=dst.buffer.nbytes,
+                       loc=copy.loc), param
 
 
 def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:

@@ -184,10 +184,10 @@ class _Planner:
             return store
         # The TMA engine reads the stage through the async proxy: the threads' stores to it
         # are fenced before the barrier. Maps after the loads' (number_tensor_maps).
+        param, boxes = self.plan.tma_staged[stage]
         index = len(self.kernel.attrs.get("tma_maps", ())) + len(self.store_maps)
-        store = dataclasses.replace(store, tma_map=index,
+        store = dataclasses.replace(store, tma_map=index, boxes=boxes,
                                     middle=dataclasses.replace(middle, fence_async=True))
-        param = next(i for i, p in enumerate(self.kernel.params) if p is s.dst.buffer)
         self.store_maps.append((param, store))
         return store
 

@@ -30,7 +30,8 @@ class SharedPlan:
     stages: dict = field(default_factory=dict)         # Buffer -> number of pipeline copies
     swizzled: set = field(default_factory=set)         # Buffers stored XOR-swizzled
     staging: dict = field(default_factory=dict)        # Copy -> shared Buffer it stores through
-    tma_staged: set = field(default_factory=set)       # staging Buffers TMA stores to global
+    tma_staged: dict = field(default_factory=dict)     # staging Buffer TMA stores -> (param,
+                                                       # TmaBox per panel)
     scratch_offset: int = 0
     scratch_bytes: int = 0
     dynamic_bytes: int = 0
@@ -92,7 +93,7 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
     """Stores of a whole fragment to global memory whose threads hold fewer than 16
     contiguous bytes (the mma accumulator holds pairs) go through a shared tile, so global
     memory sees full 16-byte vectors; with JTILE_TMA_STORE=1 the TMA engine writes a tile it
-    can address (`tma_storable`) from the TMA panel layout. Returns {staging buffer: top-level
+    can address (`tma_store_boxes`) from the TMA panel layout. Returns {staging buffer: top-level
     statement index}."""
     layouts = kernel.attrs.get("layouts", {})
     staged = {}
@@ -119,32 +120,28 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
         stage = ir.Buffer(f"{frag.name}_out", tuple(frag.shape), dst.dtype,
                           MemorySpace.SHARED_DYN, s.loc)
         plan.staging[s] = stage
-        if target is not None and tma_storable(kernel, s, stage, target):
-            plan.tma_staged.add(stage)
+        store = tma_store_boxes(kernel, s, stage, target) if target is not None else None
+        if store is not None:
+            plan.tma_staged[stage] = store
         else:
             plan.swizzled.add(stage)
         staged[stage] = index
     return staged
 
 
-def tma_storable(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target) -> bool:
-    """Whether the TMA engine can store `stage` (in its panel layout) to the copy's global
-    tile: asked for (JTILE_TMA_STORE), sm_90+, a one-shot kernel (a persistent one may drop its
-    staging), a destination of rank 2 to 4 (a vmap batch may add one: the map's rank is at
-    most 5) whose rows are 16-byte multiples (the tensor map's stride rule), a tile the panel
-    layout covers with at most 256 rows (the box limit) spread along one dimension of the
-    destination (then the box's rows are the stage's rows, in order)."""
+def tma_store_boxes(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target):
+    """`(parameter index, TmaBox per panel)` when the TMA engine should store `stage` (in its
+    panel layout) to the copy's global tile, else None: asked for (JTILE_TMA_STORE), sm_90+, a
+    one-shot kernel (a persistent one may drop its staging), a destination of rank 4 at most
+    (a vmap batch may add one: a map has at most 5), and a tile TMA can address
+    (`lower_tile_ops.tma_boxes`, the rules of TMA loads)."""
     from jtile import config
-    from jtile.passes.lower_tile_ops import TMA_DTYPE
-    from jtile.passes.wgmma_selection import panel_layout
+    from jtile.passes.lower_tile_ops import tma_boxes
 
-    dst = s.dst.buffer
-    outer = [e for e in s.dst.extents[:-1] if e != 1]
-    return (config.tma_stores() and target.has_tma and not kernel.attrs.get("persistent")
-            and panel_layout(stage) is not None and stage.shape[0] <= 256
-            and 2 <= dst.ndim <= 4 and dst.dtype in TMA_DTYPE
-            and dst.shape[-1] * dst.dtype.bytes % 16 == 0
-            and outer in ([stage.shape[0]], []) and s.dst.extents[-1] == stage.shape[1])
+    if not (config.tma_stores() and target.has_tma) or kernel.attrs.get("persistent") \
+            or s.dst.buffer.ndim > 4:
+        return None
+    return tma_boxes(s.dst, stage, kernel.params)
 
 
 def reduce_scratch_bytes(kernel: ir.Kernel) -> int:
