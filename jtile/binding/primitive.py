@@ -18,7 +18,6 @@ kernel with a backward kernel.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from dataclasses import dataclass, field
 from functools import partial
@@ -30,7 +29,7 @@ from jax.interpreters import mlir
 
 from jtile.binding import batching
 from jtile.binding.lowered import build, resolve_target
-from jtile.binding.varying import varying_axes
+from jtile.binding.varying import aval_varying_axes
 from jtile.codegen.cuda import c_identifier
 from jtile.errors import JtileError, JtileRuntimeError, JtileTargetError
 from jtile.ir.nodes import Kernel
@@ -134,10 +133,10 @@ def _output_aval(shape, dtype, avals):
     inputs vary over, as jax.numpy's own ops do: an output computed from an input that varies
     over `x` and another that varies over `y` differs along both."""
     plain = ShapedArray(shape, dtype)
-    varying = frozenset().union(*(varying_axes(a) for a in avals))
+    varying = frozenset().union(*(aval_varying_axes(a) for a in avals))
     if not varying:
         return plain
-    like = next(a for a in avals if varying_axes(a))
+    like = next(a for a in avals if aval_varying_axes(a))
     spec = jax.sharding.PartitionSpec(*([None] * len(shape)))
     # The sharding must name the inputs' (manual) mesh, every dimension unsharded.
     sharding = jax.sharding.NamedSharding(like.sharding.mesh, spec)

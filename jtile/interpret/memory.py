@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jtile.binding.varying import varying_axes
+from jtile.binding.varying import pvary, varying_axes
 from jtile.errors import JtileError
 from jtile.ir.nodes import Buffer, Kernel, SourceLoc
 from jtile.ir.types import DType, MemorySpace
@@ -57,14 +57,8 @@ class Context:
 
     def vary(self, array: jax.Array) -> jax.Array:
         """`array`, varying over every axis in `self.varying` (a no-op outside shard_map)."""
-        missing = self.varying - varying_axes(jax.typeof(array))
-        if not missing:
-            return array
-        axes = tuple(sorted(missing))
-        pvary = getattr(jax.lax, "pvary", None)
-        if pvary is not None:
-            return pvary(array, axes)
-        return jax.lax.pcast(array, axes, to="varying")
+        missing = self.varying - varying_axes(array)
+        return pvary(array, tuple(sorted(missing))) if missing else array
 
     def error(self, message: str, loc: SourceLoc | None = None) -> JtileError:
         where = f"{loc}: " if loc is not None else ""

@@ -53,7 +53,7 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
             values in thread-private buffers, or uses TMEM.
     """
     inputs = [jnp.asarray(x) for x in inputs]
-    ctx = Context(kernel, frozenset().union(*(varying_axes(jax.typeof(x)) for x in inputs)))
+    ctx = Context(kernel, frozenset().union(*(varying_axes(x) for x in inputs)))
     aliases = {int(i): int(o) for i, o in dict(aliases or {}).items()}
     check_arguments(ctx, inputs, aliases)
     check_kernel(ctx, aliases)

@@ -32,7 +32,7 @@ from jtile.ops.attention_kernels import (
     attention_fwd_segmented_kernel,
 )
 from jtile.ops.mode import resolve_interpret
-from jtile.ops.sharding import match_varying, witness
+from jtile.ops.sharding import match_varying
 
 __all__ = ["attention"]
 

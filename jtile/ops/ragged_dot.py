@@ -18,7 +18,6 @@ loop with no masking of shared tiles.
 from __future__ import annotations
 
 import functools
-from typing import Optional
 
 import jax
 import jax.numpy as jnp

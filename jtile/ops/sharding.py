@@ -15,26 +15,7 @@ from __future__ import annotations
 import jax
 from jax import lax
 
-
-def varying_axes(x) -> frozenset:
-    """The shard_map mesh axes `x` varies over (empty outside shard_map).
-
-    jax 0.10 keeps them in `aval.manual_axis_type.varying`, later releases in `aval.vma`.
-    """
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)
-    if manual is not None:
-        axes = getattr(manual, "varying", None)
-    else:
-        axes = getattr(aval, "vma", None)
-    return frozenset(axes or ())
-
-
-def _pvary(x, axes: tuple):
-    pvary = getattr(lax, "pvary", None)
-    if pvary is not None:
-        return pvary(x, axes)
-    return lax.pcast(x, axes, to="varying")
+from jtile.binding.varying import pvary, varying_axes
 
 
 def witness(x) -> jax.Array:
@@ -63,5 +44,5 @@ def match_varying(cotangent, primal):
         cotangent = lax.psum(cotangent, extra)
     missing = tuple(sorted(want - have))
     if missing:
-        cotangent = _pvary(cotangent, missing)
+        cotangent = pvary(cotangent, missing)
     return cotangent
