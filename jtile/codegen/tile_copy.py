@@ -18,7 +18,7 @@ from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import guard_replicas, index_expr, unflatten
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
-from jtile.ir.affine import aligned
+from jtile.ir.affine import aligned_vector_width
 from jtile.ir.types import MemorySpace
 
 VECTOR_BYTES = 16
@@ -62,10 +62,7 @@ def _contiguous_vector(em, layout, frag: ir.Buffer, other: ir.Region) -> int:
     if other.extents[-1] == 1 and frag.shape[-1] != 1:
         return 1  # the fragment's last dim does not run along memory's contiguous dim
     bytes_ = max(buf.dtype.bytes, frag.dtype.bytes)
-    width = min(width, VECTOR_BYTES // bytes_, frag.shape[-1])
-    while width > 1 and not (buf.shape[-1] % width == 0 and aligned(other.starts[-1], width)):
-        width //= 2
-    return max(width, 1)
+    return aligned_vector_width(other, min(width, VECTOR_BYTES // bytes_, frag.shape[-1]))
 
 
 def _fragment_tile(em, layout, frag, reg: str) -> list:
@@ -146,17 +143,14 @@ def _copy_from_fragment(em, src: ir.Region, dst: ir.Region, loc) -> None:
 
 
 def _cooperative_width(em, src: ir.Region, dst: ir.Region) -> int:
-    width = VECTOR_BYTES // max(src.dtype.bytes, dst.dtype.bytes)
     if src.extents[-1] == 1 or dst.extents[-1] == 1:
         return 1
-    while width > 1:
-        ok = src.extents[-1] % width == 0 and src.buffer.shape[-1] % width == 0 and \
-            dst.buffer.shape[-1] % width == 0 and aligned(src.starts[-1], width) and \
-            aligned(dst.starts[-1], width)
-        if ok:
-            return width
+    width = VECTOR_BYTES // max(src.dtype.bytes, dst.dtype.bytes)
+    # Every condition that holds at a width holds at its halves: the widest for both sides.
+    width = min(aligned_vector_width(src, width), aligned_vector_width(dst, width))
+    while width > 1 and src.extents[-1] % width:
         width //= 2
-    return 1
+    return width
 
 
 def emit_cooperative_copy(em, src: ir.Region, dst: ir.Region, *, use_async=True,

@@ -144,3 +144,15 @@ def aligned(expr, multiple: int) -> bool:
     if form is None:
         return False
     return form.const % multiple == 0 and all(c % multiple == 0 for c in form.terms.values())
+
+
+def aligned_vector_width(region, width: int) -> int:
+    """The widest of `width`, `width / 2`, ..., 1 elements at which `region` (of a global or
+    shared buffer) moves in aligned vectors: its buffer's rows hold whole vectors and its
+    start along the last dimension is a multiple of the width for every value of the
+    variables."""
+    while width > 1 and not (region.buffer.shape[-1] % width == 0 and
+                             aligned(region.starts[-1], width)):
+        width //= 2
+    return max(width, 1)
+

@@ -13,7 +13,7 @@ from typing import Optional
 
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
-from jtile.ir.affine import aligned
+from jtile.ir.affine import aligned_vector_width
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import statements, sub_expressions
 from jtile.passes.fragment_access import (UNIFORM, access_layout, access_rule_broken,
@@ -308,10 +308,8 @@ def memory_vector_width(buf: ir.Buffer, all_stmts) -> int:
                     other.extents[-1] == 1:
                 continue
             copied = True
-            width = min(width, VECTOR_BYTES // max(memory.dtype.bytes, buf.dtype.bytes))
-            while width > 1 and not (memory.shape[-1] % width == 0 and
-                                     aligned(other.starts[-1], width)):
-                width //= 2
+            width = aligned_vector_width(
+                other, min(width, VECTOR_BYTES // max(memory.dtype.bytes, buf.dtype.bytes)))
     if not copied and any(_moves_elementwise(s, buf) for s in all_stmts
                           if isinstance(s, ir.ParallelFor)):
         return 1
