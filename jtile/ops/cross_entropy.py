@@ -18,14 +18,13 @@ import jtile
 import jtile.language as T
 from jtile.ops import checks
 from jtile.ops.mode import resolve_interpret
-from jtile.ops.rows import row_tiling
+from jtile.ops.rows import FLAT_THREADS, flat_tile, row_tiling
 from jtile.ops.sharding import match_varying
 
 __all__ = ["cross_entropy"]
 
 F32 = "float32"
 CHUNK = 4096
-THREADS = 256
 LOG2_E = 1.4426950408889634
 LN_2 = 0.6931471805599453
 
@@ -94,7 +93,7 @@ def cross_entropy_bwd_kernel(Lf, Labels, Lse, DLoss, *, tile):
     (M,) = Labels.shape
     V = E // M
     DL = T.empty((E,), Lf.dtype)
-    with T.Kernel(T.ceildiv(E, tile), threads=THREADS) as bx:
+    with T.Kernel(T.ceildiv(E, tile), threads=FLAT_THREADS) as bx:
         logits = T.alloc_fragment((tile,), Lf.dtype)
         T.copy(Lf[bx * tile], logits)
         for i in T.Parallel(tile):
@@ -108,25 +107,10 @@ def cross_entropy_bwd_kernel(Lf, Labels, Lse, DLoss, *, tile):
     return DL
 
 
-def _flat_tile(size: int, itemsize: int) -> int:
-    """Elements per backward block: THREADS threads x 2 vectors of 16 bytes, at most the
-    array, a power of 2."""
-    tile = THREADS * 2 * (16 // itemsize)
-    while tile > size:
-        tile //= 2
-    return tile
-
-
 @functools.lru_cache(maxsize=None)
-def _launcher(kernel, name: str, interpret: bool, tiling):
-    return jtile.pallas_like(functools.partial(kernel, tiling=tiling), name=name,
+def _launcher(kernel, name: str, interpret: bool, **static):
+    return jtile.pallas_like(functools.partial(kernel, **static), name=name,
                              interpret=interpret)
-
-
-@functools.lru_cache(maxsize=None)
-def _flat_launcher(interpret: bool, tile: int):
-    return jtile.pallas_like(functools.partial(cross_entropy_bwd_kernel, tile=tile),
-                             name="cross_entropy_bwd", interpret=interpret)
 
 
 def _tiling(logits):
@@ -137,19 +121,20 @@ def _tiling(logits):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _cross_entropy(logits, labels, interpret):
     return _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
-                     _tiling(logits))(logits, labels)[0]
+                     tiling=_tiling(logits))(logits, labels)[0]
 
 
 def _cross_entropy_fwd(logits, labels, interpret):
     loss, lse = _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
-                          _tiling(logits))(logits, labels)
+                          tiling=_tiling(logits))(logits, labels)
     return loss, (logits, labels, lse)
 
 
 def _cross_entropy_bwd(interpret, saved, dloss):
     logits, labels, lse = saved
     flat = logits.reshape(-1)
-    launch = _flat_launcher(interpret, _flat_tile(flat.shape[0], flat.dtype.itemsize))
+    launch = _launcher(cross_entropy_bwd_kernel, "cross_entropy_bwd", interpret,
+                       tile=flat_tile(flat.shape[0], flat.dtype.itemsize))
     dlogits = launch(flat, labels, lse, dloss.astype(jnp.float32)).reshape(logits.shape)
     return match_varying(dlogits, logits), None
 

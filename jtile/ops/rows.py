@@ -101,3 +101,18 @@ def staging_stages(tiling: RowTiling, itemsizes) -> int:
     stages = min(MAX_STAGES, STAGING_BYTES // stage)
     return stages if stages >= 2 else 0
 
+
+# Element-wise kernels over flattened arrays (swiglu, the cross-entropy backward): blocks of
+# FLAT_THREADS threads, each moving two 16-byte vectors of every operand.
+FLAT_THREADS = 256
+
+
+def flat_tile(size: int, itemsize: int) -> int:
+    """Elements per block of an element-wise kernel over `size` elements of `itemsize`
+    bytes: FLAT_THREADS x 2 vectors of 16 bytes, at most the array (a tile must fit the
+    array), a power of 2 (fragments spread over threads bit by bit)."""
+    tile = FLAT_THREADS * 2 * (16 // itemsize)
+    while tile > size:
+        tile //= 2
+    return tile
+

@@ -15,29 +15,19 @@ import jtile
 import jtile.language as T
 from jtile.ops import checks
 from jtile.ops.mode import resolve_interpret
+from jtile.ops.rows import FLAT_THREADS, flat_tile
 from jtile.ops.sharding import match_varying
 
 __all__ = ["swiglu"]
 
 F32 = "float32"
-THREADS = 256
-VECTORS_PER_THREAD = 2
-
-
-def _tile(size: int, itemsize: int) -> int:
-    """Elements per block: THREADS threads x 2 vectors of 16 bytes, at most the array (a tile
-    must fit the array), a power of 2 (fragments spread over threads bit by bit)."""
-    tile = THREADS * VECTORS_PER_THREAD * (16 // itemsize)
-    while tile > size:
-        tile //= 2
-    return tile
 
 
 def swiglu_fwd_kernel(G, U, *, tile):
     """out = g * sigmoid(g) * u. Shapes: G, U (L,) in global memory; output (L,) in G's dtype."""
     (L,) = G.shape
     Out = T.empty((L,), G.dtype)
-    with T.Kernel(T.ceildiv(L, tile), threads=THREADS) as bx:
+    with T.Kernel(T.ceildiv(L, tile), threads=FLAT_THREADS) as bx:
         g = T.alloc_fragment((tile,), G.dtype)
         u = T.alloc_fragment((tile,), U.dtype)
         T.copy(G[bx * tile], g)
@@ -57,7 +47,7 @@ def swiglu_bwd_kernel(G, U, DOut, *, tile):
     (L,) = G.shape
     DG = T.empty((L,), G.dtype)
     DU = T.empty((L,), U.dtype)
-    with T.Kernel(T.ceildiv(L, tile), threads=THREADS) as bx:
+    with T.Kernel(T.ceildiv(L, tile), threads=FLAT_THREADS) as bx:
         g = T.alloc_fragment((tile,), G.dtype)
         u = T.alloc_fragment((tile,), U.dtype)
         d = T.alloc_fragment((tile,), DOut.dtype)
@@ -86,7 +76,7 @@ def _launcher(kernel, name: str, interpret: bool, tile: int):
 
 
 def _tile_of(x) -> int:
-    return _tile(x.shape[0], x.dtype.itemsize)
+    return flat_tile(x.shape[0], x.dtype.itemsize)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
