@@ -50,7 +50,7 @@ def rel_err(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30))
 
 
-def _try_bench(fn, args, iters):
+def try_bench(fn, args, iters):
     try:
         return bench(jax.jit(fn), *args, iters=iters)
     except Exception as e:  # a failing implementation is reported, the others still run
@@ -71,13 +71,13 @@ def compare(workload, jtile_fns, baselines, args, *, flops=None, bytes_moved=Non
         baselines = {"xla": baselines}
     times, ref = {}, None
     for name, fn in baselines.items():
-        got = _try_bench(fn, args, iters)
+        got = try_bench(fn, args, iters)
         if got is not None:
             times[name] = got[0]
             ref = got[1] if ref is None else ref
     best = None
     for label, fn in jtile_fns.items():
-        got = _try_bench(fn, args, iters)
+        got = try_bench(fn, args, iters)
         if got is None:
             continue
         err = rel_err(got[1], ref) if ref is not None else float("nan")

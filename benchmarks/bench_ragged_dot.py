@@ -1,7 +1,8 @@
 """jtile.ops.ragged_dot beside jax.lax.ragged_dot and a dense GEMM of the same work, in one run.
 
 For each shape and routing: the forward, and forward + backward (the output and its `jax.vjp`
-pullback of a fixed bfloat16 cotangent to lhs and rhs), timed for jtile, for
+pullback of a fixed bfloat16 cotangent to lhs and rhs, as bench_ops.forward_backward builds
+it), timed for jtile, for
 `jax.lax.ragged_dot` and for `jnp.matmul` of (tokens, k) @ (k, n) (the same FLOPs with no
 grouping: the ceiling to aim at). TFLOP/s count 2 * tokens * k * n for the forward, three times
 that for forward + backward. Speeds are jtile's time divided into the others' (> 1: jtile
@@ -24,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import jtile.ops as ops  # noqa: E402
-from benchmarks.bench import bench, rel_err  # noqa: E402
+from benchmarks.bench import rel_err, try_bench  # noqa: E402
+from benchmarks.bench_ops import forward_backward  # noqa: E402
 
 ROWS = []
 # (experts, tokens, k, n): Mixtral's expert GEMM, and a fine-grained 64-expert layer.
@@ -40,14 +42,6 @@ def routing(kind: str, experts: int, tokens: int) -> jax.Array:
         sizes = np.concatenate([[tokens // 2], np.full(experts - 1, rest // (experts - 1))])
     sizes[-1] += tokens - sizes.sum()
     return jnp.asarray(sizes, jnp.int32)
-
-
-def _timed(fn, args, iters):
-    try:
-        return bench(jax.jit(fn), *args, iters=iters)
-    except Exception as e:  # a failing implementation is reported, the others still run
-        print(f"  FAILED: {type(e).__name__}: {str(e)[:300]}", flush=True)
-        return None
 
 
 def _row(label, flops, results):
@@ -76,16 +70,6 @@ def rel_err_tree(a, b) -> float:
                                              jax.tree_util.tree_leaves(b)))
 
 
-def _forward_backward(fn, cotangent):
-    """The output and its `jax.vjp` pullback of `cotangent` (in the output's dtype) to lhs and
-    rhs: what a training step runs (benchmarks/bench_ops.py's `compare` says why not
-    `jax.grad` of a weighted sum)."""
-    def run(lhs, rhs):
-        out, pullback = jax.vjp(fn, lhs, rhs)
-        return out, pullback(cotangent)
-    return run
-
-
 def _operands(experts, tokens, k, n, kind):
     keys = jax.random.split(jax.random.key(0), 3)
     lhs = jax.random.normal(keys[0], (tokens, k), jnp.float32).astype(jnp.bfloat16)
@@ -111,9 +95,11 @@ def ragged_rows(experts, tokens, k, n, kind, iters, *, backward):
     for name, fn in fns.items():
         args = (lhs, rhs[0] if name == "dense" else rhs)
         if backward:
-            results[name] = _timed(_forward_backward(fn, cotangent), args, max(iters // 2, 1))
+            results[name] = try_bench(
+                forward_backward(fn, argnums=(0, 1), cotangents=[cotangent]), args,
+                max(iters // 2, 1))
         else:
-            results[name] = _timed(fn, args, iters)
+            results[name] = try_bench(fn, args, iters)
     if backward:
         return _row(f"fwd+bwd {label}", 3 * flops, results)
     return _row(f"fwd {label}", flops, results)
@@ -130,7 +116,7 @@ def fp8_row(experts, tokens, k, n, t_bf16, iters):
         "jax.lax.ragged_dot": lambda a, b: jax.lax.ragged_dot(
             a, b, sizes, preferred_element_type=jnp.bfloat16),
     }
-    results = {name: _timed(fn, (lhs, rhs), iters) for name, fn in fns.items()}
+    results = {name: try_bench(fn, (lhs, rhs), iters) for name, fn in fns.items()}
     flops = 2 * tokens * k * n
     t_fp8 = _row(f"fwd {experts}x({k}->{n}) {tokens} tok even fp8 e4m3", flops, results)
     if t_fp8 is not None and t_bf16 is not None:
