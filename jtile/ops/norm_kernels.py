@@ -16,7 +16,7 @@ TMA for the staged loads.
 from __future__ import annotations
 
 import jtile.language as T
-from jtile.ops.row_io import load_rows, load_step, row_steps, staging, store_row, store_rows
+from jtile.ops.row_io import load_rows, load_step, row_steps, staging
 
 F32 = "float32"
 
@@ -47,7 +47,7 @@ def rms_norm_fwd_kernel(X, W, R=None, *, tiling, eps):
             load_rows(R, r_in, bx * rows, tiling)
             for i, j in T.Parallel(rows, cols):
                 x_in[i, j] = T.cast(T.cast(x_in[i, j], F32) + T.cast(r_in[i, j], F32), X.dtype)
-            store_rows(x_in, S, bx * rows, tiling)
+            T.copy(x_in, S[bx * rows, 0])
         for i, j in T.Parallel(rows, cols):
             x[i, j] = T.cast(x_in[i, j], F32)
             sq[i, j] = x[i, j] * x[i, j]
@@ -57,7 +57,7 @@ def rms_norm_fwd_kernel(X, W, R=None, *, tiling, eps):
             rstd[i] = T.rsqrt(rstd[i] / N + eps)
         for i, j in T.Parallel(rows, cols):
             x_in[i, j] = T.cast(x[i, j] * rstd[i] * T.cast(w[j], F32), X.dtype)
-        store_rows(x_in, Y, bx * rows, tiling)
+        T.copy(x_in, Y[bx * rows, 0])
         for i in T.Parallel(rows):
             with T.If(bx * rows + i < M):
                 Rstd[bx * rows + i] = rstd[i]
@@ -107,9 +107,9 @@ def rms_norm_bwd_kernel(X, W, DY, Rstd, DS=None, *, tiling, blocks, steps, stage
                     grad = grad + T.cast(frags[2][i, j], F32)
                 x_in[i, j] = T.cast(grad, X.dtype)
                 dw_acc[i, j] = dw_acc[i, j] + T.cast(dy_in[i, j], F32) * xhat[i, j]
-            store_rows(x_in, DX, row0, tiling)
+            T.copy(x_in, DX[row0, 0])
         T.reduce_sum(dw_acc, dw, dim=0)
-        store_row(dw, DWp, bx, tiling)
+        T.copy(dw, DWp[bx, 0])
     return DX, DWp
 
 
@@ -153,7 +153,7 @@ def layer_norm_fwd_kernel(X, W, B, *, tiling, eps):
         for i, j in T.Parallel(rows, cols):
             x_in[i, j] = T.cast(x[i, j] * rstd[i] * T.cast(w[j], F32) + T.cast(b[j], F32),
                                 X.dtype)
-        store_rows(x_in, Y, bx * rows, tiling)
+        T.copy(x_in, Y[bx * rows, 0])
         for i in T.Parallel(rows):
             with T.If(bx * rows + i < M):
                 Mean[bx * rows + i] = mean[i]
@@ -208,9 +208,9 @@ def layer_norm_bwd_kernel(X, W, DY, Mean, Rstd, *, tiling, blocks, steps, stages
                 x_in[i, j] = T.cast(grad, X.dtype)
                 dw_acc[i, j] = dw_acc[i, j] + dy * xhat[i, j]
                 db_acc[i, j] = db_acc[i, j] + dy
-            store_rows(x_in, DX, row0, tiling)
+            T.copy(x_in, DX[row0, 0])
         T.reduce_sum(dw_acc, col, dim=0)
-        store_row(col, DWp, bx, tiling)
+        T.copy(col, DWp[bx, 0])
         T.reduce_sum(db_acc, col, dim=0)
-        store_row(col, DBp, bx, tiling)
+        T.copy(col, DBp[bx, 0])
     return DX, DWp, DBp

@@ -2,7 +2,7 @@
 
 A row of N elements sits in a fragment of `padded` (a power of 2) columns. `T.copy` moves it
 in the widest vectors the row's alignment allows; the columns past N and the rows past the
-array's end read as zeros and are not written.
+array's end read as zeros and are not written (stores are plain `T.copy`s).
 """
 
 from __future__ import annotations
@@ -30,16 +30,6 @@ def load_rows(src, frag, row0, tiling, *, fill=0.0):
         pad = -T.infinity(frag.dtype) if fill == -math.inf else T.cast(fill, frag.dtype)
         for i, j in T.Parallel(rows, cols):
             frag[i, j] = T.if_then_else(j < N, frag[i, j], pad)
-
-
-def store_rows(frag, dst, row0, tiling):
-    """`dst[row0 + i, j] = frag[i, j]` for the rows and columns inside dst."""
-    T.copy(frag, dst[row0, 0])
-
-
-def store_row(frag, dst, row, tiling):
-    """`dst[row, j] = frag[j]` for the columns inside dst: one (padded,) fragment, one row."""
-    T.copy(frag, dst[row, 0])
 
 
 def row_steps(steps, stages):
