@@ -57,6 +57,8 @@ class Context:
 
     def vary(self, array: jax.Array) -> jax.Array:
         """`array`, varying over every axis in `self.varying` (a no-op outside shard_map)."""
+        if not self.varying:
+            return array   # outside shard_map: every write, no type to look up
         missing = self.varying - varying_axes(array)
         return pvary(array, tuple(sorted(missing))) if missing else array
 
