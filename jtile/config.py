@@ -70,19 +70,19 @@ PERSISTENT = Variable(
 
 TMA_STORE = Variable(
     "JTILE_TMA_STORE",
-    "Set to 1 to write staged epilogues (a fragment stored through a shared tile) with TMA "
-    "stores on sm_90+. Off by default until measured on a GPU; the staged tile is then "
-    "written by the block's threads in 16-byte vectors.",
+    "Set to 0 to write staged epilogues (a fragment stored through a shared tile) with the "
+    "block's threads in 16-byte vectors instead of TMA stores on sm_90+. On by default: on an "
+    "H200 the TMA-stored GEMMs measured 0-5% faster (one shape 1% slower, within noise).",
 )
 
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
              TMA_STORE)
 
 
-def _flag(variable: Variable) -> bool:
+def _flag(variable: Variable, default: bool = False) -> bool:
     value = variable.raw()
     if value is None:
-        return False
+        return default
     lowered = value.lower()
     if lowered in _TRUE:
         return True
@@ -108,8 +108,8 @@ def persistent_tiles() -> bool:
 
 def tma_stores() -> bool:
     """Whether staged epilogues are written with TMA stores (``JTILE_TMA_STORE``, default
-    off)."""
-    return _flag(TMA_STORE)
+    on)."""
+    return _flag(TMA_STORE, default=True)
 
 
 def debug() -> bool:

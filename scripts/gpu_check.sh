@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-tma-store|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -51,6 +51,10 @@ for part in "${parts[@]}"; do
         grep -E "^(FAILED|ERROR)" "$out/gpu_tests_$i.log" | head -20
         status=$((status | rc))
       done > "$out/gpu_tests.log" 2>&1
+      # One file for the groups' full logs: a device call brings back only a few files.
+      for i in "${!groups[@]}"; do
+        echo "==== group $i (${groups[$i]})"; cat "$out/gpu_tests_$i.log"; rm "$out/gpu_tests_$i.log"
+      done > "$out/gpu_tests_groups.log"
       cat "$out/gpu_tests.log" ;;
     hopper)
       timeout 300 python3 -m pytest -q -m gpu -p no:cacheprovider --maxfail=8 \
@@ -89,11 +93,11 @@ for part in "${parts[@]}"; do
         --plot "$out/train_dp_loss.png" --losses-json "$out/train_dp_losses.json" 2>&1 \
         | tee "$out/train_dp.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
-    bench-tma-store)
-      # The GEMM section again with the epilogues stored by TMA (JTILE_TMA_STORE=1), to set
-      # that default from a measurement.
-      JTILE_TMA_STORE=1 timeout 300 python3 benchmarks/bench.py gemms 2>&1 \
-        | tee "$out/bench_tma_store.log" | tail -30 ;;
+    bench-thread-store)
+      # The GEMM section again with the epilogues written by the threads (JTILE_TMA_STORE=0)
+      # instead of TMA stores, the measurement behind that default.
+      JTILE_TMA_STORE=0 timeout 300 python3 benchmarks/bench.py gemms 2>&1 \
+        | tee "$out/bench_thread_store.log" | tail -30 ;;
     bench-*)
       timeout 300 python3 benchmarks/bench.py "${part#bench-}" 2>&1 | tee -a "$out/bench.log" | tail -30 ;;
   esac

@@ -92,7 +92,7 @@ def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
 def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict:
     """Stores of a whole fragment to global memory whose threads hold fewer than 16
     contiguous bytes (the mma accumulator holds pairs) go through a shared tile, so global
-    memory sees full 16-byte vectors; with JTILE_TMA_STORE=1 the TMA engine writes a tile it
+    memory sees full 16-byte vectors; on sm_90+ the TMA engine writes a tile it
     can address (`tma_store_boxes`) from the TMA panel layout. Returns {staging buffer: top-level
     statement index}."""
     layouts = kernel.attrs.get("layouts", {})
@@ -131,7 +131,7 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
 
 def tma_store_boxes(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target):
     """`(parameter index, TmaBox per panel)` when the TMA engine should store `stage` (in its
-    panel layout) to the copy's global tile, else None: asked for (JTILE_TMA_STORE), sm_90+, a
+    panel layout) to the copy's global tile, else None: on (JTILE_TMA_STORE, default on), sm_90+, a
     one-shot kernel (a persistent one may drop its staging), a destination of rank 4 at most
     (a vmap batch may add one: a map has at most 5), and a tile TMA can address
     (`lower_tile_ops.tma_boxes`, the rules of TMA loads)."""

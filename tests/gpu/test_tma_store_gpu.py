@@ -1,4 +1,4 @@
-"""GEMMs and flash attention whose epilogue the TMA engine stores (JTILE_TMA_STORE=1) against
+"""GEMMs and flash attention whose epilogue the TMA engine stores (JTILE_TMA_STORE=1, the default) against
 float64, on a Hopper GPU: edge tiles, transposes, bf16, a vmap batch, 4-D attention outputs. Runs in a fresh process so the setting
 reaches every kernel it compiles."""
 

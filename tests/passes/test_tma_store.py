@@ -1,4 +1,4 @@
-"""TMA stores of staged epilogues (JTILE_TMA_STORE=1, sm_90+): the staged tile takes the TMA
+"""TMA stores of staged epilogues (sm_90+, JTILE_TMA_STORE on by default): the staged tile takes the TMA
 panel layout, the threads' writes to it are fenced for the async proxy before the barrier, one
 thread stores each 64-column panel with `cp.async.bulk.tensor` through a tensor map of the
 output, and waits until the engine has read the tile. No GPU needed: the CUDA, the tensor
@@ -82,9 +82,12 @@ def test_vmap_batches_get_a_third_coordinate(tma_stores):
     assert sass_counts(compile_generated(generated, target).cubin)["UTMASTG"] == 4
 
 
-def test_off_by_default_and_on_sm80():
+def test_on_by_default_off_when_asked_and_on_sm80():
     call, args = _gemm(512, 512, 256)
-    assert "jt::tma_store" not in call.lower(*args, target="sm_90a").cuda_source()
+    assert "jt::tma_store" in call.lower(*args, target="sm_90a").cuda_source()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JTILE_TMA_STORE", "0")
+        assert "jt::tma_store" not in call.lower(*args, target="sm_90a").cuda_source()
     call, args = _gemm(512, 512, 256, block_n=128, threads=128, stages=3)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("JTILE_TMA_STORE", "1")

@@ -20,7 +20,7 @@ __device__ __forceinline__ void jt_wgmma_m64n128k16_f16_rs_nt(float* d, const un
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate));
 }
 
-extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::half* __restrict__ Q, const jt::half* __restrict__ K, const jt::half* __restrict__ V, jt::half* __restrict__ O, const __grid_constant__ jt::TensorMap jt_tma_map0, const __grid_constant__ jt::TensorMap jt_tma_map1) {
+extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::half* __restrict__ Q, const jt::half* __restrict__ K, const jt::half* __restrict__ V, jt::half* __restrict__ O, const __grid_constant__ jt::TensorMap jt_tma_map0, const __grid_constant__ jt::TensorMap jt_tma_map1, const __grid_constant__ jt::TensorMap jt_tma_map2) {
   extern __shared__ __align__(1024) unsigned char jt_smem[];
   const int tx = threadIdx.x;
   const int bx = blockIdx.x;
@@ -53,6 +53,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     if (tx == 256) {
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
+      jt::tma_prefetch_map(&jt_tma_map2);
       for (int k = 0; k < 4; ++k) {
         const int jt_it = k;
         const int s = jt_it % 2;
@@ -228,20 +229,16 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         jt::vec<jt::half, 2> jt_v15;
         #pragma unroll
         for (int u = 0; u < 2; ++u) jt_v15.v[u] = jt::cast<jt::half>(acc_frag[jt_r14 + u]);
-        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 15) << 3))))) % 8]) = jt_v15;
+        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 15) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 15) << 3)))) % 64) * 2) / 2]) = jt_v15;
       }
     }
+    jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
-    {
-      #pragma unroll
-      for (int jt_u17 = 0; jt_u17 < 8; ++jt_u17) {
-        const int jt_c16 = jt_u17 * 256 + tx;
-        jt::vec<jt::half, 8> jt_v18;
-        jt_v18 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c16 * 8) / 128) % 128)) * 128 + (((((jt_c16 * 8) % 128)) / 8) ^ (((((jt_c16 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c16 * 8) % 128)) % 8]);
-        jt::vec<jt::half, 8> jt_v19;
-        for (int u = 0; u < 8; ++u) jt_v19.v[u] = jt::cast<jt::half>(jt_v18.v[u]);
-        *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((bz)) * 256 + ((bx * 128) + ((jt_c16 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c16 * 8) % 128)]) = jt_v19;
-      }
+    if (tx == 0) {
+      jt::tma_store_4d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 0, (int)(0), (int)(by), (int)((bx * 128)), (int)(bz));
+      jt::tma_store_4d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 16384, (int)((0 + 64)), (int)(by), (int)((bx * 128)), (int)(bz));
+      jt::tma_store_commit();
+      jt::tma_store_wait_read<0>();
     }
   }
 }

@@ -11,7 +11,7 @@ __device__ __forceinline__ void jt_wgmma_m64n128k16_f16_ss_nt(float* d, unsigned
       : "l"(a), "l"(b), "r"(accumulate));
 }
 
-extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::half* __restrict__ A, const jt::half* __restrict__ B, jt::half* __restrict__ C, const __grid_constant__ jt::TensorMap jt_tma_map0, const __grid_constant__ jt::TensorMap jt_tma_map1) {
+extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::half* __restrict__ A, const jt::half* __restrict__ B, jt::half* __restrict__ C, const __grid_constant__ jt::TensorMap jt_tma_map0, const __grid_constant__ jt::TensorMap jt_tma_map1, const __grid_constant__ jt::TensorMap jt_tma_map2) {
   extern __shared__ __align__(1024) unsigned char jt_smem[];
   const int tx = threadIdx.x;
   const int bx = blockIdx.x;
@@ -34,6 +34,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::half* __re
     if (tx == 128) {
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
+      jt::tma_prefetch_map(&jt_tma_map2);
       for (int k = 0; k < 5; ++k) {
         const int jt_it = k;
         const int s = jt_it % 3;
@@ -90,22 +91,16 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::half* __re
         jt::vec<jt::half, 2> jt_v3;
         #pragma unroll
         for (int u = 0; u < 2; ++u) jt_v3.v[u] = jt::cast<jt::half>(acc_frag[jt_r2 + u]);
-        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3))))) % 8]) = jt_v3;
+        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3)))) % 64) * 2) / 2]) = jt_v3;
       }
     }
+    jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 128);
-    {
-      #pragma unroll
-      for (int jt_u5 = 0; jt_u5 < 16; ++jt_u5) {
-        const int jt_c4 = jt_u5 * 128 + tx;
-        if ((unsigned)((by * 128) + ((jt_c4 * 8) / 128) % 128) < 256u && (unsigned)((bx * 128) + (jt_c4 * 8) % 128) < 192u) {
-          jt::vec<jt::half, 8> jt_v6;
-          jt_v6 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c4 * 8) / 128) % 128)) * 128 + (((((jt_c4 * 8) % 128)) / 8) ^ (((((jt_c4 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c4 * 8) % 128)) % 8]);
-          jt::vec<jt::half, 8> jt_v7;
-          for (int u = 0; u < 8; ++u) jt_v7.v[u] = jt::cast<jt::half>(jt_v6.v[u]);
-          *reinterpret_cast<jt::vec<jt::half, 8>*>(&C[(((by * 128) + ((jt_c4 * 8) / 128) % 128)) * 192 + ((bx * 128) + (jt_c4 * 8) % 128)]) = jt_v7;
-        }
-      }
+    if (tx == 0) {
+      jt::tma_store_2d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 0, (int)((bx * 128)), (int)((by * 128)));
+      jt::tma_store_2d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 16384, (int)(((bx * 128) + 64)), (int)((by * 128)));
+      jt::tma_store_commit();
+      jt::tma_store_wait_read<0>();
     }
   }
 }
