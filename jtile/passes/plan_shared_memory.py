@@ -89,6 +89,24 @@ def plan_swizzles(kernel: ir.Kernel, plan: SharedPlan) -> None:
             plan.swizzled.add(buf)
 
 
+def _top_level_copies(body):
+    """(top-level statement index, copy) for the copies the block runs once: at the kernel's
+    top level or under its `T.If`/`T.Else`s (whose conditions are block-uniform around a
+    cooperative copy, `verify_uniform_tile_ops`), so a barrier beside each is reached by every
+    thread. A grouped GEMM stores its full tiles under such a condition."""
+    def walk(stmts):
+        for s in stmts:
+            if isinstance(s, ir.Copy):
+                yield s
+            elif isinstance(s, ir.IfThenElse):
+                yield from walk(s.then_body)
+                yield from walk(s.else_body or ())
+
+    for index, s in enumerate(body):
+        for copy in walk((s,)):
+            yield index, copy
+
+
 def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict:
     """Stores of a whole fragment to global memory whose threads hold fewer than 16
     contiguous bytes (the mma accumulator holds pairs) go through a shared tile, so global
@@ -97,9 +115,7 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
     statement index}."""
     layouts = kernel.attrs.get("layouts", {})
     staged = {}
-    for index, s in enumerate(kernel.body):
-        if not isinstance(s, ir.Copy):
-            continue
+    for index, s in _top_level_copies(kernel.body):
         frag, dst = s.src.buffer, s.dst.buffer
         if frag.space is not MemorySpace.FRAGMENT or frag.reducer_op is not None \
                 or dst.space is not MemorySpace.GLOBAL or frag.ndim != 2 \

@@ -7,6 +7,7 @@ maps, and the SASS (UTMASTG) are checked."""
 from __future__ import annotations
 
 import functools
+import re
 
 import jax
 import jax.numpy as jnp
@@ -109,3 +110,35 @@ def test_attention_output_is_stored_by_tma(tma_stores, d):
     out = lowered._require_generated().tensor_maps[-1]
     assert out.param == 3 and out.dims == (d, 4, 512, 2) and out.box == (64, 1, 128, 1)
     assert sass_counts(lowered.compile().cubin)["UTMASTG"] == d // 64
+
+
+def _grouped_gemm(m, n, k, groups, kind="sm_90a"):
+    from jtile.ops.ragged_dot import gemm_tiles
+    from jtile.ops.ragged_dot_kernels import grouped_gemm_kernel
+    from jtile.ops.ragged_dot_schedule import max_row_tiles
+
+    tiles = gemm_tiles(kind, jnp.bfloat16)
+    count = max_row_tiles(m, groups, tiles["block_m"])
+    call = jtile.pallas_like(functools.partial(
+        grouped_gemm_kernel, out_dtype="bfloat16", transpose_rhs=False, **tiles),
+        name="ragged_dot")
+    table = S((count,), jnp.int32)
+    return call, (S((m, k), jnp.bfloat16), S((groups, k, n), jnp.bfloat16), table, table,
+                  table)
+
+
+def test_a_store_under_a_block_uniform_condition_is_staged_too(tma_stores):
+    # The grouped GEMM stores its tiles wholly inside a group with T.copy under a T.If on
+    # the tile table: that copy goes through the stage and the TMA engine like a dense
+    # GEMM's; the group's last tile keeps its row-masked element stores.
+    call, args = _grouped_gemm(1024, 512, 256, groups=4)
+    source = call.lower(*args, target="sm_90a").cuda_source()
+    then_branch, else_branch = source.split("    else {")
+    assert then_branch.count("jt::tma_store_2d(") == 4      # 256 columns: four 128-byte panels
+    assert "jt::named_barrier_sync(1, 256);" in then_branch
+    assert "jt::cast<jt::bfloat16>(" in else_branch and "jt::tma_store" not in else_branch
+    # The sm_80 code stages the same store in a swizzled tile written out by the threads.
+    call, args = _grouped_gemm(1024, 512, 256, groups=4, kind="sm_80")
+    sm80 = call.lower(*args, target="sm_80").cuda_source()
+    assert re.search(r"const jt::vec<jt::bfloat16, 8>\*>\(&\w+_out_smem\[", sm80)
+    assert "jt::tma_store" not in sm80
