@@ -28,12 +28,16 @@ from examples import flash_attention, gemm, layer_norm, softmax  # noqa: E402
 ROWS = []
 
 
-def bench(f, *args, iters=20, reps=7):
-    """Median milliseconds per call over `reps` timed loops of `iters` calls, after warm-up."""
+def bench(f, *args, iters=20, reps=7, loop_seconds=1.0):
+    """Median milliseconds per call over `reps` timed loops of `iters` calls, after warm-up.
+    A slow implementation (a baseline at a tenth of the speed) runs fewer calls per loop, so
+    each loop stays near `loop_seconds` and a whole table fits one device call."""
     out = f(*args)
     jax.block_until_ready(out)
+    start = time.perf_counter()
     out = f(*args)
     jax.block_until_ready(out)
+    iters = max(1, min(iters, int(loop_seconds / (time.perf_counter() - start))))
     times = []
     for _ in range(reps):
         start = time.perf_counter()
