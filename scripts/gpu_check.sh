@@ -62,7 +62,7 @@ for part in "${parts[@]}"; do
         | tee "$out/hopper_tests.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
     examples)
-      for example in quickstart softmax layer_norm gemm reducer producer_consumer flash_attention; do
+      for example in quickstart softmax layer_norm gemm reducer producer_consumer flash_attention moe; do
         echo "== examples/$example.py"
         python3 "examples/$example.py" 2>&1 | tail -8
         status=$((status | ${PIPESTATUS[0]}))

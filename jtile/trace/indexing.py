@@ -67,7 +67,10 @@ def index_buffer(buffer: Buffer, key):
             raise current().error(
                 f"slice {dim} of {buffer.describe()} does not have a static length; write it as "
                 "X[s : s + n] with a Python int n", caller_location())
-        if extent <= 0 or extent > buffer.shape[dim]:
+        # A global tile may reach past the array's end, as in TileLang: its copies are
+        # bounds-checked (reads past the end give zeros, writes there are dropped).
+        longest = None if buffer.space is MemorySpace.GLOBAL else buffer.shape[dim]
+        if extent <= 0 or (longest is not None and extent > longest):
             raise current().error(f"slice {dim} of {buffer.describe()} has length {extent}, "
                                   f"outside 1..{buffer.shape[dim]}", caller_location())
         starts.append(start)

@@ -83,3 +83,31 @@ def test_head_regions_in_the_ir():
     assert copies[1].src.extents == (1, 32)
     assert copies[2].dst.extents == (32, 1)
     assert copies[0].src.buffer.dtype is DType.float32
+
+
+def test_a_global_tile_may_reach_past_the_end_of_the_array():
+    # TileLang bounds-checks global accesses: a 64-row tile read from a 32-row array gets zeros
+    # past the end, and the rows stored past the end are dropped (a decoding kernel copies a
+    # fixed block of query heads from fewer heads).
+    heads, block, step, dim = 32, 64, 4, 16
+
+    def kernel(Q, O, Sums):
+        with T.Kernel(heads // step, threads=128) as bx:
+            tile = T.alloc_shared((block, dim), "float16")
+            acc = T.alloc_fragment((block, dim), "float32")
+            total = T.alloc_fragment((block,), "float32")
+            T.copy(Q[bx * step:bx * step + block, :], tile)
+            T.copy(tile, acc)
+            for i, j in T.Parallel(block, dim):
+                acc[i, j] = acc[i, j] * 2
+            T.reduce_sum(acc, total, dim=1)
+            T.copy(acc, O[bx * step:bx * step + block, :])
+            T.copy(total, Sums[bx, :])
+
+    q = np.random.default_rng(3).uniform(-2, 2, (heads, dim)).astype(np.float16)
+    (out, sums), _ = run_both_ways(kernel, [q], (_spec((heads, dim), jnp.float16),
+                                                 _spec((heads // step, block), jnp.float32)))
+    np.testing.assert_array_equal(out, q * 2)
+    padded = np.concatenate([q.astype(np.float32) * 2, np.zeros((block, dim), np.float32)])
+    expected = np.stack([padded[b * step:b * step + block].sum(1) for b in range(heads // step)])
+    np.testing.assert_allclose(sums, expected, rtol=1e-6, atol=1e-5)
