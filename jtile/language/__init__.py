@@ -51,6 +51,7 @@ from jtile.language.layout import (
 from jtile.language.loops import Parallel, Pipelined, serial, unroll
 from jtile.language.loops import serial as Serial  # TileLang's capitalised aliases
 from jtile.language.loops import unroll as Unroll
+from jtile.language.persistent import Persistent
 from jtile.language.math import (
     Cast,
     abs,
@@ -141,7 +142,7 @@ __all__ = [
     "isnan", "isinf",
     "copy", "fill", "gemm", "Kernel",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",
-    "serial", "Serial", "unroll", "Unroll", "abs", "cast", "Cast", "clamp", "floordiv",
+    "serial", "Serial", "unroll", "Unroll", "Persistent", "abs", "cast", "Cast", "clamp", "floordiv",
     "floormod", "truncdiv", "truncmod", "reinterpret",
     "exp", "exp2", "infinity", "log", "log2", "max",
     "max_value", "min", "min_value", "rsqrt", "sigmoid", "sqrt", "tanh", "bool_", "int8", "int16",

@@ -77,7 +77,8 @@ _INSTEAD.update({
     "gemm_v1": "use T.gemm (jtile picks the instruction)",
     "gemm_v2": "use T.gemm (jtile picks the instruction)",
     "gemm_sp_v2": "sparse tensor-core gemm is not supported; use T.gemm on dense tiles",
-    "Persistent": _PERSISTENT,
+    "PersistentTileScheduler": "write the loop with T.Persistent(domain, wave_size, "
+                               "block_id), or " + _PERSISTENT,
     "loop_break": "use a T.serial loop with a T.If around its body, or T.While with a condition",
     "warp_reduce_sum": _SHUFFLE, "warp_reduce_max": _SHUFFLE, "warp_reduce_min": _SHUFFLE,
     "warp_reduce_bitand": _SHUFFLE, "warp_reduce_bitor": _SHUFFLE,
