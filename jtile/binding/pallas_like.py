@@ -17,11 +17,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from jtile import config
+from jtile.binding.global_layouts import bind_launch
+from jtile.binding.kernel_sequence import call_sequence, check_sequence
 from jtile.binding.lowered import Lowered, lower_kernel, resolve_target
-from jtile.binding.primitive import KernelCall, jtile_call_p
+from jtile.binding.lowered_sequence import lower_sequence
+from jtile.binding.primitive import KernelCall
 from jtile.errors import JtileError, JtileShapeError
 from jtile.ir.printer import kernel_text
 from jtile.ir.types import as_dtype
+from jtile.trace.kernel_sequence import KernelSequence, sequence_text
 
 __all__ = ["pallas_like", "KernelLauncher"]
 
@@ -52,13 +56,19 @@ def pallas_like(kernel: Callable, *, out_shape=None, grid=None, threads=None,
     3. when the caller passes every parameter of a kernel whose signature carries `T.Tensor`
        annotations, the inputs named in `input_output_aliases` are in-place parameters
        (TileLang's kernels compiled without out_idx): `f(A, B, C)` with `{2: 0}` returns C
-       after the kernel has written (e.g. `T.atomic_add`ed) into a copy of it;
+       after the kernel has written (e.g. `T.atomic_add`ed) into a copy of it. In the
+       eager-jit style the aliased inputs annotated in the body that the body writes are
+       in-place parameters, at their aliased output indices, with the `T.empty` outputs it
+       returns (if any) in the other places;
     4. otherwise the body declares outputs with `T.empty(shape, dtype)` and returns them (one
        value or a tuple).
 
     Args:
         kernel: the kernel body, inputs first, then the outputs (see above). A
-            `functools.partial` binds static parameters.
+            `functools.partial` binds static parameters (any of them, by keyword). A Python
+            number passed for a parameter annotated as a scalar (`n: T.int32`, in the
+            signature or the body) is a static value too, like a shape: the kernel is traced
+            once per value; an array passed there is a traced scalar.
         out_shape: a `jax.ShapeDtypeStruct` or a pytree of them; the result has its structure.
         grid: Pallas-style grid; the body runs inside an implicit `T.Kernel(*grid,
             threads=threads or 128)` and reads its block index with `T.program_id(axis)`.
@@ -99,6 +109,18 @@ def _static_tuple(value, what: str, name: str) -> Optional[tuple]:
     return tuple(int(i) for i in items)
 
 
+def _python_numbers(args) -> dict:
+    """Position -> value of the Python numbers among the arguments (static values when the
+    parameter is annotated as a scalar)."""
+    return {i: a for i, a in enumerate(args) if type(a) in (int, float, bool)}
+
+
+def _key(base: tuple, static, numbers: dict) -> tuple:
+    """The trace cache key: the signature and the static scalar arguments' values (typed, as
+    1, 1.0 and True are equal in Python)."""
+    return base + (tuple((i, type(numbers[i]).__name__, numbers[i]) for i in static),)
+
+
 class KernelLauncher:
     """The callable `jtile.pallas_like` returns. Works under jit, vmap, custom_vjp, shard_map."""
 
@@ -119,7 +141,8 @@ class KernelLauncher:
             leaves, self._out_tree = jax.tree_util.tree_flatten(out_shape)
             self._out_leaves = tuple(self._out_spec(leaf, i) for i, leaf in enumerate(leaves))
         self._lock = threading.Lock()
-        self._traces: dict = {}   # signature -> (checked kernel, returned a tuple)
+        self._traces: dict = {}   # signature -> (checked kernel, returned a tuple, ...)
+        self._static: dict = {}   # signature -> positions of its static scalar arguments
         self.__name__ = self._name
 
     # ------------------------------------------------------------------ arguments
@@ -183,24 +206,36 @@ class KernelLauncher:
         """How many distinct input signatures have been traced (the size of the trace cache)."""
         return len(self._traces)
 
-    def _traced(self, args) -> tuple:
-        """The checked kernel for these arguments and whether it returned a tuple (cached)."""
+    def _traced(self, args, numbers: Optional[dict] = None) -> tuple:
+        """The checked kernel for these arguments, whether it returned a tuple, the positions
+        of the arguments it takes as static values and its input_output_aliases (cached).
+
+        `numbers` holds the Python numbers among the arguments. Those given to parameters
+        annotated as scalars (`n: T.int32`) are static values and part of the cache key; the
+        first trace of a signature finds which positions they are."""
         inputs = tuple(self._input_spec(a, i) for i, a in enumerate(args))
-        key = (inputs, self._out_leaves, self._out_tree, self._grid, self._threads)
+        numbers = numbers or {}
+        base = (inputs, tuple(sorted(numbers)), self._out_leaves, self._out_tree, self._grid,
+                self._threads)
         with self._lock:
-            hit = self._traces.get(key)
+            static = self._static.get(base)
+            hit = None if static is None else self._traces.get(_key(base, static, numbers))
         if hit is not None:
             return hit
-        kernel, returned_tuple = self._trace(inputs)
+        static = list(static or ())
+        kernel, returned_tuple, aliases = self._trace(inputs, numbers, static)
+        key = _key(base, tuple(static), numbers)
         if self._debug or config.debug():
-            print(kernel_text(kernel))
+            print(sequence_text(kernel) if isinstance(kernel, KernelSequence)
+                  else kernel_text(kernel))
         with self._lock:
-            hit = self._traces.setdefault(key, (kernel, returned_tuple))
+            self._static.setdefault(base, tuple(static))
+            hit = self._traces.setdefault(key, (kernel, returned_tuple, tuple(static), aliases))
         return hit
 
-    def _trace(self, inputs) -> tuple:
+    def _trace(self, inputs, numbers: dict, static: list) -> tuple:
         from jtile.passes import run_passes
-        from jtile.trace.trace_kernel import trace
+        from jtile.trace.trace_kernel import kernel_aliases, trace
 
         returned = []
         outputs = None
@@ -208,16 +243,22 @@ class KernelLauncher:
             outputs = [(shape, as_dtype(dtype)) for shape, dtype in self._out_leaves]
         kernel = trace(self._fn, [(shape, as_dtype(dtype)) for shape, dtype in inputs], outputs,
                        grid=self._grid, threads=self._threads, name=self._explicit_name,
-                       returned=returned, aliases=dict(self._aliases))
-        self._check_aliases(kernel)
+                       returned=returned, aliases=dict(self._aliases), scalars=numbers,
+                       static=static)
+        # Static scalar arguments are no kernel inputs: count aliased inputs without them.
+        aliases = tuple(sorted(kernel_aliases(dict(self._aliases), static).items()))
+        self._check_aliases(kernel, aliases)
         # Target-independent rules now, so mistakes surface at the call, not at lowering.
-        kernel = run_passes(kernel, None, aliases=dict(self._aliases))
+        if isinstance(kernel, KernelSequence):
+            kernel = check_sequence(kernel)
+        else:
+            kernel = run_passes(kernel, None, aliases=dict(aliases))
         # Outputs taken from annotated parameters come back as a tuple when there are several.
         returned_tuple = returned[0] or (outputs is None and len(kernel.outputs) > 1)
-        return kernel, returned_tuple
+        return kernel, returned_tuple, aliases
 
-    def _check_aliases(self, kernel) -> None:
-        for i, o in self._aliases:
+    def _check_aliases(self, kernel, aliases: tuple) -> None:
+        for i, o in aliases:
             if not 0 <= i < kernel.num_inputs or not 0 <= o < len(kernel.outputs):
                 raise JtileError(
                     f"{kernel.name} ({kernel.loc}): input_output_aliases {{{i}: {o}}} is out of "
@@ -230,9 +271,9 @@ class KernelLauncher:
                     f"{src.name} is {src.dtype}{list(src.shape)} but output {dst.name} is "
                     f"{dst.dtype}{list(dst.shape)}; an aliased pair must match")
 
-    def _call_params(self, kernel) -> KernelCall:
+    def _call_params(self, kernel, aliases: tuple = ()) -> KernelCall:
         return KernelCall(
-            kernel=kernel, aliases=self._aliases, interpret=self._interpret or config.interpret(),
+            kernel=kernel, aliases=aliases, interpret=self._interpret or config.interpret(),
             debug=self._debug or config.debug(), name=kernel.name, target=self._target,
             options=self._options)
 
@@ -247,8 +288,13 @@ class KernelLauncher:
             # NumPy and Python values take the dtype JAX gives them (float64 -> float32
             # without x64), so the kernel is traced for what it will actually receive.
             operands.append(a if isinstance(a, jax.Array) else jnp.asarray(a))
-        kernel, returned_tuple = self._traced(operands)
-        outs = jtile_call_p.bind(*operands, call=self._call_params(kernel))
+        kernel, returned_tuple, static, aliases = self._traced(operands, _python_numbers(args))
+        operands = [a for i, a in enumerate(operands) if i not in static]
+        if isinstance(kernel, KernelSequence):
+            # Several `with T.Kernel` blocks: one launch each, in order.
+            outs = call_sequence(kernel, operands, self._call_params)
+        else:
+            outs = bind_launch(operands, self._call_params(kernel, aliases))
         if self._out_tree is not None:
             return jax.tree_util.tree_unflatten(self._out_tree, list(outs))
         return tuple(outs) if returned_tuple else outs[0]
@@ -256,15 +302,24 @@ class KernelLauncher:
     def lower(self, *args, target=None) -> Lowered:
         """Plans the kernel and generates CUDA for `target` without running it; needs no GPU.
 
+        A function of several `with T.Kernel(...)` blocks (or with `T.alloc_global`
+        workspaces) gives a `LoweredSequence`: `.launches` holds one `Lowered` per launch;
+        `ir_text()` and `cuda_source()` show them all in launch order
+        (`jtile.binding.lowered_sequence`).
+
         Args:
             *args: arrays or `jax.ShapeDtypeStruct`s, one per kernel input.
             target: `"sm_80"`, `"sm_90a"`, `"sm_100a"`, ...; default: `compiler_params`'s
                 target, else `JTILE_TARGET`, else the local GPU's.
         """
-        kernel, _ = self._traced(args)
+        kernel, _, _, aliases = self._traced(args, _python_numbers(args))
         resolved = resolve_target(target if target is not None else self._target)
-        lowered = lower_kernel(kernel, resolved, aliases=dict(self._aliases),
-                               options=self._options)
+        if isinstance(kernel, KernelSequence):
+            # One Lowered per launch, shown together (jtile.binding.lowered_sequence).
+            lowered = lower_sequence(kernel, resolved, options=self._options)
+        else:
+            lowered = lower_kernel(kernel, resolved, aliases=dict(aliases),
+                                   options=self._options)
         if (self._debug or config.debug()) and lowered.has_cuda_source:
             print(lowered.cuda_source())
         return lowered

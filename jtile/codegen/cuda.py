@@ -241,13 +241,16 @@ class CudaEmitter:
         return buf.space is MemorySpace.FRAGMENT and buf.reducer_op is None
 
     def fragment_access(self, buf: ir.Buffer, indices: tuple, loc=None) -> str:
-        from jtile.codegen.parallel import fragment_register
-        from jtile.passes.fragment_access import is_scalar_fragment
+        from jtile.codegen.parallel import fragment_register, replicated_register
+        from jtile.passes.fragment_access import is_replicated, is_scalar_fragment
 
         if self.parallel is None and is_scalar_fragment(buf):
             return f"{self.name(buf)}[0]"   # every thread holds the one element
+        if self.parallel is None and is_replicated(self.layouts[buf]):
+            # Named outside T.Parallel: infer_layouts gave every thread all of it.
+            return f"{self.name(buf)}[{replicated_register(self, buf, indices)}]"
         if self.parallel is None:
-            # verify() refuses this first, with the statement's file:line.
+            # infer_layouts replicates every fragment named here; this is an internal error.
             where = f"{loc}: " if loc is not None else ""
             raise JtileTraceError(
                 f"{self.kernel.name} ({self.kernel.loc}): {where}fragment {buf.describe()} is "

@@ -3,12 +3,14 @@
 Tensor-core path: the warp grid of the accumulator's tiling splits C; for each 16-wide step of
 K every warp loads its A rows (ldmatrix.x4, .trans when A is stored K-major) and B columns
 (ldmatrix.x4.trans for a (K, N) tile, plain for an (N, K) one), then issues mt x nt mma.sync.
-A may also come from a fragment already in the mma A-operand layout (attention's P @ V).
+A and B may also come from fragments already in the mma operand layouts (attention's P @ V;
+TileLang's SR and RR gemms), and the FMA path reads fragment operands from the registers that
+hold each thread's rows of A and columns of B (`infer_layouts.fma_operand_layout`).
 """
 
 from __future__ import annotations
 
-from jtile.codegen.parallel import index_expr
+from jtile.codegen.parallel import bit_runs, bits_expr, index_expr
 from jtile.codegen.tile_copy import region_index
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
@@ -76,31 +78,10 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
                 ptr = _smem_ptr(em, s.a, "kk * 16 + (jt_lane & 7) + (jt_lane >> 4) * 8",
                                 "m0 + ((jt_lane >> 3) & 1) * 8")
                 em.line(f"jt::ldmatrix_x4_trans(a[mi], {ptr});")
-        step = 2 if nt >= 2 else 1
-        em.line("#pragma unroll")
-        with em.block(f"for (int ni = 0; ni < {nt}; ni += {step})"):
-            em.line(f"const int n0 = jt_warp_n * {nt * 8} + ni * 8;")
-            if step == 2:
-                em.line("unsigned r4[4];")
-                if not s.transpose_b:
-                    ptr = _smem_ptr(em, s.b, "kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8",
-                                    "n0 + (jt_lane >> 4) * 8")
-                    em.line(f"jt::ldmatrix_x4_trans(r4, {ptr});")
-                else:
-                    ptr = _smem_ptr(em, s.b, "n0 + (jt_lane & 7) + (jt_lane >> 4) * 8",
-                                    "kk * 16 + ((jt_lane >> 3) & 1) * 8")
-                    em.line(f"jt::ldmatrix_x4(r4, {ptr});")
-                em.line("b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; "
-                        "b[ni + 1][1] = r4[3];")
-            else:
-                if not s.transpose_b:
-                    ptr = _smem_ptr(em, s.b, "kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8",
-                                    "n0")
-                    em.line(f"jt::ldmatrix_x2_trans(b[ni], {ptr});")
-                else:
-                    ptr = _smem_ptr(em, s.b, "n0 + (jt_lane & 7)",
-                                    "kk * 16 + ((jt_lane >> 3) & 1) * 8")
-                    em.line(f"jt::ldmatrix_x2(b[ni], {ptr});")
+        if s.b.buffer.space is MemorySpace.FRAGMENT:
+            _b_from_fragment(em, s, nt, kt)
+        else:
+            _b_from_shared(em, s, nt)
         em.line("#pragma unroll")
         with em.block(f"for (int mi = 0; mi < {mt}; ++mi)"):
             em.line("#pragma unroll")
@@ -109,24 +90,84 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
                         "a[mi], b[ni]);")
 
 
+def _b_from_fragment(em, s: ir.Gemm, nt: int, kt: int) -> None:
+    """B's registers for k-step kk: register r = e + 4 * (kk + kt * ni) of a fragment in
+    MmaTiling.operand_b_layout, pairs of halves packed as mma.sync takes them."""
+    bf = em.name(s.b.buffer)
+    em.line("#pragma unroll")
+    with em.block(f"for (int ni = 0; ni < {nt}; ++ni)"):
+        em.line(f"const int base = 4 * (kk + {kt} * ni);")
+        for q in range(2):
+            em.line(f"b[ni][{q}] = jt::pack2({bf}[base + {2 * q}], {bf}[base + {2 * q + 1}]);")
+
+
+def _b_from_shared(em, s: ir.Gemm, nt: int) -> None:
+    """B's registers for k-step kk, by ldmatrix (.trans for a (K, N) tile)."""
+    step = 2 if nt >= 2 else 1
+    em.line("#pragma unroll")
+    with em.block(f"for (int ni = 0; ni < {nt}; ni += {step})"):
+        em.line(f"const int n0 = jt_warp_n * {nt * 8} + ni * 8;")
+        if step == 2:
+            em.line("unsigned r4[4];")
+            if not s.transpose_b:
+                ptr = _smem_ptr(em, s.b, "kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8",
+                                "n0 + (jt_lane >> 4) * 8")
+                em.line(f"jt::ldmatrix_x4_trans(r4, {ptr});")
+            else:
+                ptr = _smem_ptr(em, s.b, "n0 + (jt_lane & 7) + (jt_lane >> 4) * 8",
+                                "kk * 16 + ((jt_lane >> 3) & 1) * 8")
+                em.line(f"jt::ldmatrix_x4(r4, {ptr});")
+            em.line("b[ni][0] = r4[0]; b[ni][1] = r4[1]; b[ni + 1][0] = r4[2]; "
+                    "b[ni + 1][1] = r4[3];")
+        else:
+            if not s.transpose_b:
+                ptr = _smem_ptr(em, s.b, "kk * 16 + (jt_lane & 7) + ((jt_lane >> 3) & 1) * 8",
+                                "n0")
+                em.line(f"jt::ldmatrix_x2_trans(b[ni], {ptr});")
+            else:
+                ptr = _smem_ptr(em, s.b, "n0 + (jt_lane & 7)",
+                                "kk * 16 + ((jt_lane >> 3) & 1) * 8")
+                em.line(f"jt::ldmatrix_x2(b[ni], {ptr});")
+
+
+def _register_of(layout, index: list) -> str:
+    """The register holding element `index` (C expressions) of a fragment in `layout`, in a
+    thread that holds it."""
+    parts = []
+    for dim in range(len(index)):
+        runs = [(bit, r, length) for r, bit, length in bit_runs(layout.reg_bits, dim)]
+        if runs:
+            parts.append(bits_expr(f"({index[dim]})", runs))
+    return " | ".join(f"({p})" for p in parts) if parts else "0"
+
+
 def _emit_fma_gemm(em, s: ir.Gemm) -> None:
-    """Each thread computes the accumulator elements it holds, reading A and B from shared."""
-    if s.a.buffer.space is MemorySpace.FRAGMENT:
-        raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {s.loc}: T.gemm with a "
-                              "fragment A needs 16-bit inputs (tensor cores); put A in shared "
-                              "memory")
+    """Each thread computes the accumulator elements it holds, reading A and B from shared
+    memory, or from a fragment operand's registers (which hold, for each of the thread's
+    accumulator elements, its row of A or column of B)."""
     tid = em.name(em.kernel.thread_var)
     layout = em.layouts[s.c.buffer]
     c = em.name(s.c.buffer)
     k = s.a.squeezed_shape()[0] if s.transpose_a else s.a.squeezed_shape()[1]
+    in_registers = any(x.buffer.space is MemorySpace.FRAGMENT for x in (s.a, s.b))
+
+    def element(region, idx):
+        if region.buffer.space is MemorySpace.FRAGMENT:
+            reg = _register_of(em.layouts[region.buffer], idx)
+            return f"{em.name(region.buffer)}[{reg}]"
+        return em.element(region.buffer, region_index(em, region, idx))
+
+    if in_registers:
+        # Unrolled, so every register index is a constant and the fragments stay in registers.
+        em.line("#pragma unroll")
     with em.block(f"for (int r = 0; r < {layout.num_registers}; ++r)"):
         em.line(f"const int i = {index_expr(layout, 0, tid, 'r')};")
         em.line(f"const int j = {index_expr(layout, 1, tid, 'r')};")
         em.line(f"float acc = {'0.0f' if s.clear_accum else c + '[r]'};")
+        if in_registers:
+            em.line("#pragma unroll")
         with em.block(f"for (int kk = 0; kk < {k}; ++kk)"):
-            a_idx = region_index(em, s.a, ["kk", "i"] if s.transpose_a else ["i", "kk"])
-            b_idx = region_index(em, s.b, ["j", "kk"] if s.transpose_b else ["kk", "j"])
-            a = em.element(s.a.buffer, a_idx)
-            b = em.element(s.b.buffer, b_idx)
+            a = element(s.a, ["kk", "i"] if s.transpose_a else ["i", "kk"])
+            b = element(s.b, ["j", "kk"] if s.transpose_b else ["kk", "j"])
             em.line(f"acc += jt::cast<float>({a}) * jt::cast<float>({b});")
         em.line(f"{c}[r] = acc;")

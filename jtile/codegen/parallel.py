@@ -15,7 +15,10 @@ import math
 from jtile.codegen.cuda import ParallelContext
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
-from jtile.passes.fragment_access import UNIFORM, index_dim
+from jtile.ir.types import MemorySpace
+from jtile.ir.walk import deep_buffers_written
+from jtile.passes.fragment_access import access_sources, index_dim
+from jtile.passes.index_bits import ONE, ZERO, UniformBit
 from jtile.passes.infer_layouts import loop_layout
 from jtile.passes.layout import Layout, log2
 
@@ -64,12 +67,48 @@ def unflatten(flat: str, shape) -> list:
     return out
 
 
+def _register_bits(em, layout: Layout, sources: tuple, bit_of_loop, merge: bool) -> str:
+    """The register index (C) of the element whose index bits come from `sources`: register
+    bit r of `layout` is the source of the index bit it selects. With `merge`, runs of
+    consecutive bits of one value move with one shift and mask; otherwise each bit on its own
+    (inside an unrolled T.Parallel every piece folds to a constant anyway)."""
+    runs = []  # [value, first source bit, first register bit, length]
+    const = 0
+    for r, (dim, bit) in enumerate(layout.reg_bits):
+        s = sources[dim][bit]
+        if s == ZERO:
+            continue
+        if s == ONE:
+            const |= 1 << r
+            continue
+        value, vbit = (f"({em.expr(s.expr)})", s.bit) if isinstance(s, UniformBit) else \
+            bit_of_loop(s)
+        last = runs[-1] if runs else None
+        if merge and last and last[0] == value and last[1] + last[3] == vbit and \
+                last[2] + last[3] == r:
+            last[3] += 1
+        else:
+            runs.append([value, vbit, r, 1])
+    parts = []
+    for value, vbit, r, length in runs:
+        if merge:
+            parts.append(bits_expr(value, [(vbit, r, length)]))
+            continue
+        shifted = f"({value} >> {vbit})" if vbit else value
+        piece = f"({shifted} & 1)"
+        parts.append(f"({piece} << {r})" if r else piece)
+    if const:
+        parts.append(str(const))
+    return " | ".join(parts) if parts else "0"
+
+
 def fragment_register(em, buf: ir.Buffer, indices: tuple, loc=None) -> str:
     """The register of `buf` holding buf[indices] inside the current T.Parallel loop.
 
-    A register bit of `buf` selecting a dimension indexed by a loop variable is the loop
-    register's bit for the same logical bit (a compile-time constant once the loop is
-    unrolled); one selecting a dimension indexed uniformly is that bit of the index itself.
+    A register bit of `buf` selecting an index bit read from a loop variable is the loop
+    register's bit for it (a compile-time constant once the loop is unrolled), or, for a
+    fragment every thread holds, the thread index's bit (or, in a strided loop, the loop
+    variable's); one selecting a uniform index bit is that bit of the index itself.
     """
     ctx = em.parallel
     layout = em.layouts[buf]
@@ -79,25 +118,33 @@ def fragment_register(em, buf: ir.Buffer, indices: tuple, loc=None) -> str:
         return JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {where}fragment "
                                f"{buf.describe()} {why}")
 
-    dims = [index_dim(ctx.loop, i) for i in indices]
+    dims = tuple(index_dim(ctx.loop, i, buf.shape[k]) for k, i in enumerate(indices))
     if any(d is None for d in dims):
-        raise fail("is indexed by something other than the loop variables or a uniform index")
-    parts = []
-    for r, (dim, bit) in enumerate(layout.reg_bits):
-        d = dims[dim]
-        if d is UNIFORM:
-            value = f"(({em.expr(indices[dim])}) >> {bit})" if bit else f"({em.expr(indices[dim])})"
-            piece = f"({value} & 1)"
-        elif ctx.layout is not None and (d, bit) in ctx.layout.reg_bits:
-            src = ctx.layout.reg_bits.index((d, bit))
-            shifted = f"({ctx.reg_var} >> {src})" if src else ctx.reg_var
-            piece = f"({shifted} & 1)"
-        elif ctx.layout is not None and bit >= log2(ctx.layout.shape[d]):
-            continue  # beyond the loop's extent: this index bit is always 0
-        else:
-            raise fail("is not held by the thread running this iteration")
-        parts.append(f"({piece} << {r})" if r else piece)
-    return " | ".join(parts) if parts else "0"
+        raise fail("is indexed by something other than the loop variables, a uniform index or "
+                   "a bit-exact map of the loop variables")
+    extents = ctx.layout.shape if ctx.layout is not None else ctx.loop.extents
+    sources = access_sources(tuple(extents), tuple(buf.shape), dims, tuple(indices))
+
+    def bit_of_loop(source):
+        d, bit = source
+        if ctx.layout is None:
+            return em.name(ctx.loop.vars[d]), bit
+        if source in ctx.layout.reg_bits:
+            return ctx.reg_var, ctx.layout.reg_bits.index(source)
+        if source in ctx.layout.thread_bits:
+            return em.name(em.kernel.thread_var), ctx.layout.thread_bits.index(source)
+        raise fail("is not held by the thread running this iteration")
+
+    return _register_bits(em, layout, sources, bit_of_loop, merge=False)
+
+
+def replicated_register(em, buf: ir.Buffer, indices: tuple) -> str:
+    """The register of buf[indices] in a fragment every thread holds whole (named outside
+    T.Parallel): every index bit is a bit of the index's value."""
+    layout = em.layouts[buf]
+    sources = tuple(tuple(UniformBit(index, b) for b in range(log2(extent)))
+                    for index, extent in zip(indices, buf.shape))
+    return f"({_register_bits(em, layout, sources, None, merge=True)})"
 
 
 @contextlib.contextmanager
@@ -136,7 +183,16 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
                     em.parallel = None
             return
         flat = em.temp("e")
-        with em.strided_loop(flat, math.prod(loop.extents)):
+        total = math.prod(loop.extents)
+        if _fills_private_buffers(loop):
+            # As in TileLang, a loop whose stores all go to thread-private buffers runs whole
+            # in every thread: each thread fills its own copy (spread over the threads, each
+            # copy would be left mostly unwritten).
+            em.line("#pragma unroll" if total <= 64 else "#pragma unroll 4")
+            elements = em.block(f"for (int {flat} = 0; {flat} < {total}; ++{flat})")
+        else:
+            elements = em.strided_loop(flat, total)
+        with elements:
             for var, index in zip(loop.vars, unflatten(flat, loop.extents)):
                 em.line(f"const int {em.name(var)} = {index};")
             em.parallel = ParallelContext(loop, None, flat)
@@ -144,3 +200,10 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
                 em.body(loop.body)
             finally:
                 em.parallel = None
+
+
+def _fills_private_buffers(loop: ir.ParallelFor) -> bool:
+    """Whether every buffer the loop writes is thread-private (local or var)."""
+    written = deep_buffers_written(loop)
+    return bool(written) and all(
+        b.space in (MemorySpace.LOCAL, MemorySpace.VAR) for b in written)

@@ -1,18 +1,25 @@
 """What interpret mode refuses before running anything.
 
 - TMEM buffers: tcgen05 tensor memory has no model here.
-- Reads of the thread index inside T.Parallel (which thread runs an iteration is the
-  compiler's layout choice) and in an alloc_var initial value (per-thread state). Elsewhere a
-  statement that reads it runs over a vector of the block's threads (`threads.py`).
+- Reads of the thread index, or of a buffer holding per-thread values, inside T.Parallel or by
+  a block-wide tile operation (which thread runs an iteration, or does a share of a tile, is
+  the compiler's layout choice). Elsewhere a statement that reads them runs over a vector of
+  the block's threads (`threads.py`).
 - Stores to an input that is not aliased to an output: inputs are read-only.
 """
 
 from __future__ import annotations
 
-from jtile.ir.nodes import Kernel, ParallelFor, Var, VarKind
+from jtile.ir.nodes import Kernel, Var, VarKind
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import buffers_written, statement_exprs, statements, sub_expressions
+from jtile.ir.walk import buffers_read, buffers_written, statement_exprs, statements, \
+    sub_expressions
 from jtile.interpret.memory import Context, jnp_dtype
+from jtile.interpret.threads import Mode, cooperative_name, statement_modes
+
+
+def _is_thread(kernel: Kernel, e) -> bool:
+    return isinstance(e, Var) and (e is kernel.thread_var or e.kind is VarKind.THREAD)
 
 
 def check_kernel(ctx: Context, aliases: dict) -> None:
@@ -23,30 +30,9 @@ def check_kernel(ctx: Context, aliases: dict) -> None:
             raise ctx.error(f"{buffer.describe()} is tensor memory: TMEM/tcgen05 have no "
                             "interpret-mode semantics; run this kernel compiled on an sm_100a "
                             "GPU", buffer.loc)
-    thread = kernel.thread_var
-
-    def reads_thread(expr) -> bool:
-        return any(isinstance(e, Var) and (e is thread or e.kind is VarKind.THREAD)
-                   for e in sub_expressions(expr))
-
-    for buffer in kernel.allocations:
-        if buffer.init is not None and reads_thread(buffer.init):
-            raise ctx.error(
-                f"T.alloc_var {buffer.name} starts from the thread index; interpret mode keeps "
-                "one copy of a variable per block, so per-thread values have no model there: "
-                "keep them in shared memory indexed by the thread index", buffer.loc)
-    inside_parallel = set()
-    for stmt in statements(kernel.body):
-        if isinstance(stmt, ParallelFor):
-            inside_parallel |= {id(s) for s in statements(stmt.body)}
+    _check_thread_reads(ctx)
     inputs = {id(b): i for i, b in enumerate(kernel.inputs)}
     for stmt in statements(kernel.body):
-        if id(stmt) in inside_parallel and any(reads_thread(e) for e in statement_exprs(stmt)):
-            raise ctx.error(
-                "this statement inside T.Parallel reads the thread index "
-                "(T.get_thread_binding); which thread runs an iteration is the compiler's "
-                "layout choice, so interpret mode has no meaning for it; use the loop's own "
-                "indices", stmt.loc)
         for buffer in buffers_written(stmt):
             index = inputs.get(id(buffer))
             if index is not None and index not in aliases:
@@ -54,6 +40,39 @@ def check_kernel(ctx: Context, aliases: dict) -> None:
                     f"this statement writes input {buffer.describe()}; inputs are "
                     "read-only unless aliased to an output (input_output_aliases="
                     f"{{{index}: <output index>}})", stmt.loc)
+
+
+def _check_thread_reads(ctx: Context) -> None:
+    """T.Parallel iterations and block-wide tile operations must not read the thread index or
+    a per-thread buffer: which thread runs an iteration (or does a tile's share) is the
+    compiler's layout choice, so such a read has no meaning to model."""
+    kernel = ctx.kernel
+    per_thread = ctx.per_thread
+    for stmt, mode in statement_modes(kernel, per_thread):
+        if mode is Mode.THREAD:
+            continue
+        if mode is Mode.PARALLEL:
+            if any(_is_thread(kernel, x) for e in statement_exprs(stmt)
+                   for x in sub_expressions(e)):
+                raise ctx.error(
+                    "this statement inside T.Parallel reads the thread index "
+                    "(T.get_thread_binding); which thread runs an iteration is the compiler's "
+                    "layout choice, so interpret mode has no meaning for it; use the loop's own "
+                    "indices", stmt.loc)
+            where = "this statement inside T.Parallel"
+        elif cooperative_name(stmt) is not None:
+            where = cooperative_name(stmt)
+        else:
+            continue
+        for buffer in sorted(buffers_read(stmt), key=lambda b: b.name):
+            if id(buffer) in per_thread:
+                raise ctx.error(
+                    f"{where} reads {buffer.describe()}, which holds a different value in each "
+                    f"thread (per-thread code writes it, or it starts from the thread index); "
+                    "which thread's copy a block-wide operation reads is the compiler's layout "
+                    "choice, so interpret mode has no meaning for it; read it in per-thread code "
+                    "(statements outside T.Parallel) and pass the values on through shared "
+                    "memory", stmt.loc)
 
 
 def check_arguments(ctx: Context, inputs, aliases: dict) -> None:

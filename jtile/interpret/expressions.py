@@ -21,10 +21,12 @@ from typing import Any, Optional
 
 import jax
 import jax.numpy as jnp
+import jax.scipy.special
 from jax import lax
 
 from jtile.ir.nodes import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, Var
 from jtile.ir.types import DType, MemorySpace, promote, value_range
+from jtile.interpret import threads
 from jtile.interpret.memory import Memory, jnp_dtype
 
 _HALF = (DType.float16, DType.bfloat16)
@@ -77,6 +79,17 @@ def _cast(value, source: DType, dtype: DType):
         high = value_range(dtype)[1]
         value = jnp.clip(value.astype(jnp.float32), -high, high)
     return _as(value, dtype)
+
+
+def exact_divide(a, b):
+    """`a / b` correctly rounded, as the GPU divides (TileLang compiles without fast math).
+
+    XLA rewrites a division by a broadcast or a constant into a multiplication by its
+    reciprocal, which can land one ulp off; an optimization barrier on the divisor, broadcast
+    to the result's shape first, keeps the division a division."""
+    shape = jnp.broadcast_shapes(jnp.shape(a), jnp.shape(b))
+    divisor = lax.optimization_barrier(jnp.broadcast_to(b, shape))
+    return a / divisor
 
 
 class Evaluator:
@@ -133,11 +146,14 @@ class Evaluator:
         compiled kernel reads there, as in TileLang); other buffers clamp (reached only under
         false guards)."""
         array = self.memory.read(e.buffer, self.loc)
+        # A per-thread buffer (jtile.interpret.threads): each thread reads its own copy.
+        lane = threads.lane(self.memory, e.buffer, self.env, self.loc)
+        lead = () if lane is None else (lane,)
         if not e.indices:
-            return array.reshape(())
+            return array.reshape(()) if lane is None else array.reshape(-1)[lane]
         raw = tuple(self.index(i) for i in e.indices)
         indices = tuple(jnp.clip(i, 0, n - 1) for i, n in zip(raw, e.buffer.shape))
-        value = array[indices]
+        value = array[lead + indices]
         if e.buffer.space is MemorySpace.GLOBAL:
             inside = functools.reduce(jnp.logical_and, [(i >= 0) & (i < n) for i, n in
                                                         zip(raw, e.buffer.shape)])
@@ -168,9 +184,9 @@ class Evaluator:
         if op == "mul":
             return a * b
         if op == "div":
-            return a / b if floating else lax.div(a, b)
+            return exact_divide(a, b) if floating else lax.div(a, b)
         if op == "floordiv":   # integers round toward -inf, as in TileLang and Python
-            return jnp.floor(a / b) if floating else jnp.floor_divide(a, b)
+            return jnp.floor(exact_divide(a, b)) if floating else jnp.floor_divide(a, b)
         if op == "mod":        # integers: the sign of the divisor; floats: C's fmod
             return lax.rem(a, b) if floating else jnp.remainder(a, b)
         if op == "max":
@@ -197,6 +213,9 @@ class Evaluator:
             return _as(jnp.abs(self(e.args[0])), e.dtype)
         if fn == "reinterpret":
             return lax.bitcast_convert_type(self(e.args[0]), jnp_dtype(e.dtype))
+        if fn in _BINARY and len(e.args) == 2:
+            a, b = (self(x).astype(_compute_dtype(e.dtype)) for x in e.args)
+            return _as(_BINARY[fn](a, b), e.dtype)
         unary = _UNARY.get(fn)
         if unary is None or len(e.args) != 1:
             raise self.memory.ctx.error(f"T.{fn} with {len(e.args)} arguments has no "
@@ -204,6 +223,13 @@ class Evaluator:
         x = self(e.args[0])
         compute = _compute_dtype(e.dtype) if e.dtype.is_float else jnp.float32
         return _as(unary(x.astype(compute)), e.dtype)
+
+
+def _round_half_away(x):
+    """C's round(): to the nearest integral value, halfway cases away from zero (x - trunc(x)
+    is exact, so the tie test is too)."""
+    whole = jnp.trunc(x)
+    return jnp.where(jnp.abs(x - whole) >= 0.5, whole + jnp.sign(x), whole)
 
 
 _UNARY = {
@@ -216,4 +242,31 @@ _UNARY = {
     "abs": jnp.abs,
     "tanh": jnp.tanh,
     "sigmoid": jax.nn.sigmoid,
+    "sin": jnp.sin,
+    "cos": jnp.cos,
+    "tan": jnp.tan,
+    "asin": jnp.arcsin,
+    "acos": jnp.arccos,
+    "atan": jnp.arctan,
+    "sinh": jnp.sinh,
+    "cosh": jnp.cosh,
+    "asinh": jnp.arcsinh,
+    "acosh": jnp.arccosh,
+    "atanh": jnp.arctanh,
+    "erf": jax.scipy.special.erf,
+    "log10": jnp.log10,
+    "log1p": jnp.log1p,
+    "exp10": lambda x: jnp.power(jnp.asarray(10, x.dtype), x),
+    "floor": jnp.floor,
+    "ceil": jnp.ceil,
+    "trunc": jnp.trunc,
+    "round": _round_half_away,
+    "nearbyint": jnp.round,   # halfway cases to even
+}
+
+_BINARY = {
+    "pow": jnp.power,
+    "atan2": jnp.arctan2,
+    "hypot": jnp.hypot,
+    "copysign": jnp.copysign,
 }

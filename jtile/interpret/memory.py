@@ -51,9 +51,13 @@ class Context:
     (`jtile.binding.primitive._output_aval`).
     """
 
-    def __init__(self, kernel: Kernel, varying: frozenset = frozenset()):
+    def __init__(self, kernel: Kernel, varying: frozenset = frozenset(),
+                 per_thread: frozenset = frozenset()):
         self.kernel = kernel
         self.varying = frozenset(varying)
+        # ids of the private buffers holding one copy per thread (`threads.py`).
+        self.per_thread = frozenset(per_thread)
+        self.runs_per_thread: dict = {}   # id(statement) -> (statement, bool), see threads.py
 
     def vary(self, array: jax.Array) -> jax.Array:
         """`array`, varying over every axis in `self.varying` (a no-op outside shard_map)."""
@@ -103,6 +107,17 @@ class Memory:
         old = self.arrays[slot]
         self.arrays[slot] = self.ctx.vary(jnp.asarray(array, old.dtype).reshape(old.shape))
 
+    def per_thread(self, buffer: Buffer) -> bool:
+        """Whether `buffer`'s array has a leading axis of threads (one copy per thread)."""
+        base = buffer if buffer.view_of is None else buffer.view_of
+        return id(base) in self.ctx.per_thread
+
+    def update(self, buffer: Buffer, fn, loc=None) -> None:
+        """Replaces `buffer`'s array `a` by `fn(a)`; a per-thread buffer gets the same update
+        in every thread's copy (block-wide code writing it)."""
+        array = self.read(buffer, loc)
+        self.write(buffer, jax.vmap(fn)(array) if self.per_thread(buffer) else fn(array), loc)
+
     def fork(self, arrays: Sequence[jax.Array]) -> "Memory":
         """The same layout over other arrays (a loop body's or a branch's carry)."""
         return Memory(self.ctx, self.slots, arrays)
@@ -130,21 +145,27 @@ def global_memory(ctx: Context, inputs: Sequence[jax.Array], aliases: dict) -> M
     return Memory(ctx, slots, arrays)
 
 
-def block_memory(globals_: Memory, env_eval) -> Memory:
+def block_memory(globals_: Memory, init_value) -> Memory:
     """Global memory plus a fresh copy of every on-chip allocation for one block.
 
-    `env_eval` evaluates an `alloc_var` init expression (it may read block indices).
+    A per-thread buffer gets a leading axis of the block's threads. `init_value(buffer)`
+    evaluates an `alloc_var` init expression (it may read block indices, and for a per-thread
+    variable the thread index: then one value per thread).
     """
+    kernel = globals_.ctx.kernel
     slots = dict(globals_.slots)
     arrays = list(globals_.arrays)
-    for buffer in globals_.ctx.kernel.allocations:
+    for buffer in kernel.allocations:
         if buffer.space in STATELESS_SPACES:
             continue
         slots[id(buffer)] = len(arrays)
+        threads = (kernel.threads,) if id(buffer) in globals_.ctx.per_thread else ()
         if buffer.space is MemorySpace.VAR:
-            init = 0 if buffer.init is None else env_eval(buffer.init)
-            array = jnp.full(buffer.shape, init, jnp_dtype(buffer.dtype))
+            init = jnp.zeros((), jnp_dtype(buffer.dtype)) if buffer.init is None \
+                else jnp.asarray(init_value(buffer), jnp_dtype(buffer.dtype))
+            init = init.reshape(init.shape + (1,) * len(buffer.shape))
+            array = jnp.broadcast_to(init, threads + tuple(buffer.shape))
         else:
-            array = poisoned(buffer)
+            array = jnp.broadcast_to(poisoned(buffer), threads + tuple(buffer.shape))
         arrays.append(globals_.ctx.vary(array))
     return Memory(globals_.ctx, slots, arrays)

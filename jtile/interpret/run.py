@@ -20,6 +20,7 @@ from jtile.interpret.checks import check_arguments, check_kernel
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Context, block_memory, global_memory
 from jtile.interpret.statements import run_body
+from jtile.interpret.threads import per_thread_buffers, thread_space
 
 
 def _block_env(kernel: Kernel, flat) -> Env:
@@ -30,6 +31,13 @@ def _block_env(kernel: Kernel, flat) -> Env:
     for var in kernel.block_vars:
         env = env.bind(var, coords[var.axis])
     return env
+
+
+def _initial_value(memory, env: Env, buffer):
+    """An alloc_var's initial value; a per-thread one is evaluated over the block's threads."""
+    if memory.per_thread(buffer):
+        env = thread_space(memory.ctx.kernel, env)
+    return Evaluator(memory, env, buffer.loc)(buffer.init)
 
 
 def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
@@ -49,11 +57,12 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
 
     Raises:
         JtileError: the arrays do not match the kernel's inputs, the kernel writes an input
-            that is not aliased, reads the thread index inside T.Parallel, keeps per-thread
-            values in thread-private buffers, or uses TMEM.
+            that is not aliased, reads the thread index or a per-thread buffer inside
+            T.Parallel or a block-wide tile operation, or uses TMEM.
     """
     inputs = [jnp.asarray(x) for x in inputs]
-    ctx = Context(kernel, frozenset().union(*(varying_axes(x) for x in inputs)))
+    ctx = Context(kernel, frozenset().union(*(varying_axes(x) for x in inputs)),
+                  per_thread_buffers(kernel))
     aliases = {int(i): int(o) for i, o in dict(aliases or {}).items()}
     check_arguments(ctx, inputs, aliases)
     check_kernel(ctx, aliases)
@@ -63,7 +72,7 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
     def run_block(flat, carry):
         env = _block_env(kernel, flat)
         outer = globals_.fork(carry)
-        memory = block_memory(outer, Evaluator(outer, env))
+        memory = block_memory(outer, lambda buffer: _initial_value(outer, env, buffer))
         run_body(memory, env, kernel.body)
         return tuple(memory.arrays[:num_globals])
 

@@ -1,9 +1,11 @@
 """The statement walker: runs a kernel body's statements in program order on `Memory`.
 
 Outside `T.Parallel` a statement runs once per block (TileLang code outside T.Parallel is the
-same for every thread). A `T.Parallel` loop runs each statement of its body for all iterations
-at once before the next statement, which is a faithful order because its iterations must be
-independent. Inside it, `T.If` becomes a mask on stores instead of a branch.
+same for every thread), unless it reads the thread index or a per-thread buffer: then it runs
+over a vector of the block's threads (`threads.py`). A `T.Parallel` loop runs each statement
+of its body for all iterations at once before the next statement, which is a faithful order
+because its iterations must be independent. Inside it, `T.If` becomes a mask on stores
+instead of a branch.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from jax import lax
 
 from jtile.ir.nodes import (AtomicAdd, BarrierOp, Const, Copy, Fill, FinalizeReducer, For, Gemm,
                             IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads, While)
-from jtile.interpret import block_swizzle, scan_im2col, stores, threads, tiles
+from jtile.interpret import block_swizzle, scan_im2col, stores, thread_tiles, threads, tiles
 from jtile.ir.nodes import Im2Col, Scan, UseSwizzle
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory
@@ -36,10 +38,11 @@ def run_body(memory: Memory, env: Env, body: tuple) -> None:
 
 def run_statement(memory: Memory, env: Env, stmt) -> None:
     kernel = memory.ctx.kernel
-    if not env.space and threads.reads_thread_index(kernel, stmt):
+    if not env.space and threads.runs_per_thread(memory.ctx, stmt):
         env = threads.thread_space(kernel, env)  # per-thread code: one lane per thread
-    if threads.in_thread_space(kernel, env):
-        threads.check_per_thread(memory, stmt, _block_op_name(stmt))
+    per_thread = threads.in_thread_space(kernel, env)
+    if per_thread:
+        threads.check_per_thread(memory, stmt)
     if isinstance(stmt, Store):
         stores.store(memory, env, stmt)
     elif isinstance(stmt, ParallelFor):
@@ -50,6 +53,9 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
         _branch(memory, env, stmt)
     elif isinstance(stmt, While):
         _while(memory, env, stmt)
+    elif per_thread and (isinstance(stmt, (Copy, Fill)) or
+                         (isinstance(stmt, AtomicAdd) and not isinstance(stmt.dst, Load))):
+        thread_tiles.run(memory, env, stmt)   # every thread moves its own whole tile
     elif type(stmt) in _TILE_OPS:
         name, run = _TILE_OPS[type(stmt)]
         _refuse_in_parallel(memory, env, stmt, name)
@@ -65,17 +71,6 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
     else:
         raise memory.ctx.error(f"{type(stmt).__name__} has no interpret-mode rule",
                                getattr(stmt, "loc", None))
-
-
-def _block_op_name(stmt):
-    """The `T.` name of a statement the whole block runs together, else None."""
-    if type(stmt) in _TILE_OPS:
-        return _TILE_OPS[type(stmt)][0]
-    if isinstance(stmt, ParallelFor):
-        return "T.Parallel"
-    if isinstance(stmt, AtomicAdd) and not isinstance(stmt.dst, Load):
-        return "T.atomic_add of a tile"
-    return None
 
 
 def _refuse_in_parallel(memory: Memory, env: Env, stmt, name: str) -> None:

@@ -4,6 +4,9 @@ A store inside `T.Parallel` writes every (unmasked) iteration's element in one s
 out of the buffer, and iterations masked off by an enclosing `T.If`, are sent one past the end
 of their dimension and dropped (`mode="drop"`), so they never write.
 
+In per-thread code (`threads.py`) the space is the block's threads, and a store into a
+per-thread buffer writes each thread's own copy.
+
 Reducer buffers (`T.alloc_reducer`) are the exception to "one writer per element": iterations
 that hit the same element all count, so their updates become scatter-add / max / min.
 """
@@ -14,15 +17,22 @@ import jax.numpy as jnp
 
 from jtile.ir.nodes import BinOp, Call, Cast, Expr, Load, Store
 from jtile.ir.printer import expr_text
+from jtile.interpret import threads
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory, jnp_dtype
 
 
-def scatter_indices(evaluate: Evaluator, indices: tuple, shape: tuple, env: Env) -> tuple:
-    """Integer index arrays over the whole iteration space; dropped lanes point past the end."""
+def scatter_indices(evaluate: Evaluator, indices: tuple, shape: tuple, env: Env,
+                    lane=None) -> tuple:
+    """Integer index arrays over the whole iteration space; dropped lanes point past the end.
+
+    `lane` (the thread index over the thread space) selects each thread's own copy of a
+    per-thread buffer: it is prepended to the indices, and `shape` starts with the threads."""
     space = env.space
     ok = True if env.mask is None else env.mask
     raw = [evaluate.index(i) for i in indices]
+    if lane is not None:
+        raw = [lane] + raw
     for value, n in zip(raw, shape):
         ok = ok & (value >= 0) & (value < n)
     ok = jnp.broadcast_to(jnp.asarray(ok, bool), space)
@@ -58,7 +68,6 @@ def store(memory: Memory, env: Env, stmt: Store) -> None:
     """`buffer[indices] = value` for every iteration of the enclosing T.Parallel space."""
     buffer = stmt.buffer
     evaluate = Evaluator(memory, env, stmt.loc)
-    array = memory.read(buffer, stmt.loc)
     accumulate = None
     value_expr: Expr = stmt.value
     if buffer.reducer_op is not None and env.space:
@@ -71,26 +80,34 @@ def store(memory: Memory, env: Env, stmt: Store) -> None:
                 f"`{form}` ({buffer.reducer_op} reducer); other stores would race between "
                 "iterations", stmt.loc)
         accumulate = buffer.reducer_op
-    value = evaluate(value_expr).astype(jnp_dtype(buffer.dtype))
-    indices = scatter_indices(evaluate, stmt.indices, buffer.shape, env)
-    value = jnp.broadcast_to(value, env.space)
-    ref = array.at[indices]
-    if accumulate == "sum":
-        result = ref.add(value, mode="drop")
-    elif accumulate == "max":
-        result = ref.max(value, mode="drop")
-    elif accumulate == "min":
-        result = ref.min(value, mode="drop")
-    else:
-        result = ref.set(value, mode="drop")
-    memory.write(buffer, result, stmt.loc)
+    value = evaluate(value_expr)
+    scatter_element(memory, env, evaluate, buffer, stmt.indices, value, UPDATES[accumulate],
+                    stmt.loc)
 
 
-def atomic_add_element(memory: Memory, env: Env, dst: Load, value: Expr, loc) -> None:
-    """`T.atomic_add(X[idx], v)`: colliding iterations all add (scatter-add)."""
-    buffer = dst.buffer
-    evaluate = Evaluator(memory, env, loc)
-    array = memory.read(buffer, loc)
-    addend = jnp.broadcast_to(evaluate(value).astype(array.dtype), env.space)
-    indices = scatter_indices(evaluate, dst.indices, buffer.shape, env)
-    memory.write(buffer, array.at[indices].add(addend, mode="drop"), loc)
+# How a store (None) or an accumulating update combines into an `array.at[...]` reference:
+# iterations that hit the same element all count, in any order (the ops are commutative).
+UPDATES = {
+    None: lambda ref, value: ref.set(value, mode="drop"),
+    "sum": lambda ref, value: ref.add(value, mode="drop"),
+    "max": lambda ref, value: ref.max(value, mode="drop"),
+    "min": lambda ref, value: ref.min(value, mode="drop"),
+}
+
+
+def scatter_element(memory: Memory, env: Env, evaluate: Evaluator, buffer, indices: tuple,
+                    value, update, loc) -> None:
+    """`update(array.at[indices], value)` for every (unmasked) iteration of `env`'s space.
+
+    Per-thread code writes each thread's own copy of a per-thread buffer; block-wide code
+    writes every thread's copy alike."""
+    value = jnp.broadcast_to(value.astype(jnp_dtype(buffer.dtype)), env.space)
+    if memory.per_thread(buffer) and not threads.in_thread_space(memory.ctx.kernel, env):
+        where = scatter_indices(evaluate, indices, buffer.shape, env)
+        memory.update(buffer, lambda array: update(array.at[where], value), loc)
+        return
+    lane = threads.lane(memory, buffer, env, loc)
+    shape = tuple(buffer.shape) if lane is None else (memory.ctx.kernel.threads,) + \
+        tuple(buffer.shape)
+    where = scatter_indices(evaluate, indices, shape, env, lane)
+    memory.write(buffer, update(memory.read(buffer, loc).at[where], value), loc)

@@ -16,7 +16,7 @@ from jtile.ir.nodes import AtomicAdd, Const, Copy, Fill, Gemm, Reduce, Region
 from jtile.ir.types import DType
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory, jnp_dtype
-from jtile.interpret.stores import scatter_indices
+from jtile.interpret.stores import UPDATES, scatter_element
 
 
 def _static_starts(region: Region):
@@ -56,20 +56,23 @@ def read_region(memory: Memory, evaluate: Evaluator, region: Region) -> jax.Arra
 
 def _scatter(memory: Memory, evaluate: Evaluator, region: Region, tile: jax.Array, add: bool):
     buffer = region.buffer
-    array = memory.read(buffer, evaluate.loc)
-    tile = tile.astype(array.dtype).reshape(region.extents)
+    tile = tile.astype(jnp_dtype(buffer.dtype)).reshape(region.extents)
     static = _static_starts(region)
     if static is not None and not add:
         if tuple(region.extents) == tuple(buffer.shape):
-            result = tile
+            def update(array):
+                return tile
         else:
-            result = lax.dynamic_update_slice(array, tile, static)
+            def update(array):
+                return lax.dynamic_update_slice(array, tile, static)
     else:
         indices, inside = _element_indices(evaluate, region)
         dropped = tuple(jnp.where(inside, i, n) for i, n in zip(indices, buffer.shape))
-        ref = array.at[dropped]
-        result = ref.add(tile, mode="drop") if add else ref.set(tile, mode="drop")
-    memory.write(buffer, result, evaluate.loc)
+
+        def update(array):
+            ref = array.at[dropped]
+            return ref.add(tile, mode="drop") if add else ref.set(tile, mode="drop")
+    memory.update(buffer, update, evaluate.loc)   # a per-thread buffer: every thread's copy
 
 
 def write_region(memory: Memory, evaluate: Evaluator, region: Region, tile: jax.Array) -> None:
@@ -152,17 +155,13 @@ def reduce(memory: Memory, env: Env, stmt: Reduce) -> None:
     if not stmt.clear:
         old = memory.read(stmt.dst, stmt.loc).reshape(result.shape).astype(result.dtype)
         result = _combine(stmt.op, old, result)
-    memory.write(stmt.dst, result.astype(jnp_dtype(stmt.dst.dtype)).reshape(stmt.dst.shape),
-                 stmt.loc)
+    result = result.astype(jnp_dtype(stmt.dst.dtype)).reshape(stmt.dst.shape)
+    memory.update(stmt.dst, lambda old: result, stmt.loc)
 
 
 # How T.atomic_add / max / min combine into an `array.at[...]` reference: iterations or tile
 # elements that hit the same element all count, in any order (the ops are commutative).
-_ATOMIC_UPDATES = {
-    "add": lambda ref, value: ref.add(value, mode="drop"),
-    "max": lambda ref, value: ref.max(value, mode="drop"),
-    "min": lambda ref, value: ref.min(value, mode="drop"),
-}
+ATOMIC_UPDATES = {"add": UPDATES["sum"], "max": UPDATES["max"], "min": UPDATES["min"]}
 
 
 def atomic_tile(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
@@ -170,20 +169,17 @@ def atomic_tile(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
     the value converts to dst's dtype first, as the generated code does."""
     evaluate = Evaluator(memory, env, stmt.loc)
     buffer = stmt.dst.buffer
-    array = memory.read(buffer, stmt.loc)
     tile = read_region(memory, evaluate, stmt.value).reshape(stmt.dst.extents)
+    tile = tile.astype(jnp_dtype(buffer.dtype))
     indices, inside = _element_indices(evaluate, stmt.dst)
     dropped = tuple(jnp.where(inside, i, n) for i, n in zip(indices, buffer.shape))
-    result = _ATOMIC_UPDATES[stmt.op](array.at[dropped], tile.astype(array.dtype))
-    memory.write(buffer, result, stmt.loc)
+    memory.update(buffer, lambda array: ATOMIC_UPDATES[stmt.op](array.at[dropped], tile),
+                  stmt.loc)
 
 
 def atomic_element(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
     """`T.atomic_<op>(X[idx], v)` for every (unmasked) iteration of the enclosing T.Parallel
     space: colliding iterations all count (scatter-add / max / min)."""
-    buffer = stmt.dst.buffer
     evaluate = Evaluator(memory, env, stmt.loc)
-    array = memory.read(buffer, stmt.loc)
-    value = jnp.broadcast_to(evaluate(stmt.value).astype(array.dtype), env.space)
-    indices = scatter_indices(evaluate, stmt.dst.indices, buffer.shape, env)
-    memory.write(buffer, _ATOMIC_UPDATES[stmt.op](array.at[indices], value), stmt.loc)
+    scatter_element(memory, env, evaluate, stmt.dst.buffer, stmt.dst.indices,
+                    evaluate(stmt.value), ATOMIC_UPDATES[stmt.op], stmt.loc)

@@ -33,16 +33,24 @@ def _reinterpret(array: jax.Array, dtype) -> jax.Array:
     return lax.bitcast_convert_type(raw.reshape(-1, dtype.itemsize), dtype)
 
 
+def _threads(memory, buffer: Buffer) -> tuple:
+    """The leading axis of a per-thread buffer's array (each thread's bytes lie together)."""
+    return (memory.ctx.kernel.threads,) if memory.per_thread(buffer) else ()
+
+
 def read_view(memory, buffer: Buffer, loc=None) -> jax.Array:
     """The current contents of view `buffer`, shaped and typed as the view."""
     _check_exact(memory, buffer, loc)
     base = memory.read(buffer.view_of, loc)
-    return _reinterpret(base, jnp_dtype(buffer.dtype)).reshape(buffer.shape)
+    lead = _threads(memory, buffer)
+    return _reinterpret(base, jnp_dtype(buffer.dtype)).reshape(lead + tuple(buffer.shape))
 
 
 def write_view(memory, buffer: Buffer, array: jax.Array, loc=None) -> None:
     """Replaces the whole view `buffer` (so the whole viewed buffer) with `array`."""
     _check_exact(memory, buffer, loc)
-    array = jnp.asarray(array, jnp_dtype(buffer.dtype)).reshape(buffer.shape)
+    lead = _threads(memory, buffer)
+    array = jnp.asarray(array, jnp_dtype(buffer.dtype)).reshape(lead + tuple(buffer.shape))
     base = buffer.view_of
-    memory.write(base, _reinterpret(array, jnp_dtype(base.dtype)).reshape(base.shape), loc)
+    memory.write(base, _reinterpret(array, jnp_dtype(base.dtype)).reshape(
+        lead + tuple(base.shape)), loc)

@@ -310,6 +310,8 @@ class Buffer:
     view_of: Optional["Buffer"] = None          # T.view / T.Tensor(..., buf.data): the buffer
                                                 # whose bytes this one reinterprets
     layout_annotation: Any = None               # T.annotate_layout: the requested layout
+    global_layout: Any = None                   # T.annotate_layout on a global buffer: the
+                                                # order of its array (trace.global_layout)
 
     def __hash__(self):
         return id(self)

@@ -72,6 +72,24 @@ class DType(enum.Enum):
     def __str__(self) -> str:
         return self.value[0]
 
+    # TileLang's dtypes are strings, so kernels test `X[i].dtype == T.uint8` or `== "uint8"`: a
+    # DType equals the string of its canonical name (T.float is "float32"), and hashes as that
+    # string so that the two are interchangeable as dict keys. Aliases such as "float" or "half"
+    # are other strings, and unequal, as in TileLang.
+    def __eq__(self, other) -> bool:
+        if isinstance(other, DType):
+            return self is other
+        if isinstance(other, str):
+            return str.__eq__(other, self.value[0])
+        return NotImplemented
+
+    def __ne__(self, other) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash(self.value[0])
+
 
 _NUMPY = {
     DType.bool: np.dtype(np.bool_),
@@ -115,6 +133,12 @@ _UNSUPPORTED = {
     "float6_e2m3fn": "use float8_e4m3 or float16",
     "float6_e3m2fn": "use float8_e5m2 or float16",
     "float4_e2m1fn": "pack two values into a uint8 and unpack them with >>, & and T.cast",
+    # TileLang stores tfloat32 as float32 and multiplies it on TF32 tensor cores (inputs
+    # rounded to a 10-bit mantissa); jtile's float32 T.gemm keeps full float32 products, so
+    # the name would promise results jtile does not give.
+    "tfloat32": "jtile's T.gemm on float32 tiles multiplies in full float32 (FMA), not on TF32 "
+                "tensor cores; use float32 buffers (the same storage, exact products), or "
+                "T.cast the tiles to bfloat16 / float16 for tensor cores",
 }
 
 # TileLang's vector dtypes: a scalar name and a lane count, e.g. "float16x2".

@@ -22,7 +22,7 @@ from jtile.language.allocate import (
     alloc_wgmma_desc,
     empty,
 )
-from jtile.language.atomic import atomic_add, atomic_max, atomic_min
+from jtile.language.atomic import atomic_add, atomic_addx2, atomic_addx4, atomic_max, atomic_min
 from jtile.language.bitwise import (Select, bitwise_and, bitwise_not, bitwise_or, bitwise_xor,
                                     isinf, isnan, shift_left, shift_right)
 from jtile.language.control import Else, If, Then, While, if_then_else
@@ -48,31 +48,57 @@ from jtile.language.layout import (
     make_swizzled_layout,
     use_swizzle,
 )
-from jtile.language.loops import Parallel, Pipelined, serial, unroll
+from jtile.language.loops import Parallel, Pipelined, serial, unroll, vectorized
 from jtile.language.loops import serial as Serial  # TileLang's capitalised aliases
 from jtile.language.loops import unroll as Unroll
+from jtile.language.loops import vectorized as Vectorized
 from jtile.language.persistent import Persistent
 from jtile.language.math import (
     Cast,
     abs,
+    acos,
+    acosh,
+    asin,
+    asinh,
+    atan,
+    atan2,
+    atanh,
     cast,
+    ceil,
     clamp,
+    copysign,
+    cos,
+    cosh,
+    erf,
     exp,
+    exp10,
     exp2,
+    floor,
     floordiv,
     floormod,
+    fmod,
+    hypot,
     infinity,
     log,
+    log10,
+    log1p,
     log2,
     max,
     max_value,
     min,
     min_value,
+    nearbyint,
+    pow,
     reinterpret,
+    round,
     rsqrt,
     sigmoid,
+    sin,
+    sinh,
     sqrt,
+    tan,
     tanh,
+    trunc,
     truncdiv,
     truncmod,
 )
@@ -120,9 +146,13 @@ from jtile.language.reduce import (
 )
 from jtile.language.scan import cummax, cumsum
 from jtile.language.sync import (
+    barrier_arrive,
+    barrier_wait,
+    disable_warp_group_reg_alloc,
     mbarrier_arrive,
     mbarrier_expect_tx,
     mbarrier_wait_parity,
+    no_set_max_nreg,
     sync_threads,
 )
 from jtile.language.prim_func import const, macro, prim_func
@@ -158,7 +188,13 @@ __all__ = [
     "cummax", "cumsum", "reshape", "view",
     "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
     "FragmentBuffer", "LocalBuffer",
+    "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait",
+    "no_set_max_nreg", "disable_warp_group_reg_alloc", "sin", "cos", "tan", "asin", "acos",
+    "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "log10", "log1p", "exp10",
+    "floor", "ceil", "trunc", "nearbyint", "hypot", "copysign", "fmod",
 ]
+# `round` and `pow` (TileLang's, in jtile.language.math) stay out of __all__ like `bool`, `int`
+# and `float`, so that `from jtile.language import *` leaves Python's builtins alone.
 
 # `T.<name>` that jtile does not have: a JtileError naming it and what to use instead.
 from jtile.language.unsupported import missing_attribute as __getattr__  # noqa: E402

@@ -1,7 +1,8 @@
 """Allocation functions, as TileLang's `tilelang.language.allocate` documents them.
 
-Each returns a Buffer bound to the kernel being traced; nothing is global. Shapes are static
-Python ints. Scope strings are TileLang's and are parsed into `MemorySpace` here.
+Each returns a Buffer bound to the kernel being traced, except `T.empty` (an output) and
+`T.alloc_global` (a workspace of the whole call). Shapes are static Python ints. Scope
+strings are TileLang's and are parsed into `MemorySpace` here.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from jtile.errors import JtileError, JtileTraceError
 from jtile.ir.nodes import Buffer, Cast, Expr, as_expr
 from jtile.ir.types import DType, MemorySpace, as_dtype, as_memory_space, value_range
 from jtile.trace.builder import current, new_global
+from jtile.trace.kernel_sequence import add_workspace
 from jtile.trace.source import caller_location
 
 # An mbarrier's pending-arrival count is a 20-bit field (PTX mbarrier.init).
@@ -336,15 +338,15 @@ def empty(shape, dtype="float32"):
     return buffer
 
 
-_WORKSPACE_ADVICE = (
-    "jtile kernels get all their global memory from JAX, so a kernel cannot allocate a global "
-    "workspace itself. Declare the workspace as an extra output (T.empty(shape, dtype), or a "
-    "leaf of out_shape=) and ignore it, or pass a scratch array as an input aliased to an "
-    "output with input_output_aliases=")
-
-
 def alloc_global(shape, dtype, scope="global"):
-    """TileLang's device-allocated global workspace; refused in jtile (see the message).
+    """A global-memory workspace that lives for the call (TileLang's `T.alloc_global`).
+
+    Any kernel of the function may write and read it; a later `with T.Kernel(...)` block sees
+    what an earlier one wrote (a split-KV decoder's partial outputs and log-sum-exps, say).
+    Its contents start undefined (interpret mode: NaN, or -1 for integers). jtile gets the
+    memory from JAX: a workspace is an extra, discarded result of the launches that write it,
+    and an aliased input of the later launches that use it. Call it anywhere in the function,
+    usually before the first `with T.Kernel(...)`. Any arch.
 
     Args:
         shape: static shape.
@@ -353,8 +355,13 @@ def alloc_global(shape, dtype, scope="global"):
     """
     loc = caller_location()
     builder = current("T.alloc_global")
-    raise builder.error(f"T.alloc_global{_shape(shape, 'T.alloc_global', loc)} is not "
-                        f"supported: {_WORKSPACE_ADVICE}", loc)
+    if scope != "global":
+        raise builder.error(f"T.alloc_global: scope {scope!r} is not 'global'; on-chip buffers "
+                            "come from T.alloc_shared, T.alloc_fragment and T.alloc_local", loc)
+    buffer = new_global(builder, _source_name(loc, "workspace"),
+                        _shape(shape, "T.alloc_global", loc), _dtype(dtype, "T.alloc_global", loc),
+                        loc)
+    return add_workspace(builder, buffer)
 
 
 # T.alloc_buffer(scope=...) -> the allocation function for that scope.
@@ -376,9 +383,9 @@ def alloc_buffer(shape, dtype="float32", data=None, strides=None, elem_offset=No
 
     "shared.dyn" and "shared" are `T.alloc_shared`, "local" `T.alloc_local`, "local.fragment"
     `T.alloc_fragment`, "local.var" (shape 1) `T.alloc_var`; "global" (TVM's default scope) is
-    `T.alloc_global`, which jtile refuses. Layout arguments (data, strides, elem_offset, align,
-    offset_factor, buffer_type, axis_separators) are refused by name: jtile buffers are dense
-    and row-major.
+    `T.alloc_global`, a workspace for the call. Layout arguments (data, strides, elem_offset,
+    align, offset_factor, buffer_type, axis_separators) are refused by name: jtile buffers are
+    dense and row-major.
     """
     loc = caller_location()
     builder = current("T.alloc_buffer")
@@ -400,10 +407,7 @@ def alloc_buffer(shape, dtype="float32", data=None, strides=None, elem_offset=No
         raise builder.error(f"T.alloc_buffer: scope {scope!r} is not one of {names}", loc)
     kind = _BUFFER_SCOPES[scope]
     if kind == "alloc_global":
-        raise builder.error(f"T.alloc_buffer{_shape(shape, 'T.alloc_buffer', loc)} in scope "
-                            f"'global' (TVM's default scope) is not supported: "
-                            f"{_WORKSPACE_ADVICE}. For on-chip memory pass scope='shared.dyn', "
-                            "'local.fragment' or 'local'", loc)
+        return alloc_global(shape, dtype)
     if kind == "alloc_var":
         if _shape(shape, "T.alloc_buffer", loc) != (1,):
             raise builder.error(f"T.alloc_buffer: scope 'local.var' holds one element; shape "

@@ -1,8 +1,9 @@
-"""`T.atomic_add`, `T.atomic_max`, `T.atomic_min` on global or shared memory."""
+"""`T.atomic_add`, `T.atomic_max`, `T.atomic_min` and TileLang's two- and four-element
+`T.atomic_addx2` / `T.atomic_addx4` on global or shared memory."""
 
 from __future__ import annotations
 
-from jtile.ir.nodes import AtomicAdd, Buffer, Load, Region
+from jtile.ir.nodes import AtomicAdd, Buffer, Const, Load, Region
 from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region, coerce
@@ -104,3 +105,63 @@ def _atomic(kind: str, dst, value, memory_order, return_prev, use_tma, annotatio
                 f"loop with {op} on each element", loc, op=op)
         dst = _one_element(region)
     builder.emit(AtomicAdd(dst, coerce(value, target.dtype), loc, kind))
+
+
+def atomic_addx2(dst, value, return_prev=False):
+    """TileLang's two-element atomic add: `dst[k] += value[k]` for the two consecutive elements
+    that start at the element addresses `dst` and `value` (`T.atomic_addx2(C[i, j], x[i, j])`),
+    or in two-element slices (`C[i, j:j + 2]`).
+
+    Each element is added atomically (red.add per element, so any dtype `T.atomic_add` takes,
+    any arch); the pair is not one indivisible transaction. Use it inside or outside
+    T.Parallel, like the element form of `T.atomic_add`. `return_prev=True` is refused.
+    """
+    _atomic_consecutive(2, dst, value, return_prev)
+
+
+def atomic_addx4(dst, value, return_prev=False):
+    """TileLang's four-element atomic add: `T.atomic_addx2` over four consecutive elements."""
+    _atomic_consecutive(4, dst, value, return_prev)
+
+
+def _atomic_consecutive(n: int, dst, value, return_prev) -> None:
+    op = f"T.atomic_addx{n}"
+    builder = current(op)
+    loc = caller_location()
+    _refuse_options(op, builder, loc, None, return_prev, False, None)
+    targets = _consecutive(n, dst, "dst", builder, loc, op)
+    values = _consecutive(n, value, "value", builder, loc, op)
+    buffer = targets[0].buffer
+    if buffer.space not in (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN):
+        raise builder.error(f"dst {buffer.describe()} must be in global or shared memory", loc,
+                            op=op)
+    if buffer.dtype not in ATOMIC_DTYPES:
+        raise builder.error(f"{buffer.describe()}: atomic add supports "
+                            f"{[str(d) for d in ATOMIC_DTYPES]}", loc, op=op)
+    for target, addend in zip(targets, values):
+        builder.emit(AtomicAdd(target, coerce(addend, buffer.dtype), loc, "add"))
+
+
+def _consecutive(n: int, where, role: str, builder, loc, op) -> list:
+    """The `n` elements that start at an element address `X[..., j]`, or fill a slice or
+    buffer of `n` elements along its last dimension, as loads."""
+    if isinstance(where, Buffer) and where.space is not MemorySpace.VAR:
+        where = as_region(where, role, loc)
+    if isinstance(where, Region):
+        extents = tuple(where.extents)
+        if not extents or extents[-1] != n or any(e != 1 for e in extents[:-1]):
+            raise builder.error(f"{role} is the {where.buffer.describe()} tile {extents}; "
+                                f"expected {n} consecutive elements along the last dimension "
+                                f"(an element address X[i, j] or a slice X[i, j:j + {n}])", loc,
+                                op=op)
+        where = Load(where.buffer, tuple(where.starts), where.buffer.dtype)
+    if not isinstance(where, Load) or not where.indices:
+        raise builder.error(f"{role} must be the address of {n} consecutive buffer elements, "
+                            f"e.g. X[i, j] or X[i, j:j + {n}]; got {where!r}", loc, op=op)
+    buffer, head, last = where.buffer, tuple(where.indices[:-1]), where.indices[-1]
+    if isinstance(last, Const) and last.value + n > buffer.shape[-1]:
+        raise builder.error(f"{role} {buffer.describe()}: elements {last.value}..{last.value + n - 1}"
+                            f" of the last dimension pass its end ({buffer.shape[-1]})", loc,
+                            op=op)
+    return [Load(buffer, head + ((Const(last.value + k, last.dtype) if isinstance(last, Const)
+                                  else last + k),), buffer.dtype) for k in range(n)]

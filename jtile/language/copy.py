@@ -97,19 +97,28 @@ def copy(src, dst, coalesced_width=None, disable_tma=False, eviction_policy=None
     builder.emit(Copy(src_r, dst_r, loc, **options))
 
 
+def _fill_region(target, what: str, loc) -> Region:
+    """The tile T.fill / T.clear writes: a buffer, a slice, or one element `X[i, j]` (TileLang
+    reads an element as a region of extent 1 in every dimension)."""
+    if isinstance(target, Load):
+        return Region(target.buffer, tuple(target.indices), (1,) * len(target.indices))
+    return as_region(target, what, loc)
+
+
 def fill(buffer, value):
-    """Sets every element of a tile (buffer or slice) to `value`."""
+    """Sets every element of a tile (a buffer, a slice, or the one element `X[i, j]`) to
+    `value`."""
     builder = current("T.fill")
     loc = caller_location()
-    region = as_region(buffer, "T.fill target", loc)
+    region = _fill_region(buffer, "T.fill target", loc)
     if region.buffer.space not in _TILE_SPACES:
         raise builder.error(f"{region.buffer.describe()} cannot be filled", loc, op="T.fill")
     builder.emit(Fill(region, coerce(value, region.buffer.dtype), loc))
 
 
 def clear(buffer):
-    """Sets every element of a tile to zero."""
+    """Sets every element of a tile (a buffer, a slice, or one element `X[i, j]`) to zero."""
     builder = current("T.clear")
     loc = caller_location()
-    region = as_region(buffer, "T.clear target", loc)
+    region = _fill_region(buffer, "T.clear target", loc)
     builder.emit(Fill(region, coerce(0, region.buffer.dtype), loc))

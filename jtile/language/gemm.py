@@ -59,9 +59,12 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
     """C += op(A) @ op(B) on whole tiles, op transposing when its flag is set.
 
     Shapes: A (M, K) or (K, M) with transpose_A; B (K, N) or (N, K) with transpose_B; C (M, N).
-    A is a shared tile or a fragment, B a shared tile, C a float32 fragment. f16/bf16 inputs
-    run on tensor cores (sm_80: ldmatrix + mma.sync.m16n8k16) with float32 accumulation; f32
-    inputs are computed in float32 FMA. `clear_accum=True` zeroes C first.
+    A and B are shared tiles or fragments (TileLang's SS, RS, SR and RR gemms), C a float32
+    fragment. f16/bf16 inputs run on tensor cores with float32 accumulation: on sm_90a wgmma
+    when B is shared, else mma.sync.m16n8k16 (sm_80+; ldmatrix for shared operands, fragment
+    operands already in the instruction's register layout); f32 inputs are computed in float32
+    FMA, a fragment operand holding what each thread's accumulator elements need. A fragment
+    operand is used whole; a fragment A is not transposed. `clear_accum=True` zeroes C first.
 
     `policy` (T.GemmWarpPolicy) picks the warp grid over C: Square (default), FullRow (all
     warps along M) or FullCol (all warps along N); M and N must split into m16n8 tiles that way.
@@ -88,6 +91,10 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
     if annotations:
         raise builder.error(f"annotations={annotations!r} are not supported by T.gemm; drop "
                             "them", loc, op="T.gemm")
+    if builder.threads is not None and builder.threads % 32:
+        raise builder.error(f"the kernel has threads={builder.threads}, but T.gemm runs on whole "
+                            "warps (mma.sync / wgmma are warp-wide); open the kernel with a "
+                            "multiple of 32 threads", loc, op="T.gemm")
     a, b, c = (as_region(x, name, loc) for x, name in ((A, "A"), (B, "B"), (C, "C")))
 
     def fail(message):
@@ -114,7 +121,7 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
         raise fail(f"C must be a fragment (T.alloc_fragment), not {c.buffer.space.value}")
     if a.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN, MemorySpace.FRAGMENT):
         raise fail(f"A must be a shared tile or a fragment, not {a.buffer.space.value}")
-    if b.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN):
-        raise fail(f"B must be a shared tile, not {b.buffer.space.value}")
+    if b.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN, MemorySpace.FRAGMENT):
+        raise fail(f"B must be a shared tile or a fragment, not {b.buffer.space.value}")
     builder.emit(Gemm(a, b, c, bool(transpose_A), bool(transpose_B), bool(clear_accum), loc,
                       policy=policy_name, k_pack=1, wg_wait=0))

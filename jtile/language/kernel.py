@@ -6,9 +6,13 @@ import numpy as np
 
 from jtile.ir.nodes import BinOp, Expr, VarKind, as_expr
 from jtile.trace.builder import current
+from jtile.trace.kernel_sequence import close_kernel
 from jtile.trace.source import caller_location
 
 MAX_THREADS = 1024
+# Blocks smaller than a warp, as TileLang allows for small SIMT kernels: every lane a tile
+# layout uses exists. T.gemm (warp-wide mma.sync / wgmma) still needs whole warps.
+PARTIAL_WARP_THREADS = (1, 2, 4, 8, 16)
 
 
 def _static_positive(value, what: str, builder, loc) -> int:
@@ -23,8 +27,14 @@ def _static_positive(value, what: str, builder, loc) -> int:
 def open_kernel(builder, grid, threads, loc):
     """Binds the launch shape and the block/thread variables (shared by T.Kernel and grid=)."""
     if builder.grid is not None:
-        raise builder.error("a kernel opens `with T.Kernel(...)` once; nested or repeated "
-                            "kernels are not supported", loc, op="T.Kernel")
+        if builder.kernel_body is None:
+            how = ("jtile.pallas_like(grid=...) already opens the kernel around the whole body"
+                   if builder.implicit_grid else "it is inside another `with T.Kernel(...)`")
+            raise builder.error(f"nested kernels are not supported: {how}. Kernels run one "
+                                "after another: open each `with T.Kernel(...)` after the "
+                                "previous one ends", loc, op="T.Kernel")
+        # A second block after the first ended: a second launch (jtile.trace.kernel_sequence).
+        close_kernel(builder)
     if not 1 <= len(grid) <= 3:
         raise builder.error(f"the grid has {len(grid)} dimensions; 1 to 3 are supported", loc,
                             op="T.Kernel")
@@ -44,10 +54,14 @@ def open_kernel(builder, grid, threads, loc):
             extents = ()
     grid = tuple(_static_positive(g, f"grid extent {i}", builder, loc) for i, g in enumerate(grid))
     threads = _static_positive(threads, "threads", builder, loc)
-    if threads % 32 or threads > MAX_THREADS:
-        raise builder.error(f"threads={threads} must be a multiple of 32 (whole warps) and at "
-                            f"most {MAX_THREADS}", loc, op="T.Kernel")
+    if threads > MAX_THREADS or (threads % 32 and threads not in PARTIAL_WARP_THREADS):
+        raise builder.error(
+            f"threads={threads}: a block is whole warps (a multiple of 32, at most "
+            f"{MAX_THREADS}) or one partial warp of 1, 2, 4, 8 or 16 threads; jtile spreads "
+            "tiles over a power-of-two number of lanes, and a warp that holds fewer threads "
+            "than the lanes it is given cannot take part in their shuffles", loc, op="T.Kernel")
     builder.grid = grid
+    builder.kernel_loc = loc
     builder.threads = threads
     names = ("bx", "by", "bz")
     builder.block_vars = tuple(builder.new_var(names[i], VarKind.BLOCK, i) for i in range(len(grid)))
@@ -88,13 +102,19 @@ class Kernel:
     """Opens the kernel: `with T.Kernel(gx[, gy[, gz]], threads=128) as bx:` (or `(bx, by)`).
 
     The grid extents are static ints; each block runs the body with its own block index.
-    `threads` is the number of threads of a block: a multiple of 32, at most 1024; a tuple
+    `threads` is the number of threads of a block: a multiple of 32, at most 1024, or a single
+    partial warp of 1, 2, 4, 8 or 16 threads (no T.gemm there: it needs whole warps); a tuple
     `(x, y[, z])` whose product is that number gives a multi-dimensional block, indexed with
     `T.get_thread_binding(dim)`.
     `cluster_dims` (an int or up to 3 ints, sm_90+) groups blocks into thread-block clusters
     that are co-scheduled on one GPC; each must divide the grid, at most 8 blocks per cluster.
     The launch sets the cluster dimension; in interpret mode clusters change nothing.
     `prelude` (raw C code injected before the kernel) is refused: write the code with T ops.
+
+    A function may open several blocks one after another (not one inside another): each is
+    its own launch, in program order, and sees what the earlier ones wrote to global memory
+    (outputs and `T.alloc_global` workspaces; `jtile.trace.kernel_sequence`). On-chip buffers
+    and block/thread indices belong to their block.
     """
 
     def __init__(self, *grid, threads=None, prelude=None, cluster_dims=None, is_cpu=False,

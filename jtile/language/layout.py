@@ -109,14 +109,15 @@ def make_linear_layout(buffer):
 
 
 def annotate_layout(layout_map: dict):
-    """Requests layouts for shared buffers: `T.annotate_layout({A_shared: layout})`.
+    """Requests layouts for shared and global buffers: `T.annotate_layout({buf: layout})`.
 
     A layout is a `T.Layout`, a `make_*_layout(buf)` result, or a callable index map (made a
     `T.Layout` over the buffer's shape). Honoured: a swizzle on a shared tile jtile swizzles
     (16-bit T.gemm operands with rows of 32 * 2^k bytes; the bank variants when the row width
     matches), and a linear layout (or identity map) on one it does not; both are checked when
-    compiling. Refused by name: fragment and global layouts, other index maps, and swizzle /
-    linear requests that differ from what jtile does.
+    compiling. On a global buffer an index map orders the elements of its array, as in TileLang
+    (`_annotate_global`). Refused by name: fragment layouts, other index maps on shared tiles,
+    and swizzle / linear requests that differ from what jtile does.
     """
     builder = current("T.annotate_layout")
     loc = caller_location()
@@ -130,11 +131,9 @@ def annotate_layout(layout_map: dict):
             raise builder.error(f"{buf.describe()}: fragment layouts are inferred by jtile from "
                                 "the statements that use the fragment; drop the annotation", loc,
                                 op=op)
-        if not buf.space.is_shared:
-            raise builder.error(f"{buf.describe()}: only shared-memory layouts can be annotated "
-                                "(a layout on a global buffer would change the data the caller "
-                                "sees); index the buffer in the order you need instead", loc,
-                                op=op)
+        if not buf.space.is_shared and buf.space is not MemorySpace.GLOBAL:
+            raise builder.error(f"{buf.describe()}: only shared and global buffers take layout "
+                                "annotations", loc, op=op)
         if callable(layout) and not isinstance(layout, Layout):
             layout = Layout(buf.shape, layout)
         if not isinstance(layout, Layout):
@@ -143,6 +142,9 @@ def annotate_layout(layout_map: dict):
                                 op=op)
         if tuple(layout.shape) != tuple(buf.shape):
             raise builder.error(f"{layout.describe()} does not fit {buf.describe()}", loc, op=op)
+        if buf.space is MemorySpace.GLOBAL:
+            _annotate_global(builder, buf, layout, loc)
+            continue
         if layout.kind == "custom":
             raise builder.error(f"{buf.describe()}: a custom index map is not supported for "
                                 "shared memory; jtile swizzles gemm operands itself. Use "
@@ -152,10 +154,34 @@ def annotate_layout(layout_map: dict):
         buf.layout_annotation = (layout.kind, loc)
 
 
+def _annotate_global(builder, buf: Buffer, layout: Layout, loc) -> None:
+    """A global buffer's array holds its elements in the order of the layout's index map
+    (`jtile.trace.global_layout`); every launch that annotates it reads and writes it in that
+    order. Swizzles are shared-memory layouts and are refused here."""
+    from jtile.trace.global_layout import global_layout
+
+    op = "T.annotate_layout"
+    if layout.kind in SWIZZLE_KINDS:
+        raise builder.error(f"{buf.describe()}: {layout.kind} layouts describe shared-memory "
+                            "tiles; a global buffer takes a T.Layout index map", loc, op=op)
+    if buf.layout_annotation is not None:
+        raise builder.error(f"{buf.describe()} already has a layout annotation", loc, op=op)
+    buf.layout_annotation = (layout.kind, loc)
+    if layout.kind == "linear":
+        return
+    try:
+        buf.global_layout = global_layout(tuple(buf.shape), layout.forward)
+    except ValueError as e:
+        raise builder.error(f"the index map annotated on {buf.describe()} cannot order its "
+                            f"array: {e}", loc, op=op) from None
+
+
 def _reads_block_index(stmt) -> bool:
+    """Whether `stmt` reads the x or y block index: the ones the rasterisation remaps (it
+    leaves blockIdx.z, e.g. a batch index, as it is)."""
     from jtile.ir.walk import statement_exprs, statements, sub_expressions
 
-    return any(isinstance(x, Var) and x.kind is VarKind.BLOCK
+    return any(isinstance(x, Var) and x.kind is VarKind.BLOCK and x.axis in (0, 1)
                for st in statements((stmt,)) for e in statement_exprs(st)
                for x in sub_expressions(e))
 
@@ -171,7 +197,8 @@ def use_swizzle(panel_size, order="row", enable=True):
     level of the kernel body and before any statement that reads the block indices (as in
     TileLang, allocations, fills and layout annotations may come first); the block indices
     (`bx`, `by`, `T.program_id`) are remapped for the whole kernel (compiled: in the kernel
-    prologue). `enable=False` does nothing. Any arch.
+    prologue); `bz` is never remapped, so statements before the call may read it. On a 1-D
+    grid the remap is the identity. `enable=False` does nothing. Any arch.
     """
     builder = current("T.use_swizzle")
     loc = caller_location()
@@ -190,14 +217,16 @@ def use_swizzle(panel_size, order="row", enable=True):
         raise builder.error("T.use_swizzle belongs at the top level of the kernel body, outside "
                             "loops and branches: it remaps the block indices of the whole "
                             "kernel", loc, op=op)
+    if len(builder.grid) < 2:
+        return None  # TileLang's remap of a 1-D grid is the identity
     # TileLang remaps the block indices of what follows the call; the compiled kernel remaps
-    # them in its prologue. The two agree while nothing before the call reads them.
+    # them in its prologue. The two agree while nothing before the call reads bx or by (bz is
+    # never remapped).
     earlier = next((st for st in builder.blocks[-1] if _reads_block_index(st)), None)
     if earlier is not None:
         raise builder.error(f"T.use_swizzle comes after a statement at {earlier.loc} that reads "
-                            "the block indices; call it before any statement that reads them "
-                            "(it remaps the block indices of the whole kernel)", loc, op=op)
-    if len(builder.grid) < 2:
-        return None  # TileLang's remap of a 1-D grid is the identity
+                            "the block indices bx or by; call it before any statement that "
+                            "reads them (it remaps bx and by for the whole kernel; bz is kept)",
+                            loc, op=op)
     builder.emit(UseSwizzle(int(panel_size), order, loc))
     return None

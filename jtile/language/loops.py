@@ -1,4 +1,4 @@
-"""Loops: `T.Parallel`, `T.Pipelined`, `T.serial`, `T.unroll`.
+"""Loops: `T.Parallel`, `T.Pipelined`, `T.serial`, `T.unroll`, `T.vectorized`.
 
 Each is an iterator that yields symbolic indices once; the statements the `for` body emits are
 recorded as the loop's body.
@@ -28,16 +28,22 @@ def Parallel(*extents, coalesced_width=None, loop_layout=None, prefer_async=None
 
     `for i, j in T.Parallel(M, N):` visits every (i, j) once, in no defined order; each
     iteration must be independent of the others. One extent yields one index, not a tuple.
-    TileLang's `coalesced_width`, `loop_layout`, `prefer_async` and `annotations` are refused:
-    jtile derives the loop's thread layout and vector width from the fragments it touches.
+    TileLang's `coalesced_width`, `loop_layout`, `prefer_async` and `annotations` are refused
+    by name: jtile derives the loop's thread layout and vector width from the fragments it
+    touches, and makes copies asynchronous through T.copy.
     """
     builder = current("T.Parallel")
     loc = caller_location()
     _refuse_options(builder, loc, "T.Parallel",
-                    {"coalesced_width": coalesced_width, "loop_layout": loop_layout,
-                     "prefer_async": prefer_async, "annotations": annotations},
+                    {"coalesced_width": coalesced_width, "loop_layout": loop_layout},
                     "jtile derives the loop's thread layout and vector width from the "
                     "fragments it touches; drop them")
+    _refuse_options(builder, loc, "T.Parallel", {"prefer_async": prefer_async},
+                    "jtile does not turn element stores of a T.Parallel loop into cp.async; "
+                    "move a global->shared tile with T.copy, which is asynchronous (cp.async or "
+                    "TMA) and, inside T.Pipelined, overlapped with compute")
+    _refuse_options(builder, loc, "T.Parallel", {"annotations": annotations},
+                    "jtile takes no loop annotations; drop them")
     if not extents:
         raise builder.error("T.Parallel needs at least one extent", loc)
     for e in extents:
@@ -119,6 +125,22 @@ def unroll(*args, explicit=False, unroll_factor=None, annotations=None):
                         {"unroll_factor": unroll_factor, "annotations": annotations},
                         "jtile unrolls T.unroll loops fully; use T.serial for a rolled loop")
     return _sequential(args, LoopKind.UNROLL, "T.unroll")
+
+
+def vectorized(*args, annotations=None):
+    """TileLang's per-thread vectorised loop: `T.vectorized(n)` or `(start, stop)`.
+
+    Every thread runs every iteration in order, as in `T.serial`; the loop is emitted fully
+    unrolled (`#pragma unroll`), so the compiler can merge its contiguous accesses into vector
+    loads and stores, as TileLang's vectorised loop does. `annotations` are refused.
+    """
+    if annotations:
+        _refuse_options(current("T.vectorized"), caller_location(), "T.vectorized",
+                        {"annotations": annotations}, "drop them")
+    if len(args) == 3:
+        raise current("T.vectorized").error("T.vectorized takes (extent) or (start, stop); use "
+                                            "T.serial or T.unroll for a step", caller_location())
+    return _sequential(args, LoopKind.UNROLL, "T.vectorized")
 
 
 def Pipelined(*args, num_stages=0, order=None, stage=None, sync=None, group=None,

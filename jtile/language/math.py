@@ -1,11 +1,14 @@
 """Element-wise math on scalars and buffer elements, casts, floor division and dtype limits.
 
 Functions of 16-bit floats compute in float32 and round back (as CUDA's half intrinsics do).
+The module defines TileLang's `abs`, `max`, `min`, `round` and `pow`, so Python's own are
+reached through `builtins` here.
 """
 
 from __future__ import annotations
 
 import builtins
+import math
 
 import numpy as np
 
@@ -33,6 +36,98 @@ rsqrt = _unary("rsqrt")
 abs = _unary("abs")  # noqa: A001 (TileLang's name)
 tanh = _unary("tanh")
 sigmoid = _unary("sigmoid")
+
+
+def _library_unary(fn, doc):
+    """A function of CUDA's math library on floats (TileLang's, from TVM's `tir` ops).
+
+    Integer and bool arguments compute in float32, as do float8 ones (the library has no
+    8-bit forms); 16-bit floats compute in float32 and round back.
+    """
+    def op(x):
+        operand = _library_operand(x)
+        return IrCall(fn, (operand,), operand.dtype)
+
+    op.__name__ = op.__qualname__ = fn
+    op.__doc__ = f"{doc} (element-wise; CUDA: {fn}f / {fn}, full accuracy; any arch)."
+    return op
+
+
+def _library_operand(x):
+    expr = as_expr(x)
+    if expr.dtype.is_float and expr.dtype.bits >= 16:
+        return expr
+    return IrCast(expr, DType.float32)
+
+
+sin = _library_unary("sin", "Sine of x in radians")
+cos = _library_unary("cos", "Cosine of x in radians")
+tan = _library_unary("tan", "Tangent of x in radians")
+asin = _library_unary("asin", "Arc sine, in [-pi/2, pi/2]")
+acos = _library_unary("acos", "Arc cosine, in [0, pi]")
+atan = _library_unary("atan", "Arc tangent, in [-pi/2, pi/2]")
+sinh = _library_unary("sinh", "Hyperbolic sine")
+cosh = _library_unary("cosh", "Hyperbolic cosine")
+asinh = _library_unary("asinh", "Inverse hyperbolic sine")
+acosh = _library_unary("acosh", "Inverse hyperbolic cosine")
+atanh = _library_unary("atanh", "Inverse hyperbolic tangent")
+erf = _library_unary("erf", "The error function")
+log10 = _library_unary("log10", "Base-10 logarithm")
+log1p = _library_unary("log1p", "log(1 + x), accurate for small x")
+exp10 = _library_unary("exp10", "10 ** x")
+
+
+def _rounding(fn, doc):
+    """Rounding to an integral value in the argument's float type; integers are already
+    integral and come back unchanged."""
+    library = _library_unary(fn, doc)
+
+    def op(x):
+        expr = as_expr(x)
+        return expr if expr.dtype.is_int or expr.dtype.is_bool else library(expr)
+
+    op.__name__ = op.__qualname__ = fn
+    op.__doc__ = library.__doc__ + " Integers come back unchanged."
+    return op
+
+
+floor = _rounding("floor", "The largest integral value <= x")
+ceil = _rounding("ceil", "The smallest integral value >= x")
+trunc = _rounding("trunc", "x rounded toward zero")
+round = _rounding("round", "x rounded to the nearest integral value, halfway cases away from "  # noqa: A001
+                  "zero (C's round)")
+nearbyint = _rounding("nearbyint", "x rounded to the nearest integral value, halfway cases to "
+                      "even")
+
+
+def _library_binary(fn, doc):
+    def op(a, b):
+        expr = call(fn, a, b)
+        if expr.dtype.is_float and expr.dtype.bits >= 16:
+            return expr
+        return IrCall(fn, tuple(IrCast(x, DType.float32) if x.dtype is not DType.float32 else x
+                                for x in expr.args), DType.float32)
+
+    op.__name__ = op.__qualname__ = fn
+    op.__doc__ = (f"{doc} (element-wise; CUDA: {fn}f / {fn}, full accuracy; any arch). Integer "
+                  "arguments compute in float32.")
+    return op
+
+
+pow = _library_binary("pow", "a raised to the power b")  # noqa: A001 (TileLang's name)
+atan2 = _library_binary("atan2", "The angle of the point (b, a), in [-pi, pi]")
+hypot = _library_binary("hypot", "sqrt(a * a + b * b) without overflow")
+copysign = _library_binary("copysign", "The magnitude of a with the sign of b")
+
+
+def fmod(a, b):
+    """The remainder of a / b rounded toward zero, whose sign follows the dividend (C's fmod;
+    TileLang's T.fmod). On integers it is `T.truncmod`. Any arch."""
+    if _static_number(a) and _static_number(b):
+        return math.fmod(a, b) if isinstance(a, float) or isinstance(b, float) \
+            else truncmod(a, b)
+    r = binary("mod", a, b)
+    return r if r.dtype.is_float else truncmod(a, b)
 
 
 def max(a, b):  # noqa: A001 (TileLang's name)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 
 from jtile.errors import JtileTraceError
-from jtile.language.tensor import check_shape_dtype, split_names
+from jtile.language.tensor import SymbolicDim, check_shape_dtype, split_names
 from jtile.trace.builder import active_builder, current
 from jtile.trace.source import caller_location
 
@@ -97,7 +97,14 @@ class Macro:
             from jtile.trace.ast_rewrite import prepare
 
             self._prepared = prepare(self.__jtile_function__).fn
-        return self._prepared(*args, **kwargs)
+        fn = self._prepared
+        values = getattr(active_builder(), "symbol_values", None)
+        if values:
+            # Shape symbols of the enclosing factory read as the ints this trace bound.
+            from jtile.trace.trace_kernel import bind_symbols
+
+            fn = bind_symbols(fn, values)
+        return fn(*args, **kwargs)
 
     def __repr__(self) -> str:
         return f"T.macro({getattr(self.__jtile_function__, '__name__', '?')})"
@@ -116,10 +123,16 @@ def macro(fn=None, **unsupported):
 def const(names: str, dtype="int32"):
     """Shape symbols of TileLang's eager-jit style: `M, N = T.const("M, N")`.
 
-    Each name must be a whole dimension of a top-level in-body annotation of a kernel
-    parameter, `A: T.Tensor((M, N), dtype)`; its value is that dimension of the argument
-    (the first annotation naming it decides, later ones are checked). Names are separated by
-    commas or spaces; one name gives an int, several a tuple of ints.
+    Each name takes its value from the kernel arguments: the first in-body annotation
+    `A: T.Tensor(shape, dtype)` whose evaluated shape has the symbol as a whole dimension binds
+    it to that dimension of `A`, and later annotations are checked against it. The symbol may
+    reach the annotation through Python variables and expressions (`shape = [M, N] if t else
+    [N, M]`, `KH = K`). From the binding on, the kernel function sees ints wherever it holds
+    the symbols (locals, lists and tuples of them); before it, a symbol can be passed around but
+    not read as a number. Where the name is itself a dimension of a top-level annotation of a
+    parameter (`A: T.Tensor((M, N), dtype)` in the body), its value is known from the start and
+    the int is returned at once. A name that no annotation binds is an error, as in TileLang.
+    Names are separated by commas or spaces; one name gives one value, several a tuple.
     """
     builder = current("T.const")
     loc = caller_location()
@@ -131,16 +144,29 @@ def const(names: str, dtype="int32"):
     sources = getattr(builder, "const_sources", {})
     values = []
     for name in parts:
-        if name not in sources:
+        source = sources.get(name)
+        if source is not None and source[1] < len(source[0].shape):
+            buffer, dim = source
+            values.append(int(buffer.shape[dim]))
+            continue
+        # Known only when an annotation is evaluated against its argument.
+        symbol = SymbolicDim(name, dtype, "T.const", loc)
+        if not hasattr(builder, "const_symbols"):
+            builder.const_symbols = []
+        builder.const_symbols.append(symbol)
+        values.append(symbol)
+    return values[0] if len(values) == 1 else tuple(values)
+
+
+def check_consts_bound(builder) -> None:
+    """Refuses a `T.const` name that no in-body annotation bound (TileLang requires a direct
+    use of every constant in an argument's shape)."""
+    values = getattr(builder, "symbol_values", {})
+    for symbol in getattr(builder, "const_symbols", ()):
+        if symbol.evaluate(values) is None:
             why = getattr(builder, "const_unavailable", "")
             raise builder.error(
-                f"{name} is not a dimension of any top-level in-body annotation "
-                f"`A: T.Tensor((..., {name}, ...), dtype)` of a kernel parameter, so its value "
-                "cannot be taken from the arguments; annotate a parameter with it, or use a "
-                f"Python int{why}", loc, op="T.const")
-        buffer, dim = sources[name]
-        if dim >= len(buffer.shape):
-            raise builder.error(f"{name} is dimension {dim} of the annotation of `{buffer.name}`, "
-                                f"which has shape {tuple(buffer.shape)}", loc, op="T.const")
-        values.append(int(buffer.shape[dim]))
-    return values[0] if len(values) == 1 else tuple(values)
+                f"{symbol.name} is never bound: no in-body annotation `A: T.Tensor((..., "
+                f"{symbol.name}, ...), dtype)` of a kernel argument has it as a whole dimension, "
+                "so its value cannot be taken from the arguments; annotate an argument with it, "
+                f"or use a Python int{why}", symbol.loc, op="T.const")

@@ -1,4 +1,5 @@
-"""Synchronisation: block barriers and mbarriers (sm_90+)."""
+"""Synchronisation: block barriers, mbarriers (sm_90+) and the register-reallocation hint of
+warp-specialised kernels."""
 
 from __future__ import annotations
 
@@ -57,3 +58,39 @@ def mbarrier_expect_tx(mbarrier, tx_bytes):
     loc = caller_location()
     bar, index = _barrier(mbarrier, "T.mbarrier_expect_tx", builder, loc)
     builder.emit(BarrierOp("expect_tx", bar, index, as_expr(tx_bytes), loc))
+
+
+def barrier_wait(mbarrier, parity):
+    """TileLang's alias of `T.mbarrier_wait_parity(mbarrier, parity)` (sm_90+)."""
+    builder = current("T.barrier_wait")
+    loc = caller_location()
+    bar, index = _barrier(mbarrier, "T.barrier_wait", builder, loc)
+    builder.emit(BarrierOp("wait", bar, index, as_expr(parity), loc))
+
+
+def barrier_arrive(mbarrier):
+    """TileLang's alias of `T.mbarrier_arrive(mbarrier)` (sm_90+)."""
+    builder = current("T.barrier_arrive")
+    loc = caller_location()
+    bar, index = _barrier(mbarrier, "T.barrier_arrive", builder, loc)
+    builder.emit(BarrierOp("arrive", bar, index, None, loc))
+
+
+def no_set_max_nreg():
+    """Turns off register reallocation in this kernel (TileLang's hint; changes no values).
+
+    On sm_90a jtile's warp specialisation lets the producer warpgroup give its registers to the
+    consumer warpgroups with `setmaxnreg` (PTX setmaxnreg.dec/inc.sync.aligned.u32); after this
+    call the kernel keeps the even split ptxas chooses. Call it anywhere inside the kernel.
+    """
+    builder = current("T.no_set_max_nreg")
+    loc = caller_location()
+    if builder.grid is None:
+        raise builder.error("T.no_set_max_nreg belongs inside `with T.Kernel(...)`", loc,
+                            op="T.no_set_max_nreg")
+    builder.attrs["no_set_max_nreg"] = True
+
+
+def disable_warp_group_reg_alloc():
+    """TileLang's alias of `T.no_set_max_nreg()`."""
+    no_set_max_nreg()

@@ -18,43 +18,47 @@ class JtileUnknownNameError(JtileTraceError, AttributeError):
     """`T.<name>` is not part of jtile's tile language."""
 
 
-_MATH = ("jtile's element-wise math is T.exp, T.exp2, T.log, T.log2, T.sqrt, T.rsqrt, T.abs, "
-         "T.max, T.min, T.tanh, T.sigmoid, T.floordiv, T.floormod and T.cast")
+_MATH = ("jtile's element-wise math is T.exp, T.exp2, T.exp10, T.log, T.log2, T.log10, "
+         "T.log1p, T.sqrt, T.rsqrt, T.abs, T.max, T.min, T.pow, T.hypot, T.sin, T.cos, T.tan, "
+         "their inverse (T.atan2 too) and hyperbolic forms, T.tanh, T.sigmoid, T.erf, T.floor, "
+         "T.ceil, T.round, T.nearbyint, T.trunc, T.copysign, T.fmod, T.floordiv, T.floormod "
+         "and T.cast")
 _SHUFFLE = ("warp shuffles and votes are chosen by the compiler; reduce a fragment with "
             "T.reduce_sum / T.reduce_max / T.reduce_min")
 _RAW = "jtile generates all device code itself; express the computation with T. operations"
 
 # TileLang names that jtile leaves out on purpose, and what to use instead.
 _INSTEAD = {
-    "vectorized": "use T.unroll(n) for a per-thread loop or T.Parallel for a tile; jtile "
-                  "vectorises the memory accesses of both itself",
-    "Vectorized": "use T.unroll(n) for a per-thread loop or T.Parallel for a tile; jtile "
-                  "vectorises the memory accesses of both itself",
     "alloc_cluster_barrier": "cluster-scope mbarriers are not supported; use T.alloc_barrier",
-    "atomic_addx2": "use T.atomic_add on a tile (jtile picks the vector width) or per element",
-    "atomic_addx4": "use T.atomic_add on a tile (jtile picks the vector width) or per element",
     "atomic_load": "jtile has T.atomic_add, T.atomic_max and T.atomic_min; order reads after "
                    "writes with T.sync_threads",
     "atomic_store": "jtile has T.atomic_add, T.atomic_max and T.atomic_min; a plain store "
                     "`X[i] = v` is single-copy atomic for 32-bit and smaller aligned values",
     "atomic_or": "jtile has T.atomic_add, T.atomic_max and T.atomic_min",
     "atomic_and": "jtile has T.atomic_add, T.atomic_max and T.atomic_min",
-    "dp4a": "multiply int8 values in T.Parallel and accumulate in int32",
+    "dp4a": "cast the four int8 values of each operand to int32 and add their products in "
+            "T.Parallel (or T.serial), accumulating in an int32 buffer",
     "gemm_sp": "sparse tensor-core gemm is not supported; use T.gemm on dense tiles",
     "sync_grid": "grid-wide synchronisation is not supported; split the work into two kernels",
     "sync_global": "grid-wide synchronisation is not supported; split the work into two kernels",
     "shfl_xor": _SHUFFLE, "shfl_down": _SHUFFLE, "shfl_up": _SHUFFLE, "shfl_sync": _SHUFFLE,
     "ballot": _SHUFFLE, "ballot_sync": _SHUFFLE, "any_sync": _SHUFFLE, "all_sync": _SHUFFLE,
     "activemask": _SHUFFLE,
-    "call_extern": _RAW, "call_intrin": _RAW, "import_source": _RAW, "ptr": _RAW,
-    "make_tensor_from_addr": _RAW, "access_ptr": _RAW,
+    "call_extern": "jtile cannot call external device functions; " + _RAW,
+    "call_pure_extern": "jtile cannot call external device functions; " + _RAW,
+    "call_intrin": _RAW,
+    "import_source": "jtile does not compile user CUDA source into a kernel; " + _RAW,
+    "ptr": "raw pointers are not supported; pass each array as a T.Tensor parameter (several "
+           "arrays of one kind can be concatenated in JAX and indexed with offsets)",
+    "make_tensor_from_addr": _RAW,
+    "access_ptr": "pass the buffer, a slice X[a:b] or a head address X[i, j] to the T. "
+                  "operation; jtile computes addresses itself",
     "print": "use jtile.pallas_like(..., debug=True) to see the IR and CUDA, and interpret=True "
              "to inspect values on the CPU",
     "device_assert": "check inputs in JAX before the call; interpret=True runs the kernel on "
                      "the CPU for debugging",
-    "round": _MATH, "floor": _MATH, "ceil": _MATH, "trunc": _MATH, "sin": _MATH, "cos": _MATH,
-    "tan": _MATH, "pow": _MATH, "erf": _MATH, "log10": _MATH, "log1p": _MATH, "expm1": _MATH,
-    "fabs": _MATH, "fmod": _MATH,
+    "fabs": "use T.abs; " + _MATH,
+    "nextafter": _MATH, "ldexp": "use x * T.exp2(T.cast(e, x.dtype)); " + _MATH,
 }
 
 _INDEX = ("derive it from the thread index: `tx = T.get_thread_binding()`, lane `tx % 32`, "
@@ -63,8 +67,19 @@ _HOPPER = ("jtile plans TMA, mbarrier rings, wgmma, warp specialisation and regi
            "reallocation itself (sm_90a) from a T.Pipelined loop of T.copy and T.gemm; write that")
 _TCGEN05 = ("jtile does not generate tcgen05 / TMEM MMAs yet (T.gemm on sm_100a runs on "
             "mma.sync); write a T.Pipelined loop of T.copy and T.gemm")
+_NREG = ("register reallocation (setmaxnreg) is planned by jtile's warp specialisation on "
+         "sm_90a: the producer warpgroup keeps 40 registers and the consumers get the rest; "
+         "T.no_set_max_nreg() turns it off")
+_ASYNC_COPY = ("write T.copy from global to shared memory, in a T.Pipelined loop to overlap it "
+               "with compute: jtile issues cp.async (sm_80) or TMA (sm_90a) with their commit "
+               "groups, waits and barriers itself")
+_TVM_REDUCE = ("TVM's cross-thread reduction is not supported; reduce a fragment with "
+               "T.reduce_sum / T.reduce_max / T.reduce_min (or T.reduce(..., op)), or accumulate "
+               "in T.alloc_reducer inside T.Parallel")
 _PERSISTENT = ("jtile's compiler turns a kernel's grid into a persistent tile loop itself "
                "(JTILE_PERSISTENT=1); write the plain T.Kernel grid")
+_RANDOM = ("device-side random numbers (curand Philox) are not supported; draw them in JAX "
+           "with jax.random and pass them to the kernel as an input")
 _INSTEAD.update({
     "get_thread_bindings": "use T.get_thread_binding(dim) per dimension",
     "get_block_bindings": "use T.get_block_binding(dim) per dimension",
@@ -82,7 +97,6 @@ _INSTEAD.update({
     "loop_break": "use a T.serial loop with a T.If around its body, or T.While with a condition",
     "warp_reduce_sum": _SHUFFLE, "warp_reduce_max": _SHUFFLE, "warp_reduce_min": _SHUFFLE,
     "warp_reduce_bitand": _SHUFFLE, "warp_reduce_bitor": _SHUFFLE,
-    "exp10": "use T.exp2(x * 3.321928094887362)",
     "popcount": "count bits with shifts and & in T.Parallel",
     "Let": "bind a Python name to the expression", "evaluate": _RAW,
     "any_of": "combine the conditions with |", "all_of": "combine the conditions with &",
@@ -94,7 +108,6 @@ _INSTEAD.update({
     "sync_warp": "use T.sync_threads (jtile schedules warp-level synchronisation itself)",
     "mbarrier_arrive_expect_tx": "TMA transaction counts are planned by the compiler; for your "
                                  "own barriers use T.mbarrier_expect_tx then T.mbarrier_arrive",
-    "barrier_wait": "use T.mbarrier_wait_parity", "barrier_arrive": "use T.mbarrier_arrive",
     "ptx_arrive_barrier": "use T.mbarrier_arrive",
     "cluster_sync": "cluster synchronisation is placed by the compiler for T.Kernel(cluster_dims=)",
     "get_lane_idx": _INDEX, "get_warp_idx": _INDEX, "get_warp_idx_sync": _INDEX,
@@ -104,11 +117,32 @@ _INSTEAD.update({
     "ptx_tcgen05_mma_ss": _TCGEN05, "ptx_tcgen05_mma_ts": _TCGEN05, "tcgen05_mma_arrive": _TCGEN05,
     "copy_tmem": _TCGEN05, "tmem_load": _TCGEN05, "tmem_store": _TCGEN05,
     "tma_load": _HOPPER, "tma_store": _HOPPER, "tma_store_arrive": _HOPPER,
-    "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER, "set_max_nreg": _HOPPER,
-    "inc_max_nreg": _HOPPER, "dec_max_nreg": _HOPPER, "no_set_max_nreg": _HOPPER,
-    "annotate_producer_reg_dealloc": _HOPPER, "annotate_consumer_reg_alloc": _HOPPER,
+    "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER,
+    "set_max_nreg": _NREG, "inc_max_nreg": _NREG, "dec_max_nreg": _NREG,
+    "annotate_producer_reg_dealloc": _NREG, "annotate_consumer_reg_alloc": _NREG,
     "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
     "warpgroup_fence_operand": _HOPPER, "wait_wgmma": _HOPPER,
+    "tma_copy": "use T.copy: on sm_90a jtile moves global->shared tiles with TMA itself "
+                "(T.copy(..., disable_tma=True) turns that off)",
+    "wgmma_gemm": "use T.gemm: on sm_90a jtile issues wgmma for it itself",
+    "ptx_cp_async": _ASYNC_COPY, "ptx_commit_group": _ASYNC_COPY, "ptx_wait_group": _ASYNC_COPY,
+    "ptx_cp_async_barrier": _ASYNC_COPY, "cp_async_barrier_noinc": _ASYNC_COPY,
+    "async_copy": _ASYNC_COPY, "ptx_cp_async_bulk": _ASYNC_COPY,
+    "thread_binding": "open the kernel with `with T.Kernel(grid, threads=n) as bx:` and read "
+                      "the thread index with `tx = T.get_thread_binding()`",
+    "launch_thread": "open the kernel with `with T.Kernel(grid, threads=n) as bx:` and read "
+                     "the thread index with `tx = T.get_thread_binding()`",
+    "attr": "TVM's statement attributes are not supported: bind threads with T.Kernel(threads=) "
+            "and T.get_thread_binding(), and leave scheduling hints to the compiler",
+    "comm_reducer": _TVM_REDUCE, "tvm_thread_allreduce": _TVM_REDUCE,
+    "tvm_warp_shuffle": _SHUFFLE, "tvm_warp_shuffle_up": _SHUFFLE,
+    "tvm_warp_shuffle_down": _SHUFFLE, "tvm_warp_activemask": _SHUFFLE,
+    "match_buffer": "declare the array as a parameter annotated T.Tensor(shape, dtype); for a "
+                    "view of a buffer use T.view or T.Tensor(shape, dtype, buf.data)",
+    "Ref": "a T.macro parameter that stores into the element it was given is not supported; "
+           "pass the buffer and its indices to the macro and store with `buf[i] = value`, or "
+           "return the new value from the macro and store it at the call site",
+    "rng_init": _RANDOM, "rng_rand": _RANDOM, "rng_rand_float": _RANDOM,
 })
 
 

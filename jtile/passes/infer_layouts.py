@@ -1,9 +1,12 @@
 """Fragment layout inference.
 
-`T.gemm` fixes its accumulator's layout (the mma.sync one) and, when A is a fragment, A's;
-`T.Parallel` loops give every fragment indexed by all the loop's variables the same layout
-and the fragments indexed by some of them its projection; reductions project their source.
-What stays undetermined gets the row-major element-wise layout. The result is stored in
+Fragments named outside T.Parallel are held whole by every thread (TileLang's floating
+fragments); `T.gemm` fixes its accumulator's layout (the mma.sync or wgmma one) and, when A
+or B is a fragment, the operand's (the instruction's operand layout, or for FMA gemms what
+each thread's accumulator elements read); `T.Parallel` loops give every fragment indexed by
+all the loop's variables the same layout and the fragments indexed by some of them, or through
+a bit-exact index map, the layout carried through; reductions project their source. What
+stays undetermined gets the row-major element-wise layout. The result is stored in
 `kernel.attrs["layouts"]` (Buffer -> Layout) and `kernel.attrs["mma"]` (Gemm -> MmaTiling).
 """
 
@@ -16,9 +19,11 @@ from jtile.ir import nodes as ir
 from jtile.ir.affine import aligned_vector_width
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import statements, sub_expressions
-from jtile.passes.fragment_access import (UNIFORM, access_layout, access_rule_broken,
+from jtile.passes.fragment_access import (UNIFORM, BitIndex, access_layout, access_rule_broken,
+                                          access_sources, floating_fragments,
                                           fragment_accesses, held_locally, is_tiled_fragment,
-                                          lift_layout)
+                                          lift_layout, loop_accesses, replicated_layout)
+from jtile.passes.index_bits import is_loop_bit
 from jtile.passes.layout import (Layout, MmaTiling, choose_mma_tiling, default_layout,
                                  is_power_of_two, log2)
 from jtile.passes.wgmma_selection import wgmma_tiling
@@ -32,11 +37,15 @@ def _fail(kernel, loc, message):
 
 
 def loop_driver(loop: ir.ParallelFor, layouts: dict):
-    """The fragment whose layout spreads the loop: one indexed by all loop vars in order."""
+    """The fragment whose layout spreads the loop: one indexed by all loop vars in order,
+    preferring one the loop stores to (every thread holding a copy of an element must run the
+    iteration that stores it, so a stored fragment's layout is the only one that can run the
+    loop; the fragments it reads need only be held by the running thread)."""
     full = tuple(range(len(loop.vars)))
-    candidates = [buf for buf, dims, _ in fragment_accesses(loop)
-                  if dims == full and tuple(buf.shape) == tuple(loop.extents)]
-    for buf in candidates:
+    accesses = [a for a in loop_accesses(loop)
+                if a.dims == full and tuple(a.buffer.shape) == tuple(loop.extents)]
+    candidates = [a.buffer for a in accesses]
+    for buf in [a.buffer for a in accesses if a.store] + candidates:
         if buf in layouts:
             return buf
     return candidates[0] if candidates else None
@@ -55,10 +64,10 @@ def loop_layout(loop: ir.ParallelFor, layouts: dict) -> Optional[Layout]:
         return layouts[driver]
     if not all(is_power_of_two(e) for e in loop.extents):
         return None
-    for buf, dims, _ in fragment_accesses(loop):
-        if buf in layouts and access_rule_broken(dims) is None and \
-                any(d is not UNIFORM for d in dims):
-            lifted = lift_layout(layouts[buf], dims, tuple(loop.extents))
+    for a in loop_accesses(loop):
+        if a.buffer in layouts and access_rule_broken(a.dims) is None and \
+                any(d is not UNIFORM for d in a.dims):
+            lifted = lift_layout(layouts[a.buffer], a.sources, tuple(loop.extents))
             if lifted is not None:
                 return lifted
     return None
@@ -102,6 +111,13 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
                         "power of 2 (fragments are spread over threads bit by bit)")
     reduced, a_operands = _uses(kernel)
     all_stmts = list(statements(kernel.body))
+
+    # 0. Fragments named element by element outside T.Parallel (TileLang's floating
+    # fragments, `if mask[k]:`): every thread runs that code, so every thread holds all of
+    # each. Fixed first, as TileLang does, so the tile ops around them meet this layout.
+    floating = floating_fragments(kernel)
+    for buf in floating:
+        layouts[buf] = replicated_layout(tuple(buf.shape), threads)
 
     # 1. gemm accumulators and register A operands. On sm_90a every tensor-core gemm of the
     # kernel runs on wgmma when all of them can (their layouts meet: a softmax'd accumulator
@@ -161,6 +177,15 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
             k = s.a.squeezed_shape()[1]
             _assign(kernel, layouts, s.a.buffer, tiling.operand_a_layout(threads, k), s.loc,
                     "T.gemm A operand")
+        if tiling and s.b.buffer.space is MemorySpace.FRAGMENT:
+            k = s.a.squeezed_shape()[0 if s.transpose_a else 1]
+            _assign(kernel, layouts, s.b.buffer,
+                    tiling.operand_b_layout(threads, k, s.transpose_b), s.loc, "T.gemm B operand")
+        if tiling is None:
+            for operand, role in ((s.a, "A"), (s.b, "B")):
+                if operand.buffer.space is MemorySpace.FRAGMENT:
+                    _assign(kernel, layouts, operand.buffer,
+                            fma_operand_layout(c_layout, s, role), s.loc, f"T.gemm {role} operand")
 
     # Accumulators whose rows meet through row vectors need equal row projections.
     _share_row_tilings(kernel, all_stmts, layouts, tilings, threads)
@@ -178,8 +203,46 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         layouts[buf] = _unconstrained_layout(buf, all_stmts, threads)
 
     _check_loops(kernel, all_stmts, layouts)
+    _check_floating_reductions(kernel, all_stmts, layouts, floating)
     attrs = dict(kernel.attrs, layouts=layouts, mma=tilings)
     return kernel.replace(attrs=attrs)
+
+
+def fma_operand_layout(c_layout: Layout, gemm: ir.Gemm, role: str) -> Layout:
+    """The layout of a fragment operand of a gemm computed in FMAs: each thread holds, along
+    all of K, the rows of A (role "A") or the columns of B (role "B") of the accumulator
+    elements it holds, as a T.Parallel over C reading A[i, k] or B[k, j] would need."""
+    region = gemm.a if role == "A" else gemm.b
+    transposed = gemm.transpose_a if role == "A" else gemm.transpose_b
+    own = 0 if role == "A" else 1
+    dims = (own, UNIFORM) if (role == "A") != transposed else (UNIFORM, own)
+    shape = tuple(region.buffer.shape)
+    sources = access_sources(c_layout.shape, shape, dims, (None, None))
+    return access_layout(c_layout, shape, dims, sources)
+
+
+def _floating_loc(kernel, buf):
+    from jtile.passes.fragment_access import floating_accesses
+
+    return next(s.loc for s, b, _ in floating_accesses(kernel) if b is buf)
+
+
+def _check_floating_reductions(kernel, all_stmts, layouts, floating) -> None:
+    """A reduction into a fragment every thread holds whole must leave every row's result in
+    every thread: its source may spread only the reduced dimension over the threads."""
+    for s in all_stmts:
+        if not (isinstance(s, ir.Reduce) and s.dst in floating and is_tiled_fragment(s.src)):
+            continue
+        keep = tuple(d for d in range(s.src.ndim) if d != s.dim)
+        if any(b is not None for b in layouts[s.src].project(keep).thread_bits):
+            raise _fail(kernel, s.loc, f"T.reduce_{s.op} into {s.dst.describe()}, which is "
+                        f"named element by element outside T.Parallel (at "
+                        f"{_floating_loc(kernel, s.dst)}) so every thread must hold all of it, "
+                        f"but {s.src.describe()} is laid out "
+                        f"({layouts[s.src].describe()}) with its kept dimensions spread over "
+                        "the threads, so each thread gets only its own rows; reduce into a "
+                        "second fragment and read that one inside T.Parallel, or store the "
+                        "result to shared memory and read it there")
 
 
 def _assign(kernel, layouts, buf, layout: Layout, loc, why) -> bool:
@@ -261,6 +324,9 @@ def _share_row_tilings(kernel, all_stmts, layouts, tilings, threads) -> None:
                 tilings[g] = tiling
                 if g.a.buffer.space is MemorySpace.FRAGMENT:
                     layouts[g.a.buffer] = tiling.operand_a_layout(threads, g.a.squeezed_shape()[1])
+                if g.b.buffer.space is MemorySpace.FRAGMENT:
+                    layouts[g.b.buffer] = tiling.operand_b_layout(
+                        threads, g.a.squeezed_shape()[0 if g.transpose_a else 1], g.transpose_b)
 
 
 def _unconstrained_layout(buf: ir.Buffer, all_stmts, threads: int) -> Layout:
@@ -272,7 +338,10 @@ def _unconstrained_layout(buf: ir.Buffer, all_stmts, threads: int) -> Layout:
         if isinstance(s, ir.ParallelFor):
             for b, dims, _ in fragment_accesses(s):
                 if b is buf:
-                    in_registers |= {k for k, d in enumerate(dims) if d is UNIFORM}
+                    # Index bits that are constant or uniform name elements whatever the
+                    # thread: keep those dimensions whole in registers.
+                    in_registers |= {k for k, d in enumerate(dims) if d is UNIFORM or (
+                        isinstance(d, BitIndex) and not all(is_loop_bit(x) for x in d.bits))}
     spread = [k for k in range(buf.ndim) if k not in in_registers]
     widest = memory_vector_width(buf, all_stmts)
     if not in_registers:
@@ -348,10 +417,12 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
             base = loop_layout(s, layouts)
             if base is None:
                 continue
-            for buf, dims, _ in fragment_accesses(s):
-                if buf in layouts or access_rule_broken(dims) is not None or UNIFORM in dims:
+            for a in loop_accesses(s):
+                if a.buffer in layouts or access_rule_broken(a.dims) is not None or \
+                        any(d is UNIFORM for d in a.dims) or _uniform_bits(a.dims):
                     continue
-                layouts[buf] = access_layout(base, tuple(buf.shape), dims)
+                layouts[a.buffer] = access_layout(base, tuple(a.buffer.shape), a.dims,
+                                                  a.sources)
                 changed = True
         elif isinstance(s, ir.Reduce) and is_tiled_fragment(s.src) and s.src in layouts \
                 and s.dst not in layouts:
@@ -362,7 +433,8 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
                 and s.src not in layouts and s.src.ndim > 1:
             # The reduction's source takes the vector's threads, its reduced dimension the rest.
             keep = tuple(d for d in range(s.src.ndim) if d != s.dim)
-            lifted = lift_layout(layouts[s.dst], keep, tuple(s.src.shape))
+            sources = access_sources(tuple(s.src.shape), tuple(s.dst.shape), keep, keep)
+            lifted = lift_layout(layouts[s.dst], sources, tuple(s.src.shape))
             if lifted is not None:
                 layouts[s.src] = lifted
                 changed = True
@@ -378,8 +450,14 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
     return changed
 
 
+def _uniform_bits(dims) -> bool:
+    return any(isinstance(d, BitIndex) and not all(is_loop_bit(x) or isinstance(x, str)
+                                                   for x in d.bits) for d in dims)
+
+
 def _check_loops(kernel, all_stmts, layouts) -> None:
     """Every fragment a loop touches must be held by the threads that run those iterations."""
+    floating = set(floating_fragments(kernel))
     for s in all_stmts:
         if not isinstance(s, ir.ParallelFor):
             continue
@@ -388,12 +466,25 @@ def _check_loops(kernel, all_stmts, layouts) -> None:
             continue
         base = loop_layout(s, layouts)
         where = f"T.Parallel{tuple(s.extents)} (at {s.loc})"
-        for buf, dims, stmt in accesses:
-            rule = access_rule_broken(dims)
+        for a in loop_accesses(s):
+            buf, stmt = a.buffer, a.stmt
+            rule = access_rule_broken(a.dims)
             if rule is not None:
                 raise _fail(kernel, stmt.loc, f"fragment {buf.describe()} in {where}: {rule}")
-            if held_locally(base, layouts[buf], tuple(buf.shape), dims):
+            if held_locally(base, layouts[buf], a.sources, a.store):
                 continue
+            filled = [x.buffer for x in loop_accesses(s) if x.store and x.buffer in floating]
+            if filled:
+                other = buf if buf is not filled[0] else loop_driver(s, layouts)
+                spread = f", but it also touches {other.describe()}, laid out over the " \
+                    f"threads as {layouts[other].describe()}" if other is not None and \
+                    other is not filled[0] else ", but the loop is spread over the threads"
+                raise _fail(kernel, stmt.loc, f"{where} stores into fragment "
+                            f"{filled[0].describe()}, which is named element by element outside "
+                            "T.Parallel, so every thread holds all of it and must run every "
+                            f"iteration that stores it{spread}; a thread would leave the other "
+                            "threads' copies stale. Fill it in a T.Parallel loop that touches "
+                            "only it and memory (through a shared buffer), or with T.copy")
             if base is None:
                 names = ", ".join(sorted({b.name for b, _, _ in accesses}))
                 raise _fail(kernel, s.loc, f"T.Parallel{tuple(s.extents)} touches fragments "

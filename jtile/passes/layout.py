@@ -157,6 +157,22 @@ class MmaTiling:
         threads = lane + warps + [None] * (log2(num_threads) - len(lane) - len(warps))
         return Layout((self.m, k), tuple(threads), tuple(regs))
 
+    def operand_b_layout(self, num_threads: int, k: int, transposed: bool = False) -> Layout:
+        """The m16n8k16 B-operand layout over (K, N) ((N, K) when `transposed`) for this warp
+        grid (PTX "mma.m16n8k16 B fragment"): b{0,1} rows 2q, 2q+1 of column g, b{2,3} rows
+        + 8 (lane = 4g + q). Register r = e + 4 * (ki + kt * ni) with e the element of the
+        4 b-halves; every warp along M needs the same columns, so those warps hold copies."""
+        kt = k // 16
+        kd, nd = (1, 0) if transposed else (0, 1)
+        lane = [(kd, 1), (kd, 2), (nd, 0), (nd, 1), (nd, 2)]
+        regs = [(kd, 0), (kd, 3)] + [(kd, 4 + b) for b in range(log2(kt))]
+        regs += [(nd, 3 + b) for b in range(log2(self.nt))]
+        warps = [None] * log2(self.wm)
+        warps += [(nd, 3 + log2(self.nt) + b) for b in range(log2(self.wn))]
+        threads = lane + warps + [None] * (log2(num_threads) - len(lane) - len(warps))
+        shape = (self.n, k) if transposed else (k, self.n)
+        return Layout(shape, tuple(threads), tuple(regs))
+
 
 def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool,
                       policy: str = "square") -> Optional[MmaTiling]:

@@ -4,8 +4,9 @@ When a kernel's body holds one top-level `MbarrierPipeline` and the target can r
 registers (sm_90a), one more warpgroup is added after the user's threads: one of its threads
 issues every TMA load of the ring, waiting only on the empty barriers, so loads run ahead of
 the consumers by up to `stages` tiles without any block-wide barrier; `setmaxnreg` gives its
-registers to the consumers, whose accumulators need them. Every statement outside the loop's
-loads runs in the consumer branch, whose barriers become named barriers over its threads.
+registers to the consumers, whose accumulators need them (unless the kernel called
+`T.no_set_max_nreg()`). Every statement outside the loop's loads runs in the consumer branch,
+whose barriers become named barriers over its threads.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
         dataclasses.replace(pipe, producer_threads=PRODUCER_THREADS), kernel)
     specialised = multicast_cluster_loads(specialised, kernel)
     body = tuple(specialised if s is pipe else s for s in kernel.body)
-    registers = _consumer_registers(consumers) if consumers >= 256 else 0
+    # T.no_set_max_nreg() keeps ptxas's even split of the register file.
+    reallocate = consumers >= 256 and not kernel.attrs.get("no_set_max_nreg")
+    registers = _consumer_registers(consumers) if reallocate else 0
     roles = low.WarpRoles(consumers, PRODUCER_THREADS,
                           PRODUCER_REGISTERS if registers else 0, registers)
     kernel = kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))

@@ -117,8 +117,10 @@ _PRIVATE_SPACES = (MemorySpace.LOCAL, MemorySpace.VAR)
 def _thread_dependent_buffers(kernel: ir.Kernel) -> set:
     """Thread-private buffers (local, var) that may hold a value that differs between threads:
     stored from such a value, at such an index, or under such a condition. Computed to a fixed
-    point over the whole body, regardless of order, since a loop carries values backwards."""
-    tainted: set = set()
+    point over the whole body, regardless of order, since a loop carries values backwards.
+    A T.alloc_var that starts from the thread index holds such a value from the start."""
+    tainted: set = {b for b in kernel.allocations if b.space in _PRIVATE_SPACES and
+                    b.init is not None and _depends_on_thread(kernel, b.init, set())}
 
     def depends(expr) -> bool:
         return _depends_on_thread(kernel, expr, tainted)
@@ -173,6 +175,13 @@ def _cooperative_name(s):
             ir.ParallelFor: "T.Parallel"}.get(type(s))
 
 
+def _stores_floating_fragment(s) -> bool:
+    from jtile.passes.fragment_access import is_scalar_fragment, is_tiled_fragment
+
+    return isinstance(s, ir.Store) and is_tiled_fragment(s.buffer) and \
+        not is_scalar_fragment(s.buffer)
+
+
 def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
     """Tile operations, T.Parallel and T.sync_threads run on every thread of the block
     together (each thread does its share, and the compiled code synchronises inside them).
@@ -185,6 +194,14 @@ def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
 
     def visit(body, divergence):
         for s in body:
+            if divergence is not None and _stores_floating_fragment(s):
+                what, loc = divergence
+                raise _fail(kernel, s.loc, f"a store into fragment {s.buffer.describe()} "
+                            f"outside T.Parallel, under {what} at {loc}, which differs between "
+                            "the threads of a block; every thread holds its own copy of the "
+                            "whole fragment there, and the threads that skip the store would "
+                            "keep a stale copy. Move the store out of the condition (a "
+                            "T.if_then_else value keeps it conditional)")
             if divergence is not None:
                 name = _cooperative_name(s)
                 if name is not None:
@@ -216,14 +233,28 @@ def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
 
 
 def verify_fragment_indexing(kernel: ir.Kernel) -> None:
-    """Fragment elements are named only inside T.Parallel, by the loop's variables or by
-    indices uniform over its iterations (`jtile.passes.fragment_access`); interpret mode would
-    otherwise accept programs no thread layout can run."""
-    from jtile.passes.fragment_access import fragment_rule_violations, fragment_tile_violations
+    """Inside T.Parallel, fragment elements are named by the loop's variables, by indices
+    uniform over its iterations, or by bit-exact maps of the variables; outside it every
+    thread holds the whole fragment, so a store there must put the same value at the same
+    index in every thread (`jtile.passes.fragment_access`). Interpret mode would otherwise
+    accept programs no thread layout can run."""
+    from jtile.passes.fragment_access import (floating_accesses, fragment_rule_violations,
+                                              fragment_tile_violations)
 
     for s, buf, rule in fragment_rule_violations(kernel):
         what = f"fragment {buf.describe()} " if buf is not None else ""
         raise _fail(kernel, s.loc, f"{what}{rule}")
+    tainted = None
+    for s, buf, store in floating_accesses(kernel):
+        if not store:
+            continue
+        tainted = _thread_dependent_buffers(kernel) if tainted is None else tainted
+        if any(_depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
+            raise _fail(kernel, s.loc, f"fragment {buf.describe()} is stored to outside "
+                        "T.Parallel at an index or with a value that differs between the "
+                        "threads of a block; there every thread holds its own copy of the "
+                        "whole fragment, and the copies must stay equal. Store per-thread "
+                        "values in T.alloc_local, or in shared memory indexed by the thread")
     for loc, rule in fragment_tile_violations(kernel):
         raise _fail(kernel, loc, rule)
 

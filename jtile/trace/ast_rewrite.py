@@ -7,7 +7,8 @@ into calls of `jtile.trace.python_control` (bound in the rewritten function as `
 which take Python's own path when the value is static and record IR (`IfThenElse`, `While`,
 logical expressions, `Select`) when it is traced, as TileLang does. The same rewrite gives
 TileLang's meaning to assignments (`x = x + 1` and `x += 1` store into a `T.alloc_var`) and
-to in-body annotations (`A: T.Tensor((M, N), dtype)` checks `A` and binds `T.const` names).
+to in-body annotations (`A: T.Tensor((M, N), dtype)` checks `A` and binds the shape symbols
+it has as whole dimensions; the locals that hold them are then given their ints).
 
 The rewritten function is compiled with the original file name and line numbers, so errors
 and tracebacks point at the user's lines, and runs in the function's own globals and closure.
@@ -45,7 +46,9 @@ class Rewritten:
         rewritten: whether `fn` is the rewritten function.
         why_not: when not rewritten, the reason (for error messages), else "".
         const_sources: `T.const` name -> (parameter name, dimension) from the body's
-            top-level `P: T.Tensor((M, N), ...)` annotations whose dimension is a bare name.
+            top-level `P: T.Tensor((M, N), ...)` annotations whose dimension is a bare name:
+            values known before the body runs, so `T.const` can return them as ints at once
+            (other names are bound when an annotation is evaluated).
     """
 
     fn: Callable
@@ -124,7 +127,9 @@ def _annotation_shape(annotation) -> Optional[list]:
 
 def _const_sources(node: ast.FunctionDef) -> tuple:
     """Name -> (parameter, dim) for bare-name dimensions of top-level in-body annotations of
-    the function's parameters (TileLang takes `T.const` values from these direct uses)."""
+    the function's parameters: `T.const` values known from the arguments before the body runs,
+    so that they are ints even where the body uses them ahead of the annotation. (The
+    annotations themselves still bind and check every name when they are evaluated.)"""
     params = {a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs}
     sources = {}
     for stmt in node.body:
@@ -135,6 +140,41 @@ def _const_sources(node: ast.FunctionDef) -> tuple:
             if isinstance(element, ast.Name):
                 sources.setdefault(element.id, (stmt.target.id, dim))
     return tuple(sources.items())
+
+
+def _local_names(node) -> tuple:
+    """The names local to a function (its parameters and every name it binds), Python's
+    scoping rules applied: names declared global or nonlocal are not local, nested functions
+    and classes bind only their own name, comprehensions bind nothing outside (but `:=` does)."""
+    args = node.args
+    names = {a.arg for a in args.posonlyargs + args.args + args.kwonlyargs}
+    names |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+    declared = set()
+
+    def visit(n, in_comprehension: bool):
+        for child in ast.iter_child_nodes(n):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(child.name)
+                continue
+            if isinstance(child, ast.Lambda):
+                continue
+            if isinstance(child, (ast.Global, ast.Nonlocal)):
+                declared.update(child.names)
+            elif isinstance(child, ast.NamedExpr) and isinstance(child.target, ast.Name):
+                names.add(child.target.id)
+            elif isinstance(child, ast.Name) and not isinstance(child.ctx, ast.Load) and \
+                    not in_comprehension:
+                names.add(child.id)
+            elif isinstance(child, ast.alias):
+                names.add((child.asname or child.name).split(".")[0])
+            elif isinstance(child, ast.ExceptHandler) and child.name:
+                names.add(child.name)
+            visit(child, in_comprehension or isinstance(
+                child, (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)))
+
+    for stmt in node.body:
+        visit(stmt, False)
+    return tuple(sorted(n for n in names - declared if not n.startswith("__jt_")))
 
 
 # ----------------------------------------------------------------------------- transform
@@ -174,6 +214,7 @@ class _ControlFlowRewriter(ast.NodeTransformer):
     def __init__(self, filename: str):
         self.filename = filename
         self.count = 0
+        self.local_names: list = []   # per enclosing function, innermost last
 
     def fresh(self, kind: str) -> str:
         self.count += 1
@@ -209,6 +250,16 @@ class _ControlFlowRewriter(ast.NodeTransformer):
         return _call("compare_chain", node.left, ops, thunks, loc=node)
 
     # ------------------------------------------------------------------ statements
+    def visit_FunctionDef(self, node):
+        self.local_names.append(_local_names(node))
+        try:
+            self.generic_visit(node)
+        finally:
+            self.local_names.pop()
+        return node
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
     def visit_If(self, node: ast.If):
         self.generic_visit(node)
         name = self.fresh("if")
@@ -275,12 +326,15 @@ class _ControlFlowRewriter(ast.NodeTransformer):
             return node
         name = node.target.id
         if node.value is None:
-            # `A: T.Tensor((M, N), dtype)` in the body: check A (and bind T.const names).
+            # `A: T.Tensor((M, N), dtype)` in the body: check A and bind the shape symbols
+            # it has as whole dimensions; then the locals holding them are given the ints.
             value = _call("annotate", _const(name, node), node.annotation, loc=node)
-        else:
-            # The annotation of a local is not evaluated (Python's rule); the value is bound
-            # with TileLang's assignment meaning.
-            value = self._assign_call(name, node.value, node)
+            check = _locate_all(ast.Assign(targets=[ast.Name(name, ast.Store())], value=value),
+                                node)
+            return [check] + self._rebind_symbols(name, node)
+        # The annotation of a local is not evaluated (Python's rule); the value is bound with
+        # TileLang's assignment meaning.
+        value = self._assign_call(name, node.value, node)
         return _locate_all(ast.Assign(targets=[ast.Name(name, ast.Store())], value=value),
                            node)
 
@@ -316,6 +370,22 @@ class _ControlFlowRewriter(ast.NodeTransformer):
         return node  # class bodies are not kernel code
 
     # ------------------------------------------------------------------ helpers
+    def _rebind_symbols(self, annotated: str, loc: ast.AST) -> list:
+        """`if "M" in bound: M = bound["M"]` for each local of the function, after
+        `bound = rebound_locals()`: the shape symbols an annotation bound become ints."""
+        names = [n for n in (self.local_names[-1] if self.local_names else ()) if n != annotated]
+        if not names:
+            return []
+        temp = "__jt_bound__"
+        out = [ast.Assign(targets=[ast.Name(temp, ast.Store())],
+                          value=_call("rebound_locals", loc=loc))]
+        for n in names:
+            test = ast.Compare(_const(n, loc), [ast.In()], [ast.Name(temp, ast.Load())])
+            take = ast.Subscript(ast.Name(temp, ast.Load()), _const(n, loc), ast.Load())
+            out.append(ast.If(test=test, body=[ast.Assign(targets=[ast.Name(n, ast.Store())],
+                                                          value=take)], orelse=[]))
+        return [_locate_all(stmt, loc) for stmt in out]
+
     def _assign_call(self, name: str, value: ast.expr, loc: ast.AST, from_name=None):
         if from_name is None:
             from_name = isinstance(value, ast.Name)

@@ -51,6 +51,11 @@ class Builder:
         self.symbol_values: dict = {}     # T.dynamic symbol -> its value from the arguments
         self.attrs: dict = {}             # kernel-level settings (cluster_dims, views), -> Kernel.attrs
         self.bound_values = BoundValues()  # `v = X[i]` bindings, refused once X is written
+        # Functions of several kernels (jtile.trace.kernel_sequence): the blocks traced so far
+        # with the line of their `with T.Kernel`, and the T.alloc_global workspaces.
+        self.traced_kernels: list = []
+        self.kernel_loc: Optional[SourceLoc] = None
+        self.workspaces: list[Buffer] = []
 
     # ------------------------------------------------------------------ naming and errors
     def fresh_name(self, base: str) -> str:
@@ -95,7 +100,7 @@ class Builder:
 
     # ------------------------------------------------------------------ buffers
     def add_allocation(self, buffer: Buffer) -> Buffer:
-        if self.grid is None:
+        if self.grid is None or self.kernel_body is not None:
             raise self.error(f"{buffer.name}: allocations belong inside `with T.Kernel(...)`",
                              buffer.loc)
         self.allocations.append(buffer)

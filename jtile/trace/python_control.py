@@ -10,7 +10,8 @@ value is traced, with TileLang's meaning:
   `a if c else b` with a traced `c` is `T.if_then_else(c, a, b)` (both sides evaluated).
 - `x = value` where `x` holds a `T.alloc_var` and `value` is a scalar stores into the variable;
   `x += value` likewise. Binding a name to a buffer (a new `T.alloc_var`, a tile) rebinds it.
-- `A: T.Tensor((M, N), dtype)` in the body checks the parameter `A` against the annotation.
+- `A: T.Tensor((M, N), dtype)` in the body checks the parameter `A` against the annotation and
+  binds the shape symbols it has as whole dimensions; `n: T.int32` declares a scalar parameter.
 
 `break`, `continue` and `return` cannot leave a traced branch or loop (the branch is recorded,
 not taken): they are refused by name, with TileLang's alternative.
@@ -342,26 +343,169 @@ def aug_assign(target, op: str, value):
 # ----------------------------------------------------------------------------- annotations
 
 
+class StaticScalarNeeded(BaseException):
+    """Raised while tracing when an in-body scalar annotation (`n: T.int32`) meets a parameter
+    the caller gave a Python number for, which the trace had made a 0-d array: the trace starts
+    again with that number as a static value. (A BaseException, so that no `except Exception`
+    in the kernel body swallows it.)"""
+
+    def __init__(self, position: int):
+        super().__init__(position)
+        self.position = position
+
+
+def is_scalar_annotation(annotation) -> bool:
+    """`T.int32`, `"float32"`, Python's `int` / `float` / `bool`: a scalar parameter."""
+    if annotation in (int, float, bool):
+        return True
+    if isinstance(annotation, str):
+        from jtile.language.dtypes import dtype
+
+        try:
+            dtype(annotation)
+        except Exception:
+            return False
+        return True
+    return False
+
+
+def scalar_annotation_dtype(annotation) -> DType:
+    from jtile.language.dtypes import dtype
+
+    return dtype(annotation).element
+
+
+def static_scalar(builder, name: str, annotation, value, loc):
+    """A Python number given for a parameter annotated as a scalar, checked against the
+    annotation's dtype: ints stay ints (so that they can size shapes and grids), a float
+    annotation gives a float, a bool annotation a bool."""
+    dt = scalar_annotation_dtype(annotation)
+    number = value.item() if isinstance(value, np.generic) else value
+    described = f"`{name}: {dt}`"
+    if dt.is_bool:
+        if isinstance(number, (bool, int)) and number in (0, 1):
+            return bool(number)
+    elif dt.is_int:
+        if isinstance(number, int) and not isinstance(number, bool):
+            from jtile.ir.types import value_range
+
+            low, high = value_range(dt)
+            if low <= number <= high:
+                return number
+            raise builder.error(f"{described} was given {number}, which does not fit {dt} "
+                                f"({low}..{high})", loc)
+    elif isinstance(number, (int, float)) and not isinstance(number, bool):
+        return float(number)
+    kind = "bool" if dt.is_bool else "int" if dt.is_int else "number"
+    raise builder.error(f"{described} was given {value!r}; the parameter takes a Python {kind}",
+                        loc)
+
+
+def _annotate_scalar(builder, name: str, annotation, value, loc):
+    """`n: T.int32` in the body: TileLang's scalar parameter. A Python number is a static value
+    (traced once per value, as shapes are); an array argument is a traced scalar read from
+    its one element."""
+    if value is _MISSING:
+        raise builder.error(f"`{name}: {annotation}` annotates a name that is not a kernel "
+                            "parameter; an in-body scalar annotation declares a parameter's "
+                            "type", loc)
+    if isinstance(value, (bool, int, float, np.generic)):
+        return static_scalar(builder, name, annotation, value, loc)
+    dt = scalar_annotation_dtype(annotation)
+    if isinstance(value, Buffer) and value.space is MemorySpace.GLOBAL:
+        position = getattr(builder, "scalar_origins", {}).get(value)
+        if position is not None:
+            raise StaticScalarNeeded(position)
+        if value.shape not in ((), (1,)):
+            raise builder.error(f"`{name}: {dt}` annotates a scalar, but {name} is "
+                                f"{value.describe()}", loc, cls=JtileShapeError)
+        if value.dtype is not dt:
+            raise builder.error(f"`{name}: {dt}`: {name} is {value.describe()}; pass an array "
+                                f"of dtype {dt}", loc, cls=JtileShapeError)
+        from jtile.ir.nodes import as_expr
+
+        return as_expr(value)
+    if isinstance(value, Expr):
+        return value if value.dtype is dt else value.astype(dt)
+    raise builder.error(f"`{name}: {dt}`: {name} is {value!r}, not a scalar", loc)
+
+
 def annotate(name: str, annotation):
     """`A: T.Tensor((M, N), dtype)` in the body: checks the parameter `A` (TileLang's eager
-    style); every dimension is an int by now (`T.const` reads it from the arguments)."""
+    style) and binds the shape symbols (`T.const`, `T.dynamic`) that are whole dimensions of
+    the evaluated annotation and have no value yet to `A`'s sizes. `n: T.int32` declares a
+    scalar parameter."""
     from jtile.language.tensor import TensorAnnotation
 
     value = _caller_binding(name)
     loc = caller_location()
     builder = current("an in-body annotation")
+    if is_scalar_annotation(annotation):
+        return _annotate_scalar(builder, name, annotation, value, loc)
     if not isinstance(annotation, TensorAnnotation):
         raise builder.error(f"`{name}: {annotation!r}` annotates a local without a value; "
-                            "in-body annotations are `A: T.Tensor(shape, dtype)` of a kernel "
-                            "parameter", loc)
+                            "in-body annotations are `A: T.Tensor(shape, dtype)` of an array "
+                            "parameter or `n: T.int32` of a scalar one", loc)
     if value is _MISSING:
+        unbound = [s.name for s in annotation._symbols()
+                   if s.evaluate(builder.symbol_values) is None]
+        binds = f" (so it cannot bind {', '.join(unbound)})" if unbound else ""
         raise builder.error(f"`{name}: {annotation.describe()}` annotates a name that is not a "
-                            "kernel parameter; declare outputs with "
+                            f"kernel parameter{binds}; declare outputs with "
                             f"`{name} = T.empty(shape, dtype)` and return them", loc)
     if not isinstance(value, Buffer) or value.space is not MemorySpace.GLOBAL:
         raise builder.error(f"`{name}: {annotation.describe()}`: {name} is {value!r}, not an "
                             "array argument of the kernel", loc)
-    problem = annotation.mismatch(value.shape, value.dtype)
-    if problem:
-        raise builder.error(f"parameter `{name}` {problem}", loc, cls=JtileShapeError)
+    values = builder.symbol_values
+    annotation.bind(value.shape, values)
+    # A dimension such as `2 * N` whose symbols a later annotation binds is checked then.
+    if not hasattr(builder, "pending_annotations"):
+        builder.pending_annotations = []
+    builder.pending_annotations.append((name, annotation, value, loc))
+    _check_annotations(builder)
+    annotated = getattr(builder, "annotated_in_body", None)
+    if annotated is not None:
+        annotated.add(value)
+    holders = getattr(builder, "symbol_holders", None)
+    if holders is not None:
+        holders.refresh(values)
     return value
+
+
+def _check_annotations(builder) -> None:
+    """Checks the in-body annotations whose every dimension is known by now."""
+    values = builder.symbol_values
+    pending = []
+    for name, annotation, value, loc in builder.pending_annotations:
+        problem = annotation.mismatch(value.shape, value.dtype, values)
+        if problem:
+            raise builder.error(f"parameter `{name}` {problem}", loc, cls=JtileShapeError)
+        if annotation.undetermined(values):
+            pending.append((name, annotation, value, loc))
+    builder.pending_annotations = pending
+
+
+def check_annotations_determined(builder) -> None:
+    """After the body: refuses an in-body annotation with a dimension no symbol binding
+    determined (`A: T.Tensor((M * 2,), dtype)` where M is never a whole dimension)."""
+    for name, annotation, _, loc in getattr(builder, "pending_annotations", ()):
+        raise builder.error(f"parameter `{name}`: {annotation.undetermined(builder.symbol_values)}",
+                            loc)
+
+
+def rebound_locals() -> dict:
+    """The caller's locals that hold shape symbols bound by now, with the ints in their place
+    (the rewrite assigns them back after each in-body annotation, so that `M`, `KH = K` or
+    `shape = [M, N]` read as ints from there on)."""
+    from jtile.language.tensor import resolve_symbols
+
+    builder = active_builder()
+    values = getattr(builder, "symbol_values", None) if builder is not None else None
+    if not values:
+        return {}
+    changed = {}
+    for name, value in sys._getframe(1).f_locals.items():
+        resolved = resolve_symbols(value, values)
+        if resolved is not value:
+            changed[name] = resolved
+    return changed

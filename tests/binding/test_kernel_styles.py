@@ -223,8 +223,8 @@ def eager_rowsum(X, block_M=16):
 
 def test_const_names_not_annotated_on_a_parameter_are_refused():
     with pytest.raises(jtile.JtileTraceError,
-                       match=r"T.const at test_kernel_styles.py:\d+: half is not a dimension of "
-                             r"any top-level in-body annotation"):
+                       match=r"`W: T.Tensor\(\(half,\), float32\)` annotates a name that is "
+                             r"not a kernel parameter \(so it cannot bind half\)"):
         jtile.pallas_like(eager_rowsum, interpret=True)(_normal(0, (32, 8)))
 
 

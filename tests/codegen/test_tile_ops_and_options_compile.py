@@ -184,13 +184,15 @@ def test_layout_annotation_honoured_and_trace_time_refusals():
             T.copy(A, s)
             T.copy(s, O)
 
-    def on_global(A, O):
+    def on_fragment(A, O):
         with T.Kernel(1, threads=128):
-            T.annotate_layout({O: lambda i, j: (i, j)})
-            T.copy(A, O)
+            f = T.alloc_fragment((16, 16), "float32")
+            T.annotate_layout({f: lambda i, j: (i, j)})
+            T.copy(A, f)
+            T.copy(f, O)
 
     for kernel, match in ((custom, "a custom index map is not supported"),
-                          (on_global, "only shared-memory layouts can be annotated")):
+                          (on_fragment, "fragment layouts are inferred by jtile")):
         with pytest.raises(jtile.JtileError, match=match):
             lower(kernel, [spec((16, 16), "float32")], spec((16, 16), "float32"), "sm_80")
 

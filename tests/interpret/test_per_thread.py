@@ -13,7 +13,6 @@ import pytest
 import jtile
 import jtile.language as T
 from examples import producer_consumer
-from jtile.errors import JtileError
 from tests.interpret.interpret_helpers import run
 
 
@@ -81,31 +80,6 @@ def test_consumers_that_read_before_the_producers_write_see_poison():
     out = np.asarray(f(jnp.asarray(_x(4 * 64).reshape(4, 64))))
     assert np.isnan(out[:2]).all()          # rounds 0 and 1 read stages nobody wrote yet
     assert not np.isnan(out[2:]).any()      # later rounds read the previous use of the stage
-
-
-def test_per_thread_values_in_private_buffers_are_refused():
-    def kernel(X, O):
-        with T.Kernel(1, threads=32):
-            tid = T.get_thread_binding()
-            mine = T.alloc_local((1,), "float32")
-            mine[0] = X[tid]
-            O[tid] = mine[0]
-
-    with pytest.raises(JtileError, match=r"kernel \(test_per_thread.py:\d+\): "
-                       r"test_per_thread.py:\d+: this statement writes mine \(local float32 "
-                       r"\(1,\)\) per thread"):
-        run(kernel, [_x(32)], [((32,), "float32")])
-
-
-def test_alloc_var_from_the_thread_index_is_refused():
-    def kernel(X, O):
-        with T.Kernel(1, threads=32):
-            tid = T.get_thread_binding()
-            T.alloc_var("int32", tid)
-            O[tid] = X[tid]
-
-    with pytest.raises(JtileError, match=r"T.alloc_var .* starts from the thread index"):
-        run(kernel, [_x(32)], [((32,), "float32")])
 
 
 def test_jit_and_vmap_of_per_thread_code():

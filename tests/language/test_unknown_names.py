@@ -22,13 +22,13 @@ def test_unknown_name_is_a_jtile_error_naming_it():
 
 
 @pytest.mark.parametrize("name, instead", [
-    ("vectorized", "use T.unroll"),
+    ("atomic_or", "jtile has T.atomic_add"),
     ("shfl_xor", "T.reduce_sum"),
     ("int4", "pack two 4-bit values"),
     ("float16x4", "vector dtypes are not element types"),
     ("float8_e8m0fnu", "uint8 exponents"),
     ("sync_grid", "split the work into two kernels"),
-    ("round", "jtile's element-wise math is T.exp"),
+    ("fabs", "use T.abs; jtile's element-wise math is T.exp"),
 ])
 def test_tilelang_names_left_out_say_what_to_use(name, instead):
     with pytest.raises(JtileError, match=rf"T.{name} is TileLang's, but jtile does not "

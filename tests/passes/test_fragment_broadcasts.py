@@ -156,17 +156,19 @@ def _both_refuse(kernel, specs, out, match):
                         target="sm_80")
 
 
-def test_fragment_element_outside_parallel_is_refused_with_its_line():
+def test_per_thread_fragment_store_outside_parallel_is_refused_with_its_line():
+    # Outside T.Parallel every thread holds the whole fragment (tests/passes/
+    # test_fragment_replication.py); copies that differ between threads have no meaning.
     def outside(X, O):
         with T.Kernel(1, threads=128):
             x = T.alloc_fragment((64,), "float32")
             T.copy(X, x)
-            O[0] = x[3]
+            x[3] = T.cast(T.get_thread_binding(), "float32")
             T.copy(x, O)
 
     _both_refuse(outside, [(64,)], (64,), r"^outside \(test_fragment_broadcasts.py:\d+\): "
                  r"test_fragment_broadcasts.py:\d+: fragment x \(local.fragment float32 \(64,\)\) "
-                 r"is indexed outside a T.Parallel loop over it")
+                 r"is stored to outside T.Parallel at an index or with a value that differs")
 
 
 def test_one_element_fragment_is_named_outside_parallel_as_in_tilelang():

@@ -7,8 +7,8 @@ bit operations into bf16/f16 bit patterns (`T.reinterpret`), multiplies by 2**Sc
 the dequantised tile to `T.gemm(..., transpose_B=True)` with float32 accumulation.
 
 TileLang's example first copies the packed tile to a fragment and reads byte `j // 2` of it in
-`T.Parallel` (packed_in_fragment=True); jtile's fragment layouts need each fragment index to be
-a bare loop variable, so by default the loop reads the packed bytes from shared memory.
+`T.Parallel` (packed_in_fragment=True: the fragment's layout follows the loop's through the
+index map); by default the loop reads the packed bytes from shared memory.
 Like TileLang's example, the output tile C_shared is annotated swizzled (swizzle_epilogue).
 """
 

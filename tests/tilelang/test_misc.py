@@ -63,9 +63,6 @@ def test_gemv_interpret():
     assert_close(out, gemv.reference(a, b), jnp.float16, k=200, name="gemv")
 
 
-@pytest.mark.xfail(strict=True, raises=jtile.JtileError, reason=(
-    "interpret mode keeps one copy of a thread-private buffer (T.alloc_local) per block, so "
-    "the per-thread partial sums of TileLang's split-K GEMV have no model there"))
 def test_gemv_splitk_interpret():
     a, b = _gemv_inputs(100, 200)
     out = jtile.pallas_like(GEMV_KERNELS["splitk"](100, 200), interpret=True)(a, b)
@@ -245,12 +242,17 @@ def test_gemm_fp4_dequant_dequantize_matches_the_bit_layout():
                                       -0.5, -0.75, -1, -1.5, -2, -3, -4, -6])
 
 
-@pytest.mark.xfail(strict=True, raises=jtile.JtileError, reason=(
-    "TileLang's form reads the packed fragment as B_local[i, j // 2] in T.Parallel; jtile "
-    "refuses a fragment index that is not a bare loop variable or uniform"))
 def test_gemm_fp4_dequant_packed_fragment_interpret():
+    # TileLang's form: the packed fragment read as B_local[i, j // 2] in T.Parallel.
     _fp4_run(72, 100, 128, (64, 64, 64), "bfloat16", "uint8", interpret=True,
              packed_in_fragment=True)
+
+
+def test_gemm_fp4_dequant_packed_fragment_compiles():
+    a, qb, scale = _fp4_inputs(200, 136, 256, "bfloat16", "uint8")
+    kernel = gemm_fp4_dequant.matmul(200, 136, 256, 128, 128, 128, swizzle_epilogue=False,
+                                     packed_in_fragment=True)
+    _compiles(kernel, _specs(a, qb, scale), ("sm_90a", "sm_80"))
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])

@@ -62,13 +62,15 @@ def test_grid_extents_may_be_numpy_ints_and_ceildiv():
 
 
 @pytest.mark.parametrize("threads, rule", [
-    (100, "threads=100 must be a multiple of 32 \\(whole warps\\) and at most 1024"),
-    (2048, "threads=2048 must be a multiple of 32"),
-    (1056, "threads=1056 must be a multiple of 32 \\(whole warps\\) and at most 1024"),
+    (100, "threads=100: a block is whole warps \\(a multiple of 32, at most 1024\\) or one "
+          "partial warp of 1, 2, 4, 8 or 16 threads"),
+    (2048, "threads=2048: a block is whole warps"),
+    (1056, "threads=1056: a block is whole warps \\(a multiple of 32, at most 1024\\)"),
+    (24, "threads=24: a block is whole warps .* or one partial warp of 1, 2, 4, 8 or 16"),
     (0, "threads must be positive, got 0"),
     (-32, "threads must be positive"),
     (128.0, "threads must be a static Python int"),
-    ((64, 32), "threads=2048 must be a multiple of 32 \\(whole warps\\) and at most 1024"),
+    ((64, 32), "threads=2048: a block is whole warps \\(a multiple of 32, at most 1024\\)"),
     ((32, 2, 2, 2), "threads=\\(32, 2, 2, 2\\) must have 1 to 3 extents"),
 ])
 def test_threads_rules(threads, rule):
@@ -81,7 +83,7 @@ def test_threads_rules(threads, rule):
         trace1(kt)
 
 
-@pytest.mark.parametrize("threads", [32, 1024, 256])
+@pytest.mark.parametrize("threads", [32, 1024, 256, 1, 8, 16])
 def test_threads_accepted(threads):
     def ka(X, O):
         with T.Kernel(1, threads=threads):
@@ -110,20 +112,21 @@ def test_traced_grid_extent_is_refused():
             with T.Kernel(bx):
                 pass
 
-    with pytest.raises(jtile.JtileTraceError, match=located("kv", "opens `with T.Kernel")):
+    with pytest.raises(jtile.JtileTraceError, match=located("kv", "nested kernels are not "
+                                                            "supported")):
         trace1(kv)
 
 
-def test_kernel_opened_twice():
+def test_kernel_opened_twice_is_two_launches():
     def twice(X, O):
         with T.Kernel(1, threads=32):
             T.copy(X, O)
-        with T.Kernel(1, threads=32):
+        with T.Kernel(2, threads=64):
             T.copy(X, O)
 
-    with pytest.raises(jtile.JtileTraceError, match=located("twice", "opens `with T.Kernel\\(...\\)` "
-                                                            "once")):
-        trace1(twice)
+    first, second = trace1(twice).launches
+    assert (first.kernel.grid, second.kernel.grid) == ((1,), (2,))
+    assert second.kernel.threads == 64 and second.aliases == ((1, 0),)  # O_in -> O
 
 
 def test_kernel_never_opened():
@@ -183,7 +186,8 @@ def test_grid_form_errors():
         with T.Kernel(1):
             T.copy(X, O)
 
-    with pytest.raises(jtile.JtileTraceError, match="nested or repeated kernels"):
+    with pytest.raises(jtile.JtileTraceError, match="nested kernels are not supported: "
+                       r"jtile.pallas_like\(grid=...\) already opens the kernel"):
         trace1(opens_kernel, grid=(1,))
 
     def plain(X, O):
@@ -195,7 +199,7 @@ def test_grid_form_errors():
     def body_only(X, O):
         T.copy(X, O)
 
-    with pytest.raises(jtile.JtileTraceError, match="threads=100 must be a multiple of 32"):
+    with pytest.raises(jtile.JtileTraceError, match="threads=100: a block is whole warps"):
         trace1(body_only, grid=(1,), threads=100)
 
 
@@ -230,7 +234,7 @@ def test_thread_binding_dims():
         with T.Kernel(1, threads=(10, 3)):
             T.get_thread_binding(1)
 
-    with pytest.raises(jtile.JtileTraceError, match="threads=30 must be a multiple of 32"):
+    with pytest.raises(jtile.JtileTraceError, match="threads=30: a block is whole warps"):
         trace1(odd_block)
 
 

@@ -190,7 +190,7 @@ def test_gemm_records_flags():
     (dict(a_dtype="int8", b_dtype="int8"), "A and B must share one dtype"),
     (dict(c_dtype="float16"), "the accumulator C must be float32, got float16"),
     (dict(c_scope="shared"), "C must be a fragment \\(T.alloc_fragment\\), not shared.dyn"),
-    (dict(b_scope="fragment"), "B must be a shared tile, not local.fragment"),
+    (dict(b_scope="local"), "B must be a shared tile or a fragment, not local"),
     (dict(a_scope="local"), "A must be a shared tile or a fragment, not local"),
 ])
 def test_gemm_errors(kwargs, rule):
@@ -201,6 +201,8 @@ def test_gemm_errors(kwargs, rule):
 
 def test_gemm_accepts_fragment_a_and_float32():
     gemm_kernel(a_scope="fragment")
+    gemm_kernel(b_scope="fragment")
+    gemm_kernel(a_scope="fragment", b_scope="fragment")
     gemm_kernel(a_dtype="float32", b_dtype="float32")
     gemm_kernel(a_dtype="bfloat16", b_dtype="bfloat16")
 

@@ -44,6 +44,27 @@ __device__ __forceinline__ double sigmoid(double x) { return 1.0 / (1.0 + ::exp(
 __device__ __forceinline__ double max(double a, double b) { return ::fmax(a, b); }
 __device__ __forceinline__ double min(double a, double b) { return ::fmin(a, b); }
 
+// --- the rest of CUDA's math library: TileLang's T.sin, T.floor, T.pow, ... ----
+// Full-accuracy library calls (TileLang compiles without fast math). round() rounds
+// halfway cases away from zero, nearbyint() to even.
+#define JT_LIBM_UNARY(name)                                                   \
+  __device__ __forceinline__ float name(float x) { return ::name##f(x); }     \
+  __device__ __forceinline__ double name(double x) { return ::name(x); }
+#define JT_LIBM_BINARY(name)                                                  \
+  __device__ __forceinline__ float name(float a, float b) { return ::name##f(a, b); } \
+  __device__ __forceinline__ double name(double a, double b) { return ::name(a, b); }
+#define JT_LIBM_FUNCTIONS(UNARY, BINARY)                                      \
+  UNARY(sin) UNARY(cos) UNARY(tan) UNARY(asin) UNARY(acos) UNARY(atan)        \
+  UNARY(sinh) UNARY(cosh) UNARY(asinh) UNARY(acosh) UNARY(atanh) UNARY(erf)   \
+  UNARY(log10) UNARY(log1p) UNARY(exp10) UNARY(floor) UNARY(ceil) UNARY(trunc) \
+  UNARY(round) UNARY(nearbyint)                                               \
+  BINARY(pow) BINARY(atan2) BINARY(hypot) BINARY(copysign)
+
+JT_LIBM_FUNCTIONS(JT_LIBM_UNARY, JT_LIBM_BINARY)
+
+#undef JT_LIBM_BINARY
+#undef JT_LIBM_UNARY
+
 // --- half and bfloat16: through float ---------------------------------------
 #define JT_NARROW_UNARY(T, name)                                        \
   __device__ __forceinline__ T name(T x) {                              \
@@ -61,6 +82,18 @@ __device__ __forceinline__ double min(double a, double b) { return ::fmin(a, b);
 
 JT_NARROW_MATH(half)
 JT_NARROW_MATH(bfloat16)
+
+#define JT_NARROW_HALF_UNARY(name) JT_NARROW_UNARY(half, name)
+#define JT_NARROW_HALF_BINARY(name) JT_NARROW_BINARY(half, name)
+#define JT_NARROW_BF16_UNARY(name) JT_NARROW_UNARY(bfloat16, name)
+#define JT_NARROW_BF16_BINARY(name) JT_NARROW_BINARY(bfloat16, name)
+JT_LIBM_FUNCTIONS(JT_NARROW_HALF_UNARY, JT_NARROW_HALF_BINARY)
+JT_LIBM_FUNCTIONS(JT_NARROW_BF16_UNARY, JT_NARROW_BF16_BINARY)
+#undef JT_NARROW_HALF_UNARY
+#undef JT_NARROW_HALF_BINARY
+#undef JT_NARROW_BF16_UNARY
+#undef JT_NARROW_BF16_BINARY
+#undef JT_LIBM_FUNCTIONS
 
 #undef JT_NARROW_MATH
 #undef JT_NARROW_BINARY

@@ -1,0 +1,70 @@
+"""T.no_set_max_nreg() (and its alias T.disable_warp_group_reg_alloc()) keeps a warp-specialised
+sm_90a kernel from moving registers between its warpgroups with setmaxnreg; results stay the
+same."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtile
+import jtile.language as T
+
+S = jax.ShapeDtypeStruct
+
+
+def matmul(A, B, C, *, hint):
+    (m, k), (_, n) = A.shape, B.shape
+    with T.Kernel(n // 128, m // 128, threads=256) as (bx, by):
+        if hint is not None:
+            hint()
+        a = T.alloc_shared((128, 64), "float16")
+        b = T.alloc_shared((64, 128), "float16")
+        acc = T.alloc_fragment((128, 128), "float32")
+        T.clear(acc)
+        for ko in T.Pipelined(k // 64, num_stages=3):
+            T.copy(A[by * 128, ko * 64], a)
+            T.copy(B[ko * 64, bx * 128], b)
+            T.gemm(a, b, acc)
+        T.copy(acc, C[by * 128, bx * 128])
+
+
+def _call(hint, **launch):
+    return jtile.pallas_like(functools.partial(matmul, hint=hint), name="matmul",
+                             out_shape=S((256, 256), jnp.float32), **launch)
+
+
+ARGS = (S((256, 128), jnp.float16), S((128, 256), jnp.float16))
+
+
+@pytest.mark.parametrize("hint", [T.no_set_max_nreg, T.disable_warp_group_reg_alloc])
+def test_no_set_max_nreg_keeps_the_warp_roles_without_setmaxnreg(hint):
+    default = _call(None).lower(*ARGS, target="sm_90a").cuda_source()
+    assert "jt::setmaxnreg_dec<" in default and "jt::setmaxnreg_inc<" in default
+    lowered = _call(hint).lower(*ARGS, target="sm_90a")
+    source = lowered.cuda_source()
+    assert "jt::tma_load_2d" in source and "if (tx >= 256)" in source   # still specialised
+    assert "setmaxnreg" not in source
+    assert lowered.compile().block == (384, 1, 1)
+
+
+def test_no_set_max_nreg_changes_no_values():
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((256, 128)).astype(np.float16)
+    b = rng.standard_normal((128, 256)).astype(np.float16)
+    c = np.asarray(_call(T.no_set_max_nreg, interpret=True)(a, b))
+    np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-4,
+                               atol=1e-3)
+
+
+def test_no_set_max_nreg_belongs_inside_the_kernel():
+    def outside(A, C):
+        T.no_set_max_nreg()
+        with T.Kernel(1, threads=128):
+            T.copy(A, C)
+
+    f = jtile.pallas_like(outside, out_shape=S((128,), jnp.float32), interpret=True)
+    with pytest.raises(jtile.JtileError, match=r"T.no_set_max_nreg belongs inside"):
+        f(np.zeros(128, np.float32))
