@@ -84,6 +84,8 @@ class CudaEmitter:
         self.var_override: dict = {}
         self.stage_expr: dict = {}
         self.parallel: ParallelContext | None = None
+        # mbarrier rings entered more than once count their iterations across passes.
+        self.ring_counters = hopper.repeated_ring_counters(kernel.body)
         self.async_pending = False
         self.temp_count = 0
         self.exprs = ExprEmitter(self.var_name, self.render_load, lambda e: expr_range(self, e))
@@ -510,6 +512,8 @@ class CudaEmitter:
         rings = [s for s in statements(k.body) if isinstance(s, low.MbarrierPipeline)]
         for ring in rings:
             hopper.declare_ring(self, ring)
+        for counter in self.ring_counters.values():
+            self.line(f"int {counter} = 0;")
         if barriers or rings:
             with self.block(f"if ({self.name(k.thread_var)} == 0)"):
                 for b in barriers:

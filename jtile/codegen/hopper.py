@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
 from jtile.ir import lowered as low
+from jtile.ir import nodes as ir
 from jtile.ir.lowered import Major
 from jtile.passes.lower_tile_ops import TMA_DTYPE
 from jtile.passes.wgmma_selection import panel_layout
@@ -150,22 +151,52 @@ def emit_producer(em, pipe: low.MbarrierPipeline) -> None:
             _producer_ring(em, pipe)
 
 
-def _ring_position(em, counter: str) -> str:
-    """The ring iteration of loop iteration `counter`: it runs on across a persistent
-    kernel's tiles."""
-    return f"(jt_ring + {counter})" if em.persistent else counter
+def _ring_base(em, pipe) -> str | None:
+    """The variable counting `pipe`'s iterations before this pass, for a ring entered more
+    than once: inside another loop (its own counter, `repeated_ring_counters`), or on a
+    persistent kernel's tiles (`jt_ring`). Stages and barrier phases run on from one pass
+    to the next; restarting them would wait on a phase an earlier pass already completed."""
+    counter = em.ring_counters.get(pipe)
+    if counter is not None:
+        return counter
+    return "jt_ring" if em.persistent else None
+
+
+def _ring_position(em, counter: str, pipe=None) -> str:
+    """The ring iteration of loop iteration `counter`."""
+    base = _ring_base(em, pipe)
+    return f"({base} + {counter})" if base is not None else counter
+
+
+def repeated_ring_counters(body) -> dict:
+    """{ring: counter name} for the mbarrier rings nested in another loop."""
+    from jtile.ir.walk import child_bodies
+
+    counters = {}
+
+    def visit(stmts, in_loop: bool):
+        for s in stmts:
+            if isinstance(s, low.MbarrierPipeline) and in_loop:
+                counters[s] = f"jt_ring{len(counters)}"
+            looping = in_loop or isinstance(s, (ir.For, ir.While, low.MbarrierPipeline,
+                                                low.CpAsyncPipeline))
+            for child in child_bodies(s):
+                visit(child, looping)
+
+    visit(body, False)
+    return counters
 
 
 def _producer_ring(em, pipe: low.MbarrierPipeline) -> None:
     n = em.expr(pipe.extent)
     with em.block(f"for (int k = 0; k < {n}; ++k)"):
-        em.line(f"const int jt_it = {_ring_position(em, 'k')};")
+        em.line(f"const int jt_it = {_ring_position(em, 'k', pipe)};")
         em.line(f"const int s = jt_it % {pipe.stages};")
         with em.block(f"if (jt_it >= {pipe.stages})"):
             em.line(f"jt::mbarrier_wait_parity(&{EMPTY}[s], ((jt_it / {pipe.stages}) & 1) ^ 1);")
         _issue_loads(em, pipe, "k", "s")
-    if em.persistent:
-        em.line(f"jt_ring += {n};")
+    if _ring_base(em, pipe) is not None:
+        em.line(f"{_ring_base(em, pipe)} += {n};")
 
 
 def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
@@ -184,8 +215,9 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             with em.block(f"if ({tid} == 0)"):
                 for s in range(stages - 1):
                     with em.block(f"if ({s} < {n})"):
-                        _issue_loads(em, pipe, str(s), str(s))
-        position = _ring_position(em, counter)
+                        _issue_loads(em, pipe, str(s),
+                                     f"({_ring_position(em, str(s), pipe)} % {stages})")
+        position = _ring_position(em, counter, pipe)
         if pipe.rolled:
             em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
@@ -196,7 +228,8 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                 em.line("__syncthreads();")
                 ahead = f"{counter} + {stages - 1}"
                 with em.block(f"if ({tid} == 0 && {ahead} < {n})"):
-                    _issue_loads(em, pipe, ahead, f"({ahead}) % {stages}")
+                    _issue_loads(em, pipe, ahead,
+                                 f"({_ring_position(em, f'({ahead})', pipe)} % {stages})")
             for b in buffers:
                 em.stage_expr[b] = stage
             em.ring = (counter, stages, position)
@@ -211,9 +244,9 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             if em.persistent:
                 # The next tile's loads need the last stage back (a one-shot kernel ends here).
                 with em.block(f"if ({n} > 0)"):
-                    release_stage(em, f"({_ring_position(em, n)} - 1) % {stages}")
-        if em.persistent:
-            em.line(f"jt_ring += {n};")
+                    release_stage(em, f"({_ring_position(em, n, pipe)} - 1) % {stages}")
+        if _ring_base(em, pipe) is not None:
+            em.line(f"{_ring_base(em, pipe)} += {n};")
     leave_ring(em, buffers)
 
 

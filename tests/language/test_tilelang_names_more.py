@@ -246,24 +246,30 @@ def test_math_library_functions_match_numpy():
 
 
 def test_math_library_on_integers_and_halves():
-    def mixed(X, I, O, H):
-        (n,) = X.shape
+    def mixed(I, O):
+        (n,) = I.shape
         with T.Kernel(1, threads=64):
             for i in T.Parallel(n):
                 O[0, i] = T.sin(I[i])                       # integers compute in float32
                 O[1, i] = T.cast(T.floor(I[i]) + T.round(I[i]), "float32")  # unchanged
                 O[2, i] = T.cast(T.fmod(I[i], 3), "float32")               # C's % on ints
+
+    def halves(X, H):
+        (n,) = X.shape
+        with T.Kernel(1, threads=64):
+            for i in T.Parallel(n):
                 H[i] = T.cos(T.cast(X[i], "float16"))
 
     rng = np.random.default_rng(6)
     x = rng.standard_normal(64).astype(np.float32)
     ints = rng.integers(-50, 50, 64).astype(np.int32)
-    (o, h), _ = run_both_ways(mixed, (x, ints),
-                              (_spec((3, 64), jnp.float32), _spec((64,), jnp.float16)),
-                              rtol=2e-6, atol=1e-7)
+    (o,), _ = run_both_ways(mixed, (ints,), _spec((3, 64), jnp.float32), rtol=2e-6, atol=1e-7)
     np.testing.assert_allclose(o[0], np.sin(ints.astype(np.float32)), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(o[1], 2 * ints)
     np.testing.assert_array_equal(o[2], np.fmod(ints, 3))
+    # float16 results within one float16 ulp: XLA's GPU backend (interpret mode there) rounds
+    # some cosines to the other neighbour.
+    (h,), _ = run_both_ways(halves, (x,), _spec((64,), jnp.float16), rtol=1e-3, atol=1e-3)
     np.testing.assert_allclose(h.astype(np.float32),
                                np.cos(x.astype(np.float16).astype(np.float32)), rtol=1e-3)
 
