@@ -94,9 +94,9 @@ for part in "${parts[@]}"; do
         | tee "$out/train_dp.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
     bench-thread-store)
-      # The GEMM section again with the epilogues written by the threads (JTILE_TMA_STORE=0)
-      # instead of TMA stores, the measurement behind that default.
-      JTILE_TMA_STORE=0 timeout 300 python3 benchmarks/bench.py gemms 2>&1 \
+      # The GEMM and attention sections with the epilogues written by the threads
+      # (JTILE_TMA_STORE=0) instead of TMA stores: run right after `bench` to compare.
+      JTILE_TMA_STORE=0 timeout 400 python3 benchmarks/bench.py gemms attention 2>&1 \
         | tee "$out/bench_thread_store.log" | tail -30 ;;
     bench-*)
       timeout 300 python3 benchmarks/bench.py "${part#bench-}" 2>&1 | tee -a "$out/bench.log" | tail -30 ;;

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from jtile.ir.nodes import Copy, Fill, Load, Region, Store, full_region
 from jtile.language.copy_options import copy_options
+from jtile.language.fragment_parts import copy_fragment_part, fill_fragment_part, is_fragment_part
 from jtile.ir.types import MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region, coerce
@@ -94,6 +95,9 @@ def copy(src, dst, coalesced_width=None, disable_tma=False, eviction_policy=None
             f"src {src_r.buffer.name} tile {tuple(src_r.extents)} and dst {dst_r.buffer.name} tile "
             f"{tuple(dst_r.extents)} differ in shape (unit dimensions aside); expected equal tiles",
             loc, op=op)
+    if is_fragment_part(src_r) or is_fragment_part(dst_r):
+        copy_fragment_part(src_r, dst_r, builder, loc)
+        return
     builder.emit(Copy(src_r, dst_r, loc, **options))
 
 
@@ -113,6 +117,9 @@ def fill(buffer, value):
     region = _fill_region(buffer, "T.fill target", loc)
     if region.buffer.space not in _TILE_SPACES:
         raise builder.error(f"{region.buffer.describe()} cannot be filled", loc, op="T.fill")
+    if is_fragment_part(region):
+        fill_fragment_part(region, value, builder, loc)
+        return
     builder.emit(Fill(region, coerce(value, region.buffer.dtype), loc))
 
 
@@ -121,4 +128,7 @@ def clear(buffer):
     builder = current("T.clear")
     loc = caller_location()
     region = _fill_region(buffer, "T.clear target", loc)
+    if is_fragment_part(region):
+        fill_fragment_part(region, 0, builder, loc)
+        return
     builder.emit(Fill(region, coerce(0, region.buffer.dtype), loc))

@@ -9,10 +9,21 @@ from jtile.trace.builder import current
 from jtile.trace.source import caller_location
 
 
-def sync_threads():
-    """Waits until every thread of the block gets here (bar.sync 0 / __syncthreads)."""
+def sync_threads(barrier_id=None, arrive_count=None):
+    """Waits until every thread of the block gets here (bar.sync 0 / __syncthreads).
+
+    TileLang's named barriers over part of the block (`T.sync_threads(barrier_id,
+    arrive_count)`, bar.sync id, count) are refused by name; `barrier_id=0` alone is the
+    block barrier."""
     builder = current("T.sync_threads")
-    builder.emit(SyncThreads(caller_location()))
+    loc = caller_location()
+    if arrive_count is not None or barrier_id not in (None, 0):
+        raise builder.error(
+            f"T.sync_threads(barrier_id={barrier_id!r}, arrive_count={arrive_count!r}): named "
+            "barriers over part of the block are not supported; use T.sync_threads() for the "
+            "whole block, or mbarriers (T.alloc_barrier with T.mbarrier_arrive / "
+            "T.mbarrier_wait_parity) between groups of threads", loc, op="T.sync_threads")
+    builder.emit(SyncThreads(loc))
 
 
 def _barrier(bar, what, builder, loc):

@@ -93,3 +93,16 @@ def test_skipping_jtiles_checks_is_refused():
         @T.prim_func(check_well_formed=False)
         def kernel(X: T.Tensor((8,), "float32")):
             pass
+
+
+def test_named_sub_block_barriers_are_refused_by_name():
+    def kernel(X, O):
+        with T.Kernel(1, threads=128):
+            T.sync_threads(1, 64)
+            T.copy(X, O)
+
+    call = jtile.pallas_like(kernel, out_shape=jax.ShapeDtypeStruct((128,), jnp.float32),
+                             interpret=True)
+    with pytest.raises(JtileError, match=r"T.sync_threads\(barrier_id=1, arrive_count=64\): "
+                       r"named barriers over part of the block are not supported"):
+        call(jnp.ones(128, jnp.float32))
