@@ -17,6 +17,7 @@ import numpy as np
 from jtile.errors import JtileError, JtileTraceError
 from jtile.ir.nodes import Buffer, Cast, Expr, as_expr
 from jtile.ir.types import DType, MemorySpace, as_dtype, as_memory_space, value_range
+from jtile.language.tensor import SymbolicDim
 from jtile.trace.builder import current, new_global
 from jtile.trace.kernel_sequence import add_workspace
 from jtile.trace.source import caller_location
@@ -34,6 +35,8 @@ def _shape(value, what: str, loc) -> tuple:
     shape = value if isinstance(value, (tuple, list)) else (value,)
     out = []
     for d in shape:
+        if isinstance(d, SymbolicDim):
+            d = int(d)   # its value, or the error that says where its value would come from
         if isinstance(d, Expr) or not isinstance(d, (int, np.integer)) or isinstance(d, bool):
             raise current().error(f"{what}: shape {tuple(shape)} must be static Python ints", loc,
                                   cls=JtileTraceError)

@@ -208,8 +208,13 @@ def get_thread_binding(dim: int = 0) -> Expr:
 
 
 def ceildiv(a, b):
-    """`(a + b - 1) // b`; a Python int when both are ints (grid extents stay static)."""
+    """`(a + b - 1) // b`; a Python int when both are ints (grid extents stay static), a shape
+    symbol's expression when one is a `T.const` / `T.dynamic` name not bound yet."""
+    from jtile.language.tensor import SymbolicDim
+
     if isinstance(a, (int, np.integer)) and isinstance(b, (int, np.integer)):
         return -(-int(a) // int(b))
+    if isinstance(a, SymbolicDim) or isinstance(b, SymbolicDim):
+        return (a + b - 1) // b
     a, b = as_expr(a), as_expr(b)
     return BinOp("floordiv", a + b - 1, b, a.dtype)

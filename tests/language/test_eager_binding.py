@@ -459,3 +459,28 @@ def test_aliases_count_arguments_as_the_caller_passes_them():
                                                     r"a Python number"):
         jtile.pallas_like(accumulate(32), interpret=True,
                           input_output_aliases={1: 0})(x, 3, total)
+
+
+def test_a_const_name_in_ceildiv_before_its_annotation():
+    # A per-group scale's shape uses T.ceildiv(K, group) before A's annotation binds K.
+    def scaled(A, S):
+        M, K = T.const("M, K")
+        a_shape = (M, K)
+        s_shape = (M, T.ceildiv(K, 128))
+        A: T.Tensor(a_shape, T.float32)
+        S: T.Tensor(s_shape, T.float32)
+        O = T.empty((M, K), T.float32)
+        with T.Kernel(1, threads=128):
+            for i, j in T.Parallel(M, K):
+                O[i, j] = A[i, j] * S[i, j // 128]
+        return O
+
+    rng = np.random.default_rng(11)
+    a = rng.standard_normal((4, 200)).astype(np.float32)
+    s = rng.standard_normal((4, 2)).astype(np.float32)
+    out = jtile.pallas_like(scaled, interpret=True)(a, s)
+    np.testing.assert_allclose(np.asarray(out), a * np.repeat(s, 128, axis=1)[:, :200],
+                               rtol=1e-6)
+    with pytest.raises(jtile.JtileError, match=r"parameter `S` has shape \(4, 1\) but is "
+                       r"annotated T.Tensor\(\(4, 2\), float32\)"):
+        jtile.pallas_like(scaled, interpret=True)(a, s[:, :1])   # ceildiv(200, 128) is 2
