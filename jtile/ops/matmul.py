@@ -41,7 +41,8 @@ def compile_arch(interpret: bool) -> str:
 def _has_fp8_tensor_cores(arch: str) -> bool:
     from jtile.compiler.target import parse_target
 
-    # jtile's float8 T.gemm runs on wgmma only (sm_90a; Blackwell's tcgen05 is not used).
+    # jtile's float8 T.gemm reaches the tensor cores through wgmma only (sm_90a; elsewhere it
+    # runs on the CUDA cores, far slower, which this op refuses; tcgen05 is not used).
     return parse_target(arch).has_wgmma
 
 

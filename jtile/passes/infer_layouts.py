@@ -73,6 +73,22 @@ def loop_layout(loop: ir.ParallelFor, layouts: dict) -> Optional[Layout]:
     return None
 
 
+def warn_fp8_on_cuda_cores(kernel, gemm, target) -> None:
+    """A float8 T.gemm wgmma cannot run (before sm_90a, B not K-major, odd tiles) computes on
+    the CUDA cores, each product in float32: the same sums, far slower. Say so."""
+    import warnings
+
+    from jtile.errors import JtilePerformanceWarning
+
+    warnings.warn(JtilePerformanceWarning(
+        f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm on {gemm.a.dtype} inputs runs on "
+        f"the CUDA cores (float32 FMAs), not the tensor cores: jtile's float8 tensor-core "
+        f"path is wgmma, which needs sm_90a (the target is {getattr(target, 'arch', target)}), "
+        "A and B K-major (A (M, K); B (N, K) with transpose_B=True), whole shared tiles with "
+        "32-, 64- or 128-byte multiple rows, and a warpgroup multiple of threads"),
+        stacklevel=3)
+
+
 def warn_no_wgmma(kernel, gemm, count: int) -> None:
     """One T.gemm that wgmma cannot run sends every other gemm of the kernel, which could, to
     mma.sync too (their fragment layouts must meet): say which, rather than run slower
@@ -151,13 +167,8 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
                         tiling.operand_a_layout(threads, s.a.buffer.shape[1]), s.loc,
                         "T.gemm A operand")
             continue
-        if s.a.dtype.bits == 8:
-            arch = getattr(target, "arch", "interpret")
-            raise _fail(kernel, s.loc, f"T.gemm on {s.a.dtype} inputs runs on wgmma, which "
-                        f"needs sm_90a (the target is {arch}), A and B K-major (A (M, K); B "
-                        "(N, K) with transpose_B=True), whole shared tiles with 32-, 64- or "
-                        "128-byte multiple rows, and a warpgroup multiple of threads; here "
-                        "some of that does not hold")
+        if s.a.dtype.bits == 8 and target is not None:
+            warn_fp8_on_cuda_cores(kernel, s, target)
         tiling = choose_mma_tiling(m, n, threads // 32, full_row, s.policy) if fast else None
         if fast and tiling is None and full_row:
             tiling = choose_mma_tiling(m, n, threads // 32, False, s.policy)
