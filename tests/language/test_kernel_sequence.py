@@ -13,7 +13,7 @@ import pytest
 
 import jtile
 import jtile.language as T
-from tests.language.kernel_runs import TARGETS
+from tests.language.kernel_runs import TARGETS, has_cuda_gpu
 
 F32 = jax.ShapeDtypeStruct
 
@@ -420,3 +420,16 @@ def test_other_sequence_mistakes():
     with pytest.raises(jtile.JtileTraceError, match=r"\(launch no_effect_1\): the kernel writes "
                        "no global memory"):
         jtile.pallas_like(no_effect, interpret=True)(np.zeros(N, np.float32))
+
+
+@pytest.mark.skipif(not has_cuda_gpu(), reason="runs the launches compiled on a CUDA GPU")
+def test_compiled_sequences_match_numpy():
+    q, k, v = decode_inputs(seed=5, lead=(2,))
+    decode = jtile.pallas_like(split_kv_decode(**DECODE), interpret=False)
+    out = jax.jit(jax.vmap(decode))(q, k, v)
+    np.testing.assert_allclose(np.asarray(out), decode_reference(q, k, v), rtol=2e-3, atol=2e-3)
+    x = np.random.default_rng(6).standard_normal((3, N)).astype(np.float32)
+    tmp, y = jax.jit(jax.vmap(jtile.pallas_like(scale_reverse_patch, interpret=False)))(x)
+    want_tmp, want_y = scale_reverse_patch_reference(x)
+    np.testing.assert_array_equal(np.asarray(y), want_y)
+    np.testing.assert_array_equal(np.asarray(tmp), want_tmp)
