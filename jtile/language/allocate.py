@@ -335,10 +335,27 @@ def empty(shape, dtype="float32"):
     if builder.declared_out_shape:
         raise builder.error("T.empty is for kernels launched without out_shape=; this launcher "
                             "already passes output buffers", loc)
-    buffer = new_global(builder, _source_name(loc, "out"), _shape(shape, "T.empty", loc),
-                        _dtype(dtype, "T.empty", loc), loc)
+    dims = shape if isinstance(shape, (tuple, list)) else (shape,)
+    if any(isinstance(d, SymbolicDim) and d.bound_value() is None for d in dims):
+        # A `T.dynamic` / `T.const` size that a later annotation binds (TileLang binds every
+        # symbol from the arguments): the shape is fixed when the kernel opens
+        # (`settle_output_shapes`).
+        buffer = new_global(builder, _source_name(loc, "out"), (1,) * len(dims),
+                            _dtype(dtype, "T.empty", loc), loc)
+        builder.unsettled_outputs.append((buffer, tuple(dims), loc))
+    else:
+        buffer = new_global(builder, _source_name(loc, "out"), _shape(shape, "T.empty", loc),
+                            _dtype(dtype, "T.empty", loc), loc)
     builder.outputs.append(buffer)
     return buffer
+
+
+def settle_output_shapes(builder) -> None:
+    """The shapes of `T.empty` outputs declared with sizes not bound yet, now that the
+    annotations before the kernel have run (an unbound one is an error naming it)."""
+    for buffer, dims, loc in builder.unsettled_outputs:
+        buffer.shape = _shape(dims, "T.empty", loc)
+    builder.unsettled_outputs.clear()
 
 
 def alloc_global(shape, dtype, scope="global"):

@@ -26,6 +26,9 @@ def _static_positive(value, what: str, builder, loc) -> int:
 
 def open_kernel(builder, grid, threads, loc):
     """Binds the launch shape and the block/thread variables (shared by T.Kernel and grid=)."""
+    from jtile.language.allocate import settle_output_shapes
+
+    settle_output_shapes(builder)
     if builder.grid is not None:
         if builder.kernel_body is None:
             how = ("jtile.pallas_like(grid=...) already opens the kernel around the whole body"

@@ -34,6 +34,8 @@ class Builder:
         self.loc = loc
         self.inputs: list[Buffer] = []
         self.outputs: list[Buffer] = []
+        # T.empty outputs whose sizes a later annotation binds: (buffer, dims, loc).
+        self.unsettled_outputs: list = []
         self.allocations: list[Buffer] = []
         self.blocks: list[list[Stmt]] = [[]]
         self.grid: Optional[tuple] = None

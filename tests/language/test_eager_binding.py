@@ -484,3 +484,33 @@ def test_a_const_name_in_ceildiv_before_its_annotation():
     with pytest.raises(jtile.JtileError, match=r"parameter `S` has shape \(4, 1\) but is "
                        r"annotated T.Tensor\(\(4, 2\), float32\)"):
         jtile.pallas_like(scaled, interpret=True)(a, s[:, :1])   # ceildiv(200, 128) is 2
+
+
+def test_an_output_sized_by_a_symbol_a_later_annotation_binds():
+    # Q's annotation has seq_len only inside an expression; W's, after T.empty, binds it.
+    def indexer(Q, W):
+        heads = T.const("heads")
+        seq_len = T.dynamic("seq_len")
+        Q: T.Tensor([seq_len * heads], T.float32)
+        Out = T.empty([seq_len], T.float32)
+        W: T.Tensor([seq_len, heads], T.float32)
+        with T.Kernel(seq_len, threads=32) as bx:
+            Out[bx] = Q[bx * heads] * W[bx, 0]
+        return Out
+
+    rng = np.random.default_rng(12)
+    q = rng.standard_normal(12).astype(np.float32)
+    w = rng.standard_normal((4, 3)).astype(np.float32)
+    out = jtile.pallas_like(indexer, interpret=True)(q, w)
+    np.testing.assert_allclose(np.asarray(out), q[::3] * w[:, 0], rtol=1e-6)
+
+    def never_bound(Q):
+        n = T.dynamic("n")
+        Q: T.Tensor([n * 2], T.float32)
+        Out = T.empty([n], T.float32)
+        with T.Kernel(1, threads=32):
+            Out[0] = Q[0]
+        return Out
+
+    with pytest.raises(jtile.JtileError, match="n \\(T.dynamic.*\\) has no value yet"):
+        jtile.pallas_like(never_bound, interpret=True)(q)
