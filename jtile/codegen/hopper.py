@@ -9,6 +9,7 @@ from __future__ import annotations
 from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
+from jtile.ir.walk import child_bodies
 from jtile.ir.lowered import Major
 from jtile.passes.lower_tile_ops import TMA_DTYPE
 from jtile.passes.wgmma_selection import panel_layout
@@ -162,6 +163,13 @@ def _ring_base(em, pipe) -> str | None:
     return "jt_ring" if em.persistent else None
 
 
+def _advance_ring(em, pipe, n: str) -> None:
+    """After a pass of `n` iterations, the next pass's stages and phases start after it."""
+    base = _ring_base(em, pipe)
+    if base is not None:
+        em.line(f"{base} += {n};")
+
+
 def _ring_position(em, counter: str, pipe=None) -> str:
     """The ring iteration of loop iteration `counter`."""
     base = _ring_base(em, pipe)
@@ -170,8 +178,6 @@ def _ring_position(em, counter: str, pipe=None) -> str:
 
 def repeated_ring_counters(body) -> dict:
     """{ring: counter name} for the mbarrier rings nested in another loop."""
-    from jtile.ir.walk import child_bodies
-
     counters = {}
 
     def visit(stmts, in_loop: bool):
@@ -195,8 +201,7 @@ def _producer_ring(em, pipe: low.MbarrierPipeline) -> None:
         with em.block(f"if (jt_it >= {pipe.stages})"):
             em.line(f"jt::mbarrier_wait_parity(&{EMPTY}[s], ((jt_it / {pipe.stages}) & 1) ^ 1);")
         _issue_loads(em, pipe, "k", "s")
-    if _ring_base(em, pipe) is not None:
-        em.line(f"{_ring_base(em, pipe)} += {n};")
+    _advance_ring(em, pipe, n)
 
 
 def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
@@ -245,8 +250,7 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                 # The next tile's loads need the last stage back (a one-shot kernel ends here).
                 with em.block(f"if ({n} > 0)"):
                     release_stage(em, f"({_ring_position(em, n, pipe)} - 1) % {stages}")
-        if _ring_base(em, pipe) is not None:
-            em.line(f"{_ring_base(em, pipe)} += {n};")
+        _advance_ring(em, pipe, n)
     leave_ring(em, buffers)
 
 

@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import jtile
 import jtile.language as T
 from tests.language.kernel_runs import run_both_ways
 
@@ -76,26 +77,31 @@ def test_every_tile_once_in_tilelang_order(domain, blocks, group):
     np.testing.assert_array_equal(which, expected)
 
 
+# A GEMM whose 3 x 5 tiles run on 5 blocks: three waves.
+M, N, K, bm, bn, bk, GEMM_BLOCKS = 192, 160, 96, 64, 32, 32, 5
+
+
+def persistent_matmul(A, B, C):
+    with T.Kernel(GEMM_BLOCKS, threads=128) as block_id:
+        a = T.alloc_shared((bm, bk), "float16")
+        b = T.alloc_shared((bk, bn), "float16")
+        acc = T.alloc_fragment((bm, bn), "float32")
+        for bx, by in T.Persistent([T.ceildiv(M, bm), T.ceildiv(N, bn)], GEMM_BLOCKS,
+                                   block_id):
+            T.clear(acc)
+            for k in T.Pipelined(T.ceildiv(K, bk), num_stages=2):
+                T.copy(A[bx * bm, k * bk], a)
+                T.copy(B[k * bk, by * bn], b)
+                T.gemm(a, b, acc)
+            T.copy(acc, C[bx * bm, by * bn])
+
+
 def test_a_persistent_gemm_in_tilelang_style():
-    M, N, K, bm, bn, bk, blocks = 192, 160, 96, 64, 32, 32, 5
-
-    def matmul(A, B, C):
-        with T.Kernel(blocks, threads=128) as block_id:
-            a = T.alloc_shared((bm, bk), "float16")
-            b = T.alloc_shared((bk, bn), "float16")
-            acc = T.alloc_fragment((bm, bn), "float32")
-            for bx, by in T.Persistent([T.ceildiv(M, bm), T.ceildiv(N, bn)], blocks, block_id):
-                T.clear(acc)
-                for k in T.Pipelined(T.ceildiv(K, bk), num_stages=2):
-                    T.copy(A[bx * bm, k * bk], a)
-                    T.copy(B[k * bk, by * bn], b)
-                    T.gemm(a, b, acc)
-                T.copy(acc, C[bx * bm, by * bn])
-
     rng = np.random.default_rng(7)
     a = rng.standard_normal((M, K)).astype(np.float16)
     b = rng.standard_normal((K, N)).astype(np.float16)
-    (c,), _ = run_both_ways(matmul, [a, b], _spec((M, N), jnp.float16), rtol=2e-3, atol=2e-3)
+    (c,), _ = run_both_ways(persistent_matmul, [a, b], _spec((M, N), jnp.float16),
+                            rtol=2e-3, atol=2e-3)
     ref = a.astype(np.float64) @ b.astype(np.float64)
     np.testing.assert_allclose(c.astype(np.float64), ref, rtol=2e-2, atol=5e-2)
 
@@ -104,23 +110,7 @@ def test_a_ring_inside_the_persistent_loop_runs_its_phases_on():
     # Each tile's T.Pipelined ring is a new pass over the same stage barriers: its stages and
     # phases continue from the last pass (restarting them would wait on a phase a barrier
     # already completed, and read a stage before its load lands).
-    M, N, K, bm, bn, bk, blocks = 192, 160, 96, 64, 32, 32, 5
-
-    def matmul(A, B, C):
-        with T.Kernel(blocks, threads=128) as block_id:
-            a = T.alloc_shared((bm, bk), "float16")
-            b = T.alloc_shared((bk, bn), "float16")
-            acc = T.alloc_fragment((bm, bn), "float32")
-            for bx, by in T.Persistent([T.ceildiv(M, bm), T.ceildiv(N, bn)], blocks, block_id):
-                T.clear(acc)
-                for k in T.Pipelined(T.ceildiv(K, bk), num_stages=2):
-                    T.copy(A[bx * bm, k * bk], a)
-                    T.copy(B[k * bk, by * bn], b)
-                    T.gemm(a, b, acc)
-                T.copy(acc, C[bx * bm, by * bn])
-
-    import jtile
-    call = jtile.pallas_like(matmul, out_shape=_spec((M, N), jnp.float16))
+    call = jtile.pallas_like(persistent_matmul, out_shape=_spec((M, N), jnp.float16))
     source = call.lower(_spec((M, K), jnp.float16), _spec((K, N), jnp.float16),
                         target="sm_90a").cuda_source()
     assert "int jt_ring0 = 0;" in source
