@@ -15,7 +15,7 @@ import jtile
 import jtile.language as T
 from jtile.errors import JtileError
 from jtile.ir.types import DType
-from tests.language.kernel_runs import run_both_ways
+from tests.language.kernel_runs import has_cuda_gpu, run_both_ways
 
 
 def _spec(shape, dtype):
@@ -267,11 +267,17 @@ def test_math_library_on_integers_and_halves():
     np.testing.assert_allclose(o[0], np.sin(ints.astype(np.float32)), rtol=1e-6, atol=1e-7)
     np.testing.assert_array_equal(o[1], 2 * ints)
     np.testing.assert_array_equal(o[2], np.fmod(ints, 3))
-    # float16 results within one float16 ulp: XLA's GPU backend (interpret mode there) rounds
-    # some cosines to the other neighbour.
-    (h,), _ = run_both_ways(halves, (x,), _spec((64,), jnp.float16), rtol=1e-3, atol=1e-3)
-    np.testing.assert_allclose(h.astype(np.float32),
-                               np.cos(x.astype(np.float16).astype(np.float32)), rtol=1e-3)
+    # The kernel computes a float16 cosine in float32 and rounds once: within one float16 ulp
+    # of the correctly rounded value. Interpret mode follows XLA's float16 cosine, which on the
+    # GPU backend is up to ~25 float16 ulps off near zero crossings, so the two modes agree
+    # only within that, and the kernel's own accuracy is checked on its compiled output.
+    want = np.cos(x.astype(np.float16).astype(np.float32))
+    (h,), _ = run_both_ways(halves, (x,), _spec((64,), jnp.float16), rtol=0, atol=1e-3)
+    np.testing.assert_allclose(h.astype(np.float32), want, rtol=0, atol=1e-3)
+    if has_cuda_gpu():
+        compiled = jtile.pallas_like(halves, out_shape=_spec((64,), jnp.float16))(x)
+        ulp = np.spacing(np.abs(want).astype(np.float16)).astype(np.float32)
+        assert np.all(np.abs(np.asarray(compiled, np.float32) - want) <= ulp)
 
 
 # ----------------------------------------------------------------------------- thread counts
