@@ -75,8 +75,15 @@ TMA_STORE = Variable(
     "H200 the TMA-stored GEMMs measured 0-5% faster (one shape 1% slower, within noise).",
 )
 
+PINGPONG = Variable(
+    "JTILE_PINGPONG",
+    "Set to 0 to let a warp-specialised kernel's consumer warpgroups issue their wgmmas "
+    "whenever they are ready, instead of taking turns at the first gemm of a ring whose body "
+    "does other work between gemms (attention's softmax overlaps the other group's gemms).",
+)
+
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
-             TMA_STORE)
+             TMA_STORE, PINGPONG)
 
 
 def _flag(variable: Variable, default: bool = False) -> bool:
@@ -110,6 +117,12 @@ def tma_stores() -> bool:
     """Whether staged epilogues are written with TMA stores (``JTILE_TMA_STORE``, default
     on)."""
     return _flag(TMA_STORE, default=True)
+
+
+def pingpong() -> bool:
+    """Whether consumer warpgroups take turns at a ring's first gemm (``JTILE_PINGPONG``,
+    default on)."""
+    return _flag(PINGPONG, default=True)
 
 
 def debug() -> bool:

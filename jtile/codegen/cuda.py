@@ -91,7 +91,7 @@ class CudaEmitter:
         self.exprs = ExprEmitter(self.var_name, self.render_load, lambda e: expr_range(self, e))
         self.kernel_name = c_identifier(kernel.name)
         self.var_ranges: dict = {}
-        self.ring = None  # (counter, stages, position) of the mbarrier ring being printed
+        self.ring = None  # hopper.RingPosition of the mbarrier ring being printed
         # How many vmap instances each grid axis carries (fold_batch).
         self.folds = fold_batch(kernel, batch)
         # A persistent kernel runs its tiles in a loop; the batch may fold into z only.

@@ -6,6 +6,8 @@ specialize_warps) and sits in node fields; this module turns it into device-head
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
@@ -18,6 +20,18 @@ from jtile.passes.wgmma_selection import panel_layout
 TMA_SWIZZLE = {span: value for value, span in TMA_SWIZZLE_SPAN_BYTES.items()}
 FULL = "jt_full_bar"
 EMPTY = "jt_empty_bar"
+# Named barrier ids: 0 is __syncthreads(), 1 the consumers' barrier (codegen/cuda.py); the
+# consumer warpgroups taking turns at a ring's wgmma use TURN_BARRIER + their index.
+TURN_BARRIER = 2
+
+
+class RingPosition(NamedTuple):
+    """Where the consumers' loop of the ring being printed stands (C expressions)."""
+    counter: str    # the loop iteration
+    stages: int
+    position: str   # the ring iteration (counter plus earlier passes)
+    extent: str     # the loop's trip count
+    turns: int      # MbarrierPipeline.turns
 
 
 # ----------------------------------------------------------------------------- tensor maps
@@ -223,6 +237,11 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                         _issue_loads(em, pipe, str(s),
                                      f"({_ring_position(em, str(s), pipe)} % {stages})")
         position = _ring_position(em, counter, pipe)
+        if pipe.turns:
+            # The first warpgroup takes the first turn: the last one hands it over, as after
+            # each of its turns.
+            with em.block(f"if ({n} > 0 && ({tid} >> 7) == {pipe.turns - 1})"):
+                em.line(f"jt::named_barrier_arrive({TURN_BARRIER}, {2 * 128});")
         if pipe.rolled:
             em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
@@ -237,7 +256,7 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                                  f"({_ring_position(em, f'({ahead})', pipe)} % {stages})")
             for b in buffers:
                 em.stage_expr[b] = stage
-            em.ring = (counter, stages, position)
+            em.ring = RingPosition(counter, stages, position, n, pipe.turns)
             em.body(pipe.body)
             if pipe.producer_threads and not pipe.deferred_release:
                 release_stage(em, stage)
@@ -304,6 +323,9 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
                     em.line(f"const unsigned jt_a{kk}_{mi}[4] = {{"
                             + ", ".join(f"jt::pack2({af}[{base + 2 * q}], {af}[{base + 2 * q + 1}])"
                                         for q in range(4)) + "};")
+        if g.take_turn:
+            # Wait for this warpgroup's turn: the previous one has issued its wgmmas.
+            em.line(f"jt::named_barrier_sync({TURN_BARRIER} + jt_wg, {2 * 128});")
         em.line("jt::wgmma_fence();")
         for kk in range(k // g.k_step):
             accumulate = "0" if (s.clear_accum and kk == 0) else "1"
@@ -320,15 +342,27 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
         if not g.commit:
             return  # a later wgmma of the same loop body commits this one with it
         em.line("jt::wgmma_commit();")
+        if g.take_turn:
+            _pass_turn(em)
         if g.wait is not None:
             em.line(f"jt::wgmma_wait<{g.wait}>();")
         if g.wait == 0:
             em.line(f"jt::wgmma_hold({acc});")
         if g.release_previous_stage:
-            counter, stages, position = em.ring
+            counter, stages, position = em.ring[:3]
             # Every wgmma of iteration counter - 1 has finished: its stage is free.
             with em.block(f"if ({counter} > 0)"):
                 release_stage(em, f"({position} - 1) % {stages}")
+
+
+def _pass_turn(em) -> None:
+    """Hand the turn to the next warpgroup. The last warpgroup keeps its final turn, so every
+    barrier phase has exactly one waiting and one arriving warpgroup when the loop ends."""
+    ring = em.ring
+    last = ring.turns - 1
+    with em.block(f"if ({ring.counter} + 1 < {ring.extent} || jt_wg != {last})"):
+        em.line(f"jt::named_barrier_arrive({TURN_BARRIER} + (jt_wg + 1) % {ring.turns}, "
+                f"{2 * 128});")
 
 
 def wgmma_functions(kernel) -> list:

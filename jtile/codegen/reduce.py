@@ -24,6 +24,18 @@ def _combine(op: str, a: str, b: str) -> str:
     return f"{a} + {b}" if kind == "add" else f"jt::{kind}({a}, {b})"
 
 
+def _tree(op: str, parts: list) -> str:
+    """`parts` combined pairwise: a chain of depth log2(n), not n, so a thread's registers
+    reduce in a few dependent steps (a softmax row of 64 registers: 6, not 63)."""
+    while len(parts) > 1:
+        pairs = [_combine(op, parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        if _COMBINE[op] in ("add", "&", "|", "^"):
+            # Parenthesised: C groups `+` left to right, which would make the chain again.
+            pairs = [f"({p})" for p in pairs]
+        parts = pairs + parts[len(parts) - len(parts) % 2:]
+    return parts[0]
+
+
 def _identity(op: str, dtype: DType) -> str:
     kind = _COMBINE[op]
     if kind == "&":
@@ -67,13 +79,9 @@ def emit_reduce(em, s: ir.Reduce) -> None:
     with em.block(""):
         em.line(f"{acc_t.c_name} acc[{count}];")
         for rd in range(count):
-            value = None
-            for r in groups.get(rd, []):
-                x = f"jt::cast<{acc_t.c_name}>({src}[{r}])"
-                x = f"jt::abs({x})" if absolute else x
-                value = x if value is None else _combine(s.op, value, x)
-            value = value or _identity(s.op, acc_t)
-            em.line(f"acc[{rd}] = {value};")
+            parts = [f"jt::cast<{acc_t.c_name}>({src}[{r}])" for r in groups.get(rd, [])]
+            parts = [f"jt::abs({x})" for x in parts] if absolute else parts
+            em.line(f"acc[{rd}] = {_tree(s.op, parts) if parts else _identity(s.op, acc_t)};")
         lane_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t < 5]
         warp_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t >= 5]
         for t in lane_bits:

@@ -94,6 +94,10 @@ class WgmmaGemm(Stmt):
     # cover every wgmma of the previous one, so the previous stage is freed right after it.
     release_previous_stage: bool = False
     loc: SourceLoc = NO_LOC
+    # The consumer warpgroups take turns issuing this wgmma (ping-pong, see
+    # `MbarrierPipeline.turns`): each waits for its turn before issuing and hands the turn on
+    # once its group is committed.
+    take_turn: bool = False
 
 
 @dataclass(frozen=True)
@@ -174,6 +178,10 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # ring of wgmmas reads its accumulators on divergent paths, and ptxas then serializes
     # every wgmma (C7519).
     rolled: bool = False
+    # Consumer warpgroups that take turns at the body's `take_turn` wgmma (0: none): while one
+    # group's tensor-core work runs, the others run the element-wise code between their gemms
+    # (attention's softmax), instead of all of them contending for the tensor cores at once.
+    turns: int = 0
 
     @property
     def transaction_bytes(self) -> int:

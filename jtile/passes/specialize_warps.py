@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from jtile import config
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
@@ -55,6 +56,7 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
         return kernel
     specialised = schedule_wgmma_waits(
         dataclasses.replace(pipe, producer_threads=PRODUCER_THREADS), kernel)
+    specialised = take_turns(specialised)
     specialised = multicast_cluster_loads(specialised, kernel)
     body = tuple(specialised if s is pipe else s for s in kernel.body)
     # T.no_set_max_nreg() keeps ptxas's even split of the register file.
@@ -64,6 +66,24 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
                           PRODUCER_REGISTERS if registers else 0, registers)
     kernel = kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))
     return number_tensor_maps(kernel) if specialised.cluster_consumers > 1 else kernel
+
+
+def take_turns(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
+    """Ping-pong: with two or more consumer warpgroups and element-wise work between the
+    body's gemms (attention: S = Q K^T, softmax, O += P V), the warpgroups issue the body's
+    first gemm in turn. Each then runs its softmax while the next one's gemms occupy the
+    tensor cores, so neither unit waits for the other. The turn is a pair of named barriers
+    per warpgroup hand-over, so the gemm must be at the top of the body (every consumer
+    reaches it on every iteration)."""
+    groups = pipe.consumer_threads // 128
+    gemms = [i for i, s in enumerate(pipe.body) if isinstance(s, low.WgmmaGemm)]
+    nested = [s for s in statements(pipe.body) if isinstance(s, low.WgmmaGemm)]
+    if not config.pingpong() or groups < 2 or len(gemms) < 2 or len(nested) != len(gemms) \
+            or len(gemms) == len(pipe.body):
+        return pipe
+    body = list(pipe.body)
+    body[gemms[0]] = dataclasses.replace(body[gemms[0]], take_turn=True)
+    return dataclasses.replace(pipe, body=tuple(body), turns=groups)
 
 
 def _cluster_axis(kernel: ir.Kernel):

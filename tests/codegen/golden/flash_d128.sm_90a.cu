@@ -92,6 +92,9 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     jt::named_barrier_sync(1, 256);
     // flash_attention.py:55
     {
+      if (4 > 0 && (tx >> 7) == 1) {
+        jt::named_barrier_arrive(2, 256);
+      }
       #pragma unroll 1
       for (int k_1 = 0; k_1 < 4; ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
@@ -105,6 +108,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           const int jt_wg_n = jt_wg / 2; (void)jt_wg_n;
           const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(q_smem) + jt_wg_m * 8192, 16u, 1024u, 1u);
           const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(k_smem) + ((k_1 % 2)) * 16384 + jt_wg_n * 8192, 16u, 1024u, 1u);
+          jt::named_barrier_sync(2 + jt_wg, 256);
           jt::wgmma_fence();
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 0, jt_db + 0, 1);
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 2, jt_db + 2, 1);
@@ -115,6 +119,9 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 1028, jt_db + 516, 1);
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 1030, jt_db + 518, 1);
           jt::wgmma_commit();
+          if (k_1 + 1 < 4 || jt_wg != 1) {
+            jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);
+          }
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }
@@ -126,8 +133,8 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         // flash_attention.py:73
         {
           float acc[2];
-          acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::cast<float>(s_frag[4])), jt::cast<float>(s_frag[5])), jt::cast<float>(s_frag[8])), jt::cast<float>(s_frag[9])), jt::cast<float>(s_frag[12])), jt::cast<float>(s_frag[13])), jt::cast<float>(s_frag[16])), jt::cast<float>(s_frag[17])), jt::cast<float>(s_frag[20])), jt::cast<float>(s_frag[21])), jt::cast<float>(s_frag[24])), jt::cast<float>(s_frag[25])), jt::cast<float>(s_frag[28])), jt::cast<float>(s_frag[29]));
-          acc[1] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[2]), jt::cast<float>(s_frag[3])), jt::cast<float>(s_frag[6])), jt::cast<float>(s_frag[7])), jt::cast<float>(s_frag[10])), jt::cast<float>(s_frag[11])), jt::cast<float>(s_frag[14])), jt::cast<float>(s_frag[15])), jt::cast<float>(s_frag[18])), jt::cast<float>(s_frag[19])), jt::cast<float>(s_frag[22])), jt::cast<float>(s_frag[23])), jt::cast<float>(s_frag[26])), jt::cast<float>(s_frag[27])), jt::cast<float>(s_frag[30])), jt::cast<float>(s_frag[31]));
+          acc[0] = jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::max(jt::cast<float>(s_frag[4]), jt::cast<float>(s_frag[5]))), jt::max(jt::max(jt::cast<float>(s_frag[8]), jt::cast<float>(s_frag[9])), jt::max(jt::cast<float>(s_frag[12]), jt::cast<float>(s_frag[13])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[16]), jt::cast<float>(s_frag[17])), jt::max(jt::cast<float>(s_frag[20]), jt::cast<float>(s_frag[21]))), jt::max(jt::max(jt::cast<float>(s_frag[24]), jt::cast<float>(s_frag[25])), jt::max(jt::cast<float>(s_frag[28]), jt::cast<float>(s_frag[29])))));
+          acc[1] = jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[2]), jt::cast<float>(s_frag[3])), jt::max(jt::cast<float>(s_frag[6]), jt::cast<float>(s_frag[7]))), jt::max(jt::max(jt::cast<float>(s_frag[10]), jt::cast<float>(s_frag[11])), jt::max(jt::cast<float>(s_frag[14]), jt::cast<float>(s_frag[15])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[18]), jt::cast<float>(s_frag[19])), jt::max(jt::cast<float>(s_frag[22]), jt::cast<float>(s_frag[23]))), jt::max(jt::max(jt::cast<float>(s_frag[26]), jt::cast<float>(s_frag[27])), jt::max(jt::cast<float>(s_frag[30]), jt::cast<float>(s_frag[31])))));
           #pragma unroll
           for (int q = 0; q < 2; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 1));
           #pragma unroll
@@ -155,8 +162,8 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         // flash_attention.py:78
         {
           float acc[2];
-          acc[0] = jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1]) + jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]) + jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9]) + jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13]) + jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17]) + jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]) + jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25]) + jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]);
-          acc[1] = jt::cast<float>(s_frag[2]) + jt::cast<float>(s_frag[3]) + jt::cast<float>(s_frag[6]) + jt::cast<float>(s_frag[7]) + jt::cast<float>(s_frag[10]) + jt::cast<float>(s_frag[11]) + jt::cast<float>(s_frag[14]) + jt::cast<float>(s_frag[15]) + jt::cast<float>(s_frag[18]) + jt::cast<float>(s_frag[19]) + jt::cast<float>(s_frag[22]) + jt::cast<float>(s_frag[23]) + jt::cast<float>(s_frag[26]) + jt::cast<float>(s_frag[27]) + jt::cast<float>(s_frag[30]) + jt::cast<float>(s_frag[31]);
+          acc[0] = ((((jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1])) + (jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]))) + ((jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9])) + (jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13])))) + (((jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17])) + (jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]))) + ((jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25])) + (jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29])))));
+          acc[1] = ((((jt::cast<float>(s_frag[2]) + jt::cast<float>(s_frag[3])) + (jt::cast<float>(s_frag[6]) + jt::cast<float>(s_frag[7]))) + ((jt::cast<float>(s_frag[10]) + jt::cast<float>(s_frag[11])) + (jt::cast<float>(s_frag[14]) + jt::cast<float>(s_frag[15])))) + (((jt::cast<float>(s_frag[18]) + jt::cast<float>(s_frag[19])) + (jt::cast<float>(s_frag[22]) + jt::cast<float>(s_frag[23]))) + ((jt::cast<float>(s_frag[26]) + jt::cast<float>(s_frag[27])) + (jt::cast<float>(s_frag[30]) + jt::cast<float>(s_frag[31])))));
           #pragma unroll
           for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
           #pragma unroll

@@ -59,8 +59,8 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   // layer_norm.py:73
   {
     float acc[2];
-    acc[0] = jt::cast<float>(prod_frag[0]) + jt::cast<float>(prod_frag[1]) + jt::cast<float>(prod_frag[2]) + jt::cast<float>(prod_frag[3]);
-    acc[1] = jt::cast<float>(prod_frag[4]) + jt::cast<float>(prod_frag[5]) + jt::cast<float>(prod_frag[6]) + jt::cast<float>(prod_frag[7]);
+    acc[0] = ((jt::cast<float>(prod_frag[0]) + jt::cast<float>(prod_frag[1])) + (jt::cast<float>(prod_frag[2]) + jt::cast<float>(prod_frag[3])));
+    acc[1] = ((jt::cast<float>(prod_frag[4]) + jt::cast<float>(prod_frag[5])) + (jt::cast<float>(prod_frag[6]) + jt::cast<float>(prod_frag[7])));
     #pragma unroll
     for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
     #pragma unroll
@@ -93,8 +93,8 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   // layer_norm.py:74
   {
     float acc[2];
-    acc[0] = jt::cast<float>(wdy_frag[0]) + jt::cast<float>(wdy_frag[1]) + jt::cast<float>(wdy_frag[2]) + jt::cast<float>(wdy_frag[3]);
-    acc[1] = jt::cast<float>(wdy_frag[4]) + jt::cast<float>(wdy_frag[5]) + jt::cast<float>(wdy_frag[6]) + jt::cast<float>(wdy_frag[7]);
+    acc[0] = ((jt::cast<float>(wdy_frag[0]) + jt::cast<float>(wdy_frag[1])) + (jt::cast<float>(wdy_frag[2]) + jt::cast<float>(wdy_frag[3])));
+    acc[1] = ((jt::cast<float>(wdy_frag[4]) + jt::cast<float>(wdy_frag[5])) + (jt::cast<float>(wdy_frag[6]) + jt::cast<float>(wdy_frag[7])));
     #pragma unroll
     for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
     #pragma unroll
@@ -149,10 +149,10 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   // layer_norm.py:80
   {
     float acc[4];
-    acc[0] = jt::cast<float>(prod_frag[0]) + jt::cast<float>(prod_frag[4]);
-    acc[1] = jt::cast<float>(prod_frag[1]) + jt::cast<float>(prod_frag[5]);
-    acc[2] = jt::cast<float>(prod_frag[2]) + jt::cast<float>(prod_frag[6]);
-    acc[3] = jt::cast<float>(prod_frag[3]) + jt::cast<float>(prod_frag[7]);
+    acc[0] = (jt::cast<float>(prod_frag[0]) + jt::cast<float>(prod_frag[4]));
+    acc[1] = (jt::cast<float>(prod_frag[1]) + jt::cast<float>(prod_frag[5]));
+    acc[2] = (jt::cast<float>(prod_frag[2]) + jt::cast<float>(prod_frag[6]));
+    acc[3] = (jt::cast<float>(prod_frag[3]) + jt::cast<float>(prod_frag[7]));
     col_frag[0] = jt::cast<float>(acc[0]);
     col_frag[1] = jt::cast<float>(acc[1]);
     col_frag[2] = jt::cast<float>(acc[2]);
@@ -171,10 +171,10 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
   // layer_norm.py:82
   {
     float acc[4];
-    acc[0] = jt::cast<float>(dy_frag[0]) + jt::cast<float>(dy_frag[4]);
-    acc[1] = jt::cast<float>(dy_frag[1]) + jt::cast<float>(dy_frag[5]);
-    acc[2] = jt::cast<float>(dy_frag[2]) + jt::cast<float>(dy_frag[6]);
-    acc[3] = jt::cast<float>(dy_frag[3]) + jt::cast<float>(dy_frag[7]);
+    acc[0] = (jt::cast<float>(dy_frag[0]) + jt::cast<float>(dy_frag[4]));
+    acc[1] = (jt::cast<float>(dy_frag[1]) + jt::cast<float>(dy_frag[5]));
+    acc[2] = (jt::cast<float>(dy_frag[2]) + jt::cast<float>(dy_frag[6]));
+    acc[3] = (jt::cast<float>(dy_frag[3]) + jt::cast<float>(dy_frag[7]));
     col_frag[0] = jt::cast<float>(acc[0]);
     col_frag[1] = jt::cast<float>(acc[1]);
     col_frag[2] = jt::cast<float>(acc[2]);

@@ -23,7 +23,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   // layer_norm.py:33
   {
     float acc[1];
-    acc[0] = jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1]) + jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3]);
+    acc[0] = ((jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1])) + (jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3])));
     #pragma unroll
     for (int q = 0; q < 1; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
     #pragma unroll
@@ -73,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
   // layer_norm.py:39
   {
     float acc[1];
-    acc[0] = jt::cast<float>(sq_frag[0]) + jt::cast<float>(sq_frag[1]) + jt::cast<float>(sq_frag[2]) + jt::cast<float>(sq_frag[3]);
+    acc[0] = ((jt::cast<float>(sq_frag[0]) + jt::cast<float>(sq_frag[1])) + (jt::cast<float>(sq_frag[2]) + jt::cast<float>(sq_frag[3])));
     #pragma unroll
     for (int q = 0; q < 1; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
     #pragma unroll

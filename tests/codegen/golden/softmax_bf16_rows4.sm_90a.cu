@@ -28,10 +28,10 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
   // softmax.py:29
   {
     float acc[4];
-    acc[0] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[0]), jt::cast<float>(x_frag[1])), jt::cast<float>(x_frag[2])), jt::cast<float>(x_frag[3]));
-    acc[1] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[4]), jt::cast<float>(x_frag[5])), jt::cast<float>(x_frag[6])), jt::cast<float>(x_frag[7]));
-    acc[2] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[8]), jt::cast<float>(x_frag[9])), jt::cast<float>(x_frag[10])), jt::cast<float>(x_frag[11]));
-    acc[3] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[12]), jt::cast<float>(x_frag[13])), jt::cast<float>(x_frag[14])), jt::cast<float>(x_frag[15]));
+    acc[0] = jt::max(jt::max(jt::cast<float>(x_frag[0]), jt::cast<float>(x_frag[1])), jt::max(jt::cast<float>(x_frag[2]), jt::cast<float>(x_frag[3])));
+    acc[1] = jt::max(jt::max(jt::cast<float>(x_frag[4]), jt::cast<float>(x_frag[5])), jt::max(jt::cast<float>(x_frag[6]), jt::cast<float>(x_frag[7])));
+    acc[2] = jt::max(jt::max(jt::cast<float>(x_frag[8]), jt::cast<float>(x_frag[9])), jt::max(jt::cast<float>(x_frag[10]), jt::cast<float>(x_frag[11])));
+    acc[3] = jt::max(jt::max(jt::cast<float>(x_frag[12]), jt::cast<float>(x_frag[13])), jt::max(jt::cast<float>(x_frag[14]), jt::cast<float>(x_frag[15])));
     #pragma unroll
     for (int q = 0; q < 4; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 1));
     #pragma unroll
@@ -75,10 +75,10 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
   // softmax.py:32
   {
     float acc[4];
-    acc[0] = jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1]) + jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3]);
-    acc[1] = jt::cast<float>(x_frag[4]) + jt::cast<float>(x_frag[5]) + jt::cast<float>(x_frag[6]) + jt::cast<float>(x_frag[7]);
-    acc[2] = jt::cast<float>(x_frag[8]) + jt::cast<float>(x_frag[9]) + jt::cast<float>(x_frag[10]) + jt::cast<float>(x_frag[11]);
-    acc[3] = jt::cast<float>(x_frag[12]) + jt::cast<float>(x_frag[13]) + jt::cast<float>(x_frag[14]) + jt::cast<float>(x_frag[15]);
+    acc[0] = ((jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1])) + (jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3])));
+    acc[1] = ((jt::cast<float>(x_frag[4]) + jt::cast<float>(x_frag[5])) + (jt::cast<float>(x_frag[6]) + jt::cast<float>(x_frag[7])));
+    acc[2] = ((jt::cast<float>(x_frag[8]) + jt::cast<float>(x_frag[9])) + (jt::cast<float>(x_frag[10]) + jt::cast<float>(x_frag[11])));
+    acc[3] = ((jt::cast<float>(x_frag[12]) + jt::cast<float>(x_frag[13])) + (jt::cast<float>(x_frag[14]) + jt::cast<float>(x_frag[15])));
     #pragma unroll
     for (int q = 0; q < 4; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
     #pragma unroll

@@ -22,7 +22,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
   // softmax.py:29
   {
     float acc[1];
-    acc[0] = jt::max(jt::max(jt::max(jt::cast<float>(x_frag[0]), jt::cast<float>(x_frag[1])), jt::cast<float>(x_frag[2])), jt::cast<float>(x_frag[3]));
+    acc[0] = jt::max(jt::max(jt::cast<float>(x_frag[0]), jt::cast<float>(x_frag[1])), jt::max(jt::cast<float>(x_frag[2]), jt::cast<float>(x_frag[3])));
     #pragma unroll
     for (int q = 0; q < 1; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 1));
     #pragma unroll
@@ -63,7 +63,7 @@ extern "C" __global__ void __launch_bounds__(256) softmax(const float* __restric
   // softmax.py:32
   {
     float acc[1];
-    acc[0] = jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1]) + jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3]);
+    acc[0] = ((jt::cast<float>(x_frag[0]) + jt::cast<float>(x_frag[1])) + (jt::cast<float>(x_frag[2]) + jt::cast<float>(x_frag[3])));
     #pragma unroll
     for (int q = 0; q < 1; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 1);
     #pragma unroll

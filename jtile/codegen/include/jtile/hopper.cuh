@@ -198,6 +198,11 @@ __device__ __forceinline__ void tma_prefetch_map(const TensorMap* map) {
 __device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned count) {
   asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
 }
+// bar.arrive id, count: counts this warp's threads towards barrier `id`'s `count` without
+// waiting (a producer's signal to warps that bar.sync on the same id).
+__device__ __forceinline__ void named_barrier_arrive(unsigned id, unsigned count) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
+}
 
 #endif  // sm_90
 
