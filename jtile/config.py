@@ -82,8 +82,15 @@ PINGPONG = Variable(
     "does other work between gemms (attention's softmax overlaps the other group's gemms).",
 )
 
+OVERLAP_GEMMS = Variable(
+    "JTILE_OVERLAP_GEMMS",
+    "Set to 1 to issue the second gemm of a two-gemm ring body (attention's O += P V) one "
+    "iteration late, overlapped with the next iteration's element-wise work (the softmax). "
+    "Off by default until measured faster on an H200.",
+)
+
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
-             TMA_STORE, PINGPONG)
+             TMA_STORE, PINGPONG, OVERLAP_GEMMS)
 
 
 def _flag(variable: Variable, default: bool = False) -> bool:
@@ -123,6 +130,12 @@ def pingpong() -> bool:
     """Whether consumer warpgroups take turns at a ring's first gemm (``JTILE_PINGPONG``,
     default on)."""
     return _flag(PINGPONG, default=True)
+
+
+def overlap_gemms() -> bool:
+    """Whether a ring's second gemm overlaps the next iteration's work
+    (``JTILE_OVERLAP_GEMMS``, default off)."""
+    return _flag(OVERLAP_GEMMS)
 
 
 def debug() -> bool:

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -98,6 +98,11 @@ for part in "${parts[@]}"; do
       # (JTILE_TMA_STORE=0) instead of TMA stores: run right after `bench` to compare.
       JTILE_TMA_STORE=0 timeout 400 python3 benchmarks/bench.py gemms attention 2>&1 \
         | tee "$out/bench_thread_store.log" | tail -30 ;;
+    profile-attention)
+      # Nsight Compute on the attention forward kernels: what limits them.
+      timeout 400 ncu --set full -k regex:flash_fwd python3 scripts/profile_attention.py \
+        > "$out/ncu_attention.txt" 2>&1
+      grep -E "flash_fwd|Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Executed Ipc Active|Warp Cycles Per Issued|Registers Per|Achieved Occupancy|Stall|One or More" "$out/ncu_attention.txt" | head -120 ;;
     bench-*)
       timeout 300 python3 benchmarks/bench.py "${part#bench-}" 2>&1 | tee -a "$out/bench.log" | tail -30 ;;
   esac

@@ -66,7 +66,7 @@ def _waits_across_steps(planned: Kernel) -> bool:
     from jtile.ir import lowered as low
     from jtile.ir.walk import statements
 
-    return any(isinstance(s, low.MbarrierPipeline) and s.deferred_release
+    return any(isinstance(s, low.MbarrierPipeline) and (s.deferred_release or s.overlap)
                for s in statements(planned.body))
 
 

@@ -338,6 +338,9 @@ class CudaEmitter:
             hopper.emit_wgmma_gemm(self, s)
         elif isinstance(s, low.MbarrierPipeline):
             hopper.emit_pipeline(self, s)
+        elif isinstance(s, ir.FenceProxyAsync):
+            self.comment_loc(s.loc)
+            self.line("jt::fence_proxy_async_shared();")
         elif isinstance(s, ir.BarrierOp):
             self.emit_barrier_op(s)
         elif isinstance(s, ir.Scan):

@@ -242,6 +242,11 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             # each of its turns.
             with em.block(f"if ({n} > 0 && ({tid} >> 7) == {pipe.turns - 1})"):
                 em.line(f"jt::named_barrier_arrive({TURN_BARRIER}, {2 * 128});")
+        if pipe.overlap:
+            _emit_overlapped(em, pipe, counter, n, buffers)
+            _advance_ring(em, pipe, n)
+            leave_ring(em, buffers)
+            return
         if pipe.rolled:
             em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
@@ -271,6 +276,61 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                     release_stage(em, f"({_ring_position(em, n, pipe)} - 1) % {stages}")
         _advance_ring(em, pipe, n)
     leave_ring(em, buffers)
+
+
+def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, n: str, buffers) -> None:
+    """The consumers' loop of a ring whose second gemm runs one iteration late
+    (passes/overlap_gemms.py prints the schedule in its docstring)."""
+    stages = pipe.stages
+    first, tail_start = pipe.overlap
+    body = pipe.body
+    head, late = body[:first + 1], body[-1]
+    middle, tail = body[first + 1:tail_start], body[tail_start:-1]
+    early_acc = em.name(body[first].tile.c.buffer)
+    late_acc = em.name(late.tile.c.buffer)
+
+    def enter(position: str) -> str:
+        stage = f"({position} % {stages})"
+        em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({position} / {stages}) & 1);")
+        for b in buffers:
+            em.stage_expr[b] = stage
+        em.ring = RingPosition(counter, stages, position, n, pipe.turns)
+        return stage
+
+    def late_gemm(stage: str) -> None:
+        for b in buffers:
+            em.stage_expr[b] = stage
+        em.body((late,))
+
+    def wait(pending: int, acc: str) -> None:
+        em.line(f"jt::wgmma_wait<{pending}>();")
+        em.line(f"jt::wgmma_hold({acc});")
+
+    position = _ring_position(em, counter, pipe)
+    with em.block(f"if ({n} > 0)"):
+        em.line(f"const int {counter} = 0;")
+        enter(position)
+        em.body(head)
+        wait(0, early_acc)
+        em.body(middle + tail)
+    em.line("#pragma unroll 1")
+    with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
+        stage = enter(position)
+        em.body(head)
+        previous = f"(({position} - 1) % {stages})"
+        late_gemm(previous)
+        wait(1, early_acc)
+        for b in buffers:
+            em.stage_expr[b] = stage
+        em.body(middle)
+        wait(0, late_acc)
+        release_stage(em, previous)
+        em.body(tail)
+    with em.block(f"if ({n} > 0)"):
+        last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
+        late_gemm(last)
+        wait(0, late_acc)
+        release_stage(em, last)
 
 
 # ----------------------------------------------------------------------------- wgmma

@@ -182,6 +182,9 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # group's tensor-core work runs, the others run the element-wise code between their gemms
     # (attention's softmax), instead of all of them contending for the tensor cores at once.
     turns: int = 0
+    # (first gemm, tail start) body indices when the second gemm of each iteration runs
+    # overlapped with the next iteration's work (passes/overlap_gemms.py), else None.
+    overlap: Optional[tuple] = None
 
     @property
     def transaction_bytes(self) -> int:

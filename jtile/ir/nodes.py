@@ -613,6 +613,14 @@ class SyncThreads(Stmt):
 
 
 @dataclass(frozen=True, eq=False)
+class FenceProxyAsync(Stmt):
+    """T.fence_proxy_async: this thread's shared-memory accesses so far are ordered before its
+    later asynchronous-proxy ones (TMA, wgmma), and the reverse (fence.proxy.async; sm_90+)."""
+
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
 class BarrierOp(Stmt):
     """An mbarrier operation: "arrive", "wait" (arg = parity) or "expect_tx" (arg = bytes)."""
 

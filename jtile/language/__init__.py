@@ -147,6 +147,7 @@ from jtile.language.reduce import (
 from jtile.language.scan import cummax, cumsum
 from jtile.language.sync import (
     barrier_arrive,
+    fence_proxy_async,
     barrier_wait,
     disable_warp_group_reg_alloc,
     mbarrier_arrive,
@@ -188,7 +189,7 @@ __all__ = [
     "cummax", "cumsum", "reshape", "view",
     "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
     "FragmentBuffer", "LocalBuffer",
-    "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait",
+    "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait", "fence_proxy_async",
     "no_set_max_nreg", "disable_warp_group_reg_alloc", "sin", "cos", "tan", "asin", "acos",
     "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "log10", "log1p", "exp10",
     "floor", "ceil", "trunc", "nearbyint", "hypot", "copysign", "fmod",

@@ -3,7 +3,7 @@ warp-specialised kernels."""
 
 from __future__ import annotations
 
-from jtile.ir.nodes import BarrierOp, Buffer, Const, Load, SyncThreads, as_expr
+from jtile.ir.nodes import BarrierOp, Buffer, Const, FenceProxyAsync, Load, SyncThreads, as_expr
 from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
@@ -85,6 +85,17 @@ def barrier_arrive(mbarrier):
     loc = caller_location()
     bar, index = _barrier(mbarrier, "T.barrier_arrive", builder, loc)
     builder.emit(BarrierOp("arrive", bar, index, None, loc))
+
+
+def fence_proxy_async():
+    """Orders this thread's generic-proxy shared-memory accesses with its async-proxy ones
+    (fence.proxy.async.shared::cta; sm_90+), as TileLang's: shared memory written by plain
+    stores and next read by a TMA store or wgmma (or written by TMA and next read by plain
+    loads) needs it, together with a barrier between the threads involved. jtile places these
+    fences itself around the copies and gemms it plans; this is for hand-written
+    synchronisation. A no-op in interpret mode, where every access is in program order."""
+    builder = current("T.fence_proxy_async")
+    builder.emit(FenceProxyAsync(caller_location()))
 
 
 def no_set_max_nreg():

@@ -112,7 +112,7 @@ _INSTEAD.update({
     "cluster_sync": "cluster synchronisation is placed by the compiler for T.Kernel(cluster_dims=)",
     "get_lane_idx": _INDEX, "get_warp_idx": _INDEX, "get_warp_idx_sync": _INDEX,
     "get_warp_group_idx": _INDEX, "shuffle_elect": _INDEX,
-    "fence_proxy_async": _HOPPER, "initialize_wgmma_descriptor": _HOPPER,
+    "initialize_wgmma_descriptor": _HOPPER,
     "ptx_wgmma_ss": _HOPPER, "ptx_wgmma_rs": _HOPPER, "initialize_tcgen05_descriptor": _TCGEN05,
     "ptx_tcgen05_mma_ss": _TCGEN05, "ptx_tcgen05_mma_ts": _TCGEN05, "tcgen05_mma_arrive": _TCGEN05,
     "copy_tmem": _TCGEN05, "tmem_load": _TCGEN05, "tmem_store": _TCGEN05,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from jtile.passes.infer_layouts import infer_layouts
 from jtile.passes.issue_ahead import read_only_inputs
 from jtile.passes.lower_tile_ops import lower_tile_ops
+from jtile.passes.overlap_gemms import overlap_gemms
 from jtile.passes.plan_barriers import plan_barriers
 from jtile.passes.pipeline_loops import pipeline_loops
 from jtile.passes.plan_shared_memory import plan_shared_memory
@@ -51,4 +52,7 @@ def run_passes(kernel, target, *, aliases=None):
     verify_planned_layouts(kernel, target)
     # Barriers last: where they go depends on which buffers share bytes.
     kernel = plan_barriers(kernel, target)
+    # Attention's O += P V overlaps the next tile's softmax (after barriers: it moves a gemm
+    # that needs none).
+    kernel = overlap_gemms(kernel, target)
     return kernel

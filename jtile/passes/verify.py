@@ -87,6 +87,10 @@ def verify_target_features(kernel: ir.Kernel, target) -> None:
         if isinstance(s, ir.BarrierOp) and not target.has_mbarrier:
             raise _fail(kernel, s.loc, f"T.mbarrier_{s.op} needs sm_90 or later; the target is "
                         f"{target.arch}", JtileTargetError)
+        if isinstance(s, ir.FenceProxyAsync) and not target.has_tma:
+            raise _fail(kernel, s.loc, "T.fence_proxy_async orders accesses of the async proxy "
+                        f"(TMA, wgmma), which arrived with sm_90; the target is {target.arch}",
+                        JtileTargetError)
 
 
 _TILE_OPS = (ir.Copy, ir.Fill, ir.Gemm, ir.Reduce, ir.FinalizeReducer, ir.SyncThreads,

@@ -130,6 +130,29 @@ def test_flash_attention_matches_float64(dtype, d, block_n, causal):
 
 @needs_hopper
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("d,block_m,block_n,threads,stages", [
+    (64, 128, 128, 256, 2), (64, 128, 128, 256, 3), (128, 128, 128, 256, 2),
+    (128, 128, 128, 256, 3), (256, 128, 64, 256, 2), (128, 64, 64, 128, 3)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, block_m, block_n,
+                                                          threads, causal, stages):
+    """JTILE_OVERLAP_GEMMS=1: O += P V of one tile runs during the next tile's softmax."""
+    monkeypatch.setenv("JTILE_OVERLAP_GEMMS", "1")
+    shape = (2, 328, 3, d)  # a ragged last tile
+    keys = jax.random.split(_key("overlap", dtype, d, causal, stages), 3)
+    q, k, v = (_normal(key, shape, dtype) for key in keys)
+    f = functools.partial(fa.flash_attention, causal=causal, block_m=block_m, block_n=block_n,
+                          threads=threads, stages=stages, interpret=False)
+    assert "jt::wgmma_wait<1>();" in jtile.pallas_like(
+        functools.partial(fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=stages,
+                          threads=threads, causal=causal)).lower(q, k, v).cuda_source()
+    out = jax.jit(f)(q, k, v)
+    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
+    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=tol, atol=tol)
+
+
+@needs_hopper
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_grouped_query_attention_matches_float64(dtype):
     keys = jax.random.split(_key("gqa", dtype), 3)
     q = _normal(keys[0], (2, 320, 8, 128), dtype)

@@ -1,0 +1,158 @@
+"""How a warp-specialised ring's wgmmas are scheduled on sm_90a: consumer warpgroups taking turns
+(ping-pong) and the second gemm of attention overlapping the next tile's softmax. Checked on
+the planned IR and the printed CUDA; the compiled kernels run against float64 in
+tests/gpu/test_hopper_gpu.py."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jtile
+import jtile.language as T
+from examples import flash_attention as fa
+from examples import gemm
+from jtile.compiler.target import parse_target
+from jtile.ir import lowered as low
+from jtile.ir.walk import statements
+from jtile.passes import run_passes
+
+S = jax.ShapeDtypeStruct
+SM90 = parse_target("sm_90a")
+
+
+def _attention(d=128, causal=False, stages=2, threads=256, seq=512):
+    spec = S((2, seq, 4, d), jnp.float16)
+    kernel = functools.partial(fa.flash_fwd_kernel, block_m=128, block_n=128 if d < 256 else 64,
+                               stages=stages, threads=threads, causal=causal)
+    return jtile.pallas_like(kernel, name="attention"), (spec, spec, spec)
+
+
+def _ring(call, args):
+    planned = run_passes(call.lower(*args, target="sm_90a")._kernel, SM90)
+    rings = [s for s in statements(planned.body) if isinstance(s, low.MbarrierPipeline)]
+    assert len(rings) == 1
+    return rings[0]
+
+
+def _gemm():
+    kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=256, block_k=64,
+                               stages=3, threads=256, trans_a=False, trans_b=False)
+    return (jtile.pallas_like(kernel, out_shape=S((512, 512), jnp.float16), name="matmul"),
+            (S((512, 256), jnp.float16), S((256, 512), jnp.float16)))
+
+
+# ----------------------------------------------------------------------------- ping-pong
+
+
+def test_two_consumer_warpgroups_take_turns_at_the_first_gemm_of_attention():
+    ring = _ring(*_attention())
+    gemms = [s for s in ring.body if isinstance(s, low.WgmmaGemm)]
+    assert ring.turns == 2
+    assert [g.take_turn for g in gemms] == [True, False]
+    source = _attention()[0].lower(*_attention()[1], target="sm_90a").cuda_source()
+    # The last warpgroup hands the first turn over; each turn is waited for, then passed on.
+    assert "jt::named_barrier_arrive(2, 256);" in source
+    assert "jt::named_barrier_sync(2 + jt_wg, 256);" in source
+    assert "jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);" in source
+
+
+def test_no_turns_for_one_warpgroup_a_gemm_only_body_or_when_switched_off(monkeypatch):
+    assert _ring(*_attention(d=256, threads=128)).turns == 0  # one consumer warpgroup
+    assert _ring(*_gemm()).turns == 0                         # nothing between gemms
+    monkeypatch.setenv("JTILE_PINGPONG", "0")
+    assert _ring(*_attention()).turns == 0
+
+
+# ----------------------------------------------------------------------------- overlap
+
+
+@pytest.fixture
+def overlap_on(monkeypatch):
+    monkeypatch.setenv("JTILE_OVERLAP_GEMMS", "1")
+
+
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_issues_p_v_one_tile_late(overlap_on, d, causal):
+    call, args = _attention(d=d, causal=causal)
+    ring = _ring(call, args)
+    first, tail = ring.overlap
+    body = ring.body
+    assert isinstance(body[first], low.WgmmaGemm) and isinstance(body[-1], low.WgmmaGemm)
+    # The tail starts with the first statement that writes P (T.copy(s, p)).
+    assert body[-1].tile.a.buffer in {b for b in _written(body[tail])}
+    assert not any(_written(s) & {body[-1].tile.a.buffer, body[-1].tile.c.buffer}
+                   for s in body[first + 1:tail])
+    source = call.lower(*args, target="sm_90a").cuda_source()
+    loop = source.split("for (int k_1 = 1;")[1]
+    # S of this tile is waited for with P V of the previous one still in flight, which reads
+    # the previous stage and frees it once done.
+    assert loop.index("jt::wgmma_wait<1>();") < loop.index("jt::wgmma_wait<0>();")
+    assert "((k_1 - 1) % 2)) * " in loop
+    assert "jt::mbarrier_arrive(&jt_empty_bar[((k_1 - 1) % 2)]);" in loop
+    # Prologue (tile 0's S), loop (P V of the previous tile), epilogue (P V of the last tile).
+    assert source.count("jt::wgmma_wait<0>();") == 3
+    call.lower(*args, target="sm_90a").compile()
+
+
+def _written(s):
+    from jtile.ir.walk import deep_buffers_written
+    return deep_buffers_written(s)
+
+
+def test_no_overlap_unless_switched_on_or_for_other_bodies(overlap_on, monkeypatch):
+    assert _ring(*_gemm()).overlap is None  # one gemm per iteration
+
+    def ss_second_gemm(Q, K, V, O):
+        with T.Kernel(2, threads=256) as bx:
+            q = T.alloc_shared((128, 64), "float16")
+            k = T.alloc_shared((64, 64), "float16")
+            v = T.alloc_shared((64, 64), "float16")
+            p = T.alloc_shared((128, 64), "float16")
+            s = T.alloc_fragment((128, 64), "float32")
+            acc = T.alloc_fragment((128, 64), "float32")
+            T.copy(Q[bx * 128, 0], q)
+            T.clear(acc)
+            for t in T.Pipelined(4, num_stages=2):
+                T.copy(K[t * 64, 0], k)
+                T.copy(V[t * 64, 0], v)
+                T.gemm(q, k, s, transpose_B=True, clear_accum=True)
+                for i, j in T.Parallel(128, 64):
+                    s[i, j] = T.exp(s[i, j])
+                T.copy(s, p)
+                T.gemm(p, v, acc)
+            T.copy(acc, O[bx * 128, 0])
+
+    call = jtile.pallas_like(ss_second_gemm, out_shape=S((256, 64), jnp.float32))
+    args = (S((256, 64), jnp.float16), S((256, 64), jnp.float16), S((256, 64), jnp.float16))
+    assert _ring(call, args).overlap is None  # P from shared memory
+    monkeypatch.setenv("JTILE_OVERLAP_GEMMS", "0")
+    assert _ring(*_attention()).overlap is None
+
+
+def test_no_overlap_when_the_accumulator_is_touched_before_the_first_gemm(overlap_on):
+    def touches_acc_early(Q, K, V, O):
+        with T.Kernel(2, threads=256) as bx:
+            q = T.alloc_shared((128, 64), "float16")
+            k = T.alloc_shared((64, 64), "float16")
+            v = T.alloc_shared((64, 64), "float16")
+            s = T.alloc_fragment((128, 64), "float32")
+            p = T.alloc_fragment((128, 64), "float16")
+            acc = T.alloc_fragment((128, 64), "float32")
+            T.copy(Q[bx * 128, 0], q)
+            T.clear(acc)
+            for t in T.Pipelined(4, num_stages=2):
+                T.copy(K[t * 64, 0], k)
+                T.copy(V[t * 64, 0], v)
+                for i, j in T.Parallel(128, 64):
+                    acc[i, j] = acc[i, j] * 0.5   # before S = Q K^T: needs P V done
+                T.gemm(q, k, s, transpose_B=True, clear_accum=True)
+                T.copy(s, p)
+                T.gemm(p, v, acc)
+            T.copy(acc, O[bx * 128, 0])
+
+    call = jtile.pallas_like(touches_acc_early, out_shape=S((256, 64), jnp.float32))
+    args = (S((256, 64), jnp.float16), S((256, 64), jnp.float16), S((256, 64), jnp.float16))
+    assert _ring(call, args).overlap is None
