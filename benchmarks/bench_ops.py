@@ -44,9 +44,15 @@ def _f32(tree):
     return jax.tree_util.tree_map(lambda x: x.astype(jnp.float32), tree)
 
 
-def forward_backward(fn, *, argnums, cotangents):
+def forward_backward(fn, *, argnums, cotangents, separated=False):
     """`fn`'s outputs and their `jax.vjp` pullback of `cotangents` (one per output leaf, in its
-    dtype) to the arguments `argnums`, as one function of all the arguments (see `compare`)."""
+    dtype) to the arguments `argnums`, as one function of all the arguments (see `compare`).
+
+    `separated`: the forward's outputs and the residuals its pullback keeps pass through an
+    optimisation barrier first, as in a training step, where the rest of the network runs
+    between an op's forward and its backward: XLA must then store what its backward reads
+    instead of fusing the forward into it.
+    """
     def run(*a):
         def of_differentiated(*p):
             full = list(a)
@@ -54,6 +60,8 @@ def forward_backward(fn, *, argnums, cotangents):
                 full[i] = v
             return jax.tree_util.tree_leaves(fn(*full))
         out, pullback = jax.vjp(of_differentiated, *[a[i] for i in argnums])
+        if separated:
+            out, pullback = jax.lax.optimization_barrier((out, pullback))
         return out, pullback(list(cotangents))
     return run
 
@@ -67,16 +75,20 @@ def compare(label, jtile_fn, xla_fn, args, argnums, bytes_fwd, bytes_bwd):
     the outputs instead would let XLA drop its forward outputs and fold the cotangent's float32
     product into its backward. Forward and backward share one jit, so XLA may still fuse its
     forward into its backward (read the inputs once for both), which a real step, where the
-    rest of the network runs in between, does not allow: the ratios lean towards XLA. (An
-    optimisation barrier between the two would lean the other way: XLA would have to store the
-    float32 intermediates it otherwise recomputes.)
+    rest of the network runs in between, does not allow: the "fwd+bwd" ratios lean towards XLA.
+    The "fwd+bwd step" row puts an optimisation barrier between the two, around the outputs and
+    the residuals each side's pullback keeps (as a training step does): XLA then stores the
+    residuals its autodiff chose, which may be float32 intermediates it would otherwise
+    recompute.
     """
     outs = jax.tree_util.tree_leaves(jax.eval_shape(xla_fn, *args))
     cot = [(jax.random.normal(jax.random.key(9 + i), o.shape, jnp.float32)).astype(o.dtype)
            for i, o in enumerate(outs)]
     fwd_bwd = functools.partial(forward_backward, argnums=argnums, cotangents=cot)
+    step = functools.partial(forward_backward, argnums=argnums, cotangents=cot, separated=True)
     for kind, make, nbytes in (("fwd", lambda f: f, bytes_fwd),
-                               ("fwd+bwd", fwd_bwd, bytes_bwd)):
+                               ("fwd+bwd", fwd_bwd, bytes_bwd),
+                               ("fwd+bwd step", step, bytes_bwd)):
         try:
             t_x, out_x = bench(jax.jit(make(xla_fn)), *args)
             t_j, out_j = bench(jax.jit(make(jtile_fn)), *args)
