@@ -39,3 +39,30 @@ def test_copies_and_fills_of_fragment_parts():
     expected = 2 * a
     expected[:, :, 8:16] = -1.0
     np.testing.assert_array_equal(filled, expected)
+
+
+def test_a_row_of_a_fragment_copies_into_another_fragment():
+    """Split-KV decoding's combine step: `T.copy(lse[k, :], lse_split)` with k the loop index,
+    then the row in an element-wise loop (both fragments)."""
+    splits, rows = 4, 128
+
+    def combine(Lse, Out):
+        with T.Kernel(2, threads=128) as bx:
+            lse = T.alloc_fragment((splits, rows), "float32")
+            row = T.alloc_fragment((rows,), "float32")
+            acc = T.alloc_fragment((rows,), "float32")
+            T.copy(Lse[bx, :, :], lse)
+            T.clear(acc)
+            for k in T.Pipelined(splits):
+                T.copy(lse[k, :], row)
+                for i in T.Parallel(rows):
+                    acc[i] += row[i] * (k + 1)
+            T.copy(acc, lse[splits - 1, :])     # and back into the last row
+            T.copy(lse, Out[bx, :, :])
+
+    x = np.random.default_rng(5).standard_normal((2, splits, rows)).astype(np.float32)
+    (out,), _ = run_both_ways(combine, [x], _spec((2, splits, rows), jnp.float32),
+                              rtol=1e-6, atol=1e-6)
+    expected = x.copy()
+    expected[:, -1] = (x * np.arange(1, splits + 1)[None, :, None]).sum(1)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-6)
