@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|attention-tiles|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -28,12 +28,13 @@ for part in "${parts[@]}"; do
     sharded)
       # The GPU tests are dominated by NVRTC compiles: run eight groups side by side on the
       # machine's cores. Each process allocates GPU memory on demand so they can share the GPU.
-      # tests/ops alone took over 6 minutes beside the others: it gets a group of its own.
+      # tests/ops took over 6 minutes as one group beside the others: it is split in two.
       # tests/language runs whole (not only `gpu`-marked tests): its run_both_ways compares
       # every kernel compiled against interpret mode whenever a GPU is present. The shard_map
       # tests join it: they run on host devices, and this machine has the newer jax.
       groups=("tests/gpu/test_hopper_gpu.py" "tests/gpu/test_examples_gpu.py" "tests/tilelang"
-              "tests/ops" "tests/differential tests/autotune"
+              "tests/ops/test_ops_gpu.py"
+              "tests/ops --ignore=tests/ops/test_ops_gpu.py" "tests/differential tests/autotune"
               "tests/gpu --ignore=tests/gpu/test_hopper_gpu.py --ignore=tests/gpu/test_examples_gpu.py"
               "tests/trace tests/binding"
               "ALL tests/language tests/binding/test_shard_map_vma.py tests/ops/test_ops_shard_map.py")
@@ -99,6 +100,10 @@ for part in "${parts[@]}"; do
       # (JTILE_TMA_STORE=0) instead of TMA stores: run right after `bench` to compare.
       JTILE_TMA_STORE=0 timeout 400 python3 benchmarks/bench.py gemms attention 2>&1 \
         | tee "$out/bench_thread_store.log" | tail -30 ;;
+    attention-tiles)
+      # jtile.ops.attention forward + backward under each candidate backward tile shape.
+      timeout 240 python3 benchmarks/bench_attention_tiles.py 2>&1 \
+        | tee "$out/bench_attention_tiles.log" | tail -20 ;;
     profile-attention)
       # Nsight Compute on the attention forward kernels: what limits them.
       timeout 400 ncu --set full -k regex:flash_fwd python3 scripts/profile_attention.py \

@@ -229,10 +229,10 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
         # (block_n, D) dQ tile cannot take on two warpgroups.
         p_shared = T.alloc_shared((block_m, block_n), Q.dtype)
         ds_shared = T.alloc_shared((block_m, block_n), Q.dtype)
+        # P^T and dS^T round to 16 bits on their way into shared memory (T.copy casts), so no
+        # 16-bit fragment copies take registers beside the four float32 accumulators.
         p_t = T.alloc_fragment((block_m, block_n), F32)
         dp_t = T.alloc_fragment((block_m, block_n), F32)
-        p_cast = T.alloc_fragment((block_m, block_n), Q.dtype)
-        ds_cast = T.alloc_fragment((block_m, block_n), Q.dtype)
         dv = T.alloc_fragment((block_m, D), F32)
         dk = T.alloc_fragment((block_m, D), F32)
         dq = T.alloc_fragment((block_n, D), F32)
@@ -277,12 +277,11 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
                     p_t[i, j] = T.exp2(p_t[i, j] * scale2 - lse[j])
             T.clear(dp_t)
             T.gemm(v, do, dp_t, transpose_B=True)
-            T.copy(p_t, p_cast)
-            T.copy(p_cast, p_shared)
+            T.copy(p_t, p_shared)
             T.gemm(p_shared, do, dv)
             for i, j in T.Parallel(block_m, block_n):
-                ds_cast[i, j] = p_t[i, j] * (dp_t[i, j] - delta[j]) * scale
-            T.copy(ds_cast, ds_shared)
+                dp_t[i, j] = p_t[i, j] * (dp_t[i, j] - delta[j]) * scale   # dS^T
+            T.copy(dp_t, ds_shared)
             T.gemm(ds_shared, q, dk)
             T.clear(dq)
             T.gemm(ds_shared, k, dq, transpose_A=True)

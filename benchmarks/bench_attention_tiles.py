@@ -1,0 +1,73 @@
+"""jtile.ops.attention forward + backward under each candidate backward tile shape, beside
+cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
+
+    python benchmarks/bench_attention_tiles.py
+
+B4 S4096 H16 float16, head dim 64 and 128, full and causal. Backward tiles are
+(block_m keys per block, block_n queries per step); each row also says whether ptxas spilled
+or serialized the backward kernel's wgmmas (a JtilePerformanceWarning).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+import warnings
+
+import jax
+import jax.numpy as jnp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import jtile.ops as ops  # noqa: E402
+from benchmarks.bench import bench  # noqa: E402
+from benchmarks.bench_ops import forward_backward  # noqa: E402
+from jtile.ops import attention as attention_module  # noqa: E402
+
+CANDIDATES = {
+    64: [(128, 128), (128, 64), (64, 128)],
+    128: [(128, 64), (64, 128), (64, 64)],
+}
+
+
+def _time(fn, args):
+    return bench(jax.jit(fn), *args, iters=10, reps=3, loop_seconds=0.3)[0]
+
+
+def main():
+    print("jax", jax.__version__, "devices", jax.devices(), flush=True)
+    b, s, h = 4, 4096, 16
+    for d, options in CANDIDATES.items():
+        forward_tiles = attention_module.HOPPER_TILES[d][0]
+        for causal in (False, True):
+            keys = jax.random.split(jax.random.key(d), 4)
+            q, k, v, cot = (jax.random.normal(key, (b, s, h, d), jnp.float32)
+                            .astype(jnp.float16) for key in keys)
+            work = 3.5 * 4 * b * h * s * s * d / (2 if causal else 1)
+            grad_of = functools.partial(forward_backward, argnums=(0, 1, 2), cotangents=[cot])
+            cudnn = grad_of(lambda q, k, v: jax.nn.dot_product_attention(
+                q, k, v, is_causal=causal, implementation="cudnn"))
+            t_cudnn = _time(cudnn, (q, k, v))
+            label = f"D{d} {'causal' if causal else 'full'}"
+            print(f"{label:<12} cudnn            {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} "
+                  "TFLOP/s", flush=True)
+            for block_m, block_n in options:
+                backward = dict(block_m=block_m, block_n=block_n, stages=2, threads=256)
+                attention_module.HOPPER_TILES[d] = (forward_tiles, backward)
+                attention_module._launcher.cache_clear()
+                mine = grad_of(functools.partial(ops.attention, causal=causal,
+                                                 interpret=False))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    t = _time(mine, (q, k, v))
+                flags = "serialized" if any("serialized" in str(w.message)
+                                            for w in caught) else ""
+                print(f"{label:<12} bwd {block_m:>3}x{block_n:<3}      {t:7.3f} ms "
+                      f"{work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f} {flags}",
+                      flush=True)
+
+
+if __name__ == "__main__":
+    main()
