@@ -22,11 +22,7 @@ from jtile.passes.issue_ahead import issuable_ahead
 from jtile.passes.lower_tile_ops import number_tensor_maps
 
 PRODUCER_THREADS = 128
-# The producer's one issuing thread needs few registers (its loop fits in 24 with no spills in
-# every kernel jtile ships); the consumers get the rest: 240 each for two warpgroups, enough
-# for attention's backward to keep its four float32 accumulators without ptxas serializing
-# its wgmmas (at 232 it did).
-PRODUCER_REGISTERS = 24
+PRODUCER_REGISTERS = 40
 MAX_THREADS = 1024
 REGISTER_FILE = 65536
 
@@ -78,12 +74,14 @@ def take_turns(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
     first gemm in turn. Each then runs its softmax while the next one's gemms occupy the
     tensor cores, so neither unit waits for the other. The turn is a pair of named barriers
     per warpgroup hand-over, so the gemm must be at the top of the body (every consumer
-    reaches it on every iteration)."""
+    reaches it on every iteration). A first gemm with its A operand in registers (attention
+    with Q held in registers) takes no turns: that kernel computed wrong scores on an H200
+    with turns, for a reason not yet found."""
     groups = pipe.consumer_threads // 128
     gemms = [i for i, s in enumerate(pipe.body) if isinstance(s, low.WgmmaGemm)]
     nested = [s for s in statements(pipe.body) if isinstance(s, low.WgmmaGemm)]
     if not config.pingpong() or groups < 2 or len(gemms) < 2 or len(nested) != len(gemms) \
-            or len(gemms) == len(pipe.body):
+            or len(gemms) == len(pipe.body) or pipe.body[gemms[0]].a is None:
         return pipe
     body = list(pipe.body)
     body[gemms[0]] = dataclasses.replace(body[gemms[0]], take_turn=True)

@@ -152,6 +152,26 @@ def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, 
 
 
 @needs_hopper
+@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_warpgroups_taking_turns(monkeypatch, d, causal):
+    """JTILE_PINGPONG=1: the two consumer warpgroups issue S = Q K^T in turn."""
+    monkeypatch.setenv("JTILE_PINGPONG", "1")
+    shape = (2, 328, 3, d)
+    keys = jax.random.split(_key("pingpong", d, causal), 3)
+    q, k, v = (_normal(key, shape, jnp.float16) for key in keys)
+    kernel = functools.partial(fa.flash_fwd_kernel, block_m=128, block_n=128, stages=2,
+                               threads=256, causal=causal)
+    assert "jt::named_barrier_sync(2 + jt_wg, 256);" in \
+        jtile.pallas_like(kernel).lower(q, k, v).cuda_source()
+    f = functools.partial(fa.flash_attention, causal=causal, block_m=128, block_n=128,
+                          threads=256, stages=2, interpret=False)
+    out = jax.jit(f)(q, k, v)
+    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=4e-3,
+                               atol=4e-3)
+
+
+@needs_hopper
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 def test_grouped_query_attention_matches_float64(dtype):
     keys = jax.random.split(_key("gqa", dtype), 3)

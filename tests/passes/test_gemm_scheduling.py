@@ -46,7 +46,8 @@ def _gemm():
 # ----------------------------------------------------------------------------- ping-pong
 
 
-def test_two_consumer_warpgroups_take_turns_at_the_first_gemm_of_attention():
+def test_two_consumer_warpgroups_take_turns_at_the_first_gemm_of_attention(monkeypatch):
+    monkeypatch.setenv("JTILE_PINGPONG", "1")
     ring = _ring(*_attention())
     gemms = [s for s in ring.body if isinstance(s, low.WgmmaGemm)]
     assert ring.turns == 2
@@ -58,11 +59,16 @@ def test_two_consumer_warpgroups_take_turns_at_the_first_gemm_of_attention():
     assert "jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);" in source
 
 
-def test_no_turns_for_one_warpgroup_a_gemm_only_body_or_when_switched_off(monkeypatch):
+def test_no_turns_by_default_for_one_warpgroup_a_gemm_only_body_or_q_in_registers(monkeypatch):
+    assert _ring(*_attention()).turns == 0                    # off by default
+    monkeypatch.setenv("JTILE_PINGPONG", "1")
     assert _ring(*_attention(d=256, threads=128)).turns == 0  # one consumer warpgroup
     assert _ring(*_gemm()).turns == 0                         # nothing between gemms
-    monkeypatch.setenv("JTILE_PINGPONG", "0")
-    assert _ring(*_attention()).turns == 0
+    spec = S((2, 512, 4, 128), jnp.float16)
+    q_in_registers = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, block_m=128, block_n=128, stages=2, threads=256, causal=True,
+        q_in_registers=True))
+    assert _ring(q_in_registers, (spec, spec, spec)).turns == 0  # S = Q K^T from registers
 
 
 # ----------------------------------------------------------------------------- overlap

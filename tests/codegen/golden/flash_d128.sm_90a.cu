@@ -49,7 +49,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   }
   __syncthreads();
   if (tx >= 256) {
-    jt::setmaxnreg_dec<24>();
+    jt::setmaxnreg_dec<40>();
     if (tx == 256) {
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
@@ -69,7 +69,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     }
   }
   else {
-    jt::setmaxnreg_inc<240>();
+    jt::setmaxnreg_inc<232>();
     // flash_attention.py:46
     {
       #pragma unroll
@@ -92,9 +92,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     jt::named_barrier_sync(1, 256);
     // flash_attention.py:55
     {
-      if (4 > 0 && (tx >> 7) == 1) {
-        jt::named_barrier_arrive(2, 256);
-      }
       #pragma unroll 1
       for (int k_1 = 0; k_1 < 4; ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
@@ -108,7 +105,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           const int jt_wg_n = jt_wg / 2; (void)jt_wg_n;
           const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(q_smem) + jt_wg_m * 8192, 16u, 1024u, 1u);
           const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(k_smem) + ((k_1 % 2)) * 16384 + jt_wg_n * 8192, 16u, 1024u, 1u);
-          jt::named_barrier_sync(2 + jt_wg, 256);
           jt::wgmma_fence();
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 0, jt_db + 0, 1);
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 2, jt_db + 2, 1);
@@ -119,9 +115,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 1028, jt_db + 516, 1);
           jt_wgmma_m64n64k16_f16_ss_nn(&s_frag[0], jt_da + 1030, jt_db + 518, 1);
           jt::wgmma_commit();
-          if (k_1 + 1 < 4 || jt_wg != 1) {
-            jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);
-          }
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }

@@ -50,7 +50,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   }
   __syncthreads();
   if (tx >= 256) {
-    jt::setmaxnreg_dec<24>();
+    jt::setmaxnreg_dec<40>();
     if (tx == 256) {
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
@@ -70,7 +70,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     }
   }
   else {
-    jt::setmaxnreg_inc<240>();
+    jt::setmaxnreg_inc<232>();
     // flash_attention.py:46
     {
       #pragma unroll
@@ -103,9 +103,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
     // flash_attention.py:55
     {
-      if (((((((1 - bx) + 1) * 128) + 128) - 1) / 128) > 0 && (tx >> 7) == 1) {
-        jt::named_barrier_arrive(2, 256);
-      }
       #pragma unroll 1
       for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
@@ -140,7 +137,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           const unsigned jt_a5_0[4] = {jt::pack2(q_regs_frag[40], q_regs_frag[41]), jt::pack2(q_regs_frag[42], q_regs_frag[43]), jt::pack2(q_regs_frag[44], q_regs_frag[45]), jt::pack2(q_regs_frag[46], q_regs_frag[47])};
           const unsigned jt_a6_0[4] = {jt::pack2(q_regs_frag[48], q_regs_frag[49]), jt::pack2(q_regs_frag[50], q_regs_frag[51]), jt::pack2(q_regs_frag[52], q_regs_frag[53]), jt::pack2(q_regs_frag[54], q_regs_frag[55])};
           const unsigned jt_a7_0[4] = {jt::pack2(q_regs_frag[56], q_regs_frag[57]), jt::pack2(q_regs_frag[58], q_regs_frag[59]), jt::pack2(q_regs_frag[60], q_regs_frag[61]), jt::pack2(q_regs_frag[62], q_regs_frag[63])};
-          jt::named_barrier_sync(2 + jt_wg, 256);
           jt::wgmma_fence();
           jt_wgmma_m64n128k16_f16_rs_nn(&s_frag[0], jt_a0_0, jt_db + 0, 1);
           jt_wgmma_m64n128k16_f16_rs_nn(&s_frag[0], jt_a1_0, jt_db + 2, 1);
@@ -151,9 +147,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           jt_wgmma_m64n128k16_f16_rs_nn(&s_frag[0], jt_a6_0, jt_db + 1028, 1);
           jt_wgmma_m64n128k16_f16_rs_nn(&s_frag[0], jt_a7_0, jt_db + 1030, 1);
           jt::wgmma_commit();
-          if (k_1 + 1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128) || jt_wg != 1) {
-            jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);
-          }
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }

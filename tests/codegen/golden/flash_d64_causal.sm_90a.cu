@@ -49,7 +49,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
   }
   __syncthreads();
   if (tx >= 256) {
-    jt::setmaxnreg_dec<24>();
+    jt::setmaxnreg_dec<40>();
     if (tx == 256) {
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
@@ -67,7 +67,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
     }
   }
   else {
-    jt::setmaxnreg_inc<240>();
+    jt::setmaxnreg_inc<232>();
     // flash_attention.py:46
     {
       #pragma unroll
@@ -90,9 +90,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
     jt::named_barrier_sync(1, 256);
     // flash_attention.py:55
     {
-      if (((((((1 - bx) + 1) * 128) + 128) - 1) / 128) > 0 && (tx >> 7) == 1) {
-        jt::named_barrier_arrive(2, 256);
-      }
       #pragma unroll 1
       for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
@@ -120,16 +117,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
           const int jt_wg_n = jt_wg / 2; (void)jt_wg_n;
           const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(q_smem) + jt_wg_m * 8192, 16u, 1024u, 1u);
           const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(k_smem) + ((k_1 % 2)) * 16384 + jt_wg_n * 16384, 16u, 1024u, 1u);
-          jt::named_barrier_sync(2 + jt_wg, 256);
           jt::wgmma_fence();
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 0, jt_db + 0, 1);
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 2, jt_db + 2, 1);
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 4, jt_db + 4, 1);
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 6, jt_db + 6, 1);
           jt::wgmma_commit();
-          if (k_1 + 1 < ((((((1 - bx) + 1) * 128) + 128) - 1) / 128) || jt_wg != 1) {
-            jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);
-          }
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }
