@@ -289,6 +289,10 @@ class CudaEmitter:
         if b.fence_async:
             # Ordinary stores that wgmma or TMA may read next: order them for the async proxy.
             self.line("jt::fence_proxy_async_shared();")
+        if b.partial is not None:
+            # Only the threads of a branch on the thread index run this: they meet alone.
+            self.line(f"jt::named_barrier_sync({b.partial[0]}, {b.partial[1]});")
+            return
         self.line(self.block_barrier())
 
     # ------------------------------------------------------------------ statements

@@ -248,6 +248,9 @@ class Barrier(Stmt):
     fence_async: bool = False
     loc: SourceLoc = NO_LOC
     from_user: bool = False
+    # (named barrier id, thread count) when only the threads of a branch on the thread index
+    # meet here (`if tx < 128:`): bar.sync id, count.
+    partial: Optional[tuple] = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -19,7 +19,17 @@ per iteration, the cross-warp combines of a reduction. Inside `T.Parallel` nothi
 its body is one unit, and a barrier there would deadlock threads that run different iteration
 counts. In a warp-specialised kernel the barriers cover the consumer warps only (the printer
 makes them named barriers).
+
+Under a condition (or loop bound) that differs between threads a block barrier would wait for
+threads that never arrive, so none is placed there. Hazards with what came before or comes
+after are settled by barriers around the branch. Inside a branch on `tx < C` (C a multiple of
+32) and its else branch the threads that run it are known: they meet at a named barrier over
+just them (bar.sync id, count). Inside any other such branch or loop, a statement that reads or
+overwrites an element another thread of it wrote or read is refused, unless every access to
+that buffer there uses one and the same index expression (each thread then touches only the
+elements it computes itself).
 """
+
 
 from __future__ import annotations
 
@@ -27,7 +37,15 @@ import dataclasses
 
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, sub_expressions
+from jtile.ir.printer import expr_text
+from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, statement_exprs, statements,
+                           sub_expressions)
+from jtile.passes.verify import _fail, depends_on_thread, thread_dependent_buffers
+
+# Named barrier ids of branches on the thread index (0 is the block barrier; jtile's
+# warp-specialised kernels use 1 and up for their consumers and their turns).
+BRANCH_BARRIER = 15
+ELSE_BRANCH_BARRIER = 14
 
 
 class _Planner:
@@ -38,6 +56,13 @@ class _Planner:
         self.written: set = set()
         self.read: set = set()
         self.store_maps: list = []   # (parameter index, StagedStore) of each TMA store
+        self.tainted = thread_dependent_buffers(kernel) if kernel.thread_var is not None \
+            else set()
+        # (what, loc) of the thread-dependent branch or loop being planned, its statements
+        # planned so far, and the (id, count) of a named barrier over its threads, if known.
+        self.divergent = None
+        self.divergent_stmts: list = []
+        self.partial = self.partial_of_region = None
 
     # ------------------------------------------------------------------ byte-level sets
     def _bytes(self, buf) -> tuple:
@@ -62,10 +87,38 @@ class _Planner:
         writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
         return reads, writes
 
-    def barrier(self, loc=ir.NO_LOC, from_user=False) -> low.Barrier:
+    def conflicts(self, reads, writes) -> set:
+        """The buffers of `reads` / `writes` that meet what was written / touched since the
+        last barrier, with the buffers they meet."""
+        out = set()
+        for mine, theirs in ((reads, self.written), (writes, self.read | self.written)):
+            for x in mine:
+                for y in theirs:
+                    if self.overlap({x}, {y}):
+                        out |= {x, y}
+        return out
+
+    def divergent_barrier(self, s, buffers) -> list:
+        """Inside a thread-dependent branch: no barrier when each conflicting buffer is only
+        ever accessed at one index expression there (every thread keeps to its own elements);
+        otherwise the kernel is refused."""
+        region = self.divergent_stmts + [s]
+        if all(_single_index(region, b) for b in buffers):
+            return []
+        what, where = self.divergent
+        names = ", ".join(sorted(b.describe() for b in buffers))
+        raise _fail(self.kernel, getattr(s, "loc", None),
+                    f"threads under {what} at {where}, which differs between the threads of a "
+                    f"block, exchange data through shared memory ({names}): one thread reads "
+                    "or overwrites an element another thread of the branch wrote or read, "
+                    "which needs a barrier, and a block barrier inside the branch would wait "
+                    "for the threads that skip it. End the branch, call T.sync_threads(), and "
+                    "continue under a new one")
+
+    def barrier(self, loc=ir.NO_LOC, from_user=False, partial=None) -> low.Barrier:
         """A barrier here: everything before it is visible to everything after it."""
         b = low.Barrier(fence_async=self.async_proxy and bool(self.written), loc=loc,
-                        from_user=from_user)
+                        from_user=from_user, partial=partial)
         self.written.clear()
         self.read.clear()
         return b
@@ -77,10 +130,17 @@ class _Planner:
             reads, writes = self.shared_sets(s)
             if self.overlap(reads, self.written) or \
                     self.overlap(writes, self.read | self.written):
-                out.append(self.barrier())
+                if self.divergent is None:
+                    out.append(self.barrier())
+                elif self.partial is not None:
+                    out.append(self.barrier(partial=self.partial))
+                else:
+                    out.extend(self.divergent_barrier(s, self.conflicts(reads, writes)))
             out.extend(self.stmt(s))
             self.read |= reads
             self.written |= writes
+            if self.divergent is not None:
+                self.divergent_stmts.append(s)
         return out
 
     def loop_body(self, stmts) -> list:
@@ -94,7 +154,12 @@ class _Planner:
             reads |= r
             writes |= w
         if self.overlap(writes, self.read | reads) or self.overlap(reads, self.written):
-            out.append(self.barrier())
+            if self.divergent is None:
+                out.append(self.barrier())
+            elif self.partial is not None:
+                out.append(self.barrier(partial=self.partial))
+            else:
+                out.extend(self.divergent_barrier(stmts[-1], self.conflicts(reads, writes)))
         self.written |= entry_written
         self.read |= entry_read
         return out
@@ -111,6 +176,25 @@ class _Planner:
 
     # ------------------------------------------------------------------ statements
     def stmt(self, s) -> list:
+        divides = isinstance(s, (ir.IfThenElse, ir.For, ir.While)) and \
+            any(depends_on_thread(self.kernel, e, self.tainted) for e in statement_exprs(s))
+        if divides and self.divergent is not None and self.partial is not None:
+            # A branch inside a branch: which threads reach its barriers is not known.
+            self.partial = None
+            try:
+                return self.stmt(s)
+            finally:
+                self.partial = self.partial_of_region
+        if divides and self.divergent is None:
+            what = {ir.IfThenElse: "the condition of T.If", ir.For: "the bound of the loop",
+                    ir.While: "the condition of the while loop"}[type(s)]
+            self.divergent, self.divergent_stmts = (what, s.loc), []
+            try:
+                if isinstance(s, ir.IfThenElse):
+                    return self.branches(s, self.branch_threads(s.cond))
+                return self.stmt(s)
+            finally:
+                self.divergent, self.partial, self.partial_of_region = None, None, None
         if isinstance(s, ir.ParallelFor):
             return [s]   # one unit: never a barrier inside divergent loops
         if isinstance(s, ir.SyncThreads):
@@ -130,19 +214,41 @@ class _Planner:
                 body.append(self.barrier())
             return [dataclasses.replace(s, body=tuple(body))]
         if isinstance(s, ir.IfThenElse):
-            entry_written, entry_read = set(self.written), set(self.read)
-            then_body = self.body(s.then_body)
-            then_written, then_read = self.written, self.read
-            else_body = s.else_body
-            if s.else_body:
-                self.written, self.read = set(entry_written), set(entry_read)
-                else_body = tuple(self.body(s.else_body))
-            self.written = then_written | self.written | entry_written
-            self.read = then_read | self.read | entry_read
-            return [dataclasses.replace(s, then_body=tuple(then_body), else_body=else_body)]
+            return self.branches(s, None)
         if isinstance(s, ir.Copy) and s in self.plan.staging:
             return [self.staged_store(s, self.plan.staging[s])]
         return [s]
+
+    def branch_threads(self, cond):
+        """(threads running the then branch, those running the else branch) of a condition
+        `tx < C` with C a multiple of 32 inside the block, else None."""
+        threads = self.kernel.threads
+        if isinstance(cond, ir.BinOp) and cond.op == "lt" and cond.a is self.kernel.thread_var \
+                and isinstance(cond.b, ir.Const) and isinstance(cond.b.value, int) \
+                and 0 < cond.b.value < threads and cond.b.value % 32 == 0 \
+                and self.kernel.attrs.get("warp_roles") is None:
+            return cond.b.value, threads - cond.b.value
+        return None
+
+    def branches(self, s: ir.IfThenElse, threads) -> list:
+        """Both bodies of a T.If, each from the state before it; after it, the union.
+        `threads`: (then, else) thread counts of a branch on `tx < C`, else None."""
+        entry_written, entry_read = set(self.written), set(self.read)
+        if threads is not None:
+            self.partial = self.partial_of_region = (BRANCH_BARRIER, threads[0])
+        then_body = self.body(s.then_body)
+        then_written, then_read = self.written, self.read
+        else_body = s.else_body
+        if s.else_body:
+            self.written, self.read = set(entry_written), set(entry_read)
+            if threads is not None:
+                self.partial = self.partial_of_region = \
+                    (ELSE_BRANCH_BARRIER, threads[1]) if threads[1] % 32 == 0 else None
+            self.divergent_stmts = []
+            else_body = tuple(self.body(s.else_body))
+        self.written = then_written | self.written | entry_written
+        self.read = then_read | self.read | entry_read
+        return [dataclasses.replace(s, then_body=tuple(then_body), else_body=else_body)]
 
     def mbarrier_ring(self, pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
         buffers = [load.tile.dst.buffer for load in pipe.loads]
@@ -204,3 +310,25 @@ def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
         maps = tuple(kernel.attrs.get("tma_maps", ())) + tuple(planner.store_maps)
         kernel = kernel.replace(attrs=dict(kernel.attrs, tma_maps=maps))
     return kernel
+
+
+def _single_index(stmts, buf) -> bool:
+    """Whether every access to `buf` in `stmts` is an element load or store at one and the
+    same index expression."""
+    keys = set()
+    for s in statements(stmts):
+        if isinstance(s, ir.Store) and s.buffer is buf:
+            keys.add(tuple(expr_text(i) for i in s.indices))
+        elif buf in deep_buffers_written(s) and not isinstance(
+                s, (ir.Store, ir.IfThenElse, ir.For, ir.While)):
+            return False   # a tile op or a lowered instruction writes it
+        for e in statement_exprs(s):
+            for x in sub_expressions(e):
+                if isinstance(x, ir.Load) and x.buffer is buf:
+                    keys.add(tuple(expr_text(i) for i in x.indices))
+        if buf in deep_buffers_read(s) and not isinstance(
+                s, (ir.Store, ir.IfThenElse, ir.For, ir.While)) and \
+                not any(isinstance(x, ir.Load) and x.buffer is buf
+                        for e in statement_exprs(s) for x in sub_expressions(e)):
+            return False   # read by a tile op
+    return len(keys) == 1

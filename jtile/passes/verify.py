@@ -118,16 +118,16 @@ def verify_no_tile_ops_in_parallel(kernel: ir.Kernel) -> None:
 _PRIVATE_SPACES = (MemorySpace.LOCAL, MemorySpace.VAR)
 
 
-def _thread_dependent_buffers(kernel: ir.Kernel) -> set:
+def thread_dependent_buffers(kernel: ir.Kernel) -> set:
     """Thread-private buffers (local, var) that may hold a value that differs between threads:
     stored from such a value, at such an index, or under such a condition. Computed to a fixed
     point over the whole body, regardless of order, since a loop carries values backwards.
     A T.alloc_var that starts from the thread index holds such a value from the start."""
     tainted: set = {b for b in kernel.allocations if b.space in _PRIVATE_SPACES and
-                    b.init is not None and _depends_on_thread(kernel, b.init, set())}
+                    b.init is not None and depends_on_thread(kernel, b.init, set())}
 
     def depends(expr) -> bool:
-        return _depends_on_thread(kernel, expr, tainted)
+        return depends_on_thread(kernel, expr, tainted)
 
     changed = True
     while changed:
@@ -151,7 +151,7 @@ def _thread_dependent_buffers(kernel: ir.Kernel) -> set:
     return tainted
 
 
-def _depends_on_thread(kernel: ir.Kernel, expr, tainted: set) -> bool:
+def depends_on_thread(kernel: ir.Kernel, expr, tainted: set) -> bool:
     """Whether `expr` may differ between the threads of a block: it reads the thread index
     (directly, or in the index of a load) or a thread-private buffer that holds such a value."""
     for e in sub_expressions(expr):
@@ -194,7 +194,7 @@ def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
     Element stores, mbarrier operations and per-thread copies stay allowed there."""
     if kernel.thread_var is None:
         return
-    tainted = _thread_dependent_buffers(kernel)
+    tainted = thread_dependent_buffers(kernel)
 
     def visit(body, divergence):
         for s in body:
@@ -217,7 +217,7 @@ def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
                                 "the condition, or write the per-thread work as element stores")
             inner = divergence
             if inner is None and not isinstance(s, ir.ParallelFor) and \
-                    any(_depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
+                    any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
                 if isinstance(s, ir.IfThenElse):
                     inner = ("the condition of T.If", s.loc)
                 elif isinstance(s, ir.For):
@@ -252,8 +252,8 @@ def verify_fragment_indexing(kernel: ir.Kernel) -> None:
     for s, buf, store in floating_accesses(kernel):
         if not store:
             continue
-        tainted = _thread_dependent_buffers(kernel) if tainted is None else tainted
-        if any(_depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
+        tainted = thread_dependent_buffers(kernel) if tainted is None else tainted
+        if any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
             raise _fail(kernel, s.loc, f"fragment {buf.describe()} is stored to outside "
                         "T.Parallel at an index or with a value that differs between the "
                         "threads of a block; there every thread holds its own copy of the "

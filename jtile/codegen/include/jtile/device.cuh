@@ -8,7 +8,7 @@
 
 #include "types.cuh"     // element types, vec, cast, limits, packing
 #include "math.cuh"      // elementwise math
-#include "warp.cuh"      // lane/warp ids, shuffles
+#include "warp.cuh"      // lane/warp ids, shuffles, named barriers
 #include "atomic.cuh"    // atomics
 #include "copy.cuh"      // cp.async, proxy fence            (sm_80+, sm_90+)
 #include "mma.cuh"       // ldmatrix, stmatrix, mma.sync      (sm_75+, sm_80+)

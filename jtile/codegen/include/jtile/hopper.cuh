@@ -192,18 +192,6 @@ __device__ __forceinline__ void tma_prefetch_map(const TensorMap* map) {
   asm volatile("prefetch.tensormap [%0];\n" ::"l"(map) : "memory");
 }
 
-// --- named barriers: a subset of the block's warps ------------------------
-// bar.sync id, count (BAR.SYNC, sm_70+): `count` threads (a multiple of 32)
-// of whole warps meet at barrier `id` (1..15; 0 is __syncthreads()).
-__device__ __forceinline__ void named_barrier_sync(unsigned id, unsigned count) {
-  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(count) : "memory");
-}
-// bar.arrive id, count: counts this warp's threads towards barrier `id`'s `count` without
-// waiting (a producer's signal to warps that bar.sync on the same id).
-__device__ __forceinline__ void named_barrier_arrive(unsigned id, unsigned count) {
-  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(count) : "memory");
-}
-
 #endif  // sm_90
 
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL) || !defined(__CUDA_ARCH__)

@@ -1,0 +1,84 @@
+"""Barriers under a condition on the thread index: the threads of `if tx < C:` meet at a named
+barrier over just them (a block barrier there would wait for threads that never come), and a
+branch whose participants are not known is refused where its threads exchange data, unless
+each thread only touches its own elements. Interpret mode, compiled for sm_80 / sm_90a, and
+compiled against interpret mode on a GPU (tests/language/kernel_runs.py)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtile
+import jtile.language as T
+from tests.language.kernel_runs import run_both_ways
+
+
+def _spec(shape):
+    return jax.ShapeDtypeStruct(shape, jnp.float32)
+
+
+def halves_then_neighbours(X, Y):
+    with T.Kernel(1, threads=256):
+        tx = T.get_thread_binding()
+        s = T.alloc_shared((256,), "float32")
+        s[tx] = X[tx]
+        T.sync_threads()
+        if tx < 128:
+            s[tx] = s[tx] + s[tx + 128]
+            Y[tx] = s[(tx + 1) % 128]           # another thread's element: a barrier first
+        else:
+            s[tx] = s[tx] * 3.0
+            Y[tx] = s[(tx - 127) % 128 + 128]   # likewise among the else branch's threads
+
+
+def test_threads_of_a_branch_meet_at_a_named_barrier_over_them():
+    x = np.random.default_rng(11).standard_normal(256).astype(np.float32)
+    (y,), source = run_both_ways(halves_then_neighbours, (x,), _spec((256,)))
+    first = x[:128] + x[128:]
+    second = 3 * x[128:]
+    np.testing.assert_array_equal(y[:128], np.roll(first, -1))
+    np.testing.assert_array_equal(y[128:], second[(np.arange(128, 256) - 127) % 128])
+    branch = source.split("if ((tx < 128))")[1]
+    assert "jt::named_barrier_sync(15, 128);" in branch
+    assert "jt::named_barrier_sync(14, 128);" in branch
+    assert "__syncthreads" not in branch   # a block barrier here waited for the other half
+
+
+def test_a_branch_inside_a_branch_exchanging_data_is_refused():
+    def nested(X, Y):
+        with T.Kernel(1, threads=256):
+            tx = T.get_thread_binding()
+            s = T.alloc_shared((256,), "float32")
+            s[tx] = X[tx]
+            T.sync_threads()
+            if tx < 128:
+                if tx % 2 == 0:
+                    s[tx] = s[tx] * 2.0
+                    Y[tx] = s[tx + 2]
+
+    call = jtile.pallas_like(nested, out_shape=_spec((256,)))
+    x = np.zeros(256, np.float32)
+    with pytest.raises(jtile.JtileTraceError,
+                       match=r"under the condition of T.If .*s \(shared.dyn float32 \(256,\)\).*"
+                             r"T.sync_threads\(\)"):
+        call.lower(x, target="sm_80")
+
+
+def test_threads_keeping_to_their_own_elements_need_no_barrier():
+    def own_elements(X, Y):
+        with T.Kernel(1, threads=128):
+            tx = T.get_thread_binding()
+            s = T.alloc_shared((128,), "float32")
+            if tx % 3 == 0:
+                s[tx] = X[tx] * 2.0
+                s[tx] = s[tx] + 1.0      # the same element, by the same thread
+                Y[tx] = s[tx]
+            else:
+                Y[tx] = X[tx]
+
+    x = np.random.default_rng(12).standard_normal(128).astype(np.float32)
+    (y,), source = run_both_ways(own_elements, (x,), _spec((128,)))
+    expected = np.where(np.arange(128) % 3 == 0, 2 * x + 1, x)
+    np.testing.assert_array_equal(y, expected)
+    assert "__syncthreads" not in source and "named_barrier_sync" not in source
