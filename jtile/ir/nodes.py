@@ -609,7 +609,11 @@ class FinalizeReducer(Stmt):
 
 @dataclass(frozen=True, eq=False)
 class SyncThreads(Stmt):
+    """T.sync_threads(): the block barrier; with `named` = (barrier id, thread count), a
+    barrier over `count` threads of whole warps (bar.sync id, count)."""
+
     loc: SourceLoc = NO_LOC
+    named: Optional[tuple] = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -12,18 +12,37 @@ from jtile.trace.source import caller_location
 def sync_threads(barrier_id=None, arrive_count=None):
     """Waits until every thread of the block gets here (bar.sync 0 / __syncthreads).
 
-    TileLang's named barriers over part of the block (`T.sync_threads(barrier_id,
-    arrive_count)`, bar.sync id, count) are refused by name; `barrier_id=0` alone is the
-    block barrier."""
+    As in TileLang, `T.sync_threads(barrier_id, arrive_count)` is a named barrier over part of
+    the block (bar.sync id, count): the first `arrive_count` threads to reach barrier
+    `barrier_id` (1..15) go on together. It may sit under a condition on the thread index (the
+    threads that run it must number `arrive_count`, whole warps; a wrong count hangs, as in
+    TileLang). Interpret mode runs every thread in step, where any barrier is a no-op.
+    """
     builder = current("T.sync_threads")
     loc = caller_location()
-    if arrive_count is not None or barrier_id not in (None, 0):
-        raise builder.error(
-            f"T.sync_threads(barrier_id={barrier_id!r}, arrive_count={arrive_count!r}): named "
-            "barriers over part of the block are not supported; use T.sync_threads() for the "
-            "whole block, or mbarriers (T.alloc_barrier with T.mbarrier_arrive / "
-            "T.mbarrier_wait_parity) between groups of threads", loc, op="T.sync_threads")
-    builder.emit(SyncThreads(loc))
+    if arrive_count is None and barrier_id in (None, 0):
+        builder.emit(SyncThreads(loc))
+        return
+    threads = builder.threads
+    call = f"T.sync_threads(barrier_id={barrier_id!r}, arrive_count={arrive_count!r})"
+    if not isinstance(barrier_id, int) or isinstance(barrier_id, bool) or \
+            not 0 <= barrier_id <= 15:
+        raise builder.error(f"{call}: barrier_id must be a Python int in 1..15 (0 is the "
+                            "block barrier)", loc, op="T.sync_threads")
+    count = threads if arrive_count is None else arrive_count
+    if not isinstance(count, int) or isinstance(count, bool) or count <= 0 or count % 32 \
+            or (threads is not None and count > threads):
+        raise builder.error(f"{call}: arrive_count must be a Python int, a multiple of 32 (whole "
+                            f"warps) and at most the block's {threads} threads", loc,
+                            op="T.sync_threads")
+    if barrier_id == 0:
+        if count != threads:
+            raise builder.error(f"{call}: barrier 0 is the block barrier, over all {threads} "
+                                "threads; name another barrier (1..15) for part of the block",
+                                loc, op="T.sync_threads")
+        builder.emit(SyncThreads(loc))
+        return
+    builder.emit(SyncThreads(loc, named=(barrier_id, count)))
 
 
 def _barrier(bar, what, builder, loc):

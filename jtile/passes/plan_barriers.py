@@ -42,10 +42,10 @@ from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, statement_ex
                            sub_expressions)
 from jtile.passes.verify import _fail, depends_on_thread, thread_dependent_buffers
 
-# Named barrier ids of branches on the thread index (0 is the block barrier; jtile's
-# warp-specialised kernels use 1 and up for their consumers and their turns).
-BRANCH_BARRIER = 15
-ELSE_BRANCH_BARRIER = 14
+# Named barrier ids: 0 is the block barrier; jtile's warp-specialised kernels use 1 and up for
+# their consumers and their turns; branches on the thread index take the two highest ids the
+# kernel's own T.sync_threads(barrier_id, ...) calls leave free.
+MAX_BARRIER_ID = 15
 
 
 class _Planner:
@@ -63,6 +63,10 @@ class _Planner:
         self.divergent = None
         self.divergent_stmts: list = []
         self.partial = self.partial_of_region = None
+        used = {s.named[0] for s in statements(kernel.body)
+                if isinstance(s, ir.SyncThreads) and s.named is not None}
+        free = [i for i in range(MAX_BARRIER_ID, 0, -1) if i not in used]
+        self.branch_ids = (free[0], free[1])
 
     # ------------------------------------------------------------------ byte-level sets
     def _bytes(self, buf) -> tuple:
@@ -197,6 +201,12 @@ class _Planner:
                 self.divergent, self.partial, self.partial_of_region = None, None, None
         if isinstance(s, ir.ParallelFor):
             return [s]   # one unit: never a barrier inside divergent loops
+        if isinstance(s, ir.SyncThreads) and s.named is not None:
+            if self.divergent is not None:
+                # The user's barrier over the branch's threads settles what they exchanged.
+                return [self.barrier(s.loc, from_user=True, partial=s.named)]
+            # Over part of the block only: the block's hazards stay pending.
+            return [low.Barrier(loc=s.loc, from_user=True, partial=s.named)]
         if isinstance(s, ir.SyncThreads):
             return [self.barrier(s.loc, from_user=True)]
         if isinstance(s, low.MbarrierPipeline):
@@ -235,7 +245,7 @@ class _Planner:
         `threads`: (then, else) thread counts of a branch on `tx < C`, else None."""
         entry_written, entry_read = set(self.written), set(self.read)
         if threads is not None:
-            self.partial = self.partial_of_region = (BRANCH_BARRIER, threads[0])
+            self.partial = self.partial_of_region = (self.branch_ids[0], threads[0])
         then_body = self.body(s.then_body)
         then_written, then_read = self.written, self.read
         else_body = s.else_body
@@ -243,7 +253,7 @@ class _Planner:
             self.written, self.read = set(entry_written), set(entry_read)
             if threads is not None:
                 self.partial = self.partial_of_region = \
-                    (ELSE_BRANCH_BARRIER, threads[1]) if threads[1] % 32 == 0 else None
+                    (self.branch_ids[1], threads[1]) if threads[1] % 32 == 0 else None
             self.divergent_stmts = []
             else_body = tuple(self.body(s.else_body))
         self.written = then_written | self.written | entry_written

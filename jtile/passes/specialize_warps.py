@@ -49,7 +49,9 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     if len(pipes) != 1 or len(nested) != 1 or not target.has_wgmma or consumers % 128 \
             or consumers + PRODUCER_THREADS > MAX_THREADS:
         return kernel
-    if any(b.space in (MemorySpace.TMEM, MemorySpace.BARRIER) for b in kernel.allocations):
+    if any(b.space in (MemorySpace.TMEM, MemorySpace.BARRIER) for b in kernel.allocations) or \
+            any(isinstance(s, ir.SyncThreads) and s.named is not None
+                for s in statements(kernel.body)):
         return kernel  # hand-written barriers count the user's threads; keep them all
     pipe = pipes[0]
     if not _independent(pipe, kernel):

@@ -174,6 +174,8 @@ def _cooperative_name(s):
             return None
         return {ir.Copy: "T.copy", ir.Fill: "T.fill"}.get(
             type(s), f"T.atomic_{getattr(s, 'op', 'add')} of a tile")
+    if isinstance(s, ir.SyncThreads) and s.named is not None:
+        return None   # a named barrier over the threads that reach it
     return {ir.Gemm: "T.gemm", ir.Reduce: f"T.reduce_{getattr(s, 'op', '')}",
             ir.FinalizeReducer: "T.finalize_reducer", ir.SyncThreads: "T.sync_threads",
             ir.ParallelFor: "T.Parallel"}.get(type(s))

@@ -95,14 +95,21 @@ def test_skipping_jtiles_checks_is_refused():
             pass
 
 
-def test_named_sub_block_barriers_are_refused_by_name():
-    def kernel(X, O):
-        with T.Kernel(1, threads=128):
-            T.sync_threads(1, 64)
-            T.copy(X, O)
+def test_named_barrier_arguments_are_checked():
+    def kernel_with(*args):
+        def kernel(X, O):
+            with T.Kernel(1, threads=128):
+                T.sync_threads(*args)
+                T.copy(X, O)
+        return kernel
 
-    call = jtile.pallas_like(kernel, out_shape=jax.ShapeDtypeStruct((128,), jnp.float32),
-                             interpret=True)
-    with pytest.raises(JtileError, match=r"T.sync_threads\(barrier_id=1, arrive_count=64\): "
-                       r"named barriers over part of the block are not supported"):
-        call(jnp.ones(128, jnp.float32))
+    x = jnp.ones(128, jnp.float32)
+    for args, rule in (((16, 64), r"barrier_id must be a Python int in 1..15"),
+                       ((1, 48), r"arrive_count must be a Python int, a multiple of 32"),
+                       ((1, 256), r"arrive_count must .* at most the block.s 128 threads"),
+                       ((0, 64), r"barrier 0 is the block barrier")):
+        call = jtile.pallas_like(kernel_with(*args),
+                                 out_shape=jax.ShapeDtypeStruct((128,), jnp.float32),
+                                 interpret=True)
+        with pytest.raises(JtileError, match=r"T.sync_threads\(barrier_id=.*\): " + rule):
+            call(x)

@@ -82,3 +82,38 @@ def test_threads_keeping_to_their_own_elements_need_no_barrier():
     expected = np.where(np.arange(128) % 3 == 0, 2 * x + 1, x)
     np.testing.assert_array_equal(y, expected)
     assert "__syncthreads" not in source and "named_barrier_sync" not in source
+
+
+def test_named_barriers_written_by_the_user():
+    """TileLang's `T.sync_threads(barrier_id, arrive_count)`: the first 128 threads run a
+    Hillis-Steele prefix sum over shared memory among themselves, meeting at barrier 3; the
+    branch barriers jtile adds take ids the kernel does not use."""
+    def prefix_sums(X, Y):
+        with T.Kernel(1, threads=256):
+            tx = T.get_thread_binding()
+            s = T.alloc_shared((128,), "float32")
+            t = T.alloc_shared((128,), "float32")
+            if tx < 128:
+                s[tx] = X[tx]
+                T.sync_threads(3, 128)
+                for step in T.serial(7):
+                    shift = 1 << step
+                    t[tx] = T.if_then_else(tx >= shift, s[tx - shift], 0.0) + s[tx]
+                    T.sync_threads(15, 128)
+                    s[tx] = t[tx]
+                    T.sync_threads(3, 128)
+                Y[tx] = s[tx]
+            else:
+                Y[tx] = X[tx] * 2.0
+
+    x = np.random.default_rng(13).integers(-8, 8, 256).astype(np.float32)
+    (y,), source = run_both_ways(prefix_sums, (x,), _spec((256,)))
+    np.testing.assert_array_equal(y[:128], np.cumsum(x[:128]))
+    np.testing.assert_array_equal(y[128:], 2 * x[128:])
+    assert "jt::named_barrier_sync(3, 128);" in source
+    assert "jt::named_barrier_sync(15, 128);" in source
+    assert "__syncthreads" not in source.split("if ((tx < 128))")[1]
+    # Barriers jtile places in the branch (if any) avoid the user's ids 3 and 15.
+    for line in source.splitlines():
+        if "named_barrier_sync(" in line and "(3, 128)" not in line and "(15, 128)" not in line:
+            assert "(14, " in line or "(13, " in line, line
