@@ -30,7 +30,6 @@ that buffer there uses one and the same index expression (each thread then touch
 elements it computes itself).
 """
 
-
 from __future__ import annotations
 
 import dataclasses
@@ -40,7 +39,8 @@ from jtile.ir import nodes as ir
 from jtile.ir.printer import expr_text
 from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, statement_exprs, statements,
                            sub_expressions)
-from jtile.passes.verify import _fail, depends_on_thread, thread_dependent_buffers
+from jtile.errors import JtileTraceError
+from jtile.passes.verify import depends_on_thread, thread_dependent_buffers
 
 # Named barrier ids: 0 is the block barrier; jtile's warp-specialised kernels use 1 and up for
 # their consumers and their turns; branches on the thread index take the two highest ids the
@@ -111,13 +111,24 @@ class _Planner:
             return []
         what, where = self.divergent
         names = ", ".join(sorted(b.describe() for b in buffers))
-        raise _fail(self.kernel, getattr(s, "loc", None),
-                    f"threads under {what} at {where}, which differs between the threads of a "
-                    f"block, exchange data through shared memory ({names}): one thread reads "
-                    "or overwrites an element another thread of the branch wrote or read, "
-                    "which needs a barrier, and a block barrier inside the branch would wait "
-                    "for the threads that skip it. End the branch, call T.sync_threads(), and "
-                    "continue under a new one")
+        k = self.kernel
+        raise JtileTraceError(
+            f"{k.name} ({k.loc}): {getattr(s, 'loc', None)}: threads under {what} at {where}, "
+            f"which differs between the threads of a block, exchange data through shared "
+            f"memory ({names}): one thread reads or overwrites an element another thread of "
+            "the branch wrote or read, which needs a barrier, and a block barrier inside the "
+            "branch would wait for the threads that skip it. End the branch, call "
+            "T.sync_threads(), and continue under a new one, or meet at a named barrier over "
+            "the branch's threads: T.sync_threads(barrier_id, arrive_count)")
+
+    def hazard_barrier(self, s, reads, writes) -> list:
+        """The barrier a hazard before statement `s` needs: the block's, the named barrier of
+        the branch on the thread index being planned, or (other branches) none or a refusal."""
+        if self.divergent is None:
+            return [self.barrier()]
+        if self.partial is not None:
+            return [self.barrier(partial=self.partial)]
+        return self.divergent_barrier(s, self.conflicts(reads, writes))
 
     def barrier(self, loc=ir.NO_LOC, from_user=False, partial=None) -> low.Barrier:
         """A barrier here: everything before it is visible to everything after it."""
@@ -134,12 +145,7 @@ class _Planner:
             reads, writes = self.shared_sets(s)
             if self.overlap(reads, self.written) or \
                     self.overlap(writes, self.read | self.written):
-                if self.divergent is None:
-                    out.append(self.barrier())
-                elif self.partial is not None:
-                    out.append(self.barrier(partial=self.partial))
-                else:
-                    out.extend(self.divergent_barrier(s, self.conflicts(reads, writes)))
+                out.extend(self.hazard_barrier(s, reads, writes))
             out.extend(self.stmt(s))
             self.read |= reads
             self.written |= writes
@@ -158,12 +164,7 @@ class _Planner:
             reads |= r
             writes |= w
         if self.overlap(writes, self.read | reads) or self.overlap(reads, self.written):
-            if self.divergent is None:
-                out.append(self.barrier())
-            elif self.partial is not None:
-                out.append(self.barrier(partial=self.partial))
-            else:
-                out.extend(self.divergent_barrier(stmts[-1], self.conflicts(reads, writes)))
+            out.extend(self.hazard_barrier(stmts[-1], reads, writes))
         self.written |= entry_written
         self.read |= entry_read
         return out
