@@ -90,8 +90,15 @@ OVERLAP_GEMMS = Variable(
     "Off by default until measured faster on an H200.",
 )
 
+PRODUCER_REGISTERS = Variable(
+    "JTILE_PRODUCER_REGISTERS",
+    "Registers per thread the producer warpgroup of a warp-specialised kernel keeps after "
+    "setmaxnreg (24 to 256, a multiple of 8; default 40); the consumer warpgroups share the "
+    "rest, up to 240 each. 24 gives two consumer warpgroups 240 instead of 232.",
+)
+
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
-             TMA_STORE, PINGPONG, OVERLAP_GEMMS)
+             TMA_STORE, PINGPONG, OVERLAP_GEMMS, PRODUCER_REGISTERS)
 
 
 def _flag(variable: Variable, default: bool = False) -> bool:
@@ -131,6 +138,22 @@ def pingpong() -> bool:
     """Whether consumer warpgroups take turns at a ring's first gemm (``JTILE_PINGPONG``,
     default off)."""
     return _flag(PINGPONG)
+
+
+def producer_registers() -> int:
+    """Registers the producer warpgroup keeps (``JTILE_PRODUCER_REGISTERS``, default 40)."""
+    value = PRODUCER_REGISTERS.raw()
+    if value is None or value == "":
+        return 40
+    try:
+        registers = int(value)
+    except ValueError:
+        registers = -1
+    if not 24 <= registers <= 256 or registers % 8:
+        raise JtileError(f"{PRODUCER_REGISTERS.name}={value!r} is not a register count: use a "
+                         f"multiple of 8 from 24 to 256. ({PRODUCER_REGISTERS.name}: "
+                         f"{PRODUCER_REGISTERS.doc})")
+    return registers
 
 
 def overlap_gemms() -> bool:

@@ -22,15 +22,17 @@ from jtile.passes.issue_ahead import issuable_ahead
 from jtile.passes.lower_tile_ops import number_tensor_maps
 
 PRODUCER_THREADS = 128
-PRODUCER_REGISTERS = 40
 MAX_THREADS = 1024
 REGISTER_FILE = 65536
 
 
-def _consumer_registers(consumers: int) -> int:
-    """What setmaxnreg can give each consumer thread once the producer keeps its share."""
-    per_thread = (REGISTER_FILE - PRODUCER_THREADS * PRODUCER_REGISTERS) // consumers
-    return min(240, per_thread // 8 * 8)
+def _consumer_registers(consumers: int, producer: int) -> int:
+    """What setmaxnreg can give each consumer thread once the producer keeps `producer`: the
+    block starts with the registers its launch bound allows every thread (a multiple of 8),
+    and setmaxnreg.inc waits forever for registers nobody released."""
+    launched = REGISTER_FILE // (consumers + PRODUCER_THREADS) // 8 * 8
+    pool = (consumers + PRODUCER_THREADS) * launched - PRODUCER_THREADS * producer
+    return min(240, pool // consumers // 8 * 8)
 
 
 def _independent(pipe: low.MbarrierPipeline, kernel: ir.Kernel) -> bool:
@@ -63,9 +65,9 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     body = tuple(specialised if s is pipe else s for s in kernel.body)
     # T.no_set_max_nreg() keeps ptxas's even split of the register file.
     reallocate = consumers >= 256 and not kernel.attrs.get("no_set_max_nreg")
-    registers = _consumer_registers(consumers) if reallocate else 0
-    roles = low.WarpRoles(consumers, PRODUCER_THREADS,
-                          PRODUCER_REGISTERS if registers else 0, registers)
+    producer = config.producer_registers()
+    registers = _consumer_registers(consumers, producer) if reallocate else 0
+    roles = low.WarpRoles(consumers, PRODUCER_THREADS, producer if registers else 0, registers)
     kernel = kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))
     return number_tensor_maps(kernel) if specialised.cluster_consumers > 1 else kernel
 

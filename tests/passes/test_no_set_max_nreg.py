@@ -68,3 +68,22 @@ def test_no_set_max_nreg_belongs_inside_the_kernel():
     f = jtile.pallas_like(outside, out_shape=S((128,), jnp.float32), interpret=True)
     with pytest.raises(jtile.JtileError, match=r"T.no_set_max_nreg belongs inside"):
         f(np.zeros(128, np.float32))
+
+
+def test_producer_registers_come_from_jtile_producer_registers(monkeypatch):
+    """JTILE_PRODUCER_REGISTERS=24 gives two consumer warpgroups 240 registers each (the block
+    starts with 168 per thread: 128 x 24 + 256 x 240 is all of it); bad values are refused."""
+    import jtile.config
+    from jtile.passes.specialize_warps import _consumer_registers
+
+    monkeypatch.setenv("JTILE_PRODUCER_REGISTERS", "24")
+    assert jtile.config.producer_registers() == 24
+    assert _consumer_registers(256, 24) == 240 and _consumer_registers(256, 40) == 232
+    for consumers, producer in ((256, 24), (256, 40), (384, 40), (256, 64), (512, 24)):
+        launched = 65536 // (consumers + 128) // 8 * 8
+        assert 128 * producer + consumers * _consumer_registers(consumers, producer) <= \
+            (consumers + 128) * launched
+    for bad in ("20", "41", "300", "many"):
+        monkeypatch.setenv("JTILE_PRODUCER_REGISTERS", bad)
+        with pytest.raises(jtile.JtileError, match="JTILE_PRODUCER_REGISTERS"):
+            jtile.config.producer_registers()
