@@ -333,6 +333,9 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
         elem = em.element(buf, [em.expr(i) for i in s.dst.indices])
         bounds = unproven_bounds_condition(em, buf, s.dst.indices)
         stmt = f"jt::atomic_{s.op}(&{elem}, {em.typed(s.value, buf.dtype)});"
+        if s.prev is not None:
+            # return_prev: the element's value from before this thread's update.
+            stmt = f"{em.element(s.prev, ['0'])} = {stmt}"
         with guard_replicas(em, True):
             em.line(f"if ({bounds}) {stmt}" if bounds else stmt)
         return

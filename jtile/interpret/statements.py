@@ -1,8 +1,8 @@
 """The statement walker: runs a kernel body's statements in program order on `Memory`.
 
 Outside `T.Parallel` a statement runs once per block (TileLang code outside T.Parallel is the
-same for every thread), unless it reads the thread index or a per-thread buffer: then it runs
-over a vector of the block's threads (`threads.py`). A `T.Parallel` loop runs each statement
+same for every thread), unless it reads the thread index or a per-thread buffer, or is an
+element atomic: then it runs over a vector of the block's threads (`threads.py`). A `T.Parallel` loop runs each statement
 of its body for all iterations at once before the next statement, which is a faithful order
 because its iterations must be independent. Inside it, `T.If` becomes a mask on stores
 instead of a branch.

@@ -17,7 +17,9 @@ own lane; block-wide code that writes one (a `T.clear`, a store outside per-thre
 writes every thread's copy alike. Which buffers are per-thread is decided before running, to a
 fixed point (a value read from a per-thread buffer is per-thread too). Private buffers only
 block-wide code writes keep one copy per block, and statements that read neither the thread
-index nor a per-thread buffer run once per block, so uniform code runs as fast as before.
+index nor a per-thread buffer run once per block, so uniform code runs as fast as before:
+every thread would do the same. The exception is an element atomic (`T.atomic_add(s[0], 1)`),
+which is not idempotent: as in the compiled code, every thread runs it.
 
 What per-thread code cannot hold: operations the whole block runs together (`T.Parallel`,
 `T.gemm`, `T.reduce_*`, `T.cumsum`, copies and fills of shared or global tiles); `verify`
@@ -120,6 +122,10 @@ def _runs_per_thread(kernel: ir.Kernel, stmt, per_thread: frozenset) -> bool:
     those operations); its other statements each decide for themselves."""
     if kernel.thread_var is None or isinstance(stmt, ir.ParallelFor):
         return False
+    if isinstance(stmt, ir.AtomicAdd) and isinstance(stmt.dst, ir.Load):
+        # Outside T.Parallel every thread runs an element atomic (TileLang's scalar code runs
+        # on all threads): `T.atomic_add(s[0], 1)` adds once per thread.
+        return True
     if _own_reads(kernel, stmt, per_thread):
         return True
     if not child_bodies(stmt) or _holds_cooperative(stmt):

@@ -8,6 +8,9 @@ tile work without special code, on the GPU and here alike.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import jax
 import jax.numpy as jnp
 from jax import lax
@@ -16,7 +19,8 @@ from jtile.ir.nodes import AtomicAdd, Const, Copy, Fill, Gemm, Reduce, Region
 from jtile.ir.types import DType
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory, jnp_dtype
-from jtile.interpret.stores import UPDATES, scatter_element
+from jtile.interpret import threads
+from jtile.interpret.stores import UPDATES, scatter_element, scatter_indices
 
 
 def _static_starts(region: Region):
@@ -179,7 +183,59 @@ def atomic_tile(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
 
 def atomic_element(memory: Memory, env: Env, stmt: AtomicAdd) -> None:
     """`T.atomic_<op>(X[idx], v)` for every (unmasked) iteration of the enclosing T.Parallel
-    space: colliding iterations all count (scatter-add / max / min)."""
+    space, or every thread: colliding ones all count (scatter-add / max / min). With
+    return_prev, each gets the element's value from before its own update, the updates taken
+    in iteration (thread) order."""
     evaluate = Evaluator(memory, env, stmt.loc)
-    scatter_element(memory, env, evaluate, stmt.dst.buffer, stmt.dst.indices,
-                    evaluate(stmt.value), ATOMIC_UPDATES[stmt.op], stmt.loc)
+    value = evaluate(stmt.value)
+    previous = None if stmt.prev is None else _previous_values(memory, env, evaluate, stmt, value)
+    scatter_element(memory, env, evaluate, stmt.dst.buffer, stmt.dst.indices, value,
+                    ATOMIC_UPDATES[stmt.op], stmt.loc)
+    if previous is not None:
+        scatter_element(memory, env, evaluate, stmt.prev, (Const(0, DType.int32),), previous,
+                        UPDATES[None], stmt.loc)
+
+
+def _previous_values(memory: Memory, env: Env, evaluate: Evaluator, stmt: AtomicAdd, value):
+    """What each lane of the space reads back from `T.atomic_<op>(..., return_prev=True)`:
+    the element before the update, plus (or max / min with) the values of the earlier lanes
+    that update the same element."""
+    buffer = stmt.dst.buffer
+    dtype = jnp_dtype(buffer.dtype)
+    lane = threads.lane(memory, buffer, env, stmt.loc)
+    shape = tuple(buffer.shape) if lane is None else \
+        (memory.ctx.kernel.threads,) + tuple(buffer.shape)
+    where = scatter_indices(evaluate, stmt.dst.indices, shape, env, lane)
+    active = functools.reduce(operator.and_, [w < n for w, n in zip(where, shape)])
+    clipped = tuple(jnp.minimum(w, n - 1) for w, n in zip(where, shape))
+    base = memory.read(buffer, stmt.loc)[clipped].ravel()
+    identity = {"add": 0, "max": _lowest(dtype), "min": _highest(dtype)}[stmt.op]
+    values = jnp.where(active, jnp.broadcast_to(value.astype(dtype), env.space),
+                       jnp.asarray(identity, dtype)).ravel()
+    key = jnp.where(active, jnp.ravel_multi_index(clipped, shape, mode="clip"), -1).ravel()
+    order = jnp.argsort(key, stable=True)          # lanes of one element together, in order
+    keys, ordered = key[order], values[order]
+    first = jnp.concatenate([jnp.ones((1,), bool), keys[1:] != keys[:-1]])
+    if stmt.op == "add":
+        before = jnp.cumsum(ordered) - ordered
+        start = lax.cummax(jnp.where(first, jnp.arange(keys.size), 0))
+        earlier = before - before[start]
+        combine = jnp.add
+    else:
+        combine = jnp.maximum if stmt.op == "max" else jnp.minimum
+
+        def segment(a, b):
+            return jnp.where(b[1], b[0], combine(a[0], b[0])), a[1] | b[1]
+
+        running, _ = lax.associative_scan(segment, (ordered, first))
+        earlier = jnp.where(first, jnp.asarray(identity, dtype), jnp.roll(running, 1))
+    previous = jnp.zeros_like(ordered).at[order].set(combine(base[order], earlier))
+    return previous.reshape(env.space)
+
+
+def _lowest(dtype):
+    return -jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).min
+
+
+def _highest(dtype):
+    return jnp.inf if jnp.issubdtype(dtype, jnp.floating) else jnp.iinfo(dtype).max

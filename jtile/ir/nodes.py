@@ -599,6 +599,9 @@ class AtomicAdd(Stmt):
     value: Union[Region, Expr]
     loc: SourceLoc = NO_LOC
     op: str = "add"
+    # return_prev=True (element form): the thread-private one-element buffer that receives
+    # the element's value from before this update.
+    prev: Optional[Buffer] = None
 
 
 @dataclass(frozen=True, eq=False)

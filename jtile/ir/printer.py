@@ -79,7 +79,9 @@ def _stmt_lines(s, depth: int) -> list:
                 f"{'' if s.clear else ' accumulate'}"]
     if isinstance(s, ir.AtomicAdd):
         value = region_text(s.value) if isinstance(s.value, ir.Region) else expr_text(s.value)
-        return [f"{pad}atomic_add {region_text(s.dst)} += {value}"]
+        dst = region_text(s.dst) if isinstance(s.dst, ir.Region) else expr_text(s.dst)
+        prev = f"{s.prev.name} = " if s.prev is not None else ""
+        return [f"{pad}{prev}atomic_{s.op} {dst} <- {value}"]
     if isinstance(s, ir.Scan):
         return [f"{pad}cum{s.op} {region_text(s.src)} -> {region_text(s.dst)} dim={s.dim}"
                 f"{' reverse' if s.reverse else ''}"]

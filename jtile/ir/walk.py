@@ -159,7 +159,7 @@ def _buffers_written(s) -> set:
     if isinstance(s, ir.Reduce):
         return {s.dst}
     if isinstance(s, ir.AtomicAdd):
-        return {s.dst.buffer}
+        return {s.dst.buffer} | ({s.prev} if s.prev is not None else set())
     if isinstance(s, ir.FinalizeReducer):
         return {s.reducer}
     return set()

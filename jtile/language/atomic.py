@@ -29,8 +29,13 @@ def atomic_add(dst, value, memory_order=None, return_prev=False, use_tma=False, 
     shape (a buffer, slice or fragment): each element is added atomically. Element form inside
     or outside T.Parallel; tile form outside it. dtypes: float32/64, float16, bfloat16, int32,
     uint32, uint64. memory_order may be None or "relaxed" (what CUDA's atomics are).
+
+    `return_prev=True` (element form, in per-thread code outside T.Parallel) returns the
+    element's value from just before this thread's update, as TileLang's: threads adding 1 to
+    one counter each get a distinct slot. Interpret mode serialises the threads' updates in
+    thread order; on a GPU the order is the hardware's.
     """
-    _atomic("add", dst, value, memory_order, return_prev, use_tma, annotations)
+    return _atomic("add", dst, value, memory_order, return_prev, use_tma, annotations)
 
 
 def atomic_max(dst, value, memory_order=None, return_prev=False, annotations=None):
@@ -39,7 +44,7 @@ def atomic_max(dst, value, memory_order=None, return_prev=False, annotations=Non
 
     Forms as `T.atomic_add`. dtypes: float32/64, float16, bfloat16, int32/64, uint32/64.
     """
-    _atomic("max", dst, value, memory_order, return_prev, False, annotations)
+    return _atomic("max", dst, value, memory_order, return_prev, False, annotations)
 
 
 def atomic_min(dst, value, memory_order=None, return_prev=False, annotations=None):
@@ -47,7 +52,7 @@ def atomic_min(dst, value, memory_order=None, return_prev=False, annotations=Non
 
     Forms as `T.atomic_add`. dtypes: float32/64, float16, bfloat16, int32/64, uint32/64.
     """
-    _atomic("min", dst, value, memory_order, return_prev, False, annotations)
+    return _atomic("min", dst, value, memory_order, return_prev, False, annotations)
 
 
 def _refuse_options(op, builder, loc, memory_order, return_prev, use_tma, annotations):
@@ -55,10 +60,10 @@ def _refuse_options(op, builder, loc, memory_order, return_prev, use_tma, annota
         raise builder.error(f"memory_order={memory_order!r} is not supported: jtile's atomics "
                             "are relaxed (memory_order=None or 'relaxed'); order other accesses "
                             "with T.sync_threads", loc, op=op)
-    if return_prev:
-        raise builder.error("return_prev=True is not supported: jtile's atomics are statements "
-                            "and return nothing; read the element separately if you need it",
-                            loc, op=op)
+    if return_prev and op.startswith("T.atomic_addx"):
+        raise builder.error("return_prev=True is not supported on the two- and four-element "
+                            "forms; use T.atomic_add(..., return_prev=True) per element", loc,
+                            op=op)
     if use_tma:
         raise builder.error("use_tma=True (cp.reduce.async.bulk) is not supported; drop it and "
                             "jtile issues per-element atomics", loc, op=op)
@@ -94,8 +99,12 @@ def _atomic(kind: str, dst, value, memory_order, return_prev, use_tma, annotatio
         if dst_r.squeezed_shape() != value_r.squeezed_shape():
             raise builder.error(f"dst tile {dst_r.extents} and value tile {value_r.extents} differ",
                                 loc, op=op)
+        if return_prev:
+            raise builder.error("return_prev=True returns one element's previous value; a tile "
+                                "update has no single one. Update one element at a time", loc,
+                                op=op)
         builder.emit(AtomicAdd(dst_r, value_r, loc, kind))
-        return
+        return None
     if not isinstance(dst, Load):
         region = as_region(dst, "dst", loc)
         if any(extent != 1 for extent in region.extents):
@@ -104,7 +113,17 @@ def _atomic(kind: str, dst, value, memory_order, return_prev, use_tma, annotatio
                 f"tile {tuple(region.extents)} would need the value broadcast. Use a T.Parallel "
                 f"loop with {op} on each element", loc, op=op)
         dst = _one_element(region)
-    builder.emit(AtomicAdd(dst, coerce(value, target.dtype), loc, kind))
+    if not return_prev:
+        builder.emit(AtomicAdd(dst, coerce(value, target.dtype), loc, kind))
+        return None
+    if builder.parallel_depth:
+        raise builder.error("return_prev=True inside T.Parallel is not supported: each thread's "
+                            "own code (outside T.Parallel) may take the previous value", loc,
+                            op=op)
+    prev = builder.add_allocation(Buffer(builder.fresh_name("prev"), (1,), target.dtype,
+                                         MemorySpace.VAR, loc))
+    builder.emit(AtomicAdd(dst, coerce(value, target.dtype), loc, kind, prev))
+    return Load(prev, (Const(0, DType.int32),), target.dtype)
 
 
 def atomic_addx2(dst, value, return_prev=False):

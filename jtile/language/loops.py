@@ -54,7 +54,12 @@ def Parallel(*extents, coalesced_width=None, loop_layout=None, prefer_async=None
     vars_ = tuple(builder.new_var(names[d] if d < len(names) else f"i{d}")
                   for d in range(len(extents)))
     with builder.block() as body:
-        yield from _body_once(vars_[0] if len(vars_) == 1 else vars_, builder, "T.Parallel", loc)
+        builder.parallel_depth += 1
+        try:
+            yield from _body_once(vars_[0] if len(vars_) == 1 else vars_, builder, "T.Parallel",
+                                  loc)
+        finally:
+            builder.parallel_depth -= 1
     builder.emit(ParallelFor(vars_, tuple(int(e) for e in extents), tuple(body), loc))
 
 

@@ -40,6 +40,7 @@ class Builder:
         self.blocks: list[list[Stmt]] = [[]]
         self.grid: Optional[tuple] = None
         self.threads: Optional[int] = None
+        self.parallel_depth = 0   # T.Parallel loops open around the statement being traced
         self.block_vars: tuple = ()
         self.thread_var: Optional[Var] = None
         self.thread_extents: tuple = ()   # (x, y[, z]) of a multi-dimensional thread block

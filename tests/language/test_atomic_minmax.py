@@ -140,7 +140,10 @@ def test_64_bit_atomics_compile(target):
 @pytest.mark.parametrize("case, rule", [
     ("order", r"T.atomic_max at test_atomic_minmax.py:\d+: memory_order='acquire' is not "
               "supported"),
-    ("prev", r"T.atomic_min at test_atomic_minmax.py:\d+: return_prev=True is not supported"),
+    ("prev", r"T.atomic_min at test_atomic_minmax.py:\d+: return_prev=True inside T.Parallel "
+             r"is not supported"),
+    ("prev_tile", r"T.atomic_add at test_atomic_minmax.py:\d+: return_prev=True returns one "
+                  r"element's previous value"),
     ("tma", r"T.atomic_add at test_atomic_minmax.py:\d+: use_tma=True"),
     ("broadcast", r"T.atomic_max at test_atomic_minmax.py:\d+: a scalar value needs one "
                   r"element as dst.*tile \(16,\)"),
@@ -153,7 +156,10 @@ def test_refusals(case, rule):
             if case == "order":
                 T.atomic_max(O[0], X[0], memory_order="acquire")
             elif case == "prev":
-                T.atomic_min(O[0], X[0], return_prev=True)
+                for i in T.Parallel(16):
+                    T.atomic_min(O[i], X[i], return_prev=True)
+            elif case == "prev_tile":
+                T.atomic_add(O[0:16], X[0:16], return_prev=True)
             elif case == "tma":
                 T.atomic_add(O[0:16], X[0:16], use_tma=True)
             elif case == "broadcast":
