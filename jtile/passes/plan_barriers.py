@@ -22,8 +22,8 @@ makes them named barriers).
 
 Under a condition (or loop bound) that differs between threads a block barrier would wait for
 threads that never arrive, so none is placed there. Hazards with what came before or comes
-after are settled by barriers around the branch. Inside a branch on `tx < C` (C a multiple of
-32) and its else branch the threads that run it are known: they meet at a named barrier over
+after are settled by barriers around the branch. Inside a branch on `tx < C` or `tx >= C` (C a
+multiple of 32) and its else branch the threads that run it are known: they meet at a named barrier over
 just them (bar.sync id, count). Inside any other such branch or loop, a statement that reads or
 overwrites an element another thread of it wrote or read is refused, unless every access to
 that buffer there uses one and the same index expression (each thread then touches only the
@@ -232,14 +232,19 @@ class _Planner:
 
     def branch_threads(self, cond):
         """(threads running the then branch, those running the else branch) of a condition
-        `tx < C` with C a multiple of 32 inside the block, else None."""
-        threads = self.kernel.threads
-        if isinstance(cond, ir.BinOp) and cond.op == "lt" and cond.a is self.kernel.thread_var \
-                and isinstance(cond.b, ir.Const) and isinstance(cond.b.value, int) \
-                and 0 < cond.b.value < threads and cond.b.value % 32 == 0 \
-                and self.kernel.attrs.get("warp_roles") is None:
-            return cond.b.value, threads - cond.b.value
-        return None
+        that splits the block at a multiple of 32 (`tx < C`, `tx >= C`, `C > tx`, `C <= tx`),
+        else None."""
+        tx, threads = self.kernel.thread_var, self.kernel.threads
+        if not isinstance(cond, ir.BinOp) or self.kernel.attrs.get("warp_roles") is not None:
+            return None
+        op, a, b = cond.op, cond.a, cond.b
+        if b is tx and isinstance(a, ir.Const):   # C > tx is tx < C, C <= tx is tx >= C
+            op, a, b = {"gt": "lt", "le": "ge"}.get(op), b, a
+        if a is not tx or not isinstance(b, ir.Const) or not isinstance(b.value, int) or \
+                isinstance(b.value, bool) or not 0 < b.value < threads or b.value % 32:
+            return None
+        below = (b.value, threads - b.value)
+        return below if op == "lt" else below[::-1] if op == "ge" else None
 
     def branches(self, s: ir.IfThenElse, threads) -> list:
         """Both bodies of a T.If, each from the state before it; after it, the union.

@@ -117,3 +117,24 @@ def test_named_barriers_written_by_the_user():
     for line in source.splitlines():
         if "named_barrier_sync(" in line and "(3, 128)" not in line and "(15, 128)" not in line:
             assert "(14, " in line or "(13, " in line, line
+
+
+@pytest.mark.parametrize("split", ["ge", "gt_const"])
+def test_the_other_spellings_of_a_split_at_a_warp_boundary(split):
+    def upper_half(X, Y):
+        with T.Kernel(1, threads=128):
+            tx = T.get_thread_binding()
+            s = T.alloc_shared((128,), "float32")
+            cond = tx >= 64 if split == "ge" else 64 <= tx
+            if cond:
+                s[tx] = X[tx] * 2.0
+                Y[tx] = s[(tx - 63) % 64 + 64]
+            else:
+                Y[tx] = X[tx]
+
+    x = np.random.default_rng(16).standard_normal(128).astype(np.float32)
+    (y,), source = run_both_ways(upper_half, (x,), _spec((128,)))
+    expected = x.copy()
+    expected[64:] = 2 * x[64 + (np.arange(64, 128) - 63) % 64]
+    np.testing.assert_array_equal(y, expected)
+    assert "jt::named_barrier_sync(15, 64);" in source and "__syncthreads" not in source
