@@ -3,9 +3,10 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
 
-B4 S4096 H16 float16, head dim 64 and 128, full (`--causal` adds the causal rows). Backward tiles are
-(block_m keys per block, block_n queries per step); each row also says whether ptxas spilled
-or serialized the backward kernel's wgmmas (a JtilePerformanceWarning).
+B4 S4096 H16 float16, head dim 64 and 128, full (`--causal` adds the causal rows). Backward
+tiles are (block_m keys per block, block_n queries per step), with the producer warpgroup's
+registers (JTILE_PRODUCER_REGISTERS, which the forward kernel takes too); each row also says
+whether ptxas serialized the backward kernel's wgmmas (a JtilePerformanceWarning).
 """
 
 from __future__ import annotations
@@ -28,9 +29,12 @@ from benchmarks.bench_ops import forward_backward  # noqa: E402
 # jtile.ops.attention is the op (the package re-exports it): the module holds its tile table.
 attention_module = importlib.import_module("jtile.ops.attention")
 
+# (block_m, block_n, producer registers): the shipped shape first, then the same shape with
+# the consumers at 240 registers (where ptxas stops serializing the backward's wgmmas), then
+# smaller key blocks (no spills, twice the dQ atomics).
 CANDIDATES = {
-    64: [(128, 128), (128, 64), (64, 128)],
-    128: [(128, 64), (64, 128), (64, 64)],
+    64: [(128, 128, 40), (128, 128, 24), (64, 128, 40)],
+    128: [(128, 64, 40), (128, 64, 24), (64, 128, 40), (64, 64, 40)],
 }
 
 
@@ -55,10 +59,11 @@ def main():
             label = f"D{d} {'causal' if causal else 'full'}"
             print(f"{label:<12} cudnn            {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} "
                   "TFLOP/s", flush=True)
-            for block_m, block_n in options:
+            for block_m, block_n, producer in options:
                 backward = dict(block_m=block_m, block_n=block_n, stages=2, threads=256)
                 attention_module.HOPPER_TILES[d] = (forward_tiles, backward)
                 attention_module._launcher.cache_clear()
+                os.environ["JTILE_PRODUCER_REGISTERS"] = str(producer)
                 mine = grad_of(functools.partial(ops.attention, causal=causal,
                                                  interpret=False))
                 with warnings.catch_warnings(record=True) as caught:
@@ -66,7 +71,7 @@ def main():
                     t = _time(mine, (q, k, v))
                 flags = "serialized" if any("serialized" in str(w.message)
                                             for w in caught) else ""
-                print(f"{label:<12} bwd {block_m:>3}x{block_n:<3}      {t:7.3f} ms "
+                print(f"{label:<12} bwd {block_m:>3}x{block_n:<3} p{producer:<3}  {t:7.3f} ms "
                       f"{work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f} {flags}",
                       flush=True)
 
