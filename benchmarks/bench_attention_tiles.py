@@ -39,7 +39,14 @@ CANDIDATES = {
 
 
 def _time(fn, args):
-    return bench(jax.jit(fn), *args, iters=10, reps=3, loop_seconds=0.3)[0]
+    """Median milliseconds and the outputs (forward outputs and gradients)."""
+    return bench(jax.jit(fn), *args, iters=10, reps=3, loop_seconds=0.3)
+
+
+def _rel_err(a, b) -> float:
+    a = jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree_util.tree_leaves(a)])
+    b = jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree_util.tree_leaves(b)])
+    return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
 def main():
@@ -55,7 +62,7 @@ def main():
             grad_of = functools.partial(forward_backward, argnums=(0, 1, 2), cotangents=[cot])
             cudnn = grad_of(lambda q, k, v: jax.nn.dot_product_attention(
                 q, k, v, is_causal=causal, implementation="cudnn"))
-            t_cudnn = _time(cudnn, (q, k, v))
+            t_cudnn, reference = _time(cudnn, (q, k, v))
             label = f"D{d} {'causal' if causal else 'full'}"
             print(f"{label:<12} cudnn            {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} "
                   "TFLOP/s", flush=True)
@@ -68,11 +75,12 @@ def main():
                                                  interpret=False))
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    t = _time(mine, (q, k, v))
+                    t, out = _time(mine, (q, k, v))
                 flags = "serialized" if any("serialized" in str(w.message)
                                             for w in caught) else ""
                 print(f"{label:<12} bwd {block_m:>3}x{block_n:<3} p{producer:<3}  {t:7.3f} ms "
-                      f"{work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f} {flags}",
+                      f"{work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f}  "
+                      f"err {_rel_err(out, reference):.1e} {flags}",
                       flush=True)
 
 
