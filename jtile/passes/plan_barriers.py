@@ -23,11 +23,11 @@ makes them named barriers).
 Under a condition (or loop bound) that differs between threads a block barrier would wait for
 threads that never arrive, so none is placed there. Hazards with what came before or comes
 after are settled by barriers around the branch. Inside a branch on `tx < C` or `tx >= C` (C a
-multiple of 32) and its else branch the threads that run it are known: they meet at a named barrier over
-just them (bar.sync id, count). Inside any other such branch or loop, a statement that reads or
-overwrites an element another thread of it wrote or read is refused, unless every access to
-that buffer there uses one and the same index expression (each thread then touches only the
-elements it computes itself).
+multiple of 32) and its else branch the threads that run it are known: they meet at a named
+barrier over just them (bar.sync id, count). Inside any other such branch or loop, a
+statement that reads or overwrites an element another thread of it wrote or read is refused,
+unless every access to that buffer there uses one and the same index expression (each thread
+then touches only the elements it computes itself).
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from jtile.ir.printer import expr_text
 from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, statement_exprs, statements,
                            sub_expressions)
 from jtile.errors import JtileTraceError
-from jtile.passes.verify import depends_on_thread, thread_dependent_buffers
+from jtile.passes.verify import (depends_on_thread, split_threads,
+                                 thread_dependent_buffers)
 
 # Named barrier ids: 0 is the block barrier; jtile's warp-specialised kernels use 1 and up for
 # their consumers and their turns; branches on the thread index take the two highest ids the
@@ -231,20 +232,10 @@ class _Planner:
         return [s]
 
     def branch_threads(self, cond):
-        """(threads running the then branch, those running the else branch) of a condition
-        that splits the block at a multiple of 32 (`tx < C`, `tx >= C`, `C > tx`, `C <= tx`),
-        else None."""
-        tx, threads = self.kernel.thread_var, self.kernel.threads
-        if not isinstance(cond, ir.BinOp) or self.kernel.attrs.get("warp_roles") is not None:
+        """`verify.split_threads` of a branch's condition, outside warp-specialised kernels."""
+        if self.kernel.attrs.get("warp_roles") is not None:
             return None
-        op, a, b = cond.op, cond.a, cond.b
-        if b is tx and isinstance(a, ir.Const):   # C > tx is tx < C, C <= tx is tx >= C
-            op, a, b = {"gt": "lt", "le": "ge"}.get(op), b, a
-        if a is not tx or not isinstance(b, ir.Const) or not isinstance(b.value, int) or \
-                isinstance(b.value, bool) or not 0 < b.value < threads or b.value % 32:
-            return None
-        below = (b.value, threads - b.value)
-        return below if op == "lt" else below[::-1] if op == "ge" else None
+        return split_threads(self.kernel, cond)
 
     def branches(self, s: ir.IfThenElse, threads) -> list:
         """Both bodies of a T.If, each from the state before it; after it, the union.

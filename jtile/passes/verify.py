@@ -265,6 +265,57 @@ def verify_fragment_indexing(kernel: ir.Kernel) -> None:
         raise _fail(kernel, loc, rule)
 
 
+def split_threads(kernel: ir.Kernel, cond):
+    """(threads that run the then branch, threads that run the else branch) of a condition
+    that splits the block at a multiple of 32 (`tx < C`, `tx >= C`, `C > tx`, `C <= tx`),
+    else None."""
+    tx, threads = kernel.thread_var, kernel.threads
+    if tx is None or not isinstance(cond, ir.BinOp):
+        return None
+    op, a, b = cond.op, cond.a, cond.b
+    if b is tx and isinstance(a, ir.Const):   # C > tx is tx < C, C <= tx is tx >= C
+        op, a, b = {"gt": "lt", "le": "ge"}.get(op), b, a
+    if a is not tx or not isinstance(b, ir.Const) or not isinstance(b.value, int) or \
+            isinstance(b.value, bool) or not 0 < b.value < threads or b.value % 32:
+        return None
+    below = (b.value, threads - b.value)
+    return below if op == "lt" else below[::-1] if op == "ge" else None
+
+
+def verify_named_barrier_counts(kernel: ir.Kernel) -> None:
+    """A named barrier lets threads through `arrive_count` at a time: where the number of
+    threads that reach it is known (the whole block, or a branch on `tx < C` / `tx >= C`) and
+    is not a multiple of the count, the last ones would wait forever. Under other conditions
+    on the thread index the count is the kernel's responsibility, as in TileLang."""
+    if kernel.thread_var is None:
+        return
+    tainted = thread_dependent_buffers(kernel)
+
+    def visit(body, arriving):
+        for s in body:
+            if isinstance(s, ir.SyncThreads) and s.named is not None and arriving is not None \
+                    and arriving % s.named[1]:
+                raise _fail(kernel, s.loc, f"T.sync_threads(barrier_id={s.named[0]}, "
+                            f"arrive_count={s.named[1]}) is reached by {arriving} threads here; "
+                            f"the barrier lets them through {s.named[1]} at a time, so the last "
+                            f"{arriving % s.named[1]} would wait forever. Use a count that "
+                            f"divides {arriving}")
+            divides = not isinstance(s, ir.ParallelFor) and \
+                any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s))
+            if isinstance(s, ir.IfThenElse):
+                split = split_threads(kernel, s.cond) if divides and arriving == kernel.threads \
+                    else None
+                inner = split if split is not None else (None, None) if divides else \
+                    (arriving, arriving)
+                visit(s.then_body, inner[0])
+                visit(s.else_body, inner[1])
+            else:
+                for child in child_bodies(s):
+                    visit(child, None if divides else arriving)
+
+    visit(kernel.body, kernel.threads)
+
+
 def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     aliases = dict(aliases or {})
     verify_inputs_read_only(kernel, tuple(aliases))
@@ -273,4 +324,5 @@ def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     verify_no_tile_ops_in_parallel(kernel)
     verify_fragment_indexing(kernel)
     verify_uniform_tile_ops(kernel)
+    verify_named_barrier_counts(kernel)
     return kernel

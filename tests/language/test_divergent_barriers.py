@@ -138,3 +138,27 @@ def test_the_other_spellings_of_a_split_at_a_warp_boundary(split):
     expected[64:] = 2 * x[64 + (np.arange(64, 128) - 63) % 64]
     np.testing.assert_array_equal(y, expected)
     assert "jt::named_barrier_sync(15, 64);" in source and "__syncthreads" not in source
+
+
+@pytest.mark.parametrize("where, count, arriving", [("top", 96, 128), ("branch", 64, 96)])
+def test_a_named_barrier_count_that_would_hang_is_refused(where, count, arriving):
+    """bar.sync lets `count` threads through at a time: 128 threads at a 96-thread barrier,
+    or a 96-thread branch at a 64-thread one, would leave the last threads waiting forever."""
+    def kernel(X, Y):
+        with T.Kernel(1, threads=128):
+            tx = T.get_thread_binding()
+            if where == "top":
+                T.sync_threads(1, count)
+            else:
+                if tx < 96:
+                    T.sync_threads(1, count)
+            Y[tx] = X[tx]
+
+    for interpret in (True, False):
+        call = jtile.pallas_like(kernel, out_shape=_spec((128,)), interpret=interpret)
+        with pytest.raises(jtile.JtileTraceError,
+                           match=rf"arrive_count={count}\) is reached by {arriving} threads here"):
+            if interpret:
+                call(np.zeros(128, np.float32))
+            else:
+                call.lower(np.zeros(128, np.float32), target="sm_80")
