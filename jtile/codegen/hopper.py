@@ -243,15 +243,14 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
             with em.block(f"if ({n} > 0 && ({tid} >> 7) == {pipe.turns - 1})"):
                 em.line(f"jt::named_barrier_arrive({TURN_BARRIER}, {2 * 128});")
         if pipe.overlap:
-            _emit_overlapped(em, pipe, counter, n, buffers)
+            _emit_overlapped(em, pipe, counter, position, n, buffers)
             _advance_ring(em, pipe, n)
             leave_ring(em, buffers)
             return
         if pipe.rolled:
             em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 0; {counter} < {n}; ++{counter})"):
-            stage = f"({position} % {stages})"
-            em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({position} / {stages}) & 1);")
+            stage = _enter_iteration(em, pipe, counter, position, n, buffers)
             if not pipe.producer_threads:
                 # Every thread is past iteration counter - 1, so its stage may be refilled.
                 em.line("__syncthreads();")
@@ -259,17 +258,12 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
                 with em.block(f"if ({tid} == 0 && {ahead} < {n})"):
                     _issue_loads(em, pipe, ahead,
                                  f"({_ring_position(em, f'({ahead})', pipe)} % {stages})")
-            for b in buffers:
-                em.stage_expr[b] = stage
-            em.ring = RingPosition(counter, stages, position, n, pipe.turns)
             em.body(pipe.body)
             if pipe.producer_threads and not pipe.deferred_release:
                 release_stage(em, stage)
         if pipe.deferred_release:
-            em.line("jt::wgmma_wait<0>();")
-            for acc in dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body
-                                     if isinstance(g, low.WgmmaGemm)):
-                em.line(f"jt::wgmma_hold({acc});")
+            _wait_wgmmas(em, 0, dict.fromkeys(em.name(g.tile.c.buffer) for g in pipe.body
+                                              if isinstance(g, low.WgmmaGemm)))
             if em.persistent:
                 # The next tile's loads need the last stage back (a one-shot kernel ends here).
                 with em.block(f"if ({n} > 0)"):
@@ -278,7 +272,32 @@ def emit_pipeline(em, pipe: low.MbarrierPipeline) -> None:
     leave_ring(em, buffers)
 
 
-def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, n: str, buffers) -> None:
+def _enter_iteration(em, pipe: low.MbarrierPipeline, counter: str, position: str, n: str,
+                     buffers) -> str:
+    """Waits until the stage of ring iteration `position` is full and addresses the ring's
+    tiles in it; returns the stage."""
+    stages = pipe.stages
+    stage = f"({position} % {stages})"
+    em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({position} / {stages}) & 1);")
+    _address_stage(em, buffers, stage)
+    em.ring = RingPosition(counter, stages, position, n, pipe.turns)
+    return stage
+
+
+def _address_stage(em, buffers, stage: str) -> None:
+    for b in buffers:
+        em.stage_expr[b] = stage
+
+
+def _wait_wgmmas(em, pending: int, accumulators) -> None:
+    """wgmma.wait_group `pending`, then the accumulators are read again only after it."""
+    em.line(f"jt::wgmma_wait<{pending}>();")
+    for acc in accumulators:
+        em.line(f"jt::wgmma_hold({acc});")
+
+
+def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str, n: str,
+                     buffers) -> None:
     """The consumers' loop of a ring whose second gemm runs one iteration late
     (passes/overlap_gemms.py prints the schedule in its docstring)."""
     stages = pipe.stages
@@ -286,50 +305,35 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, n: str, buffe
     body = pipe.body
     head, late = body[:first + 1], body[-1]
     middle, tail = body[first + 1:tail_start], body[tail_start:-1]
-    early_acc = em.name(body[first].tile.c.buffer)
-    late_acc = em.name(late.tile.c.buffer)
-
-    def enter(position: str) -> str:
-        stage = f"({position} % {stages})"
-        em.line(f"jt::mbarrier_wait_parity(&{FULL}[{stage}], ({position} / {stages}) & 1);")
-        for b in buffers:
-            em.stage_expr[b] = stage
-        em.ring = RingPosition(counter, stages, position, n, pipe.turns)
-        return stage
+    early_acc = [em.name(body[first].tile.c.buffer)]
+    late_acc = [em.name(late.tile.c.buffer)]
 
     def late_gemm(stage: str) -> None:
-        for b in buffers:
-            em.stage_expr[b] = stage
+        _address_stage(em, buffers, stage)
         em.body((late,))
 
-    def wait(pending: int, acc: str) -> None:
-        em.line(f"jt::wgmma_wait<{pending}>();")
-        em.line(f"jt::wgmma_hold({acc});")
-
-    position = _ring_position(em, counter, pipe)
     with em.block(f"if ({n} > 0)"):
         em.line(f"const int {counter} = 0;")
-        enter(position)
+        _enter_iteration(em, pipe, counter, position, n, buffers)
         em.body(head)
-        wait(0, early_acc)
+        _wait_wgmmas(em, 0, early_acc)
         em.body(middle + tail)
     em.line("#pragma unroll 1")
     with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
-        stage = enter(position)
+        stage = _enter_iteration(em, pipe, counter, position, n, buffers)
         em.body(head)
         previous = f"(({position} - 1) % {stages})"
         late_gemm(previous)
-        wait(1, early_acc)
-        for b in buffers:
-            em.stage_expr[b] = stage
+        _wait_wgmmas(em, 1, early_acc)
+        _address_stage(em, buffers, stage)
         em.body(middle)
-        wait(0, late_acc)
+        _wait_wgmmas(em, 0, late_acc)
         release_stage(em, previous)
         em.body(tail)
     with em.block(f"if ({n} > 0)"):
         last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
         late_gemm(last)
-        wait(0, late_acc)
+        _wait_wgmmas(em, 0, late_acc)
         release_stage(em, last)
 
 
@@ -405,11 +409,10 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
         if g.take_turn:
             _pass_turn(em)
         if g.wait is not None:
-            em.line(f"jt::wgmma_wait<{g.wait}>();")
-        if g.wait == 0:
-            em.line(f"jt::wgmma_hold({acc});")
+            # With groups still pending the accumulator may still be written: no hold yet.
+            _wait_wgmmas(em, g.wait, [acc] if g.wait == 0 else [])
         if g.release_previous_stage:
-            counter, stages, position = em.ring[:3]
+            counter, stages, position = em.ring.counter, em.ring.stages, em.ring.position
             # Every wgmma of iteration counter - 1 has finished: its stage is free.
             with em.block(f"if ({counter} > 0)"):
                 release_stage(em, f"({position} - 1) % {stages}")

@@ -165,6 +165,11 @@ def _buffers_written(s) -> set:
     return set()
 
 
+def touches(stmts, buffers) -> bool:
+    """Whether any of `stmts` (or a statement nested in one) reads or writes one of `buffers`."""
+    return any((deep_buffers_read(s) | deep_buffers_written(s)) & buffers for s in stmts)
+
+
 def deep_buffers_written(s) -> set:
     out = set(buffers_written(s))
     for child in child_bodies(s):

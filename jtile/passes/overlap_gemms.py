@@ -26,28 +26,24 @@ import dataclasses
 from jtile import config
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
-
-
-def _touches(stmts, buffers) -> bool:
-    return any((deep_buffers_read(s) | deep_buffers_written(s)) & buffers for s in stmts)
+from jtile.ir.walk import touches
+from jtile.passes.specialize_warps import top_level_gemms
 
 
 def overlap_schedule(pipe: low.MbarrierPipeline):
     """`(first_gemm, tail_start)` body indices of the overlapped schedule, or None."""
     body = pipe.body
-    gemms = [i for i, s in enumerate(body) if isinstance(s, low.WgmmaGemm)]
-    nested = [s for s in statements(body) if isinstance(s, low.WgmmaGemm)]
-    if not pipe.producer_threads or pipe.stages < 2 or len(gemms) != 2 \
-            or len(nested) != 2 or gemms[1] != len(body) - 1:
+    gemms = top_level_gemms(body)
+    if not pipe.producer_threads or pipe.stages < 2 or gemms is None or len(gemms) != 2 \
+            or gemms[1] != len(body) - 1:
         return None
     second = body[gemms[1]]
     if second.a is not None:
         return None  # P from shared memory would need the consumers' barriers moved too
     held = {second.tile.c.buffer, second.tile.a.buffer}
-    if _touches(body[:gemms[0] + 1], held):
+    if touches(body[:gemms[0] + 1], held):
         return None
-    tail = next((i for i in range(gemms[0] + 1, gemms[1]) if _touches([body[i]], held)),
+    tail = next((i for i in range(gemms[0] + 1, gemms[1]) if touches([body[i]], held)),
                 gemms[1])
     return gemms[0], tail
 

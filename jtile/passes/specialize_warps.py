@@ -17,7 +17,7 @@ from jtile import config
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
+from jtile.ir.walk import statements, sub_expressions, touches
 from jtile.passes.issue_ahead import issuable_ahead
 from jtile.passes.lower_tile_ops import number_tensor_maps
 
@@ -72,6 +72,14 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     return number_tensor_maps(kernel) if specialised.cluster_consumers > 1 else kernel
 
 
+def top_level_gemms(body):
+    """Indices of the wgmmas in `body`, or None when one sits inside a nested statement
+    (a branch or loop that not every iteration, or not every consumer, reaches)."""
+    gemms = [i for i, s in enumerate(body) if isinstance(s, low.WgmmaGemm)]
+    nested = [s for s in statements(body) if isinstance(s, low.WgmmaGemm)]
+    return gemms if len(nested) == len(gemms) else None
+
+
 def take_turns(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
     """Ping-pong: with two or more consumer warpgroups and element-wise work between the
     body's gemms (attention: S = Q K^T, softmax, O += P V), the warpgroups issue the body's
@@ -83,9 +91,8 @@ def take_turns(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
     turns and 240 consumer registers together (which of the two is not yet known), and with
     neither it is correct."""
     groups = pipe.consumer_threads // 128
-    gemms = [i for i, s in enumerate(pipe.body) if isinstance(s, low.WgmmaGemm)]
-    nested = [s for s in statements(pipe.body) if isinstance(s, low.WgmmaGemm)]
-    if not config.pingpong() or groups < 2 or len(gemms) < 2 or len(nested) != len(gemms) \
+    gemms = top_level_gemms(pipe.body)
+    if not config.pingpong() or groups < 2 or gemms is None or len(gemms) < 2 \
             or len(gemms) == len(pipe.body) or pipe.body[gemms[0]].a is None:
         return pipe
     body = list(pipe.body)
@@ -130,10 +137,6 @@ def multicast_cluster_loads(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierP
     return dataclasses.replace(pipe, loads=tuple(loads), cluster_consumers=size)
 
 
-def _touches(stmts, buffers) -> bool:
-    return any((deep_buffers_read(s) | deep_buffers_written(s)) & buffers for s in stmts)
-
-
 def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipeline:
     """Where each wgmma group of a warp-specialised ring is waited on.
 
@@ -164,7 +167,7 @@ def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipe
     first, last = gemms[0], gemms[-1]
     tile = body[last].tile
     held = {tile.c.buffer} | ({tile.a.buffer} if body[last].a is None else set())
-    if not _touches(body[:first] + body[last + 1:], held) and pipe.stages >= 3:
+    if not touches(body[:first] + body[last + 1:], held) and pipe.stages >= 3:
         # Freeing a stage one wait later costs one stage of prefetch depth: worth it with
         # three stages or more.
         body[last] = dataclasses.replace(body[last], wait=None)
