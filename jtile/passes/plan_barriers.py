@@ -37,7 +37,8 @@ import dataclasses
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.printer import expr_text
-from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, statement_exprs, statements,
+from jtile.ir.walk import (buffers_read, buffers_written, deep_buffers_read,
+                           deep_buffers_written, loads, statement_exprs, statements,
                            sub_expressions)
 from jtile.errors import JtileTraceError
 from jtile.passes.verify import (depends_on_thread, split_threads,
@@ -324,18 +325,16 @@ def _single_index(stmts, buf) -> bool:
     same index expression."""
     keys = set()
     for s in statements(stmts):
+        element_loads = [x for x in loads(s) if x.buffer is buf]
+        keys |= {_index_key(x.indices) for x in element_loads}
         if isinstance(s, ir.Store) and s.buffer is buf:
-            keys.add(tuple(expr_text(i) for i in s.indices))
-        elif buf in deep_buffers_written(s) and not isinstance(
-                s, (ir.Store, ir.IfThenElse, ir.For, ir.While)):
+            keys.add(_index_key(s.indices))
+        elif buf in buffers_written(s):
             return False   # a tile op or a lowered instruction writes it
-        for e in statement_exprs(s):
-            for x in sub_expressions(e):
-                if isinstance(x, ir.Load) and x.buffer is buf:
-                    keys.add(tuple(expr_text(i) for i in x.indices))
-        if buf in deep_buffers_read(s) and not isinstance(
-                s, (ir.Store, ir.IfThenElse, ir.For, ir.While)) and \
-                not any(isinstance(x, ir.Load) and x.buffer is buf
-                        for e in statement_exprs(s) for x in sub_expressions(e)):
-            return False   # read by a tile op
+        if buf in buffers_read(s) and not element_loads:
+            return False   # a tile op reads it
     return len(keys) == 1
+
+
+def _index_key(indices) -> tuple:
+    return tuple(expr_text(i) for i in indices)

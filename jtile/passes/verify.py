@@ -188,7 +188,7 @@ def _stores_floating_fragment(s) -> bool:
         not is_scalar_fragment(s.buffer)
 
 
-def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
+def verify_uniform_tile_ops(kernel: ir.Kernel, tainted=None) -> None:
     """Tile operations, T.Parallel and T.sync_threads run on every thread of the block
     together (each thread does its share, and the compiled code synchronises inside them).
     Under a `T.If`/`T.Else` or a loop bound that differs between threads, only some threads
@@ -196,7 +196,7 @@ def verify_uniform_tile_ops(kernel: ir.Kernel) -> None:
     Element stores, mbarrier operations and per-thread copies stay allowed there."""
     if kernel.thread_var is None:
         return
-    tainted = thread_dependent_buffers(kernel)
+    tainted = thread_dependent_buffers(kernel) if tainted is None else tainted
 
     def visit(body, divergence):
         for s in body:
@@ -282,14 +282,14 @@ def split_threads(kernel: ir.Kernel, cond):
     return below if op == "lt" else below[::-1] if op == "ge" else None
 
 
-def verify_named_barrier_counts(kernel: ir.Kernel) -> None:
+def verify_named_barrier_counts(kernel: ir.Kernel, tainted=None) -> None:
     """A named barrier lets threads through `arrive_count` at a time: where the number of
     threads that reach it is known (the whole block, or a branch on `tx < C` / `tx >= C`) and
     is not a multiple of the count, the last ones would wait forever. Under other conditions
     on the thread index the count is the kernel's responsibility, as in TileLang."""
     if kernel.thread_var is None:
         return
-    tainted = thread_dependent_buffers(kernel)
+    tainted = thread_dependent_buffers(kernel) if tainted is None else tainted
 
     def visit(body, arriving):
         for s in body:
@@ -323,6 +323,8 @@ def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     verify_reducers(kernel)
     verify_no_tile_ops_in_parallel(kernel)
     verify_fragment_indexing(kernel)
-    verify_uniform_tile_ops(kernel)
-    verify_named_barrier_counts(kernel)
+    # Which thread-private buffers hold per-thread values: both checks below need it.
+    tainted = thread_dependent_buffers(kernel) if kernel.thread_var is not None else None
+    verify_uniform_tile_ops(kernel, tainted)
+    verify_named_barrier_counts(kernel, tainted)
     return kernel
