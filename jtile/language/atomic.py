@@ -8,6 +8,7 @@ from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region, coerce
 from jtile.trace.source import caller_location
+from jtile.language.allocate import alloc_var
 from jtile.language.copy import head_region
 
 ATOMIC_DTYPES = (DType.float32, DType.float64, DType.float16, DType.bfloat16, DType.int32,
@@ -120,8 +121,7 @@ def _atomic(kind: str, dst, value, memory_order, return_prev, use_tma, annotatio
         raise builder.error("return_prev=True inside T.Parallel is not supported: each thread's "
                             "own code (outside T.Parallel) may take the previous value", loc,
                             op=op)
-    prev = builder.add_allocation(Buffer(builder.fresh_name("prev"), (1,), target.dtype,
-                                         MemorySpace.VAR, loc))
+    prev = alloc_var(target.dtype)
     builder.emit(AtomicAdd(dst, coerce(value, target.dtype), loc, kind, prev))
     return Load(prev, (Const(0, DType.int32),), target.dtype)
 
