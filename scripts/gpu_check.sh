@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|attention-tiles|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|attention-tiles|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -104,6 +104,11 @@ for part in "${parts[@]}"; do
       # jtile.ops.attention forward + backward under each candidate backward tile shape.
       timeout 240 python3 benchmarks/bench_attention_tiles.py 2>&1 \
         | tee "$out/bench_attention_tiles.log" | tail -20 ;;
+    profile-attention-bwd)
+      # Nsight Compute on the attention backward kernels (jtile.ops.attention's gradient).
+      timeout 400 ncu --set full -k regex:attention_bwd_d[0-9] python3 scripts/profile_attention.py \
+        backward > "$out/ncu_attention_bwd.txt" 2>&1
+      grep -E "attention_bwd|Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Executed Ipc Active|Warp Cycles Per Issued|Registers Per|Achieved Occupancy|Stall|One or More" "$out/ncu_attention_bwd.txt" | head -120 ;;
     profile-attention)
       # Nsight Compute on the attention forward kernels: what limits them.
       timeout 400 ncu --set full -k regex:flash_fwd python3 scripts/profile_attention.py \
