@@ -5,7 +5,8 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
 B4 S4096 H16 float16, head dim 64 and 128, full (`--causal` adds the causal rows). Backward
 tiles are (block_m keys per block, block_n queries per step), with the producer warpgroup's
-registers (JTILE_PRODUCER_REGISTERS, which the forward kernel takes too); each row also says
+registers (JTILE_PRODUCER_REGISTERS, which the forward kernel takes too) and how dQ is added
+(`tma`: staged in shared memory for the TMA engine's reduce; `atom`: per-element atomics); each row also says
 whether ptxas serialized the backward kernel's wgmmas (a JtilePerformanceWarning).
 """
 
@@ -29,12 +30,14 @@ from benchmarks.bench_ops import forward_backward  # noqa: E402
 # jtile.ops.attention is the op (the package re-exports it): the module holds its tile table.
 attention_module = importlib.import_module("jtile.ops.attention")
 
-# (block_m, block_n, producer registers): the shipped shape first, then the same shape with
-# the consumers at 240 registers (where ptxas stops serializing the backward's wgmmas), then
-# smaller key blocks (no spills, twice the dQ atomics).
+# (block_m, block_n, producer registers, dQ staged for the TMA reduce): the shipped shape
+# first, then the same shape with dQ added by per-element atomics, then the producer at 40
+# registers (the consumers at 232, where ptxas serializes the head-dim-128 backward's
+# wgmmas), then smaller key blocks (fewer registers, twice the dQ traffic).
 CANDIDATES = {
-    64: [(128, 128, 40), (128, 128, 24), (64, 128, 40)],
-    128: [(128, 64, 40), (128, 64, 24), (64, 128, 40), (64, 64, 40)],
+    64: [(128, 128, 24, True), (128, 128, 24, False), (128, 128, 40, True),
+         (64, 128, 24, True)],
+    128: [(128, 64, 24, True), (128, 64, 24, False), (128, 64, 40, True), (64, 128, 24, True)],
 }
 
 
@@ -66,8 +69,9 @@ def main():
             label = f"D{d} {'causal' if causal else 'full'}"
             print(f"{label:<12} cudnn            {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} "
                   "TFLOP/s", flush=True)
-            for block_m, block_n, producer in options:
-                backward = dict(block_m=block_m, block_n=block_n, stages=2, threads=256)
+            for block_m, block_n, producer, stage_dq in options:
+                backward = dict(block_m=block_m, block_n=block_n, stages=2, threads=256,
+                                stage_dq=stage_dq)
                 attention_module.HOPPER_TILES[d] = (forward_tiles, backward)
                 attention_module._launcher.cache_clear()
                 os.environ["JTILE_PRODUCER_REGISTERS"] = str(producer)
@@ -78,7 +82,9 @@ def main():
                     t, out = _time(mine, (q, k, v))
                 flags = "serialized" if any("serialized" in str(w.message)
                                             for w in caught) else ""
-                print(f"{label:<12} bwd {block_m:>3}x{block_n:<3} p{producer:<3}  {t:7.3f} ms "
+                dq = "tma" if stage_dq else "atom"
+                print(f"{label:<12} bwd {block_m:>3}x{block_n:<3} p{producer:<3} dQ {dq:<4} "
+                      f"{t:7.3f} ms "
                       f"{work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f}  "
                       f"err {_rel_err(out, reference):.1e} {flags}",
                       flush=True)

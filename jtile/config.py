@@ -93,8 +93,8 @@ OVERLAP_GEMMS = Variable(
 PRODUCER_REGISTERS = Variable(
     "JTILE_PRODUCER_REGISTERS",
     "Registers per thread the producer warpgroup of a warp-specialised kernel keeps after "
-    "setmaxnreg (24 to 256, a multiple of 8; default 40); the consumer warpgroups share the "
-    "rest, up to 240 each. 24 gives two consumer warpgroups 240 instead of 232.",
+    "setmaxnreg (24 to 256, a multiple of 8; default 24); the consumer warpgroups share the "
+    "rest, up to 240 each (two consumer warpgroups get 240).",
 )
 
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
@@ -141,10 +141,10 @@ def pingpong() -> bool:
 
 
 def producer_registers() -> int:
-    """Registers the producer warpgroup keeps (``JTILE_PRODUCER_REGISTERS``, default 40)."""
+    """Registers the producer warpgroup keeps (``JTILE_PRODUCER_REGISTERS``, default 24)."""
     value = PRODUCER_REGISTERS.raw()
     if value is None or value == "":
-        return 40
+        return 24
     try:
         registers = int(value)
     except ValueError:

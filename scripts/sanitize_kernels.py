@@ -1,4 +1,6 @@
-"""Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck).
+"""Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck):
+the example GEMM and flash-attention forward, and jtile.ops.attention's backward (its dQ added
+by TMA reduces).
 
 Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
 checks its own results against jnp, so a kernel that the tool lets through but computes wrong
@@ -18,6 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from examples import flash_attention, gemm  # noqa: E402
+import jtile.ops  # noqa: E402
 
 
 def main():
@@ -39,6 +42,18 @@ def main():
         np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
                                    atol=4e-3)
         print("attention causal" if causal else "attention full", "ok", flush=True)
+    for causal in (False, True):
+        def loss(attend, q, k, v):
+            return (attend(q, k, v).astype(jnp.float32) * v.astype(jnp.float32)).sum()
+
+        mine = functools.partial(jtile.ops.attention, causal=causal, interpret=False)
+        theirs = functools.partial(flash_attention.reference, causal=causal)
+        got = jax.jit(jax.grad(functools.partial(loss, mine), argnums=(0, 1, 2)))(q, k, v)
+        want = jax.grad(functools.partial(loss, theirs), argnums=(0, 1, 2))(q, k, v)
+        for name, x, y in zip("qkv", got, want):
+            np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32),
+                                       rtol=2e-2, atol=2e-2, err_msg=f"d{name}")
+        print("attention backward", "causal" if causal else "full", "ok", flush=True)
 
 
 if __name__ == "__main__":

@@ -286,6 +286,10 @@ class CudaEmitter:
         if self.async_pending:
             self.line("jt::cp_async_wait_all();")
             self.async_pending = False
+        if b.drain_bulk_reads:
+            # TMA reduces may still read shared tiles the threads overwrite after this barrier:
+            # their issuer waits (a thread with none in flight passes at once).
+            self.line("jt::tma_store_wait_read<0>();")
         if b.fence_async:
             # Ordinary stores that wgmma or TMA may read next: order them for the async proxy.
             self.line("jt::fence_proxy_async_shared();")
@@ -333,6 +337,10 @@ class CudaEmitter:
             self.emit_barrier(s)
         elif isinstance(s, low.StagedStore):
             tile_copy.emit_staged_store(self, s)
+        elif isinstance(s, low.TmaReduce):
+            hopper.emit_tma_reduce(self, s)
+        elif isinstance(s, low.DrainBulkReads):
+            self.line("jt::tma_store_wait_read<0>();  // TMA reduces have read their tiles")
         elif isinstance(s, ir.SyncThreads):
             # plan_barriers turned every other one into a Barrier.
             raise JtileTraceError(f"{self.kernel.name} ({self.kernel.loc}): {s.loc}: "

@@ -103,23 +103,37 @@ def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> 
     del em.var_override[pipe.var]
 
 
+def _issue_boxes(em, call: str, map_index: int, smem: ir.Buffer, boxes) -> None:
+    """`call` (a TMA store or reduce) of each box of `smem` (one per panel), then commit."""
+    param = em.kernel.attrs["tma_maps"][map_index][0]
+    batch = em.batch > 1 and em.batched[param]
+    base = f"reinterpret_cast<const unsigned char*>({em.name(smem)})"
+    for box in boxes:
+        coords = [f"(int)({em.expr(c)})" for c in box.coords]
+        if batch:
+            coords.append("(int)jt_batch")
+        em.line(f"jt::{call}_{len(coords)}d(&{map_name(map_index)}, "
+                f"{base} + {box.smem_byte_offset}, {', '.join(coords)});")
+    em.line("jt::tma_store_commit();")
+
+
 def emit_tma_store(em, staged: low.StagedStore) -> None:
     """One thread stores the staged tile with its boxes (one per panel), then waits until the
     engine has read the tile (the stage's bytes may be reused after the next barrier; a block
     that exits keeps its shared memory until this thread is done)."""
-    param = em.kernel.attrs["tma_maps"][staged.tma_map][0]
-    batch = em.batch > 1 and em.batched[param]
-    base = f"reinterpret_cast<const unsigned char*>({em.name(staged.stage)})"
     tid = em.name(em.kernel.thread_var)
     with em.block(f"if ({tid} == 0)"):
-        for box in staged.boxes:
-            coords = [f"(int)({em.expr(c)})" for c in box.coords]
-            if batch:
-                coords.append("(int)jt_batch")
-            em.line(f"jt::tma_store_{len(coords)}d(&{map_name(staged.tma_map)}, "
-                    f"{base} + {box.smem_byte_offset}, {', '.join(coords)});")
-        em.line("jt::tma_store_commit();")
+        _issue_boxes(em, "tma_store", staged.tma_map, staged.stage, staged.boxes)
         em.line("jt::tma_store_wait_read<0>();")
+
+
+def emit_tma_reduce(em, s: low.TmaReduce) -> None:
+    """Thread 0 (a consumer in a warp-specialised kernel) issues the reduce and goes on; the
+    barriers plan_barriers marked `drain_bulk_reads` wait for its reads of the tile."""
+    em.comment_loc(s.loc)
+    tid = em.name(em.kernel.thread_var)
+    with em.block(f"if ({tid} == 0)"):
+        _issue_boxes(em, "tma_reduce_add", s.map_index, s.smem_buffer, s.boxes)
 
 
 def declare_ring(em, pipe: low.MbarrierPipeline) -> None:

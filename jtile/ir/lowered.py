@@ -136,6 +136,32 @@ class TmaLoad(Stmt):
         return tuple(self.tile.src.extents)
 
 
+@dataclass(frozen=True, eq=False)
+class TmaReduce(Stmt):
+    """A tile T.atomic_add of a shared PanelLayout tile into a global tile done by the TMA
+    engine (cp.reduce.async.bulk.tensor .add, one box per panel): one thread issues it after the
+    barrier that orders the tile's stores, and it runs on while the threads go on. The tile's
+    bytes are read asynchronously: a barrier with `drain_bulk_reads` must pass before anything
+    overwrites them (plan_barriers), and the block waits for the reads before it exits."""
+
+    tile: ir.AtomicAdd
+    map_index: int          # which CUtensorMap parameter (GeneratedKernel.tensor_maps)
+    boxes: tuple            # TmaBox per panel
+    loc: SourceLoc = NO_LOC
+
+    # What its tensor map describes (jtile.codegen.hopper.tensor_map_specs), as for TmaLoad.
+    @property
+    def smem_buffer(self) -> ir.Buffer:
+        return self.tile.value.buffer
+
+    @property
+    def global_extents(self) -> tuple:
+        return tuple(self.tile.dst.extents)
+
+    multicast = 1
+    row_coord = None
+
+
 class _RingLoop:
     """The loop a stage ring runs: its index and trip count are the T.Pipelined loop's."""
 
@@ -251,6 +277,17 @@ class Barrier(Stmt):
     # (named barrier id, thread count) when only the threads of a branch on the thread index
     # meet here (`if tx < 128:`): bar.sync id, count.
     partial: Optional[tuple] = None
+    # A TmaReduce may still be reading shared memory: its issuing thread waits for the reads
+    # (cp.async.bulk.wait_group.read 0) before the barrier, so what follows may overwrite them.
+    drain_bulk_reads: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class DrainBulkReads(Stmt):
+    """The end of a kernel that issued TmaReduces: their issuing thread waits until the TMA
+    engine has read their shared tiles, which the block's exit would free."""
+
+    loc: SourceLoc = NO_LOC
 
 
 @dataclass(frozen=True, eq=False)

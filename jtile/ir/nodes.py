@@ -602,6 +602,9 @@ class AtomicAdd(Stmt):
     # return_prev=True (element form): the thread-private one-element buffer that receives
     # the element's value from before this update.
     prev: Optional[Buffer] = None
+    # use_tma=True (a shared tile added into a global one): the TMA engine must do it
+    # (cp.reduce.async.bulk.tensor); without it lower_tile_ops still may.
+    use_tma: bool = False
 
 
 @dataclass(frozen=True, eq=False)

@@ -35,6 +35,12 @@ def atomic_add(dst, value, memory_order=None, return_prev=False, use_tma=False, 
     element's value from just before this thread's update, as TileLang's: threads adding 1 to
     one counter each get a distinct slot. Interpret mode serialises the threads' updates in
     thread order; on a GPU the order is the hardware's.
+
+    A whole shared tile added into a global tile is done by the TMA engine
+    (cp.reduce.async.bulk.tensor, one thread issues it, asynchronously) on sm_90+ whenever it can
+    address the tile; `use_tma=True` demands it (sm_90+, float32/16, bfloat16, int32, uint32 or
+    uint64, a shared tile whose rows are 32, 64 or a multiple of 128 bytes) and is refused where
+    it cannot be done. The kernel must not read the destination after such an update.
     """
     return _atomic("add", dst, value, memory_order, return_prev, use_tma, annotations)
 
@@ -65,12 +71,29 @@ def _refuse_options(op, builder, loc, memory_order, return_prev, use_tma, annota
         raise builder.error("return_prev=True is not supported on the two- and four-element "
                             "forms; use T.atomic_add(..., return_prev=True) per element", loc,
                             op=op)
-    if use_tma:
-        raise builder.error("use_tma=True (cp.reduce.async.bulk) is not supported; drop it and "
-                            "jtile issues per-element atomics", loc, op=op)
     if annotations:
         raise builder.error(f"annotations={annotations!r} are not supported; drop them", loc,
                             op=op)
+
+
+# What cp.reduce.async.bulk.tensor .add takes (the tensor map's element type).
+TMA_REDUCE_DTYPES = (DType.float32, DType.float16, DType.bfloat16, DType.int32, DType.uint32,
+                     DType.uint64)
+
+
+def _check_tma_reduce(builder, loc, op, dst: Region, value: Region) -> None:
+    """use_tma=True: the TMA engine reads a shared tile and adds it into a global tile."""
+    if value.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN) \
+            or dst.buffer.space is not MemorySpace.GLOBAL:
+        raise builder.error(
+            f"use_tma=True adds a shared tile into a global one (cp.reduce.async.bulk.tensor); "
+            f"here value is {value.buffer.describe()} and dst {dst.buffer.describe()}. Copy the "
+            "value into a T.alloc_shared tile first, or drop use_tma", loc, op=op)
+    if dst.buffer.dtype not in TMA_REDUCE_DTYPES or value.buffer.dtype is not dst.buffer.dtype:
+        raise builder.error(
+            f"use_tma=True: the TMA engine adds {[str(d) for d in TMA_REDUCE_DTYPES]} into a "
+            f"global tile of the same dtype; here {value.buffer.describe()} into "
+            f"{dst.buffer.describe()}. Drop use_tma", loc, op=op)
 
 
 def _one_element(region: Region) -> Load:
@@ -104,8 +127,14 @@ def _atomic(kind: str, dst, value, memory_order, return_prev, use_tma, annotatio
             raise builder.error("return_prev=True returns one element's previous value; a tile "
                                 "update has no single one. Update one element at a time", loc,
                                 op=op)
-        builder.emit(AtomicAdd(dst_r, value_r, loc, kind))
+        if use_tma:
+            _check_tma_reduce(builder, loc, op, dst_r, value_r)
+        builder.emit(AtomicAdd(dst_r, value_r, loc, kind, use_tma=bool(use_tma)))
         return None
+    if use_tma:
+        raise builder.error("use_tma=True adds a whole shared tile into a global one with the "
+                            "TMA engine (cp.reduce.async.bulk.tensor); an element update has no "
+                            "tile to send. Drop use_tma", loc, op=op)
     if not isinstance(dst, Load):
         region = as_region(dst, "dst", loc)
         if any(extent != 1 for extent in region.extents):

@@ -4,7 +4,9 @@ Every T.gemm becomes the instruction layout inference chose for it: on sm_90a a 
 (operands read through shared-memory matrix descriptors, A optionally from registers), before
 that an `MmaSyncGemm` (ldmatrix + mma.sync on a warp grid), and an `FmaGemm` for inputs no
 tensor core takes. On sm_90a a global->shared T.copy into a wgmma operand tile inside a
-T.Pipelined loop becomes a `TmaLoad` (one TMA box per 32/64/128-byte swizzle panel). Copies,
+T.Pipelined loop becomes a `TmaLoad` (one TMA box per 32/64/128-byte swizzle panel), and a
+T.atomic_add of a whole shared tile into a global tile a `TmaReduce` (the shared tile then
+takes the panel layout). Copies,
 fills, reductions and element-wise loops stay tile ops, printed by the generic emitters.
 """
 
@@ -110,6 +112,42 @@ def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set, read_only: fr
                        loc=copy.loc), param
 
 
+def _tma_reduce_obstacle(kernel: ir.Kernel, s: ir.AtomicAdd, target, non_panel: set):
+    """Why the TMA engine cannot do the tile atomic add `s` (a shared tile added into a global
+    one), or None when it can."""
+    from jtile.ir.walk import deep_buffers_read
+    from jtile.language.atomic import TMA_REDUCE_DTYPES
+
+    value, dst = s.value, s.dst
+    if not isinstance(value, ir.Region) or not value.buffer.space.is_shared \
+            or dst.buffer.space is not MemorySpace.GLOBAL or s.op != "add":
+        return "it adds a shared tile into a global one"
+    if not target.has_tma:
+        return f"the TMA engine arrived with sm_90; the target is {target.arch}"
+    buf = value.buffer
+    if buf.dtype not in TMA_REDUCE_DTYPES or buf.dtype is not dst.dtype:
+        return (f"it adds {[str(d) for d in TMA_REDUCE_DTYPES]} into the same dtype; here "
+                f"{buf.describe()} into {dst.buffer.describe()}")
+    if buf.view_of is not None or tuple(value.extents) != tuple(buf.shape) \
+            or not all(static_value(x) == 0 for x in value.starts):
+        return f"it reads a whole shared buffer, not a part or view of {buf.describe()}"
+    if panel_layout(buf) is None:
+        return (f"{buf.describe()} must be 2-D with rows of 32, 64 or a multiple of 128 bytes "
+                "and a multiple of 8 rows (the TMA swizzle panels)")
+    if any(v.view_of is buf for v in kernel.attrs.get("views", ())):
+        return f"a T.view of {buf.describe()} addresses it row-major"
+    if buf in non_panel:
+        return f"{buf.describe()} also feeds an mma.sync gemm, which needs another layout"
+    if any(dst.buffer in deep_buffers_read(x) for x in kernel.body):
+        return (f"the kernel reads {dst.buffer.describe()}, which the asynchronous update "
+                "would race with")
+    if tma_boxes(dst, buf, kernel.params) is None:
+        return (f"the TMA engine cannot address the tile of {dst.buffer.describe()} (a kernel "
+                "parameter, at most 5-D, the tile's last dimension the shared rows, other "
+                "dimensions 1 but one of the shared tile's rows, 16-byte row strides)")
+    return None
+
+
 def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
     tilings = kernel.attrs.get("mma", {})
     wgmma = {s: t for s, t in tilings.items() if isinstance(t, WgmmaTiling)}
@@ -118,12 +156,35 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
         for region in (s.a, s.b):
             if region.buffer.space.is_shared:
                 panel_buffers.add(region.buffer)
+    non_panel = {r.buffer for s in tilings if s not in wgmma for r in (s.a, s.b)}
     read_only = kernel.attrs.get("read_only_inputs", frozenset())
+    def lower_atomic(s: ir.AtomicAdd):
+        """A shared tile added into a global one: a TmaReduce when the TMA engine can do it;
+        use_tma=True demands it. (verify refuses tile atomics under a branch on the thread
+        index, so the one thread that issues it is always there.)"""
+        if not isinstance(s.value, ir.Region) or not s.value.buffer.space.is_shared:
+            return s
+        obstacle = _tma_reduce_obstacle(kernel, s, target, non_panel)
+        if obstacle is not None:
+            if s.use_tma:
+                from jtile.errors import JtileTargetError
+
+                raise JtileTargetError(
+                    f"{kernel.name} ({kernel.loc}): {s.loc}: T.atomic_add(..., use_tma=True) of "
+                    f"{s.value.buffer.describe()} into {s.dst.buffer.describe()}: the TMA "
+                    f"engine cannot do this update: {obstacle}. Drop use_tma (jtile then adds "
+                    "element by element)")
+            return s
+        panel_buffers.add(s.value.buffer)
+        _, boxes = tma_boxes(s.dst, s.value.buffer, kernel.params)
+        return low.TmaReduce(tile=s, map_index=-1, boxes=boxes, loc=s.loc)
 
     def lower_body(body, in_pipeline):
         out = []
         for s in body:
-            if isinstance(s, ir.Gemm) and s in wgmma:
+            if isinstance(s, ir.AtomicAdd):
+                out.append(lower_atomic(s))
+            elif isinstance(s, ir.Gemm) and s in wgmma:
                 out.append(_lower_gemm(s, wgmma[s]))
             elif isinstance(s, ir.Gemm):
                 # mma.sync on the warp grid layout inference chose, or FMAs for inputs no
@@ -154,7 +215,7 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
     body = tuple(lower_body(kernel.body, False))
     _check_no_gemm_left(kernel, body)
     attrs = dict(kernel.attrs)
-    if wgmma:
+    if panel_buffers:
         attrs.update(panel_buffers=frozenset(panel_buffers))
     return number_tensor_maps(kernel.replace(body=body, attrs=attrs))
 
@@ -164,9 +225,11 @@ def number_tensor_maps(kernel: ir.Kernel) -> ir.Kernel:
     `kernel.attrs["tma_maps"]` lists (parameter index, a load using the map) in map order."""
     maps = []  # (key, param, load)
 
-    def numbered(load: low.TmaLoad) -> low.TmaLoad:
-        param = next(i for i, p in enumerate(kernel.params) if p is load.tile.src.buffer)
-        key = (param, load.tile.dst.buffer.shape, tuple(load.tile.src.extents), load.multicast)
+    def numbered(load):
+        """A TmaLoad or TmaReduce with its map's index (one map serves both)."""
+        tensor = load.tile.dst if isinstance(load, low.TmaReduce) else load.tile.src
+        param = next(i for i, p in enumerate(kernel.params) if p is tensor.buffer)
+        key = (param, load.smem_buffer.shape, tuple(tensor.extents), load.multicast)
         for index, (existing, _, _) in enumerate(maps):
             if existing == key:
                 return dataclasses.replace(load, map_index=index)
@@ -176,7 +239,7 @@ def number_tensor_maps(kernel: ir.Kernel) -> ir.Kernel:
     def walk(body):
         out = []
         for s in body:
-            if isinstance(s, low.TmaLoad):
+            if isinstance(s, (low.TmaLoad, low.TmaReduce)):
                 s = numbered(s)
             elif isinstance(s, low.MbarrierPipeline):
                 s = dataclasses.replace(s, loads=tuple(numbered(x) for x in s.loads),

@@ -14,6 +14,13 @@ that `plan_shared_memory` placed on common bytes count as one), and places a `Ba
 A user's `T.sync_threads` becomes a `Barrier` too. Each barrier says whether ordinary stores
 before it may next be read by wgmma or TMA (the async proxy), so the printer fences them.
 
+A `TmaReduce` reads its shared tile asynchronously, after the barrier before it: the tile stays
+unwritable until a barrier whose issuing thread first waits for the engine's reads
+(`drain_bulk_reads`). A reduce of one loop iteration is drained by the first block barrier of
+the next (late enough that the engine is done; a barrier right after the reduce would make the
+threads wait for it), a write to the tile with no drain in between gets a drained barrier, and
+the kernel ends with a drain.
+
 Barriers a lowered instruction needs by construction stay with it: the cp.async ring's barrier
 per iteration, the cross-warp combines of a reduction. Inside `T.Parallel` nothing is placed:
 its body is one unit, and a barrier there would deadlock threads that run different iteration
@@ -54,10 +61,17 @@ class _Planner:
     def __init__(self, kernel: ir.Kernel):
         self.kernel = kernel
         self.plan = kernel.attrs["shared"]
-        self.async_proxy = bool(kernel.attrs.get("panel_buffers"))
+        self.async_proxy = bool(kernel.attrs.get("panel_buffers"))   # wgmma / TMA tiles
         self.written: set = set()
         self.read: set = set()
         self.store_maps: list = []   # (parameter index, StagedStore) of each TMA store
+        # Shared tiles TmaReduces may still be reading: `bulk_fresh`, issued since the last
+        # drain in this pass over the code, and `bulk_carried`, issued by an earlier loop
+        # iteration (or before a loop) and drained at the next block barrier. A write to
+        # either waits for a drained barrier.
+        self.bulk_fresh: set = set()
+        self.bulk_carried: set = set()
+        self.any_bulk_reads = False
         self.tainted = thread_dependent_buffers(kernel) if kernel.thread_var is not None \
             else set()
         # (what, loc) of the thread-dependent branch or loop being planned, its statements
@@ -92,6 +106,24 @@ class _Planner:
         reads = {b for b in deep_buffers_read(s) if b.space.is_shared}
         writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
         return reads, writes
+
+    @staticmethod
+    def threads_reads(s, reads) -> set:
+        """What the threads themselves read of `reads` (a TmaReduce's tile is read by the TMA
+        engine, after the barrier before it: `bulk_reads` tracks it)."""
+        return reads - {s.smem_buffer} if isinstance(s, low.TmaReduce) else reads
+
+    def seed_bulk_reads(self, stmts) -> None:
+        """A loop body's TMA reduces of one iteration may still read at the next one: the
+        first block barrier of the body drains them (late enough that the engine is done)."""
+        self.bulk_carried |= self.bulk_fresh | {x.smem_buffer for x in statements(stmts)
+                                                if isinstance(x, low.TmaReduce)}
+        self.bulk_fresh = set()
+
+    def leave_bulk_loop(self) -> None:
+        """After a loop, its last iteration's reduces are carried to what follows."""
+        self.bulk_carried |= self.bulk_fresh
+        self.bulk_fresh = set()
 
     def conflicts(self, reads, writes) -> set:
         """The buffers of `reads` / `writes` that meet what was written / touched since the
@@ -132,12 +164,19 @@ class _Planner:
             return [self.barrier(partial=self.partial)]
         return self.divergent_barrier(s, self.conflicts(reads, writes))
 
-    def barrier(self, loc=ir.NO_LOC, from_user=False, partial=None) -> low.Barrier:
-        """A barrier here: everything before it is visible to everything after it."""
+    def barrier(self, loc=ir.NO_LOC, from_user=False, partial=None,
+                drain=False) -> low.Barrier:
+        """A barrier here: everything before it is visible to everything after it. A block
+        barrier drains the TMA reduces carried from before (`drain`: every pending one)."""
+        drain = partial is None and (drain or bool(self.bulk_carried))
         b = low.Barrier(fence_async=self.async_proxy and bool(self.written), loc=loc,
-                        from_user=from_user, partial=partial)
+                        from_user=from_user, partial=partial, drain_bulk_reads=drain)
         self.written.clear()
         self.read.clear()
+        if drain:
+            # wait_group.read 0 waits for every reduce the issuing thread has in flight.
+            self.bulk_carried.clear()
+            self.bulk_fresh.clear()
         return b
 
     # ------------------------------------------------------------------ bodies
@@ -148,9 +187,23 @@ class _Planner:
             if self.overlap(reads, self.written) or \
                     self.overlap(writes, self.read | self.written):
                 out.extend(self.hazard_barrier(s, reads, writes))
+            elif self.overlap(writes, self.bulk_fresh | self.bulk_carried):
+                # The TMA engine may still read these bytes: its issuer waits, then all meet.
+                if self.divergent is not None:
+                    k = self.kernel
+                    raise JtileTraceError(
+                        f"{k.name} ({k.loc}): {getattr(s, 'loc', None)}: threads under "
+                        f"{self.divergent[0]} at {self.divergent[1]} overwrite a shared tile a "
+                        "TMA reduce (T.atomic_add into global memory) may still be reading; "
+                        "call T.sync_threads() before the branch")
+                out.append(self.barrier(drain=True))
             out.extend(self.stmt(s))
-            self.read |= reads
+            self.read |= self.threads_reads(s, reads)
             self.written |= writes
+            if isinstance(s, low.TmaReduce):
+                # Read asynchronously: settled by a drained barrier, not by the next one.
+                self.bulk_fresh.add(s.smem_buffer)
+                self.any_bulk_reads = True
             if self.divergent is not None:
                 self.divergent_stmts.append(s)
         return out
@@ -159,16 +212,18 @@ class _Planner:
         """A loop body, with a barrier at its end when the next iteration's shared-memory
         writes could overtake this iteration's reads (or the reverse)."""
         entry_written, entry_read = set(self.written), set(self.read)
+        self.seed_bulk_reads(stmts)
         out = self.body(stmts)
         reads, writes = set(), set()
         for s in stmts:
             r, w = self.shared_sets(s)
-            reads |= r
+            reads |= self.threads_reads(s, r)
             writes |= w
         if self.overlap(writes, self.read | reads) or self.overlap(reads, self.written):
             out.extend(self.hazard_barrier(stmts[-1], reads, writes))
         self.written |= entry_written
         self.read |= entry_read
+        self.leave_bulk_loop()
         return out
 
     def leave_ring(self, buffers, body) -> None:
@@ -270,7 +325,9 @@ class _Planner:
             # Thread 0 refills a stage only after the block barrier of each iteration.
             self.written.clear()
             self.read.clear()
+            self.seed_bulk_reads(pipe.body)
             body = self.body(pipe.body)
+            self.leave_bulk_loop()
         self.leave_ring(buffers, pipe.body)
         return dataclasses.replace(pipe, body=tuple(body), entry_barrier=entry)
 
@@ -282,7 +339,9 @@ class _Planner:
         # Each iteration passes the ring's own block barrier before its body.
         self.written.clear()
         self.read.clear()
+        self.seed_bulk_reads(pipe.body)
         body = self.body(pipe.body)
+        self.leave_bulk_loop()
         self.leave_ring(buffers, pipe.body)
         return dataclasses.replace(pipe, body=tuple(body), entry_barrier=entry)
 
@@ -313,6 +372,9 @@ def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
         body = planner.loop_body(kernel.body)
     else:
         body = planner.body(kernel.body)
+    if planner.any_bulk_reads:
+        # The block's shared memory must outlive the TMA engine's reads of it.
+        body.append(low.DrainBulkReads())
     kernel = kernel.replace(body=tuple(body))
     if planner.store_maps:
         maps = tuple(kernel.attrs.get("tma_maps", ())) + tuple(planner.store_maps)

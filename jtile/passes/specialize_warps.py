@@ -87,9 +87,8 @@ def take_turns(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
     tensor cores, so neither unit waits for the other. The turn is a pair of named barriers
     per warpgroup hand-over, so the gemm must be at the top of the body (every consumer
     reaches it on every iteration). A first gemm with its A operand in registers (attention
-    with Q held in registers) takes no turns: on an H200 that kernel gave wrong results with
-    turns and 240 consumer registers together (which of the two is not yet known), and with
-    neither it is correct."""
+    with Q held in registers) takes no turns: on an H200 that kernel once gave wrong results
+    with turns and 240 consumer registers together; with 240 registers alone it is correct."""
     groups = pipe.consumer_threads // 128
     gemms = top_level_gemms(pipe.body)
     if not config.pingpong() or groups < 2 or gemms is None or len(gemms) < 2 \

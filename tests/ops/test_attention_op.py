@@ -150,12 +150,12 @@ def _launchers(dim, target, causal, segmented, batch=2, seq=1000, heads=8, kv_he
     ]
 
 
-@pytest.mark.parametrize("dim, causal, segmented", [(64, True, False), (128, False, False),
-                                                    (128, False, True), (256, True, True)])
+@pytest.mark.parametrize("dim, causal, segmented", [(64, True, False), (64, False, False),
+                                                    (128, False, False), (128, False, True),
+                                                    (256, True, True)])
 def test_kernels_take_the_hopper_path_on_sm90a(dim, causal, segmented):
-    """... and ptxas keeps every wgmma asynchronous (a serialization warning fails the test).
-    The full (non-causal) head-dim-64 backward is left out: at the consumers' 232 registers
-    ptxas serializes its wgmmas."""
+    """... and ptxas keeps every wgmma asynchronous (a serialization warning fails the test);
+    the backward adds dQ with the TMA engine's reduce where the tile fits (head dim 64, 128)."""
     spills = {}
     with warnings.catch_warnings():
         warnings.simplefilter("error", jtile.JtilePerformanceWarning)
@@ -173,6 +173,9 @@ def test_kernels_take_the_hopper_path_on_sm90a(dim, causal, segmented):
             assert "jt::mbarrier_wait_parity(" in source, name
             assert "jt::wgmma_commit(" in source and "mma_m16n8k16" not in source, name
             assert "jt::setmaxnreg_inc<" in source, name
+            if name == "bwd":
+                assert ("jt::tma_reduce_add_4d(" in source) == (dim != 256), name
+                assert ("jt::atomic_add(" in source) == (dim == 256), name
             ops = sass_counts(compiled.cubin)
             assert ops["HGMMA"] > 0 and ops["UTMALDG"] > 0 and ops["HMMA"] == 0, (name, ops)
             spills[name] = ops["LDL"] + ops["STL"]

@@ -49,7 +49,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   }
   __syncthreads();
   if (tx >= 256) {
-    jt::setmaxnreg_dec<40>();
+    jt::setmaxnreg_dec<24>();
     if (tx == 256) {
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
@@ -69,7 +69,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     }
   }
   else {
-    jt::setmaxnreg_inc<232>();
+    jt::setmaxnreg_inc<240>();
     // flash_attention.py:46
     {
       #pragma unroll

@@ -176,6 +176,46 @@ __device__ __forceinline__ void tma_store_5d(const TensorMap* map, const void* s
       : "memory");
 }
 
+// --- TMA reduce-add: global tile += shared tile (cp.reduce.async.bulk.tensor, sm_90+) ---
+// Issued and waited for like a TMA store (tma_store_commit, tma_store_wait_read); each element
+// is added atomically in L2 (the map's element type: f32, f16, bf16, s32, u32 or u64).
+__device__ __forceinline__ void tma_reduce_add_2d(const TensorMap* map, const void* smem_src,
+                                                  int c0, int c1) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.2d.global.shared::cta.add.tile.bulk_group [%0, {%2, %3}], "
+      "[%1];\n"
+      ::"l"(map), "r"(detail::smem_addr(smem_src)), "r"(c0), "r"(c1)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_reduce_add_3d(const TensorMap* map, const void* smem_src,
+                                                  int c0, int c1, int c2) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.3d.global.shared::cta.add.tile.bulk_group "
+      "[%0, {%2, %3, %4}], [%1];\n"
+      ::"l"(map), "r"(detail::smem_addr(smem_src)), "r"(c0), "r"(c1), "r"(c2)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_reduce_add_4d(const TensorMap* map, const void* smem_src,
+                                                  int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.4d.global.shared::cta.add.tile.bulk_group "
+      "[%0, {%2, %3, %4, %5}], [%1];\n"
+      ::"l"(map), "r"(detail::smem_addr(smem_src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3)
+      : "memory");
+}
+
+__device__ __forceinline__ void tma_reduce_add_5d(const TensorMap* map, const void* smem_src,
+                                                  int c0, int c1, int c2, int c3, int c4) {
+  asm volatile(
+      "cp.reduce.async.bulk.tensor.5d.global.shared::cta.add.tile.bulk_group "
+      "[%0, {%2, %3, %4, %5, %6}], [%1];\n"
+      ::"l"(map), "r"(detail::smem_addr(smem_src)), "r"(c0), "r"(c1), "r"(c2), "r"(c3),
+      "r"(c4)
+      : "memory");
+}
+
 __device__ __forceinline__ void tma_store_commit() {
   asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 }
