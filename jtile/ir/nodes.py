@@ -517,8 +517,8 @@ class Gemm(Stmt):
     clear_accum: bool = False
     loc: SourceLoc = NO_LOC
     policy: str = "square"    # T.GemmWarpPolicy: "square" | "full_row" | "full_col"
-    k_pack: int = 1           # TileLang's k_pack (only 1 is accepted today)
-    wg_wait: int = 0          # TileLang's wgmma wait depth (only 0 is accepted today)
+    k_pack: int = 1           # TileLang's k_pack (1 or 2; AMD matrix cores only)
+    wg_wait: int = 0          # TileLang's wgmma wait depth (jtile places the waits itself)
 
 
 @dataclass(frozen=True, eq=False)

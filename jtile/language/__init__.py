@@ -153,6 +153,7 @@ from jtile.language.sync import (
     mbarrier_arrive,
     mbarrier_expect_tx,
     mbarrier_wait_parity,
+    wait_wgmma,
     no_set_max_nreg,
     sync_threads,
 )
@@ -190,6 +191,7 @@ __all__ = [
     "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
     "FragmentBuffer", "LocalBuffer",
     "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait", "fence_proxy_async",
+    "wait_wgmma",
     "no_set_max_nreg", "disable_warp_group_reg_alloc", "sin", "cos", "tan", "asin", "acos",
     "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "log10", "log1p", "exp10",
     "floor", "ceil", "trunc", "nearbyint", "hypot", "copysign", "fmod",

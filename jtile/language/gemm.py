@@ -68,22 +68,24 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
 
     `policy` (T.GemmWarpPolicy) picks the warp grid over C: Square (default), FullRow (all
     warps along M) or FullCol (all warps along N); M and N must split into m16n8 tiles that way.
-    `k_pack` other than 1 and `wg_wait` other than 0 are refused: they select how TileLang
-    issues MFMA (ROCm) and wgmma (sm_90a) instructions, and jtile's sm_90a wgmma path will
-    honour them; `mbar` (Blackwell tcgen05 completion) and `annotations` are refused too.
+    `k_pack` (1 or 2, TileLang's rule) packs k-steps into one AMD matrix-core instruction;
+    TileLang's NVIDIA gemms do not read it, nor do jtile's, so it decides nothing here.
+    `wg_wait` (-1 or more) is how many wgmma groups TileLang leaves in flight after issuing
+    this gemm on sm_90a, for the kernel to wait on later (T.wait_wgmma). jtile places the
+    waits itself: an accumulator is complete before any other statement reads or writes it,
+    and in a pipelined loop its wgmmas stay in flight as far as that allows, so every
+    wg_wait gives the result TileLang's does once its waits are in place. `mbar` (Blackwell
+    tcgen05 completion) and `annotations` are refused.
     """
     builder = current("T.gemm")
     loc = caller_location()
     policy_name = _policy_name(policy, builder, loc)
-    if isinstance(k_pack, bool) or k_pack != 1:
-        raise builder.error(f"k_pack={k_pack!r} is not supported: it packs several k-steps into "
-                            "one matrix-core instruction (TileLang uses it on ROCm); jtile's "
-                            "sm_90a wgmma path will honour it. Use k_pack=1", loc, op="T.gemm")
-    if isinstance(wg_wait, bool) or wg_wait != 0:
-        raise builder.error(f"wg_wait={wg_wait!r} is not supported: it selects how many wgmma "
-                            "groups stay in flight after the gemm (sm_90a issue detail); jtile "
-                            "waits for every gemm to finish, and its sm_90a wgmma path will "
-                            "honour wg_wait. Use wg_wait=0", loc, op="T.gemm")
+    if isinstance(k_pack, bool) or k_pack not in (1, 2):
+        raise builder.error(f"k_pack={k_pack!r}: TileLang takes k_pack 1 or 2 (k-steps packed "
+                            "into one AMD matrix-core instruction)", loc, op="T.gemm")
+    if isinstance(wg_wait, bool) or not isinstance(wg_wait, int) or wg_wait < -1:
+        raise builder.error(f"wg_wait={wg_wait!r}: TileLang takes an int, -1 (no wait) or the "
+                            "number of wgmma groups left in flight", loc, op="T.gemm")
     if mbar is not None:
         raise builder.error("mbar= (a tcgen05 completion barrier on Blackwell) is not supported "
                             "by T.gemm; jtile's T.gemm completes synchronously, so drop mbar=",
@@ -124,4 +126,4 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
     if b.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN, MemorySpace.FRAGMENT):
         raise fail(f"B must be a shared tile or a fragment, not {b.buffer.space.value}")
     builder.emit(Gemm(a, b, c, bool(transpose_A), bool(transpose_B), bool(clear_accum), loc,
-                      policy=policy_name, k_pack=1, wg_wait=0))
+                      policy=policy_name, k_pack=k_pack, wg_wait=wg_wait))

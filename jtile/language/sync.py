@@ -117,6 +117,18 @@ def fence_proxy_async():
     builder.emit(FenceProxyAsync(caller_location()))
 
 
+def wait_wgmma(id):  # noqa: A002 (TileLang's parameter name)
+    """TileLang's wait for the wgmma groups a `T.gemm(..., wg_wait=)` left in flight: at most
+    `id` groups stay pending. jtile has nothing to wait for here: it waits for each gemm
+    itself before any statement reads or writes its accumulator (see T.gemm's `wg_wait`), so
+    the values after this call are what TileLang's are. Emits no code."""
+    builder = current("T.wait_wgmma")
+    loc = caller_location()
+    if isinstance(id, bool) or not isinstance(id, int) or id < 0:
+        raise builder.error(f"T.wait_wgmma({id!r}): the number of wgmma groups that may stay in "
+                            "flight is a non-negative Python int", loc, op="T.wait_wgmma")
+
+
 def no_set_max_nreg():
     """Turns off register reallocation in this kernel (TileLang's hint; changes no values).
 

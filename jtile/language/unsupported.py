@@ -121,7 +121,7 @@ _INSTEAD.update({
     "set_max_nreg": _NREG, "inc_max_nreg": _NREG, "dec_max_nreg": _NREG,
     "annotate_producer_reg_dealloc": _NREG, "annotate_consumer_reg_alloc": _NREG,
     "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
-    "warpgroup_fence_operand": _HOPPER, "wait_wgmma": _HOPPER,
+    "warpgroup_fence_operand": _HOPPER,
     "tma_copy": "use T.copy: on sm_90a jtile moves global->shared tiles with TMA itself "
                 "(T.copy(..., disable_tma=True) turns that off)",
     "wgmma_gemm": "use T.gemm: on sm_90a jtile issues wgmma for it itself",

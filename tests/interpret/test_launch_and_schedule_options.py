@@ -200,8 +200,9 @@ def test_cluster_kernel_alias_and_padded_threads_accepted():
 
 
 @pytest.mark.parametrize("call,match", [
-    (lambda a, b, c: T.gemm(a, b, c, k_pack=2), "k_pack=2 is not supported"),
-    (lambda a, b, c: T.gemm(a, b, c, wg_wait=1), "wg_wait=1 is not supported"),
+    (lambda a, b, c: T.gemm(a, b, c, k_pack=3), "k_pack=3: TileLang takes k_pack 1 or 2"),
+    (lambda a, b, c: T.gemm(a, b, c, wg_wait=-2), "wg_wait=-2: TileLang takes an int, -1"),
+    (lambda a, b, c: T.wait_wgmma(-1), r"T.wait_wgmma\(-1\): the number of wgmma groups"),
     (lambda a, b, c: T.gemm(a, b, c, policy=7), "policy=7 is not a T.GemmWarpPolicy"),
 ])
 def test_gemm_issue_options_refused_by_name(call, match):

@@ -46,10 +46,12 @@ def flashattn_bwd_preprocess(batch, heads, seq_len, dim):
 
 
 def flashattn_bwd(batch, heads, seq_len, dim, is_causal, block_M, block_N, threads=128,
-                  aliased_dq=False):
+                  aliased_dq=False, use_tma=False):
     """The dK/dV/dQ kernel: `flash_bwd` (TileLang's in-place dQ parameter), or with
     `aliased_dq=True` `flash_bwd_aliased_dq`, whose dQ starts from an input `dQ_init` passed
-    with `input_output_aliases={6: 0}`."""
+    with `input_output_aliases={6: 0}`. `use_tma=True` adds each dQ tile from shared memory
+    with the TMA engine (`T.atomic_add(..., use_tma=True)`, sm_90+), as TileLang's
+    `example_gqa_bwd_tma_reduce` does; the engine clips rows past the end itself."""
     sm_scale = (1.0 / dim) ** 0.5
     scale = (1.0 / dim) ** 0.5 * 1.44269504  # log2(e)
     shape = [batch, seq_len, heads, dim]
@@ -85,6 +87,8 @@ def flashattn_bwd(batch, heads, seq_len, dim, is_causal, block_M, block_N, threa
             dq = T.alloc_fragment([block_N, dim], accum_dtype)
             dv_shared = T.alloc_shared([block_M, dim], dtype)
             dk_shared = T.alloc_shared([block_M, dim], dtype)
+            if use_tma:
+                dq_shared = T.alloc_shared([block_N, dim], accum_dtype)
 
             T.copy(K[bz, by * block_M:(by + 1) * block_M, bx, :], K_shared)
             T.copy(V[bz, by * block_M:(by + 1) * block_M, bx, :], V_shared)
@@ -118,9 +122,14 @@ def flashattn_bwd(batch, heads, seq_len, dim, is_causal, block_M, block_N, threa
                 T.copy(dsT_cast, dsT_shared)
                 T.clear(dq)
                 T.gemm(dsT_shared, K_shared, dq, transpose_A=True)
-                for i, j in T.Parallel(block_N, dim):
-                    if k * block_N + i < seq_len:
-                        T.atomic_add(dQ[bz, k * block_N + i, bx, j], dq[i, j])
+                if use_tma:
+                    T.copy(dq, dq_shared)
+                    T.atomic_add(dQ[bz, k * block_N:(k + 1) * block_N, bx, :], dq_shared,
+                                 use_tma=True)
+                else:
+                    for i, j in T.Parallel(block_N, dim):
+                        if k * block_N + i < seq_len:
+                            T.atomic_add(dQ[bz, k * block_N + i, bx, j], dq[i, j])
             T.copy(dv, dv_shared)
             T.copy(dk, dk_shared)
             T.copy(dv_shared, dV[bz, by * block_M:(by + 1) * block_M, bx, :])

@@ -88,21 +88,22 @@ def _bwd_inputs(shape, is_causal):
     return q, k, v, do, jnp.asarray(o, jnp.float16), jnp.asarray(lse, jnp.float32)
 
 
-def _bwd_launchers(shape, is_causal, interpret, block_M=64, block_N=32):
+def _bwd_launchers(shape, is_causal, interpret, block_M=64, block_N=32, use_tma=False):
     batch, seq_len, heads, dim = shape
     prep = jtile.pallas_like(flash_attention_bwd.flashattn_bwd_preprocess(batch, heads,
                                                                           seq_len, dim),
                              interpret=interpret)
     bwd = jtile.pallas_like(flash_attention_bwd.flashattn_bwd(batch, heads, seq_len, dim,
                                                               is_causal, block_M, block_N,
-                                                              aliased_dq=True),
+                                                              aliased_dq=True,
+                                                              use_tma=use_tma),
                             input_output_aliases={6: 0}, interpret=interpret)
     return prep, bwd
 
 
-def _bwd_check(shape, is_causal, interpret, close):
+def _bwd_check(shape, is_causal, interpret, close, use_tma=False):
     q, k, v, do, o, lse = _bwd_inputs(shape, is_causal)
-    prep, bwd = _bwd_launchers(shape, is_causal, interpret)
+    prep, bwd = _bwd_launchers(shape, is_causal, interpret, use_tma=use_tma)
     delta = prep(o, do)
     dq, dk, dv = bwd(q, k, v, do, lse, delta, jnp.zeros(shape, jnp.float32))
     assert dq.dtype == jnp.float32 and dk.dtype == dv.dtype == jnp.float16
@@ -120,13 +121,13 @@ def _bwd_check(shape, is_causal, interpret, close):
         close(got, want, name)
 
 
-@pytest.mark.parametrize("is_causal", [False, True])
-def test_flash_attention_bwd_interpret(is_causal):
+@pytest.mark.parametrize("is_causal, use_tma", [(False, False), (True, False), (True, True)])
+def test_flash_attention_bwd_interpret(is_causal, use_tma):
     def close(got, want, name):
         np.testing.assert_allclose(np.asarray(got, np.float32), want, rtol=1e-2, atol=1e-2,
                                    err_msg=name)
 
-    _bwd_check((1, 100, 2, 64), is_causal, True, close)
+    _bwd_check((1, 100, 2, 64), is_causal, True, close, use_tma=use_tma)
 
 
 @pytest.mark.xfail(strict=True, raises=jtile.JtileTraceError,
@@ -155,6 +156,16 @@ def test_flash_attention_bwd_compiles(target):
         _compile(bwd, (q, k, v, do, lse, delta, jnp.zeros(shape, jnp.float32)), target)
 
 
+def test_flash_attention_bwd_tma_reduce_compiles_for_sm90a_only():
+    shape = (1, 100, 2, 64)
+    q, k, v, do, o, lse = _bwd_inputs(shape, True)
+    args = (q, k, v, do, lse, jnp.zeros((1, 2, 100), jnp.float32), jnp.zeros(shape, jnp.float32))
+    _, bwd = _bwd_launchers(shape, True, False, use_tma=True)
+    _compile(bwd, args, "sm_90a")
+    with pytest.raises(jtile.JtileTargetError, match=r"use_tma=True.*the target is sm_80"):
+        _compile(bwd, args, "sm_80")
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("is_causal", [False, True])
 def test_flash_attention_bwd_gpu(is_causal):
@@ -162,6 +173,14 @@ def test_flash_attention_bwd_gpu(is_causal):
         assert_close(got, want, jnp.float16, name=name)
 
     _bwd_check((2, 1000, 4, 64), is_causal, False, close)
+
+
+@pytest.mark.gpu
+def test_flash_attention_bwd_tma_reduce_gpu():
+    def close(got, want, name):
+        assert_close(got, want, jnp.float16, name=name)
+
+    _bwd_check((2, 1000, 4, 64), True, False, close, use_tma=True)
 
 
 # ----------------------------------------------------------------------------- gqa_fwd
