@@ -316,6 +316,23 @@ class Buffer:
     def __hash__(self):
         return id(self)
 
+    # A `T.alloc_var` compares as its value (`x == 0`, `a == b`), as TileLang's do; any other
+    # buffer, or a variable against a tile, compares by identity (sets and dicts of buffers
+    # hash by identity and never get this far for two different buffers).
+    def __eq__(self, other):
+        if self._compares_as_value(other):
+            return self._scalar() == other
+        return self is other
+
+    def __ne__(self, other):
+        if self._compares_as_value(other):
+            return self._scalar() != other
+        return self is not other
+
+    def _compares_as_value(self, other) -> bool:
+        return self.space is MemorySpace.VAR and other is not self and \
+            (not isinstance(other, Buffer) or other.space is MemorySpace.VAR)
+
     @property
     def data(self) -> "BufferData":
         """TileLang's `buf.data`: the storage, for `T.Tensor(shape, dtype, buf.data)` views."""

@@ -278,6 +278,19 @@ class _ControlFlowRewriter(ast.NodeTransformer):
                              body=body)
         return _locate_all(with_node, node)
 
+    def visit_For(self, node: ast.For):
+        """A `for` with a `break` or `continue` of its own: see `loop_exits_rewrite`."""
+        from jtile.trace import loop_exits_rewrite
+
+        exits = set() if getattr(node, "_jt_exits_rewritten", False) else \
+            loop_exits_rewrite.own_exits(node.body)
+        if not exits:
+            self.generic_visit(node)
+            return node
+        rewritten = loop_exits_rewrite.rewrite_loop(node, self.fresh("exits"), exits, _call)
+        self.generic_visit(rewritten)
+        return _locate_all(rewritten, node)
+
     def visit_While(self, node: ast.While):
         self.generic_visit(node)
         name = self.fresh("while")

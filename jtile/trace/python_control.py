@@ -13,8 +13,10 @@ value is traced, with TileLang's meaning:
 - `A: T.Tensor((M, N), dtype)` in the body checks the parameter `A` against the annotation and
   binds the shape symbols it has as whole dimensions; `n: T.int32` declares a scalar parameter.
 
-`break`, `continue` and `return` cannot leave a traced branch or loop (the branch is recorded,
-not taken): they are refused by name, with TileLang's alternative.
+`break` and `continue` of a `for` loop work under traced conditions and in loops recorded for
+the GPU (`jtile.trace.loop_exits`: a flag guards the rest of the loop, as in TileLang). A `return`,
+and a `break` / `continue` that would leave a traced `while`, cannot leave a traced branch (the
+branch is recorded, not taken): they are refused by name, with TileLang's alternative.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from jtile.errors import JtileShapeError, JtileTraceError
 from jtile.ir.nodes import (BinOp, Buffer, Const, Expr, IfThenElse, UnOp, While, as_expr)
 from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import active_builder, current
+from jtile.trace.loop_exits import loop_exits  # noqa: F401 (called by rewritten bodies)
 from jtile.trace.source import caller_location
 
 _MISSING = object()
