@@ -24,6 +24,7 @@ import jax.numpy as jnp
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import jtile  # noqa: E402
 import jtile.ops as ops  # noqa: E402
 from benchmarks.bench import bench  # noqa: E402
 from benchmarks.bench_ops import forward_backward  # noqa: E402
@@ -79,7 +80,12 @@ def main():
                                                  interpret=False))
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    t, out = _time(mine, (q, k, v))
+                    try:
+                        t, out = _time(mine, (q, k, v))
+                    except jtile.JtileTargetError as error:  # e.g. over the shared memory
+                        print(f"{label:<12} bwd {block_m:>3}x{block_n:<3} does not fit: "
+                              f"{str(error).splitlines()[0][:160]}", flush=True)
+                        continue
                 flags = "serialized" if any("serialized" in str(w.message)
                                             for w in caught) else ""
                 dq = "tma" if stage_dq else "atom"
