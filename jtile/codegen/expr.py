@@ -14,6 +14,7 @@ from typing import Callable, Optional
 from jtile.errors import JtileError
 from jtile.ir import nodes as ir
 from jtile.ir.types import DType
+from jtile.ir.warp_ops import SHUFFLES, VOTES, WARP_CALLS
 
 _C_OPS = {"add": "+", "sub": "-", "mul": "*", "div": "/", "lt": "<", "le": "<=", "gt": ">",
           "ge": ">=", "eq": "==", "ne": "!=", "and": "&&", "or": "||", "xor": "^", "shl": "<<",
@@ -81,12 +82,24 @@ class ExprEmitter:
             return _wrap(e.dtype, f"(-{self(e.a)})") if e.op == "neg" else f"(!{self(e.a)})"
         if isinstance(e, ir.Call) and e.fn == "reinterpret":
             return f"jt::bitcast<{e.dtype.c_name}>({self(e.args[0])})"
+        if isinstance(e, ir.Call) and e.fn in WARP_CALLS:
+            return self._warp(e)
         if isinstance(e, ir.Call):
             args = ", ".join(self.typed(a, e.dtype) for a in e.args)
             return f"jt::{e.fn}({args})"
         if isinstance(e, ir.BinOp):
             return self._binary(e)
         raise JtileError(f"jtile internal: cannot render {e!r}")
+
+    def _warp(self, e: ir.Call) -> str:
+        """T.shfl_* (`jt::warp_shfl_<kind>(value, lane argument, width)`), T.warp_reduce_*
+        and the votes (jtile/warp.cuh)."""
+        value = self.typed(e.args[0], e.dtype) if e.fn not in VOTES else self(e.args[0])
+        if e.fn in SHUFFLES:
+            kind = e.fn[len("shfl_"):]
+            return (f"jt::warp_shfl_{kind}({value}, {self(e.args[1])}, {self(e.args[2])}, "
+                    f"{e.args[3].value:#x}u)")
+        return f"jt::{e.fn}({value})"
 
     def _binary(self, e: ir.BinOp) -> str:
         if e.op in ("lt", "le", "gt", "ge", "eq", "ne"):

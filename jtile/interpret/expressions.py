@@ -28,6 +28,8 @@ from jtile.ir.nodes import BinOp, Call, Cast, Const, Expr, Load, Select, UnOp, V
 from jtile.ir.types import DType, MemorySpace, promote, value_range
 from jtile.interpret import threads
 from jtile.interpret.memory import Memory, jnp_dtype
+from jtile.interpret.warp_ops import warp_call
+from jtile.ir.warp_ops import WARP_CALLS
 
 _HALF = (DType.float16, DType.bfloat16)
 _FP8 = (DType.float8_e4m3, DType.float8_e5m2)
@@ -206,6 +208,8 @@ class Evaluator:
 
     def _call(self, e: Call) -> jax.Array:
         fn = e.fn
+        if fn in WARP_CALLS:
+            return warp_call(self, e)
         if fn in ("max", "min") and len(e.args) == 2:
             a, b = (self(x).astype(_compute_dtype(e.dtype)) for x in e.args)
             return _as(jnp.maximum(a, b) if fn == "max" else jnp.minimum(a, b), e.dtype)

@@ -145,6 +145,24 @@ from jtile.language.reduce import (
     reduce_sum,
 )
 from jtile.language.scan import cummax, cumsum
+from jtile.language.warp import (
+    all_sync,
+    any_sync,
+    ballot,
+    ballot_sync,
+    shfl_down,
+    shfl_sync,
+    shfl_up,
+    shfl_xor,
+    tvm_warp_shuffle,
+    tvm_warp_shuffle_down,
+    tvm_warp_shuffle_up,
+    warp_reduce_bitand,
+    warp_reduce_bitor,
+    warp_reduce_max,
+    warp_reduce_min,
+    warp_reduce_sum,
+)
 from jtile.language.sync import (
     barrier_arrive,
     fence_proxy_async,
@@ -191,7 +209,10 @@ __all__ = [
     "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
     "FragmentBuffer", "LocalBuffer",
     "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait", "fence_proxy_async",
-    "wait_wgmma",
+    "wait_wgmma", "all_sync", "any_sync", "ballot", "ballot_sync", "shfl_down", "shfl_sync",
+    "shfl_up", "shfl_xor", "tvm_warp_shuffle", "tvm_warp_shuffle_down", "tvm_warp_shuffle_up",
+    "warp_reduce_bitand", "warp_reduce_bitor", "warp_reduce_max", "warp_reduce_min",
+    "warp_reduce_sum",
     "no_set_max_nreg", "disable_warp_group_reg_alloc", "sin", "cos", "tan", "asin", "acos",
     "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "log10", "log1p", "exp10",
     "floor", "ceil", "trunc", "nearbyint", "hypot", "copysign", "fmod",

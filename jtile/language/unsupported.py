@@ -23,8 +23,9 @@ _MATH = ("jtile's element-wise math is T.exp, T.exp2, T.exp10, T.log, T.log2, T.
          "their inverse (T.atan2 too) and hyperbolic forms, T.tanh, T.sigmoid, T.erf, T.floor, "
          "T.ceil, T.round, T.nearbyint, T.trunc, T.copysign, T.fmod, T.floordiv, T.floormod "
          "and T.cast")
-_SHUFFLE = ("warp shuffles and votes are chosen by the compiler; reduce a fragment with "
-            "T.reduce_sum / T.reduce_max / T.reduce_min")
+_SHUFFLE = ("the set of active lanes is not modelled: use the full-warp operations (T.shfl_*, "
+            "T.warp_reduce_*, T.any_sync / T.all_sync / T.ballot_sync), which every lane of "
+            "the warp reaches")
 _RAW = "jtile generates all device code itself; express the computation with T. operations"
 
 # TileLang names that jtile leaves out on purpose, and what to use instead.
@@ -41,8 +42,6 @@ _INSTEAD = {
     "gemm_sp": "sparse tensor-core gemm is not supported; use T.gemm on dense tiles",
     "sync_grid": "grid-wide synchronisation is not supported; split the work into two kernels",
     "sync_global": "grid-wide synchronisation is not supported; split the work into two kernels",
-    "shfl_xor": _SHUFFLE, "shfl_down": _SHUFFLE, "shfl_up": _SHUFFLE, "shfl_sync": _SHUFFLE,
-    "ballot": _SHUFFLE, "ballot_sync": _SHUFFLE, "any_sync": _SHUFFLE, "all_sync": _SHUFFLE,
     "activemask": _SHUFFLE,
     "call_extern": "jtile cannot call external device functions; " + _RAW,
     "call_pure_extern": "jtile cannot call external device functions; " + _RAW,
@@ -95,8 +94,6 @@ _INSTEAD.update({
     "PersistentTileScheduler": "write the loop with T.Persistent(domain, wave_size, "
                                "block_id), or " + _PERSISTENT,
     "loop_break": "use a T.serial loop with a T.If around its body, or T.While with a condition",
-    "warp_reduce_sum": _SHUFFLE, "warp_reduce_max": _SHUFFLE, "warp_reduce_min": _SHUFFLE,
-    "warp_reduce_bitand": _SHUFFLE, "warp_reduce_bitor": _SHUFFLE,
     "popcount": "count bits with shifts and & in T.Parallel",
     "Let": "bind a Python name to the expression", "evaluate": _RAW,
     "any_of": "combine the conditions with |", "all_of": "combine the conditions with &",
@@ -135,8 +132,7 @@ _INSTEAD.update({
     "attr": "TVM's statement attributes are not supported: bind threads with T.Kernel(threads=) "
             "and T.get_thread_binding(), and leave scheduling hints to the compiler",
     "comm_reducer": _TVM_REDUCE, "tvm_thread_allreduce": _TVM_REDUCE,
-    "tvm_warp_shuffle": _SHUFFLE, "tvm_warp_shuffle_up": _SHUFFLE,
-    "tvm_warp_shuffle_down": _SHUFFLE, "tvm_warp_activemask": _SHUFFLE,
+    "tvm_warp_activemask": _SHUFFLE,
     "match_buffer": "declare the array as a parameter annotated T.Tensor(shape, dtype); for a "
                     "view of a buffer use T.view or T.Tensor(shape, dtype, buf.data)",
     "Ref": "a T.macro parameter that stores into the element it was given is not supported; "

@@ -23,7 +23,7 @@ def test_unknown_name_is_a_jtile_error_naming_it():
 
 @pytest.mark.parametrize("name, instead", [
     ("atomic_or", "jtile has T.atomic_add"),
-    ("shfl_xor", "T.reduce_sum"),
+    ("activemask", "full-warp operations"),
     ("int4", "pack two 4-bit values"),
     ("float16x4", "vector dtypes are not element types"),
     ("float8_e8m0fnu", "uint8 exponents"),
@@ -39,12 +39,12 @@ def test_tilelang_names_left_out_say_what_to_use(name, instead):
 def test_inside_a_kernel_the_error_names_the_kernel_and_line():
     def uses_shuffle(X, O):
         with T.Kernel(1, threads=32):
-            T.shfl_xor(X[0], 1)
+            T.rng_init(X[0], 1)
 
     f = jtile.pallas_like(uses_shuffle, out_shape=jax.ShapeDtypeStruct((4,), jnp.float32),
                           interpret=True)
     with pytest.raises(jtile.JtileTraceError, match=r"uses_shuffle \(test_unknown_names.py:\d+\)"
-                                                    r": test_unknown_names.py:\d+: T.shfl_xor"):
+                                                    r": test_unknown_names.py:\d+: T.rng_init"):
         f(np.ones(4, np.float32))
 
 
