@@ -292,18 +292,29 @@ class _ControlFlowRewriter(ast.NodeTransformer):
         return _locate_all(rewritten, node)
 
     def visit_While(self, node: ast.While):
+        from jtile.trace import loop_exits_rewrite
+
+        own = loop_exits_rewrite.own_exits(node.body)
+        handle = self.fresh("exits") if own else None
+        if own:
+            loop_exits_rewrite.rewrite_while(node, handle)
         self.generic_visit(node)
+        # With a break flag the `else:` tests it (`X.orelse()`), so the loop may have one.
+        rewritten = self._while(node, else_refused=bool(node.orelse) and not own)
+        if own:
+            rewritten = loop_exits_rewrite.wrap(rewritten, handle, own, _call, node)
+        return _locate_all(rewritten, node)
+
+    def _while(self, node: ast.While, else_refused: bool) -> ast.With:
         name = self.fresh("while")
         exits = _exits(node.body, self.filename)
         handle = ast.Name(name, ast.Load())
-        loop = _call("loop", _const(tuple(exits), node), _const(bool(node.orelse), node),
-                     loc=node)
+        loop = _call("loop", _const(tuple(exits), node), _const(else_refused, node), loc=node)
         test = ast.Call(ast.Attribute(handle, "test", ast.Load()), [node.test], [])
         next_ = ast.Expr(ast.Call(ast.Attribute(handle, "next", ast.Load()), [], []))
         new_while = ast.While(test=test, body=node.body + [next_], orelse=node.orelse)
-        with_node = ast.With(items=[ast.withitem(loop, ast.Name(name, ast.Store()))],
-                             body=[new_while])
-        return _locate_all(with_node, node)
+        return ast.With(items=[ast.withitem(loop, ast.Name(name, ast.Store()))],
+                        body=[new_while])
 
     def visit_Assert(self, node: ast.Assert):
         self.generic_visit(node)

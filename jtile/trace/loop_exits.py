@@ -40,12 +40,32 @@ class loop_exits:
         self._depth = 0              # trace blocks open at the start of the iteration
 
     def __enter__(self):
+        builder = active_builder()
+        if builder is not None and builder.blocks:
+            self._loop_start = (builder.blocks[-1], len(builder.blocks[-1]))
         return self
 
     def __exit__(self, exc_type, exc, tb):
         return False
 
     # ------------------------------------------------------------------ the loop
+    def while_test(self, cond):
+        """A `while` condition: on a traced condition the loop is recorded for the GPU, its
+        exits set flags, and it also ends once the break flag is set."""
+        from jtile.trace.python_control import traced_condition
+
+        traced = traced_condition(cond, "`while`")
+        if traced is None:
+            return cond   # Python runs the loop (a traced exit makes the next test traced)
+        if not self._recorded:
+            self._recorded = True
+            for word, present in self._has.items():
+                if present:
+                    self._flag(word)
+        broke = self._flags.get("break")
+        return traced if broke is None else BinOp("and", traced, as_expr(broke) == 0,
+                                                  DType.bool)
+
     def over(self, iterable):
         builder = active_builder()
         kind = _recorded_kind(iterable)

@@ -1,7 +1,8 @@
 """The AST side of `break` and `continue` inside loops whose iterations are traced.
 
 A `for` loop that has a `break` or `continue` of its own is rewritten (by
-`ast_rewrite._ControlFlowRewriter.visit_For`) into:
+`ast_rewrite._ControlFlowRewriter.visit_For`) into the form below; a `while` loop likewise, its
+condition becoming `X.while_test(cond)` (`rewrite_while`):
 
     with __jt_rt__.loop_exits(has_break, has_continue) as X:
         for target in X.over(iterable):
@@ -103,6 +104,29 @@ def _rewrite_stmt(stmt, handle: str):
     return stmt
 
 
+def rewrite_while(node: ast.While, handle: str) -> None:
+    """A `while` with its own exits, in place: `while X.while_test(cond):` (the condition
+    also asks that no break flag is set), the body under `if X.enter():` with its exits
+    rewritten, and the `else:` under `if X.orelse():`."""
+    node.test = ast.copy_location(
+        ast.Call(func=ast.Attribute(value=ast.Name(handle, ast.Load()), attr="while_test",
+                                    ctx=ast.Load()), args=[node.test], keywords=[]), node.test)
+    node.body = [ast.copy_location(ast.If(test=_runtime_call(handle, "enter", node),
+                                          body=rewrite_body(node.body, handle), orelse=[]),
+                                   node)]
+    if node.orelse:
+        node.orelse = [ast.copy_location(ast.If(test=_runtime_call(handle, "orelse", node),
+                                                body=node.orelse, orelse=[]), node.orelse[0])]
+
+
+def wrap(statement, handle: str, exits: set, runtime_call, loc) -> ast.With:
+    """`with loop_exits(has_break, has_continue) as X:` around `statement`."""
+    manager = runtime_call("loop_exits", ast.Constant("break" in exits),
+                           ast.Constant("continue" in exits), loc=loc)
+    return ast.copy_location(ast.With(items=[ast.withitem(manager, ast.Name(handle, ast.Store()))],
+                                      body=[statement]), loc)
+
+
 def rewrite_loop(node: ast.For, handle: str, exits: set, runtime_call) -> ast.With:
     """The `with loop_exits(...) as X:` form of the `for` loop `node` (see the module doc).
     `runtime_call(method, *args, loc=)` builds a call of the control-flow runtime."""
@@ -119,7 +143,4 @@ def rewrite_loop(node: ast.For, handle: str, exits: set, runtime_call) -> ast.Wi
                                      body=[entered], orelse=orelse,
                                      type_comment=None), node)
     loop._jt_exits_rewritten = True
-    manager = runtime_call("loop_exits", ast.Constant("break" in exits),
-                           ast.Constant("continue" in exits), loc=node)
-    return ast.copy_location(ast.With(items=[ast.withitem(manager, ast.Name(handle, ast.Store()))],
-                                      body=[loop]), node)
+    return wrap(loop, handle, exits, runtime_call, node)

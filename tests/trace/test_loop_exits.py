@@ -3,6 +3,8 @@ Python runs they exit as Python does; under a traced condition, or in a loop rec
 GPU (`T.serial`, `T.unroll`, `T.Pipelined`), a flag skips the rest of the loop. Interpret mode,
 compiled for sm_80 and sm_90a, and run on a GPU where one is present."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -29,13 +31,14 @@ def _python_sum(row):
     return total
 
 
-def sum_until_negative(X, O):
-    """Per thread: sum its row until a negative value, skipping values above 5."""
+def sum_until_negative(X, O, *, loop):
+    """Per thread: sum its row until a negative value, skipping values above 5. `loop` is
+    T.serial (recorded for the GPU) or range (unrolled while tracing: the exits are traced)."""
     N, L = X.shape
     with T.Kernel(1, threads=128):
         tx = T.get_thread_binding()
         acc = T.alloc_var("float32")
-        for i in T.serial(L):
+        for i in loop(L):
             if X[tx, i] < 0:
                 break
             if X[tx, i] > 5:
@@ -44,25 +47,11 @@ def sum_until_negative(X, O):
         O[tx] = acc
 
 
-def sum_until_negative_unrolled(X, O):
-    """The same over a Python range (unrolled while tracing): the exits are traced."""
-    N, L = X.shape
-    with T.Kernel(1, threads=128):
-        tx = T.get_thread_binding()
-        acc = T.alloc_var("float32")
-        for i in range(L):
-            if X[tx, i] < 0:
-                break
-            if X[tx, i] > 5:
-                continue
-            acc = acc + X[tx, i]
-        O[tx] = acc
-
-
-@pytest.mark.parametrize("kernel", [sum_until_negative, sum_until_negative_unrolled])
-def test_break_and_continue_under_a_thread_dependent_condition(kernel):
+@pytest.mark.parametrize("loop", [T.serial, range])
+def test_break_and_continue_under_a_thread_dependent_condition(loop):
     rng = np.random.default_rng(8)
     x = rng.integers(-2, 9, (128, 12)).astype(np.float32)
+    kernel = functools.partial(sum_until_negative, loop=loop)
     (out,), cuda = run_both_ways(kernel, (x,), _spec((128,)))
     np.testing.assert_array_equal(out, [_python_sum(row) for row in x])
     assert "loop_broke" in cuda and "loop_skips" in cuda
@@ -153,17 +142,45 @@ def test_a_uniform_break_before_block_barriers_in_the_loop():
     np.testing.assert_array_equal(out, np.full(128, 60.0, np.float32))
 
 
-def test_a_while_loop_left_by_break_is_still_refused():
+def test_break_continue_and_else_of_a_traced_while():
+    def sum_row(X, O):
+        N, L = X.shape
+        with T.Kernel(1, threads=128):
+            tx = T.get_thread_binding()
+            i = T.alloc_var("int32")
+            acc = T.alloc_var("float32")
+            v = T.alloc_var("float32")
+            while i < L:
+                v = X[tx, i]
+                i = i + 1
+                if v < 0:
+                    break
+                if v > 5:
+                    continue
+                acc = acc + v
+            else:
+                acc = acc + 1000
+            O[tx] = acc
+
+    rng = np.random.default_rng(13)
+    x = rng.integers(-2, 9, (128, 12)).astype(np.float32)
+    x[5] = 1.0   # no negative value: the else runs
+    (out,), _ = run_both_ways(sum_row, (x,), _spec((128,)))
+    want = [_python_sum(row) + (1000 if (row >= 0).all() else 0) for row in x]
+    np.testing.assert_array_equal(out, want)
+
+
+def test_return_from_a_traced_loop_is_still_refused():
     def leaves(X, O):
         with T.Kernel(1, threads=32):
             i = T.alloc_var("int32")
             while i < 8:
                 if X[i] < 0:
-                    break
+                    return
                 i = i + 1
             O[0] = i
 
     launch = jtile.pallas_like(leaves, out_shape=_spec((1,), jnp.int32), interpret=True)
-    with pytest.raises(jtile.JtileTraceError, match=r"`break` at test_loop_exits.py:\d+ would "
+    with pytest.raises(jtile.JtileTraceError, match=r"`return` at test_loop_exits.py:\d+ would "
                                                     r"leave an `if`"):
         launch(np.ones(8, np.float32))
