@@ -151,6 +151,9 @@ class CudaEmitter:
         return name
 
     def name(self, thing) -> str:
+        if isinstance(thing, ir.Buffer) and thing.view_of is not None \
+                and thing.space is MemorySpace.FRAGMENT:
+            return self.name(thing.view_of)   # T.reshape of a fragment: the same registers
         if thing not in self.names:
             if isinstance(thing, ir.Buffer):
                 base = thing.name + ("" if thing.space is MemorySpace.GLOBAL else

@@ -1,8 +1,9 @@
 """Buffer views: `T.view`, `T.reshape` and `T.Tensor(shape, dtype, buf.data)`.
 
 A view is a second name for the bytes of a global, shared or local buffer, with its own shape
-and dtype (the total size in bits must match). Nothing is copied: a store through either name
-is seen through the other. Convolution kernels view a (KH, KW, C, F) weight as (KH*KW*C, F);
+and dtype (the total size in bits must match), or for a fragment's registers under another
+shape (power-of-2 dimensions, same dtype). Nothing is copied: a store through either name is
+seen through the other. Convolution kernels view a (KH, KW, C, F) weight as (KH*KW*C, F);
 quantised kernels view packed bytes as wider words.
 """
 
@@ -27,10 +28,11 @@ def make_view(base: Buffer, shape, dtype, what: str, loc, scope=None) -> Buffer:
     """A Buffer sharing `base`'s bytes with `shape` and `dtype` (views of views share the root)."""
     builder = current(what)
     root = base if base.view_of is None else base.view_of
+    if root.space is MemorySpace.FRAGMENT:
+        return _fragment_view(builder, root, shape, dtype, what, loc)
     if root.space not in VIEWABLE_SPACES:
         raise builder.error(f"{base.describe()} cannot be viewed: views share the bytes of "
-                            "global, shared and local buffers (a fragment's layout is chosen by "
-                            "the compiler; copy it to shared memory first)", loc, op=what)
+                            "global, shared, local and fragment buffers", loc, op=what)
     if scope is not None:
         try:
             space = as_memory_space(scope, tuple(MemorySpace), what)
@@ -61,6 +63,29 @@ def make_view(base: Buffer, shape, dtype, what: str, loc, scope=None) -> Buffer:
                             "whole bytes of numeric types", loc, op=what)
     view = Buffer(builder.fresh_name(f"{root.name}_view"), shape, dtype, root.space, loc,
                   view_of=root)
+    builder.attrs.setdefault("views", []).append(view)
+    return view
+
+
+def _fragment_view(builder, root: Buffer, shape, dtype, what: str, loc) -> Buffer:
+    """A fragment seen under another shape (TileLang's `T.reshape(frag, shape)`): the same
+    registers, the layout re-split with the shape. Element types stay; every dimension of both
+    shapes is a power of 2, so each thread keeps exactly the elements it held."""
+    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
+    same_type = dtype is None or as_dtype(dtype) is root.dtype
+    size = 1
+    for d in shape:
+        size *= d if isinstance(d, (int, np.integer)) and not isinstance(d, bool) else 0
+    powers = all(isinstance(d, (int, np.integer)) and d > 0 and not d & (d - 1)
+                 for d in tuple(shape) + tuple(root.shape))
+    if not same_type or size != root.size or not powers:
+        raise builder.error(
+            f"{root.describe()} as {list(shape)}{'' if same_type else f' {dtype}'}: a fragment "
+            "is reshaped, not reinterpreted: same dtype, same number of elements, and every "
+            "dimension a power of 2 (each thread must keep the elements it holds); copy it "
+            "through shared memory otherwise", loc, op=what, cls=JtileShapeError)
+    view = Buffer(builder.fresh_name(f"{root.name}_view"), tuple(int(d) for d in shape),
+                  root.dtype, MemorySpace.FRAGMENT, loc, view_of=root)
     builder.attrs.setdefault("views", []).append(view)
     return view
 

@@ -121,6 +121,7 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     tilings: dict = {}
     threads = kernel.threads
     fragments = [b for b in kernel.allocations if is_tiled_fragment(b)]
+    fragments += fragment_views(kernel)
     for buf in fragments:
         if not all(is_power_of_two(d) for d in buf.shape):
             raise _fail(kernel, buf.loc, f"fragment {buf.describe()}: every dimension must be a "
@@ -421,8 +422,23 @@ def _moves_elementwise(loop: ir.ParallelFor, buf: ir.Buffer) -> bool:
 _ADDRESSED = (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN)
 
 
+def fragment_views(kernel) -> list:
+    """T.reshape views of fragments: the root's registers under another shape."""
+    return [v for v in kernel.attrs.get("views", ())
+            if v.space is MemorySpace.FRAGMENT and is_tiled_fragment(v.view_of)]
+
+
 def _propagate(kernel, all_stmts, layouts) -> bool:
     changed = False
+    for view in fragment_views(kernel):
+        # A view and its fragment hold the same registers: one layout, re-split by shape.
+        root = view.view_of
+        if root in layouts and view not in layouts:
+            layouts[view] = layouts[root].reshape(tuple(view.shape))
+            changed = True
+        elif view in layouts and root not in layouts:
+            layouts[root] = layouts[view].reshape(tuple(root.shape))
+            changed = True
     for s in all_stmts:
         if isinstance(s, ir.ParallelFor):
             base = loop_layout(s, layouts)

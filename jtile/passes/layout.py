@@ -87,6 +87,29 @@ class Layout:
         regs = tuple((remap[b[0]], b[1]) for b in self.reg_bits if b[0] in remap)
         return Layout(tuple(self.shape[d] for d in keep), threads, regs)
 
+    def reshape(self, shape: tuple) -> "Layout":
+        """The layout of the same registers seen as a row-major `shape` (T.reshape of a
+        fragment): every (dim, bit) becomes the bit it is in the flat index, then the (dim,
+        bit) of `shape` that bit falls in. Both shapes have power-of-2 dims."""
+        def flat_offsets(dims):
+            offsets, total = [], 0
+            for n in reversed(dims):
+                offsets.append(total)
+                total += log2(n)
+            return offsets[::-1]
+
+        old, new = flat_offsets(self.shape), flat_offsets(shape)
+
+        def move(bit):
+            if bit is None:
+                return None
+            flat = old[bit[0]] + bit[1]
+            dim = next(d for d in range(len(shape)) if new[d] <= flat < new[d] + log2(shape[d]))
+            return dim, flat - new[dim]
+
+        return Layout(tuple(shape), tuple(move(b) for b in self.thread_bits),
+                      tuple(move(b) for b in self.reg_bits))
+
     def compatible_projection(self, other: "Layout", keep: tuple) -> bool:
         """True when every thread holds, in `other`, the projected elements it holds here."""
         return self.project(keep).thread_bits == other.thread_bits
