@@ -191,10 +191,10 @@ class Evaluator:
             return jnp.floor(exact_divide(a, b)) if floating else jnp.floor_divide(a, b)
         if op == "mod":        # integers: the sign of the divisor; floats: C's fmod
             return lax.rem(a, b) if floating else jnp.remainder(a, b)
-        if op == "max":
-            return jnp.maximum(a, b)
+        if op == "max":   # fmaxf / fminf: a NaN operand gives the other one, as compiled
+            return jnp.fmax(a, b)
         if op == "min":
-            return jnp.minimum(a, b)
+            return jnp.fmin(a, b)
         if op in ("xor", "bitand", "bitor"):
             fn = {"xor": jnp.bitwise_xor, "bitand": jnp.bitwise_and, "bitor": jnp.bitwise_or}[op]
             return fn(a, b)
@@ -212,7 +212,7 @@ class Evaluator:
             return warp_call(self, e)
         if fn in ("max", "min") and len(e.args) == 2:
             a, b = (self(x).astype(_compute_dtype(e.dtype)) for x in e.args)
-            return _as(jnp.maximum(a, b) if fn == "max" else jnp.minimum(a, b), e.dtype)
+            return _as(jnp.fmax(a, b) if fn == "max" else jnp.fmin(a, b), e.dtype)
         if fn == "abs" and not e.dtype.is_float:
             return _as(jnp.abs(self(e.args[0])), e.dtype)
         if fn == "reinterpret":

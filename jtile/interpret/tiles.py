@@ -130,9 +130,12 @@ def _reduce_tile(op: str, x: jax.Array, dim: int) -> jax.Array:
         x = jnp.abs(x)
     if op in ("sum", "abssum"):
         return jnp.sum(x, axis=dim)
+    # The compiled reduction combines with fmaxf / fminf: NaN elements drop out.
     if op in ("max", "absmax"):
-        return jnp.max(x, axis=dim)
-    return jnp.min(x, axis=dim)
+        return jnp.nanmax(x, axis=dim) if jnp.issubdtype(x.dtype, jnp.floating) else \
+            jnp.max(x, axis=dim)
+    return jnp.nanmin(x, axis=dim) if jnp.issubdtype(x.dtype, jnp.floating) else \
+        jnp.min(x, axis=dim)
 
 
 def _combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
@@ -141,8 +144,8 @@ def _combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
     if op in ("sum", "abssum"):
         return old + new
     if op in ("max", "absmax"):
-        return jnp.maximum(old, new)
-    return jnp.minimum(old, new)
+        return jnp.fmax(old, new)
+    return jnp.fmin(old, new)
 
 
 REDUCE_OPS = ("sum", "max", "min", "abssum", "absmax", "bitand", "bitor", "bitxor")

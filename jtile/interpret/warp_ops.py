@@ -68,5 +68,5 @@ def _source_lane(kind: str, lane, b, width: int):
     return jnp.where(j <= last, j, lane)
 
 
-_COMBINE = {"sum": lambda a, b: a + b, "max": jnp.maximum, "min": jnp.minimum,
+_COMBINE = {"sum": lambda a, b: a + b, "max": jnp.fmax, "min": jnp.fmin,
             "bitand": jnp.bitwise_and, "bitor": jnp.bitwise_or}
