@@ -138,7 +138,8 @@ def _reduce_tile(op: str, x: jax.Array, dim: int) -> jax.Array:
         jnp.min(x, axis=dim)
 
 
-def _combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
+def combine(op: str, old: jax.Array, new: jax.Array) -> jax.Array:
+    """One step of reduction `op` (T.reduce_* kinds): fmaxf/fminf for max/min, as compiled."""
     if op in _BITWISE:
         return _BITWISE[op](old, new)
     if op in ("sum", "abssum"):
@@ -161,7 +162,7 @@ def reduce(memory: Memory, env: Env, stmt: Reduce) -> None:
     result = _reduce_tile(stmt.op, src, stmt.dim)
     if not stmt.clear:
         old = memory.read(stmt.dst, stmt.loc).reshape(result.shape).astype(result.dtype)
-        result = _combine(stmt.op, old, result)
+        result = combine(stmt.op, old, result)
     result = result.astype(jnp_dtype(stmt.dst.dtype)).reshape(stmt.dst.shape)
     memory.update(stmt.dst, lambda old: result, stmt.loc)
 

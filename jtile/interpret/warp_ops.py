@@ -20,6 +20,7 @@ WARP = 32
 
 def warp_call(evaluate, e: Call):
     from jtile.interpret.expressions import _as, _compute_dtype
+    from jtile.interpret.tiles import combine
 
     threads = evaluate.memory.ctx.kernel.threads
     value = evaluate(e.args[0])
@@ -41,7 +42,7 @@ def warp_call(evaluate, e: Call):
         out = value
         for offset in (16, 8, 4, 2, 1):
             a, b = out.astype(compute), out[base + (lane ^ offset)].astype(compute)
-            out = _as(_COMBINE[kind](a, b), e.dtype)
+            out = _as(combine(kind, a, b), e.dtype)
     else:
         pred = value.astype(bool).reshape(threads // WARP, WARP)
         if e.fn == "warp_ballot":
@@ -66,7 +67,3 @@ def _source_lane(kind: str, lane, b, width: int):
         return group | (b & ~segmask & (WARP - 1))
     j = lane + b if kind == "shfl_down" else lane ^ b
     return jnp.where(j <= last, j, lane)
-
-
-_COMBINE = {"sum": lambda a, b: a + b, "max": jnp.fmax, "min": jnp.fmin,
-            "bitand": jnp.bitwise_and, "bitor": jnp.bitwise_or}

@@ -81,19 +81,25 @@ TMA_REDUCE_DTYPES = (DType.float32, DType.float16, DType.bfloat16, DType.int32, 
                      DType.uint64)
 
 
+def tma_reduce_operand_problem(value: Buffer, dst: Buffer):
+    """Why the TMA engine cannot add `value` into `dst` by their spaces and dtypes (what it
+    does, then what it got), or None. Tracing (use_tma=True) and lower_tile_ops both ask."""
+    if not value.space.is_shared or dst.space is not MemorySpace.GLOBAL:
+        return (f"adds a shared tile into a global one (cp.reduce.async.bulk.tensor); here value "
+                f"is {value.describe()} and dst {dst.describe()}")
+    if dst.dtype not in TMA_REDUCE_DTYPES or value.dtype is not dst.dtype:
+        return (f"adds {[str(d) for d in TMA_REDUCE_DTYPES]} into a global tile of the same "
+                f"dtype; here {value.describe()} into {dst.describe()}")
+    return None
+
+
 def _check_tma_reduce(builder, loc, op, dst: Region, value: Region) -> None:
     """use_tma=True: the TMA engine reads a shared tile and adds it into a global tile."""
-    if value.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN) \
-            or dst.buffer.space is not MemorySpace.GLOBAL:
-        raise builder.error(
-            f"use_tma=True adds a shared tile into a global one (cp.reduce.async.bulk.tensor); "
-            f"here value is {value.buffer.describe()} and dst {dst.buffer.describe()}. Copy the "
-            "value into a T.alloc_shared tile first, or drop use_tma", loc, op=op)
-    if dst.buffer.dtype not in TMA_REDUCE_DTYPES or value.buffer.dtype is not dst.buffer.dtype:
-        raise builder.error(
-            f"use_tma=True: the TMA engine adds {[str(d) for d in TMA_REDUCE_DTYPES]} into a "
-            f"global tile of the same dtype; here {value.buffer.describe()} into "
-            f"{dst.buffer.describe()}. Drop use_tma", loc, op=op)
+    problem = tma_reduce_operand_problem(value.buffer, dst.buffer)
+    if problem is not None:
+        raise builder.error(f"use_tma=True: the TMA engine {problem}. Drop use_tma, or copy "
+                            "the value into a T.alloc_shared tile of the destination's dtype",
+                            loc, op=op)
 
 
 def _one_element(region: Region) -> Load:

@@ -18,18 +18,17 @@ from jtile.language import tensor as _tensor
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
 
-# Spaces whose bytes a view may share: fragments are spread over threads by an inferred
-# layout, and vars, barriers, TMEM and descriptors have no element layout to reinterpret.
+# Spaces whose bytes a view may share (a fragment only under another shape: it is spread over
+# threads by an inferred layout); vars, barriers, TMEM and descriptors have no element layout
+# to reinterpret.
 VIEWABLE_SPACES = (MemorySpace.GLOBAL, MemorySpace.SHARED, MemorySpace.SHARED_DYN,
-                   MemorySpace.LOCAL)
+                   MemorySpace.LOCAL, MemorySpace.FRAGMENT)
 
 
 def make_view(base: Buffer, shape, dtype, what: str, loc, scope=None) -> Buffer:
     """A Buffer sharing `base`'s bytes with `shape` and `dtype` (views of views share the root)."""
     builder = current(what)
     root = base if base.view_of is None else base.view_of
-    if root.space is MemorySpace.FRAGMENT:
-        return _fragment_view(builder, root, shape, dtype, what, loc)
     if root.space not in VIEWABLE_SPACES:
         raise builder.error(f"{base.describe()} cannot be viewed: views share the bytes of "
                             "global, shared, local and fragment buffers", loc, op=what)
@@ -54,11 +53,13 @@ def make_view(base: Buffer, shape, dtype, what: str, loc, scope=None) -> Buffer:
     size = 1
     for d in shape:
         size *= d
-    if size * dtype.bits != root.size * root.dtype.bits:
+    if root.space is MemorySpace.FRAGMENT:
+        _check_fragment_reshape(builder, root, shape, size, dtype, what, loc)
+    elif size * dtype.bits != root.size * root.dtype.bits:
         raise builder.error(f"a {dtype}{list(shape)} view has {size * dtype.bits} bits but "
                             f"{root.describe()} has {root.size * root.dtype.bits}; a view must "
                             "cover the same bytes", loc, op=what, cls=JtileShapeError)
-    if dtype.bits < 8 or dtype.is_bool or root.dtype.is_bool:
+    elif dtype.bits < 8 or dtype.is_bool or root.dtype.is_bool:
         raise builder.error(f"views between {root.dtype} and {dtype} are not supported; view "
                             "whole bytes of numeric types", loc, op=what)
     view = Buffer(builder.fresh_name(f"{root.name}_view"), shape, dtype, root.space, loc,
@@ -67,31 +68,24 @@ def make_view(base: Buffer, shape, dtype, what: str, loc, scope=None) -> Buffer:
     return view
 
 
-def _fragment_view(builder, root: Buffer, shape, dtype, what: str, loc) -> Buffer:
-    """A fragment seen under another shape (TileLang's `T.reshape(frag, shape)`): the same
-    registers, the layout re-split with the shape. Element types stay; every dimension of both
-    shapes is a power of 2, so each thread keeps exactly the elements it held."""
-    shape = tuple(shape) if isinstance(shape, (tuple, list)) else (shape,)
-    same_type = dtype is None or as_dtype(dtype) is root.dtype
-    size = 1
-    for d in shape:
-        size *= d if isinstance(d, (int, np.integer)) and not isinstance(d, bool) else 0
-    powers = all(isinstance(d, (int, np.integer)) and d > 0 and not d & (d - 1)
-                 for d in tuple(shape) + tuple(root.shape))
+def _check_fragment_reshape(builder, root: Buffer, shape: tuple, size: int, dtype, what: str,
+                            loc) -> None:
+    """A fragment is seen under another shape only (TileLang's `T.reshape(frag, shape)`): the
+    same registers, the layout re-split with the shape. Element types stay; every dimension of
+    both shapes is a power of 2, so each thread keeps exactly the elements it held."""
+    same_type = dtype is root.dtype
+    powers = all(not d & (d - 1) for d in shape + tuple(root.shape))
     if not same_type or size != root.size or not powers:
         raise builder.error(
             f"{root.describe()} as {list(shape)}{'' if same_type else f' {dtype}'}: a fragment "
             "is reshaped, not reinterpreted: same dtype, same number of elements, and every "
             "dimension a power of 2 (each thread must keep the elements it holds); copy it "
             "through shared memory otherwise", loc, op=what, cls=JtileShapeError)
-    view = Buffer(builder.fresh_name(f"{root.name}_view"), tuple(int(d) for d in shape),
-                  root.dtype, MemorySpace.FRAGMENT, loc, view_of=root)
-    builder.attrs.setdefault("views", []).append(view)
-    return view
 
 
 def view(src, shape=None, dtype=None):
-    """A view of `src` (global, shared or local) with a new shape and/or dtype, same bytes.
+    """A view of `src` (global, shared or local) with a new shape and/or dtype, same bytes; a
+    fragment takes a new shape only (see `_check_fragment_reshape`).
 
     Shape and dtype default to src's; the total size in bits must equal src's. Reads and
     writes through the view address src's memory in row-major order (compiled: a pointer

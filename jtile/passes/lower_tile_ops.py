@@ -13,6 +13,7 @@ fills, reductions and element-wise loops stay tile ops, printed by the generic e
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
@@ -112,40 +113,42 @@ def tma_load_for(copy: ir.Copy, params: tuple, panel_buffers: set, read_only: fr
                        loc=copy.loc), param
 
 
-def _tma_reduce_obstacle(kernel: ir.Kernel, s: ir.AtomicAdd, target, non_panel: set):
-    """Why the TMA engine cannot do the tile atomic add `s` (a shared tile added into a global
-    one), or None when it can."""
-    from jtile.ir.walk import deep_buffers_read
-    from jtile.language.atomic import TMA_REDUCE_DTYPES
+def _tma_reduce_boxes(kernel: ir.Kernel, s: ir.AtomicAdd, target, non_panel: set,
+                     read: set) -> tuple:
+    """`(TmaBox per panel, None)` when the TMA engine can do the tile atomic add `s` (a shared
+    tile added into a global one), else `(None, why not)`. `read`: the buffers the kernel
+    reads anywhere."""
+    from jtile.language.atomic import tma_reduce_operand_problem
 
     value, dst = s.value, s.dst
-    if not isinstance(value, ir.Region) or not value.buffer.space.is_shared \
-            or dst.buffer.space is not MemorySpace.GLOBAL or s.op != "add":
-        return "it adds a shared tile into a global one"
+    if s.op != "add":
+        return None, f"it adds; T.atomic_{s.op} is not a TMA reduce"
+    problem = tma_reduce_operand_problem(value.buffer, dst.buffer)
+    if problem is not None:
+        return None, f"it {problem}"
     if not target.has_tma:
-        return f"the TMA engine arrived with sm_90; the target is {target.arch}"
+        return None, f"the TMA engine arrived with sm_90; the target is {target.arch}"
     buf = value.buffer
-    if buf.dtype not in TMA_REDUCE_DTYPES or buf.dtype is not dst.dtype:
-        return (f"it adds {[str(d) for d in TMA_REDUCE_DTYPES]} into the same dtype; here "
-                f"{buf.describe()} into {dst.buffer.describe()}")
     if buf.view_of is not None or tuple(value.extents) != tuple(buf.shape) \
             or not all(static_value(x) == 0 for x in value.starts):
-        return f"it reads a whole shared buffer, not a part or view of {buf.describe()}"
+        return None, f"it reads a whole shared buffer, not a part or view of {buf.describe()}"
     if panel_layout(buf) is None:
-        return (f"{buf.describe()} must be 2-D with rows of 32, 64 or a multiple of 128 bytes "
-                "and a multiple of 8 rows (the TMA swizzle panels)")
+        return None, (f"{buf.describe()} must be 2-D with rows of 32, 64 or a multiple of 128 "
+                      "bytes and a multiple of 8 rows (the TMA swizzle panels)")
     if any(v.view_of is buf for v in kernel.attrs.get("views", ())):
-        return f"a T.view of {buf.describe()} addresses it row-major"
+        return None, f"a T.view of {buf.describe()} addresses it row-major"
     if buf in non_panel:
-        return f"{buf.describe()} also feeds an mma.sync gemm, which needs another layout"
-    if any(dst.buffer in deep_buffers_read(x) for x in kernel.body):
-        return (f"the kernel reads {dst.buffer.describe()}, which the asynchronous update "
-                "would race with")
-    if tma_boxes(dst, buf, kernel.params) is None:
-        return (f"the TMA engine cannot address the tile of {dst.buffer.describe()} (a kernel "
-                "parameter, at most 5-D, the tile's last dimension the shared rows, other "
-                "dimensions 1 but one of the shared tile's rows, 16-byte row strides)")
-    return None
+        return None, f"{buf.describe()} also feeds an mma.sync gemm, which needs another layout"
+    if dst.buffer in read:
+        return None, (f"the kernel reads {dst.buffer.describe()}, which the asynchronous update "
+                      "would race with")
+    found = tma_boxes(dst, buf, kernel.params)
+    if found is None:
+        return None, (f"the TMA engine cannot address the tile of {dst.buffer.describe()} (a "
+                      "kernel parameter, at most 5-D, the tile's last dimension the shared "
+                      "rows, other dimensions 1 but one of the shared tile's rows, 16-byte row "
+                      "strides)")
+    return found[1], None
 
 
 def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
@@ -158,13 +161,21 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
                 panel_buffers.add(region.buffer)
     non_panel = {r.buffer for s in tilings if s not in wgmma for r in (s.a, s.b)}
     read_only = kernel.attrs.get("read_only_inputs", frozenset())
+
+    @functools.cache
+    def read_anywhere() -> frozenset:
+        """The buffers the kernel reads (walked only for a kernel with a tile atomic add)."""
+        from jtile.ir.walk import deep_buffers_read
+
+        return frozenset().union(*(deep_buffers_read(x) for x in kernel.body))
+
     def lower_atomic(s: ir.AtomicAdd):
         """A shared tile added into a global one: a TmaReduce when the TMA engine can do it;
         use_tma=True demands it. (verify refuses tile atomics under a branch on the thread
         index, so the one thread that issues it is always there.)"""
         if not isinstance(s.value, ir.Region) or not s.value.buffer.space.is_shared:
             return s
-        obstacle = _tma_reduce_obstacle(kernel, s, target, non_panel)
+        boxes, obstacle = _tma_reduce_boxes(kernel, s, target, non_panel, read_anywhere())
         if obstacle is not None:
             if s.use_tma:
                 from jtile.errors import JtileTargetError
@@ -176,7 +187,6 @@ def lower_tile_ops(kernel: ir.Kernel, target) -> ir.Kernel:
                     "element by element)")
             return s
         panel_buffers.add(s.value.buffer)
-        _, boxes = tma_boxes(s.dst, s.value.buffer, kernel.params)
         return low.TmaReduce(tile=s, map_index=-1, boxes=boxes, loc=s.loc)
 
     def lower_body(body, in_pipeline):

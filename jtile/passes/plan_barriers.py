@@ -226,6 +226,17 @@ class _Planner:
         self.leave_bulk_loop()
         return out
 
+    def ring_body(self, stmts) -> list:
+        """The body of a ring whose iterations each start at the ring's own block barrier
+        (shared memory is settled there; TMA reduces are not: they are drained as in any
+        loop)."""
+        self.written.clear()
+        self.read.clear()
+        self.seed_bulk_reads(stmts)
+        body = self.body(stmts)
+        self.leave_bulk_loop()
+        return body
+
     def leave_ring(self, buffers, body) -> None:
         """After a ring, later statements must not overwrite what its last iteration may still
         be reading (or read what it wrote) without a barrier."""
@@ -323,11 +334,7 @@ class _Planner:
             body = self.loop_body(pipe.body)
         else:
             # Thread 0 refills a stage only after the block barrier of each iteration.
-            self.written.clear()
-            self.read.clear()
-            self.seed_bulk_reads(pipe.body)
-            body = self.body(pipe.body)
-            self.leave_bulk_loop()
+            body = self.ring_body(pipe.body)
         self.leave_ring(buffers, pipe.body)
         return dataclasses.replace(pipe, body=tuple(body), entry_barrier=entry)
 
@@ -337,11 +344,7 @@ class _Planner:
         if self.overlap(set(buffers), self.read | self.written):
             entry = self.barrier()
         # Each iteration passes the ring's own block barrier before its body.
-        self.written.clear()
-        self.read.clear()
-        self.seed_bulk_reads(pipe.body)
-        body = self.body(pipe.body)
-        self.leave_bulk_loop()
+        body = self.ring_body(pipe.body)
         self.leave_ring(buffers, pipe.body)
         return dataclasses.replace(pipe, body=tuple(body), entry_barrier=entry)
 

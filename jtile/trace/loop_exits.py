@@ -28,7 +28,7 @@ def _recorded_kind(iterable):
 
 
 class loop_exits:
-    """One rewritten `for` loop: `with loop_exits(has_break, has_continue) as X:`."""
+    """One rewritten `for` or `while` loop: `with loop_exits(has_break, has_continue) as X:`."""
 
     def __init__(self, has_break: bool, has_continue: bool):
         self._loc = caller_location()
@@ -58,30 +58,19 @@ class loop_exits:
         if traced is None:
             return cond   # Python runs the loop (a traced exit makes the next test traced)
         if not self._recorded:
-            self._recorded = True
-            for word, present in self._has.items():
-                if present:
-                    self._flag(word)
-        broke = self._flags.get("break")
-        return traced if broke is None else BinOp("and", traced, as_expr(broke) == 0,
-                                                  DType.bool)
+            self._record()
+        running = self._not_broken()
+        return traced if running is True else BinOp("and", traced, running, DType.bool)
 
     def over(self, iterable):
-        builder = active_builder()
         kind = _recorded_kind(iterable)
         if kind == "parallel":
             raise current("`break`").error(
                 "`break` / `continue` in a T.Parallel loop: its iterations run at once on "
                 "different threads, so none can end the others; guard the work with `if` "
                 "instead", self._loc)
-        self._recorded = kind == "traced"
-        if builder is not None and builder.blocks:
-            self._loop_start = (builder.blocks[-1], len(builder.blocks[-1]))
-        if self._recorded:
-            # The body is traced once: flags for every exit it has, reset before the loop.
-            for word, present in self._has.items():
-                if present:
-                    self._flag(word)
+        if kind == "traced":
+            self._record()
         yield from iterable
 
     def enter(self):
@@ -92,8 +81,7 @@ class loop_exits:
             self._depth = len(builder.blocks)
         if "continue" in self._flags:
             self._flags["continue"][0] = 0
-        broke = self._flags.get("break")
-        return True if broke is None else as_expr(broke) == 0
+        return self._not_broken()
 
     def break_(self) -> bool:
         """`break`: True when Python should break (static path, loop run by Python)."""
@@ -114,10 +102,22 @@ class loop_exits:
         return cond
 
     def orelse(self):
+        return self._not_broken()
+
+    # ------------------------------------------------------------------ flags
+    def _record(self) -> None:
+        """The loop is recorded for the GPU (its body traced once): a flag for every exit it
+        has, reset before the loop."""
+        self._recorded = True
+        for word, present in self._has.items():
+            if present:
+                self._flag(word)
+
+    def _not_broken(self):
+        """True, or the traced condition that the break flag is not set."""
         broke = self._flags.get("break")
         return True if broke is None else as_expr(broke) == 0
 
-    # ------------------------------------------------------------------ flags
     def _exit(self, word: str) -> bool:
         builder = active_builder()
         traced = builder is not None and len(builder.blocks) > self._depth
