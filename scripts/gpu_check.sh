@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|attention-tiles|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
+#                                    profile-train|attention-tiles|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -114,6 +115,25 @@ for part in "${parts[@]}"; do
       timeout 400 ncu --set full -k regex:flash_fwd python3 scripts/profile_attention.py \
         > "$out/ncu_attention.txt" 2>&1
       grep -E "flash_fwd|Duration|Compute \(SM\) Throughput|Memory Throughput|Issue Slots Busy|Executed Ipc Active|Warp Cycles Per Issued|Registers Per|Achieved Occupancy|Stall|One or More" "$out/ncu_attention.txt" | head -120 ;;
+    stalls-attention)
+      # Where the attention forward's warps wait, per SASS instruction (Nsight Compute's
+      # source page with sampled stall reasons), for one kernel: STALLS_KERNEL, default D64 full.
+      kernel="${STALLS_KERNEL:-flash_fwd_d64}"
+      timeout 300 ncu --set full --import-source yes -k "regex:^${kernel}\$" --launch-count 1 \
+        -o "$out/stalls" -f python3 scripts/profile_attention.py > "$out/stalls_run.log" 2>&1
+      tail -3 "$out/stalls_run.log"
+      ncu -i "$out/stalls.ncu-rep" --page source --csv --print-source sass \
+        > "$out/stalls_sass.csv" 2> "$out/stalls_sass.err"
+      tail -3 "$out/stalls_sass.err"; wc -l "$out/stalls_sass.csv" ;;
+    profile-train)
+      # Per-kernel GPU time of one training step, jtile model and jax.numpy + cuDNN model.
+      for model in jtile jnp; do
+        timeout 200 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv \
+          python3 scripts/profile_train_step.py --model "$model" > "$out/step_$model.csv" \
+          2> "$out/step_$model.err" || tail -5 "$out/step_$model.err"
+      done
+      python3 scripts/profile_train_step.py --summarise "$out/step_jtile.csv" \
+        "$out/step_jnp.csv" 2>&1 | tee "$out/profile_train.log" ;;
     bench-*)
       timeout 300 python3 benchmarks/bench.py "${part#bench-}" 2>&1 | tee -a "$out/bench.log" | tail -30 ;;
   esac
