@@ -130,8 +130,9 @@ for part in "${parts[@]}"; do
       for model in jtile jnp; do
         timeout 200 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv \
           python3 scripts/profile_train_step.py --model "$model" > "$out/step_$model.csv" \
-          2> "$out/step_$model.err" || tail -5 "$out/step_$model.err"
+          2> "$out/step_err.log" || tail -5 "$out/step_err.log"
       done
+      rm -f "$out/step_err.log"
       python3 scripts/profile_train_step.py --summarise "$out/step_jtile.csv" \
         "$out/step_jnp.csv" 2>&1 | tee "$out/profile_train.log" ;;
     bench-*)
