@@ -266,8 +266,55 @@ def linear_cross_entropies(dtype):
                                                                          else 3))
 
 
+def step_ops(dtype):
+    """Each op of examples/train_gpt.py at the shapes of its one-GPU training step, jtile's
+    ops beside the jax.numpy + cuDNN ops that the example's baseline model is built from (its
+    `Ops` tables): where the step's time goes, op by op."""
+    if dtype == jnp.float32:
+        return  # the step's activations are bfloat16
+    from examples import train_gpt
+    from examples.gpt import corpus as corpus_lib
+    from examples.gpt import model as gpt
+
+    preset = train_gpt.PRESETS["h200"]
+    vocab = corpus_lib.load_corpus(1 << 20).vocab_size
+    b, s, d, hd = preset["batch"], preset["seq"], preset["d_model"], preset["head_dim"]
+    hq, hkv = preset["heads"], preset["kv_heads"]
+    hidden = gpt.default_mlp_hidden(d)
+    mine, theirs = gpt.jtile_ops(), gpt.jnp_ops()
+    rows = b * s
+    x, r = _normal(40, (rows, d), dtype), _normal(41, (rows, d), dtype)
+    w = 1.0 + 0.1 * _normal(42, (d,), jnp.float32)
+    size = x.dtype.itemsize * rows * d
+    compare(f"step rms_norm+residual ({rows}, {d})", lambda x, r, w: mine.rms_norm(x, w, r),
+            lambda x, r, w: theirs.rms_norm(x, w, r), (x, r, w), (0, 1, 2), 4 * size,
+            7 * size)
+    cfg = gpt.GPTConfig(vocab_size=vocab, d_model=d, n_heads=hq, n_kv_heads=hkv, head_dim=hd,
+                        seq=s)
+    cos, sin = gpt.rotary_tables(cfg)
+    q = _normal(43, (b, s, hq, hd), dtype)
+    size = q.dtype.itemsize * q.size
+    compare(f"step rotary q ({b}, {s}, {hq}, {hd})", lambda q: mine.rotary(q, cos, sin),
+            lambda q: theirs.rotary(q, cos, sin), (q,), (0,), 2 * size, 4 * size)
+    k, v = _normal(44, (b, s, hkv, hd), dtype), _normal(45, (b, s, hkv, hd), dtype)
+    size = q.dtype.itemsize * (2 * q.size + 2 * k.size)
+    compare(f"step attention causal ({b}, {s}, {hq}/{hkv}, {hd})", mine.attention,
+            theirs.attention, (q, k, v), (0, 1, 2), size, 3 * size)
+    gate, up = _normal(46, (rows, hidden), dtype), _normal(47, (rows, hidden), dtype)
+    size = gate.dtype.itemsize * gate.size
+    compare(f"step swiglu ({rows}, {hidden})", mine.swiglu, theirs.swiglu, (gate, up), (0, 1),
+            3 * size, 8 * size)
+    h = _normal(48, (rows, d), dtype)
+    w_out = _normal(49, (d, vocab), dtype, d ** -0.5)
+    labels = jax.random.randint(jax.random.key(50), (rows,), 0, vocab)
+    size = h.dtype.itemsize * (h.size + w_out.size)
+    compare(f"step linear_cross_entropy ({rows}, {d}, {vocab})",
+            lambda h, w: mine.loss(h, w, labels), lambda h, w: theirs.loss(h, w, labels),
+            (h, w_out), (0, 1), size, 3 * size)
+
+
 SECTIONS = (norms, softmaxes, cross_entropies, swiglus, rotaries, attentions, matmuls,
-            linear_cross_entropies)
+            linear_cross_entropies, step_ops)
 
 
 def main():
