@@ -2,6 +2,11 @@
 cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
+    python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
+
+`--forward` times the forward alone under each candidate forward tile shape, at the shape
+above and at the attention of examples/train_gpt.py's step (B16 S1024 H12/4 D64 causal,
+bfloat16), where short sequences leave few key tiles per block.
 
 B4 S4096 H16 float16, head dim 64 and 128, full (`--causal` adds the causal rows). Backward
 tiles are (block_m keys per block, block_n queries per step), with the producer warpgroup's
@@ -53,8 +58,54 @@ def _rel_err(a, b) -> float:
     return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
 
 
+# Forward tiles (block_m, block_n, stages, threads): the shipped shape first.
+FORWARD_CANDIDATES = [(128, 128, 2, 256), (128, 128, 3, 256), (128, 64, 2, 256),
+                      (128, 64, 3, 256), (64, 128, 2, 128), (64, 64, 2, 128)]
+FORWARD_SHAPES = [  # (batch, seq, heads, kv heads, head dim, causal, dtype)
+    (16, 1024, 12, 4, 64, True, jnp.bfloat16), (4, 4096, 16, 16, 64, False, jnp.float16),
+    (4, 4096, 16, 16, 64, True, jnp.float16), (4, 4096, 16, 16, 128, False, jnp.float16),
+]
+
+
+def forward_tiles_table():
+    for b, s, h, kvh, d, causal, dtype in FORWARD_SHAPES:
+        keys = jax.random.split(jax.random.key(d), 3)
+        q = jax.random.normal(keys[0], (b, s, h, d), jnp.float32).astype(dtype)
+        k, v = (jax.random.normal(key, (b, s, kvh, d), jnp.float32).astype(dtype)
+                for key in keys[1:])
+        work = 4 * b * h * s * s * d / (2 if causal else 1)
+        cudnn = functools.partial(jax.nn.dot_product_attention, is_causal=causal,
+                                  implementation="cudnn")
+        t_cudnn, reference = _time(cudnn, (q, k, v))
+        label = (f"B{b} S{s} H{h}/{kvh} D{d} {'causal' if causal else 'full'} "
+                 f"{jnp.dtype(dtype).name}")
+        print(f"{label:<36} cudnn {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} TFLOP/s",
+              flush=True)
+        shipped = attention_module.HOPPER_TILES[d]
+        for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
+            attention_module.HOPPER_TILES[d] = (
+                dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads),
+                shipped[1])
+            attention_module._launcher.cache_clear()
+            mine = functools.partial(ops.attention, causal=causal, interpret=False)
+            try:
+                t, out = _time(mine, (q, k, v))
+            except jtile.JtileError as error:
+                print(f"{label:<36} fwd {block_m}x{block_n} s{stages} t{threads} fails: "
+                      f"{str(error).splitlines()[0][:160]}", flush=True)
+                continue
+            print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages} t{threads:<3} "
+                  f"{t:7.3f} ms {work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f}  "
+                  f"err {_rel_err(out, reference):.1e}", flush=True)
+        attention_module.HOPPER_TILES[d] = shipped
+        attention_module._launcher.cache_clear()
+
+
 def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
+    if "--forward" in sys.argv:
+        forward_tiles_table()
+        return
     b, s, h = 4, 4096, 16
     for d, options in CANDIDATES.items():
         forward_tiles = attention_module.HOPPER_TILES[d][0]

@@ -2,7 +2,7 @@
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
-#                                    profile-train|attention-tiles|
+#                                    profile-train|attention-tiles|attention-tiles-fwd|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -105,6 +105,10 @@ for part in "${parts[@]}"; do
       # jtile.ops.attention forward + backward under each candidate backward tile shape.
       timeout 240 python3 benchmarks/bench_attention_tiles.py 2>&1 \
         | tee "$out/bench_attention_tiles.log" | tail -20 ;;
+    attention-tiles-fwd)
+      # jtile.ops.attention's forward under each candidate forward tile shape, beside cuDNN.
+      timeout 300 python3 benchmarks/bench_attention_tiles.py --forward 2>&1 \
+        | tee "$out/bench_attention_tiles_fwd.log" | tail -40 ;;
     profile-attention-bwd)
       # Nsight Compute on the attention backward kernels (jtile.ops.attention's gradient).
       timeout 400 ncu --set full -k regex:attention_bwd_d[0-9] python3 scripts/profile_attention.py \
@@ -127,12 +131,13 @@ for part in "${parts[@]}"; do
       tail -3 "$out/stalls_sass.err"; wc -l "$out/stalls_sass.csv" ;;
     profile-train)
       # Per-kernel GPU time of one training step, jtile model and jax.numpy + cuDNN model.
+      # XLA's command buffers (CUDA graphs) are off so that each kernel launch is seen.
       for model in jtile jnp; do
-        timeout 200 ncu --profile-from-start off --metrics gpu__time_duration.sum --csv \
+        XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 200 ncu --profile-from-start off \
+          --metrics gpu__time_duration.sum --csv \
           python3 scripts/profile_train_step.py --model "$model" > "$out/step_$model.csv" \
-          2> "$out/step_err.log" || tail -5 "$out/step_err.log"
+          2>> "$out/step_err.log" || tail -15 "$out/step_err.log"
       done
-      rm -f "$out/step_err.log"
       python3 scripts/profile_train_step.py --summarise "$out/step_jtile.csv" \
         "$out/step_jnp.csv" 2>&1 | tee "$out/profile_train.log" ;;
     bench-*)
