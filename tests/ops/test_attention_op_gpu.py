@@ -20,6 +20,9 @@ pytestmark = pytest.mark.gpu
 CASES = [
     (2, 1024, 8, 8, 64, False, 0),
     (2, 1024, 8, 8, 64, True, 0),
+    # Past attention.SHORT_SEQ head dim 64 takes the 128-query, three-stage forward.
+    (2, 2048, 4, 2, 64, True, 0),
+    (1, 1900, 4, 4, 64, False, 0),
     (2, 1024, 8, 8, 128, False, 0),
     (2, 1024, 8, 8, 128, True, 0),
     (2, 1024, 8, 8, 256, False, 0),
