@@ -1,5 +1,5 @@
 """Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck):
-the example GEMM and flash-attention forward, and jtile.ops.attention's backward (its dQ added
+the example GEMM and flash-attention forward, jtile.ops.attention's forward at a long sequence, and its backward (its dQ added
 by TMA reduces).
 
 Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
@@ -54,6 +54,16 @@ def main():
             np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32),
                                        rtol=2e-2, atol=2e-2, err_msg=f"d{name}")
         print("attention backward", "causal" if causal else "full", "ok", flush=True)
+    # Past attention.SHORT_SEQ the op's head-dim-64 forward is the 128-query, three-stage one.
+    q, k, v = (jax.random.normal(key, (1, 1152, 1, 64), jnp.float32).astype(jnp.float16)
+               for key in jax.random.split(jax.random.key(2), 3))
+    for causal in (False, True):
+        out = jax.jit(functools.partial(jtile.ops.attention, causal=causal,
+                                        interpret=False))(q, k, v)
+        ref = flash_attention.reference(q, k, v, causal)
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
+                                   atol=4e-3)
+        print("attention forward S1152", "causal" if causal else "full", "ok", flush=True)
 
 
 if __name__ == "__main__":
