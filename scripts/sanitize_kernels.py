@@ -1,6 +1,6 @@
 """Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck):
-the example GEMM and flash-attention forward, jtile.ops.attention's forward at a long sequence, and its backward (its dQ added
-by TMA reduces).
+the example GEMM and flash-attention forward, jtile.ops.attention's forward at a long sequence
+and its backward (its dQ added by TMA reduces).
 
 Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
 checks its own results against jnp, so a kernel that the tool lets through but computes wrong
