@@ -314,6 +314,9 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
                      buffers) -> None:
     """The consumers' loop of a ring whose second gemm runs one iteration late
     (passes/overlap_gemms.py prints the schedule in its docstring)."""
+    if pipe.overlap_split is not None:
+        _emit_two_buffer_overlap(em, pipe, counter, position, n, buffers)
+        return
     stages = pipe.stages
     first, tail_start = pipe.overlap
     body = pipe.body
@@ -349,6 +352,80 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
         late_gemm(last)
         _wait_wgmmas(em, 0, late_acc)
         release_stage(em, last)
+
+
+def _emit_two_buffer_overlap(em, pipe: low.MbarrierPipeline, counter: str, position: str,
+                             n: str, buffers) -> None:
+    """The consumers' loop of the two-buffer overlap (passes/overlap_gemms.py): each wait
+    sits right before the statements that need it, so the compiler cannot move one up into
+    the softmax and end the overlap early."""
+    stages = pipe.stages
+    first, tail_start = pipe.overlap
+    a_writers, c_touchers = pipe.overlap_split
+    body = pipe.body
+    head, middle, late = body[:first + 1], body[first + 1:tail_start], body[-1]
+    fill_a = tuple(body[i] for i in a_writers)
+    scale_c = tuple(body[i] for i in c_touchers)
+    early_acc = [em.name(body[first].tile.c.buffer)]
+    late_acc = [em.name(late.tile.c.buffer)]
+    a_buffer = late.tile.a.buffer
+    copies = (em.name(a_buffer), em.temp(em.name(a_buffer) + "_next"))
+    em.line(f"{a_buffer.dtype.c_name} {copies[1]}[{em.layouts[a_buffer].num_registers}];")
+
+    def with_copy(parity: int, emit) -> None:
+        """Emits `emit()` with the A fragment named by its register copy `parity`."""
+        saved = em.names[a_buffer]
+        em.names[a_buffer] = copies[parity]
+        try:
+            emit()
+        finally:
+            em.names[a_buffer] = saved
+
+    def late_gemm(stage: str, parity: int) -> None:
+        _address_stage(em, buffers, stage)
+        with_copy(parity, lambda: em.body((late,)))
+
+    def release(iteration: str) -> None:
+        release_stage(em, f"({_ring_position(em, iteration, pipe)} % {stages})")
+
+    # Prologue, loop and epilogue under one test: a path that issues a late gemm always
+    # reaches the epilogue's wait (ptxas serializes the wgmmas when it cannot see that).
+    with em.block(f"if ({n} > 0)"):
+        with em.block(""):
+            em.line(f"const int {counter} = 0;")
+            _enter_iteration(em, pipe, counter, position, n, buffers)
+            em.body(head)
+            _wait_wgmmas(em, 0, early_acc)
+            em.body(middle + fill_a)
+        em.line("#pragma unroll 1")
+        with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
+            # The late gemm of two iterations back (issued before the last softmax) is done:
+            # its stage is free and the accumulator may be rescaled before the next one joins
+            # it. Nothing else is in flight here, so ptxas sees every accumulator access
+            # ordered.
+            _wait_wgmmas(em, 0, late_acc)
+            with em.block(f"if ({counter} >= 2)"):
+                release(f"({counter} - 2)")
+            em.body(scale_c)
+            for parity in (1, 0):
+                with em.block(f"if (({counter} & 1) == {parity})" if parity else "else"):
+                    stage = _enter_iteration(em, pipe, counter, position, n, buffers)
+                    em.body(head)
+                    late_gemm(f"(({position} - 1) % {stages})", 1 - parity)
+                    _wait_wgmmas(em, 1, early_acc)
+                    _address_stage(em, buffers, stage)
+                    em.body(middle)
+                    with_copy(parity, lambda: em.body(fill_a))
+        _wait_wgmmas(em, 0, late_acc)
+        with em.block(f"if ({n} >= 2)"):
+            release(f"({n} - 2)")
+        em.body(scale_c)
+        last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
+        for parity in (1, 0):
+            with em.block(f"if ((({n} - 1) & 1) == {parity})" if parity else "else"):
+                late_gemm(last, parity)
+        _wait_wgmmas(em, 0, late_acc)
+        release(f"({n} - 1)")
 
 
 # ----------------------------------------------------------------------------- wgmma

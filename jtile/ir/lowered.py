@@ -211,6 +211,11 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # (first gemm, tail start) body indices when the second gemm of each iteration runs
     # overlapped with the next iteration's work (passes/overlap_gemms.py), else None.
     overlap: Optional[tuple] = None
+    # Two-buffer overlap (passes/overlap_gemms.py): body indices of the tail statements that
+    # write the late gemm's A fragment (run at the end of their iteration, into one of two
+    # register copies by parity) and of those that touch its accumulator (run in the next
+    # iteration, right before the late gemm is issued); None for the one-buffer schedule.
+    overlap_split: Optional[tuple] = None
 
     @property
     def transaction_bytes(self) -> int:

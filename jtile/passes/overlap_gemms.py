@@ -26,7 +26,7 @@ import dataclasses
 from jtile import config
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
-from jtile.ir.walk import touches
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, touches
 from jtile.passes.specialize_warps import top_level_gemms
 
 
@@ -48,7 +48,39 @@ def overlap_schedule(pipe: low.MbarrierPipeline):
     return gemms[0], tail
 
 
-def _overlap(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
+def two_buffer_split(pipe: low.MbarrierPipeline, found, a_read_later: bool):
+    """`(a_writers, c_touchers)`: the tail's body indices split by the late gemm's operand
+    they touch, when the two-buffer schedule applies to `pipe`, else None.
+
+    The schedule frees each stage two iterations late (three stages or more), keeps two
+    register copies of the A fragment (nothing after the ring may read it: which copy holds
+    the last tile depends on the iteration count) and moves the accumulator statements past
+    the A writers and past the next iteration's head and first gemm, so they must share no
+    buffer with those. Ping-pong turns keep the one-buffer schedule.
+    """
+    body = pipe.body
+    first, tail_start = found
+    late = body[-1]
+    if pipe.stages < 3 or pipe.turns or a_read_later:
+        return None
+    a_buffer, c_buffer = late.tile.a.buffer, late.tile.c.buffer
+    tail = range(tail_start, len(body) - 1)
+    a_writers = tuple(i for i in tail if touches([body[i]], {a_buffer}))
+    c_touchers = tuple(i for i in tail if touches([body[i]], {c_buffer}))
+    if set(a_writers) & set(c_touchers) or len(a_writers) + len(c_touchers) != len(tail):
+        return None
+    moved = [body[i] for i in c_touchers]
+    moved_reads = set().union(*(deep_buffers_read(x) for x in moved))
+    moved_writes = set().union(*(deep_buffers_written(x) for x in moved))
+    passed = [body[i] for i in a_writers] + list(body[:first + 1])
+    passed_reads = set().union(*(deep_buffers_read(x) for x in passed))
+    passed_writes = set().union(*(deep_buffers_written(x) for x in passed))
+    if moved_writes & (passed_reads | passed_writes) or moved_reads & passed_writes:
+        return None
+    return a_writers, c_touchers
+
+
+def _overlap(pipe: low.MbarrierPipeline, a_read_later: bool) -> low.MbarrierPipeline:
     found = overlap_schedule(pipe)
     if found is None:
         return pipe
@@ -59,11 +91,17 @@ def _overlap(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
         body[i] = dataclasses.replace(body[i], commit=True, wait=None,
                                       release_previous_stage=False)
     return dataclasses.replace(pipe, body=tuple(body), overlap=found, deferred_release=False,
-                               rolled=True)
+                               rolled=True,
+                               overlap_split=two_buffer_split(pipe, found, a_read_later))
 
 
 def overlap_gemms(kernel: ir.Kernel, target) -> ir.Kernel:
     if not config.overlap_gemms() or kernel.attrs.get("wgmma_wait_each_step"):
         return kernel
-    body = tuple(_overlap(s) if isinstance(s, low.MbarrierPipeline) else s for s in kernel.body)
-    return kernel.replace(body=body)
+    body = list(kernel.body)
+    for i, s in enumerate(body):
+        if isinstance(s, low.MbarrierPipeline) and s.body:
+            late = s.body[-1]
+            a = late.tile.a.buffer if isinstance(late, low.WgmmaGemm) else None
+            body[i] = _overlap(s, a is not None and touches(body[i + 1:], {a}))
+    return kernel.replace(body=tuple(body))
