@@ -3,6 +3,8 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
     python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
+    python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
+                                                           # JTILE_OVERLAP_GEMMS
 
 `--forward` times the forward alone under each candidate forward tile shape, at the shape
 above and at the attention of examples/train_gpt.py's step (B16 S1024 H12/4 D64 causal,
@@ -107,10 +109,46 @@ def forward_tiles_table():
               f"vs cudnn x{t_cudnn / t:5.2f}  err {_rel_err(out, reference):.1e}", flush=True)
 
 
+def overlap_table(rounds: int = 2):
+    """The forward with and without JTILE_OVERLAP_GEMMS, alternating, per tile shape that
+    the overlap applies to (three stages or more)."""
+    for b, s, h, kvh, d, causal, dtype in FORWARD_SHAPES[1:]:
+        keys = jax.random.split(jax.random.key(d), 3)
+        q, k, v = (jax.random.normal(key, (b, s, h, d), jnp.float32).astype(dtype)
+                   for key in keys)
+        work = 4 * b * h * s * s * d / (2 if causal else 1)
+        label = f"B{b} S{s} H{h} D{d} {'causal' if causal else 'full'}"
+        shipped = attention_module.HOPPER_TILES[d]
+        for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
+            if stages < 3:
+                continue
+            attention_module.HOPPER_TILES[d] = (
+                dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads),
+                shipped[1])
+            times = {"0": [], "1": []}
+            for _ in range(rounds):
+                for flag in ("0", "1"):
+                    os.environ["JTILE_OVERLAP_GEMMS"] = flag
+                    attention_module._launcher.cache_clear()
+                    mine = functools.partial(ops.attention, causal=causal, interpret=False)
+                    times[flag].append(_time(mine, (q, k, v))[0])
+            plain, overlapped = min(times["0"]), min(times["1"])
+            print(f"{label:<26} fwd {block_m:>3}x{block_n:<3} s{stages}  plain {plain:7.3f} ms "
+                  f"{work / plain / 1e9:6.1f} TFLOP/s  overlapped {overlapped:7.3f} ms "
+                  f"{work / overlapped / 1e9:6.1f} TFLOP/s  x{plain / overlapped:5.2f}",
+                  flush=True)
+        attention_module.HOPPER_TILES[d] = shipped
+    os.environ.pop("JTILE_OVERLAP_GEMMS", None)
+    attention_module._launcher.cache_clear()
+
+
 def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
     if "--forward" in sys.argv:
         forward_tiles_table()
+        return
+    if "--overlap" in sys.argv:
+        overlap_table()
         return
     b, s, h = 4, 4096, 16
     for d, options in CANDIDATES.items():

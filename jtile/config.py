@@ -86,8 +86,10 @@ PINGPONG = Variable(
 OVERLAP_GEMMS = Variable(
     "JTILE_OVERLAP_GEMMS",
     "Set to 1 to issue the second gemm of a two-gemm ring body (attention's O += P V) one "
-    "iteration late, overlapped with the next iteration's element-wise work (the softmax). "
-    "Off by default until measured faster on an H200.",
+    "iteration late, overlapped with the next iteration's element-wise work (the softmax), "
+    "where the ring has three stages or more and the registers allow. Off by default: on an "
+    "H200 it ran head dim 64 attention with 128-key tiles 2-5% faster and 64-key tiles 5-11% "
+    "slower.",
 )
 
 PRODUCER_REGISTERS = Variable(

@@ -312,60 +312,13 @@ def _wait_wgmmas(em, pending: int, accumulators) -> None:
 
 def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str, n: str,
                      buffers) -> None:
-    """The consumers' loop of a ring whose second gemm runs one iteration late
-    (passes/overlap_gemms.py prints the schedule in its docstring)."""
-    if pipe.overlap_split is not None:
-        _emit_two_buffer_overlap(em, pipe, counter, position, n, buffers)
-        return
+    """The consumers' loop of a ring whose second gemm runs one iteration late, P in two
+    register copies (passes/overlap_gemms.py prints the schedule in its docstring)."""
     stages = pipe.stages
     first, tail_start = pipe.overlap
-    body = pipe.body
-    head, late = body[:first + 1], body[-1]
-    middle, tail = body[first + 1:tail_start], body[tail_start:-1]
-    early_acc = [em.name(body[first].tile.c.buffer)]
-    late_acc = [em.name(late.tile.c.buffer)]
-
-    def late_gemm(stage: str) -> None:
-        _address_stage(em, buffers, stage)
-        em.body((late,))
-
-    with em.block(f"if ({n} > 0)"):
-        em.line(f"const int {counter} = 0;")
-        _enter_iteration(em, pipe, counter, position, n, buffers)
-        em.body(head)
-        _wait_wgmmas(em, 0, early_acc)
-        em.body(middle + tail)
-    em.line("#pragma unroll 1")
-    with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
-        stage = _enter_iteration(em, pipe, counter, position, n, buffers)
-        em.body(head)
-        previous = f"(({position} - 1) % {stages})"
-        late_gemm(previous)
-        _wait_wgmmas(em, 1, early_acc)
-        _address_stage(em, buffers, stage)
-        em.body(middle)
-        _wait_wgmmas(em, 0, late_acc)
-        release_stage(em, previous)
-        em.body(tail)
-    with em.block(f"if ({n} > 0)"):
-        last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
-        late_gemm(last)
-        _wait_wgmmas(em, 0, late_acc)
-        release_stage(em, last)
-
-
-def _emit_two_buffer_overlap(em, pipe: low.MbarrierPipeline, counter: str, position: str,
-                             n: str, buffers) -> None:
-    """The consumers' loop of the two-buffer overlap (passes/overlap_gemms.py): each wait
-    sits right before the statements that need it, so the compiler cannot move one up into
-    the softmax and end the overlap early."""
-    stages = pipe.stages
-    first, tail_start = pipe.overlap
-    a_writers, c_touchers = pipe.overlap_split
     body = pipe.body
     head, middle, late = body[:first + 1], body[first + 1:tail_start], body[-1]
-    fill_a = tuple(body[i] for i in a_writers)
-    scale_c = tuple(body[i] for i in c_touchers)
+    fill_a, scale_c = (tuple(body[i] for i in part) for part in pipe.overlap_split)
     early_acc = [em.name(body[first].tile.c.buffer)]
     late_acc = [em.name(late.tile.c.buffer)]
     a_buffer = late.tile.a.buffer

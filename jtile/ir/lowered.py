@@ -209,12 +209,11 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # (attention's softmax), instead of all of them contending for the tensor cores at once.
     turns: int = 0
     # (first gemm, tail start) body indices when the second gemm of each iteration runs
-    # overlapped with the next iteration's work (passes/overlap_gemms.py), else None.
+    # overlapped with the next iteration's work (passes/overlap_gemms.py), else None; then
+    # `overlap_split` holds the tail's body indices that fill the second gemm's A fragment
+    # (into one of two register copies by parity) and those that touch its accumulator (run
+    # in the next iteration, before that gemm is issued).
     overlap: Optional[tuple] = None
-    # Two-buffer overlap (passes/overlap_gemms.py): body indices of the tail statements that
-    # write the late gemm's A fragment (run at the end of their iteration, into one of two
-    # register copies by parity) and of those that touch its accumulator (run in the next
-    # iteration, right before the late gemm is issued); None for the one-buffer schedule.
     overlap_split: Optional[tuple] = None
 
     @property

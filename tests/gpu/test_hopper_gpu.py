@@ -131,8 +131,8 @@ def test_flash_attention_matches_float64(dtype, d, block_n, causal):
 @needs_hopper
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 @pytest.mark.parametrize("d,block_m,block_n,threads,stages", [
-    (64, 128, 128, 256, 2), (64, 128, 128, 256, 3), (128, 128, 128, 256, 2),
-    (128, 128, 128, 256, 3), (256, 128, 64, 256, 2), (128, 64, 64, 128, 3)])
+    (64, 128, 128, 256, 3), (64, 128, 64, 256, 4), (128, 128, 64, 256, 3),
+    (128, 64, 64, 128, 3)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, block_m, block_n,
                                                           threads, causal, stages):
@@ -143,7 +143,7 @@ def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, 
     q, k, v = (_normal(key, shape, dtype) for key in keys)
     f = functools.partial(fa.flash_attention, causal=causal, block_m=block_m, block_n=block_n,
                           threads=threads, stages=stages, interpret=False)
-    assert "jt::wgmma_wait<1>();" in jtile.pallas_like(
+    assert "jt_p_frag_next" in jtile.pallas_like(  # P V one tile late, P in two copies
         functools.partial(fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=stages,
                           threads=threads, causal=causal)).lower(q, k, v).cuda_source()
     out = jax.jit(f)(q, k, v)

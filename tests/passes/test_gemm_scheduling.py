@@ -4,6 +4,7 @@ the planned IR and the printed CUDA; the compiled kernels run against float64 in
 tests/gpu/test_hopper_gpu.py."""
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -79,28 +80,54 @@ def overlap_on(monkeypatch):
     monkeypatch.setenv("JTILE_OVERLAP_GEMMS", "1")
 
 
-@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("d, block_n", [(64, 128), (128, 64)])
 @pytest.mark.parametrize("causal", [False, True])
-def test_attention_issues_p_v_one_tile_late(overlap_on, d, causal):
-    call, args = _attention(d=d, causal=causal)
+def test_attention_issues_p_v_one_tile_late(overlap_on, d, block_n, causal):
+    spec = S((2, 512, 4, d), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, block_m=128, block_n=block_n, stages=3, threads=256,
+        causal=causal), name="attention")
+    args = (spec, spec, spec)
     ring = _ring(call, args)
     first, tail = ring.overlap
+    fill, scale = ring.overlap_split
     body = ring.body
-    assert isinstance(body[first], low.WgmmaGemm) and isinstance(body[-1], low.WgmmaGemm)
-    # The tail starts with the first statement that writes P (T.copy(s, p)).
-    assert body[-1].tile.a.buffer in {b for b in _written(body[tail])}
-    assert not any(_written(s) & {body[-1].tile.a.buffer, body[-1].tile.c.buffer}
+    late = body[-1]
+    assert isinstance(body[first], low.WgmmaGemm) and isinstance(late, low.WgmmaGemm)
+    # The tail starts with the first statement that writes P (T.copy(s, p)); O *= rescale
+    # is the statement that touches the accumulator.
+    assert late.tile.a.buffer in _written(body[tail])
+    assert [late.tile.a.buffer in _written(body[i]) for i in fill] == [True] * len(fill)
+    assert [late.tile.c.buffer in _written(body[i]) for i in scale] == [True] * len(scale)
+    assert not any(_written(s) & {late.tile.a.buffer, late.tile.c.buffer}
                    for s in body[first + 1:tail])
-    source = call.lower(*args, target="sm_90a").cuda_source()
-    loop = source.split("for (int k_1 = 1;")[1]
-    # S of this tile is waited for with P V of the previous one still in flight, which reads
-    # the previous stage and frees it once done.
-    assert loop.index("jt::wgmma_wait<1>();") < loop.index("jt::wgmma_wait<0>();")
-    assert "((k_1 - 1) % 2)) * " in loop
-    assert "jt::mbarrier_arrive(&jt_empty_bar[((k_1 - 1) % 2)]);" in loop
-    # Prologue (tile 0's S), loop (P V of the previous tile), epilogue (P V of the last tile).
-    assert source.count("jt::wgmma_wait<0>();") == 3
-    call.lower(*args, target="sm_90a").compile()
+    lowered = call.lower(*args, target="sm_90a")
+    source = lowered.cuda_source()
+    loop = source.split("for (int k_1 = 1;")[1].split("jt_full_bar[(k_1 % 3)]")[0]
+    # The top of each iteration waits for P V of two tiles back and frees its stage.
+    assert loop.index("jt::wgmma_wait<0>();") < loop.index(
+        "jt::mbarrier_arrive(&jt_empty_bar[((k_1 - 2) % 3)]);")
+    # The odd iterations' code runs up to the even iterations' wait for their stage.
+    full_wait = "jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 3)]"
+    body_odd = full_wait + source.split("if ((k_1 & 1) == 1) {")[1].split(full_wait)[1]
+    # P V of the previous tile reads the previous stage and the P copy the even iterations
+    # fill; S of this tile is waited for with it still in flight, and this iteration's P
+    # goes to the other copy.
+    issue, rest = body_odd.split("jt::wgmma_wait<1>();")
+    assert "(((k_1 - 1) % 3)) * " in issue and "jt_p_frag_next" not in issue
+    assert "jt_p_frag_next" in rest and "wgmma_wait" not in rest
+    # Prologue (tile 0's S), the top of each iteration, the epilogue (before and after the
+    # last P V).
+    assert source.count("jt::wgmma_wait<0>();") == 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)  # not serialized
+        lowered.compile()
+
+
+def test_no_overlap_with_two_stages_or_without_the_registers_for_two_copies_of_p(overlap_on):
+    assert _ring(*_attention(d=64, stages=2)).overlap is None   # frees stages too late
+    assert _ring(*_attention(d=128, stages=3)).overlap is None  # S, O and two P: ~200 words
+    assert _ring(*_attention(d=64, stages=3)).overlap is not None
 
 
 def _written(s):
