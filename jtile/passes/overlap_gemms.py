@@ -22,7 +22,8 @@ serializes every wgmma when a non-wgmma instruction may touch an accumulator whi
 it can still run, which the wait at the top of each iteration rules out.
 
 It applies to a warp-specialised ring of three stages or more (G2 frees its stage two
-iterations late) whose body holds exactly two gemms, the second last, with its A operand in
+iterations late) with at least MIN_OVERLAPPED_ELEMENTS of G1's accumulator per thread, whose
+body holds exactly two gemms, the second last, with its A operand in
 registers, where nothing before `tail` (the statements from the first one that touches G2's
 accumulator or A fragment) touches them, each tail statement touches one of the two, the
 moved `scale` statements share no buffer with what they move past, nothing after the ring
@@ -48,6 +49,12 @@ from jtile.passes.specialize_warps import top_level_gemms
 # dim 64 with 128-key tiles (about 170 words) ran without spilling and 5% faster than without
 # the overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower.
 FRAGMENT_WORD_BUDGET = 184
+
+# The least first-gemm accumulator registers per thread (the softmax's elements) for which the
+# overlap pays: the softmax must be long enough to hide P V behind it and to repay the
+# iteration's extra wait. On an H200 128-key tiles (64 per thread) ran 1-7% faster overlapped,
+# 64-key tiles (32 per thread) 3-7% slower (benchmarks/bench_attention_tiles.py --overlap).
+MIN_OVERLAPPED_ELEMENTS = 64
 
 
 def overlap_schedule(pipe: low.MbarrierPipeline):
@@ -105,6 +112,9 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
     if found is None:
         return pipe
     a_buffer = pipe.body[-1].tile.a.buffer
+    s_buffer = pipe.body[found[0]].tile.c.buffer
+    if kernel.attrs["layouts"][s_buffer].num_registers < MIN_OVERLAPPED_ELEMENTS:
+        return pipe
     split = split_tail(pipe, found)
     if split is None or touches(later, {a_buffer}) \
             or fragment_words(kernel, [a_buffer]) > FRAGMENT_WORD_BUDGET:
