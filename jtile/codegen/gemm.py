@@ -10,6 +10,7 @@ hold each thread's rows of A and columns of B (`infer_layouts.fma_operand_layout
 
 from __future__ import annotations
 
+from jtile.codegen.expr import const_text
 from jtile.codegen.parallel import bit_runs, bits_expr, index_expr
 from jtile.codegen.tile_copy import region_index
 from jtile.errors import JtileTraceError
@@ -163,11 +164,12 @@ def _emit_fma_gemm(em, s: ir.Gemm) -> None:
     with em.block(f"for (int r = 0; r < {layout.num_registers}; ++r)"):
         em.line(f"const int i = {index_expr(layout, 0, tid, 'r')};")
         em.line(f"const int j = {index_expr(layout, 1, tid, 'r')};")
-        em.line(f"float acc = {'0.0f' if s.clear_accum else c + '[r]'};")
+        acc = s.c.dtype.c_name  # float, or int for 8-bit integer inputs
+        em.line(f"{acc} acc = {const_text(0, s.c.dtype) if s.clear_accum else c + '[r]'};")
         if in_registers:
             em.line("#pragma unroll")
         with em.block(f"for (int kk = 0; kk < {k}; ++kk)"):
             a = element(s.a, ["kk", "i"] if s.transpose_a else ["i", "kk"])
             b = element(s.b, ["j", "kk"] if s.transpose_b else ["kk", "j"])
-            em.line(f"acc += jt::cast<float>({a}) * jt::cast<float>({b});")
+            em.line(f"acc += jt::cast<{acc}>({a}) * jt::cast<{acc}>({b});")
         em.line(f"{c}[r] = acc;")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-_NAME = re.compile(r"^jt_wgmma_m64n(\d+)k(\d+)_(f16|bf16|e4m3|e5m2)_(ss|rs)_([nt])([nt])$")
+_NAME = re.compile(r"^jt_wgmma_m64n(\d+)k(\d+)_(f16|bf16|e4m3|e5m2|s8|u8)_(ss|rs)_([nt])([nt])$")
 
 
 def wgmma_wrapper(name: str) -> str:
@@ -18,7 +18,8 @@ def wgmma_wrapper(name: str) -> str:
 
     ss: `void name(float* d, unsigned long long a_desc, unsigned long long b_desc, int acc)`;
     rs: `void name(float* d, const unsigned* a, unsigned long long b_desc, int acc)`, `a` the
-    four packed A registers. `acc` = 0 ignores d's old value (scale-d).
+    four packed A registers. `acc` = 0 ignores d's old value (scale-d). 8-bit integer inputs
+    (s8, u8) accumulate in `int* d` (.s32) and take no scale or transpose immediates.
     """
     match = _NAME.match(name)
     if match is None:
@@ -27,7 +28,8 @@ def wgmma_wrapper(name: str) -> str:
     n, k = int(n), int(k)
     regs = n // 2
     d = ", ".join(f"%{i}" for i in range(regs))
-    outputs = ", ".join(f'"+f"(d[{i}])' for i in range(regs))
+    integer = ab in ("s8", "u8")
+    outputs = ", ".join(f'"+{"r" if integer else "f"}"(d[{i}])' for i in range(regs))
     sixteen = ab in ("f16", "bf16")
     trans_a = "1" if ta == "t" else "0"
     trans_b = "1" if tb == "t" else "0"
@@ -35,18 +37,19 @@ def wgmma_wrapper(name: str) -> str:
         a_operand, b_operand, flag = f"%{regs}", f"%{regs + 1}", f"%{regs + 2}"
         inputs = '"l"(a), "l"(b), "r"(accumulate)'
         params = "unsigned long long a, unsigned long long b, int accumulate"
-        imm = f", 1, 1, {trans_a}, {trans_b}" if sixteen else ", 1, 1"
+        imm = f", 1, 1, {trans_a}, {trans_b}" if sixteen else "" if integer else ", 1, 1"
     else:
         a_operand = "{" + ", ".join(f"%{regs + i}" for i in range(4)) + "}"
         b_operand, flag = f"%{regs + 4}", f"%{regs + 5}"
         inputs = '"r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(accumulate)'
         params = "const unsigned* a, unsigned long long b, int accumulate"
-        imm = f", 1, 1, {trans_b}" if sixteen else ", 1, 1"
+        imm = f", 1, 1, {trans_b}" if sixteen else "" if integer else ", 1, 1"
+    d_type, acc_type = ("int", "s32") if integer else ("float", "f32")
     return (
-        f"__device__ __forceinline__ void {name}(float* d, {params}) {{\n"
+        f"__device__ __forceinline__ void {name}({d_type}* d, {params}) {{\n"
         f"  asm volatile(\n"
         f'      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, {flag}, 0;\\n"\n'
-        f'      "wgmma.mma_async.sync.aligned.m64n{n}k{k}.f32.{ab}.{ab} "\n'
+        f'      "wgmma.mma_async.sync.aligned.m64n{n}k{k}.{acc_type}.{ab}.{ab} "\n'
         f'      "{{{d}}}, {a_operand}, {b_operand}, p{imm};\\n}}\\n"\n'
         f"      : {outputs}\n"
         f"      : {inputs});\n"

@@ -98,24 +98,29 @@ def fill(memory: Memory, env: Env, stmt: Fill) -> None:
 
 
 def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
-    """C = (0 if clear_accum else C) + op(A) @ op(B), float32 accumulation.
+    """C = (0 if clear_accum else C) + op(A) @ op(B), float32 accumulation (int32 for 8-bit
+    integer inputs: exact, wrapping as the GPU's integer adds do).
 
     f16/bf16 products are exact in float32, so upcasting first and multiplying in float32 at
     HIGHEST precision matches tensor-core MMA up to summation order.
     """
     evaluate = Evaluator(memory, env, stmt.loc)
+    acc = jnp.int32 if stmt.a.dtype.is_int else jnp.float32
 
     def operand(region: Region, transpose: bool):
         tile = read_region(memory, evaluate, region).reshape(region.squeezed_shape())
-        tile = tile.astype(jnp.float32)
+        tile = tile.astype(acc)
         return tile.T if transpose else tile
 
     a = operand(stmt.a, stmt.transpose_a)
     b = operand(stmt.b, stmt.transpose_b)
-    product = jnp.matmul(a, b, precision=lax.Precision.HIGHEST,
-                         preferred_element_type=jnp.float32)
+    if acc is jnp.int32:
+        product = jnp.matmul(a, b, preferred_element_type=jnp.int32)
+    else:
+        product = jnp.matmul(a, b, precision=lax.Precision.HIGHEST,
+                             preferred_element_type=jnp.float32)
     if not stmt.clear_accum:
-        c = read_region(memory, evaluate, stmt.c).reshape(product.shape).astype(jnp.float32)
+        c = read_region(memory, evaluate, stmt.c).reshape(product.shape).astype(acc)
         product = c + product
     write_region(memory, evaluate, stmt.c, product)
 

@@ -11,10 +11,10 @@ from jtile.trace.builder import current
 from jtile.trace.indexing import as_region
 from jtile.trace.source import caller_location
 
-# fp8 inputs run on wgmma (sm_90a); compiling them for other targets is refused by the
-# compiler with the reason.
+# fp8 inputs run on wgmma (sm_90a), elsewhere on the CUDA cores with a performance warning.
+# 8-bit integers accumulate exactly in int32 (TileLang's int8 x int8 -> int32 gemms).
 GEMM_INPUT_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float8_e4m3,
-                     DType.float8_e5m2)
+                     DType.float8_e5m2, DType.int8, DType.uint8)
 
 
 class GemmWarpPolicy(enum.IntEnum):
@@ -117,8 +117,10 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
     if a.dtype is not b.dtype or a.dtype not in GEMM_INPUT_DTYPES:
         raise fail(f"A and B must share one dtype of {[str(d) for d in GEMM_INPUT_DTYPES]}, got "
                    f"{a.dtype} and {b.dtype}")
-    if c.dtype is not DType.float32:
-        raise fail(f"the accumulator C must be float32, got {c.dtype}")
+    accumulator = DType.int32 if a.dtype.is_int else DType.float32
+    if c.dtype is not accumulator:
+        raise fail(f"the accumulator C must be {accumulator} for {a.dtype} inputs, got "
+                   f"{c.dtype}")
     if c.buffer.space is not MemorySpace.FRAGMENT:
         raise fail(f"C must be a fragment (T.alloc_fragment), not {c.buffer.space.value}")
     if a.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN, MemorySpace.FRAGMENT):

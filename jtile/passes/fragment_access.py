@@ -374,7 +374,8 @@ def _gemm_operand_violations(s: ir.Gemm):
             yield s.loc, (f"T.gemm on the tile {tuple(region.extents)} of the fragment {name} "
                           f"{region.buffer.describe()}; a fragment operand is a whole 2-D "
                           "fragment: allocate it with the tile's shape")
-        if region.dtype.bits == 8:
+        if region.dtype.bits == 8 and region.dtype.is_float:
+            # (8-bit integers in registers take the CUDA cores' int32 multiply-adds.)
             yield s.loc, (f"T.gemm with a fragment {name} on {region.dtype} inputs: 8-bit "
                           "gemms run on wgmma, which reads B from shared memory and A from "
                           f"registers only for 16-bit inputs; put {name} "

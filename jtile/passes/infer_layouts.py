@@ -73,18 +73,19 @@ def loop_layout(loop: ir.ParallelFor, layouts: dict) -> Optional[Layout]:
     return None
 
 
-def warn_fp8_on_cuda_cores(kernel, gemm, target) -> None:
-    """A float8 T.gemm wgmma cannot run (before sm_90a, B not K-major, odd tiles) computes on
-    the CUDA cores, each product in float32: the same sums, far slower. Say so."""
+def warn_eight_bit_on_cuda_cores(kernel, gemm, target) -> None:
+    """An 8-bit T.gemm (float8 or int8) wgmma cannot run (before sm_90a, A in registers, B
+    not K-major, odd tiles) computes on the CUDA cores: the same sums, far slower. Say so."""
     import warnings
 
     from jtile.errors import JtilePerformanceWarning
 
+    products = "int32 multiply-adds" if gemm.a.dtype.is_int else "float32 FMAs"
     warnings.warn(JtilePerformanceWarning(
         f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm on {gemm.a.dtype} inputs runs on "
-        f"the CUDA cores (float32 FMAs), not the tensor cores: jtile's float8 tensor-core "
+        f"the CUDA cores ({products}), not the tensor cores: jtile's 8-bit tensor-core "
         f"path is wgmma, which needs sm_90a (the target is {getattr(target, 'arch', target)}), "
-        "A and B K-major (A (M, K); B (N, K) with transpose_B=True), whole shared tiles with "
+        "A and B K-major (A (M, K); B (N, K) with transpose_B=True) in whole shared tiles with "
         "32-, 64- or 128-byte multiple rows, and a warpgroup multiple of threads"),
         stacklevel=3)
 
@@ -148,7 +149,8 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
                                             for a in a_operands)
 
     wgmma = {s: wgmma_tiling(s, threads, target, full_row(s))
-             for s in gemms if s.a.dtype.bits <= 16 and s.a.dtype.is_float}
+             for s in gemms if s.a.dtype.bits <= 16 and s.a.dtype.is_float
+             or s.a.dtype.bits == 8 and s.a.dtype.is_int}
     if wgmma and any(t is None for t in wgmma.values()):
         blocked = next(s for s, t in wgmma.items() if t is None)
         if any(t is not None for t in wgmma.values()):
@@ -169,7 +171,7 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
                         "T.gemm A operand")
             continue
         if s.a.dtype.bits == 8 and target is not None:
-            warn_fp8_on_cuda_cores(kernel, s, target)
+            warn_eight_bit_on_cuda_cores(kernel, s, target)
         tiling = choose_mma_tiling(m, n, threads // 32, full_row, s.policy) if fast else None
         if fast and tiling is None and full_row:
             tiling = choose_mma_tiling(m, n, threads // 32, False, s.policy)

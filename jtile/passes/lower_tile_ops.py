@@ -30,7 +30,7 @@ TMA_DTYPE = {DType.uint8: 0, DType.int8: 0, DType.float8_e4m3: 0, DType.float8_e
              DType.bfloat16: 9}
 
 _PTX_TYPE = {DType.float16: "f16", DType.bfloat16: "bf16", DType.float8_e4m3: "e4m3",
-             DType.float8_e5m2: "e5m2"}
+             DType.float8_e5m2: "e5m2", DType.int8: "s8", DType.uint8: "u8"}
 
 
 def _smem_operand(region: ir.Region, major: low.Major) -> low.SmemOperand:

@@ -13,7 +13,10 @@ from jtile.ir.lowered import Major, PanelLayout
 from jtile.ir.types import DType, MemorySpace
 from jtile.passes.layout import WgmmaTiling, choose_wgmma_tiling
 
-WGMMA_INPUTS = (DType.float16, DType.bfloat16, DType.float8_e4m3, DType.float8_e5m2)
+WGMMA_INPUTS = (DType.float16, DType.bfloat16, DType.float8_e4m3, DType.float8_e5m2,
+                DType.int8, DType.uint8)
+# wgmma's N for 8-bit integer inputs (floating-point inputs take every multiple of 8).
+INTEGER_N = (8, 24) + tuple(range(16, 257, 16))
 
 
 def k_step(dtype: DType) -> int:
@@ -71,7 +74,8 @@ def wgmma_tiling(gemm: ir.Gemm, threads: int, target, full_row: bool) -> Optiona
     if not getattr(target, "has_wgmma", False) or threads % 128:
         return None
     a, b, c = gemm.a, gemm.b, gemm.c
-    if a.dtype not in WGMMA_INPUTS or b.dtype is not a.dtype or c.dtype is not DType.float32:
+    accumulator = DType.int32 if a.dtype.is_int else DType.float32
+    if a.dtype not in WGMMA_INPUTS or b.dtype is not a.dtype or c.dtype is not accumulator:
         return None
     if c.buffer.space is not MemorySpace.FRAGMENT or c.buffer.reducer_op is not None \
             or not _whole(c) or c.buffer.ndim != 2:
@@ -98,6 +102,8 @@ def wgmma_tiling(gemm: ir.Gemm, threads: int, target, full_row: bool) -> Optiona
             tiling = choose_wgmma_tiling(m, n, threads // 128, False, columns_only=True)
             if tiling is None:
                 continue
+        if a.dtype.is_int and instruction_n(tiling) not in INTEGER_N:
+            continue
         if (a_regs or _operand_ok(gemm, "a", tiling)) and _operand_ok(gemm, "b", tiling):
             return tiling
     return None

@@ -274,6 +274,13 @@ __device__ __forceinline__ void wgmma_hold(float (&acc)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(acc[i])::"memory");
 }
 
+// The same for the int32 accumulators of 8-bit integer wgmmas.
+template <int N>
+__device__ __forceinline__ void wgmma_hold(int (&acc)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+r"(acc[i])::"memory");
+}
+
 // --- shared-memory matrix descriptors (PTX "Matrix Descriptor Format") -----
 // start address, leading and stride byte offsets (each >> 4, 14 bits) and the
 // swizzle mode: 0 none, 1 = 128 B, 2 = 64 B, 3 = 32 B. A swizzled tile starts
