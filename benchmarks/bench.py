@@ -192,6 +192,31 @@ def fp8_gemm():
             {"xla fp8 dot": xla_fp8}, (a, b), flops=2 * m * n * k)
 
 
+def int8_gemm():
+    """int8 x int8 -> int32 (A @ B^T) on wgmma beside XLA's integer dot (cuBLAS)."""
+    import jtile
+    from tests.language.test_int8_gemm import int_gemm
+
+    m = n = k = 8192
+    a = jax.random.randint(jax.random.key(0), (m, k), -128, 128, jnp.int32).astype(jnp.int8)
+    b = jax.random.randint(jax.random.key(1), (n, k), -128, 128, jnp.int32).astype(jnp.int8)
+
+    def xla_int8(a, b):
+        return jax.lax.dot_general(a, b, (((1,), (1,)), ((), ())),
+                                   preferred_element_type=jnp.int32)
+
+    def mine(cfg):
+        kernel = functools.partial(int_gemm, b_rows_are_n=True, **cfg)
+        return jtile.pallas_like(kernel, out_shape=jax.ShapeDtypeStruct((m, n), jnp.int32),
+                                 name="int8_matmul")
+
+    configs = (dict(block_m=128, block_n=256, block_k=128, stages=4, threads=256),
+               dict(block_m=128, block_n=256, block_k=128, stages=3, threads=256),
+               dict(block_m=128, block_n=128, block_k=128, stages=4, threads=128))
+    compare("gemm 8192^3 int8 (A @ B^T, int32 out)", {_label(c): mine(c) for c in configs},
+            {"xla int8 dot": xla_int8}, (a, b), flops=2 * m * n * k)
+
+
 def softmaxes():
     for dtype in (jnp.float32, jnp.bfloat16):
         x = jax.random.normal(jax.random.key(2), (16384, 4096), jnp.float32).astype(dtype)
@@ -286,7 +311,7 @@ def main():
     target = "sm_90a"
     compile_times(target)
     only = sys.argv[1:]
-    for section in (gemms, fp8_gemm, attention, softmaxes, layer_norms):
+    for section in (gemms, fp8_gemm, int8_gemm, attention, softmaxes, layer_norms):
         if not only or section.__name__ in only:
             section()
     print("\n==== SUMMARY (speed = XLA time / jtile time; > 1 means jtile is faster) ====")
