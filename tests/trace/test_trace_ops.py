@@ -187,8 +187,12 @@ def test_gemm_records_flags():
     (dict(transpose_B=True), "expected .* B \\(K, N\\) transposed; A a is \\(64, 32\\)"),
     (dict(a_shape=(64,)), "A must be a 2-D tile"),
     (dict(b_dtype="bfloat16"), "A and B must share one dtype of .* got float16 and bfloat16"),
-    (dict(a_dtype="int8", b_dtype="int8"), "A and B must share one dtype"),
-    (dict(c_dtype="float16"), "the accumulator C must be float32, got float16"),
+    (dict(a_dtype="int16", b_dtype="int16"), "A and B must share one dtype"),
+    (dict(a_dtype="int8", b_dtype="uint8"), "A and B must share one dtype"),
+    (dict(a_dtype="int8", b_dtype="int8"),
+     "the accumulator C must be int32 for int8 inputs, got float32"),
+    (dict(c_dtype="float16"), "the accumulator C must be float32 for float16 inputs, got "
+                              "float16"),
     (dict(c_scope="shared"), "C must be a fragment \\(T.alloc_fragment\\), not shared.dyn"),
     (dict(b_scope="local"), "B must be a shared tile or a fragment, not local"),
     (dict(a_scope="local"), "A must be a shared tile or a fragment, not local"),
@@ -205,6 +209,8 @@ def test_gemm_accepts_fragment_a_and_float32():
     gemm_kernel(a_scope="fragment", b_scope="fragment")
     gemm_kernel(a_dtype="float32", b_dtype="float32")
     gemm_kernel(a_dtype="bfloat16", b_dtype="bfloat16")
+    gemm_kernel(a_dtype="int8", b_dtype="int8", c_dtype="int32")
+    gemm_kernel(a_dtype="uint8", b_dtype="uint8", c_dtype="int32")
 
 
 # ----------------------------------------------------------------------------- reductions
