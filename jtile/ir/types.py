@@ -33,6 +33,10 @@ class DType(enum.Enum):
     bfloat16 = ("bfloat16", 16, "float", "jt::bfloat16")
     float32 = ("float32", 32, "float", "float")
     float64 = ("float64", 64, "float", "double")
+    # TileLang's TensorFloat32: float32 storage (JAX passes float32 arrays), element-wise
+    # arithmetic in float32, and the tile type of TF32 gemms. jtile multiplies it exactly in
+    # float32 (see language/gemm.py), at least as accurate as TF32's 10-bit mantissas.
+    tfloat32 = ("tfloat32", 32, "float", "float")
 
     @property
     def bits(self) -> int:
@@ -107,6 +111,7 @@ _NUMPY = {
     DType.bfloat16: np.dtype(ml_dtypes.bfloat16),
     DType.float32: np.dtype(np.float32),
     DType.float64: np.dtype(np.float64),
+    DType.tfloat32: np.dtype(np.float32),  # after float32: a float32 array is float32
 }
 
 # TileLang spellings and short forms accepted at the API. float8_e4m3 is the e4m3 "fn" format
@@ -133,12 +138,6 @@ _UNSUPPORTED = {
     "float6_e2m3fn": "use float8_e4m3 or float16",
     "float6_e3m2fn": "use float8_e5m2 or float16",
     "float4_e2m1fn": "pack two values into a uint8 and unpack them with >>, & and T.cast",
-    # TileLang stores tfloat32 as float32 and multiplies it on TF32 tensor cores (inputs
-    # rounded to a 10-bit mantissa); jtile's float32 T.gemm keeps full float32 products, so
-    # the name would promise results jtile does not give.
-    "tfloat32": "jtile's T.gemm on float32 tiles multiplies in full float32 (FMA), not on TF32 "
-                "tensor cores; use float32 buffers (the same storage, exact products), or "
-                "T.cast the tiles to bfloat16 / float16 for tensor cores",
 }
 
 # TileLang's vector dtypes: a scalar name and a lane count, e.g. "float16x2".

@@ -143,9 +143,10 @@ float64 = dtype("float64")
 float8_e4m3 = dtype("float8_e4m3")
 float8_e4m3fn = dtype("float8_e4m3fn")
 float8_e5m2 = dtype("float8_e5m2")
+tfloat32 = dtype("tfloat32")
 
 DTYPE_NAMES = (
     "bool", "bool_", "short", "int", "uint", "long", "half", "float", "double", "int8", "int16",
     "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16", "bfloat16", "float32",
-    "float64", "float8_e4m3", "float8_e4m3fn", "float8_e5m2",
+    "float64", "float8_e4m3", "float8_e4m3fn", "float8_e5m2", "tfloat32",
 )

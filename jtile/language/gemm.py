@@ -12,9 +12,10 @@ from jtile.trace.indexing import as_region
 from jtile.trace.source import caller_location
 
 # fp8 inputs run on wgmma (sm_90a), elsewhere on the CUDA cores with a performance warning.
-# 8-bit integers accumulate exactly in int32 (TileLang's int8 x int8 -> int32 gemms).
+# 8-bit integers accumulate exactly in int32 (TileLang's int8 x int8 -> int32 gemms); tfloat32
+# tiles multiply exactly in float32 on the CUDA cores (TileLang rounds them to TF32).
 GEMM_INPUT_DTYPES = (DType.float16, DType.bfloat16, DType.float32, DType.float8_e4m3,
-                     DType.float8_e5m2, DType.int8, DType.uint8)
+                     DType.float8_e5m2, DType.int8, DType.uint8, DType.tfloat32)
 
 
 class GemmWarpPolicy(enum.IntEnum):

@@ -314,7 +314,8 @@ class TensorAnnotation:
             values = "".join(f"; {s.name} = {bindings[s]}" for s in self._symbols()
                              if s in bindings)
             return f"has shape {tuple(shape)} but is annotated {self.describe()}{values}"
-        if dtype is not self.dtype:
+        if dtype is not self.dtype and {dtype, self.dtype} != {DType.float32, DType.tfloat32}:
+            # (a float32 array is what a tfloat32 parameter holds: the same storage)
             return f"has dtype {dtype} but is annotated {self.describe()}"
         return None
 

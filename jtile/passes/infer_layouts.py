@@ -17,7 +17,7 @@ from typing import Optional
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.affine import aligned_vector_width
-from jtile.ir.types import MemorySpace
+from jtile.ir.types import DType, MemorySpace
 from jtile.ir.walk import statements, sub_expressions
 from jtile.passes.fragment_access import (UNIFORM, BitIndex, access_layout, access_rule_broken,
                                           access_sources, floating_fragments,
@@ -88,6 +88,20 @@ def warn_eight_bit_on_cuda_cores(kernel, gemm, target) -> None:
         "A and B K-major (A (M, K); B (N, K) with transpose_B=True) in whole shared tiles with "
         "32-, 64- or 128-byte multiple rows, and a warpgroup multiple of threads"),
         stacklevel=3)
+
+
+def warn_tfloat32_on_cuda_cores(kernel, gemm) -> None:
+    """TileLang runs a tfloat32 T.gemm on TF32 tensor cores (operands rounded to 10-bit
+    mantissas); jtile multiplies the float32 values exactly on the CUDA cores. Say so."""
+    import warnings
+
+    from jtile.errors import JtilePerformanceWarning
+
+    warnings.warn(JtilePerformanceWarning(
+        f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm on tfloat32 inputs runs on the CUDA "
+        "cores (exact float32 FMAs, at least as accurate as TF32 tensor cores, far slower): "
+        "jtile has no TF32 tensor-core path; cast the tiles to bfloat16 or float16 for tensor "
+        "cores"), stacklevel=3)
 
 
 def warn_no_wgmma(kernel, gemm, count: int) -> None:
@@ -172,6 +186,8 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
             continue
         if s.a.dtype.bits == 8 and target is not None:
             warn_eight_bit_on_cuda_cores(kernel, s, target)
+        if s.a.dtype is DType.tfloat32 and target is not None:
+            warn_tfloat32_on_cuda_cores(kernel, s)
         tiling = choose_mma_tiling(m, n, threads // 32, full_row, s.policy) if fast else None
         if fast and tiling is None and full_row:
             tiling = choose_mma_tiling(m, n, threads // 32, False, s.policy)

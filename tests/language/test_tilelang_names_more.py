@@ -348,24 +348,11 @@ def test_thread_counts_that_split_a_warp_are_refused():
     ("import_source", r"user CUDA source"),
     ("call_extern", r"external device functions"), ("access_ptr", r"a slice X\[a:b\]"),
     ("dp4a", r"cast the four int8 values"),
-    ("tfloat32", r"full float32 \(FMA\), not on TF32 tensor cores"),
 ])
 def test_tilelang_names_jtile_refuses_say_what_to_use(name, instead):
     with pytest.raises(JtileError, match=rf"T.{name} is TileLang's, but jtile does not "
                                          rf"implement it: .*{instead}"):
         getattr(T, name)
-
-
-def test_tfloat32_as_a_dtype_string_is_refused():
-    def staged(X, Y):
-        with T.Kernel(1, threads=128):
-            s = T.alloc_shared((16, 16), "tfloat32")
-            T.copy(X, s)
-            T.copy(s, Y)
-
-    f = jtile.pallas_like(staged, out_shape=_spec((16, 16), jnp.float32), interpret=True)
-    with pytest.raises(JtileError, match=r"tfloat32.*not on TF32 tensor cores"):
-        f(np.zeros((16, 16), np.float32))
 
 
 @pytest.mark.parametrize("option, why", [("prefer_async", r"move a global->shared tile with "
