@@ -27,7 +27,7 @@ from jtile.passes.wgmma_selection import instruction_n, k_step, operand_major, p
 TMA_DTYPE = {DType.uint8: 0, DType.int8: 0, DType.float8_e4m3: 0, DType.float8_e5m2: 0,
              DType.uint16: 1, DType.int16: 1, DType.uint32: 2, DType.int32: 3, DType.uint64: 4,
              DType.int64: 5, DType.float16: 6, DType.float32: 7, DType.float64: 8,
-             DType.bfloat16: 9}
+             DType.bfloat16: 9, DType.tfloat32: 7}  # tfloat32: float32 storage
 
 _PTX_TYPE = {DType.float16: "f16", DType.bfloat16: "bf16", DType.float8_e4m3: "e4m3",
              DType.float8_e5m2: "e5m2", DType.int8: "s8", DType.uint8: "u8"}
