@@ -140,6 +140,26 @@ def test_no_overlap_with_two_stages_a_short_softmax_or_too_few_registers(monkeyp
     assert _ring(short, (spec, spec, spec)).overlap is None
 
 
+@pytest.mark.parametrize("d", [64, 128])
+def test_persistent_attention_overlaps_every_tile_without_serializing(monkeypatch, d):
+    """In a persistent tile loop (full attention: tiles of equal work) the ring restarts per
+    tile: each tile's P V overlap starts from P's first copy and frees all of its stages;
+    ptxas keeps the wgmmas asynchronous."""
+    monkeypatch.setenv("JTILE_PERSISTENT", "1")
+    spec = S((4, 2048, 16, d), jnp.float16)
+    call = jtile.pallas_like(functools.partial(  # head dim 128: 64-key tiles fit two P copies
+        fa.flash_fwd_kernel, block_m=128, block_n=128 if d == 64 else 64, stages=3,
+        threads=256, causal=False), name="attention")
+    if d == 128:
+        monkeypatch.setattr(overlap_gemms, "MIN_OVERLAPPED_ELEMENTS", 32)
+    lowered = call.lower(spec, spec, spec, target="sm_90a")
+    source = lowered.cuda_source()
+    assert "for (int jt_tile = blockIdx.x;" in source and "jt_p_frag_next" in source
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)  # not serialized
+        lowered.compile()
+
+
 def _written(s):
     from jtile.ir.walk import deep_buffers_written
     return deep_buffers_written(s)
