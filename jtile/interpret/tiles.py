@@ -105,7 +105,7 @@ def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
     HIGHEST precision matches tensor-core MMA up to summation order.
     """
     evaluate = Evaluator(memory, env, stmt.loc)
-    acc = jnp.int32 if stmt.a.dtype.is_int else jnp.float32
+    acc = jnp_dtype(stmt.c.dtype)  # float32, or int32 for integer inputs (checked at trace)
 
     def operand(region: Region, transpose: bool):
         tile = read_region(memory, evaluate, region).reshape(region.squeezed_shape())
@@ -114,8 +114,8 @@ def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
 
     a = operand(stmt.a, stmt.transpose_a)
     b = operand(stmt.b, stmt.transpose_b)
-    if acc is jnp.int32:
-        product = jnp.matmul(a, b, preferred_element_type=jnp.int32)
+    if stmt.c.dtype.is_int:
+        product = jnp.matmul(a, b, preferred_element_type=acc)
     else:
         product = jnp.matmul(a, b, precision=lax.Precision.HIGHEST,
                              preferred_element_type=jnp.float32)

@@ -197,6 +197,11 @@ def value_range(dtype: DType) -> tuple:
     return (float(info.min), float(info.max))
 
 
+def gemm_accumulator(inputs: DType) -> DType:
+    """The accumulator T.gemm takes for `inputs`: int32 for 8-bit integers, else float32."""
+    return DType.int32 if inputs.is_int else DType.float32
+
+
 def promote(a: DType, b: DType) -> DType:
     """The type of a binary operation on two typed operands (floats win, then width)."""
     if a is b:

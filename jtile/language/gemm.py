@@ -6,7 +6,7 @@ import enum
 
 from jtile.errors import JtileShapeError
 from jtile.ir.nodes import Gemm
-from jtile.ir.types import DType, MemorySpace
+from jtile.ir.types import DType, MemorySpace, gemm_accumulator
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region
 from jtile.trace.source import caller_location
@@ -118,7 +118,7 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
     if a.dtype is not b.dtype or a.dtype not in GEMM_INPUT_DTYPES:
         raise fail(f"A and B must share one dtype of {[str(d) for d in GEMM_INPUT_DTYPES]}, got "
                    f"{a.dtype} and {b.dtype}")
-    accumulator = DType.int32 if a.dtype.is_int else DType.float32
+    accumulator = gemm_accumulator(a.dtype)
     if c.dtype is not accumulator:
         raise fail(f"the accumulator C must be {accumulator} for {a.dtype} inputs, got "
                    f"{c.dtype}")
