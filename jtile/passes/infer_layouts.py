@@ -73,35 +73,31 @@ def loop_layout(loop: ir.ParallelFor, layouts: dict) -> Optional[Layout]:
     return None
 
 
-def warn_eight_bit_on_cuda_cores(kernel, gemm, target) -> None:
-    """An 8-bit T.gemm (float8 or int8) wgmma cannot run (before sm_90a, A in registers, B
-    not K-major, odd tiles) computes on the CUDA cores: the same sums, far slower. Say so."""
+def warn_gemm_on_cuda_cores(kernel, gemm, target) -> None:
+    """A T.gemm whose inputs have a tensor-core path jtile cannot take here computes on the
+    CUDA cores: the same sums (exact float32 for tfloat32), far slower. Say so. 8-bit inputs
+    (float8, int8) run on wgmma only, whose conditions the message lists; tfloat32 has no
+    tensor-core path in jtile (TileLang rounds it to TF32 on tensor cores)."""
     import warnings
 
     from jtile.errors import JtilePerformanceWarning
 
-    products = "int32 multiply-adds" if gemm.a.dtype.is_int else "float32 FMAs"
+    if gemm.a.dtype is DType.tfloat32:
+        why = ("runs on the CUDA cores (exact float32 FMAs, at least as accurate as TF32 tensor "
+               "cores, far slower): jtile has no TF32 tensor-core path; cast the tiles to "
+               "bfloat16 or float16 for tensor cores")
+    elif gemm.a.dtype.bits == 8:
+        products = "int32 multiply-adds" if gemm.a.dtype.is_int else "float32 FMAs"
+        why = (f"runs on the CUDA cores ({products}), not the tensor cores: jtile's 8-bit "
+               f"tensor-core path is wgmma, which needs sm_90a (the target is "
+               f"{getattr(target, 'arch', target)}), A and B K-major (A (M, K); B (N, K) with "
+               "transpose_B=True) in whole shared tiles with 32-, 64- or 128-byte multiple "
+               "rows, and a warpgroup multiple of threads")
+    else:
+        return
     warnings.warn(JtilePerformanceWarning(
-        f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm on {gemm.a.dtype} inputs runs on "
-        f"the CUDA cores ({products}), not the tensor cores: jtile's 8-bit tensor-core "
-        f"path is wgmma, which needs sm_90a (the target is {getattr(target, 'arch', target)}), "
-        "A and B K-major (A (M, K); B (N, K) with transpose_B=True) in whole shared tiles with "
-        "32-, 64- or 128-byte multiple rows, and a warpgroup multiple of threads"),
+        f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm on {gemm.a.dtype} inputs {why}"),
         stacklevel=3)
-
-
-def warn_tfloat32_on_cuda_cores(kernel, gemm) -> None:
-    """TileLang runs a tfloat32 T.gemm on TF32 tensor cores (operands rounded to 10-bit
-    mantissas); jtile multiplies the float32 values exactly on the CUDA cores. Say so."""
-    import warnings
-
-    from jtile.errors import JtilePerformanceWarning
-
-    warnings.warn(JtilePerformanceWarning(
-        f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm on tfloat32 inputs runs on the CUDA "
-        "cores (exact float32 FMAs, at least as accurate as TF32 tensor cores, far slower): "
-        "jtile has no TF32 tensor-core path; cast the tiles to bfloat16 or float16 for tensor "
-        "cores"), stacklevel=3)
 
 
 def warn_no_wgmma(kernel, gemm, count: int) -> None:
@@ -184,10 +180,8 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
                         tiling.operand_a_layout(threads, s.a.buffer.shape[1]), s.loc,
                         "T.gemm A operand")
             continue
-        if s.a.dtype.bits == 8 and target is not None:
-            warn_eight_bit_on_cuda_cores(kernel, s, target)
-        if s.a.dtype is DType.tfloat32 and target is not None:
-            warn_tfloat32_on_cuda_cores(kernel, s)
+        if target is not None:
+            warn_gemm_on_cuda_cores(kernel, s, target)
         tiling = choose_mma_tiling(m, n, threads // 32, full_row, s.policy) if fast else None
         if fast and tiling is None and full_row:
             tiling = choose_mma_tiling(m, n, threads // 32, False, s.policy)
