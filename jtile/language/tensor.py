@@ -314,8 +314,8 @@ class TensorAnnotation:
             values = "".join(f"; {s.name} = {bindings[s]}" for s in self._symbols()
                              if s in bindings)
             return f"has shape {tuple(shape)} but is annotated {self.describe()}{values}"
-        if dtype is not self.dtype and {dtype, self.dtype} != {DType.float32, DType.tfloat32}:
-            # (a float32 array is what a tfloat32 parameter holds: the same storage)
+        if dtype.numpy != self.dtype.numpy:
+            # Storage decides: a tfloat32 parameter holds a float32 array.
             return f"has dtype {dtype} but is annotated {self.describe()}"
         return None
 
