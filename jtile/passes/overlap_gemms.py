@@ -111,15 +111,15 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
     found = overlap_schedule(pipe)
     if found is None:
         return pipe
+    first = found[0]
     a_buffer = pipe.body[-1].tile.a.buffer
-    s_buffer = pipe.body[found[0]].tile.c.buffer
+    s_buffer = pipe.body[first].tile.c.buffer
     if kernel.attrs["layouts"][s_buffer].num_registers < MIN_OVERLAPPED_ELEMENTS:
         return pipe
     split = split_tail(pipe, found)
     if split is None or touches(later, {a_buffer}) \
             or fragment_words(kernel, [a_buffer]) > FRAGMENT_WORD_BUDGET:
         return pipe
-    first = found[0]
     body = list(pipe.body)
     # The schedule places every wait and stage release itself.
     for i in (first, len(body) - 1):
