@@ -19,6 +19,7 @@ whether ptxas serialized the backward kernel's wgmmas (a JtilePerformanceWarning
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -69,30 +70,46 @@ FORWARD_SHAPES = [  # (batch, seq, heads, kv heads, head dim, causal, dtype)
 ]
 
 
+def _forward_inputs(b, s, h, kvh, d, causal, dtype):
+    """q, k, v for one FORWARD_SHAPES row, its forward FLOPs and its label."""
+    keys = jax.random.split(jax.random.key(d), 3)
+    q = jax.random.normal(keys[0], (b, s, h, d), jnp.float32).astype(dtype)
+    k, v = (jax.random.normal(key, (b, s, kvh, d), jnp.float32).astype(dtype)
+            for key in keys[1:])
+    work = 4 * b * h * s * s * d / (2 if causal else 1)
+    label = f"B{b} S{s} H{h}/{kvh} D{d} {'causal' if causal else 'full'} {jnp.dtype(dtype).name}"
+    return (q, k, v), work, label
+
+
+@contextlib.contextmanager
+def _forward_tiles(d, block_m, block_n, stages, threads):
+    """jtile.ops.attention's head-dim-`d` forward on these tiles at every sequence length."""
+    shipped, short_seq = attention_module.HOPPER_TILES[d], attention_module.SHORT_SEQ
+    attention_module.HOPPER_TILES[d] = (
+        dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads), shipped[1])
+    attention_module.SHORT_SEQ = 0
+    attention_module._launcher.cache_clear()
+    try:
+        yield
+    finally:
+        attention_module.HOPPER_TILES[d], attention_module.SHORT_SEQ = shipped, short_seq
+        attention_module._launcher.cache_clear()
+
+
 def forward_tiles_table():
-    for b, s, h, kvh, d, causal, dtype in FORWARD_SHAPES:
-        keys = jax.random.split(jax.random.key(d), 3)
-        q = jax.random.normal(keys[0], (b, s, h, d), jnp.float32).astype(dtype)
-        k, v = (jax.random.normal(key, (b, s, kvh, d), jnp.float32).astype(dtype)
-                for key in keys[1:])
-        work = 4 * b * h * s * s * d / (2 if causal else 1)
+    for shape in FORWARD_SHAPES:
+        causal, d = shape[5], shape[4]
+        (q, k, v), work, label = _forward_inputs(*shape)
         cudnn = functools.partial(jax.nn.dot_product_attention, is_causal=causal,
                                   implementation="cudnn")
         t_cudnn, reference = _time(cudnn, (q, k, v))
-        label = (f"B{b} S{s} H{h}/{kvh} D{d} {'causal' if causal else 'full'} "
-                 f"{jnp.dtype(dtype).name}")
         print(f"{label:<36} cudnn {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} TFLOP/s",
               flush=True)
-        shipped = attention_module.HOPPER_TILES[d]
-        short_seq, attention_module.SHORT_SEQ = attention_module.SHORT_SEQ, 0
+        mine = functools.partial(ops.attention, causal=causal, interpret=False)
         for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
-            attention_module.HOPPER_TILES[d] = (
-                dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads),
-                shipped[1])
-            attention_module._launcher.cache_clear()
-            mine = functools.partial(ops.attention, causal=causal, interpret=False)
             try:
-                t, out = _time(mine, (q, k, v))
+                with _forward_tiles(d, block_m, block_n, stages, threads):
+                    t, out = _time(mine, (q, k, v))
             except jtile.JtileError as error:
                 print(f"{label:<36} fwd {block_m}x{block_n} s{stages} t{threads} fails: "
                       f"{str(error).splitlines()[0][:160]}", flush=True)
@@ -100,10 +117,6 @@ def forward_tiles_table():
             print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages} t{threads:<3} "
                   f"{t:7.3f} ms {work / t / 1e9:6.1f} TFLOP/s  vs cudnn x{t_cudnn / t:5.2f}  "
                   f"err {_rel_err(out, reference):.1e}", flush=True)
-        attention_module.HOPPER_TILES[d] = shipped
-        attention_module.SHORT_SEQ = short_seq
-        attention_module._launcher.cache_clear()
-        mine = functools.partial(ops.attention, causal=causal, interpret=False)
         t, out = _time(mine, (q, k, v))
         print(f"{label:<36} fwd as shipped      {t:7.3f} ms {work / t / 1e9:6.1f} TFLOP/s  "
               f"vs cudnn x{t_cudnn / t:5.2f}  err {_rel_err(out, reference):.1e}", flush=True)
@@ -112,32 +125,25 @@ def forward_tiles_table():
 def overlap_table(rounds: int = 2):
     """The forward with and without JTILE_OVERLAP_GEMMS, alternating, per tile shape that
     the overlap applies to (three stages or more)."""
-    for b, s, h, kvh, d, causal, dtype in FORWARD_SHAPES[1:]:
-        keys = jax.random.split(jax.random.key(d), 3)
-        q, k, v = (jax.random.normal(key, (b, s, h, d), jnp.float32).astype(dtype)
-                   for key in keys)
-        work = 4 * b * h * s * s * d / (2 if causal else 1)
-        label = f"B{b} S{s} H{h} D{d} {'causal' if causal else 'full'}"
-        shipped = attention_module.HOPPER_TILES[d]
+    for shape in FORWARD_SHAPES[1:]:
+        causal, d = shape[5], shape[4]
+        (q, k, v), work, label = _forward_inputs(*shape)
+        mine = functools.partial(ops.attention, causal=causal, interpret=False)
         for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
             if stages < 3:
                 continue
-            attention_module.HOPPER_TILES[d] = (
-                dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads),
-                shipped[1])
             times = {"0": [], "1": []}
-            for _ in range(rounds):
-                for flag in ("0", "1"):
-                    os.environ["JTILE_OVERLAP_GEMMS"] = flag
-                    attention_module._launcher.cache_clear()
-                    mine = functools.partial(ops.attention, causal=causal, interpret=False)
-                    times[flag].append(_time(mine, (q, k, v))[0])
+            with _forward_tiles(d, block_m, block_n, stages, threads):
+                for _ in range(rounds):
+                    for flag in ("0", "1"):
+                        os.environ["JTILE_OVERLAP_GEMMS"] = flag
+                        attention_module._launcher.cache_clear()
+                        times[flag].append(_time(mine, (q, k, v))[0])
             plain, overlapped = min(times["0"]), min(times["1"])
-            print(f"{label:<26} fwd {block_m:>3}x{block_n:<3} s{stages}  plain {plain:7.3f} ms "
+            print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages}  plain {plain:7.3f} ms "
                   f"{work / plain / 1e9:6.1f} TFLOP/s  overlapped {overlapped:7.3f} ms "
                   f"{work / overlapped / 1e9:6.1f} TFLOP/s  x{plain / overlapped:5.2f}",
                   flush=True)
-        attention_module.HOPPER_TILES[d] = shipped
     os.environ.pop("JTILE_OVERLAP_GEMMS", None)
     attention_module._launcher.cache_clear()
 
