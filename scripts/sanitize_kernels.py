@@ -23,6 +23,16 @@ from examples import flash_attention, gemm  # noqa: E402
 import jtile.ops  # noqa: E402
 
 
+def _check_forward(label, attend, q, k, v):
+    """`attend(q, k, v, causal=...)` full and causal against the float32 reference."""
+    for causal in (False, True):
+        out = jax.jit(functools.partial(attend, causal=causal, interpret=False))(q, k, v)
+        ref = flash_attention.reference(q, k, v, causal)
+        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
+                                   atol=4e-3)
+        print(label, "causal" if causal else "full", "ok", flush=True)
+
+
 def main():
     ka, kb = jax.random.split(jax.random.key(0))
     a = jax.random.normal(ka, (192, 128), jnp.float32).astype(jnp.float16)
@@ -35,13 +45,8 @@ def main():
         print("gemm", cfg, "ok", flush=True)
     q, k, v = (jax.random.normal(key, (1, 192, 2, 64), jnp.float32).astype(jnp.float16)
                for key in jax.random.split(jax.random.key(1), 3))
-    for causal in (False, True):
-        out = jax.jit(functools.partial(flash_attention.flash_attention, causal=causal,
-                                        block_m=128, block_n=64, interpret=False))(q, k, v)
-        ref = flash_attention.reference(q, k, v, causal)
-        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
-                                   atol=4e-3)
-        print("attention causal" if causal else "attention full", "ok", flush=True)
+    _check_forward("attention", functools.partial(flash_attention.flash_attention,
+                                                  block_m=128, block_n=64), q, k, v)
     for causal in (False, True):
         def loss(attend, q, k, v):
             return (attend(q, k, v).astype(jnp.float32) * v.astype(jnp.float32)).sum()
@@ -57,13 +62,7 @@ def main():
     # Past attention.SHORT_SEQ the op's head-dim-64 forward is the 128-query, three-stage one.
     q, k, v = (jax.random.normal(key, (1, 1152, 1, 64), jnp.float32).astype(jnp.float16)
                for key in jax.random.split(jax.random.key(2), 3))
-    for causal in (False, True):
-        out = jax.jit(functools.partial(jtile.ops.attention, causal=causal,
-                                        interpret=False))(q, k, v)
-        ref = flash_attention.reference(q, k, v, causal)
-        np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
-                                   atol=4e-3)
-        print("attention forward S1152", "causal" if causal else "full", "ok", flush=True)
+    _check_forward("attention forward S1152", jtile.ops.attention, q, k, v)
 
 
 if __name__ == "__main__":
