@@ -132,6 +132,8 @@ for part in "${parts[@]}"; do
     profile-train)
       # Per-kernel GPU time of one training step, jtile model and jax.numpy + cuDNN model.
       # XLA's command buffers (CUDA graphs) are off so that each kernel launch is seen.
+      # On the H200 machine the profiled process has segfaulted and left GPU memory held:
+      # run this part alone, last in a call.
       for model in jtile jnp; do
         XLA_FLAGS="--xla_gpu_enable_command_buffer=" timeout 200 ncu --profile-from-start off \
           --metrics gpu__time_duration.sum --csv \
