@@ -3,8 +3,9 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
     python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
-    python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
-                                                           # JTILE_OVERLAP_GEMMS
+    python benchmarks/bench_attention_tiles.py --overlap   # forward without the P V
+                                                           # overlap, with 1 or 2 P copies
+    python benchmarks/bench_attention_tiles.py --order     # causal launch orders
 
 `--forward` times the forward alone under each candidate forward tile shape, at the shape
 above and at the attention of examples/train_gpt.py's step (B16 S1024 H12/4 D64 causal,
@@ -38,6 +39,7 @@ from benchmarks.bench import bench  # noqa: E402
 from benchmarks.bench_ops import forward_backward  # noqa: E402
 # jtile.ops.attention is the op (the package re-exports it): the module holds its tile table.
 attention_module = importlib.import_module("jtile.ops.attention")
+block_order = importlib.import_module("jtile.ops.block_order")
 
 # (block_m, block_n, producer registers, dQ staged for the TMA reduce): the shipped shape
 # first, then the same shape with dQ added by per-element atomics, then the producer at 40
@@ -67,6 +69,7 @@ FORWARD_CANDIDATES = [(128, 128, 2, 256), (128, 128, 3, 256), (128, 64, 2, 256),
 FORWARD_SHAPES = [  # (batch, seq, heads, kv heads, head dim, causal, dtype)
     (16, 1024, 12, 4, 64, True, jnp.bfloat16), (4, 4096, 16, 16, 64, False, jnp.float16),
     (4, 4096, 16, 16, 64, True, jnp.float16), (4, 4096, 16, 16, 128, False, jnp.float16),
+    (4, 4096, 16, 16, 128, True, jnp.float16),
 ]
 
 
@@ -122,9 +125,36 @@ def forward_tiles_table():
               f"vs cudnn x{t_cudnn / t:5.2f}  err {_rel_err(out, reference):.1e}", flush=True)
 
 
+# The overlap variants the --overlap table alternates between: environment settings.
+OVERLAP_VARIANTS = {
+    "plain": {"JTILE_OVERLAP_GEMMS": "0"},
+    "1 copy": {"JTILE_OVERLAP_GEMMS": "1", "JTILE_OVERLAP_COPIES": "1"},
+    "2 copies": {"JTILE_OVERLAP_GEMMS": "1", "JTILE_OVERLAP_COPIES": "2"},
+}
+
+
+@contextlib.contextmanager
+def _environment(settings):
+    """`settings` in os.environ (the op's kernels rebuilt), the old values back after."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    attention_module._launcher.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        attention_module._launcher.cache_clear()
+
+
 def overlap_table(rounds: int = 2):
-    """The forward with and without JTILE_OVERLAP_GEMMS, alternating, per tile shape that
-    the overlap applies to (three stages or more)."""
+    """The forward without the P V overlap and with it in one or two P copies, alternating,
+    per tile shape that the overlap applies to (three stages or more). A variant whose
+    fragments do not fit the registers falls back to the plain schedule, so its time equals
+    the plain one."""
     for shape in FORWARD_SHAPES[1:]:
         causal, d = shape[5], shape[4]
         (q, k, v), work, label = _forward_inputs(*shape)
@@ -132,20 +162,47 @@ def overlap_table(rounds: int = 2):
         for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
             if stages < 3:
                 continue
-            times = {"0": [], "1": []}
+            times = {name: [] for name in OVERLAP_VARIANTS}
             with _forward_tiles(d, block_m, block_n, stages, threads):
                 for _ in range(rounds):
-                    for flag in ("0", "1"):
-                        os.environ["JTILE_OVERLAP_GEMMS"] = flag
-                        attention_module._launcher.cache_clear()
-                        times[flag].append(_time(mine, (q, k, v))[0])
-            plain, overlapped = min(times["0"]), min(times["1"])
-            print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages}  plain {plain:7.3f} ms "
-                  f"{work / plain / 1e9:6.1f} TFLOP/s  overlapped {overlapped:7.3f} ms "
-                  f"{work / overlapped / 1e9:6.1f} TFLOP/s  x{plain / overlapped:5.2f}",
-                  flush=True)
-    os.environ.pop("JTILE_OVERLAP_GEMMS", None)
-    attention_module._launcher.cache_clear()
+                    for name, settings in OVERLAP_VARIANTS.items():
+                        with _environment(settings):
+                            times[name].append(_time(mine, (q, k, v))[0])
+            best = {name: min(t) for name, t in times.items()}
+            plain = best["plain"]
+            cells = "  ".join(f"{name} {t:7.3f} ms {work / t / 1e9:6.1f} TFLOP/s "
+                              f"x{plain / t:5.2f}" for name, t in best.items())
+            print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages}  {cells}", flush=True)
+
+
+# L2 budgets of causal attention's launch order (jtile/ops/block_order.py) the --order table
+# compares: 0 starts the heads one after another (longest block of each first), the default
+# a few heads' longest blocks together, a large one every head's at once.
+ORDER_BUDGETS = {"head by head": 0, "chunked": block_order.L2_BUDGET, "all heads": 1 << 40}
+
+
+def order_table(rounds: int = 2):
+    """Causal forward and forward + backward under each launch order, alternating."""
+    shipped = block_order.L2_BUDGET
+    for shape in FORWARD_SHAPES:
+        if not shape[5]:
+            continue
+        (q, k, v), work, label = _forward_inputs(*shape)
+        forward = functools.partial(ops.attention, causal=True, interpret=False)
+        both = forward_backward(forward, argnums=(0, 1, 2), cotangents=[q])
+        for name, fn, flops in (("fwd", forward, work), ("fwd+bwd", both, 3.5 * work)):
+            times = {order: [] for order in ORDER_BUDGETS}
+            for _ in range(rounds):
+                for order, budget in ORDER_BUDGETS.items():
+                    block_order.L2_BUDGET = budget
+                    attention_module._launcher.cache_clear()
+                    times[order].append(_time(fn, (q, k, v))[0])
+            block_order.L2_BUDGET = shipped
+            attention_module._launcher.cache_clear()
+            first = min(times["head by head"])
+            cells = "  ".join(f"{order} {min(t):7.3f} ms {flops / min(t) / 1e9:6.1f} TFLOP/s "
+                              f"x{first / min(t):5.2f}" for order, t in times.items())
+            print(f"{label:<36} {name:<8} {cells}", flush=True)
 
 
 def main():
@@ -155,6 +212,9 @@ def main():
         return
     if "--overlap" in sys.argv:
         overlap_table()
+        return
+    if "--order" in sys.argv:
+        order_table()
         return
     b, s, h = 4, 4096, 16
     for d, options in CANDIDATES.items():

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 
 import jtile
 import jtile.language as T
+from jtile.ops.block_order import heads_per_chunk, longest_first
 
 try:
     from examples._common import INTERPRET, check
@@ -27,9 +28,17 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
     groups = H // K.shape[2]  # grouped-query attention: query heads per key/value head
     O = T.empty((B, S, H, D), Q.dtype)
     scale = (1.0 / math.sqrt(D)) * 1.4426950408889634  # softmax scale in log2 units
-    with T.Kernel(T.ceildiv(S, block_m), H, B, threads=threads) as (block, by, bz):
-        # Causal blocks near the end of the sequence do the most work: start them first.
-        bx = T.ceildiv(S, block_m) - 1 - block if causal else block
+    q_blocks = T.ceildiv(S, block_m)
+    # Causal blocks near the end of the sequence do the most work: they start first, across
+    # the heads of a chunk whose K and V fit in the L2 cache (jtile/ops/block_order.py).
+    grid = (q_blocks * H * B,) if causal else (q_blocks, H, B)
+    chunk = heads_per_chunk(2 * S * D * K.dtype.bytes // groups, B * H)
+    with T.Kernel(*grid, threads=threads) as ids:
+        if causal:
+            rank, row = longest_first(ids, q_blocks, B * H, chunk)
+            bx, by, bz = q_blocks - 1 - rank, row % H, row // H
+        else:
+            bx, by, bz = ids
         q = T.alloc_shared((block_m, D), Q.dtype)
         k = T.alloc_shared((block_n, D), K.dtype)
         v = T.alloc_shared((block_n, D), V.dtype)

@@ -3,6 +3,7 @@
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
+#                                    attention-overlap|attention-order|
 #                                    ops-bench|ragged-bench|train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -109,6 +110,15 @@ for part in "${parts[@]}"; do
       # jtile.ops.attention's forward under each candidate forward tile shape, beside cuDNN.
       timeout 300 python3 benchmarks/bench_attention_tiles.py --forward 2>&1 \
         | tee "$out/bench_attention_tiles_fwd.log" | tail -40 ;;
+    attention-overlap)
+      # jtile.ops.attention's forward without the P V overlap and with it in one or two P
+      # register copies, alternating.
+      timeout 420 python3 benchmarks/bench_attention_tiles.py --overlap 2>&1 \
+        | tee "$out/bench_attention_overlap.log" | tail -20 ;;
+    attention-order)
+      # Causal jtile.ops.attention (forward, forward + backward) under each launch order.
+      timeout 420 python3 benchmarks/bench_attention_tiles.py --order 2>&1 \
+        | tee "$out/bench_attention_order.log" | tail -20 ;;
     profile-attention-bwd)
       # Nsight Compute on the attention backward kernels (jtile.ops.attention's gradient).
       timeout 400 ncu --set full -k regex:attention_bwd_d[0-9] python3 scripts/profile_attention.py \

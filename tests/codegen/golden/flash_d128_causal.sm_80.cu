@@ -1,4 +1,4 @@
-// jtile kernel flash_fwd_d128 from flash_attention.py:24
+// jtile kernel flash_fwd_d128 from flash_attention.py:25
 // target sm_80, jtile <version>
 #include "jtile/device.cuh"
 
@@ -6,8 +6,6 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   extern __shared__ __align__(1024) unsigned char jt_smem[];
   const int tx = threadIdx.x;
   const int bx = blockIdx.x;
-  const int by = blockIdx.y;
-  const int bz = blockIdx.z;
   jt::half* q_smem = reinterpret_cast<jt::half*>(jt_smem + 32768);
   jt::half* k_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
   jt::half* v_smem = reinterpret_cast<jt::half*>(jt_smem + 65536);
@@ -20,75 +18,75 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   float l_frag[2];
   float l_tile_frag[2];
   jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
-  // flash_attention.py:46
+  // flash_attention.py:55
   {
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 8; ++jt_u2) {
       const int jt_c1 = jt_u2 * 256 + tx;
-      jt::cp_async_16(&q_smem[((((jt_c1 * 8) / 128) % 128)) * 128 + (((((jt_c1 * 8) % 128)) / 8) ^ (((((jt_c1 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c1 * 8) % 128)) % 8], &Q[((((bz)) * 256 + (((1 - bx) * 128) + ((jt_c1 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c1 * 8) % 128)]);
+      jt::cp_async_16(&q_smem[((((jt_c1 * 8) / 128) % 128)) * 128 + (((((jt_c1 * 8) % 128)) / 8) ^ (((((jt_c1 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c1 * 8) % 128)) % 8], &Q[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128) + ((jt_c1 * 8) / 128) % 128)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c1 * 8) % 128)]);
     }
   }
-  // flash_attention.py:51
+  // flash_attention.py:60
   #pragma unroll
   for (int jt_r3 = 0; jt_r3 < 64; ++jt_r3) acc_frag[jt_r3] = 0.0f;
-  // flash_attention.py:52
+  // flash_attention.py:61
   #pragma unroll
   for (int jt_r4 = 0; jt_r4 < 2; ++jt_r4) l_frag[jt_r4] = 0.0f;
-  // flash_attention.py:53
+  // flash_attention.py:62
   #pragma unroll
   for (int jt_r5 = 0; jt_r5 < 2; ++jt_r5) m_frag[jt_r5] = (-jt::infinity<float>());
   jt::cp_async_wait_all();
   __syncthreads();
-  // flash_attention.py:55
+  // flash_attention.py:64
   {
     // prologue: tiles 0..0 in flight
-    if (0 < ((((((1 - bx) + 1) * 128) + 64) - 1) / 64)) {
+    if (0 < ((((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) + 1) * 128) + 64) - 1) / 64)) {
       #pragma unroll
       for (int jt_u7 = 0; jt_u7 < 4; ++jt_u7) {
         const int jt_c6 = jt_u7 * 256 + tx;
-        jt::cp_async_16_zfill(&k_smem[(0) * 8192 + ((((jt_c6 * 8) / 128) % 64)) * 128 + (((((jt_c6 * 8) % 128)) / 8) ^ (((((jt_c6 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c6 * 8) % 128)) % 8], &K[((((bz)) * 256 + (((0) * 64) + ((jt_c6 * 8) / 128) % 64)) * 2 + (by)) * 128 + ((jt_c6 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((0) * 64) + ((jt_c6 * 8) / 128) % 64) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c6 * 8) % 128) < 128u);
+        jt::cp_async_16_zfill(&k_smem[(0) * 8192 + ((((jt_c6 * 8) / 128) % 64)) * 128 + (((((jt_c6 * 8) % 128)) / 8) ^ (((((jt_c6 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c6 * 8) % 128)) % 8], &K[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((0) * 64) + ((jt_c6 * 8) / 128) % 64)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c6 * 8) % 128)], (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2)) < 1u && (unsigned)(((0) * 64) + ((jt_c6 * 8) / 128) % 64) < 256u && (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2)) < 2u && (unsigned)((jt_c6 * 8) % 128) < 128u);
       }
       #pragma unroll
       for (int jt_u9 = 0; jt_u9 < 4; ++jt_u9) {
         const int jt_c8 = jt_u9 * 256 + tx;
-        jt::cp_async_16_zfill(&v_smem[(0) * 8192 + ((((jt_c8 * 8) / 128) % 64)) * 128 + (((((jt_c8 * 8) % 128)) / 8) ^ (((((jt_c8 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c8 * 8) % 128)) % 8], &V[((((bz)) * 256 + (((0) * 64) + ((jt_c8 * 8) / 128) % 64)) * 2 + (by)) * 128 + ((jt_c8 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((0) * 64) + ((jt_c8 * 8) / 128) % 64) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c8 * 8) % 128) < 128u);
+        jt::cp_async_16_zfill(&v_smem[(0) * 8192 + ((((jt_c8 * 8) / 128) % 64)) * 128 + (((((jt_c8 * 8) % 128)) / 8) ^ (((((jt_c8 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c8 * 8) % 128)) % 8], &V[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((0) * 64) + ((jt_c8 * 8) / 128) % 64)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c8 * 8) % 128)], (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2)) < 1u && (unsigned)(((0) * 64) + ((jt_c8 * 8) / 128) % 64) < 256u && (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2)) < 2u && (unsigned)((jt_c8 * 8) % 128) < 128u);
       }
     }
     jt::cp_async_commit();
-    for (int k_1 = 0; k_1 < ((((((1 - bx) + 1) * 128) + 64) - 1) / 64); ++k_1) {
+    for (int k_1 = 0; k_1 < ((((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) + 1) * 128) + 64) - 1) / 64); ++k_1) {
       jt::cp_async_wait<0>();
       __syncthreads();
-      if (k_1 + 1 < ((((((1 - bx) + 1) * 128) + 64) - 1) / 64)) {
+      if (k_1 + 1 < ((((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) + 1) * 128) + 64) - 1) / 64)) {
         #pragma unroll
         for (int jt_u11 = 0; jt_u11 < 4; ++jt_u11) {
           const int jt_c10 = jt_u11 * 256 + tx;
-          jt::cp_async_16_zfill(&k_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c10 * 8) / 128) % 64)) * 128 + (((((jt_c10 * 8) % 128)) / 8) ^ (((((jt_c10 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c10 * 8) % 128)) % 8], &K[((((bz)) * 256 + (((k_1 + 1) * 64) + ((jt_c10 * 8) / 128) % 64)) * 2 + (by)) * 128 + ((jt_c10 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((k_1 + 1) * 64) + ((jt_c10 * 8) / 128) % 64) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c10 * 8) % 128) < 128u);
+          jt::cp_async_16_zfill(&k_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c10 * 8) / 128) % 64)) * 128 + (((((jt_c10 * 8) % 128)) / 8) ^ (((((jt_c10 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c10 * 8) % 128)) % 8], &K[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((k_1 + 1) * 64) + ((jt_c10 * 8) / 128) % 64)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c10 * 8) % 128)], (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2)) < 1u && (unsigned)(((k_1 + 1) * 64) + ((jt_c10 * 8) / 128) % 64) < 256u && (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2)) < 2u && (unsigned)((jt_c10 * 8) % 128) < 128u);
         }
         #pragma unroll
         for (int jt_u13 = 0; jt_u13 < 4; ++jt_u13) {
           const int jt_c12 = jt_u13 * 256 + tx;
-          jt::cp_async_16_zfill(&v_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c12 * 8) / 128) % 64)) * 128 + (((((jt_c12 * 8) % 128)) / 8) ^ (((((jt_c12 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c12 * 8) % 128)) % 8], &V[((((bz)) * 256 + (((k_1 + 1) * 64) + ((jt_c12 * 8) / 128) % 64)) * 2 + (by)) * 128 + ((jt_c12 * 8) % 128)], (unsigned)(bz) < 1u && (unsigned)(((k_1 + 1) * 64) + ((jt_c12 * 8) / 128) % 64) < 256u && (unsigned)(by) < 2u && (unsigned)((jt_c12 * 8) % 128) < 128u);
+          jt::cp_async_16_zfill(&v_smem[((k_1 + 1) % 2) * 8192 + ((((jt_c12 * 8) / 128) % 64)) * 128 + (((((jt_c12 * 8) % 128)) / 8) ^ (((((jt_c12 * 8) / 128) % 64)) % 8)) * 8 + (((jt_c12 * 8) % 128)) % 8], &V[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((k_1 + 1) * 64) + ((jt_c12 * 8) / 128) % 64)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c12 * 8) % 128)], (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2)) < 1u && (unsigned)(((k_1 + 1) * 64) + ((jt_c12 * 8) / 128) % 64) < 256u && (unsigned)(((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2)) < 2u && (unsigned)((jt_c12 * 8) % 128) < 128u);
         }
       }
       jt::cp_async_commit();
-      // flash_attention.py:60
-      if ((((k_1 + 1) * 64) > ((1 - bx) * 128))) {
-        // flash_attention.py:61
+      // flash_attention.py:69
+      if ((((k_1 + 1) * 64) > ((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128))) {
+        // flash_attention.py:70
         {
           #pragma unroll
           for (int jt_r14 = 0; jt_r14 < 32; ++jt_r14) {
             const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3))); (void)i;
             const int j = ((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3))); (void)j;
-            s_frag[(jt_r14 & 1) | (((jt_r14 >> 1) & 1) << 1) | (((jt_r14 >> 2) & 1) << 2) | (((jt_r14 >> 3) & 1) << 3) | (((jt_r14 >> 4) & 1) << 4)] = (((((1 - bx) * 128) + i) >= ((k_1 * 64) + j)) ? 0.0f : (-jt::infinity<float>()));
+            s_frag[(jt_r14 & 1) | (((jt_r14 >> 1) & 1) << 1) | (((jt_r14 >> 2) & 1) << 2) | (((jt_r14 >> 3) & 1) << 3) | (((jt_r14 >> 4) & 1) << 4)] = (((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128) + i) >= ((k_1 * 64) + j)) ? 0.0f : (-jt::infinity<float>()));
           }
         }
       }
       else {
-        // flash_attention.py:65
+        // flash_attention.py:74
         #pragma unroll
         for (int jt_r15 = 0; jt_r15 < 32; ++jt_r15) s_frag[jt_r15] = 0.0f;
       }
-      // flash_attention.py:71
+      // flash_attention.py:80
       {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
@@ -118,12 +116,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           }
         }
       }
-      // flash_attention.py:72
+      // flash_attention.py:81
       {
         #pragma unroll
         for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) m_prev_frag[jt_r16] = jt::cast<float>(m_frag[jt_r16]);
       }
-      // flash_attention.py:73
+      // flash_attention.py:82
       {
         float acc[2];
         acc[0] = jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::max(jt::cast<float>(s_frag[4]), jt::cast<float>(s_frag[5]))), jt::max(jt::max(jt::cast<float>(s_frag[8]), jt::cast<float>(s_frag[9])), jt::max(jt::cast<float>(s_frag[12]), jt::cast<float>(s_frag[13])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[16]), jt::cast<float>(s_frag[17])), jt::max(jt::cast<float>(s_frag[20]), jt::cast<float>(s_frag[21]))), jt::max(jt::max(jt::cast<float>(s_frag[24]), jt::cast<float>(s_frag[25])), jt::max(jt::cast<float>(s_frag[28]), jt::cast<float>(s_frag[29])))));
@@ -135,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
         m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
       }
-      // flash_attention.py:74
+      // flash_attention.py:83
       {
         #pragma unroll
         for (int jt_r17 = 0; jt_r17 < 2; ++jt_r17) {
@@ -143,7 +141,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           rescale_frag[(jt_r17 & 1)] = jt::exp2(((m_prev_frag[(jt_r17 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r17 & 1)] * 0.12751743082459868f)));
         }
       }
-      // flash_attention.py:76
+      // flash_attention.py:85
       {
         #pragma unroll
         for (int jt_r18 = 0; jt_r18 < 32; ++jt_r18) {
@@ -152,7 +150,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           s_frag[(jt_r18 & 1) | (((jt_r18 >> 1) & 1) << 1) | (((jt_r18 >> 2) & 1) << 2) | (((jt_r18 >> 3) & 1) << 3) | (((jt_r18 >> 4) & 1) << 4)] = jt::exp2(((s_frag[(jt_r18 & 1) | (((jt_r18 >> 1) & 1) << 1) | (((jt_r18 >> 2) & 1) << 2) | (((jt_r18 >> 3) & 1) << 3) | (((jt_r18 >> 4) & 1) << 4)] * 0.12751743082459868f) - (m_frag[((jt_r18 >> 1) & 1)] * 0.12751743082459868f)));
         }
       }
-      // flash_attention.py:78
+      // flash_attention.py:87
       {
         float acc[2];
         acc[0] = ((((jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1])) + (jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]))) + ((jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9])) + (jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13])))) + (((jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17])) + (jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]))) + ((jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25])) + (jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29])))));
@@ -164,7 +162,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         l_tile_frag[0] = jt::cast<float>(acc[0]);
         l_tile_frag[1] = jt::cast<float>(acc[1]);
       }
-      // flash_attention.py:79
+      // flash_attention.py:88
       {
         #pragma unroll
         for (int jt_r19 = 0; jt_r19 < 2; ++jt_r19) {
@@ -172,12 +170,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           l_frag[(jt_r19 & 1)] = ((l_frag[(jt_r19 & 1)] * rescale_frag[(jt_r19 & 1)]) + l_tile_frag[(jt_r19 & 1)]);
         }
       }
-      // flash_attention.py:81
+      // flash_attention.py:90
       {
         #pragma unroll
         for (int jt_r20 = 0; jt_r20 < 32; ++jt_r20) p_frag[jt_r20] = jt::cast<jt::half>(s_frag[jt_r20]);
       }
-      // flash_attention.py:82
+      // flash_attention.py:91
       {
         #pragma unroll
         for (int jt_r21 = 0; jt_r21 < 64; ++jt_r21) {
@@ -186,7 +184,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] = (acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] * rescale_frag[((jt_r21 >> 1) & 1)]);
         }
       }
-      // flash_attention.py:84
+      // flash_attention.py:93
       {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
@@ -222,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
     }
     jt::cp_async_wait_all();
   }
-  // flash_attention.py:85
+  // flash_attention.py:94
   {
     #pragma unroll
     for (int jt_r22 = 0; jt_r22 < 64; ++jt_r22) {
@@ -231,7 +229,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       acc_frag[(jt_r22 & 1) | (((jt_r22 >> 1) & 1) << 1) | (((jt_r22 >> 2) & 1) << 2) | (((jt_r22 >> 3) & 1) << 3) | (((jt_r22 >> 4) & 1) << 4) | (((jt_r22 >> 5) & 1) << 5)] = (acc_frag[(jt_r22 & 1) | (((jt_r22 >> 1) & 1) << 1) | (((jt_r22 >> 2) & 1) << 2) | (((jt_r22 >> 3) & 1) << 3) | (((jt_r22 >> 4) & 1) << 4) | (((jt_r22 >> 5) & 1) << 5)] / l_frag[((jt_r22 >> 1) & 1)]);
     }
   }
-  // flash_attention.py:87
+  // flash_attention.py:96
   __syncthreads();
   {
     #pragma unroll
@@ -251,7 +249,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       jt_v27 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c25 * 8) / 128) % 128)) * 128 + (((((jt_c25 * 8) % 128)) / 8) ^ (((((jt_c25 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c25 * 8) % 128)) % 8]);
       jt::vec<jt::half, 8> jt_v28;
       for (int u = 0; u < 8; ++u) jt_v28.v[u] = jt::cast<jt::half>(jt_v27.v[u]);
-      *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((bz)) * 256 + (((1 - bx) * 128) + ((jt_c25 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c25 * 8) % 128)]) = jt_v28;
+      *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128) + ((jt_c25 * 8) / 128) % 128)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c25 * 8) % 128)]) = jt_v28;
     }
   }
 }
