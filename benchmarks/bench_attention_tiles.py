@@ -53,8 +53,10 @@ CANDIDATES = {
 
 
 def _time(fn, args):
-    """Median milliseconds and the outputs (forward outputs and gradients)."""
-    return bench(jax.jit(fn), *args, iters=10, reps=3, loop_seconds=0.3)
+    """Median milliseconds and the outputs (forward outputs and gradients). `fn` is traced
+    afresh (jax.jit keeps one trace per function object, which would keep the kernels of the
+    first tile shape or setting timed)."""
+    return bench(jax.jit(lambda *a: fn(*a)), *args, iters=10, reps=3, loop_seconds=0.3)
 
 
 def _rel_err(a, b) -> float:
