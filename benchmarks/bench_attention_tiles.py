@@ -3,8 +3,8 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
     python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
-    python benchmarks/bench_attention_tiles.py --overlap   # forward without the P V
-                                                           # overlap, with 1 or 2 P copies
+    python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
+                                                           # JTILE_OVERLAP_GEMMS
     python benchmarks/bench_attention_tiles.py --order     # causal launch orders
 
 `--forward` times the forward alone under each candidate forward tile shape, at the shape
@@ -127,11 +127,10 @@ def forward_tiles_table():
               f"vs cudnn x{t_cudnn / t:5.2f}  err {_rel_err(out, reference):.1e}", flush=True)
 
 
-# The overlap variants the --overlap table alternates between: environment settings.
+# The variants the --overlap table alternates between: environment settings.
 OVERLAP_VARIANTS = {
     "plain": {"JTILE_OVERLAP_GEMMS": "0"},
-    "1 copy": {"JTILE_OVERLAP_GEMMS": "1", "JTILE_OVERLAP_COPIES": "1"},
-    "2 copies": {"JTILE_OVERLAP_GEMMS": "1", "JTILE_OVERLAP_COPIES": "2"},
+    "overlapped": {"JTILE_OVERLAP_GEMMS": "1"},
 }
 
 
@@ -153,10 +152,10 @@ def _environment(settings):
 
 
 def overlap_table(rounds: int = 2):
-    """The forward without the P V overlap and with it in one or two P copies, alternating,
-    per tile shape that the overlap applies to (three stages or more). A variant whose
-    fragments do not fit the registers falls back to the plain schedule, so its time equals
-    the plain one."""
+    """The forward with and without the P V overlap, alternating, per tile shape that the
+    overlap applies to (three stages or more). Where the fragments do not fit the registers
+    the overlapped variant falls back to the plain schedule, so its time equals the plain
+    one."""
     for shape in FORWARD_SHAPES[1:]:
         causal, d = shape[5], shape[4]
         (q, k, v), work, label = _forward_inputs(*shape)

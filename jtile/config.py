@@ -92,14 +92,6 @@ OVERLAP_GEMMS = Variable(
     "H200 head dim 64 attention with 128-key tiles ran 7% faster (full) and 1% (causal).",
 )
 
-OVERLAP_COPIES = Variable(
-    "JTILE_OVERLAP_COPIES",
-    "Register copies of the second gemm's A fragment (attention's P) in the overlapped "
-    "schedule: 2 (the next tile's P is written while the gemm reads the last one) or 1 (P "
-    "is written at the top of the next iteration, after that gemm is done). Unset: two "
-    "where the registers allow, else one (passes/overlap_gemms.py).",
-)
-
 PRODUCER_REGISTERS = Variable(
     "JTILE_PRODUCER_REGISTERS",
     "Registers per thread the producer warpgroup of a warp-specialised kernel keeps after "
@@ -170,17 +162,6 @@ def overlap_gemms() -> bool:
     """Whether a ring's second gemm overlaps the next iteration's work
     (``JTILE_OVERLAP_GEMMS``, default on where it applies)."""
     return _flag(OVERLAP_GEMMS, default=True)
-
-
-def overlap_copies():
-    """``JTILE_OVERLAP_COPIES``: 1 or 2, or None (unset: the pass chooses)."""
-    value = OVERLAP_COPIES.raw()
-    if value is None or value == "":
-        return None
-    if value not in ("1", "2"):
-        raise JtileError(f"{OVERLAP_COPIES.name}={value!r} is not a copy count: use 1 or 2, or "
-                         f"leave it unset. ({OVERLAP_COPIES.name}: {OVERLAP_COPIES.doc})")
-    return int(value)
 
 
 def debug() -> bool:

@@ -111,8 +111,7 @@ for part in "${parts[@]}"; do
       timeout 300 python3 benchmarks/bench_attention_tiles.py --forward 2>&1 \
         | tee "$out/bench_attention_tiles_fwd.log" | tail -40 ;;
     attention-overlap)
-      # jtile.ops.attention's forward without the P V overlap and with it in one or two P
-      # register copies, alternating.
+      # jtile.ops.attention's forward with and without the P V overlap, alternating.
       timeout 420 python3 benchmarks/bench_attention_tiles.py --overlap 2>&1 \
         | tee "$out/bench_attention_overlap.log" | tail -20 ;;
     attention-order)

@@ -124,13 +124,3 @@ def test_describe_lists_every_variable(monkeypatch):
     for name in _ALL:
         assert name in text
     assert "JTILE_DEBUG='1'" in text
-
-
-def test_overlap_copies(monkeypatch):
-    monkeypatch.delenv("JTILE_OVERLAP_COPIES", raising=False)
-    assert config.overlap_copies() is None
-    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "1")
-    assert config.overlap_copies() == 1
-    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "3")
-    with pytest.raises(JtileError, match=r"JTILE_OVERLAP_COPIES='3'.*use 1 or 2"):
-        config.overlap_copies()

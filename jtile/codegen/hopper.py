@@ -312,8 +312,8 @@ def _wait_wgmmas(em, pending: int, accumulators) -> None:
 
 def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str, n: str,
                      buffers) -> None:
-    """The consumers' loop of a ring whose second gemm runs one iteration late, P in one or
-    two register copies (passes/overlap_gemms.py prints both schedules in its docstring)."""
+    """The consumers' loop of a ring whose second gemm runs one iteration late, P in two
+    register copies (passes/overlap_gemms.py prints the schedule in its docstring)."""
     stages = pipe.stages
     first, tail_start = pipe.overlap
     body = pipe.body
@@ -322,11 +322,8 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
     early_acc = [em.name(body[first].tile.c.buffer)]
     late_acc = [em.name(late.tile.c.buffer)]
     a_buffer = late.tile.a.buffer
-    two_copies = pipe.overlap_copies == 2
-    copies = (em.name(a_buffer),)
-    if two_copies:
-        copies += (em.temp(em.name(a_buffer) + "_next"),)
-        em.line(f"{a_buffer.dtype.c_name} {copies[1]}[{em.layouts[a_buffer].num_registers}];")
+    copies = (em.name(a_buffer), em.temp(em.name(a_buffer) + "_next"))
+    em.line(f"{a_buffer.dtype.c_name} {copies[1]}[{em.layouts[a_buffer].num_registers}];")
 
     def with_copy(parity: int, emit) -> None:
         """Emits `emit()` with the A fragment named by its register copy `parity`."""
@@ -344,37 +341,6 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
     def release(iteration: str) -> None:
         release_stage(em, f"({_ring_position(em, iteration, pipe)} % {stages})")
 
-    def by_parity(iteration: str, emit) -> None:
-        """`emit(parity)` for the copy that iteration `iteration` fills (one copy: parity 0)."""
-        if not two_copies:
-            emit(0)
-            return
-        for parity in (1, 0):
-            with em.block(f"if (({iteration} & 1) == {parity})" if parity else "else"):
-                emit(parity)
-
-    def finish_previous(iteration: str) -> None:
-        """The late gemm of two iterations back (issued before the last softmax) is done: its
-        stage is free, the accumulator may be rescaled and (one copy) P refilled before the
-        next late gemm. Nothing else is in flight here, so ptxas sees every accumulator
-        access ordered."""
-        _wait_wgmmas(em, 0, late_acc)
-        with em.block(f"if ({iteration} >= 2)"):
-            release(f"({iteration} - 2)")
-        em.body(scale_c)
-        if not two_copies:
-            em.body(fill_a)
-
-    def iteration(parity: int) -> None:
-        stage = _enter_iteration(em, pipe, counter, position, n, buffers)
-        em.body(head)
-        late_gemm(f"(({position} - 1) % {stages})", 1 - parity if two_copies else 0)
-        _wait_wgmmas(em, 1, early_acc)
-        _address_stage(em, buffers, stage)
-        em.body(middle)
-        if two_copies:
-            with_copy(parity, lambda: em.body(fill_a))
-
     # Prologue, loop and epilogue under one test: a path that issues a late gemm always
     # reaches the epilogue's wait (ptxas serializes the wgmmas when it cannot see that).
     with em.block(f"if ({n} > 0)"):
@@ -383,14 +349,34 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
             _enter_iteration(em, pipe, counter, position, n, buffers)
             em.body(head)
             _wait_wgmmas(em, 0, early_acc)
-            em.body(middle + (fill_a if two_copies else ()))
+            em.body(middle + fill_a)
         em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
-            finish_previous(counter)
-            by_parity(counter, iteration)
-        finish_previous(n)
+            # The late gemm of two iterations back (issued before the last softmax) is done:
+            # its stage is free and the accumulator may be rescaled before the next one joins
+            # it. Nothing else is in flight here, so ptxas sees every accumulator access
+            # ordered.
+            _wait_wgmmas(em, 0, late_acc)
+            with em.block(f"if ({counter} >= 2)"):
+                release(f"({counter} - 2)")
+            em.body(scale_c)
+            for parity in (1, 0):
+                with em.block(f"if (({counter} & 1) == {parity})" if parity else "else"):
+                    stage = _enter_iteration(em, pipe, counter, position, n, buffers)
+                    em.body(head)
+                    late_gemm(f"(({position} - 1) % {stages})", 1 - parity)
+                    _wait_wgmmas(em, 1, early_acc)
+                    _address_stage(em, buffers, stage)
+                    em.body(middle)
+                    with_copy(parity, lambda: em.body(fill_a))
+        _wait_wgmmas(em, 0, late_acc)
+        with em.block(f"if ({n} >= 2)"):
+            release(f"({n} - 2)")
+        em.body(scale_c)
         last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
-        by_parity(f"({n} - 1)", lambda parity: late_gemm(last, parity))
+        for parity in (1, 0):
+            with em.block(f"if ((({n} - 1) & 1) == {parity})" if parity else "else"):
+                late_gemm(last, parity)
         _wait_wgmmas(em, 0, late_acc)
         release(f"({n} - 1)")
 

@@ -211,13 +211,10 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # (first gemm, tail start) body indices when the second gemm of each iteration runs
     # overlapped with the next iteration's work (passes/overlap_gemms.py), else None; then
     # `overlap_split` holds the tail's body indices that fill the second gemm's A fragment
-    # and those that touch its accumulator (run in the next iteration, before that gemm is
-    # issued), and `overlap_copies` the A fragment's register copies: 2 (filled by parity at
-    # the end of each iteration) or 1 (filled in the next iteration, after the wait that
-    # frees it).
+    # (into one of two register copies by parity) and those that touch its accumulator (run
+    # in the next iteration, before that gemm is issued).
     overlap: Optional[tuple] = None
     overlap_split: Optional[tuple] = None
-    overlap_copies: int = 2
 
     @property
     def transaction_bytes(self) -> int:

@@ -6,21 +6,14 @@ row max, exponentials, row sums), then P = S in 16 bits and O rescaled (tail), t
 other units idle during its gemms. This pass issues G2 of iteration j - 1 right after G1 of
 iteration j, so the P V product of one tile runs while the next tile's softmax does
 (FlashAttention-3's intra-warpgroup overlap). The tail splits in two: `fill` writes G2's A
-fragment (P), `scale` touches its accumulator (O *= rescale), and `scale` moves to the next
-iteration. Where the registers allow, P alternates between two register copies, so iteration j
-fills one while G2(j - 1) still reads the other:
+fragment (P), `scale` touches its accumulator (O *= rescale). P alternates between two register
+copies, so iteration j fills one while G2(j - 1) still reads the other, and `scale` moves to
+the next iteration:
 
     prologue   head(0) G1(0) wait(0) middle(0) fill(0 -> P[0])
     j = 1..n-1 wait(0) release(j-2) scale(j-1) head(j) G1(j) G2(j-1, P[(j-1)%2]) wait(1)
                middle(j) fill(j -> P[j%2])
     epilogue   wait(0) release(n-2) scale(n-1) G2(n-1) wait(0) release(n-1)
-
-With one copy (head dim 128: a second P does not fit beside S and O), `fill` moves to the next
-iteration too, after the wait that frees P; S keeps the softmax's result across the back edge:
-
-    prologue   head(0) G1(0) wait(0) middle(0)
-    j = 1..n-1 wait(0) release(j-2) scale(j-1) fill(j-1) head(j) G1(j) G2(j-1) wait(1) middle(j)
-    epilogue   wait(0) release(n-2) scale(n-1) fill(n-1) G2(n-1) wait(0) release(n-1)
 
 Every wait sits right before the statements that need it. That matters: ptxas moves a wait
 for G2 placed after the softmax up into the softmax's first instruction latencies (it orders
@@ -30,13 +23,14 @@ it can still run, which the wait at the top of each iteration rules out.
 
 It applies to a warp-specialised ring of three stages or more (G2 frees its stage two
 iterations late) with at least MIN_OVERLAPPED_ELEMENTS of G1's accumulator per thread, whose
-body holds exactly two gemms, the second last, with its A operand in registers, where nothing
-before `tail` (the statements from the first one that touches G2's accumulator or A fragment)
-touches them, each tail statement touches one of the two, the moved statements share no buffer
-with what they move past, and the fragments fit the consumers' registers; two copies also need
-that nothing after the ring reads the A fragment (which copy holds the last tile depends on the
-iteration count). Barriers stay where plan_barriers put them (G2 touches registers and a
-TMA-filled stage only), which is why this pass runs after it.
+body holds exactly two gemms, the second last, with its A operand in
+registers, where nothing before `tail` (the statements from the first one that touches G2's
+accumulator or A fragment) touches them, each tail statement touches one of the two, the
+moved `scale` statements share no buffer with what they move past, nothing after the ring
+reads the A fragment (which copy holds the last tile depends on the iteration count), and the
+fragments with the second copy fit the consumers' registers. Barriers stay where
+plan_barriers put them (G2 touches registers and a TMA-filled stage only), which is why this
+pass runs after it.
 """
 
 from __future__ import annotations
@@ -50,10 +44,10 @@ from jtile.ir.types import MemorySpace
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, touches
 from jtile.passes.specialize_warps import top_level_gemms
 
-# 32-bit registers a thread's fragments may take, P's second copy if any included: the
-# consumers have 240, and addresses, loop state and the softmax's temporaries need the rest. On
-# an H200 head dim 64 with 128-key tiles and two copies (about 170 words) ran without spilling
-# and 5% faster than without the overlap; head dim 128 with two copies (about 200) spilled.
+# 32-bit registers a thread's fragments may take, P's second copy included: the consumers have
+# 240, and addresses, loop state and the softmax's temporaries need the rest. On an H200 head
+# dim 64 with 128-key tiles (about 170 words) ran without spilling and 5% faster than without
+# the overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower.
 FRAGMENT_WORD_BUDGET = 184
 
 # The least first-gemm accumulator registers per thread (the softmax's elements) for which the
@@ -113,17 +107,6 @@ def fragment_words(kernel: ir.Kernel, extra=()) -> int:
     return sum(-(-layouts[b].num_registers * b.dtype.bits // 32) for b in buffers + list(extra))
 
 
-def overlap_copies(kernel: ir.Kernel, a_buffer: ir.Buffer, a_read_later: bool):
-    """How many register copies of G2's A fragment the schedule keeps (JTILE_OVERLAP_COPIES,
-    else two where they fit), or None when the fragments do not fit even with one."""
-    fits = {1: fragment_words(kernel) <= FRAGMENT_WORD_BUDGET,
-            2: not a_read_later and fragment_words(kernel, [a_buffer]) <= FRAGMENT_WORD_BUDGET}
-    wanted = config.overlap_copies()
-    if wanted is not None:
-        return wanted if fits[wanted] else None
-    return 2 if fits[2] else 1 if fits[1] else None
-
-
 def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.MbarrierPipeline:
     found = overlap_schedule(pipe)
     if found is None:
@@ -134,10 +117,8 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
     if kernel.attrs["layouts"][s_buffer].num_registers < MIN_OVERLAPPED_ELEMENTS:
         return pipe
     split = split_tail(pipe, found)
-    if split is None:
-        return pipe
-    copies = overlap_copies(kernel, a_buffer, touches(later, {a_buffer}))
-    if copies is None:
+    if split is None or touches(later, {a_buffer}) \
+            or fragment_words(kernel, [a_buffer]) > FRAGMENT_WORD_BUDGET:
         return pipe
     body = list(pipe.body)
     # The schedule places every wait and stage release itself.
@@ -145,7 +126,7 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
         body[i] = dataclasses.replace(body[i], commit=True, wait=None,
                                       release_previous_stage=False)
     return dataclasses.replace(pipe, body=tuple(body), overlap=found, overlap_split=split,
-                               overlap_copies=copies, deferred_release=False, rolled=True)
+                               deferred_release=False, rolled=True)
 
 
 def overlap_gemms(kernel: ir.Kernel, target) -> ir.Kernel:

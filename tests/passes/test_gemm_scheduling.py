@@ -131,35 +131,13 @@ def test_attention_issues_p_v_one_tile_late(overlap_on, monkeypatch, d, block_n,
 
 def test_no_overlap_with_two_stages_a_short_softmax_or_too_few_registers(monkeypatch):
     monkeypatch.delenv("JTILE_OVERLAP_GEMMS", raising=False)  # on by default where it applies
-    monkeypatch.delenv("JTILE_OVERLAP_COPIES", raising=False)
     assert _ring(*_attention(d=64, stages=3)).overlap is not None
     assert _ring(*_attention(d=64, stages=2)).overlap is None   # frees stages too late
-    wide = _ring(*_attention(d=128, stages=3))  # S, O and two P: ~200 words; one P fits
-    assert wide.overlap is not None and wide.overlap_copies == 1
+    assert _ring(*_attention(d=128, stages=3)).overlap is None  # S, O and two P: ~200 words
     spec = S((2, 512, 4, 64), jnp.float16)
     short = jtile.pallas_like(functools.partial(  # 32 softmax elements per thread
         fa.flash_fwd_kernel, block_m=128, block_n=64, stages=3, threads=256, causal=False))
     assert _ring(short, (spec, spec, spec)).overlap is None
-    monkeypatch.setattr(overlap_gemms, "FRAGMENT_WORD_BUDGET", 150)  # not even one copy
-    assert _ring(*_attention(d=128, stages=3)).overlap is None
-
-
-def test_overlap_copies_follow_jtile_overlap_copies_where_they_fit(monkeypatch):
-    monkeypatch.delenv("JTILE_OVERLAP_GEMMS", raising=False)
-    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "1")
-    one = _ring(*_attention(d=64, stages=3))
-    assert one.overlap is not None and one.overlap_copies == 1
-    lowered = _attention(d=64, stages=3)[0].lower(*_attention(d=64, stages=3)[1],
-                                                  target="sm_90a")
-    source = lowered.cuda_source()
-    assert "jt_p_frag_next" not in source and "(((k_1 - 1) % 3)) * " in source
-    # P is filled at the top of the next iteration, after the wait that frees it.
-    loop = source.split("for (int k_1 = 1;")[1]
-    assert loop.index("jt::wgmma_wait<0>();") < loop.index("p_frag[") \
-        < loop.index("jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 3)]")
-    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "2")
-    assert _ring(*_attention(d=64, stages=3)).overlap_copies == 2
-    assert _ring(*_attention(d=128, stages=3)).overlap is None  # two copies do not fit
 
 
 @pytest.mark.parametrize("d", [64, 128])
