@@ -32,7 +32,7 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
     # Causal blocks near the end of the sequence do the most work: they start first, across
     # the heads of a chunk whose K and V fit in the L2 cache (jtile/ops/block_order.py).
     grid = (q_blocks * H * B,) if causal else (q_blocks, H, B)
-    chunk = heads_per_chunk(2 * S * D * K.dtype.bytes // groups, B * H)
+    chunk = heads_per_chunk(q_blocks, B * H, 2 * S * D * K.dtype.bytes // groups)
     with T.Kernel(*grid, threads=threads) as ids:
         if causal:
             rank, row = longest_first(ids, q_blocks, B * H, chunk)

@@ -82,7 +82,7 @@ def attention_fwd_body(Q, K, V, SEG, *, block_m, block_n, stages, threads, causa
     q_blocks = T.ceildiv(S, block_m)
     # Causal blocks near the end of the sequence do the most work: start them first.
     grid = (q_blocks * H * B,) if causal else (q_blocks, H, B)
-    chunk = heads_per_chunk(2 * S * D * K.dtype.bytes // groups, B * H)
+    chunk = heads_per_chunk(q_blocks, B * H, 2 * S * D * K.dtype.bytes // groups)
     with T.Kernel(*grid, threads=threads) as ids:
         if causal:
             rank, row = longest_first(ids, q_blocks, B * H, chunk)
@@ -231,7 +231,7 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
     k_blocks = T.ceildiv(S, block_m)
     # Causal blocks near the start of the sequence do the most work: start them first.
     grid = (k_blocks * kv_heads * B,) if causal else (k_blocks, kv_heads, B)
-    chunk = heads_per_chunk(2 * S * D * Q.dtype.bytes * groups, B * kv_heads)
+    chunk = heads_per_chunk(k_blocks, B * kv_heads, 2 * S * D * Q.dtype.bytes * groups)
     with T.Kernel(*grid, threads=threads) as ids:
         if causal:
             by, row = longest_first(ids, k_blocks, B * kv_heads, chunk)

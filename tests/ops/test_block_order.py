@@ -42,10 +42,16 @@ def test_every_block_once_longest_first_by_chunk(blocks, heads, chunk):
         assert list(rows[:, 0]) == sorted(rows[:, 0])   # longest (rank 0) first
 
 
-def test_heads_per_chunk_keeps_a_chunks_keys_in_budget():
-    assert block_order.heads_per_chunk(1 << 20, 64) == block_order.L2_BUDGET >> 20
-    assert block_order.heads_per_chunk(1 << 20, 4) == 4
-    assert block_order.heads_per_chunk(block_order.L2_BUDGET * 2, 64) == 1
+def test_heads_per_chunk_takes_a_few_waves_within_the_l2_budget_split_evenly(monkeypatch):
+    monkeypatch.setattr(block_order, "SMS", 100)
+    monkeypatch.setattr(block_order, "WAVES_PER_CHUNK", 2)
+    # 2 waves of 100 blocks = 20 heads of 10 blocks; 64 heads in 4 chunks of 16.
+    assert block_order.heads_per_chunk(10, 64, 1 << 10) == 16
+    assert block_order.heads_per_chunk(10, 8, 1 << 10) == 8          # all heads
+    budget_heads = block_order.L2_BUDGET // (4 << 20)                 # 4 heads in budget
+    assert block_order.heads_per_chunk(10, 64, 4 << 20) == budget_heads
+    assert block_order.heads_per_chunk(10, 64, 2 * block_order.L2_BUDGET) == 1
+    assert block_order.heads_per_chunk(10, 41, 1 << 10) == 14         # 14, 14, 13
 
 
 def test_causal_attention_with_chunks_that_do_not_divide_the_heads(monkeypatch):
@@ -53,5 +59,5 @@ def test_causal_attention_with_chunks_that_do_not_divide_the_heads(monkeypatch):
     q, k, v, do, _ = attention_tests._inputs("chunks", 2, 136, 4, 2, 64, jnp.float16)
     kv_bytes = 2 * 136 * 64 * 2
     monkeypatch.setattr(block_order, "L2_BUDGET", 3 * kv_bytes // 2)  # 3 query heads (GQA 2)
-    assert block_order.heads_per_chunk(kv_bytes // 2, 8) == 3
+    assert block_order.heads_per_chunk(3, 8, kv_bytes // 2) == 3
     attention_tests._check_forward_and_gradients(q, k, v, do, causal=True)
