@@ -72,7 +72,7 @@ def chunk_width(rows: int, vocab: int, dtype, block_cols: int) -> int:
 
 def _forward(h, w, labels, interpret, arch):
     vocab = w.shape[1]
-    tiling = logits_tiling(h.shape[0], h.dtype, arch)
+    tiling = logits_tiling(h.shape[0], h.dtype, arch, vocab)
     run = launcher(lce_forward_kernel, "lce_fwd", tiling, interpret, vocab=vocab)
     partial, picked = run(h, _pad_columns(w, _tma_columns(w.dtype)), labels)
     lse = jax.nn.logsumexp(partial, axis=1)
@@ -98,9 +98,8 @@ def _zeros_varying_like(shape, dtype, *likes):
     return match_varying(jnp.zeros(shape, dtype), carrier)
 
 
-def _chunk_grads(h, w_chunk, labels, lse, g, dh, interpret, arch):
+def _chunk_grads(h, w_chunk, labels, lse, g, dh, tiling, interpret, arch):
     """dlogits of one chunk, then `dh += dlogits @ w_chunk^T` and `h^T @ dlogits`."""
-    tiling = logits_tiling(h.shape[0], h.dtype, arch)
     dlogits = launcher(lce_dlogits_kernel, "lce_dlogits", tiling, interpret)(
         h, w_chunk, labels, lse, g)
     dh = gemm(dlogits, w_chunk, trans_b=True, out_dtype=jnp.float32, interpret=interpret,
@@ -115,7 +114,7 @@ def _lce_bwd(interpret, arch, saved, g):
     rows, hidden = h.shape
     vocab = w.shape[1]
     g = g.astype(jnp.float32)
-    tiling = logits_tiling(rows, h.dtype, arch)
+    tiling = logits_tiling(rows, h.dtype, arch, vocab)
     width = chunk_width(rows, vocab, h.dtype, tiling.block_cols)
     full, tail = divmod(vocab, width)
     likes = (h, w, labels, lse, g)
@@ -126,7 +125,8 @@ def _lce_bwd(interpret, arch, saved, g):
         dh, dw = carry
         start = c * width
         w_chunk = lax.dynamic_slice_in_dim(w, start, width, axis=1)
-        dh, dw_chunk = _chunk_grads(h, w_chunk, labels - start, lse, g, dh, interpret, arch)
+        dh, dw_chunk = _chunk_grads(h, w_chunk, labels - start, lse, g, dh, tiling, interpret,
+                                    arch)
         return dh, lax.dynamic_update_slice_in_dim(dw, dw_chunk, start, axis=1)
 
     if full == 1:
@@ -138,7 +138,8 @@ def _lce_bwd(interpret, arch, saved, g):
         # nothing to dh, and their dw columns are cut off).
         start = full * width
         w_tail = _pad_columns(w[:, start:], _tma_columns(w.dtype))
-        dh, dw_tail = _chunk_grads(h, w_tail, labels - start, lse, g, dh, interpret, arch)
+        dh, dw_tail = _chunk_grads(h, w_tail, labels - start, lse, g, dh, tiling, interpret,
+                                   arch)
         dw = lax.dynamic_update_slice_in_dim(dw, dw_tail[:, :tail], start, axis=1)
     return match_varying(dh.astype(h.dtype), h), match_varying(dw, w), None
 

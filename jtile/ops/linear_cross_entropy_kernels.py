@@ -48,21 +48,33 @@ class LogitsTiling:
         return self.gemm.block_n
 
 
-def logits_tiling(rows: int, dtype, arch: str = "sm_90a") -> LogitsTiling:
-    """The logits tile for `rows` rows of `dtype` operands compiled for `arch`.
+# Streaming multiprocessors of the GPUs the tiles are chosen for (H100 and H200 have 132).
+SMS = 132
+
+
+def logits_tiling(rows: int, dtype, arch: str = "sm_90a", vocab: int | None = None
+                  ) -> LogitsTiling:
+    """The logits tile for `rows` rows of `dtype` operands and a `vocab`-wide vocabulary
+    (None: wide) compiled for `arch`.
 
     16-bit operands: 128 x 256 x 64 tiles, four stages on sm_90 (three before it, whose
-    blocks hold less shared memory); 64-row tiles for fewer than 128 rows. float32 operands
-    run on the CUDA cores, whose accumulator layout reduces rows through shared memory:
-    64 x 128 tiles keep that scratch small.
+    blocks hold less shared memory). A vocabulary of 128 columns or fewer takes 128-column
+    tiles (half of a 256-column tile would be padding), and 64-row tiles of one warpgroup
+    serve fewer than 128 rows, or launches of fewer blocks than two per multiprocessor (a
+    character-level model's 128-token vocabulary: 128-row tiles left the GPU half idle).
+    float32 operands run on the CUDA cores, whose accumulator layout reduces rows through
+    shared memory: 64 x 128 tiles keep that scratch small.
     """
     itemsize = np.dtype(dtype).itemsize
     block_k = 128 // itemsize
     hopper = arch.startswith("sm_9") or arch.startswith("sm_1")
     if itemsize == 4:
         return LogitsTiling(GemmTiling(64, 128, block_k, 3, 128))
-    block_m = 128 if rows > 64 else 64
-    return LogitsTiling(GemmTiling(block_m, 256, block_k, 4 if hopper else 3,
+    block_n = 128 if vocab is not None and vocab <= 128 else 256
+    column_blocks = 1 if vocab is None else -(-vocab // block_n)
+    few_blocks = vocab is not None and -(-rows // 128) * column_blocks < 2 * SMS
+    block_m = 128 if rows > 64 and not few_blocks else 64
+    return LogitsTiling(GemmTiling(block_m, block_n, block_k, 4 if hopper else 3,
                                    256 if block_m == 128 else 128))
 
 

@@ -158,6 +158,24 @@ def test_sm_90a_kernels_take_the_hopper_path_at_full_size(forward):
     _assert_sass_has(binary.cubin, ("HGMMA", "UTMALDG"))
 
 
+def test_small_vocabularies_take_narrow_tiles_and_more_blocks():
+    wide = logits_tiling(16384, jnp.bfloat16, "sm_90a", vocab=131072)
+    assert (wide.block_rows, wide.block_cols) == (128, 256)
+    # A 128-token vocabulary: 128-column tiles (no padding), 64-row tiles (256 blocks, not
+    # 128, on 132 multiprocessors).
+    small = logits_tiling(16384, jnp.bfloat16, "sm_90a", vocab=128)
+    assert (small.block_rows, small.block_cols, small.gemm.threads) == (64, 128, 128)
+    assert logits_tiling(65536, jnp.bfloat16, "sm_90a", vocab=128).block_rows == 128
+    for forward in (True, False):
+        call = (launcher(lce_forward_kernel, "lce_fwd", small, False, vocab=128) if forward
+                else launcher(lce_dlogits_kernel, "lce_dlogits", small, False))
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", jtile.JtilePerformanceWarning)
+            binary = call.lower(*_kernel_args(16384, 768, 128, jnp.bfloat16, forward),
+                                target="sm_90a").compile()
+        _assert_sass_has(binary.cubin, ("HGMMA", "UTMALDG"))
+
+
 @pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float32])
 def test_sm_80_kernels_compile(dtype):
     tiling = logits_tiling(4096, dtype, "sm_80")
