@@ -4,7 +4,8 @@ The vocabulary can be far wider than a block's registers, so the forward walks e
 chunks of at most 4096 logits, keeping a running max and a running sum of exponentials
 rescaled to it (the online softmax), and saves each row's logsumexp. The backward writes
 `dloss * (exp(logits - lse) - onehot(label))` over the flattened logits, each element finding
-its row from its index. Each logit is read once in each direction. Any arch (sm_80+).
+its row from its index (or, for rows at least a block's tile wide, choosing between the two
+rows its block's tile spans). Each logit is read once in each direction. Any arch (sm_80+).
 """
 
 from __future__ import annotations
@@ -107,6 +108,42 @@ def cross_entropy_bwd_kernel(Lf, Labels, Lse, DLoss, *, tile):
     return DL
 
 
+def cross_entropy_bwd_wide_kernel(Lf, Labels, Lse, DLoss, *, tile):
+    """`cross_entropy_bwd_kernel` for rows of at least `tile` logits: a tile then spans at
+    most two rows, so each block reads the two rows' logsumexp, dloss and label once, and
+    each element only picks between them (the per-element row division, gathers and label
+    test took most of the generic kernel's time at a 50k vocabulary)."""
+    (E,) = Lf.shape
+    (M,) = Labels.shape
+    V = E // M
+    DL = T.empty((E,), Lf.dtype)
+    with T.Kernel(T.ceildiv(E, tile), threads=FLAT_THREADS) as bx:
+        logits = T.alloc_fragment((tile,), Lf.dtype)
+        T.copy(Lf[bx * tile], logits)
+        first = bx * tile // V
+        second = T.min(first + 1, M - 1)
+        # Tile positions: where the second row starts, and each row's label.
+        split = T.alloc_var("int32", (first + 1) * V - bx * tile)
+        label_first = T.alloc_var(
+            "int32", first * V + T.min(T.max(Labels[first], 0), V - 1) - bx * tile)
+        label_second = T.alloc_var(
+            "int32", second * V + T.min(T.max(Labels[second], 0), V - 1) - bx * tile)
+        lse_first = T.alloc_var(F32, Lse[first] * LOG2_E)
+        lse_second = T.alloc_var(F32, Lse[second] * LOG2_E)
+        g_first = T.alloc_var(F32, DLoss[first])
+        g_second = T.alloc_var(F32, DLoss[second])
+        for i in T.Parallel(tile):
+            later = i >= split
+            p = T.exp2(T.cast(logits[i], F32) * LOG2_E
+                       - T.if_then_else(later, lse_second, lse_first))
+            hit = T.if_then_else(i == T.if_then_else(later, label_second, label_first),
+                                 1.0, 0.0)
+            logits[i] = T.cast(T.if_then_else(later, g_second, g_first) * (p - hit),
+                               Lf.dtype)
+        T.copy(logits, DL[bx * tile])
+    return DL
+
+
 @functools.lru_cache(maxsize=None)
 def _launcher(kernel, name: str, interpret: bool, **static):
     return jtile.pallas_like(functools.partial(kernel, **static), name=name,
@@ -133,8 +170,10 @@ def _cross_entropy_fwd(logits, labels, interpret):
 def _cross_entropy_bwd(interpret, saved, dloss):
     logits, labels, lse = saved
     flat = logits.reshape(-1)
-    launch = _launcher(cross_entropy_bwd_kernel, "cross_entropy_bwd", interpret,
-                       tile=flat_tile(flat.shape[0], flat.dtype.itemsize))
+    tile = flat_tile(flat.shape[0], flat.dtype.itemsize)
+    wide = logits.shape[1] >= tile
+    launch = _launcher(cross_entropy_bwd_wide_kernel if wide else cross_entropy_bwd_kernel,
+                       "cross_entropy_bwd", interpret, tile=tile)
     dlogits = launch(flat, labels, lse, dloss.astype(jnp.float32)).reshape(logits.shape)
     return match_varying(dlogits, logits), None
 

@@ -92,6 +92,27 @@ def test_cross_entropy_over_a_vocabulary_wider_than_one_chunk():
     ref.assert_close(g, r, jnp.float32)
 
 
+@pytest.mark.parametrize("rows, vocab, dtype", [
+    (5, 2049, jnp.float32),    # rows one past the 2048-element tile: two rows per tile
+    (4, 4096, jnp.bfloat16),   # rows exactly one 4096-element tile
+    (3, 5000, jnp.bfloat16),   # row starts inside tiles
+    (6, 700, jnp.float32),     # narrower than a tile: each element finds its row
+])
+def test_cross_entropy_gradient_across_row_boundaries_inside_a_tile(rows, vocab, dtype):
+    """The backward's wide-row kernel (a tile spans two rows) and its generic kernel; labels
+    on the first and last column of rows."""
+    k = keys(f"ce-rows-{rows}-{vocab}", 3)
+    # Rows offset from each other, so that a row's logsumexp taken for its neighbour's shows.
+    offsets = 4.0 * jnp.arange(rows, dtype=jnp.float32)[:, None]
+    logits = (normal(k[0], (rows, vocab), jnp.float32, 3.0) + offsets).astype(dtype)
+    labels = jax.random.randint(k[1], (rows,), 0, vocab).at[0].set(0).at[-1].set(vocab - 1)
+    cot = jax.random.normal(k[2], (rows,), jnp.float32)
+    g = jax.grad(lambda x: jnp.sum(ops.cross_entropy(x, labels, interpret=True) * cot))(logits)
+    r = jax.grad(lambda x: jnp.sum(ref.cross_entropy(x.astype(jnp.float32), labels) * cot))(
+        logits)
+    ref.assert_close(g, r, dtype)
+
+
 def test_softmax_over_a_middle_axis():
     x = normal(keys("softmax-axis", 1)[0], (4, 16, 8), jnp.float32, 2.0)
     ref.assert_close(ops.softmax(x, axis=1, interpret=True), jax.nn.softmax(x, axis=1),
