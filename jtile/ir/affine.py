@@ -137,10 +137,11 @@ def static_difference(stop: Expr, start: Expr) -> Optional[int]:
 
 
 def aligned(expr, multiple: int) -> bool:
-    """True when `expr` is a multiple of `multiple` for every value of its variables."""
+    """True when `expr` is a multiple of `multiple` for every value of its variables (and of
+    its non-affine integer parts: `start // 8 * 8` is a multiple of 8)."""
     if multiple == 1:
         return True
-    form = affine(expr)
+    form = _affine_over_atoms(expr)
     if form is None:
         return False
     return form.const % multiple == 0 and all(c % multiple == 0 for c in form.terms.values())

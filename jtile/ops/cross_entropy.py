@@ -1,7 +1,7 @@
 """`jtile.ops.cross_entropy`: per-example `logsumexp(logits) - logits[label]`, in float32.
 
 The vocabulary can be far wider than a block's registers, so the forward walks each row in
-chunks of at most 4096 logits, keeping a running max and a running sum of exponentials
+chunks of at most 16 KB of logits, keeping a running max and a running sum of exponentials
 rescaled to it (the online softmax), and saves each row's logsumexp. The backward writes
 `dloss * (exp(logits - lse) - onehot(label))` over the flattened logits, each element finding
 its row from its index (or, for rows at least a block's tile wide, choosing between the two
@@ -25,7 +25,12 @@ from jtile.ops.sharding import match_varying
 __all__ = ["cross_entropy"]
 
 F32 = "float32"
-CHUNK = 4096
+# Columns of a row the (M, V) forward kernel reduces per step.
+NARROW_CHUNK = 4096
+# The wide-row forward: bytes of a row a block reads per step of its online logsumexp, and
+# bytes of each step each thread loads (four 16-byte vectors, whatever the dtype).
+CHUNK_BYTES = 16384
+THREAD_BYTES = 64
 LOG2_E = 1.4426950408889634
 LN_2 = 0.6931471805599453
 
@@ -79,6 +84,61 @@ def cross_entropy_fwd_kernel(L, Labels, *, tiling):
                 lse = run_max[i] + T.log2(run_sum[i]) * LN_2
                 Lse[row] = lse
                 Loss[row] = lse - T.cast(L[row, label], F32)
+    return Loss, Lse
+
+
+def cross_entropy_fwd_wide_kernel(Lf, Labels, *, vocab, cols, threads):
+    """`cross_entropy_fwd_kernel` for wide rows, one row a block, over the flattened logits
+    Lf (M * vocab,): each step loads `cols` logits from a 16-byte aligned start (a row of an
+    odd vocabulary starts at an odd address, where the (M, V) kernel could only load one
+    element at a time) and masks the neighbouring rows' logits out. The next step's logits
+    load before this step's reductions, whose barriers would otherwise leave each block one
+    step of loads in flight at a time."""
+    (E,) = Lf.shape
+    V = vocab
+    M = E // V
+    align = 16 // Lf.dtype.bytes
+    Loss = T.empty((M,), F32)
+    Lse = T.empty((M,), F32)
+    with T.Kernel(M, threads=threads) as bx:
+        start = bx * V
+        base = start // align * align
+        l_in = T.alloc_fragment((cols,), Lf.dtype)
+        l_next = T.alloc_fragment((cols,), Lf.dtype)
+        x = T.alloc_fragment((cols,), F32)
+        run_max = T.alloc_fragment((1,), F32)
+        run_sum = T.alloc_fragment((1,), F32)
+        step_max = T.alloc_fragment((1,), F32)
+        step_sum = T.alloc_fragment((1,), F32)
+        T.fill(run_max, -T.infinity(F32))
+        T.clear(run_sum)
+        steps = T.ceildiv(V + align - 1, cols)
+        T.copy(Lf[base], l_next)
+        for k in T.serial(steps):
+            T.copy(l_next, l_in)
+            with T.If(k + 1 < steps):
+                T.copy(Lf[base + (k + 1) * cols], l_next)
+            for j in T.Parallel(cols):
+                offset = base + k * cols + j - start  # the logit's column in the row
+                x[j] = T.if_then_else(offset >= 0,
+                                      T.if_then_else(offset < V, T.cast(l_in[j], F32),
+                                                     -T.infinity(F32)),
+                                      -T.infinity(F32))
+            T.reduce_max(x, step_max, dim=0)
+            for i in T.Parallel(1):
+                step_max[i] = T.max(step_max[i], run_max[i])
+            for j in T.Parallel(cols):
+                x[j] = T.exp2((x[j] - step_max[0]) * LOG2_E)
+            T.reduce_sum(x, step_sum, dim=0)
+            for i in T.Parallel(1):
+                run_sum[i] = run_sum[i] * T.exp2((run_max[i] - step_max[i]) * LOG2_E) \
+                    + step_sum[i]
+                run_max[i] = step_max[i]
+        for i in T.Parallel(1):
+            label = T.min(T.max(Labels[bx], 0), V - 1)
+            lse = run_max[i] + T.log2(run_sum[i]) * LN_2
+            Lse[bx] = lse
+            Loss[bx] = lse - T.cast(Lf[start + label], F32)
     return Loss, Lse
 
 
@@ -152,18 +212,37 @@ def _launcher(kernel, name: str, interpret: bool, **static):
 
 def _tiling(logits):
     rows, vocab = logits.shape
-    return row_tiling("cross_entropy", rows, min(vocab, CHUNK))
+    return row_tiling("cross_entropy", rows, min(vocab, NARROW_CHUNK))
+
+
+def _wide_step(logits):
+    """`(cols, threads)` of the wide-row forward for these logits, or None when a row is
+    narrower than one step: CHUNK_BYTES of logits a step, THREAD_BYTES of them a thread."""
+    vocab, itemsize = logits.shape[1], logits.dtype.itemsize
+    cols = CHUNK_BYTES // itemsize
+    if vocab < cols:
+        return None
+    return cols, cols * itemsize // THREAD_BYTES
+
+
+def _forward(logits, labels, interpret):
+    wide = _wide_step(logits)
+    if wide is None:
+        return _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
+                         tiling=_tiling(logits))(logits, labels)
+    cols, threads = wide
+    return _launcher(cross_entropy_fwd_wide_kernel, "cross_entropy_fwd", interpret,
+                     vocab=logits.shape[1], cols=cols, threads=threads)(
+        logits.reshape(-1), labels)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _cross_entropy(logits, labels, interpret):
-    return _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
-                     tiling=_tiling(logits))(logits, labels)[0]
+    return _forward(logits, labels, interpret)[0]
 
 
 def _cross_entropy_fwd(logits, labels, interpret):
-    loss, lse = _launcher(cross_entropy_fwd_kernel, "cross_entropy_fwd", interpret,
-                          tiling=_tiling(logits))(logits, labels)
+    loss, lse = _forward(logits, labels, interpret)
     return loss, (logits, labels, lse)
 
 

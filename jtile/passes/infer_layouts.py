@@ -12,6 +12,8 @@ stays undetermined gets the row-major element-wise layout. The result is stored 
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import Optional
 
 from jtile.errors import JtileTraceError
@@ -466,7 +468,10 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
         elif isinstance(s, ir.Reduce) and is_tiled_fragment(s.src) and s.src in layouts \
                 and s.dst not in layouts:
             keep = tuple(d for d in range(s.src.ndim) if d != s.dim)
-            layouts[s.dst] = layouts[s.src].project(keep)
+            projected = layouts[s.src].project(keep)
+            if not keep:  # a vector reduced to its (1,) result
+                projected = dataclasses.replace(projected, shape=tuple(s.dst.shape))
+            layouts[s.dst] = projected
             changed = True
         elif isinstance(s, ir.Reduce) and is_tiled_fragment(s.src) and s.dst in layouts \
                 and s.src not in layouts and s.src.ndim > 1:

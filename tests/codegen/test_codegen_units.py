@@ -266,7 +266,9 @@ def test_region_in_bounds(shape, starts, extents, inside):
     (lambda: BX * 32 + K * 12, 8, False),
     (lambda: BX * 32 + K * 16, 16, True),
     (lambda: TX * 3, 1, True),
-    (lambda: TX % 8 * 8, 8, False),   # a multiple of 8, but not affine: not proved
+    (lambda: TX % 8 * 8, 8, True),    # 8 times an integer, whatever the integer is
+    (lambda: BX * 1000 // 8 * 8 + K * 16, 8, True),
+    (lambda: BX * 1000 // 8 * 4, 8, False),
 ])
 def test_aligned(make, multiple, expected):
     assert aligned(make(), multiple) is expected

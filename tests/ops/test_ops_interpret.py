@@ -97,16 +97,21 @@ def test_cross_entropy_over_a_vocabulary_wider_than_one_chunk():
     (4, 4096, jnp.bfloat16),   # rows exactly one 4096-element tile
     (3, 5000, jnp.bfloat16),   # row starts inside tiles
     (6, 700, jnp.float32),     # narrower than a tile: each element finds its row
+    (3, 8195, jnp.bfloat16),   # the wide-row forward: rows start at odd addresses
+    (2, 4099, jnp.float32),
 ])
 def test_cross_entropy_gradient_across_row_boundaries_inside_a_tile(rows, vocab, dtype):
-    """The backward's wide-row kernel (a tile spans two rows) and its generic kernel; labels
-    on the first and last column of rows."""
+    """The loss, and the backward's wide-row kernel (a tile spans two rows) and its generic
+    kernel; the forward's wide-row kernel (rows of 16 KB or more, read from aligned starts
+    with the neighbouring rows masked out); labels on the first and last column of rows."""
     k = keys(f"ce-rows-{rows}-{vocab}", 3)
     # Rows offset from each other, so that a row's logsumexp taken for its neighbour's shows.
     offsets = 4.0 * jnp.arange(rows, dtype=jnp.float32)[:, None]
     logits = (normal(k[0], (rows, vocab), jnp.float32, 3.0) + offsets).astype(dtype)
     labels = jax.random.randint(k[1], (rows,), 0, vocab).at[0].set(0).at[-1].set(vocab - 1)
     cot = jax.random.normal(k[2], (rows,), jnp.float32)
+    ref.assert_close(ops.cross_entropy(logits, labels, interpret=True),
+                     ref.cross_entropy(logits.astype(jnp.float32), labels), jnp.float32)
     g = jax.grad(lambda x: jnp.sum(ops.cross_entropy(x, labels, interpret=True) * cot))(logits)
     r = jax.grad(lambda x: jnp.sum(ref.cross_entropy(x.astype(jnp.float32), labels) * cot))(
         logits)
