@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 
-_NAME = re.compile(r"^jt_wgmma_m64n(\d+)k(\d+)_(f16|bf16|e4m3|e5m2|s8|u8)_(ss|rs)_([nt])([nt])$")
+_NAME = re.compile(r"^jt_wgmma_m64n(\d+)k(\d+)_(f16|bf16|e4m3|e5m2|s8|u8)(?:_(e4m3|e5m2|s8|u8))?"
+                   r"_(ss|rs)_([nt])([nt])$")
 
 
 def wgmma_wrapper(name: str) -> str:
@@ -19,12 +20,14 @@ def wgmma_wrapper(name: str) -> str:
     ss: `void name(float* d, unsigned long long a_desc, unsigned long long b_desc, int acc)`;
     rs: `void name(float* d, const unsigned* a, unsigned long long b_desc, int acc)`, `a` the
     four packed A registers. `acc` = 0 ignores d's old value (scale-d). 8-bit integer inputs
-    (s8, u8) accumulate in `int* d` (.s32) and take no scale or transpose immediates.
+    (s8, u8) accumulate in `int* d` (.s32) and take no scale or transpose immediates. A name
+    with two 8-bit types (`..._s8_u8_ss_nt`) gives A the first and B the second.
     """
     match = _NAME.match(name)
     if match is None:
         raise ValueError(f"not a wgmma wrapper name: {name}")
-    n, k, ab, kind, ta, tb = match.groups()
+    n, k, ab, b_type, kind, ta, tb = match.groups()
+    b_type = b_type or ab  # mixed 8-bit inputs name B's type after A's
     n, k = int(n), int(k)
     regs = n // 2
     d = ", ".join(f"%{i}" for i in range(regs))
@@ -49,7 +52,7 @@ def wgmma_wrapper(name: str) -> str:
         f"__device__ __forceinline__ void {name}({d_type}* d, {params}) {{\n"
         f"  asm volatile(\n"
         f'      "{{\\n.reg .pred p;\\nsetp.ne.b32 p, {flag}, 0;\\n"\n'
-        f'      "wgmma.mma_async.sync.aligned.m64n{n}k{k}.{acc_type}.{ab}.{ab} "\n'
+        f'      "wgmma.mma_async.sync.aligned.m64n{n}k{k}.{acc_type}.{ab}.{b_type} "\n'
         f'      "{{{d}}}, {a_operand}, {b_operand}, p{imm};\\n}}\\n"\n'
         f"      : {outputs}\n"
         f"      : {inputs});\n"

@@ -197,6 +197,14 @@ def value_range(dtype: DType) -> tuple:
     return (float(info.min), float(info.max))
 
 
+def gemm_inputs_match(a: DType, b: DType) -> bool:
+    """Whether T.gemm takes A of `a` with B of `b`: one dtype, or 8-bit inputs of one kind
+    (int8 with uint8, float8_e4m3 with float8_e5m2), as TileLang and wgmma allow."""
+    if a is b:
+        return True
+    return a.bits == b.bits == 8 and a.is_int == b.is_int and a.is_float == b.is_float
+
+
 def gemm_accumulator(inputs: DType) -> DType:
     """The accumulator T.gemm takes for `inputs`: int32 for 8-bit integers, else float32."""
     return DType.int32 if inputs.is_int else DType.float32

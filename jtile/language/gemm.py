@@ -6,7 +6,7 @@ import enum
 
 from jtile.errors import JtileShapeError
 from jtile.ir.nodes import Gemm
-from jtile.ir.types import DType, MemorySpace, gemm_accumulator
+from jtile.ir.types import DType, MemorySpace, gemm_accumulator, gemm_inputs_match
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region
 from jtile.trace.source import caller_location
@@ -115,9 +115,11 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
     if ak != bk or am != cm or bn != cn:
         raise fail(f"expected C (M, N), A (M, K){' transposed' if transpose_A else ''}, "
                    f"B (K, N){' transposed' if transpose_B else ''}")
-    if a.dtype is not b.dtype or a.dtype not in GEMM_INPUT_DTYPES:
-        raise fail(f"A and B must share one dtype of {[str(d) for d in GEMM_INPUT_DTYPES]}, got "
-                   f"{a.dtype} and {b.dtype}")
+    if a.dtype not in GEMM_INPUT_DTYPES or b.dtype not in GEMM_INPUT_DTYPES \
+            or not gemm_inputs_match(a.dtype, b.dtype):
+        raise fail(f"A and B must share one dtype of {[str(d) for d in GEMM_INPUT_DTYPES]} "
+                   f"(8-bit inputs may mix int8 with uint8, or float8_e4m3 with float8_e5m2), "
+                   f"got {a.dtype} and {b.dtype}")
     accumulator = gemm_accumulator(a.dtype)
     if c.dtype is not accumulator:
         raise fail(f"the accumulator C must be {accumulator} for {a.dtype} inputs, got "

@@ -45,6 +45,8 @@ def _smem_operand(region: ir.Region, major: low.Major) -> low.SmemOperand:
 
 def wgmma_function_name(gemm: ir.Gemm, inst_n: int, a_regs: bool) -> str:
     ab = _PTX_TYPE[gemm.a.dtype]
+    if gemm.b.dtype is not gemm.a.dtype:  # mixed 8-bit inputs: "s8_u8", "e4m3_e5m2"
+        ab += "_" + _PTX_TYPE[gemm.b.dtype]
     kind = "rs" if a_regs else "ss"
     ta = "t" if gemm.transpose_a else "n"
     tb = "n" if gemm.transpose_b else "t"  # 't': B is N-major (wgmma's imm-trans-b = 1)

@@ -188,7 +188,8 @@ def test_gemm_records_flags():
     (dict(a_shape=(64,)), "A must be a 2-D tile"),
     (dict(b_dtype="bfloat16"), "A and B must share one dtype of .* got float16 and bfloat16"),
     (dict(a_dtype="int16", b_dtype="int16"), "A and B must share one dtype"),
-    (dict(a_dtype="int8", b_dtype="uint8"), "A and B must share one dtype"),
+    (dict(a_dtype="int8", b_dtype="float8_e4m3"), "A and B must share one dtype"),
+    (dict(a_dtype="float16", b_dtype="float8_e4m3"), "A and B must share one dtype"),
     (dict(a_dtype="int8", b_dtype="int8"),
      "the accumulator C must be int32 for int8 inputs, got float32"),
     (dict(c_dtype="float16"), "the accumulator C must be float32 for float16 inputs, got "
