@@ -24,6 +24,9 @@ F32 = "float32"
 # A full wave of blocks on an H100/H200 (132 SMs): tiles are shrunk until a problem gives this
 # many blocks, so a small GEMM still reaches every SM.
 WAVE = 132
+# The fewest K tiles a split-K run takes: shorter runs spend more on their pipeline's fill and
+# their partial outputs than the extra SMs give back.
+MIN_SPLIT_STEPS = 16
 # The bytes of one shared-tile row along K: the 128-byte swizzle span TMA and wgmma read best.
 K_ROW_BYTES = 128
 
@@ -79,11 +82,17 @@ def gemm_tiling(m: int, n: int, dtype, arch: str = "sm_90a") -> GemmTiling:
     return GemmTiling(block_m, block_n, block_k, stages, threads)
 
 
-def _gemm_body(A, B, C, C_in, t: GemmTiling, trans_a: bool, trans_b: bool):
-    """The block program shared by both kernels: C (+)= op(A) @ op(B) over (M, N) tiles."""
-    M, N = C.shape
+def _gemm_body(A, B, C, C_in, t: GemmTiling, trans_a: bool, trans_b: bool, splits: int = 1):
+    """The block program shared by the kernels: C (+)= op(A) @ op(B) over (M, N) tiles; with
+    `splits` > 1, C is (splits, M, N) and block z sums the z-th of `splits` runs of K tiles
+    (split-K: a small output with a long K reaches more SMs), its last run reading zeros past
+    K."""
+    M, N = C.shape[-2:]
     K = A.shape[0] if trans_a else A.shape[1]
-    with T.Kernel(T.ceildiv(N, t.block_n), T.ceildiv(M, t.block_m), threads=t.threads) as (bx, by):
+    steps = T.ceildiv(T.ceildiv(K, t.block_k), splits)
+    grid = (T.ceildiv(N, t.block_n), T.ceildiv(M, t.block_m)) + ((splits,) if splits > 1 else ())
+    with T.Kernel(*grid, threads=t.threads) as ids:
+        bx, by, bz = ids if splits > 1 else ids + (0,)
         a_tile = T.alloc_shared((t.block_k, t.block_m) if trans_a else (t.block_m, t.block_k),
                                 A.dtype)
         b_tile = T.alloc_shared((t.block_n, t.block_k) if trans_b else (t.block_k, t.block_n),
@@ -93,7 +102,8 @@ def _gemm_body(A, B, C, C_in, t: GemmTiling, trans_a: bool, trans_b: bool):
             T.copy(C_in[by * t.block_m, bx * t.block_n], acc)
         else:
             T.clear(acc)
-        for k in T.Pipelined(T.ceildiv(K, t.block_k), num_stages=t.stages):
+        for kk in T.Pipelined(steps, num_stages=t.stages):
+            k = bz * steps + kk if splits > 1 else kk
             if trans_a:
                 T.copy(A[k * t.block_k, by * t.block_m], a_tile)
             else:
@@ -103,7 +113,10 @@ def _gemm_body(A, B, C, C_in, t: GemmTiling, trans_a: bool, trans_b: bool):
             else:
                 T.copy(B[k * t.block_k, bx * t.block_n], b_tile)
             T.gemm(a_tile, b_tile, acc, transpose_A=trans_a, transpose_B=trans_b)
-        T.copy(acc, C[by * t.block_m, bx * t.block_n])
+        if splits > 1:
+            T.copy(acc, C[bz, by * t.block_m, bx * t.block_n])
+        else:
+            T.copy(acc, C[by * t.block_m, bx * t.block_n])
 
 
 def _output_shape(A, B, trans_a: bool, trans_b: bool) -> tuple:
@@ -124,6 +137,24 @@ def gemm_kernel(A, B, *, tiling: GemmTiling, trans_a: bool, trans_b: bool, out_d
     return C
 
 
+def gemm_split_kernel(A, B, *, tiling: GemmTiling, trans_a: bool, trans_b: bool, splits: int):
+    """`C[z] = op(A[:, Kz]) @ op(B[Kz, :])`, float32 (splits, M, N): the products of `splits`
+    runs of K, summed by the caller. Shapes otherwise as `gemm_kernel`'s."""
+    C = T.empty((splits,) + _output_shape(A, B, trans_a, trans_b), F32)
+    _gemm_body(A, B, C, None, tiling, trans_a, trans_b, splits)
+    return C
+
+
+def split_k(m: int, n: int, k: int, tiling: GemmTiling) -> int:
+    """How many runs of K an (m, n, k) product splits into: enough blocks for a wave when the
+    output alone gives fewer than half of one, each run at least MIN_SPLIT_STEPS K tiles."""
+    blocks = -(-m // tiling.block_m) * -(-n // tiling.block_n)
+    if 2 * blocks > WAVE:
+        return 1
+    k_tiles = -(-k // tiling.block_k)
+    return max(1, min(-(-WAVE // blocks), k_tiles // MIN_SPLIT_STEPS))
+
+
 def gemm_accumulate_kernel(A, B, C_in, *, tiling: GemmTiling, trans_a: bool, trans_b: bool):
     """`C = C_in + op(A) @ op(B)` in float32; compiled, C is aliased to C_in (in place).
 
@@ -137,16 +168,19 @@ def gemm_accumulate_kernel(A, B, C_in, *, tiling: GemmTiling, trans_a: bool, tra
 
 @functools.lru_cache(maxsize=None)
 def gemm_launcher(tiling: GemmTiling, trans_a: bool, trans_b: bool, out_dtype: str,
-                  accumulate: bool, interpret: bool):
+                  accumulate: bool, interpret: bool, splits: int = 1):
     """The `jtile.pallas_like` callable of one `gemm_kernel` configuration."""
-    if accumulate:
+    if splits > 1:
+        kernel = functools.partial(gemm_split_kernel, tiling=tiling, trans_a=trans_a,
+                                   trans_b=trans_b, splits=splits)
+    elif accumulate:
         kernel = functools.partial(gemm_accumulate_kernel, tiling=tiling, trans_a=trans_a,
                                    trans_b=trans_b)
     else:
         kernel = functools.partial(gemm_kernel, tiling=tiling, trans_a=trans_a,
                                    trans_b=trans_b, out_dtype=out_dtype)
-    name = "matmul" + ("_acc" if accumulate else "") + ("_ta" if trans_a else "") + \
-        ("_tb" if trans_b else "")
+    name = "matmul" + ("_acc" if accumulate else "") + ("_split" if splits > 1 else "") + \
+        ("_ta" if trans_a else "") + ("_tb" if trans_b else "")
     # The in-place update saves a second float32 C on the GPU.
     aliases = {2: 0} if accumulate else None
     return jtile.pallas_like(kernel, name=name, interpret=interpret,
@@ -167,8 +201,16 @@ def gemm(a, b, *, trans_a=False, trans_b=False, out_dtype, interpret: bool, arch
     """
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
+    k = a.shape[0] if trans_a else a.shape[1]
     tiling = gemm_tiling(m, n, a.dtype, arch)
     out_name = np.dtype(out_dtype).name
+    splits = split_k(m, n, k, tiling)
+    if splits > 1:
+        parts = gemm_launcher(tiling, trans_a, trans_b, F32, False, interpret, splits)(a, b)
+        total = parts.sum(axis=0)
+        if accumulate_into is not None:
+            return accumulate_into + total
+        return total.astype(out_dtype)
     if accumulate_into is None:
         return gemm_launcher(tiling, trans_a, trans_b, out_name, False, interpret)(a, b)
     return gemm_launcher(tiling, trans_a, trans_b, F32, True, interpret)(a, b, accumulate_into)

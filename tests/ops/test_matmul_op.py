@@ -15,7 +15,7 @@ from jax.test_util import check_grads
 
 import jtile
 from jtile.ops import matmul
-from jtile.ops.matmul_kernels import gemm_launcher, gemm_tiling
+from jtile.ops.matmul_kernels import gemm, gemm_launcher, gemm_tiling, split_k
 from tests.ops.test_ops_shard_map import _run
 from tests.sass import sass_counts
 
@@ -175,6 +175,35 @@ def test_tile_choice_per_shape():
     small = gemm_tiling(512, 384, jnp.bfloat16)   # fewer than a wave of 128 x 256 tiles
     assert small.block_m * small.block_n < 128 * 256
     assert gemm_tiling(4096, 4096, jnp.float8_e4m3fn).block_k == 128
+
+
+@pytest.mark.parametrize("trans_a, trans_b", [(True, False), (False, True)])
+def test_small_outputs_with_a_long_k_split_k(trans_a, trans_b):
+    """A weight gradient's shape (768 x 128 from 4000 rows, K not a multiple of the tile):
+    the K runs of several blocks, summed, equal one product; the split kernel takes the
+    Hopper path."""
+    m, n, k = 256, 128, 4000
+    tiling = gemm_tiling(m, n, jnp.bfloat16)
+    splits = split_k(m, n, k, tiling)
+    assert splits > 1 and split_k(4096, 4096, 4096, gemm_tiling(4096, 4096, jnp.bfloat16)) == 1
+    ka, kb = jax.random.split(jax.random.key(41))
+    a = jax.random.normal(ka, (k, m) if trans_a else (m, k), jnp.float32).astype(jnp.bfloat16)
+    b = jax.random.normal(kb, (n, k) if trans_b else (k, n), jnp.float32).astype(jnp.bfloat16)
+    a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    want = (a64.T if trans_a else a64) @ (b64.T if trans_b else b64)
+    got = gemm(a, b, trans_a=trans_a, trans_b=trans_b, out_dtype=jnp.float32, interpret=True,
+               arch="sm_90a")
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-3)
+    added = gemm(a, b, trans_a=trans_a, trans_b=trans_b, out_dtype=jnp.float32,
+                 interpret=True, arch="sm_90a", accumulate_into=jnp.full((m, n), 2.0))
+    np.testing.assert_allclose(np.asarray(added), want + 2.0, rtol=1e-4, atol=1e-3)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)
+        lowered = gemm_launcher(tiling, trans_a, trans_b, "float32", False, False, splits) \
+            .lower(a, b, target="sm_90a")
+        binary = lowered.compile()
+    assert "wgmma.mma_async" in lowered.cuda_source()
+    _assert_sass_has(binary.cubin, ("HGMMA",))
 
 
 def test_float8_kernel_runs_on_wgmma_for_sm_90a_and_cuda_cores_for_sm_80():
