@@ -79,17 +79,14 @@ class ExprEmitter:
         if isinstance(e, ir.Select):
             return f"({self(e.cond)} ? {self.typed(e.a, e.dtype)} : {self.typed(e.b, e.dtype)})"
         if isinstance(e, ir.UnOp):
-            if e.op == "neg" and _is_float8(e.dtype):
-                return f"jt::cast<{e.dtype.c_name}>(-{self.typed(e.a, DType.float32)})"
-            return _wrap(e.dtype, f"(-{self(e.a)})") if e.op == "neg" else f"(!{self(e.a)})"
+            if e.op == "neg":  # float8 negates in float32 (the node's type): no C++ operator
+                return _wrap(e.dtype, f"(-{self.typed(e.a, e.dtype)})")
+            return f"(!{self(e.a)})"
         if isinstance(e, ir.Call) and e.fn == "reinterpret":
             return f"jt::bitcast<{e.dtype.c_name}>({self(e.args[0])})"
         if isinstance(e, ir.Call) and e.fn in WARP_CALLS:
             return self._warp(e)
         if isinstance(e, ir.Call):
-            if _is_float8(e.dtype):  # no float8 arithmetic in CUDA: float32, rounded back
-                args = ", ".join(self.typed(a, DType.float32) for a in e.args)
-                return f"jt::cast<{e.dtype.c_name}>(jt::{e.fn}({args}))"
             args = ", ".join(self.typed(a, e.dtype) for a in e.args)
             return f"jt::{e.fn}({args})"
         if isinstance(e, ir.BinOp):
@@ -111,15 +108,9 @@ class ExprEmitter:
             from jtile.ir.types import promote
 
             common = promote(e.a.dtype, e.b.dtype)
-            if _is_float8(common):
-                common = DType.float32
             return f"({self.typed(e.a, common)} {_C_OPS[e.op]} {self.typed(e.b, common)})"
         if e.op in ("and", "or"):
             return f"({self(e.a)} {_C_OPS[e.op]} {self(e.b)})"
-        if _is_float8(e.dtype):
-            # CUDA has no float8 arithmetic: compute in float32 and round back, as jnp does.
-            wide = ir.BinOp(e.op, e.a, e.b, DType.float32)
-            return f"jt::cast<{e.dtype.c_name}>({self._binary(wide)})"
         a, b = self.typed(e.a, e.dtype), self.typed(e.b, e.dtype)
         if e.op in ("max", "min"):
             return f"jt::{e.op}({a}, {b})"
@@ -135,10 +126,6 @@ class ExprEmitter:
             value = f"floorf({fa} / {fb})" if e.op == "floordiv" else f"fmodf({fa}, {fb})"
             return f"jt::cast<{e.dtype.c_name}>({value})"
         return _wrap(e.dtype, f"({a} {_C_OPS[e.op]} {b})")
-
-
-def _is_float8(dtype: DType) -> bool:
-    return dtype.is_float and dtype.bits == 8
 
 
 def _wrap(dtype: DType, text: str) -> str:

@@ -74,6 +74,15 @@ def _as(value, dtype: DType):
     return value.astype(jnp_dtype(dtype))
 
 
+def stored(value, dtype: DType):
+    """`value` converted to `dtype` as a compiled store converts it (jt::cast: into float8 from
+    a wider type, saturating to the largest finite value)."""
+    if dtype in _FP8 and value.dtype != jnp_dtype(dtype) and value.dtype != jnp.bool_:
+        high = value_range(dtype)[1]
+        value = jnp.clip(value.astype(jnp.float32), -high, high)
+    return _as(value, dtype)
+
+
 def _cast(value, source: DType, dtype: DType):
     """A conversion as jt::cast does it: into float8 from a wider type it saturates to the
     largest finite value (NaN stays NaN) instead of overflowing to NaN or inf."""

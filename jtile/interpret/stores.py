@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jtile.ir.nodes import BinOp, Call, Cast, Expr, Load, Store
 from jtile.ir.printer import expr_text
 from jtile.interpret import threads
-from jtile.interpret.expressions import Env, Evaluator
+from jtile.interpret.expressions import Env, Evaluator, stored
 from jtile.interpret.memory import Memory, jnp_dtype
 
 
@@ -101,7 +101,7 @@ def scatter_element(memory: Memory, env: Env, evaluate: Evaluator, buffer, indic
 
     Per-thread code writes each thread's own copy of a per-thread buffer; block-wide code
     writes every thread's copy alike."""
-    value = jnp.broadcast_to(value.astype(jnp_dtype(buffer.dtype)), env.space)
+    value = jnp.broadcast_to(stored(value, buffer.dtype), env.space)
     if memory.per_thread(buffer) and not threads.in_thread_space(memory.ctx.kernel, env):
         where = scatter_indices(evaluate, indices, buffer.shape, env)
         memory.update(buffer, lambda array: update(array.at[where], value), loc)

@@ -241,7 +241,13 @@ def binary(op: str, a, b) -> Expr:
         return BinOp(op, a, b, DType.bool)
     if op in LOGICAL or op in BITWISE:
         return _bitwise(op, a, b)
-    return BinOp(op, a, b, promote(a.dtype, b.dtype))
+    return BinOp(op, a, b, _arithmetic_type(promote(a.dtype, b.dtype)))
+
+
+def _arithmetic_type(dtype: DType) -> DType:
+    """The type arithmetic on `dtype` values produces: float8 computes in float32 (CUDA has no
+    float8 arithmetic), rounded to float8 only where it is stored or cast, in both modes."""
+    return DType.float32 if dtype.is_float and dtype.bits == 8 else dtype
 
 
 _SYMBOL = {"and": "&", "or": "|", "xor": "^", "shl": "<<", "shr": ">>"}
@@ -265,7 +271,7 @@ def _bitwise(op: str, a: Expr, b: Expr) -> Expr:
 
 def unary(op: str, a) -> Expr:
     a = as_expr(a)
-    return UnOp(op, a, DType.bool if op == "not" else a.dtype)
+    return UnOp(op, a, DType.bool if op == "not" else _arithmetic_type(a.dtype))
 
 
 def invert(a) -> Expr:
@@ -286,7 +292,7 @@ def call(fn: str, *args) -> Expr:
     dtype = typed[0].dtype
     for other in typed[1:]:
         dtype = promote(dtype, other.dtype)
-    return Call(fn, typed, dtype)
+    return Call(fn, typed, _arithmetic_type(dtype))
 
 
 # ----------------------------------------------------------------------------- buffers
