@@ -31,10 +31,13 @@ def _threads(heads: int, half: int) -> int:
 
 
 def _load_half(X, frag, token, col0):
-    """`frag[h, j] = X[token, h, col0 + j]` for one half of every head of one token."""
+    """`frag[h, j] = X[token, h, col0 + j]` for one half of every head of one token, zeros
+    in the padding. With whole halves, one tile copy: its rows past the heads read zeros (the
+    copy bounds each dimension), its rows move in 16-byte vectors; a padded half (whose
+    columns would reach into the other half) goes element by element."""
     _, H, D = X.shape
     heads, half = frag.shape
-    if heads == H and half == D // 2:
+    if half == D // 2:
         T.copy(X[token, 0, col0], frag)
         return
     for h, j in T.Parallel(heads, half):
@@ -46,7 +49,7 @@ def _load_half(X, frag, token, col0):
 def _store_half(frag, X, token, col0):
     _, H, D = X.shape
     heads, half = frag.shape
-    if heads == H and half == D // 2:
+    if half == D // 2:  # rows past the heads are dropped (the copy bounds each dimension)
         T.copy(frag, X[token, 0, col0])
         return
     for h, j in T.Parallel(heads, half):
