@@ -19,9 +19,10 @@ L2_BUDGET = 16 << 20
 
 # A chunk holds about this many waves of blocks on a GPU of SMS multiprocessors (H100 and
 # H200 have 132): enough for its short blocks to fill the gaps its long ones leave; more
-# spreads the reuse of a head's K and V over more of the launch. On an H200, whole launches
-# ordered longest first across every head ran up to 1.5x slower than head by head (B16 S1024
-# H12 head dim 64 forward), chunks of 2-4 waves 1.02-1.08x faster (B4 S4096 H16).
+# spreads the reuse of a head's K and V over more of the launch. On an H200, a whole launch
+# ordered longest first across every head ran 1.55x slower than head by head (B16 S1024 H12/4
+# head dim 64 forward); these chunks ran the forward 1.00-1.05x and forward + backward
+# 1.03-1.08x as fast as head by head (that shape, and B4 S4096 H16 head dim 64 and 128).
 WAVES_PER_CHUNK = 3
 SMS = 132
 
