@@ -6,6 +6,7 @@ from jtile.passes.infer_layouts import infer_layouts
 from jtile.passes.issue_ahead import read_only_inputs
 from jtile.passes.lower_tile_ops import lower_tile_ops
 from jtile.passes.overlap_gemms import overlap_gemms
+from jtile.passes.pad_parallel_loops import pad_parallel_loops
 from jtile.passes.plan_barriers import plan_barriers
 from jtile.passes.pipeline_loops import pipeline_loops
 from jtile.passes.plan_shared_memory import plan_shared_memory
@@ -33,6 +34,9 @@ def run_passes(kernel, target, *, aliases=None):
     # Copies issued ahead (pipelines, the producer warpgroup) may read these in their addresses.
     kernel = kernel.replace(attrs=dict(kernel.attrs, read_only_inputs=read_only_inputs(
         kernel, tuple(dict(aliases or {})))))
+    # Loops over fragments with extents that are not powers of 2 run on power-of-2 extents,
+    # their extra iterations skipped, so that fragment layouts can spread them.
+    kernel = pad_parallel_loops(kernel, target)
     # Layouts first: gemm tilings (wgmma on sm_90a, mma.sync before) decide fragment layouts,
     # which every later pass reads.
     kernel = infer_layouts(kernel, target)

@@ -1,0 +1,71 @@
+"""T.Parallel loops over fragments with extents that are not powers of 2.
+
+Fragment layouts map index bits to threads and registers, so a loop spreads over the threads
+by the same bits and its extents must be powers of 2. Interpret mode runs `T.Parallel(8, 3)`
+over an (8, 4) fragment as written; compiled, no layout could run it. This pass runs such a
+loop on the extents of a fragment it indexes by all its variables that covers it (else on its
+own extents rounded up to powers of 2) and skips the added iterations with a guard on the loop
+variables, so it runs on the layouts of the fragments it touches, with the same effect.
+Loops that touch no fragment stay as they are: they run strided over the threads whatever
+their extents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+from jtile.ir import nodes as ir
+from jtile.ir.walk import statements
+from jtile.passes.fragment_access import is_tiled_fragment, loop_accesses
+from jtile.passes.index_bits import bit_count
+
+
+def _padded_extents(loop: ir.ParallelFor):
+    """The extents the loop runs on: those of a fragment it indexes by all its variables in
+    order that covers it (one it stores to first), else its own rounded up to powers of 2;
+    None when the loop touches no fragment."""
+    accesses = [a for a in loop_accesses(loop) if is_tiled_fragment(a.buffer)]
+    if not accesses:
+        return None
+    full = tuple(range(len(loop.vars)))
+    covering = [a for a in accesses if a.dims == full and len(a.buffer.shape) == len(full)
+                and all(e <= n for e, n in zip(loop.extents, a.buffer.shape))]
+    covering.sort(key=lambda a: not a.store)
+    if covering:
+        return tuple(covering[0].buffer.shape)
+    return tuple(1 << bit_count(e) for e in loop.extents)
+
+
+def _pad(loop: ir.ParallelFor) -> ir.ParallelFor:
+    if all(e > 0 and e & (e - 1) == 0 for e in loop.extents):
+        return loop
+    padded = _padded_extents(loop)
+    if padded is None:
+        return loop
+    inside = [ir.binary("lt", v, e) for v, e, p in zip(loop.vars, loop.extents, padded)
+              if p != e]
+    guard = functools.reduce(lambda a, b: ir.binary("and", a, b), inside)
+    body = (ir.IfThenElse(guard, tuple(loop.body), (), loop.loc),)
+    return dataclasses.replace(loop, extents=padded, body=body)
+
+
+def _rewrite(body: tuple) -> tuple:
+    out = []
+    for s in body:
+        if isinstance(s, ir.ParallelFor):
+            s = _pad(s)
+        elif isinstance(s, (ir.For, ir.While)):
+            s = dataclasses.replace(s, body=_rewrite(tuple(s.body)))
+        elif isinstance(s, ir.IfThenElse):
+            s = dataclasses.replace(s, then_body=_rewrite(tuple(s.then_body)),
+                                    else_body=_rewrite(tuple(s.else_body)))
+        out.append(s)
+    return tuple(out)
+
+
+def pad_parallel_loops(kernel: ir.Kernel, target=None) -> ir.Kernel:
+    if not any(isinstance(s, ir.ParallelFor) and _pad(s) is not s
+               for s in statements(kernel.body)):
+        return kernel
+    return kernel.replace(body=_rewrite(tuple(kernel.body)))
