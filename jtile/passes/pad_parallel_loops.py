@@ -17,16 +17,17 @@ import functools
 
 from jtile.ir import nodes as ir
 from jtile.ir.walk import statements
-from jtile.passes.fragment_access import is_tiled_fragment, loop_accesses
+from jtile.passes.fragment_access import floating_fragments, is_tiled_fragment, loop_accesses
 from jtile.passes.index_bits import bit_count
 
 
-def _padded_extents(loop: ir.ParallelFor):
+def _padded_extents(loop: ir.ParallelFor, floating: set):
     """The extents the loop runs on: those of a fragment it indexes by all its variables in
     order that covers it (one it stores to first), else its own rounded up to powers of 2;
-    None when the loop touches no fragment."""
+    None when the loop touches no fragment, or one every thread holds whole (named outside
+    T.Parallel): such a loop runs strided as before, each iteration once."""
     accesses = [a for a in loop_accesses(loop) if is_tiled_fragment(a.buffer)]
-    if not accesses:
+    if not accesses or any(a.buffer in floating for a in accesses):
         return None
     full = tuple(range(len(loop.vars)))
     covering = [a for a in accesses if a.dims == full and len(a.buffer.shape) == len(full)
@@ -37,10 +38,10 @@ def _padded_extents(loop: ir.ParallelFor):
     return tuple(1 << bit_count(e) for e in loop.extents)
 
 
-def _pad(loop: ir.ParallelFor) -> ir.ParallelFor:
+def _pad(loop: ir.ParallelFor, floating: set) -> ir.ParallelFor:
     if all(e > 0 and e & (e - 1) == 0 for e in loop.extents):
         return loop
-    padded = _padded_extents(loop)
+    padded = _padded_extents(loop, floating)
     if padded is None:
         return loop
     inside = [ir.binary("lt", v, e) for v, e, p in zip(loop.vars, loop.extents, padded)
@@ -50,22 +51,23 @@ def _pad(loop: ir.ParallelFor) -> ir.ParallelFor:
     return dataclasses.replace(loop, extents=padded, body=body)
 
 
-def _rewrite(body: tuple) -> tuple:
+def _rewrite(body: tuple, floating: set) -> tuple:
     out = []
     for s in body:
         if isinstance(s, ir.ParallelFor):
-            s = _pad(s)
+            s = _pad(s, floating)
         elif isinstance(s, (ir.For, ir.While)):
-            s = dataclasses.replace(s, body=_rewrite(tuple(s.body)))
+            s = dataclasses.replace(s, body=_rewrite(tuple(s.body), floating))
         elif isinstance(s, ir.IfThenElse):
-            s = dataclasses.replace(s, then_body=_rewrite(tuple(s.then_body)),
-                                    else_body=_rewrite(tuple(s.else_body)))
+            s = dataclasses.replace(s, then_body=_rewrite(tuple(s.then_body), floating),
+                                    else_body=_rewrite(tuple(s.else_body), floating))
         out.append(s)
     return tuple(out)
 
 
 def pad_parallel_loops(kernel: ir.Kernel, target=None) -> ir.Kernel:
-    if not any(isinstance(s, ir.ParallelFor) and _pad(s) is not s
+    floating = set(floating_fragments(kernel))
+    if not any(isinstance(s, ir.ParallelFor) and _pad(s, floating) is not s
                for s in statements(kernel.body)):
         return kernel
-    return kernel.replace(body=_rewrite(tuple(kernel.body)))
+    return kernel.replace(body=_rewrite(tuple(kernel.body), floating))

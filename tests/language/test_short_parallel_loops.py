@@ -37,3 +37,25 @@ def test_a_loop_shorter_than_its_fragment_runs_in_both_modes():
     np.testing.assert_allclose(o, 2 * scaled[:, :5], rtol=1e-6)
     np.testing.assert_allclose(r, scaled.sum(axis=1), rtol=1e-5, atol=1e-5)
     assert "if (((i < 3) && (j < 48)))" in cuda  # the padded loop skips the rest
+
+
+def strided_over_a_fragment_every_thread_holds(X, Init, O):
+    """O (aliased to Init) += mask[0] + ... + mask[4], one atomic add per iteration."""
+    with T.Kernel(1, threads=64):
+        mask = T.alloc_fragment((8,), "float32")
+        T.copy(X, mask)
+        if mask[0] > 100.0:  # named outside T.Parallel: every thread holds all of mask
+            mask[1] = 0.0
+        for i in T.Parallel(5):
+            T.atomic_add(O[0], mask[i])
+
+
+def test_a_short_loop_over_a_fragment_every_thread_holds_runs_each_iteration_once():
+    """Not padded onto that fragment's layout (which every thread runs whole): the atomic
+    adds happen once per iteration, as before."""
+    x = np.arange(1, 9, dtype=np.float32)
+    init = np.full((1,), 0.5, np.float32)
+    (o,), _ = run_both_ways(strided_over_a_fragment_every_thread_holds, (x, init),
+                            jax.ShapeDtypeStruct((1,), jnp.float32),
+                            input_output_aliases={1: 0})
+    np.testing.assert_allclose(o, [0.5 + x[:5].sum()])
