@@ -74,22 +74,24 @@ def _as(value, dtype: DType):
     return value.astype(jnp_dtype(dtype))
 
 
-def stored(value, dtype: DType):
-    """`value` converted to `dtype` as a compiled store converts it (jt::cast: into float8 from
-    a wider type, saturating to the largest finite value)."""
-    if dtype in _FP8 and value.dtype != jnp_dtype(dtype) and value.dtype != jnp.bool_:
+def _converted(value, dtype: DType, saturate: bool):
+    """`value` as `dtype`; with `saturate`, into float8 as jt::cast converts from a wider type:
+    clipped to the largest finite value (NaN stays NaN) instead of overflowing to NaN or inf."""
+    if saturate and dtype in _FP8:
         high = value_range(dtype)[1]
         value = jnp.clip(value.astype(jnp.float32), -high, high)
     return _as(value, dtype)
+
+
+def stored(value, dtype: DType):
+    """`value` converted to `dtype` as a compiled store converts it."""
+    return _converted(value, dtype,
+                      value.dtype != jnp_dtype(dtype) and value.dtype != jnp.bool_)
 
 
 def _cast(value, source: DType, dtype: DType):
-    """A conversion as jt::cast does it: into float8 from a wider type it saturates to the
-    largest finite value (NaN stays NaN) instead of overflowing to NaN or inf."""
-    if dtype in _FP8 and source not in _FP8 and not source.is_bool:
-        high = value_range(dtype)[1]
-        value = jnp.clip(value.astype(jnp.float32), -high, high)
-    return _as(value, dtype)
+    """A conversion as jt::cast does it (float8 from a wider type saturates)."""
+    return _converted(value, dtype, source not in _FP8 and not source.is_bool)
 
 
 def exact_divide(a, b):
