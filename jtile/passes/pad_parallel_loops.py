@@ -16,9 +16,9 @@ import dataclasses
 import functools
 
 from jtile.ir import nodes as ir
-from jtile.ir.walk import statements
 from jtile.passes.fragment_access import floating_fragments, is_tiled_fragment, loop_accesses
 from jtile.passes.index_bits import bit_count
+from jtile.passes.layout import is_power_of_two
 
 
 def _padded_extents(loop: ir.ParallelFor, floating: set):
@@ -39,7 +39,7 @@ def _padded_extents(loop: ir.ParallelFor, floating: set):
 
 
 def _pad(loop: ir.ParallelFor, floating: set) -> ir.ParallelFor:
-    if all(e > 0 and e & (e - 1) == 0 for e in loop.extents):
+    if all(is_power_of_two(e) for e in loop.extents):
         return loop
     padded = _padded_extents(loop, floating)
     if padded is None:
@@ -52,22 +52,25 @@ def _pad(loop: ir.ParallelFor, floating: set) -> ir.ParallelFor:
 
 
 def _rewrite(body: tuple, floating: set) -> tuple:
+    """`body` with its loops padded; `body` itself when none is (unchanged statements are
+    kept, not copied)."""
     out = []
     for s in body:
         if isinstance(s, ir.ParallelFor):
-            s = _pad(s, floating)
+            new = _pad(s, floating)
         elif isinstance(s, (ir.For, ir.While)):
-            s = dataclasses.replace(s, body=_rewrite(tuple(s.body), floating))
+            inner = _rewrite(s.body, floating)
+            new = s if inner is s.body else dataclasses.replace(s, body=inner)
         elif isinstance(s, ir.IfThenElse):
-            s = dataclasses.replace(s, then_body=_rewrite(tuple(s.then_body), floating),
-                                    else_body=_rewrite(tuple(s.else_body), floating))
-        out.append(s)
-    return tuple(out)
+            then, other = _rewrite(s.then_body, floating), _rewrite(s.else_body, floating)
+            new = s if then is s.then_body and other is s.else_body else \
+                dataclasses.replace(s, then_body=then, else_body=other)
+        else:
+            new = s
+        out.append(new)
+    return body if all(a is b for a, b in zip(out, body)) else tuple(out)
 
 
 def pad_parallel_loops(kernel: ir.Kernel, target=None) -> ir.Kernel:
-    floating = set(floating_fragments(kernel))
-    if not any(isinstance(s, ir.ParallelFor) and _pad(s, floating) is not s
-               for s in statements(kernel.body)):
-        return kernel
-    return kernel.replace(body=_rewrite(tuple(kernel.body), floating))
+    body = _rewrite(kernel.body, set(floating_fragments(kernel)))
+    return kernel if body is kernel.body else kernel.replace(body=body)
