@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 import jtile
 import jtile.language as T
-from jtile.ops.block_order import heads_per_chunk, longest_first
+from jtile.ops.block_order import block_coordinates, launch_grid
 
 try:
     from examples._common import INTERPRET, check
@@ -29,16 +29,12 @@ def flash_fwd_kernel(Q, K, V, *, block_m, block_n, stages, threads, causal,
     O = T.empty((B, S, H, D), Q.dtype)
     scale = (1.0 / math.sqrt(D)) * 1.4426950408889634  # softmax scale in log2 units
     q_blocks = T.ceildiv(S, block_m)
-    # Causal blocks near the end of the sequence do the most work: they start first, across
-    # the heads of a chunk whose K and V fit in the L2 cache (jtile/ops/block_order.py).
-    grid = (q_blocks * H * B,) if causal else (q_blocks, H, B)
-    chunk = heads_per_chunk(q_blocks, B * H, 2 * S * D * K.dtype.bytes // groups)
-    with T.Kernel(*grid, threads=threads) as ids:
-        if causal:
-            rank, row = longest_first(ids, q_blocks, B * H, chunk)
-            bx, by, bz = q_blocks - 1 - rank, row % H, row // H
-        else:
-            bx, by, bz = ids
+    with T.Kernel(*launch_grid(q_blocks, H, B, causal), threads=threads) as ids:
+        # Causal blocks near the end of the sequence do the most work: they start first,
+        # across the heads of a chunk whose K and V fit in the L2 cache.
+        rank, by, bz = block_coordinates(ids, q_blocks, H, B,
+                                         2 * S * D * K.dtype.bytes // groups, causal)
+        bx = q_blocks - 1 - rank if causal else rank
         q = T.alloc_shared((block_m, D), Q.dtype)
         k = T.alloc_shared((block_n, D), K.dtype)
         v = T.alloc_shared((block_n, D), V.dtype)

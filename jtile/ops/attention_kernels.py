@@ -19,7 +19,7 @@ TMA loads, an mbarrier stage ring, wgmma and a producer warpgroup.
 from __future__ import annotations
 
 import jtile.language as T
-from jtile.ops.block_order import heads_per_chunk, longest_first
+from jtile.ops.block_order import block_coordinates, launch_grid
 
 __all__ = ["attention_fwd_kernel", "attention_fwd_segmented_kernel",
            "attention_bwd_preprocess_kernel", "attention_bwd_kernel",
@@ -80,15 +80,11 @@ def attention_fwd_body(Q, K, V, SEG, *, block_m, block_n, stages, threads, causa
     O = T.empty((B, S, H, D), Q.dtype)
     LSE = T.empty((B, H, S), F32)
     q_blocks = T.ceildiv(S, block_m)
-    # Causal blocks near the end of the sequence do the most work: start them first.
-    grid = (q_blocks * H * B,) if causal else (q_blocks, H, B)
-    chunk = heads_per_chunk(q_blocks, B * H, 2 * S * D * K.dtype.bytes // groups)
-    with T.Kernel(*grid, threads=threads) as ids:
-        if causal:
-            rank, row = longest_first(ids, q_blocks, B * H, chunk)
-            bx, head, batch = q_blocks - 1 - rank, row % H, row // H
-        else:
-            bx, head, batch = ids
+    with T.Kernel(*launch_grid(q_blocks, H, B, causal), threads=threads) as ids:
+        # Causal blocks near the end of the sequence do the most work: start them first.
+        rank, head, batch = block_coordinates(ids, q_blocks, H, B,
+                                              2 * S * D * K.dtype.bytes // groups, causal)
+        bx = q_blocks - 1 - rank if causal else rank
         kv = head // groups if groups > 1 else head
         q = T.alloc_shared((block_m, D), Q.dtype)
         k = T.alloc_shared((block_n, D), K.dtype)
@@ -229,15 +225,10 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
     segmented = SEG is not None
     q_blocks = T.ceildiv(S, block_n)
     k_blocks = T.ceildiv(S, block_m)
-    # Causal blocks near the start of the sequence do the most work: start them first.
-    grid = (k_blocks * kv_heads * B,) if causal else (k_blocks, kv_heads, B)
-    chunk = heads_per_chunk(k_blocks, B * kv_heads, 2 * S * D * Q.dtype.bytes * groups)
-    with T.Kernel(*grid, threads=threads) as ids:
-        if causal:
-            by, row = longest_first(ids, k_blocks, B * kv_heads, chunk)
-            kv, batch = row % kv_heads, row // kv_heads
-        else:
-            by, kv, batch = ids
+    with T.Kernel(*launch_grid(k_blocks, kv_heads, B, causal), threads=threads) as ids:
+        # Causal blocks near the start of the sequence do the most work: start them first.
+        by, kv, batch = block_coordinates(ids, k_blocks, kv_heads, B,
+                                          2 * S * D * Q.dtype.bytes * groups, causal)
         k = T.alloc_shared((block_m, D), K.dtype)
         v = T.alloc_shared((block_m, D), V.dtype)
         q = T.alloc_shared((block_n, D), Q.dtype)

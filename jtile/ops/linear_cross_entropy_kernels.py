@@ -22,7 +22,7 @@ import numpy as np
 
 import jtile
 import jtile.language as T
-from jtile.ops.matmul_kernels import GemmTiling
+from jtile.ops.matmul_kernels import WAVE, GemmTiling
 
 F32 = "float32"
 LOG2_E = 1.4426950408889634
@@ -48,10 +48,6 @@ class LogitsTiling:
         return self.gemm.block_n
 
 
-# Streaming multiprocessors of the GPUs the tiles are chosen for (H100 and H200 have 132).
-SMS = 132
-
-
 def logits_tiling(rows: int, dtype, arch: str = "sm_90a", vocab: int | None = None
                   ) -> LogitsTiling:
     """The logits tile for `rows` rows of `dtype` operands and a `vocab`-wide vocabulary
@@ -72,7 +68,7 @@ def logits_tiling(rows: int, dtype, arch: str = "sm_90a", vocab: int | None = No
         return LogitsTiling(GemmTiling(64, 128, block_k, 3, 128))
     block_n = 128 if vocab is not None and vocab <= 128 else 256
     column_blocks = 1 if vocab is None else -(-vocab // block_n)
-    few_blocks = vocab is not None and -(-rows // 128) * column_blocks < 2 * SMS
+    few_blocks = vocab is not None and -(-rows // 128) * column_blocks < 2 * WAVE
     block_m = 128 if rows > 64 and not few_blocks else 64
     return LogitsTiling(GemmTiling(block_m, block_n, block_k, 4 if hopper else 3,
                                    256 if block_m == 128 else 128))

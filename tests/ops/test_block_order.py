@@ -43,7 +43,7 @@ def test_every_block_once_longest_first_by_chunk(blocks, heads, chunk):
 
 
 def test_heads_per_chunk_takes_a_few_waves_within_the_l2_budget_split_evenly(monkeypatch):
-    monkeypatch.setattr(block_order, "SMS", 100)
+    monkeypatch.setattr(block_order, "WAVE", 100)
     monkeypatch.setattr(block_order, "WAVES_PER_CHUNK", 2)
     # 2 waves of 100 blocks = 20 heads of 10 blocks; 64 heads in 4 chunks of 16.
     assert block_order.heads_per_chunk(10, 64, 1 << 10) == 16

@@ -18,7 +18,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   float l_frag[2];
   float l_tile_frag[2];
   jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
-  // flash_attention.py:55
+  // flash_attention.py:51
   {
     #pragma unroll
     for (int jt_u2 = 0; jt_u2 < 8; ++jt_u2) {
@@ -26,18 +26,18 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       jt::cp_async_16(&q_smem[((((jt_c1 * 8) / 128) % 128)) * 128 + (((((jt_c1 * 8) % 128)) / 8) ^ (((((jt_c1 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c1 * 8) % 128)) % 8], &Q[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128) + ((jt_c1 * 8) / 128) % 128)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 128 + ((jt_c1 * 8) % 128)]);
     }
   }
-  // flash_attention.py:60
+  // flash_attention.py:56
   #pragma unroll
   for (int jt_r3 = 0; jt_r3 < 64; ++jt_r3) acc_frag[jt_r3] = 0.0f;
-  // flash_attention.py:61
+  // flash_attention.py:57
   #pragma unroll
   for (int jt_r4 = 0; jt_r4 < 2; ++jt_r4) l_frag[jt_r4] = 0.0f;
-  // flash_attention.py:62
+  // flash_attention.py:58
   #pragma unroll
   for (int jt_r5 = 0; jt_r5 < 2; ++jt_r5) m_frag[jt_r5] = (-jt::infinity<float>());
   jt::cp_async_wait_all();
   __syncthreads();
-  // flash_attention.py:64
+  // flash_attention.py:60
   {
     // prologue: tiles 0..0 in flight
     if (0 < ((((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) + 1) * 128) + 64) - 1) / 64)) {
@@ -69,9 +69,9 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         }
       }
       jt::cp_async_commit();
-      // flash_attention.py:69
+      // flash_attention.py:65
       if ((((k_1 + 1) * 64) > ((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128))) {
-        // flash_attention.py:70
+        // flash_attention.py:66
         {
           #pragma unroll
           for (int jt_r14 = 0; jt_r14 < 32; ++jt_r14) {
@@ -82,11 +82,11 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         }
       }
       else {
-        // flash_attention.py:74
+        // flash_attention.py:70
         #pragma unroll
         for (int jt_r15 = 0; jt_r15 < 32; ++jt_r15) s_frag[jt_r15] = 0.0f;
       }
-      // flash_attention.py:80
+      // flash_attention.py:76
       {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
@@ -116,12 +116,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           }
         }
       }
-      // flash_attention.py:81
+      // flash_attention.py:77
       {
         #pragma unroll
         for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) m_prev_frag[jt_r16] = jt::cast<float>(m_frag[jt_r16]);
       }
-      // flash_attention.py:82
+      // flash_attention.py:78
       {
         float acc[2];
         acc[0] = jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::max(jt::cast<float>(s_frag[4]), jt::cast<float>(s_frag[5]))), jt::max(jt::max(jt::cast<float>(s_frag[8]), jt::cast<float>(s_frag[9])), jt::max(jt::cast<float>(s_frag[12]), jt::cast<float>(s_frag[13])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[16]), jt::cast<float>(s_frag[17])), jt::max(jt::cast<float>(s_frag[20]), jt::cast<float>(s_frag[21]))), jt::max(jt::max(jt::cast<float>(s_frag[24]), jt::cast<float>(s_frag[25])), jt::max(jt::cast<float>(s_frag[28]), jt::cast<float>(s_frag[29])))));
@@ -133,7 +133,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
         m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
       }
-      // flash_attention.py:83
+      // flash_attention.py:79
       {
         #pragma unroll
         for (int jt_r17 = 0; jt_r17 < 2; ++jt_r17) {
@@ -141,7 +141,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           rescale_frag[(jt_r17 & 1)] = jt::exp2(((m_prev_frag[(jt_r17 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r17 & 1)] * 0.12751743082459868f)));
         }
       }
-      // flash_attention.py:85
+      // flash_attention.py:81
       {
         #pragma unroll
         for (int jt_r18 = 0; jt_r18 < 32; ++jt_r18) {
@@ -150,7 +150,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           s_frag[(jt_r18 & 1) | (((jt_r18 >> 1) & 1) << 1) | (((jt_r18 >> 2) & 1) << 2) | (((jt_r18 >> 3) & 1) << 3) | (((jt_r18 >> 4) & 1) << 4)] = jt::exp2(((s_frag[(jt_r18 & 1) | (((jt_r18 >> 1) & 1) << 1) | (((jt_r18 >> 2) & 1) << 2) | (((jt_r18 >> 3) & 1) << 3) | (((jt_r18 >> 4) & 1) << 4)] * 0.12751743082459868f) - (m_frag[((jt_r18 >> 1) & 1)] * 0.12751743082459868f)));
         }
       }
-      // flash_attention.py:87
+      // flash_attention.py:83
       {
         float acc[2];
         acc[0] = ((((jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1])) + (jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]))) + ((jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9])) + (jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13])))) + (((jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17])) + (jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]))) + ((jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25])) + (jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29])))));
@@ -162,7 +162,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         l_tile_frag[0] = jt::cast<float>(acc[0]);
         l_tile_frag[1] = jt::cast<float>(acc[1]);
       }
-      // flash_attention.py:88
+      // flash_attention.py:84
       {
         #pragma unroll
         for (int jt_r19 = 0; jt_r19 < 2; ++jt_r19) {
@@ -170,12 +170,12 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           l_frag[(jt_r19 & 1)] = ((l_frag[(jt_r19 & 1)] * rescale_frag[(jt_r19 & 1)]) + l_tile_frag[(jt_r19 & 1)]);
         }
       }
-      // flash_attention.py:90
+      // flash_attention.py:86
       {
         #pragma unroll
         for (int jt_r20 = 0; jt_r20 < 32; ++jt_r20) p_frag[jt_r20] = jt::cast<jt::half>(s_frag[jt_r20]);
       }
-      // flash_attention.py:91
+      // flash_attention.py:87
       {
         #pragma unroll
         for (int jt_r21 = 0; jt_r21 < 64; ++jt_r21) {
@@ -184,7 +184,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
           acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] = (acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] * rescale_frag[((jt_r21 >> 1) & 1)]);
         }
       }
-      // flash_attention.py:93
+      // flash_attention.py:89
       {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
@@ -220,7 +220,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
     }
     jt::cp_async_wait_all();
   }
-  // flash_attention.py:94
+  // flash_attention.py:90
   {
     #pragma unroll
     for (int jt_r22 = 0; jt_r22 < 64; ++jt_r22) {
@@ -229,7 +229,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       acc_frag[(jt_r22 & 1) | (((jt_r22 >> 1) & 1) << 1) | (((jt_r22 >> 2) & 1) << 2) | (((jt_r22 >> 3) & 1) << 3) | (((jt_r22 >> 4) & 1) << 4) | (((jt_r22 >> 5) & 1) << 5)] = (acc_frag[(jt_r22 & 1) | (((jt_r22 >> 1) & 1) << 1) | (((jt_r22 >> 2) & 1) << 2) | (((jt_r22 >> 3) & 1) << 3) | (((jt_r22 >> 4) & 1) << 4) | (((jt_r22 >> 5) & 1) << 5)] / l_frag[((jt_r22 >> 1) & 1)]);
     }
   }
-  // flash_attention.py:96
+  // flash_attention.py:92
   __syncthreads();
   {
     #pragma unroll

@@ -69,7 +69,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
   }
   else {
     jt::setmaxnreg_inc<240>();
-    // flash_attention.py:55
+    // flash_attention.py:51
     {
       #pragma unroll
       for (int jt_u2 = 0; jt_u2 < 8; ++jt_u2) {
@@ -80,7 +80,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
     jt::cp_async_wait_all();
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
-    // flash_attention.py:58
+    // flash_attention.py:54
     {
       #pragma unroll
       for (int jt_r3 = 0; jt_r3 < 64; jt_r3 += 2) {
@@ -90,23 +90,23 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         for (int u = 0; u < 2; ++u) q_regs_frag[jt_r3 + u] = jt::cast<jt::half>(jt_v4.v[u]);
       }
     }
-    // flash_attention.py:60
+    // flash_attention.py:56
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 64; ++jt_r5) acc_frag[jt_r5] = 0.0f;
-    // flash_attention.py:61
+    // flash_attention.py:57
     #pragma unroll
     for (int jt_r6 = 0; jt_r6 < 2; ++jt_r6) l_frag[jt_r6] = 0.0f;
-    // flash_attention.py:62
+    // flash_attention.py:58
     #pragma unroll
     for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_frag[jt_r7] = (-jt::infinity<float>());
-    // flash_attention.py:64
+    // flash_attention.py:60
     {
       #pragma unroll 1
       for (int k_1 = 0; k_1 < ((((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) + 1) * 128) + 128) - 1) / 128); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
-        // flash_attention.py:69
+        // flash_attention.py:65
         if ((((k_1 + 1) * 128) > ((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128))) {
-          // flash_attention.py:70
+          // flash_attention.py:66
           {
             #pragma unroll
             for (int jt_r8 = 0; jt_r8 < 64; ++jt_r8) {
@@ -117,11 +117,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           }
         }
         else {
-          // flash_attention.py:74
+          // flash_attention.py:70
           #pragma unroll
           for (int jt_r9 = 0; jt_r9 < 64; ++jt_r9) s_frag[jt_r9] = 0.0f;
         }
-        // flash_attention.py:80
+        // flash_attention.py:76
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
@@ -148,12 +148,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }
-        // flash_attention.py:81
+        // flash_attention.py:77
         {
           #pragma unroll
           for (int jt_r10 = 0; jt_r10 < 2; ++jt_r10) m_prev_frag[jt_r10] = jt::cast<float>(m_frag[jt_r10]);
         }
-        // flash_attention.py:82
+        // flash_attention.py:78
         {
           float acc[2];
           acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::max(jt::cast<float>(s_frag[4]), jt::cast<float>(s_frag[5]))), jt::max(jt::max(jt::cast<float>(s_frag[8]), jt::cast<float>(s_frag[9])), jt::max(jt::cast<float>(s_frag[12]), jt::cast<float>(s_frag[13])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[16]), jt::cast<float>(s_frag[17])), jt::max(jt::cast<float>(s_frag[20]), jt::cast<float>(s_frag[21]))), jt::max(jt::max(jt::cast<float>(s_frag[24]), jt::cast<float>(s_frag[25])), jt::max(jt::cast<float>(s_frag[28]), jt::cast<float>(s_frag[29]))))), jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[32]), jt::cast<float>(s_frag[33])), jt::max(jt::cast<float>(s_frag[36]), jt::cast<float>(s_frag[37]))), jt::max(jt::max(jt::cast<float>(s_frag[40]), jt::cast<float>(s_frag[41])), jt::max(jt::cast<float>(s_frag[44]), jt::cast<float>(s_frag[45])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[48]), jt::cast<float>(s_frag[49])), jt::max(jt::cast<float>(s_frag[52]), jt::cast<float>(s_frag[53]))), jt::max(jt::max(jt::cast<float>(s_frag[56]), jt::cast<float>(s_frag[57])), jt::max(jt::cast<float>(s_frag[60]), jt::cast<float>(s_frag[61]))))));
@@ -165,7 +165,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
           m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
         }
-        // flash_attention.py:83
+        // flash_attention.py:79
         {
           #pragma unroll
           for (int jt_r11 = 0; jt_r11 < 2; ++jt_r11) {
@@ -173,7 +173,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             rescale_frag[(jt_r11 & 1)] = jt::exp2(((m_prev_frag[(jt_r11 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r11 & 1)] * 0.12751743082459868f)));
           }
         }
-        // flash_attention.py:85
+        // flash_attention.py:81
         {
           #pragma unroll
           for (int jt_r12 = 0; jt_r12 < 64; ++jt_r12) {
@@ -182,7 +182,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             s_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4) | (((jt_r12 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4) | (((jt_r12 >> 5) & 1) << 5)] * 0.12751743082459868f) - (m_frag[((jt_r12 >> 1) & 1)] * 0.12751743082459868f)));
           }
         }
-        // flash_attention.py:87
+        // flash_attention.py:83
         {
           float acc[2];
           acc[0] = (((((jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1])) + (jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]))) + ((jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9])) + (jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13])))) + (((jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17])) + (jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]))) + ((jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25])) + (jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]))))) + ((((jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33])) + (jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]))) + ((jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41])) + (jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45])))) + (((jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49])) + (jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]))) + ((jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57])) + (jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]))))));
@@ -194,7 +194,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
           l_tile_frag[0] = jt::cast<float>(acc[0]);
           l_tile_frag[1] = jt::cast<float>(acc[1]);
         }
-        // flash_attention.py:88
+        // flash_attention.py:84
         {
           #pragma unroll
           for (int jt_r13 = 0; jt_r13 < 2; ++jt_r13) {
@@ -202,12 +202,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             l_frag[(jt_r13 & 1)] = ((l_frag[(jt_r13 & 1)] * rescale_frag[(jt_r13 & 1)]) + l_tile_frag[(jt_r13 & 1)]);
           }
         }
-        // flash_attention.py:90
+        // flash_attention.py:86
         {
           #pragma unroll
           for (int jt_r14 = 0; jt_r14 < 64; ++jt_r14) p_frag[jt_r14] = jt::cast<jt::half>(s_frag[jt_r14]);
         }
-        // flash_attention.py:91
+        // flash_attention.py:87
         {
           #pragma unroll
           for (int jt_r15 = 0; jt_r15 < 64; ++jt_r15) {
@@ -216,7 +216,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
             acc_frag[(jt_r15 & 1) | (((jt_r15 >> 1) & 1) << 1) | (((jt_r15 >> 2) & 1) << 2) | (((jt_r15 >> 3) & 1) << 3) | (((jt_r15 >> 4) & 1) << 4) | (((jt_r15 >> 5) & 1) << 5)] = (acc_frag[(jt_r15 & 1) | (((jt_r15 >> 1) & 1) << 1) | (((jt_r15 >> 2) & 1) << 2) | (((jt_r15 >> 3) & 1) << 3) | (((jt_r15 >> 4) & 1) << 4) | (((jt_r15 >> 5) & 1) << 5)] * rescale_frag[((jt_r15 >> 1) & 1)]);
           }
         }
-        // flash_attention.py:93
+        // flash_attention.py:89
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
@@ -249,7 +249,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         }
       }
     }
-    // flash_attention.py:94
+    // flash_attention.py:90
     {
       #pragma unroll
       for (int jt_r16 = 0; jt_r16 < 64; ++jt_r16) {
@@ -258,7 +258,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d128(const jt::ha
         acc_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4) | (((jt_r16 >> 5) & 1) << 5)] = (acc_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4) | (((jt_r16 >> 5) & 1) << 5)] / l_frag[((jt_r16 >> 1) & 1)]);
       }
     }
-    // flash_attention.py:96
+    // flash_attention.py:92
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
     {

@@ -66,7 +66,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
   }
   else {
     jt::setmaxnreg_inc<240>();
-    // flash_attention.py:55
+    // flash_attention.py:51
     {
       #pragma unroll
       for (int jt_u2 = 0; jt_u2 < 4; ++jt_u2) {
@@ -74,26 +74,26 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
         jt::cp_async_16(&q_smem[jt::swizzle_bytes<7>((((jt_c1 * 8) % 64) / 64) * 16384 + (((jt_c1 * 8) / 64) % 128) * 128 + (((jt_c1 * 8) % 64) % 64) * 2) / 2], &Q[((((((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) / 2))) * 256 + (((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128) + ((jt_c1 * 8) / 64) % 128)) * 2 + (((((bx / 4) * 2) + ((bx - (((bx / 4) * 2) * 2)) % 2)) % 2))) * 64 + ((jt_c1 * 8) % 64)]);
       }
     }
-    // flash_attention.py:60
+    // flash_attention.py:56
     #pragma unroll
     for (int jt_r3 = 0; jt_r3 < 32; ++jt_r3) acc_frag[jt_r3] = 0.0f;
-    // flash_attention.py:61
+    // flash_attention.py:57
     #pragma unroll
     for (int jt_r4 = 0; jt_r4 < 2; ++jt_r4) l_frag[jt_r4] = 0.0f;
-    // flash_attention.py:62
+    // flash_attention.py:58
     #pragma unroll
     for (int jt_r5 = 0; jt_r5 < 2; ++jt_r5) m_frag[jt_r5] = (-jt::infinity<float>());
     jt::cp_async_wait_all();
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
-    // flash_attention.py:64
+    // flash_attention.py:60
     {
       #pragma unroll 1
       for (int k_1 = 0; k_1 < ((((((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) + 1) * 128) + 128) - 1) / 128); ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
-        // flash_attention.py:69
+        // flash_attention.py:65
         if ((((k_1 + 1) * 128) > ((1 - ((bx - (((bx / 4) * 2) * 2)) / 2)) * 128))) {
-          // flash_attention.py:70
+          // flash_attention.py:66
           {
             #pragma unroll
             for (int jt_r6 = 0; jt_r6 < 64; ++jt_r6) {
@@ -104,11 +104,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
           }
         }
         else {
-          // flash_attention.py:74
+          // flash_attention.py:70
           #pragma unroll
           for (int jt_r7 = 0; jt_r7 < 64; ++jt_r7) s_frag[jt_r7] = 0.0f;
         }
-        // flash_attention.py:80
+        // flash_attention.py:76
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
@@ -124,12 +124,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
           jt::wgmma_wait<0>();
           jt::wgmma_hold(s_frag);
         }
-        // flash_attention.py:81
+        // flash_attention.py:77
         {
           #pragma unroll
           for (int jt_r8 = 0; jt_r8 < 2; ++jt_r8) m_prev_frag[jt_r8] = jt::cast<float>(m_frag[jt_r8]);
         }
-        // flash_attention.py:82
+        // flash_attention.py:78
         {
           float acc[2];
           acc[0] = jt::max(jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[0]), jt::cast<float>(s_frag[1])), jt::max(jt::cast<float>(s_frag[4]), jt::cast<float>(s_frag[5]))), jt::max(jt::max(jt::cast<float>(s_frag[8]), jt::cast<float>(s_frag[9])), jt::max(jt::cast<float>(s_frag[12]), jt::cast<float>(s_frag[13])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[16]), jt::cast<float>(s_frag[17])), jt::max(jt::cast<float>(s_frag[20]), jt::cast<float>(s_frag[21]))), jt::max(jt::max(jt::cast<float>(s_frag[24]), jt::cast<float>(s_frag[25])), jt::max(jt::cast<float>(s_frag[28]), jt::cast<float>(s_frag[29]))))), jt::max(jt::max(jt::max(jt::max(jt::cast<float>(s_frag[32]), jt::cast<float>(s_frag[33])), jt::max(jt::cast<float>(s_frag[36]), jt::cast<float>(s_frag[37]))), jt::max(jt::max(jt::cast<float>(s_frag[40]), jt::cast<float>(s_frag[41])), jt::max(jt::cast<float>(s_frag[44]), jt::cast<float>(s_frag[45])))), jt::max(jt::max(jt::max(jt::cast<float>(s_frag[48]), jt::cast<float>(s_frag[49])), jt::max(jt::cast<float>(s_frag[52]), jt::cast<float>(s_frag[53]))), jt::max(jt::max(jt::cast<float>(s_frag[56]), jt::cast<float>(s_frag[57])), jt::max(jt::cast<float>(s_frag[60]), jt::cast<float>(s_frag[61]))))));
@@ -141,7 +141,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
           m_frag[0] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[0]), acc[0]));
           m_frag[1] = jt::cast<float>(jt::max(jt::cast<float>(m_frag[1]), acc[1]));
         }
-        // flash_attention.py:83
+        // flash_attention.py:79
         {
           #pragma unroll
           for (int jt_r9 = 0; jt_r9 < 2; ++jt_r9) {
@@ -149,7 +149,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
             rescale_frag[(jt_r9 & 1)] = jt::exp2(((m_prev_frag[(jt_r9 & 1)] * 0.18033688011112042f) - (m_frag[(jt_r9 & 1)] * 0.18033688011112042f)));
           }
         }
-        // flash_attention.py:85
+        // flash_attention.py:81
         {
           #pragma unroll
           for (int jt_r10 = 0; jt_r10 < 64; ++jt_r10) {
@@ -158,7 +158,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
             s_frag[(jt_r10 & 1) | (((jt_r10 >> 1) & 1) << 1) | (((jt_r10 >> 2) & 1) << 2) | (((jt_r10 >> 3) & 1) << 3) | (((jt_r10 >> 4) & 1) << 4) | (((jt_r10 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r10 & 1) | (((jt_r10 >> 1) & 1) << 1) | (((jt_r10 >> 2) & 1) << 2) | (((jt_r10 >> 3) & 1) << 3) | (((jt_r10 >> 4) & 1) << 4) | (((jt_r10 >> 5) & 1) << 5)] * 0.18033688011112042f) - (m_frag[((jt_r10 >> 1) & 1)] * 0.18033688011112042f)));
           }
         }
-        // flash_attention.py:87
+        // flash_attention.py:83
         {
           float acc[2];
           acc[0] = (((((jt::cast<float>(s_frag[0]) + jt::cast<float>(s_frag[1])) + (jt::cast<float>(s_frag[4]) + jt::cast<float>(s_frag[5]))) + ((jt::cast<float>(s_frag[8]) + jt::cast<float>(s_frag[9])) + (jt::cast<float>(s_frag[12]) + jt::cast<float>(s_frag[13])))) + (((jt::cast<float>(s_frag[16]) + jt::cast<float>(s_frag[17])) + (jt::cast<float>(s_frag[20]) + jt::cast<float>(s_frag[21]))) + ((jt::cast<float>(s_frag[24]) + jt::cast<float>(s_frag[25])) + (jt::cast<float>(s_frag[28]) + jt::cast<float>(s_frag[29]))))) + ((((jt::cast<float>(s_frag[32]) + jt::cast<float>(s_frag[33])) + (jt::cast<float>(s_frag[36]) + jt::cast<float>(s_frag[37]))) + ((jt::cast<float>(s_frag[40]) + jt::cast<float>(s_frag[41])) + (jt::cast<float>(s_frag[44]) + jt::cast<float>(s_frag[45])))) + (((jt::cast<float>(s_frag[48]) + jt::cast<float>(s_frag[49])) + (jt::cast<float>(s_frag[52]) + jt::cast<float>(s_frag[53]))) + ((jt::cast<float>(s_frag[56]) + jt::cast<float>(s_frag[57])) + (jt::cast<float>(s_frag[60]) + jt::cast<float>(s_frag[61]))))));
@@ -170,7 +170,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
           l_tile_frag[0] = jt::cast<float>(acc[0]);
           l_tile_frag[1] = jt::cast<float>(acc[1]);
         }
-        // flash_attention.py:88
+        // flash_attention.py:84
         {
           #pragma unroll
           for (int jt_r11 = 0; jt_r11 < 2; ++jt_r11) {
@@ -178,12 +178,12 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
             l_frag[(jt_r11 & 1)] = ((l_frag[(jt_r11 & 1)] * rescale_frag[(jt_r11 & 1)]) + l_tile_frag[(jt_r11 & 1)]);
           }
         }
-        // flash_attention.py:90
+        // flash_attention.py:86
         {
           #pragma unroll
           for (int jt_r12 = 0; jt_r12 < 64; ++jt_r12) p_frag[jt_r12] = jt::cast<jt::half>(s_frag[jt_r12]);
         }
-        // flash_attention.py:91
+        // flash_attention.py:87
         {
           #pragma unroll
           for (int jt_r13 = 0; jt_r13 < 32; ++jt_r13) {
@@ -192,7 +192,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
             acc_frag[(jt_r13 & 1) | (((jt_r13 >> 1) & 1) << 1) | (((jt_r13 >> 2) & 1) << 2) | (((jt_r13 >> 3) & 1) << 3) | (((jt_r13 >> 4) & 1) << 4)] = (acc_frag[(jt_r13 & 1) | (((jt_r13 >> 1) & 1) << 1) | (((jt_r13 >> 2) & 1) << 2) | (((jt_r13 >> 3) & 1) << 3) | (((jt_r13 >> 4) & 1) << 4)] * rescale_frag[((jt_r13 >> 1) & 1)]);
           }
         }
-        // flash_attention.py:93
+        // flash_attention.py:89
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 2; (void)jt_wg_m;
@@ -225,7 +225,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
         }
       }
     }
-    // flash_attention.py:94
+    // flash_attention.py:90
     {
       #pragma unroll
       for (int jt_r14 = 0; jt_r14 < 32; ++jt_r14) {
@@ -234,7 +234,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
         acc_frag[(jt_r14 & 1) | (((jt_r14 >> 1) & 1) << 1) | (((jt_r14 >> 2) & 1) << 2) | (((jt_r14 >> 3) & 1) << 3) | (((jt_r14 >> 4) & 1) << 4)] = (acc_frag[(jt_r14 & 1) | (((jt_r14 >> 1) & 1) << 1) | (((jt_r14 >> 2) & 1) << 2) | (((jt_r14 >> 3) & 1) << 3) | (((jt_r14 >> 4) & 1) << 4)] / l_frag[((jt_r14 >> 1) & 1)]);
       }
     }
-    // flash_attention.py:96
+    // flash_attention.py:92
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 256);
     {
