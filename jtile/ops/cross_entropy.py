@@ -146,9 +146,12 @@ def cross_entropy_bwd_kernel(Lf, Labels, Lse, DLoss, *, tile):
     """dL = dloss * (softmax(L) - onehot(label)), in L's dtype, over the flattened logits.
 
     Shapes: Lf (M * V,) the logits flattened, Labels (M,) int32, Lse and DLoss (M,) float32;
-    output (M * V,). Each element finds its row and column from its flat index, so the tiles
-    stay 16-byte aligned whatever V is: a row of an odd vocabulary starts at an odd address,
-    and row-wise tiles of it could only move one element at a time.
+    output (M * V,). Flat tiles stay 16-byte aligned whatever V is: a row of an odd
+    vocabulary starts at an odd address, and row-wise tiles of it could only move one element
+    at a time. Rows of at least `tile` logits: a tile spans at most two rows, so each block
+    reads the two rows' logsumexp, dloss and label once, and each element only picks between
+    them (the per-element row division, gathers and label test took most of the time at a
+    50k vocabulary). Narrower rows: each element finds its row from its flat index.
     """
     (E,) = Lf.shape
     (M,) = Labels.shape
@@ -157,51 +160,39 @@ def cross_entropy_bwd_kernel(Lf, Labels, Lse, DLoss, *, tile):
     with T.Kernel(T.ceildiv(E, tile), threads=FLAT_THREADS) as bx:
         logits = T.alloc_fragment((tile,), Lf.dtype)
         T.copy(Lf[bx * tile], logits)
-        for i in T.Parallel(tile):
-            flat = bx * tile + i
-            row = T.min(flat // V, M - 1)
-            label = T.min(T.max(Labels[row], 0), V - 1)
-            p = T.exp2((T.cast(logits[i], F32) - Lse[row]) * LOG2_E)
-            hit = T.if_then_else(flat - row * V == label, 1.0, 0.0)
-            logits[i] = T.cast(DLoss[row] * (p - hit), Lf.dtype)
+        if V >= tile:
+            _two_row_gradient(logits, Labels, Lse, DLoss, bx * tile, V, Lf.dtype)
+        else:
+            for i in T.Parallel(tile):
+                flat = bx * tile + i
+                row = T.min(flat // V, M - 1)
+                label = T.min(T.max(Labels[row], 0), V - 1)
+                p = T.exp2((T.cast(logits[i], F32) - Lse[row]) * LOG2_E)
+                hit = T.if_then_else(flat - row * V == label, 1.0, 0.0)
+                logits[i] = T.cast(DLoss[row] * (p - hit), Lf.dtype)
         T.copy(logits, DL[bx * tile])
     return DL
 
 
-def cross_entropy_bwd_wide_kernel(Lf, Labels, Lse, DLoss, *, tile):
-    """`cross_entropy_bwd_kernel` for rows of at least `tile` logits: a tile then spans at
-    most two rows, so each block reads the two rows' logsumexp, dloss and label once, and
-    each element only picks between them (the per-element row division, gathers and label
-    test took most of the generic kernel's time at a 50k vocabulary)."""
-    (E,) = Lf.shape
+def _two_row_gradient(logits, Labels, Lse, DLoss, start, V, dtype):
+    """The gradient of a tile starting at flat index `start` that spans at most two rows."""
     (M,) = Labels.shape
-    V = E // M
-    DL = T.empty((E,), Lf.dtype)
-    with T.Kernel(T.ceildiv(E, tile), threads=FLAT_THREADS) as bx:
-        logits = T.alloc_fragment((tile,), Lf.dtype)
-        T.copy(Lf[bx * tile], logits)
-        first = bx * tile // V
-        second = T.min(first + 1, M - 1)
-        # Tile positions: where the second row starts, and each row's label.
-        split = T.alloc_var("int32", (first + 1) * V - bx * tile)
-        label_first = T.alloc_var(
-            "int32", first * V + T.min(T.max(Labels[first], 0), V - 1) - bx * tile)
-        label_second = T.alloc_var(
-            "int32", second * V + T.min(T.max(Labels[second], 0), V - 1) - bx * tile)
-        lse_first = T.alloc_var(F32, Lse[first] * LOG2_E)
-        lse_second = T.alloc_var(F32, Lse[second] * LOG2_E)
-        g_first = T.alloc_var(F32, DLoss[first])
-        g_second = T.alloc_var(F32, DLoss[second])
-        for i in T.Parallel(tile):
-            later = i >= split
-            p = T.exp2(T.cast(logits[i], F32) * LOG2_E
-                       - T.if_then_else(later, lse_second, lse_first))
-            hit = T.if_then_else(i == T.if_then_else(later, label_second, label_first),
-                                 1.0, 0.0)
-            logits[i] = T.cast(T.if_then_else(later, g_second, g_first) * (p - hit),
-                               Lf.dtype)
-        T.copy(logits, DL[bx * tile])
-    return DL
+    first = start // V
+    second = T.min(first + 1, M - 1)
+    # Tile positions: where the second row starts, and each row's label.
+    split = T.alloc_var("int32", (first + 1) * V - start)
+    label_first = T.alloc_var("int32", first * V + T.min(T.max(Labels[first], 0), V - 1) - start)
+    label_second = T.alloc_var(
+        "int32", second * V + T.min(T.max(Labels[second], 0), V - 1) - start)
+    lse_first = T.alloc_var(F32, Lse[first] * LOG2_E)
+    lse_second = T.alloc_var(F32, Lse[second] * LOG2_E)
+    g_first = T.alloc_var(F32, DLoss[first])
+    g_second = T.alloc_var(F32, DLoss[second])
+    for i in T.Parallel(logits.shape[0]):
+        later = i >= split
+        p = T.exp2(T.cast(logits[i], F32) * LOG2_E - T.if_then_else(later, lse_second, lse_first))
+        hit = T.if_then_else(i == T.if_then_else(later, label_second, label_first), 1.0, 0.0)
+        logits[i] = T.cast(T.if_then_else(later, g_second, g_first) * (p - hit), dtype)
 
 
 @functools.lru_cache(maxsize=None)
@@ -249,10 +240,8 @@ def _cross_entropy_fwd(logits, labels, interpret):
 def _cross_entropy_bwd(interpret, saved, dloss):
     logits, labels, lse = saved
     flat = logits.reshape(-1)
-    tile = flat_tile(flat.shape[0], flat.dtype.itemsize)
-    wide = logits.shape[1] >= tile
-    launch = _launcher(cross_entropy_bwd_wide_kernel if wide else cross_entropy_bwd_kernel,
-                       "cross_entropy_bwd", interpret, tile=tile)
+    launch = _launcher(cross_entropy_bwd_kernel, "cross_entropy_bwd", interpret,
+                       tile=flat_tile(flat.shape[0], flat.dtype.itemsize))
     dlogits = launch(flat, labels, lse, dloss.astype(jnp.float32)).reshape(logits.shape)
     return match_varying(dlogits, logits), None
 
