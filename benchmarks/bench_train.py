@@ -10,10 +10,16 @@ the jnp model (>1: jtile faster) and the difference between the two models' loss
     python benchmarks/bench_train.py                   # the example's default (H200) sizes
     python benchmarks/bench_train.py --data-parallel   # over every local GPU
     python benchmarks/bench_train.py --tiny            # any size flag of the example works
+    python benchmarks/bench_train.py --ablate          # also: jtile with one op from jnp
+
+`--ablate` adds, for each op of the model, the jtile model with that one op taken from the
+jax.numpy model: in the whole step XLA fuses elementwise work into its neighbours, so an
+op's time alone does not say what it costs in the step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -44,7 +50,14 @@ def _timed(run: train_gpt.Run, tokens, targets, iters: int, reps: int):
     return ms, float(loss)
 
 
+ABLATED_OPS = ("rms_norm", "rotary", "attention", "swiglu", "loss")
+
+
 def main(argv=None) -> list[str]:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ablate = "--ablate" in argv
+    if ablate:
+        argv.remove("--ablate")
     args = train_gpt.parse_args(argv)
     corpus = corpus_lib.load_corpus(min(args.corpus_bytes, 4 << 20))
     cfg = train_gpt.config_from_args(args, corpus.vocab_size)
@@ -55,8 +68,14 @@ def main(argv=None) -> list[str]:
     optimizer = step_lib.make_optimizer(args.lr, args.steps, args.warmup, args.weight_decay)
     iters, reps = (3, 3) if args.tiny else (10, 5)
 
-    baseline = train_gpt.make_run("jnp", gpt.jnp_ops(cfg.eps), cfg, params, optimizer, mesh)
-    jtile_configs = {"xla matmul": False, "jtile matmul": True}
+    jnp_ops = gpt.jnp_ops(cfg.eps)
+    baseline = train_gpt.make_run("jnp", jnp_ops, cfg, params, optimizer, mesh)
+    jtile_configs = {"xla matmul": gpt.jtile_ops(cfg.eps, use_matmul=False),
+                     "jtile matmul": gpt.jtile_ops(cfg.eps, use_matmul=True)}
+    if ablate:
+        for op in ABLATED_OPS:
+            jtile_configs[f"xla matmul, jnp {op}"] = dataclasses.replace(
+                jtile_configs["xla matmul"], **{op: getattr(jnp_ops, op)})
 
     devices = 1 if mesh is None else mesh.devices.size
     workload = (f"train step d{cfg.d_model} L{cfg.n_layers} h{cfg.n_heads}/{cfg.n_kv_heads}x"
@@ -69,9 +88,8 @@ def main(argv=None) -> list[str]:
     base = _timed(baseline, tokens, targets, iters, reps)
     if base is not None:
         print(f"  {baseline.name} {base[0]:8.3f} ms {_rate(base[0], flops, None)}", flush=True)
-    for label, use_matmul in jtile_configs.items():
-        run = train_gpt.make_run("jtile", gpt.jtile_ops(cfg.eps, use_matmul=use_matmul), cfg,
-                                 params, optimizer, mesh)
+    for label, ops in jtile_configs.items():
+        run = train_gpt.make_run("jtile", ops, cfg, params, optimizer, mesh)
         got = _timed(run, tokens, targets, iters, reps)
         if got is None:
             ROWS.append(f"{workload:<46} FAILED  [{label}]")

@@ -4,7 +4,7 @@
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
 #                                    attention-overlap|attention-order|
-#                                    ops-bench|ragged-bench|train|train-dp]...
+#                                    ops-bench|ragged-bench|train|train-ablate|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
 # (default: tests examples sanitize bench)
@@ -91,6 +91,10 @@ for part in "${parts[@]}"; do
       timeout 300 python3 examples/train_gpt.py --plot "$out/train_loss.png" \
         --losses-json "$out/train_losses.json" 2>&1 | tee "$out/train.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
+    train-ablate)
+      # The training step with each jtile op in turn taken from the jax.numpy model.
+      timeout 420 python3 benchmarks/bench_train.py --ablate 2>&1 \
+        | tee "$out/bench_train_ablate.log" | tail -12 ;;
     train-dp)
       # Every local GPU, data parallel, beside the one-GPU run of the jtile model.
       timeout 300 python3 examples/train_gpt.py --data-parallel --steps 100 \
