@@ -3,8 +3,9 @@
 With halves `x1, x2 = x[..., :d/2], x[..., d/2:]` the result is `concat(x1*cos - x2*sin,
 x2*cos + x1*sin)`, cos and sin of shape (seq, d/2). One block per (batch, position) rotates all
 heads of that token: the two halves move as (heads, d/2) tiles. The backward rotates the
-cotangent by the opposite angle and, for cos and sin, sums `dy * x` products over the heads in
-registers and over the batch with `column_sum`. Any arch (sm_80+).
+cotangent by the opposite angle (the forward kernel, when cos and sin are constants) and, when
+cos or sin is differentiated, sums `dy * x` products over the heads in registers and over the
+batch with `column_sum`. Any arch (sm_80+).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import functools
 
 import jax
+import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 import jtile
 import jtile.language as T
@@ -19,7 +22,7 @@ from jtile.ops import checks
 from jtile.ops.column_sum import column_sum
 from jtile.ops.mode import resolve_interpret
 from jtile.ops.rows import next_power_of_2
-from jtile.ops.sharding import match_varying
+from jtile.ops.sharding import match_varying, witness
 
 __all__ = ["rotary"]
 
@@ -152,18 +155,31 @@ def _tokens(x):
     return x.reshape(batch * seq, heads, dim)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
-def _rotary(x, cos, sin, interpret):
-    launch = _launcher(rotary_fwd_kernel, "rotary_fwd", interpret, seq=x.shape[1], sign=1.0)
+def _rotate(x, cos, sin, interpret, sign):
+    launch = _launcher(rotary_fwd_kernel, "rotary_fwd" if sign > 0 else "rotary_back",
+                       interpret, seq=x.shape[1], sign=sign)
     return launch(_tokens(x), cos, sin).reshape(x.shape)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def _rotary(x, cos, sin, interpret):
+    return _rotate(x, cos, sin, interpret, 1.0)
+
+
 def _rotary_fwd(x, cos, sin, interpret):
-    return _rotary(x, cos, sin, interpret), (x, cos, sin)
+    # Tables computed from constants (the usual case) are not differentiated: their
+    # gradient needs x again and a sum over the batch, so x is saved only when one is.
+    tables = cos.perturbed or sin.perturbed
+    y = _rotary(x.value, cos.value, sin.value, interpret)
+    return y, (x.value if tables else None, witness(x.value), cos.value, sin.value)
 
 
 def _rotary_bwd(interpret, saved, dy):
-    x, cos, sin = saved
+    x, x_type, cos, sin = saved
+    if isinstance(dy, SymbolicZero):
+        dy = jnp.zeros(dy.shape, dy.dtype)
+    if x is None:  # dx alone: dy rotated back by the forward kernel
+        return match_varying(_rotate(dy, cos, sin, interpret, -1.0), x_type), None, None
     batch, seq, _, dim = x.shape
     launch = _launcher(rotary_bwd_kernel, "rotary_bwd", interpret, seq=seq)
     dx, dcos_partial, dsin_partial = launch(_tokens(x), cos, sin, _tokens(dy))
@@ -173,7 +189,7 @@ def _rotary_bwd(interpret, saved, dy):
             match_varying(dsin.reshape(sin.shape), sin))
 
 
-_rotary.defvjp(_rotary_fwd, _rotary_bwd)
+_rotary.defvjp(_rotary_fwd, _rotary_bwd, symbolic_zeros=True)
 
 
 def rotary(x, cos, sin, *, interpret=None):

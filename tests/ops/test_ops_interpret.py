@@ -141,6 +141,32 @@ def test_rotary_with_a_head_count_that_is_not_a_power_of_2(heads):
         ref.assert_close(g, w, jnp.float32, ref.GRAD_TOLERANCE)
 
 
+def test_rotary_with_constant_tables_rotates_the_cotangent_back(monkeypatch):
+    """Tables computed from constants (a model's usual case) are not differentiated: the
+    backward is the forward kernel at the opposite angle, without x's second read and the
+    tables' batch sums; with a table differentiated the full backward runs."""
+    from tests.ops.launches import compile_every_launch
+
+    launched = compile_every_launch(monkeypatch)
+    k = keys("rotary-constant-tables", 3)
+    x = normal(k[0], (2, 6, 4, 32), jnp.float32)
+    cot = normal(k[1], x.shape, jnp.float32)
+    angle = np.asarray(jax.random.uniform(k[2], (6, 16), jnp.float32, 0, 6.3))
+
+    def loss(f):
+        return lambda x: jnp.sum(f(x, jnp.cos(angle), jnp.sin(angle)) * cot)
+
+    got = jax.jit(jax.grad(loss(functools.partial(ops.rotary, interpret=True))))(x)
+    ref.assert_close(got, jax.grad(loss(ref.rotary))(x), jnp.float32, ref.GRAD_TOLERANCE)
+    assert [name for name, _ in launched] == ["rotary_fwd", "rotary_back"]
+
+    launched.clear()
+    cos = jnp.cos(jnp.asarray(angle))
+    jax.grad(lambda x, c: jnp.sum(ops.rotary(x, c, jnp.sin(angle), interpret=True) * cot),
+             (0, 1))(x, cos)
+    assert [name for name, _ in launched][:2] == ["rotary_fwd", "rotary_bwd"]
+
+
 def test_softmax_over_a_middle_axis():
     x = normal(keys("softmax-axis", 1)[0], (4, 16, 8), jnp.float32, 2.0)
     ref.assert_close(ops.softmax(x, axis=1, interpret=True), jax.nn.softmax(x, axis=1),
