@@ -4,7 +4,7 @@
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
 #                                    attention-overlap|attention-order|
-#                                    ops-bench|ragged-bench|train|train-ablate|train-dp]...
+#                                    ops-bench|ragged-bench|train|train-ablate|trace-train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
 # (default: tests examples sanitize bench)
@@ -142,6 +142,10 @@ for part in "${parts[@]}"; do
       ncu -i "$out/stalls.ncu-rep" --page source --csv --print-source sass \
         > "$out/stalls_sass.csv" 2> "$out/stalls_sass.err"
       tail -3 "$out/stalls_sass.err"; wc -l "$out/stalls_sass.csv" ;;
+    trace-train)
+      # Per-kernel GPU time of a training step (jax.profiler, CUPTI), jtile beside jnp+cuDNN.
+      timeout 300 python3 scripts/profile_train_step.py --trace /tmp/step_trace 2>&1 \
+        | tee "$out/trace_train.log" | tail -100 ;;
     profile-train)
       # Per-kernel GPU time of one training step, jtile model and jax.numpy + cuDNN model.
       # XLA's command buffers (CUDA graphs) are off so that each kernel launch is seen.

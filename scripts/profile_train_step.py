@@ -1,17 +1,16 @@
-"""Per-kernel GPU time of one training step of examples/train_gpt.py, jtile model beside the
+"""Per-kernel GPU time of a training step of examples/train_gpt.py, jtile model beside the
 jax.numpy + cuDNN model, so that a gap in the step time can be traced to the kernels behind it.
 
-The model's step (`--model jtile` or `jnp`; the example's size flags work) is compiled and
-run twice, then once more between cuProfilerStart and cuProfilerStop; Nsight Compute records
-only that window:
+Each model's step (the example's size flags work) is compiled and run twice, then three times
+under `jax.profiler.trace` (CUPTI: no Nsight needed); the kernels on the GPU streams are
+grouped by name (jtile kernels carry their op's name; XLA's fusions and cuBLAS/cuDNN kernels
+the first word of theirs) and printed per step, the two models side by side:
 
-    ncu --profile-from-start off --metrics gpu__time_duration.sum --csv \\
-        python3 scripts/profile_train_step.py --model jtile > jtile.csv
-    python3 scripts/profile_train_step.py --summarise jtile.csv jnp.csv
+    python3 scripts/profile_train_step.py --trace /tmp/step_trace [size flags]
 
-The summary groups kernels by name (the jtile kernels carry their op's name; XLA's fusions
-and cuBLAS/cuDNN kernels are grouped by the first word of theirs) and prints each model's
-total beside the groups that make it up.
+`--model jtile|jnp` runs one step between cuProfilerStart and cuProfilerStop for Nsight
+Compute instead (`ncu --profile-from-start off --metrics gpu__time_duration.sum --csv`), and
+`--summarise a.csv b.csv` groups such CSVs.
 """
 
 from __future__ import annotations
@@ -27,6 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+TRACED_STEPS = 3
+
+
 def _profiler(on: bool) -> None:
     libcuda = ctypes.CDLL("libcuda.so.1")
     status = (libcuda.cuProfilerStart if on else libcuda.cuProfilerStop)()
@@ -34,7 +36,8 @@ def _profiler(on: bool) -> None:
         raise SystemExit(f"cuProfiler{'Start' if on else 'Stop'} returned CUDA error {status}")
 
 
-def profile(model: str, argv) -> None:
+def _run(model: str, argv):
+    """(the model's compiled step as a thunk), warmed up."""
     import jax
     from examples import train_gpt
     from examples.gpt import corpus as corpus_lib
@@ -50,11 +53,67 @@ def profile(model: str, argv) -> None:
     optimizer = step_lib.make_optimizer(args.lr, args.steps, args.warmup, args.weight_decay)
     ops = gpt.jtile_ops(cfg.eps) if model == "jtile" else gpt.jnp_ops(cfg.eps)
     run = train_gpt.make_run(model, ops, cfg, params, optimizer, None)
-    for _ in range(2):
+
+    def step():
         jax.block_until_ready(run.step(run.params, run.opt_state, tokens, targets))
+
+    for _ in range(2):
+        step()
+    return step
+
+
+def profile(model: str, argv) -> None:
+    step = _run(model, argv)
     _profiler(True)
-    jax.block_until_ready(run.step(run.params, run.opt_state, tokens, targets))
+    step()
     _profiler(False)
+
+
+def _stream_kernels(trace_dir: str) -> collections.Counter:
+    """Microseconds per kernel group in the perfetto trace under `trace_dir`, from the
+    GPU streams' timelines (not the XLA-op lines, which repeat the same time)."""
+    import glob
+    import gzip
+    import json
+
+    path = sorted(glob.glob(os.path.join(trace_dir, "**", "perfetto_trace.json.gz"),
+                            recursive=True))[-1]
+    events = json.load(gzip.open(path))
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    processes, threads = {}, {}
+    for e in events:
+        if e.get("ph") == "M" and e.get("name") == "process_name":
+            processes[e["pid"]] = e["args"]["name"]
+        elif e.get("ph") == "M" and e.get("name") == "thread_name":
+            threads[(e["pid"], e["tid"])] = e["args"]["name"]
+    totals = collections.Counter()
+    for e in events:
+        if e.get("ph") != "X" or "GPU" not in processes.get(e["pid"], ""):
+            continue
+        if "stream" not in threads.get((e["pid"], e["tid"]), "").lower():
+            continue
+        totals[_group(e["name"])] += e["dur"]
+    if not totals:
+        names = sorted(set(threads.values()))[:30]
+        raise SystemExit(f"no GPU stream events in {path}; processes {processes}, threads {names}")
+    return totals
+
+
+def trace(trace_dir: str, argv) -> None:
+    import jax
+
+    per_model = {}
+    for model in ("jtile", "jnp"):
+        step = _run(model, argv)
+        model_dir = os.path.join(trace_dir, model)
+        with jax.profiler.trace(model_dir, create_perfetto_trace=True):
+            for _ in range(TRACED_STEPS):
+                step()
+        per_model[model] = _stream_kernels(model_dir)
+    for model, totals in per_model.items():
+        print(f"\n{model}: {sum(totals.values()) / TRACED_STEPS / 1e3:.3f} ms of kernels per step")
+        for group, us in totals.most_common(45):
+            print(f"  {us / TRACED_STEPS / 1e3:8.3f} ms  {group}")
 
 
 def _group(name: str) -> str:
@@ -87,7 +146,9 @@ def summarise(paths) -> None:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["--summarise"]:
+    if sys.argv[1:2] == ["--trace"] and len(sys.argv) > 2:
+        trace(sys.argv[2], sys.argv[3:])
+    elif sys.argv[1:2] == ["--summarise"]:
         summarise(sys.argv[2:])
     elif sys.argv[1:2] == ["--model"] and len(sys.argv) > 2:
         profile(sys.argv[2], sys.argv[3:])
