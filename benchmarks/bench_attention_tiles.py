@@ -151,22 +151,35 @@ def _environment(settings):
         attention_module._launcher.cache_clear()
 
 
-def overlap_table(rounds: int = 2):
+# The --variants table: the plain schedule beside each code-generation setting that changed
+# since the forward last ran faster (thread-written epilogues, the producer's register share).
+SETTING_VARIANTS = {
+    "plain": {"JTILE_OVERLAP_GEMMS": "0"},
+    "overlapped": {"JTILE_OVERLAP_GEMMS": "1"},
+    "plain, thread store": {"JTILE_OVERLAP_GEMMS": "0", "JTILE_TMA_STORE": "0"},
+    "plain, producer 40": {"JTILE_OVERLAP_GEMMS": "0", "JTILE_PRODUCER_REGISTERS": "40"},
+    "plain, both": {"JTILE_OVERLAP_GEMMS": "0", "JTILE_TMA_STORE": "0",
+                    "JTILE_PRODUCER_REGISTERS": "40"},
+}
+
+
+def overlap_table(rounds: int = 2, variants=None, shapes=None):
     """The forward with and without the P V overlap, alternating, per tile shape that the
     overlap applies to (three stages or more). Where the fragments do not fit the registers
     the overlapped variant falls back to the plain schedule, so its time equals the plain
-    one."""
-    for shape in FORWARD_SHAPES[1:]:
+    one. `variants` and `shapes` replace the settings and the workloads compared."""
+    variants = variants or OVERLAP_VARIANTS
+    for shape in shapes or FORWARD_SHAPES[1:]:
         causal, d = shape[5], shape[4]
         (q, k, v), work, label = _forward_inputs(*shape)
         mine = functools.partial(ops.attention, causal=causal, interpret=False)
         for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
             if stages < 3:
                 continue
-            times = {name: [] for name in OVERLAP_VARIANTS}
+            times = {name: [] for name in variants}
             with _forward_tiles(d, block_m, block_n, stages, threads):
                 for _ in range(rounds):
-                    for name, settings in OVERLAP_VARIANTS.items():
+                    for name, settings in variants.items():
                         with _environment(settings):
                             times[name].append(_time(mine, (q, k, v))[0])
             best = {name: min(t) for name, t in times.items()}
@@ -213,6 +226,9 @@ def main():
         return
     if "--overlap" in sys.argv:
         overlap_table()
+        return
+    if "--variants" in sys.argv:
+        overlap_table(variants=SETTING_VARIANTS, shapes=FORWARD_SHAPES[1:4:2])
         return
     if "--order" in sys.argv:
         order_table()

@@ -57,6 +57,9 @@ def _run(model: str, argv):
     def step():
         jax.block_until_ready(run.step(run.params, run.opt_state, tokens, targets))
 
+    # Steps enqueued back to back, as a training loop runs them (the host goes ahead).
+    step.enqueue = lambda: run.step(run.params, run.opt_state, tokens, targets)
+
     for _ in range(2):
         step()
     return step
@@ -86,17 +89,31 @@ def _stream_kernels(trace_dir: str) -> collections.Counter:
             processes[e["pid"]] = e["args"]["name"]
         elif e.get("ph") == "M" and e.get("name") == "thread_name":
             threads[(e["pid"], e["tid"])] = e["args"]["name"]
-    totals = collections.Counter()
-    for e in events:
-        if e.get("ph") != "X" or "GPU" not in processes.get(e["pid"], ""):
-            continue
-        if "stream" not in threads.get((e["pid"], e["tid"]), "").lower():
-            continue
-        totals[_group(e["name"])] += e["dur"]
-    if not totals:
+    kernels = sorted((e for e in events if e.get("ph") == "X"
+                      and "GPU" in processes.get(e["pid"], "")
+                      and "stream" in threads.get((e["pid"], e["tid"]), "").lower()),
+                     key=lambda e: e["ts"])
+    if not kernels:
         names = sorted(set(threads.values()))[:30]
         raise SystemExit(f"no GPU stream events in {path}; processes {processes}, threads {names}")
-    return totals
+    totals = collections.Counter()
+    for e in kernels:
+        totals[_group(e["name"])] += e["dur"]
+    # Idle time between consecutive kernels, by the kernel that waited (what follows a gap
+    # was not ready: its launch, or the host work before it, was late).
+    gaps = collections.Counter()
+    for before, after in zip(kernels, kernels[1:]):
+        idle = after["ts"] - (before["ts"] + before["dur"])
+        if idle > 0:
+            gaps[_group(after["name"])] += idle
+    span = kernels[-1]["ts"] + kernels[-1]["dur"] - kernels[0]["ts"]
+    # Host work (XLA's thunks, jtile's FFI handler) by name, for a step the host cannot feed.
+    host = collections.Counter()
+    for e in events:
+        if e.get("ph") == "X" and "host" in processes.get(e["pid"], "").lower() \
+                and not e["name"].startswith("$"):
+            host[e["name"][:70]] += e["dur"]
+    return totals, gaps, len(kernels), span, host
 
 
 def trace(trace_dir: str, argv) -> None:
@@ -107,13 +124,23 @@ def trace(trace_dir: str, argv) -> None:
         step = _run(model, argv)
         model_dir = os.path.join(trace_dir, model)
         with jax.profiler.trace(model_dir, create_perfetto_trace=True):
-            for _ in range(TRACED_STEPS):
-                step()
+            for _ in range(TRACED_STEPS - 1):
+                step.enqueue()
+            step()
         per_model[model] = _stream_kernels(model_dir)
-    for model, totals in per_model.items():
-        print(f"\n{model}: {sum(totals.values()) / TRACED_STEPS / 1e3:.3f} ms of kernels per step")
+    for model, (totals, gaps, launches, span, host) in per_model.items():
+        print(f"\n{model}: {span / TRACED_STEPS / 1e3:.3f} ms per step from the first kernel "
+              f"to the last: {sum(totals.values()) / TRACED_STEPS / 1e3:.3f} ms of kernels and "
+              f"{sum(gaps.values()) / TRACED_STEPS / 1e3:.3f} ms idle between them, "
+              f"{launches // TRACED_STEPS} launches")
         for group, us in totals.most_common(45):
             print(f"  {us / TRACED_STEPS / 1e3:8.3f} ms  {group}")
+        print("  idle before:")
+        for group, us in gaps.most_common(12):
+            print(f"  {us / TRACED_STEPS / 1e3:8.3f} ms  {group}")
+        print("  host (summed over threads; nested events count twice):")
+        for name, us in host.most_common(25):
+            print(f"  {us / TRACED_STEPS / 1e3:8.3f} ms  {name}")
 
 
 def _group(name: str) -> str:
