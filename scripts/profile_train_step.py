@@ -54,11 +54,15 @@ def _run(model: str, argv):
     ops = gpt.jtile_ops(cfg.eps) if model == "jtile" else gpt.jnp_ops(cfg.eps)
     run = train_gpt.make_run(model, ops, cfg, params, optimizer, None)
 
+    def enqueue():  # each step takes the state the last returned (the step donates it)
+        run.params, run.opt_state, loss = run.step(run.params, run.opt_state, tokens, targets)
+        return loss
+
     def step():
-        jax.block_until_ready(run.step(run.params, run.opt_state, tokens, targets))
+        jax.block_until_ready(enqueue())
 
     # Steps enqueued back to back, as a training loop runs them (the host goes ahead).
-    step.enqueue = lambda: run.step(run.params, run.opt_state, tokens, targets)
+    step.enqueue = enqueue
 
     for _ in range(2):
         step()
