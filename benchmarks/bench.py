@@ -109,15 +109,12 @@ def _rate(ms, flops, bytes_moved):
     return ""
 
 
-# cluster_n=2: pairs of column blocks in a thread-block cluster, A tiles multicast by TMA;
-# swizzle: blocks started in panels of that many block rows (L2 reuse, T.use_swizzle).
+# cluster_n=2: pairs of column blocks in a thread-block cluster, A tiles multicast by TMA.
 GEMM_CONFIGS = (
     dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
     dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256),
     dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256, cluster_n=2),
-    dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256, swizzle=8),
-    dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256, swizzle=16),
-    dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256, swizzle=8),
+    dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256, cluster_n=2),
 )
 
 ATTENTION_CONFIGS = (

@@ -3,6 +3,7 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
     python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
+    python benchmarks/bench_attention_tiles.py --persistent  # persistent tile loops or not
     python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
                                                            # JTILE_OVERLAP_GEMMS
     python benchmarks/bench_attention_tiles.py --order     # causal launch orders
@@ -163,18 +164,32 @@ SETTING_VARIANTS = {
 }
 
 
-def overlap_table(rounds: int = 2, variants=None, shapes=None):
+# The --persistent table: one block per tile against the compiler's persistent tile loop
+# (JTILE_PERSISTENT, non-causal kernels only: causal tiles do unequal work). An earlier H200
+# run of benchmarks/bench.py with JTILE_PERSISTENT=1 (h200_bench_persistent.log) timed D64
+# full at 0.673 ms against 0.756-0.831 ms in the runs without it since.
+PERSISTENT_VARIANTS = {
+    "one block per tile": {"JTILE_PERSISTENT": "0"},
+    "persistent": {"JTILE_PERSISTENT": "1"},
+}
+
+
+def overlap_table(rounds: int = 2, variants=None, shapes=None, shipped_only=False):
     """The forward with and without the P V overlap, alternating, per tile shape that the
     overlap applies to (three stages or more). Where the fragments do not fit the registers
     the overlapped variant falls back to the plain schedule, so its time equals the plain
-    one. `variants` and `shapes` replace the settings and the workloads compared."""
+    one. `variants` and `shapes` replace the settings and the workloads compared;
+    `shipped_only` times the op's own forward tile alone."""
     variants = variants or OVERLAP_VARIANTS
     for shape in shapes or FORWARD_SHAPES[1:]:
         causal, d = shape[5], shape[4]
         (q, k, v), work, label = _forward_inputs(*shape)
         mine = functools.partial(ops.attention, causal=causal, interpret=False)
-        for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
-            if stages < 3:
+        shipped = attention_module.HOPPER_TILES[d][0]
+        candidates = ([tuple(shipped[key] for key in ("block_m", "block_n", "stages", "threads"))]
+                      if shipped_only else FORWARD_CANDIDATES)
+        for block_m, block_n, stages, threads in candidates:
+            if stages < 3 and not shipped_only:
                 continue
             times = {name: [] for name in variants}
             with _forward_tiles(d, block_m, block_n, stages, threads):
@@ -183,7 +198,7 @@ def overlap_table(rounds: int = 2, variants=None, shapes=None):
                         with _environment(settings):
                             times[name].append(_time(mine, (q, k, v))[0])
             best = {name: min(t) for name, t in times.items()}
-            plain = best["plain"]
+            plain = next(iter(best.values()))  # the first variant is the reference
             cells = "  ".join(f"{name} {t:7.3f} ms {work / t / 1e9:6.1f} TFLOP/s "
                               f"x{plain / t:5.2f}" for name, t in best.items())
             print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages}  {cells}", flush=True)
@@ -226,6 +241,10 @@ def main():
         return
     if "--overlap" in sys.argv:
         overlap_table()
+        return
+    if "--persistent" in sys.argv:
+        overlap_table(variants=PERSISTENT_VARIANTS, shapes=FORWARD_SHAPES[1::2],
+                      shipped_only=True)
         return
     if "--variants" in sys.argv:
         overlap_table(variants=SETTING_VARIANTS, shapes=FORWARD_SHAPES[1:4:2])

@@ -21,19 +21,16 @@ except ImportError:
 
 
 def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_a, trans_b,
-                  cluster_n=1, swizzle=0):
+                  cluster_n=1):
     """C = op(A) @ op(B), op transposing where asked; float32 accumulation.
 
     `cluster_n` > 1 groups that many neighbouring column blocks into a thread-block cluster
     (sm_90+): they share their A tiles, which TMA then multicasts to all of them.
-    `swizzle` > 0 starts the blocks in panels of that many block rows (T.use_swizzle), so
-    that the blocks running at once share their A and B tiles in the L2 cache.
     """
     M, N = C.shape
     K = A.shape[0] if trans_a else A.shape[1]
     with T.Kernel(T.ceildiv(N, block_n), T.ceildiv(M, block_m), threads=threads,
                   cluster_dims=cluster_n) as (bx, by):
-        T.use_swizzle(max(swizzle, 1), enable=swizzle > 0)
         a_tile = T.alloc_shared((block_k, block_m) if trans_a else (block_m, block_k), A.dtype)
         b_tile = T.alloc_shared((block_n, block_k) if trans_b else (block_k, block_n), B.dtype)
         acc = T.alloc_fragment((block_m, block_n), "float32")
@@ -52,13 +49,12 @@ def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_
 
 
 def matmul(a, b, *, trans_a=False, trans_b=False, block_m=128, block_n=128, block_k=32,
-           stages=3, threads=128, cluster_n=1, swizzle=0, interpret=INTERPRET):
+           stages=3, threads=128, cluster_n=1, interpret=INTERPRET):
     m = a.shape[1] if trans_a else a.shape[0]
     n = b.shape[0] if trans_b else b.shape[1]
     kernel = functools.partial(matmul_kernel, block_m=block_m, block_n=block_n,
                                block_k=block_k, stages=stages, threads=threads,
-                               trans_a=trans_a, trans_b=trans_b, cluster_n=cluster_n,
-                               swizzle=swizzle)
+                               trans_a=trans_a, trans_b=trans_b, cluster_n=cluster_n)
     out = jax.ShapeDtypeStruct((m, n), a.dtype)
     return jtile.pallas_like(kernel, out_shape=out, name="matmul", interpret=interpret)(a, b)
 
@@ -94,17 +90,15 @@ MATMUL_CONFIGS = (
     dict(block_m=128, block_n=128, block_k=64, stages=4, threads=256),
     dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
     dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256),
-    dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256, swizzle=16),
 )
 
 
 @jtile.autotune(configs=MATMUL_CONFIGS, key=["a", "b", "trans_a", "trans_b"])
 def matmul_autotuned(a, b, *, trans_a=False, trans_b=False, block_m, block_n, block_k, stages,
-                     threads, swizzle=0, interpret=INTERPRET):
+                     threads, interpret=INTERPRET):
     """`matmul` with the tile shape picked by timing MATMUL_CONFIGS (per shapes and dtypes)."""
     return matmul(a, b, trans_a=trans_a, trans_b=trans_b, block_m=block_m, block_n=block_n,
-                  block_k=block_k, stages=stages, threads=threads, swizzle=swizzle,
-                  interpret=interpret)
+                  block_k=block_k, stages=stages, threads=threads, interpret=interpret)
 
 
 # `dot` whose three GEMMs (forward, dA, dB) are each autotuned for their own shapes.

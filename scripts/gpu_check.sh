@@ -3,7 +3,7 @@
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
-#                                    attention-overlap|attention-order|
+#                                    attention-overlap|attention-order|attention-persistent|
 #                                    ops-bench|ragged-bench|train|train-ablate|trace-train|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -118,6 +118,10 @@ for part in "${parts[@]}"; do
       # jtile.ops.attention's forward with and without the P V overlap, alternating.
       timeout 420 python3 benchmarks/bench_attention_tiles.py --overlap 2>&1 \
         | tee "$out/bench_attention_overlap.log" | tail -20 ;;
+    attention-persistent)
+      # jtile.ops.attention's non-causal forward with and without persistent tile loops.
+      timeout 420 python3 benchmarks/bench_attention_tiles.py --persistent 2>&1 \
+        | tee "$out/bench_attention_persistent.log" | tail -20 ;;
     attention-order)
       # Causal jtile.ops.attention (forward, forward + backward) under each launch order.
       timeout 420 python3 benchmarks/bench_attention_tiles.py --order 2>&1 \

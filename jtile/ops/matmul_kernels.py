@@ -27,9 +27,6 @@ WAVE = 132
 # The fewest K tiles a split-K run takes: shorter runs spend more on their pipeline's fill and
 # their partial outputs than the extra SMs give back.
 MIN_SPLIT_STEPS = 16
-# Block rows per rasterisation panel of a large GEMM: 128 x 256 tiles on an H200 ran 0-6%
-# faster in panels of 16 rows than row by row (benchmarks/results/h200_bench_gemms_swizzle.log).
-SWIZZLE_PANEL = 16
 # The bytes of one shared-tile row along K: the 128-byte swizzle span TMA and wgmma read best.
 K_ROW_BYTES = 128
 
@@ -43,7 +40,6 @@ class GemmTiling:
         block_k: the depth of one pipeline stage (128 bytes of each operand row).
         stages: shared-memory stages in flight.
         threads: threads per block: one consumer warpgroup per 64 rows of a 128-row tile.
-        swizzle: 0, or the block rows of the panels the blocks start in (T.use_swizzle).
     """
 
     block_m: int
@@ -51,7 +47,6 @@ class GemmTiling:
     block_k: int
     stages: int
     threads: int
-    swizzle: int = 0
 
 
 def gemm_tiling(m: int, n: int, dtype, arch: str = "sm_90a") -> GemmTiling:
@@ -84,13 +79,7 @@ def gemm_tiling(m: int, n: int, dtype, arch: str = "sm_90a") -> GemmTiling:
     hopper = arch.startswith("sm_9") or arch.startswith("sm_1")
     stages = 4 if hopper else 3
     threads = 256 if block_m == 128 else 128
-    # Started row by row, the blocks of one wave span a few block rows and every block
-    # column: each K step reads all of B's tiles from memory again. Panels of SWIZZLE_PANEL
-    # block rows make a wave a squarer region whose tiles the L2 cache shares.
-    rows = -(-m // block_m)
-    swizzle = SWIZZLE_PANEL if blocks(block_m, block_n) >= 2 * WAVE and rows > SWIZZLE_PANEL \
-        else 0
-    return GemmTiling(block_m, block_n, block_k, stages, threads, swizzle)
+    return GemmTiling(block_m, block_n, block_k, stages, threads)
 
 
 def _gemm_body(A, B, C, C_in, t: GemmTiling, trans_a: bool, trans_b: bool, splits: int = 1):
@@ -103,7 +92,6 @@ def _gemm_body(A, B, C, C_in, t: GemmTiling, trans_a: bool, trans_b: bool, split
     steps = T.ceildiv(T.ceildiv(K, t.block_k), splits)
     grid = (T.ceildiv(N, t.block_n), T.ceildiv(M, t.block_m)) + ((splits,) if splits > 1 else ())
     with T.Kernel(*grid, threads=t.threads) as ids:
-        T.use_swizzle(max(t.swizzle, 1), enable=t.swizzle > 0)
         bx, by, bz = ids if splits > 1 else ids + (0,)
         a_tile = T.alloc_shared((t.block_k, t.block_m) if trans_a else (t.block_m, t.block_k),
                                 A.dtype)
