@@ -145,6 +145,7 @@ from jtile.language.reduce import (
     reduce_prod,
     reduce_sum,
 )
+from jtile.language.random import rng_init, rng_rand, rng_rand_float
 from jtile.language.scan import cummax, cumsum
 from jtile.language.warp import (
     all_sync,
@@ -207,7 +208,7 @@ __all__ = [
     "annotate_layout", "make_full_bank_swizzled_layout", "make_half_bank_swizzled_layout",
     "make_linear_layout", "make_quarter_bank_swizzled_layout", "make_swizzled_layout",
     "use_swizzle", "reduce", "reduce_bitand", "reduce_bitor", "reduce_bitxor", "reduce_prod",
-    "cummax", "cumsum", "reshape", "view",
+    "cummax", "cumsum", "reshape", "view", "rng_init", "rng_rand", "rng_rand_float",
     "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
     "FragmentBuffer", "LocalBuffer",
     "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait", "fence_proxy_async",

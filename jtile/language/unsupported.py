@@ -77,8 +77,6 @@ _TVM_REDUCE = ("TVM's cross-thread reduction is not supported; reduce a fragment
                "in T.alloc_reducer inside T.Parallel")
 _PERSISTENT = ("jtile's compiler turns a kernel's grid into a persistent tile loop itself "
                "(JTILE_PERSISTENT=1); write the plain T.Kernel grid")
-_RANDOM = ("device-side random numbers (curand Philox) are not supported; draw them in JAX "
-           "with jax.random and pass them to the kernel as an input")
 _INSTEAD.update({
     "get_thread_bindings": "use T.get_thread_binding(dim) per dimension",
     "get_block_bindings": "use T.get_block_binding(dim) per dimension",
@@ -138,7 +136,6 @@ _INSTEAD.update({
     "Ref": "a T.macro parameter that stores into the element it was given is not supported; "
            "pass the buffer and its indices to the macro and store with `buf[i] = value`, or "
            "return the new value from the macro and store it at the call site",
-    "rng_init": _RANDOM, "rng_rand": _RANDOM, "rng_rand_float": _RANDOM,
 })
 
 

@@ -39,12 +39,13 @@ def test_tilelang_names_left_out_say_what_to_use(name, instead):
 def test_inside_a_kernel_the_error_names_the_kernel_and_line():
     def uses_shuffle(X, O):
         with T.Kernel(1, threads=32):
-            T.rng_init(X[0], 1)
+            T.tvm_warp_activemask()
 
     f = jtile.pallas_like(uses_shuffle, out_shape=jax.ShapeDtypeStruct((4,), jnp.float32),
                           interpret=True)
     with pytest.raises(jtile.JtileTraceError, match=r"uses_shuffle \(test_unknown_names.py:\d+\)"
-                                                    r": test_unknown_names.py:\d+: T.rng_init"):
+                                                    r": test_unknown_names.py:\d+: "
+                                                    r"T.tvm_warp_activemask"):
         f(np.ones(4, np.float32))
 
 
