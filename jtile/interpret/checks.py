@@ -6,12 +6,17 @@
   the compiler's layout choice). Elsewhere a statement that reads them runs over a vector of
   the block's threads (`threads.py`).
 - Stores to an input that is not aliased to an output: inputs are read-only.
+- 64-bit integers while jax_enable_x64 is off: jax computes them in 32 bits, so a value past
+  32 bits would wrap where the compiled kernel keeps it.
 """
 
 from __future__ import annotations
 
-from jtile.ir.nodes import Kernel, Var, VarKind
+import jax
+
+from jtile.ir.nodes import BinOp, Const, Kernel, UnOp, Var, VarKind
 from jtile.ir.types import MemorySpace
+from jtile.interpret.memory import STATELESS_SPACES
 from jtile.ir.walk import buffers_read, buffers_written, statement_exprs, statements, \
     sub_expressions
 from jtile.interpret.memory import Context, jnp_dtype
@@ -31,6 +36,7 @@ def check_kernel(ctx: Context, aliases: dict) -> None:
                             "interpret-mode semantics; run this kernel compiled on an sm_100a "
                             "GPU", buffer.loc)
     _check_thread_reads(ctx)
+    _check_wide_integers(ctx)
     inputs = {id(b): i for i, b in enumerate(kernel.inputs)}
     for stmt in statements(kernel.body):
         for buffer in buffers_written(stmt):
@@ -40,6 +46,42 @@ def check_kernel(ctx: Context, aliases: dict) -> None:
                     f"this statement writes input {buffer.describe()}; inputs are "
                     "read-only unless aliased to an output (input_output_aliases="
                     f"{{{index}: <output index>}})", stmt.loc)
+
+
+def _is_wide_integer(dtype) -> bool:
+    return dtype is not None and not dtype.is_float and not dtype.is_bool and dtype.bytes == 8
+
+
+def _may_pass_32_bits(x) -> bool:
+    """A 64-bit integer expression whose value can leave the 32-bit range: arithmetic, or a
+    constant outside it (a warp vote's uint64 mask, or a cast, only carries 32-bit values)."""
+    if not _is_wide_integer(getattr(x, "dtype", None)):
+        return False
+    if isinstance(x, (BinOp, UnOp)):
+        return True
+    return isinstance(x, Const) and not -2**31 <= x.value < 2**32
+
+
+def _check_wide_integers(ctx: Context) -> None:
+    """64-bit integer buffers or arithmetic, with jax computing 64-bit types in 32 bits."""
+    if jax.config.jax_enable_x64:
+        return
+    kernel = ctx.kernel
+    for buffer in (*kernel.inputs, *kernel.outputs, *kernel.allocations):
+        if buffer.space not in STATELESS_SPACES and _is_wide_integer(buffer.dtype):
+            raise ctx.error(_wide_message(buffer.describe()), buffer.loc)
+    for stmt in statements(kernel.body):
+        for e in statement_exprs(stmt):
+            for x in sub_expressions(e):
+                if _may_pass_32_bits(x):
+                    raise ctx.error(_wide_message(f"{x.dtype} arithmetic"), stmt.loc)
+
+
+def _wide_message(what: str) -> str:
+    return (f"{what}: interpret mode computes 64-bit integers in 32 bits while jax's "
+            "jax_enable_x64 is off, so a value past 32 bits would wrap where the compiled "
+            "kernel keeps it; enable it (jax.config.update('jax_enable_x64', True)) or use "
+            "32-bit integers")
 
 
 def _check_thread_reads(ctx: Context) -> None:
