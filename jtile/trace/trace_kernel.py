@@ -144,6 +144,9 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
 
 def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid, threads,
                 returned, aliases: dict, scalars: dict, known_static: set):
+    if outputs is not None and aliases:
+        outputs = _redundant_out_shape(builder, _parameters(fn, builder), inputs, outputs,
+                                       aliases)
     params, values, bindings, inferred = _bind_parameters(
         builder, fn, prepared, inputs, outputs, aliases, scalars, known_static)
     outputs = outputs if outputs is not None else (inferred or None)
@@ -260,6 +263,26 @@ def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs,
         builder.const_unavailable = (f" (jtile could not read the kernel's source: "
                                      f"{prepared.why_not})")
     return params, values, bindings, inferred
+
+
+def _redundant_out_shape(builder: Builder, params, inputs, outputs, aliases: dict):
+    """None when out_shape only restates the in-place parameters' arrays (a kernel given all
+    its parameters, each output aliased to an input of its shape and dtype, as a Pallas call
+    writes it); a JtileTraceError naming the difference when an aliased output differs from
+    its input; `outputs` unchanged otherwise (the parameter count check reports it)."""
+    if len(params) != len(inputs) or sorted(aliases.values()) != list(range(len(outputs))):
+        return outputs
+    for i, o in sorted(aliases.items(), key=lambda item: item[1]):
+        if not 0 <= i < len(inputs):
+            return outputs
+        (shape, dtype), (want_shape, want_dtype) = inputs[i], outputs[o]
+        if tuple(shape) != tuple(want_shape) or str(dtype) != str(want_dtype):
+            raise builder.error(
+                f"out_shape[{o}] is {want_dtype}{list(want_shape)}, but input {i} "
+                f"(`{params[i].name}`), which input_output_aliases writes in place as output "
+                f"{o}, is {dtype}{list(shape)}: an in-place output keeps its input's shape and "
+                "dtype (out_shape may be left out)", cls=JtileTraceError)
+    return None
 
 
 def _in_place_parameters(builder: Builder, inputs, outputs, inferred, aliases: dict,

@@ -335,11 +335,24 @@ def test_in_place_alias_indices_past_the_outputs_are_refused():
         jtile.pallas_like(split_accumulate, interpret=True, input_output_aliases={1: 1})(a, c)
 
 
-def test_in_place_with_out_shape_says_to_drop_it():
+def test_in_place_with_a_matching_out_shape_runs_as_without_it():
+    """As a Pallas call writes it: out_shape restating the aliased input changes nothing."""
     a, c = _normal(0, (8,)), _normal(1, (8,))
     f = jtile.pallas_like(split_accumulate, out_shape=jax.ShapeDtypeStruct((8,), jnp.float32),
                           interpret=True, input_output_aliases={1: 0})
-    with pytest.raises(jtile.JtileTraceError, match=r"drop out_shape="):
+    np.testing.assert_allclose(np.asarray(f(a, c)), c + 2 * a, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape, dtype, wrong", [((4,), jnp.float32, r"float32\[4\]"),
+                                                 ((8,), jnp.float16, r"float16\[8\]")])
+def test_in_place_with_a_different_out_shape_is_refused(shape, dtype, wrong):
+    a, c = _normal(0, (8,)), _normal(1, (8,))
+    f = jtile.pallas_like(split_accumulate, out_shape=jax.ShapeDtypeStruct(shape, dtype),
+                          interpret=True, input_output_aliases={1: 0})
+    with pytest.raises(jtile.JtileTraceError,
+                       match=rf"out_shape\[0\] is {wrong}, but input 1 \(`C`\), which "
+                             r"input_output_aliases writes in place as output 0, is "
+                             r"float32\[8\]"):
         f(a, c)
 
 
