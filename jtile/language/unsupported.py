@@ -67,7 +67,8 @@ _HOPPER = ("jtile plans TMA, mbarrier rings, wgmma, warp specialisation and regi
 _TCGEN05 = ("jtile does not generate tcgen05 / TMEM MMAs yet (T.gemm on sm_100a runs on "
             "mma.sync); write a T.Pipelined loop of T.copy and T.gemm")
 _NREG = ("register reallocation (setmaxnreg) is planned by jtile's warp specialisation on "
-         "sm_90a: the producer warpgroup keeps 40 registers (JTILE_PRODUCER_REGISTERS) and the consumers get the rest; "
+         "sm_90a: the producer warpgroup keeps JTILE_PRODUCER_REGISTERS registers (24 by default) "
+         "and the consumers get the rest; "
          "T.no_set_max_nreg() turns it off")
 _ASYNC_COPY = ("write T.copy from global to shared memory, in a T.Pipelined loop to overlap it "
                "with compute: jtile issues cp.async (sm_80) or TMA (sm_90a) with their commit "

@@ -49,7 +49,10 @@ def test_refused_while_64_bit_types_narrow(kernel, what):
 
 def test_runs_exactly_with_jax_enable_x64():
     product = 123_456_789 * 3_000_000_000
-    with jax.enable_x64(True):
+    enable_x64 = getattr(jax, "enable_x64", None)
+    if enable_x64 is None:  # older spelling
+        from jax.experimental import enable_x64
+    with enable_x64(True):
         got = jtile.pallas_like(wide_product, interpret=True)(X)
     assert [int(v) for v in np.asarray(got)] == [product >> 32, product & 0xFFFFFFFF]
 
