@@ -120,6 +120,9 @@ class Ops:
         swiglu: `(gate, up) -> silu(gate) * up`.
         matmul: `(a, b) -> a @ b` on 2-D bfloat16 arrays, f32 accumulation.
         loss: `(h, w, labels) -> mean cross-entropy of h @ w` against labels, float32.
+        qkv_rotary: None, or `(qkv, cos, sin) -> (q, k, v)` from the packed projection
+            (batch, seq, heads + 2 kv_heads, head_dim), q and k rotated: the model then runs
+            one projection GEMM against the concatenated q, k, v weights.
     """
 
     name: str
@@ -129,6 +132,7 @@ class Ops:
     swiglu: Callable
     matmul: Callable
     loss: Callable
+    qkv_rotary: Optional[Callable] = None
 
 
 # ------------------------------------------------------------------------ jax.numpy ops
@@ -184,13 +188,17 @@ def jnp_ops(eps: float = 1e-6, attention_implementation: Optional[str] = None) -
 # ---------------------------------------------------------------------------- jtile ops
 
 def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
-              interpret: Optional[bool] = None) -> Ops:
+              interpret: Optional[bool] = None, packed_qkv: bool = False,
+              heads: Optional[tuple] = None) -> Ops:
     """The model on `jtile.ops`.
 
     Args:
         eps: RMS norm epsilon.
         use_matmul: the projections by `jtile.ops.matmul` instead of XLA's dot (cuBLAS).
         interpret: passed to every op; None follows `JTILE_INTERPRET` and the backend.
+        packed_qkv: one GEMM for q, k and v, split and rotated by one jtile kernel
+            (`examples/gpt/qkv_rotary.py`) instead of XLA's slices and two rotary calls;
+            `heads` = (n_heads, n_kv_heads) is then required.
     """
     def rms_norm(x, w, residual=None):
         return jops.rms_norm(x, w, eps=eps, residual=residual, interpret=interpret)
@@ -200,10 +208,16 @@ def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
 
     matmul = (functools.partial(jops.matmul, interpret=interpret) if use_matmul
               else _matmul_xla)
-    return Ops("jtile" + ("+matmul" if use_matmul else ""), rms_norm,
-               functools.partial(jops.rotary, interpret=interpret),
+    qkv = None
+    if packed_qkv:
+        from examples.gpt.qkv_rotary import qkv_rotary
+
+        qkv = functools.partial(qkv_rotary, heads=heads[0], kv_heads=heads[1],
+                                interpret=interpret)
+    return Ops("jtile" + ("+matmul" if use_matmul else "") + ("+qkv" if packed_qkv else ""),
+               rms_norm, functools.partial(jops.rotary, interpret=interpret),
                functools.partial(jops.attention, causal=True, interpret=interpret),
-               functools.partial(jops.swiglu, interpret=interpret), matmul, loss)
+               functools.partial(jops.swiglu, interpret=interpret), matmul, loss, qkv)
 
 
 # ------------------------------------------------------------------------------ decoder
@@ -223,10 +237,16 @@ def _to_compute(params):
 def _attention_block(ops: Ops, cfg: GPTConfig, p, h, cos, sin):
     b, s, d = h.shape
     rows = h.reshape(b * s, d)
-    q = ops.matmul(rows, p["wq"]).reshape(b, s, cfg.n_heads, cfg.head_dim)
-    k = ops.matmul(rows, p["wk"]).reshape(b, s, cfg.n_kv_heads, cfg.head_dim)
-    v = ops.matmul(rows, p["wv"]).reshape(b, s, cfg.n_kv_heads, cfg.head_dim)
-    out = ops.attention(ops.rotary(q, cos, sin), ops.rotary(k, cos, sin), v)
+    if ops.qkv_rotary is not None:
+        w = jnp.concatenate([p["wq"], p["wk"], p["wv"]], axis=1)
+        qkv = ops.matmul(rows, w).reshape(b, s, cfg.n_heads + 2 * cfg.n_kv_heads, cfg.head_dim)
+        q, k, v = ops.qkv_rotary(qkv, cos, sin)
+    else:
+        q = ops.matmul(rows, p["wq"]).reshape(b, s, cfg.n_heads, cfg.head_dim)
+        k = ops.matmul(rows, p["wk"]).reshape(b, s, cfg.n_kv_heads, cfg.head_dim)
+        v = ops.matmul(rows, p["wv"]).reshape(b, s, cfg.n_kv_heads, cfg.head_dim)
+        q, k = ops.rotary(q, cos, sin), ops.rotary(k, cos, sin)
+    out = ops.attention(q, k, v)
     return ops.matmul(out.reshape(b * s, cfg.n_heads * cfg.head_dim), p["wo"]).reshape(b, s, d)
 
 
