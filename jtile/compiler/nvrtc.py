@@ -55,14 +55,27 @@ def find_include_dir() -> str | None:
     return cuda_locations.cuda_include_dir()
 
 
+def _memo_directory():
+    """Where `cuda_locations.remembered` keeps what it found: the kernel cache's directory
+    (None when the cache is off or has no directory)."""
+    from jtile import config
+
+    if not config.cache_enabled():
+        return None
+    try:
+        return config.cache_dir()
+    except Exception:  # no platformdirs and no JTILE_CACHE_DIR: search every time
+        return None
+
+
 @functools.cache
 def _cuda_include_dir() -> str | None:
-    return find_include_dir()
+    return cuda_locations.remembered("cuda_include", find_include_dir, _memo_directory())
 
 
 @functools.cache
 def _library_path() -> str | None:
-    return find_library()
+    return cuda_locations.remembered("nvrtc", find_library, _memo_directory())
 
 
 @functools.cache
