@@ -1,8 +1,8 @@
 """The GPT training step of examples/train_gpt.py on jtile ops beside jax.numpy + cuDNN.
 
 One step (forward, backward, AdamW update) of the example's model, timed for each jtile
-configuration (projections by XLA's dot, by `jtile.ops.matmul`, and one packed q, k, v GEMM
-split and rotated by examples/gpt/qkv_rotary.py) and for
+configuration (projections by XLA's dot, by `jtile.ops.matmul`, and packed q | k | v and
+gate | up GEMMs read by examples/gpt/qkv_rotary.py and packed_swiglu.py) and for
 the jax.numpy model with `jax.nn.dot_product_attention(implementation="cudnn")`, from the same
 parameters on the same batch, in one run. Prints benchmarks/bench.py's table: step time,
 model TFLOP/s (matmuls and causal attention, 3x the forward), tokens/s, the speed relative to
@@ -82,8 +82,8 @@ def main(argv=None) -> list[str]:
     baseline = train_gpt.make_run("jnp", jnp_ops, cfg, params, optimizer, mesh)
     jtile_configs = {"xla matmul": gpt.jtile_ops(cfg.eps, use_matmul=False),
                      "jtile matmul": gpt.jtile_ops(cfg.eps, use_matmul=True),
-                     "xla matmul, packed qkv": gpt.jtile_ops(
-                         cfg.eps, packed_qkv=True, heads=(cfg.n_heads, cfg.n_kv_heads))}
+                     "xla matmul, packed projections": gpt.jtile_ops(
+                         cfg.eps, packed_projections=True, heads=(cfg.n_heads, cfg.n_kv_heads))}
     if ablate:
         for op in ABLATED_OPS:
             jtile_configs[f"xla matmul, jnp {op}"] = dataclasses.replace(

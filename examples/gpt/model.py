@@ -123,6 +123,9 @@ class Ops:
         qkv_rotary: None, or `(qkv, cos, sin) -> (q, k, v)` from the packed projection
             (batch, seq, heads + 2 kv_heads, head_dim), q and k rotated: the model then runs
             one projection GEMM against the concatenated q, k, v weights.
+        swiglu_packed: None, or `(gu) -> silu(gate) * up` of the packed (rows, 2 hidden)
+            gate | up projection: the model then runs one GEMM against the concatenated
+            gate and up weights.
     """
 
     name: str
@@ -133,6 +136,7 @@ class Ops:
     matmul: Callable
     loss: Callable
     qkv_rotary: Optional[Callable] = None
+    swiglu_packed: Optional[Callable] = None
 
 
 # ------------------------------------------------------------------------ jax.numpy ops
@@ -188,7 +192,7 @@ def jnp_ops(eps: float = 1e-6, attention_implementation: Optional[str] = None) -
 # ---------------------------------------------------------------------------- jtile ops
 
 def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
-              interpret: Optional[bool] = None, packed_qkv: bool = False,
+              interpret: Optional[bool] = None, packed_projections: bool = False,
               heads: Optional[tuple] = None) -> Ops:
     """The model on `jtile.ops`.
 
@@ -196,8 +200,10 @@ def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
         eps: RMS norm epsilon.
         use_matmul: the projections by `jtile.ops.matmul` instead of XLA's dot (cuBLAS).
         interpret: passed to every op; None follows `JTILE_INTERPRET` and the backend.
-        packed_qkv: one GEMM for q, k and v, split and rotated by one jtile kernel
-            (`examples/gpt/qkv_rotary.py`) instead of XLA's slices and two rotary calls;
+        packed_projections: one GEMM for q, k and v, split and rotated by one jtile kernel
+            (`examples/gpt/qkv_rotary.py`) instead of XLA's slices and two rotary calls, and
+            one for gate and up, read by a packed SwiGLU kernel
+            (`examples/gpt/packed_swiglu.py`) whose backward writes one packed gradient;
             `heads` = (n_heads, n_kv_heads) is then required.
     """
     def rms_norm(x, w, residual=None):
@@ -208,16 +214,19 @@ def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
 
     matmul = (functools.partial(jops.matmul, interpret=interpret) if use_matmul
               else _matmul_xla)
-    qkv = None
-    if packed_qkv:
+    qkv = swiglu_packed = None
+    if packed_projections:
+        from examples.gpt.packed_swiglu import swiglu_packed as packed_swiglu
         from examples.gpt.qkv_rotary import qkv_rotary
 
         qkv = functools.partial(qkv_rotary, heads=heads[0], kv_heads=heads[1],
                                 interpret=interpret)
-    return Ops("jtile" + ("+matmul" if use_matmul else "") + ("+qkv" if packed_qkv else ""),
+        swiglu_packed = functools.partial(packed_swiglu, interpret=interpret)
+    return Ops("jtile" + ("+matmul" if use_matmul else "") + ("+packed" if qkv else ""),
                rms_norm, functools.partial(jops.rotary, interpret=interpret),
                functools.partial(jops.attention, causal=True, interpret=interpret),
-               functools.partial(jops.swiglu, interpret=interpret), matmul, loss, qkv)
+               functools.partial(jops.swiglu, interpret=interpret), matmul, loss, qkv,
+               swiglu_packed)
 
 
 # ------------------------------------------------------------------------------ decoder
@@ -253,7 +262,11 @@ def _attention_block(ops: Ops, cfg: GPTConfig, p, h, cos, sin):
 def _mlp_block(ops: Ops, p, h):
     b, s, d = h.shape
     rows = h.reshape(b * s, d)
-    hidden = ops.swiglu(ops.matmul(rows, p["w_gate"]), ops.matmul(rows, p["w_up"]))
+    if ops.swiglu_packed is not None:
+        w = jnp.concatenate([p["w_gate"], p["w_up"]], axis=1)
+        hidden = ops.swiglu_packed(ops.matmul(rows, w))
+    else:
+        hidden = ops.swiglu(ops.matmul(rows, p["w_gate"]), ops.matmul(rows, p["w_up"]))
     return ops.matmul(hidden, p["w_down"]).reshape(b, s, d)
 
 

@@ -1,8 +1,9 @@
-"""The GPT example's packed q, k, v projection kernel (examples/gpt/qkv_rotary.py) against
-slicing the projection and `jtile.ops.rotary`'s jnp definition: forward, and the gradient of
-the packed projection (dq and dk rotated back, dv passed through), in interpret mode, for
-head counts that are and are not powers of 2; and the model with it against the model
-without it."""
+"""The GPT example's packed projection kernels against slicing the projection and the jnp
+definitions: q, k, v split and rotated (examples/gpt/qkv_rotary.py; dq and dk rotated back, dv
+passed through, for head counts that are and are not powers of 2) and SwiGLU on gate | up
+(examples/gpt/packed_swiglu.py; hidden sizes that fill one block's columns or not, a row
+count that leaves a partial block), forward and gradients in interpret mode, compiled for
+sm_90a; and the model with them against the model without them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from examples.gpt import model as gpt
+from examples.gpt.packed_swiglu import swiglu_packed
 from examples.gpt.qkv_rotary import qkv_rotary
 from tests.ops import references as ref
 
@@ -46,14 +48,31 @@ def test_forward_and_packed_gradient_match_slices_and_rotary(heads, kv_heads):
     np.testing.assert_allclose(np.asarray(got), np.asarray(expected), rtol=1e-5, atol=1e-5)
 
 
-def test_the_model_with_packed_qkv_matches_the_model_without():
+@pytest.mark.parametrize("rows,hidden", [(6, 48), (9, 1024), (4, 1536)])
+def test_packed_swiglu_matches_silu_gate_times_up(rows, hidden):
+    keys = jax.random.split(jax.random.key(hidden), 2)
+    gu = jax.random.normal(keys[0], (rows, 2 * hidden), jnp.float32)
+    cot = jax.random.normal(keys[1], (rows, hidden), jnp.float32)
+
+    def reference(x):
+        return jax.nn.silu(x[:, :hidden]) * x[:, hidden:]
+
+    mine = functools.partial(swiglu_packed, interpret=True)
+    np.testing.assert_allclose(np.asarray(mine(gu)), np.asarray(reference(gu)), rtol=1e-5,
+                               atol=1e-6)
+    got = jax.grad(lambda x: jnp.sum(mine(x) * cot))(gu)
+    want = jax.grad(lambda x: jnp.sum(reference(x) * cot))(gu)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-6)
+
+
+def test_the_model_with_packed_projections_matches_the_model_without():
     cfg = gpt.GPTConfig(vocab_size=64, d_model=64, n_layers=1, n_heads=4, n_kv_heads=2,
                         head_dim=64, mlp_hidden=128, seq=128)
     params = gpt.init_params(cfg, jax.random.key(0))
     tokens = jax.random.randint(jax.random.key(1), (2, cfg.seq), 0, cfg.vocab_size)
     targets = jnp.roll(tokens, -1, axis=1)
     plain = gpt.jtile_ops(cfg.eps, interpret=True)
-    packed = gpt.jtile_ops(cfg.eps, interpret=True, packed_qkv=True,
+    packed = gpt.jtile_ops(cfg.eps, interpret=True, packed_projections=True,
                            heads=(cfg.n_heads, cfg.n_kv_heads))
     runs = [jax.value_and_grad(functools.partial(gpt.loss_fn, ops, cfg))(params, tokens, targets)
             for ops in (plain, packed)]
@@ -63,7 +82,7 @@ def test_the_model_with_packed_qkv_matches_the_model_without():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-2, atol=2e-4)
 
 
-def test_both_kernels_compile_for_sm_90a(monkeypatch):
+def test_the_kernels_compile_for_sm_90a(monkeypatch):
     from tests.ops.launches import compile_every_launch
 
     compiled = compile_every_launch(monkeypatch)
@@ -72,6 +91,9 @@ def test_both_kernels_compile_for_sm_90a(monkeypatch):
     mine = functools.partial(qkv_rotary, heads=12, kv_heads=4, interpret=True)
     jax.grad(lambda x: sum(jnp.sum(o.astype(jnp.float32)) for o in mine(
         x, jnp.cos(angle), jnp.sin(angle))))(qkv)
-    assert [name for name, _ in compiled] == ["qkv_rotary_fwd", "qkv_rotary_bwd"]
+    gu = jax.random.normal(jax.random.key(5), (256, 4096), jnp.float32).astype(jnp.bfloat16)
+    jax.grad(lambda x: jnp.sum(swiglu_packed(x, interpret=True).astype(jnp.float32)))(gu)
+    assert [name for name, _ in compiled] == ["qkv_rotary_fwd", "qkv_rotary_bwd",
+                                              "swiglu_packed_fwd", "swiglu_packed_bwd"]
     for name, binary in compiled:
         assert binary.cubin[:4] == b"\x7fELF" and 0 < binary.registers <= 255, name
