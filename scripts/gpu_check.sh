@@ -4,7 +4,7 @@
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
 #                                    attention-overlap|attention-order|attention-persistent|
-#                                    ops-bench|ragged-bench|train|train-ablate|trace-train|train-dp]...
+#                                    ops-bench|ragged-bench|train|train-ablate|trace-train|unverified|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
 # (default: tests examples sanitize bench)
@@ -91,6 +91,16 @@ for part in "${parts[@]}"; do
       timeout 300 python3 examples/train_gpt.py --plot "$out/train_loss.png" \
         --losses-json "$out/train_losses.json" 2>&1 | tee "$out/train.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
+    unverified)
+      # What the last round checked on the CPU only: random draws and the 64-bit rule compiled
+      # against interpret mode, the example's packed projection kernels compiled, then the
+      # training step with them (bench_train's third row) and the persistent attention table.
+      XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 python3 -m pytest -q -p no:cacheprovider \
+        tests/language/test_random.py tests/language/test_wide_integers.py \
+        tests/examples/test_gpt_packed_projections.py tests/ops/test_ops_interpret.py -k \
+        "random or wide or packed or rotary or compiled" 2>&1 | tee "$out/unverified_tests.log" | tail -5
+      status=$((status | ${PIPESTATUS[0]}))
+      timeout 200 python3 benchmarks/bench_train.py 2>&1 | tee "$out/bench_train.log" | tail -4 ;;
     train-ablate)
       # The training step with each jtile op in turn taken from the jax.numpy model.
       timeout 420 python3 benchmarks/bench_train.py --ablate 2>&1 \
