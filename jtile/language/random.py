@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math as pymath
 
+import numpy as np
+
 from jtile.ir.nodes import Const, Expr
 from jtile.ir.types import DType
 from jtile.language.allocate import alloc_local
@@ -50,9 +52,11 @@ def _u32(value) -> Expr:
 
 
 def _halves(value) -> tuple:
-    """(low, high) 32-bit words of a 64-bit seed, subsequence or offset: a Python int gives
-    both; a traced integer is taken as 32 bits (interpret mode keeps 32-bit integers)."""
-    if isinstance(value, int):
+    """(low, high) 32-bit words of a 64-bit seed, subsequence or offset: a Python or NumPy
+    integer gives both; a traced integer is taken as 32 bits (interpret mode keeps 32-bit
+    integers)."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        value = int(value) & (2**64 - 1)   # a negative seed as its 64-bit pattern, as curand
         return _u32(value), _u32(value >> 32)
     return _u32(value), _u32(0)
 

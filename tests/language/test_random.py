@@ -89,12 +89,13 @@ def _words_kernel(seed, seq, offset_stride):
 
 
 @pytest.mark.parametrize("seed,seq,stride", [(42, 0, 128), (0x1234_5678_9ABC, 3, 7),
-                                             (7, 2**40 + 5, 1)])
+                                             (7, 2**40 + 5, 1), (np.uint64(2**63 + 11), 1, 3),
+                                             (-5, 0, 2)])
 def test_each_thread_draws_its_curand_stream(seed, seq, stride):
     out_shape = jax.ShapeDtypeStruct((2 * THREADS, DRAWS), jnp.uint32)
     (words,), _ = run_both_ways(_words_kernel(seed, seq, stride), [], out_shape)
     for thread in (0, 1, 5, THREADS, 2 * THREADS - 1):
-        model = CurandPhilox(seed, seq, thread * stride)
+        model = CurandPhilox(int(seed) & (2**64 - 1), seq, thread * stride)
         assert [int(w) for w in words[thread]] == [model.next() for _ in range(DRAWS)], thread
 
 
