@@ -174,14 +174,12 @@ PERSISTENT_VARIANTS = {
 }
 
 
-def overlap_table(rounds: int = 2, variants=None, shapes=None, shipped_only=False):
-    """The forward with and without the P V overlap, alternating, per tile shape that the
-    overlap applies to (three stages or more). Where the fragments do not fit the registers
-    the overlapped variant falls back to the plain schedule, so its time equals the plain
-    one. `variants` and `shapes` replace the settings and the workloads compared;
-    `shipped_only` times the op's own forward tile alone."""
-    variants = variants or OVERLAP_VARIANTS
-    for shape in shapes or FORWARD_SHAPES[1:]:
+def settings_table(variants: dict, shapes, rounds: int = 2, shipped_only: bool = False):
+    """The forward under each of `variants` (environment settings), alternating, times
+    relative to the first, at `shapes`: per candidate tile shape of three stages or more (the
+    P V overlap's; where its fragments do not fit the registers the overlapped variant falls
+    back to the plain schedule and times the same), or the op's own tile (`shipped_only`)."""
+    for shape in shapes:
         causal, d = shape[5], shape[4]
         (q, k, v), work, label = _forward_inputs(*shape)
         mine = functools.partial(ops.attention, causal=causal, interpret=False)
@@ -198,9 +196,9 @@ def overlap_table(rounds: int = 2, variants=None, shapes=None, shipped_only=Fals
                         with _environment(settings):
                             times[name].append(_time(mine, (q, k, v))[0])
             best = {name: min(t) for name, t in times.items()}
-            plain = next(iter(best.values()))  # the first variant is the reference
+            first = next(iter(best.values()))
             cells = "  ".join(f"{name} {t:7.3f} ms {work / t / 1e9:6.1f} TFLOP/s "
-                              f"x{plain / t:5.2f}" for name, t in best.items())
+                              f"x{first / t:5.2f}" for name, t in best.items())
             print(f"{label:<36} fwd {block_m:>3}x{block_n:<3} s{stages}  {cells}", flush=True)
 
 
@@ -240,14 +238,13 @@ def main():
         forward_tiles_table()
         return
     if "--overlap" in sys.argv:
-        overlap_table()
+        settings_table(OVERLAP_VARIANTS, FORWARD_SHAPES[1:])
         return
     if "--persistent" in sys.argv:
-        overlap_table(variants=PERSISTENT_VARIANTS, shapes=FORWARD_SHAPES[1::2],
-                      shipped_only=True)
+        settings_table(PERSISTENT_VARIANTS, FORWARD_SHAPES[1::2], shipped_only=True)
         return
     if "--variants" in sys.argv:
-        overlap_table(variants=SETTING_VARIANTS, shapes=FORWARD_SHAPES[1:4:2])
+        settings_table(SETTING_VARIANTS, FORWARD_SHAPES[1:4:2])
         return
     if "--order" in sys.argv:
         order_table()

@@ -82,8 +82,8 @@ def main(argv=None) -> list[str]:
     baseline = train_gpt.make_run("jnp", jnp_ops, cfg, params, optimizer, mesh)
     jtile_configs = {"xla matmul": gpt.jtile_ops(cfg.eps, use_matmul=False),
                      "jtile matmul": gpt.jtile_ops(cfg.eps, use_matmul=True),
-                     "xla matmul, packed projections": gpt.jtile_ops(
-                         cfg.eps, packed_projections=True, heads=(cfg.n_heads, cfg.n_kv_heads))}
+                     "xla matmul, packed projections": gpt.jtile_ops(cfg.eps,
+                                                                     packed_projections=True)}
     if ablate:
         for op in ABLATED_OPS:
             jtile_configs[f"xla matmul, jnp {op}"] = dataclasses.replace(

@@ -172,8 +172,7 @@ def build_runs(args, cfg: gpt.GPTConfig, params) -> list[Run]:
     with --data-parallel the one-device jtile run to check it against."""
     optimizer = step_lib.make_optimizer(args.lr, args.steps, args.warmup, args.weight_decay)
     ops_of = {"jtile": lambda: gpt.jtile_ops(cfg.eps, use_matmul=args.jtile_matmul,
-                                             packed_projections=args.packed_projections,
-                                             heads=(cfg.n_heads, cfg.n_kv_heads)),
+                                             packed_projections=args.packed_projections),
               "jnp": lambda: gpt.jnp_ops(cfg.eps)}
     mesh = mesh_from_args(args)
     runs = [make_run(model, ops_of[model](), cfg, params, optimizer, mesh)

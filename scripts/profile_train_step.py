@@ -37,7 +37,8 @@ def _profiler(on: bool) -> None:
 
 
 def _run(model: str, argv):
-    """(the model's compiled step as a thunk), warmed up."""
+    """A thunk that enqueues one step of `model`, each taking the state the last returned
+    (the step donates it); compiled and run twice before it is returned."""
     import jax
     from examples import train_gpt
     from examples.gpt import corpus as corpus_lib
@@ -54,31 +55,29 @@ def _run(model: str, argv):
     ops = gpt.jtile_ops(cfg.eps) if model == "jtile" else gpt.jnp_ops(cfg.eps)
     run = train_gpt.make_run(model, ops, cfg, params, optimizer, None)
 
-    def enqueue():  # each step takes the state the last returned (the step donates it)
+    def enqueue():
         run.params, run.opt_state, loss = run.step(run.params, run.opt_state, tokens, targets)
         return loss
 
-    def step():
-        jax.block_until_ready(enqueue())
-
-    # Steps enqueued back to back, as a training loop runs them (the host goes ahead).
-    step.enqueue = enqueue
-
     for _ in range(2):
-        step()
-    return step
+        jax.block_until_ready(enqueue())
+    return enqueue
 
 
 def profile(model: str, argv) -> None:
-    step = _run(model, argv)
+    import jax
+
+    enqueue = _run(model, argv)
     _profiler(True)
-    step()
+    jax.block_until_ready(enqueue())
     _profiler(False)
 
 
-def _stream_kernels(trace_dir: str) -> collections.Counter:
-    """Microseconds per kernel group in the perfetto trace under `trace_dir`, from the
-    GPU streams' timelines (not the XLA-op lines, which repeat the same time)."""
+def _summarise_trace(trace_dir: str) -> tuple:
+    """From the perfetto trace under `trace_dir`: (microseconds per kernel group on the GPU
+    streams, idle microseconds before each group, kernel launches, microseconds from the first
+    kernel to the last, microseconds per host event name). Kernels come from the streams'
+    timelines, not the XLA-op lines, which repeat the same time."""
     import glob
     import gzip
     import json
@@ -125,13 +124,14 @@ def trace(trace_dir: str, argv) -> None:
 
     per_model = {}
     for model in ("jtile", "jnp"):
-        step = _run(model, argv)
+        enqueue = _run(model, argv)
         model_dir = os.path.join(trace_dir, model)
         with jax.profiler.trace(model_dir, create_perfetto_trace=True):
+            # Enqueued back to back, as a training loop runs them (the host goes ahead).
             for _ in range(TRACED_STEPS - 1):
-                step.enqueue()
-            step()
-        per_model[model] = _stream_kernels(model_dir)
+                enqueue()
+            jax.block_until_ready(enqueue())
+        per_model[model] = _summarise_trace(model_dir)
     for model, (totals, gaps, launches, span, host) in per_model.items():
         print(f"\n{model}: {span / TRACED_STEPS / 1e3:.3f} ms per step from the first kernel "
               f"to the last: {sum(totals.values()) / TRACED_STEPS / 1e3:.3f} ms of kernels and "

@@ -120,9 +120,9 @@ class Ops:
         swiglu: `(gate, up) -> silu(gate) * up`.
         matmul: `(a, b) -> a @ b` on 2-D bfloat16 arrays, f32 accumulation.
         loss: `(h, w, labels) -> mean cross-entropy of h @ w` against labels, float32.
-        qkv_rotary: None, or `(qkv, cos, sin) -> (q, k, v)` from the packed projection
-            (batch, seq, heads + 2 kv_heads, head_dim), q and k rotated: the model then runs
-            one projection GEMM against the concatenated q, k, v weights.
+        qkv_rotary: None, or `(qkv, cos, sin, heads=, kv_heads=) -> (q, k, v)` from the
+            packed projection (batch, seq, heads + 2 kv_heads, head_dim), q and k rotated:
+            the model then runs one projection GEMM against the concatenated q, k, v weights.
         swiglu_packed: None, or `(gu) -> silu(gate) * up` of the packed (rows, 2 hidden)
             gate | up projection: the model then runs one GEMM against the concatenated
             gate and up weights.
@@ -192,8 +192,7 @@ def jnp_ops(eps: float = 1e-6, attention_implementation: Optional[str] = None) -
 # ---------------------------------------------------------------------------- jtile ops
 
 def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
-              interpret: Optional[bool] = None, packed_projections: bool = False,
-              heads: Optional[tuple] = None) -> Ops:
+              interpret: Optional[bool] = None, packed_projections: bool = False) -> Ops:
     """The model on `jtile.ops`.
 
     Args:
@@ -203,8 +202,7 @@ def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
         packed_projections: one GEMM for q, k and v, split and rotated by one jtile kernel
             (`examples/gpt/qkv_rotary.py`) instead of XLA's slices and two rotary calls, and
             one for gate and up, read by a packed SwiGLU kernel
-            (`examples/gpt/packed_swiglu.py`) whose backward writes one packed gradient;
-            `heads` = (n_heads, n_kv_heads) is then required.
+            (`examples/gpt/packed_swiglu.py`) whose backward writes one packed gradient.
     """
     def rms_norm(x, w, residual=None):
         return jops.rms_norm(x, w, eps=eps, residual=residual, interpret=interpret)
@@ -219,8 +217,7 @@ def jtile_ops(eps: float = 1e-6, use_matmul: bool = False,
         from examples.gpt.packed_swiglu import swiglu_packed as packed_swiglu
         from examples.gpt.qkv_rotary import qkv_rotary
 
-        qkv = functools.partial(qkv_rotary, heads=heads[0], kv_heads=heads[1],
-                                interpret=interpret)
+        qkv = functools.partial(qkv_rotary, interpret=interpret)
         swiglu_packed = functools.partial(packed_swiglu, interpret=interpret)
     return Ops("jtile" + ("+matmul" if use_matmul else "") + ("+packed" if qkv else ""),
                rms_norm, functools.partial(jops.rotary, interpret=interpret),
@@ -249,7 +246,7 @@ def _attention_block(ops: Ops, cfg: GPTConfig, p, h, cos, sin):
     if ops.qkv_rotary is not None:
         w = jnp.concatenate([p["wq"], p["wk"], p["wv"]], axis=1)
         qkv = ops.matmul(rows, w).reshape(b, s, cfg.n_heads + 2 * cfg.n_kv_heads, cfg.head_dim)
-        q, k, v = ops.qkv_rotary(qkv, cos, sin)
+        q, k, v = ops.qkv_rotary(qkv, cos, sin, heads=cfg.n_heads, kv_heads=cfg.n_kv_heads)
     else:
         q = ops.matmul(rows, p["wq"]).reshape(b, s, cfg.n_heads, cfg.head_dim)
         k = ops.matmul(rows, p["wk"]).reshape(b, s, cfg.n_kv_heads, cfg.head_dim)

@@ -29,6 +29,15 @@ def _columns(hidden: int) -> int:
     return math.gcd(hidden, MAX_COLUMNS)
 
 
+def _gate_and_up(GU, hidden, cols, bx, by):
+    """Block (bx, by)'s (ROWS, cols) tiles of the gate half and of the up half of GU."""
+    g = T.alloc_fragment((ROWS, cols), GU.dtype)
+    u = T.alloc_fragment((ROWS, cols), GU.dtype)
+    T.copy(GU[by * ROWS, bx * cols], g)
+    T.copy(GU[by * ROWS, hidden + bx * cols], u)
+    return g, u
+
+
 def swiglu_packed_fwd_kernel(GU):
     """GU (rows, 2 hidden) = gate | up; output (rows, hidden) silu(gate) * up in GU's dtype."""
     R, width = GU.shape
@@ -36,11 +45,8 @@ def swiglu_packed_fwd_kernel(GU):
     cols = _columns(hidden)
     Out = T.empty((R, hidden), GU.dtype)
     with T.Kernel(hidden // cols, T.ceildiv(R, ROWS), threads=128) as (bx, by):
-        g = T.alloc_fragment((ROWS, cols), GU.dtype)
-        u = T.alloc_fragment((ROWS, cols), GU.dtype)
+        g, u = _gate_and_up(GU, hidden, cols, bx, by)
         out = T.alloc_fragment((ROWS, cols), GU.dtype)
-        T.copy(GU[by * ROWS, bx * cols], g)
-        T.copy(GU[by * ROWS, hidden + bx * cols], u)
         for i, j in T.Parallel(ROWS, cols):
             gate = T.cast(g[i, j], F32)
             out[i, j] = T.cast(gate * T.sigmoid(gate) * T.cast(u[i, j], F32), GU.dtype)
@@ -55,15 +61,12 @@ def swiglu_packed_bwd_kernel(GU, DOut):
     cols = _columns(hidden)
     DGU = T.empty((R, width), GU.dtype)
     with T.Kernel(hidden // cols, T.ceildiv(R, ROWS), threads=128) as (bx, by):
-        g = T.alloc_fragment((ROWS, cols), GU.dtype)
-        u = T.alloc_fragment((ROWS, cols), GU.dtype)
+        g, u = _gate_and_up(GU, hidden, cols, bx, by)
         d = T.alloc_fragment((ROWS, cols), DOut.dtype)
         # Results go to fragments of their own: the element expressions are read again where
         # they are used.
         dg = T.alloc_fragment((ROWS, cols), GU.dtype)
         du = T.alloc_fragment((ROWS, cols), GU.dtype)
-        T.copy(GU[by * ROWS, bx * cols], g)
-        T.copy(GU[by * ROWS, hidden + bx * cols], u)
         T.copy(DOut[by * ROWS, bx * cols], d)
         for i, j in T.Parallel(ROWS, cols):
             gate = T.cast(g[i, j], F32)

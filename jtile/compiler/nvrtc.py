@@ -20,7 +20,7 @@ from types import ModuleType
 from jtile.compiler import CompiledBinary, cuda_locations
 from jtile.compiler.ptxas_report import compile_error, find_kernel, parse_ptxas_report
 from jtile.compiler.target import Target
-from jtile.errors import JtileCompileError
+from jtile.errors import JtileCompileError, JtileError
 
 _SUCCESS = 0
 _ERROR_COMPILATION = 6
@@ -64,7 +64,7 @@ def _memo_directory():
         return None
     try:
         return config.cache_dir()
-    except Exception:  # no platformdirs and no JTILE_CACHE_DIR: search every time
+    except JtileError:  # no platformdirs and no JTILE_CACHE_DIR: search every time
         return None
 
 

@@ -16,10 +16,9 @@ import jax
 
 from jtile.ir.nodes import BinOp, Const, Kernel, UnOp, Var, VarKind
 from jtile.ir.types import MemorySpace
-from jtile.interpret.memory import STATELESS_SPACES
 from jtile.ir.walk import buffers_read, buffers_written, statement_exprs, statements, \
     sub_expressions
-from jtile.interpret.memory import Context, jnp_dtype
+from jtile.interpret.memory import STATELESS_SPACES, Context, jnp_dtype
 from jtile.interpret.threads import Mode, cooperative_name, statement_modes
 
 

@@ -155,7 +155,7 @@ class _State:
 
 def _kernel_state(op: str, create: bool = False) -> _State:
     builder = current(op)
-    state = getattr(builder, "rng_state", None)
+    state = builder.rng_state
     if state is not None and state.kernel_loc != builder.kernel_loc:
         state = None   # an earlier kernel of the same function
     if state is None:

@@ -58,6 +58,7 @@ class Builder:
         # with the line of their `with T.Kernel`, and the T.alloc_global workspaces.
         self.traced_kernels: list = []
         self.kernel_loc: Optional[SourceLoc] = None
+        self.rng_state = None   # T.rng_init's generator (jtile.language.random), per kernel
         self.workspaces: list[Buffer] = []
 
     # ------------------------------------------------------------------ naming and errors

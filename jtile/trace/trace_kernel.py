@@ -9,6 +9,7 @@ from typing import Callable, Optional, Sequence
 
 from jtile.errors import JtileShapeError, JtileTraceError
 from jtile.ir.nodes import Buffer, Expr, Kernel, SourceLoc
+from jtile.ir.types import as_dtype
 from jtile.ir.walk import buffers_written, statements
 from jtile.language.kernel import open_kernel
 from jtile.language.prim_func import check_consts_bound
@@ -144,11 +145,11 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
 
 def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid, threads,
                 returned, aliases: dict, scalars: dict, known_static: set):
+    params = _parameters(fn, builder)
     if outputs is not None and aliases:
-        outputs = _redundant_out_shape(builder, _parameters(fn, builder), inputs, outputs,
-                                       aliases)
+        outputs = _redundant_out_shape(builder, params, inputs, outputs, aliases)
     params, values, bindings, inferred = _bind_parameters(
-        builder, fn, prepared, inputs, outputs, aliases, scalars, known_static)
+        builder, params, prepared, inputs, outputs, aliases, scalars, known_static)
     outputs = outputs if outputs is not None else (inferred or None)
     holders = _SymbolHolders()
     builder.symbol_holders = holders
@@ -183,7 +184,7 @@ def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid,
     return finish_trace(builder, aliases)
 
 
-def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs,
+def _bind_parameters(builder: Builder, params: list, prepared, inputs, outputs,
                      aliases: dict, scalars: Optional[dict] = None,
                      known_static: Sequence[int] = ()) -> tuple:
     """Makes the parameter buffers, checks their `T.Tensor` annotations (binding `T.dynamic`
@@ -191,7 +192,6 @@ def _bind_parameters(builder: Builder, fn: Callable, prepared, inputs, outputs,
     gives scalar-annotated parameters the Python numbers the caller passed (static values),
     and records where the body's `T.const` names come from. Returns (parameters, per
     parameter its buffer or static value, symbol bindings, inferred outputs)."""
-    params = _parameters(fn, builder)
     scalars = scalars or {}
     # Python numbers for scalar parameters are static values, not kernel inputs.
     static = {i: v for i, v in scalars.items() if i < min(len(params), len(inputs)) and
@@ -276,7 +276,7 @@ def _redundant_out_shape(builder: Builder, params, inputs, outputs, aliases: dic
         if not 0 <= i < len(inputs):
             return outputs
         (shape, dtype), (want_shape, want_dtype) = inputs[i], outputs[o]
-        if tuple(shape) != tuple(want_shape) or str(dtype) != str(want_dtype):
+        if tuple(shape) != tuple(want_shape) or as_dtype(dtype) is not as_dtype(want_dtype):
             raise builder.error(
                 f"out_shape[{o}] is {want_dtype}{list(want_shape)}, but input {i} "
                 f"(`{params[i].name}`), which input_output_aliases writes in place as output "
