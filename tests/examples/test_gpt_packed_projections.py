@@ -129,3 +129,11 @@ def test_compiled_packed_kernels_match_jnp():
     got = jax.jit(jax.grad(lambda x: jnp.sum(packed(x).astype(jnp.float32) ** 2)))(gu)
     want = jax.grad(lambda x: jnp.sum(swiglu(x) ** 2))(gu.astype(jnp.float32))
     ref.assert_close(got, want.astype(jnp.bfloat16), jnp.bfloat16, ref.GRAD_TOLERANCE)
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (4, 2, 8)])
+def test_packed_swiglu_refuses_an_array_that_is_not_gate_beside_up(shape):
+    import jtile
+
+    with pytest.raises(jtile.JtileError, match=r"swiglu_packed takes \(rows, 2 \* hidden\)"):
+        swiglu_packed(jnp.ones(shape, jnp.float32), interpret=True)
