@@ -75,10 +75,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--jtile-matmul", action="store_true",
                         help="the jtile model's projections by jtile.ops.matmul instead of "
                              "XLA's dot (cuBLAS)")
-    parser.add_argument("--packed-projections", action="store_true",
-                        help="the jtile model's q | k | v and gate | up projections as one GEMM "
-                             "each, read by packed jtile kernels (examples/gpt/qkv_rotary.py, "
-                             "packed_swiglu.py)")
+    parser.add_argument("--separate-projections", action="store_true",
+                        help="the jtile model's q, k, v, gate and up projections as separate "
+                             "GEMMs read by jtile.ops.rotary and jtile.ops.swiglu, instead of "
+                             "one q | k | v and one gate | up GEMM read by packed jtile kernels "
+                             "(examples/gpt/qkv_rotary.py, packed_swiglu.py)")
     parser.add_argument("--data-parallel", action="store_true",
                         help="shard the batch over all local devices with jax.shard_map")
     parser.add_argument("--no-single-device-check", action="store_true",
@@ -172,7 +173,7 @@ def build_runs(args, cfg: gpt.GPTConfig, params) -> list[Run]:
     with --data-parallel the one-device jtile run to check it against."""
     optimizer = step_lib.make_optimizer(args.lr, args.steps, args.warmup, args.weight_decay)
     ops_of = {"jtile": lambda: gpt.jtile_ops(cfg.eps, use_matmul=args.jtile_matmul,
-                                             packed_projections=args.packed_projections),
+                                             packed_projections=not args.separate_projections),
               "jnp": lambda: gpt.jnp_ops(cfg.eps)}
     mesh = mesh_from_args(args)
     runs = [make_run(model, ops_of[model](), cfg, params, optimizer, mesh)
