@@ -30,6 +30,12 @@ inline xla::ffi::Error DriverFailure(const Driver& driver,
     message += "; the cubin was compiled for a different GPU architecture "
                "than this device's";
   }
+  if (result == CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE) {
+    message += "; the kernel uses T.sync_grid, so every block of its grid "
+               "must be resident on the GPU at once: launch fewer blocks (at "
+               "most the SM count times the blocks one SM holds), or split the "
+               "kernel in two at the barrier";
+  }
   return xla::ffi::Error(xla::ffi::ErrorCode::kInternal, std::move(message));
 }
 

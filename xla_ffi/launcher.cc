@@ -296,9 +296,12 @@ ffi::Error Initialize(CUstream stream, LaunchState* state,
   return ffi::Error::Success();
 }
 
-ffi::Error Execute(CUstream stream, LaunchState* state,
-                   ffi::RemainingArgs args, ffi::RemainingRets rets,
-                   const LaunchAttributes& attrs) {
+// `cooperative`: the kernel holds a grid barrier (T.sync_grid), so it is
+// launched cooperatively: the driver refuses a grid whose blocks cannot all be
+// resident at once instead of letting the barrier wait forever.
+ffi::Error Launch(CUstream stream, LaunchState* state, ffi::RemainingArgs args,
+                  ffi::RemainingRets rets, const LaunchAttributes& attrs,
+                  bool cooperative) {
   if (ffi::Error error = ValidateLaunch(attrs); !error.success()) {
     return error;
   }
@@ -387,17 +390,23 @@ ffi::Error Execute(CUstream stream, LaunchState* state,
   config.blockDimZ = static_cast<unsigned int>(attrs.block_z);
   config.sharedMemBytes = static_cast<unsigned int>(attrs.shared_memory_bytes);
   config.hStream = stream;
-  CUlaunchAttribute launch_attributes[1]{};
+  CUlaunchAttribute launch_attributes[2]{};
+  unsigned int num_attributes = 0;
   if (attrs.cluster_x > 1 || attrs.cluster_y > 1 || attrs.cluster_z > 1) {
-    launch_attributes[0].id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
-    launch_attributes[0].value.clusterDim.x =
-        static_cast<unsigned int>(attrs.cluster_x);
-    launch_attributes[0].value.clusterDim.y =
-        static_cast<unsigned int>(attrs.cluster_y);
-    launch_attributes[0].value.clusterDim.z =
-        static_cast<unsigned int>(attrs.cluster_z);
+    CUlaunchAttribute& cluster = launch_attributes[num_attributes++];
+    cluster.id = CU_LAUNCH_ATTRIBUTE_CLUSTER_DIMENSION;
+    cluster.value.clusterDim.x = static_cast<unsigned int>(attrs.cluster_x);
+    cluster.value.clusterDim.y = static_cast<unsigned int>(attrs.cluster_y);
+    cluster.value.clusterDim.z = static_cast<unsigned int>(attrs.cluster_z);
+  }
+  if (cooperative) {
+    CUlaunchAttribute& together = launch_attributes[num_attributes++];
+    together.id = CU_LAUNCH_ATTRIBUTE_COOPERATIVE;
+    together.value.cooperative = 1;
+  }
+  if (num_attributes > 0) {
     config.attrs = launch_attributes;
-    config.numAttrs = 1;
+    config.numAttrs = num_attributes;
   }
 
   if (CUresult r = driver->LaunchKernelEx(&config, function.value(),
@@ -406,6 +415,18 @@ ffi::Error Execute(CUstream stream, LaunchState* state,
     return DriverFailure(*driver, attrs.kernel_name, "cuLaunchKernelEx", r);
   }
   return ffi::Error::Success();
+}
+
+ffi::Error Execute(CUstream stream, LaunchState* state,
+                   ffi::RemainingArgs args, ffi::RemainingRets rets,
+                   const LaunchAttributes& attrs) {
+  return Launch(stream, state, args, rets, attrs, /*cooperative=*/false);
+}
+
+ffi::Error ExecuteCooperative(CUstream stream, LaunchState* state,
+                              ffi::RemainingArgs args, ffi::RemainingRets rets,
+                              const LaunchAttributes& attrs) {
+  return Launch(stream, state, args, rets, attrs, /*cooperative=*/true);
 }
 
 XLA_FFI_TypeInfo MakeLaunchStateTypeInfo() {
@@ -456,3 +477,15 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(
         .RemainingRets()
         .Attrs<jtile::LaunchAttributes>(),
     {ffi::Traits::kCmdBufferCompatible});
+
+// Kernels with a grid barrier: launched cooperatively, and kept out of XLA's
+// command buffers (no kCmdBufferCompatible trait), so each launch goes through
+// the driver's residency check.
+XLA_FFI_DEFINE_HANDLER_SYMBOL(
+    JtileLaunchCooperativeExecute, jtile::ExecuteCooperative,
+    ffi::Ffi::Bind()
+        .Ctx<ffi::PlatformStream<CUstream>>()
+        .Ctx<jtile::OptionalState<jtile::LaunchState>>()
+        .RemainingArgs()
+        .RemainingRets()
+        .Attrs<jtile::LaunchAttributes>());

@@ -17,6 +17,8 @@ XLA_FFI_DECLARE_HANDLER_SYMBOL(JtileLaunchInstantiate);
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JtileLaunchInitialize);
 // Execute: encodes the tensor maps (cached per call site) and launches.
 XLA_FFI_DECLARE_HANDLER_SYMBOL(JtileLaunchExecute);
+// Execute for kernels with a grid barrier (T.sync_grid): a cooperative launch.
+XLA_FFI_DECLARE_HANDLER_SYMBOL(JtileLaunchCooperativeExecute);
 
 namespace jtile {
 

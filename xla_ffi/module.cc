@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "driver.h"
@@ -27,17 +28,24 @@ NB_MODULE(_jtile_ffi, m) {
         // The stages jax.ffi.register_ffi_target takes as a dict. Without
         // instantiate the handler keeps no per-call-site state: it still
         // loads modules at initialize, and encodes tensor maps every launch.
-        nb::dict stages;
-        if (stateful) {
-          stages["instantiate"] =
-              nb::capsule(reinterpret_cast<void*>(&JtileLaunchInstantiate));
-        }
-        stages["initialize"] =
-            nb::capsule(reinterpret_cast<void*>(&JtileLaunchInitialize));
-        stages["execute"] =
-            nb::capsule(reinterpret_cast<void*>(&JtileLaunchExecute));
+        // jtile_launch_cooperative differs in its execute stage only: it
+        // launches kernels with a grid barrier (T.sync_grid) cooperatively.
         nb::dict targets;
-        targets["jtile_launch"] = stages;
+        for (const auto& [name, execute] :
+             {std::pair{"jtile_launch",
+                        reinterpret_cast<void*>(&JtileLaunchExecute)},
+              std::pair{"jtile_launch_cooperative",
+                        reinterpret_cast<void*>(&JtileLaunchCooperativeExecute)}}) {
+          nb::dict stages;
+          if (stateful) {
+            stages["instantiate"] =
+                nb::capsule(reinterpret_cast<void*>(&JtileLaunchInstantiate));
+          }
+          stages["initialize"] =
+              nb::capsule(reinterpret_cast<void*>(&JtileLaunchInitialize));
+          stages["execute"] = nb::capsule(execute);
+          targets[name] = stages;
+        }
         return targets;
       },
       nb::arg("stateful") = true,

@@ -1,7 +1,8 @@
 """The XLA FFI custom call that launches a compiled jtile kernel.
 
-jtile has one custom call target, ``jtile_launch``, implemented in C++ by ``xla_ffi/launcher.cc``
-and exposed by the ``jtile._jtile_ffi`` extension. A lowering rule emits it with the cubin, the
+jtile's custom call target, ``jtile_launch``, is implemented in C++ by ``xla_ffi/launcher.cc``
+and exposed by the ``jtile._jtile_ffi`` extension (``jtile_launch_cooperative`` is the same
+handler for kernels with a grid barrier). A lowering rule emits it with the cubin, the
 launch configuration and the static description of each TMA tensor map as attributes, so the
 lowered HLO is self-contained: the persistent compilation cache and ``jax.export`` keep working,
 and the handler needs no Python at run time. ``import jtile`` registers the target (nothing is
@@ -24,6 +25,9 @@ from jtile.codegen import TensorMapSpec
 from jtile.errors import JtileError
 
 TARGET_NAME = "jtile_launch"
+# The same handler for kernels with a grid barrier (T.sync_grid): launched cooperatively and
+# outside XLA's command buffers.
+COOPERATIVE_TARGET_NAME = "jtile_launch_cooperative"
 # The FFI type of the handler's per-call-site state (its encoded tensor maps).
 STATE_TYPE_NAME = "jtile_launch_state"
 
@@ -151,6 +155,7 @@ def launch_lowering(
     input_output_aliases: Mapping[int, int] | None = None,
     tensor_maps: Sequence[TensorMapSpec] = (),
     buffer_names: Sequence[str] | None = None,
+    cooperative: bool = False,
 ) -> Sequence[Any]:
     """Emits the ``jtile_launch`` custom call inside a JAX lowering rule.
 
@@ -176,6 +181,8 @@ def launch_lowering(
         tensor_maps: the kernel's TMA tensor maps (``GeneratedKernel.tensor_maps``), in
             parameter order; checked here against the buffers they describe.
         buffer_names: the kernel's parameter names, inputs then outputs, for messages.
+        cooperative: the kernel holds a grid barrier (T.sync_grid): launch it cooperatively
+            (``jtile_launch_cooperative``), with clusters refused.
 
     Returns:
         The custom call's results, one MLIR value per output.
@@ -202,8 +209,12 @@ def launch_lowering(
     names += [f"p{i}" for i in range(len(names), len(avals))]
     check_tensor_maps(kernel_name, tensor_maps,
                       [(name, tuple(aval.shape), aval.dtype) for name, aval in zip(names, avals)])
+    if cooperative and cluster != (1, 1, 1):
+        raise JtileError(f"{kernel_name}: a kernel with a grid barrier (T.sync_grid) cannot "
+                         f"be launched in clusters; got cluster {cluster}")
     aliases = dict(input_output_aliases) if input_output_aliases else None
-    rule = jax.ffi.ffi_lowering(TARGET_NAME, operand_output_aliases=aliases)
+    rule = jax.ffi.ffi_lowering(COOPERATIVE_TARGET_NAME if cooperative else TARGET_NAME,
+                                operand_output_aliases=aliases)
     return rule(
         ctx,
         *args,

@@ -157,6 +157,8 @@ class Compiled:
         registers: 32-bit registers per thread, as ptxas reported.
         shared_memory_bytes: shared memory per block, static plus dynamic.
         grid, block, cluster: the launch configuration, `(x, y, z)` each.
+        cooperative: the kernel holds a grid barrier (T.sync_grid) and is launched
+            cooperatively, every block of its grid resident at once.
     """
 
     cubin: bytes
@@ -167,6 +169,7 @@ class Compiled:
     grid: tuple
     block: tuple
     cluster: tuple
+    cooperative: bool = False
 
 
 class Lowered:
@@ -234,7 +237,7 @@ class Lowered:
                 shared_memory_bytes=binary.static_shared_memory_bytes
                 + generated.shared_memory_bytes,
                 grid=tuple(generated.grid), block=tuple(generated.block),
-                cluster=tuple(generated.cluster))
+                cluster=tuple(generated.cluster), cooperative=generated.cooperative)
         return self._compiled
 
     def __repr__(self) -> str:

@@ -235,6 +235,7 @@ def _cuda_lowering(ctx, *args, call: KernelCall):
         ctx, *args, cubin=binary.cubin, kernel_name=generated.kernel_name,
         grid=tuple(generated.grid), block=tuple(generated.block),
         cluster=tuple(generated.cluster), shared_memory_bytes=generated.shared_memory_bytes,
+        cooperative=generated.cooperative,
         input_output_aliases=call.alias_map or None,
         tensor_maps=tuple(generated.tensor_maps),
         buffer_names=tuple(buffer.name for buffer in call.kernel.params))

@@ -66,6 +66,7 @@ class GeneratedKernel:
     cluster: tuple          # (1, 1, 1) unless the kernel asks for clusters
     shared_memory_bytes: int  # dynamic shared memory per block
     tensor_maps: tuple = ()   # TensorMapSpec per CUtensorMap parameter, in parameter order
+    cooperative: bool = False  # T.sync_grid: launched cooperatively, every block resident
     include_dirs: tuple = (INCLUDE_DIR,)
 
 

@@ -21,7 +21,7 @@ from jtile.codegen import hopper
 from jtile.codegen.bounds import expr_range, unproven_bounds_condition
 from jtile.codegen.wgmma_asm import wgmma_wrapper
 from jtile.ir import lowered as low
-from jtile.ir.walk import statements
+from jtile.ir.walk import has_grid_barrier, statements
 
 _SUFFIX = {MemorySpace.SHARED: "_smem", MemorySpace.SHARED_DYN: "_smem",
            MemorySpace.FRAGMENT: "_frag", MemorySpace.LOCAL: "_local", MemorySpace.VAR: "_var",
@@ -300,6 +300,13 @@ class CudaEmitter:
             # Only the threads of a branch on the thread index run this: they meet alone.
             self.line(f"jt::named_barrier_sync({b.partial[0]}, {b.partial[1]});")
             return
+        if b.grid:
+            if self.target.has_tma:
+                # TMA stores and reduces write global memory asynchronously: the other blocks
+                # read it after the barrier, so their writes complete first.
+                self.line("jt::tma_store_wait<0>();")
+            self.line("jt::grid_sync();")
+            return
         self.line(self.block_barrier())
 
     # ------------------------------------------------------------------ statements
@@ -429,6 +436,8 @@ class CudaEmitter:
         self.line(f"// jtile kernel {self.kernel_name} from {k.loc}")
         self.line(f"// target {self.target.arch}, jtile {_version()}")
         self.line('#include "jtile/device.cuh"')
+        if has_grid_barrier(k.body):
+            self.line('#include "jtile/grid.cuh"  // T.sync_grid')
         self.line()
         for function in hopper.wgmma_functions(k):
             self.lines.extend(wgmma_wrapper(function).splitlines())
@@ -634,5 +643,7 @@ def generate_cuda(kernel: ir.Kernel, target, *, batch: int = 1, batched=None):
     roles = kernel.attrs.get("warp_roles")
     threads = kernel.threads + (roles.producer_threads if roles is not None else 0)
     return GeneratedKernel(source=source, kernel_name=kernel_name, grid=grid,
-                           block=(threads, 1, 1), tensor_maps=hopper.tensor_map_specs(emitter), cluster=tuple(kernel.attrs.get("cluster_dims", (1, 1, 1))),
-                           shared_memory_bytes=plan.dynamic_bytes)
+                           block=(threads, 1, 1), tensor_maps=hopper.tensor_map_specs(emitter),
+                           cluster=tuple(kernel.attrs.get("cluster_dims", (1, 1, 1))),
+                           shared_memory_bytes=plan.dynamic_bytes,
+                           cooperative=has_grid_barrier(kernel.body))

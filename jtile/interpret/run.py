@@ -3,6 +3,11 @@
 Blocks run one after another in a `lax.fori_loop` over the flattened grid (x fastest) with the
 global buffers as the carry; each block gets fresh, poisoned on-chip allocations. Everything is
 traceable, so `interpret` works under `jax.jit` and `jax.vmap`.
+
+A kernel with grid barriers (`T.sync_grid`, statements of the kernel body itself) runs in
+phases: every block runs the statements up to the first barrier, then every block the ones up
+to the next, and so on. Each block's on-chip memory lives on between its phases, stacked over
+the blocks in the loop's carry.
 """
 
 from __future__ import annotations
@@ -15,10 +20,10 @@ import jax.numpy as jnp
 from jax import lax
 
 from jtile.binding.varying import varying_axes
-from jtile.ir.nodes import Kernel
+from jtile.ir.nodes import Kernel, SyncThreads
 from jtile.interpret.checks import check_arguments, check_kernel
 from jtile.interpret.expressions import Env, Evaluator
-from jtile.interpret.memory import Context, block_memory, global_memory
+from jtile.interpret.memory import Context, Memory, block_memory, global_memory
 from jtile.interpret.statements import run_body
 from jtile.interpret.threads import per_thread_buffers, thread_space
 
@@ -69,6 +74,11 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
     globals_ = global_memory(ctx, inputs, aliases)
     num_globals = len(globals_.arrays)
 
+    phases = grid_phases(kernel.body)
+    if len(phases) > 1:
+        final = _run_phases(kernel, globals_, phases)
+        return tuple(final[globals_.slots[id(buffer)]] for buffer in kernel.outputs)
+
     def run_block(flat, carry):
         env = _block_env(kernel, flat)
         outer = globals_.fork(carry)
@@ -78,3 +88,54 @@ def interpret(kernel: Kernel, inputs: Sequence[jax.Array], *,
 
     final = lax.fori_loop(0, math.prod(kernel.grid), run_block, globals_.carry())
     return tuple(final[globals_.slots[id(buffer)]] for buffer in kernel.outputs)
+
+
+def grid_phases(body) -> list:
+    """`body` split at its grid barriers (T.sync_grid): the statements between them."""
+    phases = [[]]
+    for s in body:
+        if isinstance(s, SyncThreads) and s.grid:
+            phases.append([])
+        else:
+            phases[-1].append(s)
+    return phases
+
+
+def _run_phases(kernel: Kernel, globals_: Memory, phases) -> tuple:
+    """Every block through each phase in turn; returns the global arrays at the end."""
+    num_globals = len(globals_.arrays)
+    blocks = math.prod(kernel.grid)
+    slots = None
+
+    def fresh_block(flat, globals_arrays):
+        """Block `flat`'s on-chip memory as it starts (alloc_var initial values included)."""
+        nonlocal slots
+        env = _block_env(kernel, flat)
+        outer = globals_.fork(globals_arrays)
+        memory = block_memory(outer, lambda buffer: _initial_value(outer, env, buffer))
+        slots = memory.slots
+        return tuple(memory.arrays[num_globals:])
+
+    # Every block starts before any block passes the first barrier: the initial values see
+    # global memory as the launch found it.
+    shapes = jax.eval_shape(lambda: fresh_block(0, globals_.carry()))
+    stacked = tuple(jnp.zeros((blocks,) + a.shape, a.dtype) for a in shapes)
+
+    def start(flat, stacked):
+        return tuple(s.at[flat].set(a) for s, a in
+                     zip(stacked, fresh_block(flat, globals_.carry())))
+
+    stacked = lax.fori_loop(0, blocks, start, stacked)
+    carry = (globals_.carry(), stacked)
+    for phase in phases:
+        def run_block(flat, carry, phase=phase):
+            globals_arrays, stacked = carry
+            arrays = list(globals_arrays) + [s[flat] for s in stacked]
+            memory = Memory(globals_.ctx, slots, arrays)
+            run_body(memory, _block_env(kernel, flat), phase)
+            stacked = tuple(s.at[flat].set(a)
+                            for s, a in zip(stacked, memory.arrays[num_globals:]))
+            return tuple(memory.arrays[:num_globals]), stacked
+
+        carry = lax.fori_loop(0, blocks, run_block, carry)
+    return carry[0]

@@ -284,6 +284,9 @@ class Barrier(Stmt):
     # A TmaReduce may still be reading shared memory: its issuing thread waits for the reads
     # (cp.async.bulk.wait_group.read 0) before the barrier, so what follows may overwrite them.
     drain_bulk_reads: bool = False
+    # T.sync_grid: every block of the launch meets here (cooperative groups' grid sync), after
+    # the TMA stores and reduces in flight have written global memory.
+    grid: bool = False
 
 
 @dataclass(frozen=True, eq=False)

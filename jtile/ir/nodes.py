@@ -639,10 +639,13 @@ class FinalizeReducer(Stmt):
 @dataclass(frozen=True, eq=False)
 class SyncThreads(Stmt):
     """T.sync_threads(): the block barrier; with `named` = (barrier id, thread count), a
-    barrier over `count` threads of whole warps (bar.sync id, count)."""
+    barrier over `count` threads of whole warps (bar.sync id, count). With `grid`,
+    T.sync_grid(): every thread of every block of the launch meets here (a cooperative launch),
+    and global memory written before it is visible to every block after it."""
 
     loc: SourceLoc = NO_LOC
     named: Optional[tuple] = None
+    grid: bool = False
 
 
 @dataclass(frozen=True, eq=False)

@@ -94,6 +94,8 @@ def _stmt_lines(s, depth: int) -> list:
     if isinstance(s, ir.FinalizeReducer):
         return [f"{pad}finalize_reducer {s.reducer.name}"]
     if isinstance(s, ir.SyncThreads):
+        if s.grid:
+            return [f"{pad}sync_grid"]
         named = f" id={s.named[0]} count={s.named[1]}" if s.named is not None else ""
         return [f"{pad}sync_threads{named}"]
     if isinstance(s, ir.FenceProxyAsync):

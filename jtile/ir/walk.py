@@ -184,3 +184,9 @@ def deep_buffers_read(s) -> set:
         for inner in statements(child):
             out |= buffers_read(inner)
     return out
+
+
+def has_grid_barrier(body) -> bool:
+    """Whether `body` holds a T.sync_grid (traced, or as the Barrier plan_barriers made of it):
+    such a kernel is launched cooperatively and keeps one block per tile of its grid."""
+    return any(getattr(s, "grid", False) is True for s in statements(body))

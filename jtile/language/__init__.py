@@ -175,6 +175,7 @@ from jtile.language.sync import (
     mbarrier_wait_parity,
     wait_wgmma,
     no_set_max_nreg,
+    sync_grid,
     sync_threads,
 )
 from jtile.language.prim_func import const, macro, prim_func
@@ -203,7 +204,7 @@ __all__ = [
     "uint", "half",
     "double", "dtype", "finalize_reducer", "reduce_abssum", "reduce_absmax",
     "reduce_max", "reduce_min", "reduce_sum", "mbarrier_arrive", "mbarrier_expect_tx",
-    "mbarrier_wait_parity", "sync_threads", "Buffer", "Tensor",
+    "mbarrier_wait_parity", "sync_grid", "sync_threads", "Buffer", "Tensor",
     "GemmWarpPolicy", "c2d_im2col", "im2col", "ClusterKernel", "Fragment", "Layout",
     "annotate_layout", "make_full_bank_swizzled_layout", "make_half_bank_swizzled_layout",
     "make_linear_layout", "make_quarter_bank_swizzled_layout", "make_swizzled_layout",

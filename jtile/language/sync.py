@@ -45,6 +45,38 @@ def sync_threads(barrier_id=None, arrive_count=None):
     builder.emit(SyncThreads(loc, named=(barrier_id, count)))
 
 
+def sync_grid():
+    """Waits until every thread of every block of the launch gets here (TileLang's
+    `T.sync_grid()`; cooperative groups' `this_grid().sync()`): what any block wrote to global
+    memory before it, every block reads after it.
+
+    The kernel is launched cooperatively, so all its blocks must be resident on the GPU at once
+    (a grid of at most a few blocks per SM, e.g. one per SM as persistent kernels use); a larger
+    grid is refused at launch with a JtileError-style message from the launcher. It must be a
+    statement of the kernel body itself, outside loops and branches (every thread must reach
+    each grid barrier the same number of times). Interpret mode runs every block up to the
+    barrier, then every block on from it, each keeping its shared memory, fragments and
+    variables.
+    """
+    builder = current("T.sync_grid")
+    loc = caller_location()
+    if builder.grid is None:
+        raise builder.error("T.sync_grid belongs inside `with T.Kernel(...)`", loc,
+                            op="T.sync_grid")
+    # The kernel's own body is the block `with T.Kernel` opened (the outermost one when
+    # pallas_like was given grid= instead).
+    if len(builder.blocks) != (1 if builder.implicit_grid else 2) or builder.parallel_depth:
+        raise builder.error("T.sync_grid must be a statement of the kernel body itself, not "
+                            "inside a loop, branch or T.Parallel: every thread of every block "
+                            "must reach each grid barrier, the same number of times", loc,
+                            op="T.sync_grid")
+    if builder.attrs.get("cluster_dims") is not None:
+        raise builder.error(f"T.sync_grid in a kernel with cluster_dims="
+                            f"{builder.attrs['cluster_dims']}: cooperative launches of clusters "
+                            "are not supported; drop cluster_dims", loc, op="T.sync_grid")
+    builder.emit(SyncThreads(loc, grid=True))
+
+
 def _barrier(bar, what, builder, loc):
     if isinstance(bar, Load) and bar.buffer.space is MemorySpace.BARRIER:
         return bar.buffer, bar.indices[0]

@@ -40,7 +40,6 @@ _INSTEAD = {
     "dp4a": "cast the four int8 values of each operand to int32 and add their products in "
             "T.Parallel (or T.serial), accumulating in an int32 buffer",
     "gemm_sp": "sparse tensor-core gemm is not supported; use T.gemm on dense tiles",
-    "sync_grid": "grid-wide synchronisation is not supported; split the work into two kernels",
     "sync_global": "grid-wide synchronisation is not supported; split the work into two kernels",
     "activemask": _SHUFFLE,
     "call_extern": "jtile cannot call external device functions; " + _RAW,

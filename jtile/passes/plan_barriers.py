@@ -276,6 +276,9 @@ class _Planner:
                 return [self.barrier(s.loc, from_user=True, partial=s.named)]
             # Over part of the block only: the block's hazards stay pending.
             return [low.Barrier(loc=s.loc, from_user=True, partial=s.named)]
+        if isinstance(s, ir.SyncThreads) and s.grid:
+            # Every block meets (the emitter waits for TMA writes to global memory first).
+            return [dataclasses.replace(self.barrier(s.loc, from_user=True), grid=True)]
         if isinstance(s, ir.SyncThreads):
             return [self.barrier(s.loc, from_user=True)]
         if isinstance(s, low.MbarrierPipeline):

@@ -52,9 +52,11 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
             or consumers + PRODUCER_THREADS > MAX_THREADS:
         return kernel
     if any(b.space in (MemorySpace.TMEM, MemorySpace.BARRIER) for b in kernel.allocations) or \
-            any(isinstance(s, ir.SyncThreads) and s.named is not None
+            any(isinstance(s, ir.SyncThreads) and (s.named is not None or s.grid)
                 for s in statements(kernel.body)):
-        return kernel  # hand-written barriers count the user's threads; keep them all
+        # Hand-written barriers count the user's threads, and a grid barrier needs every
+        # thread of the block, producer included: keep them all in one role.
+        return kernel
     pipe = pipes[0]
     if not _independent(pipe, kernel):
         return kernel

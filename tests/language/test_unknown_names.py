@@ -27,7 +27,6 @@ def test_unknown_name_is_a_jtile_error_naming_it():
     ("int4", "pack two 4-bit values"),
     ("float16x4", "vector dtypes are not element types"),
     ("float8_e8m0fnu", "uint8 exponents"),
-    ("sync_grid", "split the work into two kernels"),
     ("fabs", "use T.abs; jtile's element-wise math is T.exp"),
 ])
 def test_tilelang_names_left_out_say_what_to_use(name, instead):
