@@ -7,6 +7,7 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
     python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
                                                            # JTILE_OVERLAP_GEMMS
     python benchmarks/bench_attention_tiles.py --order     # causal launch orders
+    python benchmarks/bench_attention_tiles.py --option=NAME=0,1  # a forward kernel option
 
 `--forward` times the forward alone under each candidate forward tile shape, at the shape
 above and at the attention of examples/train_gpt.py's step (B16 S1024 H12/4 D64 causal,
@@ -232,8 +233,54 @@ def order_table(rounds: int = 2):
             print(f"{label:<36} {name:<8} {cells}", flush=True)
 
 
+@contextlib.contextmanager
+def _forward_option(**option):
+    """Every forward tile table entry (long and short sequences) with `option` added."""
+    saved = (dict(attention_module.HOPPER_TILES), dict(attention_module.HOPPER_SHORT_FORWARD))
+    for d, (forward, backward) in saved[0].items():
+        attention_module.HOPPER_TILES[d] = (dict(forward, **option), backward)
+    for d, forward in saved[1].items():
+        attention_module.HOPPER_SHORT_FORWARD[d] = dict(forward, **option)
+    attention_module._launcher.cache_clear()
+    try:
+        yield
+    finally:
+        attention_module.HOPPER_TILES.clear()
+        attention_module.HOPPER_TILES.update(saved[0])
+        attention_module.HOPPER_SHORT_FORWARD.clear()
+        attention_module.HOPPER_SHORT_FORWARD.update(saved[1])
+        attention_module._launcher.cache_clear()
+
+
+def option_table(name: str, values, rounds: int = 2):
+    """The shipped forward with the kernel option `name` at each of `values`, alternating,
+    beside cuDNN (`--option NAME=V1,V2`; integer values)."""
+    for shape in FORWARD_SHAPES:
+        causal = shape[5]
+        (q, k, v), work, label = _forward_inputs(*shape)
+        cudnn = functools.partial(jax.nn.dot_product_attention, is_causal=causal,
+                                  implementation="cudnn")
+        t_cudnn, reference = _time(cudnn, (q, k, v))
+        mine = functools.partial(ops.attention, causal=causal, interpret=False)
+        times, errors = {value: [] for value in values}, {}
+        for _ in range(rounds):
+            for value in values:
+                with _forward_option(**{name: value}):
+                    t, out = _time(mine, (q, k, v))
+                times[value].append(t)
+                errors[value] = _rel_err(out, reference)
+        cells = "  ".join(f"{name}={value} {min(t):7.3f} ms x{t_cudnn / min(t):5.2f} cudnn "
+                          f"err {errors[value]:.1e}" for value, t in times.items())
+        print(f"{label:<36} cudnn {t_cudnn:7.3f} ms  {cells}", flush=True)
+
+
 def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
+    options = [a for a in sys.argv[1:] if a.startswith("--option=")]
+    if options:
+        name, values = options[0][len("--option="):].split("=")
+        option_table(name, [int(v) for v in values.split(",")])
+        return
     if "--forward" in sys.argv:
         forward_tiles_table()
         return

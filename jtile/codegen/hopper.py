@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
+from jtile.codegen.wgmma_asm import ZERO_START
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.walk import child_bodies
@@ -436,7 +437,8 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
             em.line(f"jt::named_barrier_sync({TURN_BARRIER} + jt_wg, {2 * 128});")
         em.line("jt::wgmma_fence();")
         for kk in range(k // g.k_step):
-            accumulate = "0" if (s.clear_accum and kk == 0) else "1"
+            # The first k-step of a gemm from zero takes the wrapper that only writes d.
+            zero_start = s.clear_accum and kk == 0
             for mi in range(row_blocks):
                 if g.a is None:
                     a_arg = f"jt_a{kk}_{mi}"
@@ -445,8 +447,11 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
                 for ni in range(col_blocks):
                     b_off = _operand_offset(g.b, ni * g.inst_n, kk * g.k_step) >> 4
                     reg = mi * (g.n_per_wg // 2) + ni * (g.inst_n // 2)
-                    em.line(f"{g.function}(&{acc}[{reg}], {a_arg}, jt_db + {b_off}, "
-                            f"{accumulate});")
+                    if zero_start:
+                        em.line(f"{g.function}{ZERO_START}(&{acc}[{reg}], {a_arg}, "
+                                f"jt_db + {b_off});")
+                    else:
+                        em.line(f"{g.function}(&{acc}[{reg}], {a_arg}, jt_db + {b_off}, 1);")
         if not g.commit:
             return  # a later wgmma of the same loop body commits this one with it
         em.line("jt::wgmma_commit();")
@@ -479,6 +484,9 @@ def wgmma_functions(kernel) -> list:
     for s in statements(kernel.body):
         if isinstance(s, low.WgmmaGemm) and s.function not in names:
             names.append(s.function)
+        if isinstance(s, low.WgmmaGemm) and s.tile.clear_accum and \
+                s.function + ZERO_START not in names:
+            names.append(s.function + ZERO_START)
     return names
 
 

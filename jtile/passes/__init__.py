@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from jtile.passes.fold_accumulator_clears import fold_accumulator_clears
 from jtile.passes.infer_layouts import infer_layouts
 from jtile.passes.issue_ahead import read_only_inputs
 from jtile.passes.lower_tile_ops import lower_tile_ops
@@ -37,6 +38,8 @@ def run_passes(kernel, target, *, aliases=None):
     # Loops over fragments with extents that are not powers of 2 run on power-of-2 extents,
     # their extra iterations skipped, so that fragment layouts can spread them.
     kernel = pad_parallel_loops(kernel, target)
+    # `T.clear(acc); T.gemm(a, b, acc)`: the gemm starts from zero itself (wgmma's scale-d).
+    kernel = fold_accumulator_clears(kernel, target)
     # Layouts first: gemm tilings (wgmma on sm_90a, mma.sync before) decide fragment layouts,
     # which every later pass reads.
     kernel = infer_layouts(kernel, target)

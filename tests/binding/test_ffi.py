@@ -34,13 +34,14 @@ def test_extension_imports_and_lists_the_target_stages():
     from jtile import _jtile_ffi
 
     registrations = _jtile_ffi.registrations()
-    assert list(registrations) == [ffi.TARGET_NAME]
-    stages = registrations[ffi.TARGET_NAME]
-    assert sorted(stages) == ["execute", "initialize", "instantiate"]
-    assert all(type(capsule).__name__ == "PyCapsule" for capsule in stages.values())
-    # Without per-call-site state the handler has no instantiate stage.
-    assert sorted(_jtile_ffi.registrations(stateful=False)[ffi.TARGET_NAME]) == [
-        "execute", "initialize"]
+    assert list(registrations) == [ffi.TARGET_NAME, ffi.COOPERATIVE_TARGET_NAME]
+    for name in registrations:
+        stages = registrations[name]
+        assert sorted(stages) == ["execute", "initialize", "instantiate"]
+        assert all(type(capsule).__name__ == "PyCapsule" for capsule in stages.values())
+        # Without per-call-site state the handler has no instantiate stage.
+        assert sorted(_jtile_ffi.registrations(stateful=False)[name]) == [
+            "execute", "initialize"]
 
 
 def test_state_type_is_a_jax_type_registration():
@@ -176,7 +177,8 @@ def test_import_jtile_registers_the_state_type_then_the_target_for_cuda():
                             text=True, timeout=300, check=True)
     calls = ast.literal_eval(result.stdout.strip().splitlines()[-1])
     assert calls == [("register_ffi_type", ffi.STATE_TYPE_NAME, "CUDA"),
-                     ("register_ffi_target", ffi.TARGET_NAME, "CUDA")]
+                     ("register_ffi_target", ffi.TARGET_NAME, "CUDA"),
+                     ("register_ffi_target", ffi.COOPERATIVE_TARGET_NAME, "CUDA")]
 
 
 def _add_kernel(X, Y, O):

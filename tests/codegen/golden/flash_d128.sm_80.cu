@@ -71,14 +71,13 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
         }
       }
       jt::cp_async_commit();
-      // flash_attention.py:75
-      #pragma unroll
-      for (int jt_r14 = 0; jt_r14 < 32; ++jt_r14) s_frag[jt_r14] = 0.0f;
       // flash_attention.py:76
       {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 8; (void)jt_warp_m;
         const int jt_warp_n = (tx >> 5) / 8;
+        #pragma unroll
+        for (int r = 0; r < 32; ++r) s_frag[r] = 0.0f;
         #pragma unroll
         for (int kk = 0; kk < 8; ++kk) {
           unsigned a[1][4];
@@ -107,7 +106,7 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       // flash_attention.py:77
       {
         #pragma unroll
-        for (int jt_r15 = 0; jt_r15 < 2; ++jt_r15) m_prev_frag[jt_r15] = jt::cast<float>(m_frag[jt_r15]);
+        for (int jt_r14 = 0; jt_r14 < 2; ++jt_r14) m_prev_frag[jt_r14] = jt::cast<float>(m_frag[jt_r14]);
       }
       // flash_attention.py:78
       {
@@ -124,18 +123,18 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       // flash_attention.py:79
       {
         #pragma unroll
-        for (int jt_r16 = 0; jt_r16 < 2; ++jt_r16) {
-          const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r16 & 1) << 3))); (void)i;
-          rescale_frag[(jt_r16 & 1)] = jt::exp2(((m_prev_frag[(jt_r16 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r16 & 1)] * 0.12751743082459868f)));
+        for (int jt_r15 = 0; jt_r15 < 2; ++jt_r15) {
+          const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r15 & 1) << 3))); (void)i;
+          rescale_frag[(jt_r15 & 1)] = jt::exp2(((m_prev_frag[(jt_r15 & 1)] * 0.12751743082459868f) - (m_frag[(jt_r15 & 1)] * 0.12751743082459868f)));
         }
       }
       // flash_attention.py:81
       {
         #pragma unroll
-        for (int jt_r17 = 0; jt_r17 < 32; ++jt_r17) {
-          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r17 >> 1) & 1) << 3))); (void)i_1;
-          const int j = ((((tx & 3) << 1)) | ((jt_r17 & 1) | (((jt_r17 >> 2) & 7) << 3))); (void)j;
-          s_frag[(jt_r17 & 1) | (((jt_r17 >> 1) & 1) << 1) | (((jt_r17 >> 2) & 1) << 2) | (((jt_r17 >> 3) & 1) << 3) | (((jt_r17 >> 4) & 1) << 4)] = jt::exp2(((s_frag[(jt_r17 & 1) | (((jt_r17 >> 1) & 1) << 1) | (((jt_r17 >> 2) & 1) << 2) | (((jt_r17 >> 3) & 1) << 3) | (((jt_r17 >> 4) & 1) << 4)] * 0.12751743082459868f) - (m_frag[((jt_r17 >> 1) & 1)] * 0.12751743082459868f)));
+        for (int jt_r16 = 0; jt_r16 < 32; ++jt_r16) {
+          const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r16 >> 1) & 1) << 3))); (void)i_1;
+          const int j = ((((tx & 3) << 1)) | ((jt_r16 & 1) | (((jt_r16 >> 2) & 7) << 3))); (void)j;
+          s_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4)] = jt::exp2(((s_frag[(jt_r16 & 1) | (((jt_r16 >> 1) & 1) << 1) | (((jt_r16 >> 2) & 1) << 2) | (((jt_r16 >> 3) & 1) << 3) | (((jt_r16 >> 4) & 1) << 4)] * 0.12751743082459868f) - (m_frag[((jt_r16 >> 1) & 1)] * 0.12751743082459868f)));
         }
       }
       // flash_attention.py:83
@@ -153,23 +152,23 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
       // flash_attention.py:84
       {
         #pragma unroll
-        for (int jt_r18 = 0; jt_r18 < 2; ++jt_r18) {
-          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r18 & 1) << 3))); (void)i_2;
-          l_frag[(jt_r18 & 1)] = ((l_frag[(jt_r18 & 1)] * rescale_frag[(jt_r18 & 1)]) + l_tile_frag[(jt_r18 & 1)]);
+        for (int jt_r17 = 0; jt_r17 < 2; ++jt_r17) {
+          const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r17 & 1) << 3))); (void)i_2;
+          l_frag[(jt_r17 & 1)] = ((l_frag[(jt_r17 & 1)] * rescale_frag[(jt_r17 & 1)]) + l_tile_frag[(jt_r17 & 1)]);
         }
       }
       // flash_attention.py:86
       {
         #pragma unroll
-        for (int jt_r19 = 0; jt_r19 < 32; ++jt_r19) p_frag[jt_r19] = jt::cast<jt::half>(s_frag[jt_r19]);
+        for (int jt_r18 = 0; jt_r18 < 32; ++jt_r18) p_frag[jt_r18] = jt::cast<jt::half>(s_frag[jt_r18]);
       }
       // flash_attention.py:87
       {
         #pragma unroll
-        for (int jt_r20 = 0; jt_r20 < 64; ++jt_r20) {
-          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3))); (void)i_3;
-          const int j_1 = ((((tx & 3) << 1)) | ((jt_r20 & 1) | (((jt_r20 >> 2) & 15) << 3))); (void)j_1;
-          acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4) | (((jt_r20 >> 5) & 1) << 5)] = (acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4) | (((jt_r20 >> 5) & 1) << 5)] * rescale_frag[((jt_r20 >> 1) & 1)]);
+        for (int jt_r19 = 0; jt_r19 < 64; ++jt_r19) {
+          const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r19 >> 1) & 1) << 3))); (void)i_3;
+          const int j_1 = ((((tx & 3) << 1)) | ((jt_r19 & 1) | (((jt_r19 >> 2) & 15) << 3))); (void)j_1;
+          acc_frag[(jt_r19 & 1) | (((jt_r19 >> 1) & 1) << 1) | (((jt_r19 >> 2) & 1) << 2) | (((jt_r19 >> 3) & 1) << 3) | (((jt_r19 >> 4) & 1) << 4) | (((jt_r19 >> 5) & 1) << 5)] = (acc_frag[(jt_r19 & 1) | (((jt_r19 >> 1) & 1) << 1) | (((jt_r19 >> 2) & 1) << 2) | (((jt_r19 >> 3) & 1) << 3) | (((jt_r19 >> 4) & 1) << 4) | (((jt_r19 >> 5) & 1) << 5)] * rescale_frag[((jt_r19 >> 1) & 1)]);
         }
       }
       // flash_attention.py:89
@@ -211,33 +210,33 @@ extern "C" __global__ void __launch_bounds__(256) flash_fwd_d128(const jt::half*
   // flash_attention.py:90
   {
     #pragma unroll
-    for (int jt_r21 = 0; jt_r21 < 64; ++jt_r21) {
-      const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3))); (void)i_4;
-      const int j_2 = ((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 15) << 3))); (void)j_2;
-      acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] = (acc_frag[(jt_r21 & 1) | (((jt_r21 >> 1) & 1) << 1) | (((jt_r21 >> 2) & 1) << 2) | (((jt_r21 >> 3) & 1) << 3) | (((jt_r21 >> 4) & 1) << 4) | (((jt_r21 >> 5) & 1) << 5)] / l_frag[((jt_r21 >> 1) & 1)]);
+    for (int jt_r20 = 0; jt_r20 < 64; ++jt_r20) {
+      const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r20 >> 1) & 1) << 3))); (void)i_4;
+      const int j_2 = ((((tx & 3) << 1)) | ((jt_r20 & 1) | (((jt_r20 >> 2) & 15) << 3))); (void)j_2;
+      acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4) | (((jt_r20 >> 5) & 1) << 5)] = (acc_frag[(jt_r20 & 1) | (((jt_r20 >> 1) & 1) << 1) | (((jt_r20 >> 2) & 1) << 2) | (((jt_r20 >> 3) & 1) << 3) | (((jt_r20 >> 4) & 1) << 4) | (((jt_r20 >> 5) & 1) << 5)] / l_frag[((jt_r20 >> 1) & 1)]);
     }
   }
   // flash_attention.py:92
   __syncthreads();
   {
     #pragma unroll
-    for (int jt_r22 = 0; jt_r22 < 64; jt_r22 += 2) {
-      jt::vec<jt::half, 2> jt_v23;
+    for (int jt_r21 = 0; jt_r21 < 64; jt_r21 += 2) {
+      jt::vec<jt::half, 2> jt_v22;
       #pragma unroll
-      for (int u = 0; u < 2; ++u) jt_v23.v[u] = jt::cast<jt::half>(acc_frag[jt_r22 + u]);
-      *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r22 >> 1) & 1) << 3))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r22 & 1) | (((jt_r22 >> 2) & 15) << 3))))) % 8]) = jt_v23;
+      for (int u = 0; u < 2; ++u) jt_v22.v[u] = jt::cast<jt::half>(acc_frag[jt_r21 + u]);
+      *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3))))) * 128 + ((((((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 15) << 3))))) / 8) ^ (((((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r21 >> 1) & 1) << 3))))) % 8)) * 8 + ((((((tx & 3) << 1)) | ((jt_r21 & 1) | (((jt_r21 >> 2) & 15) << 3))))) % 8]) = jt_v22;
     }
   }
   __syncthreads();
   {
     #pragma unroll
-    for (int jt_u25 = 0; jt_u25 < 8; ++jt_u25) {
-      const int jt_c24 = jt_u25 * 256 + tx;
+    for (int jt_u24 = 0; jt_u24 < 8; ++jt_u24) {
+      const int jt_c23 = jt_u24 * 256 + tx;
+      jt::vec<jt::half, 8> jt_v25;
+      jt_v25 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c23 * 8) / 128) % 128)) * 128 + (((((jt_c23 * 8) % 128)) / 8) ^ (((((jt_c23 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c23 * 8) % 128)) % 8]);
       jt::vec<jt::half, 8> jt_v26;
-      jt_v26 = *reinterpret_cast<const jt::vec<jt::half, 8>*>(&acc_out_smem[((((jt_c24 * 8) / 128) % 128)) * 128 + (((((jt_c24 * 8) % 128)) / 8) ^ (((((jt_c24 * 8) / 128) % 128)) % 8)) * 8 + (((jt_c24 * 8) % 128)) % 8]);
-      jt::vec<jt::half, 8> jt_v27;
-      for (int u = 0; u < 8; ++u) jt_v27.v[u] = jt::cast<jt::half>(jt_v26.v[u]);
-      *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((bz)) * 256 + ((bx * 128) + ((jt_c24 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c24 * 8) % 128)]) = jt_v27;
+      for (int u = 0; u < 8; ++u) jt_v26.v[u] = jt::cast<jt::half>(jt_v25.v[u]);
+      *reinterpret_cast<jt::vec<jt::half, 8>*>(&O[((((bz)) * 256 + ((bx * 128) + ((jt_c23 * 8) / 128) % 128)) * 2 + (by)) * 128 + ((jt_c23 * 8) % 128)]) = jt_v26;
     }
   }
 }

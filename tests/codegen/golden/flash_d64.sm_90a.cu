@@ -11,6 +11,15 @@ __device__ __forceinline__ void jt_wgmma_m64n128k16_f16_ss_nn(float* d, unsigned
       : "l"(a), "l"(b), "r"(accumulate));
 }
 
+__device__ __forceinline__ void jt_wgmma_m64n128k16_f16_ss_nn_zero(float* d, unsigned long long a, unsigned long long b) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 "
+      "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+      : "=f"(d[0]), "=f"(d[1]), "=f"(d[2]), "=f"(d[3]), "=f"(d[4]), "=f"(d[5]), "=f"(d[6]), "=f"(d[7]), "=f"(d[8]), "=f"(d[9]), "=f"(d[10]), "=f"(d[11]), "=f"(d[12]), "=f"(d[13]), "=f"(d[14]), "=f"(d[15]), "=f"(d[16]), "=f"(d[17]), "=f"(d[18]), "=f"(d[19]), "=f"(d[20]), "=f"(d[21]), "=f"(d[22]), "=f"(d[23]), "=f"(d[24]), "=f"(d[25]), "=f"(d[26]), "=f"(d[27]), "=f"(d[28]), "=f"(d[29]), "=f"(d[30]), "=f"(d[31]), "=f"(d[32]), "=f"(d[33]), "=f"(d[34]), "=f"(d[35]), "=f"(d[36]), "=f"(d[37]), "=f"(d[38]), "=f"(d[39]), "=f"(d[40]), "=f"(d[41]), "=f"(d[42]), "=f"(d[43]), "=f"(d[44]), "=f"(d[45]), "=f"(d[46]), "=f"(d[47]), "=f"(d[48]), "=f"(d[49]), "=f"(d[50]), "=f"(d[51]), "=f"(d[52]), "=f"(d[53]), "=f"(d[54]), "=f"(d[55]), "=f"(d[56]), "=f"(d[57]), "=f"(d[58]), "=f"(d[59]), "=f"(d[60]), "=f"(d[61]), "=f"(d[62]), "=f"(d[63])
+      : "l"(a), "l"(b), "r"(0));
+}
+
 __device__ __forceinline__ void jt_wgmma_m64n64k16_f16_rs_nt(float* d, const unsigned* a, unsigned long long b, int accumulate) {
   asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
@@ -93,9 +102,6 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
       #pragma unroll 1
       for (int k_1 = 0; k_1 < 2; ++k_1) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k_1 % 2)], (k_1 / 2) & 1);
-        // flash_attention.py:75
-        #pragma unroll
-        for (int jt_r6 = 0; jt_r6 < 64; ++jt_r6) s_frag[jt_r6] = 0.0f;
         // flash_attention.py:76
         {
           const int jt_wg = tx >> 7;
@@ -104,7 +110,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
           const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(q_smem) + jt_wg_m * 8192, 16u, 1024u, 1u);
           const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(k_smem) + ((k_1 % 2)) * 16384 + jt_wg_n * 16384, 16u, 1024u, 1u);
           jt::wgmma_fence();
-          jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 0, jt_db + 0, 1);
+          jt_wgmma_m64n128k16_f16_ss_nn_zero(&s_frag[0], jt_da + 0, jt_db + 0);
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 2, jt_db + 2, 1);
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 4, jt_db + 4, 1);
           jt_wgmma_m64n128k16_f16_ss_nn(&s_frag[0], jt_da + 6, jt_db + 6, 1);
@@ -115,7 +121,7 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
         // flash_attention.py:77
         {
           #pragma unroll
-          for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) m_prev_frag[jt_r7] = jt::cast<float>(m_frag[jt_r7]);
+          for (int jt_r6 = 0; jt_r6 < 2; ++jt_r6) m_prev_frag[jt_r6] = jt::cast<float>(m_frag[jt_r6]);
         }
         // flash_attention.py:78
         {
@@ -132,18 +138,18 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
         // flash_attention.py:79
         {
           #pragma unroll
-          for (int jt_r8 = 0; jt_r8 < 2; ++jt_r8) {
-            const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r8 & 1) << 3))); (void)i;
-            rescale_frag[(jt_r8 & 1)] = jt::exp2(((m_prev_frag[(jt_r8 & 1)] * 0.18033688011112042f) - (m_frag[(jt_r8 & 1)] * 0.18033688011112042f)));
+          for (int jt_r7 = 0; jt_r7 < 2; ++jt_r7) {
+            const int i = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r7 & 1) << 3))); (void)i;
+            rescale_frag[(jt_r7 & 1)] = jt::exp2(((m_prev_frag[(jt_r7 & 1)] * 0.18033688011112042f) - (m_frag[(jt_r7 & 1)] * 0.18033688011112042f)));
           }
         }
         // flash_attention.py:81
         {
           #pragma unroll
-          for (int jt_r9 = 0; jt_r9 < 64; ++jt_r9) {
-            const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r9 >> 1) & 1) << 3))); (void)i_1;
-            const int j = ((((tx & 3) << 1)) | ((jt_r9 & 1) | (((jt_r9 >> 2) & 15) << 3))); (void)j;
-            s_frag[(jt_r9 & 1) | (((jt_r9 >> 1) & 1) << 1) | (((jt_r9 >> 2) & 1) << 2) | (((jt_r9 >> 3) & 1) << 3) | (((jt_r9 >> 4) & 1) << 4) | (((jt_r9 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r9 & 1) | (((jt_r9 >> 1) & 1) << 1) | (((jt_r9 >> 2) & 1) << 2) | (((jt_r9 >> 3) & 1) << 3) | (((jt_r9 >> 4) & 1) << 4) | (((jt_r9 >> 5) & 1) << 5)] * 0.18033688011112042f) - (m_frag[((jt_r9 >> 1) & 1)] * 0.18033688011112042f)));
+          for (int jt_r8 = 0; jt_r8 < 64; ++jt_r8) {
+            const int i_1 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r8 >> 1) & 1) << 3))); (void)i_1;
+            const int j = ((((tx & 3) << 1)) | ((jt_r8 & 1) | (((jt_r8 >> 2) & 15) << 3))); (void)j;
+            s_frag[(jt_r8 & 1) | (((jt_r8 >> 1) & 1) << 1) | (((jt_r8 >> 2) & 1) << 2) | (((jt_r8 >> 3) & 1) << 3) | (((jt_r8 >> 4) & 1) << 4) | (((jt_r8 >> 5) & 1) << 5)] = jt::exp2(((s_frag[(jt_r8 & 1) | (((jt_r8 >> 1) & 1) << 1) | (((jt_r8 >> 2) & 1) << 2) | (((jt_r8 >> 3) & 1) << 3) | (((jt_r8 >> 4) & 1) << 4) | (((jt_r8 >> 5) & 1) << 5)] * 0.18033688011112042f) - (m_frag[((jt_r8 >> 1) & 1)] * 0.18033688011112042f)));
           }
         }
         // flash_attention.py:83
@@ -161,23 +167,23 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
         // flash_attention.py:84
         {
           #pragma unroll
-          for (int jt_r10 = 0; jt_r10 < 2; ++jt_r10) {
-            const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r10 & 1) << 3))); (void)i_2;
-            l_frag[(jt_r10 & 1)] = ((l_frag[(jt_r10 & 1)] * rescale_frag[(jt_r10 & 1)]) + l_tile_frag[(jt_r10 & 1)]);
+          for (int jt_r9 = 0; jt_r9 < 2; ++jt_r9) {
+            const int i_2 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | (((jt_r9 & 1) << 3))); (void)i_2;
+            l_frag[(jt_r9 & 1)] = ((l_frag[(jt_r9 & 1)] * rescale_frag[(jt_r9 & 1)]) + l_tile_frag[(jt_r9 & 1)]);
           }
         }
         // flash_attention.py:86
         {
           #pragma unroll
-          for (int jt_r11 = 0; jt_r11 < 64; ++jt_r11) p_frag[jt_r11] = jt::cast<jt::half>(s_frag[jt_r11]);
+          for (int jt_r10 = 0; jt_r10 < 64; ++jt_r10) p_frag[jt_r10] = jt::cast<jt::half>(s_frag[jt_r10]);
         }
         // flash_attention.py:87
         {
           #pragma unroll
-          for (int jt_r12 = 0; jt_r12 < 32; ++jt_r12) {
-            const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r12 >> 1) & 1) << 3))); (void)i_3;
-            const int j_1 = ((((tx & 3) << 1)) | ((jt_r12 & 1) | (((jt_r12 >> 2) & 7) << 3))); (void)j_1;
-            acc_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4)] = (acc_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4)] * rescale_frag[((jt_r12 >> 1) & 1)]);
+          for (int jt_r11 = 0; jt_r11 < 32; ++jt_r11) {
+            const int i_3 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r11 >> 1) & 1) << 3))); (void)i_3;
+            const int j_1 = ((((tx & 3) << 1)) | ((jt_r11 & 1) | (((jt_r11 >> 2) & 7) << 3))); (void)j_1;
+            acc_frag[(jt_r11 & 1) | (((jt_r11 >> 1) & 1) << 1) | (((jt_r11 >> 2) & 1) << 2) | (((jt_r11 >> 3) & 1) << 3) | (((jt_r11 >> 4) & 1) << 4)] = (acc_frag[(jt_r11 & 1) | (((jt_r11 >> 1) & 1) << 1) | (((jt_r11 >> 2) & 1) << 2) | (((jt_r11 >> 3) & 1) << 3) | (((jt_r11 >> 4) & 1) << 4)] * rescale_frag[((jt_r11 >> 1) & 1)]);
           }
         }
         // flash_attention.py:89
@@ -216,10 +222,10 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
     // flash_attention.py:90
     {
       #pragma unroll
-      for (int jt_r13 = 0; jt_r13 < 32; ++jt_r13) {
-        const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r13 >> 1) & 1) << 3))); (void)i_4;
-        const int j_2 = ((((tx & 3) << 1)) | ((jt_r13 & 1) | (((jt_r13 >> 2) & 7) << 3))); (void)j_2;
-        acc_frag[(jt_r13 & 1) | (((jt_r13 >> 1) & 1) << 1) | (((jt_r13 >> 2) & 1) << 2) | (((jt_r13 >> 3) & 1) << 3) | (((jt_r13 >> 4) & 1) << 4)] = (acc_frag[(jt_r13 & 1) | (((jt_r13 >> 1) & 1) << 1) | (((jt_r13 >> 2) & 1) << 2) | (((jt_r13 >> 3) & 1) << 3) | (((jt_r13 >> 4) & 1) << 4)] / l_frag[((jt_r13 >> 1) & 1)]);
+      for (int jt_r12 = 0; jt_r12 < 32; ++jt_r12) {
+        const int i_4 = ((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r12 >> 1) & 1) << 3))); (void)i_4;
+        const int j_2 = ((((tx & 3) << 1)) | ((jt_r12 & 1) | (((jt_r12 >> 2) & 7) << 3))); (void)j_2;
+        acc_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4)] = (acc_frag[(jt_r12 & 1) | (((jt_r12 >> 1) & 1) << 1) | (((jt_r12 >> 2) & 1) << 2) | (((jt_r12 >> 3) & 1) << 3) | (((jt_r12 >> 4) & 1) << 4)] / l_frag[((jt_r12 >> 1) & 1)]);
       }
     }
     // flash_attention.py:92
@@ -227,11 +233,11 @@ extern "C" __global__ void __launch_bounds__(384, 1) flash_fwd_d64(const jt::hal
     jt::named_barrier_sync(1, 256);
     {
       #pragma unroll
-      for (int jt_r14 = 0; jt_r14 < 32; jt_r14 += 2) {
-        jt::vec<jt::half, 2> jt_v15;
+      for (int jt_r13 = 0; jt_r13 < 32; jt_r13 += 2) {
+        jt::vec<jt::half, 2> jt_v14;
         #pragma unroll
-        for (int u = 0; u < 2; ++u) jt_v15.v[u] = jt::cast<jt::half>(acc_frag[jt_r14 + u]);
-        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r14 >> 1) & 1) << 3)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r14 & 1) | (((jt_r14 >> 2) & 7) << 3)))) % 64) * 2) / 2]) = jt_v15;
+        for (int u = 0; u < 2; ++u) jt_v14.v[u] = jt::cast<jt::half>(acc_frag[jt_r13 + u]);
+        *reinterpret_cast<jt::vec<jt::half, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r13 & 1) | (((jt_r13 >> 2) & 7) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 7) << 4)) | ((((jt_r13 >> 1) & 1) << 3)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r13 & 1) | (((jt_r13 >> 2) & 7) << 3)))) % 64) * 2) / 2]) = jt_v14;
       }
     }
     jt::fence_proxy_async_shared();
