@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jtile.ir.nodes import Const, Copy, Expr, For, LoopKind, ParallelFor, as_expr
+from jtile.ir.nodes import Const, Copy, Expr, For, LoopKind, ParallelFor, SyncThreads, as_expr
 from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import current
 from jtile.trace.source import caller_location
@@ -60,7 +60,20 @@ def Parallel(*extents, coalesced_width=None, loop_layout=None, prefer_async=None
                                   loc)
         finally:
             builder.parallel_depth -= 1
-    builder.emit(ParallelFor(vars_, tuple(int(e) for e in extents), tuple(body), loc))
+    # A grid barrier inside the loop (TileLang allows one there) splits it: every element's
+    # statements before the barrier run, in every block, before any element's after it.
+    pieces = [[]]
+    for s in body:
+        if isinstance(s, SyncThreads) and s.grid:
+            pieces.append(s)
+            pieces.append([])
+        else:
+            pieces[-1].append(s)
+    for piece in pieces:
+        if isinstance(piece, SyncThreads):
+            builder.emit(piece)
+        elif piece:
+            builder.emit(ParallelFor(vars_, tuple(int(e) for e in extents), tuple(piece), loc))
 
 
 def _range_args(builder, args, what, loc):

@@ -52,11 +52,14 @@ def sync_grid():
 
     The kernel is launched cooperatively, so all its blocks must be resident on the GPU at once
     (a grid of at most a few blocks per SM, e.g. one per SM as persistent kernels use); a larger
-    grid is refused at launch with a JtileError-style message from the launcher. It must be a
-    statement of the kernel body itself, outside loops and branches (every thread must reach
-    each grid barrier the same number of times). Interpret mode runs every block up to the
-    barrier, then every block on from it, each keeping its shared memory, fragments and
-    variables.
+    grid is refused at launch with a message from the launcher that names T.sync_grid. It must
+    be a statement of the kernel body, or of a T.Parallel loop in it (as in TileLang's own
+    test; the loop splits there: every element's statements before the barrier run before any
+    element's after it), not inside another loop or a branch (every thread must reach each
+    grid barrier the same number of times). A name bound to a value read from global memory
+    before the barrier is refused where it is used after it (jtile would read it again, seeing
+    other blocks' writes). Interpret mode runs every block up to the barrier, then every block
+    on from it, each keeping its shared memory, fragments and variables.
     """
     builder = current("T.sync_grid")
     loc = caller_location()
@@ -64,12 +67,14 @@ def sync_grid():
         raise builder.error("T.sync_grid belongs inside `with T.Kernel(...)`", loc,
                             op="T.sync_grid")
     # The kernel's own body is the block `with T.Kernel` opened (the outermost one when
-    # pallas_like was given grid= instead).
-    if len(builder.blocks) != (1 if builder.implicit_grid else 2) or builder.parallel_depth:
-        raise builder.error("T.sync_grid must be a statement of the kernel body itself, not "
-                            "inside a loop, branch or T.Parallel: every thread of every block "
-                            "must reach each grid barrier, the same number of times", loc,
-                            op="T.sync_grid")
+    # pallas_like was given grid= instead); a T.Parallel loop right in it may hold the barrier
+    # too (T.Parallel splits there).
+    top = 1 if builder.implicit_grid else 2
+    if len(builder.blocks) != top + builder.parallel_depth or builder.parallel_depth > 1:
+        raise builder.error("T.sync_grid must be a statement of the kernel body itself, or of "
+                            "a T.Parallel loop in it, not inside another loop or a branch: every "
+                            "thread of every block must reach each grid barrier, the same "
+                            "number of times", loc, op="T.sync_grid")
     if builder.attrs.get("cluster_dims") is not None:
         raise builder.error(f"T.sync_grid in a kernel with cluster_dims="
                             f"{builder.attrs['cluster_dims']}: cooperative launches of clusters "

@@ -9,6 +9,7 @@ different answer.
 from __future__ import annotations
 
 from jtile.ir import nodes as ir
+from jtile.ir.types import MemorySpace
 from jtile.ir.walk import buffers_written, statement_exprs, statements, sub_expressions
 
 
@@ -73,6 +74,13 @@ class BoundValues:
         self._block_of[id(stmt)] = id(builder.blocks[-1])
         if self._live and isinstance(stmt, (ir.For, ir.While, ir.ParallelFor)):
             self._check_loop(builder, stmt)
+        if isinstance(stmt, ir.SyncThreads) and stmt.grid:
+            # Past a grid barrier other blocks' writes to global memory show: a value read
+            # from one before it is not what a read after it gives.
+            for key, (_, _, _, reads) in self._live.items():
+                hit = [b for b in reads if b.space is MemorySpace.GLOBAL]
+                if hit and key not in self._stale:
+                    self._stale[key] = (hit[0], f"T.sync_grid at {stmt.loc} (any block)")
         written = buffers_written(stmt)
         if written:
             for key, (_, _, _, reads) in self._live.items():

@@ -118,18 +118,32 @@ def _nested(where):
             elif where == "if":
                 with T.If(bx == 0):
                     T.sync_grid()
-            else:
-                for i in T.Parallel(4):
-                    T.sync_grid()
     return kernel
 
 
-@pytest.mark.parametrize("where", ["serial", "if", "parallel"])
+@pytest.mark.parametrize("where", ["serial", "if"])
 def test_a_barrier_inside_a_loop_or_branch_is_refused(where):
     launch = jtile.pallas_like(_nested(where), out_shape=_spec((32,)), interpret=True)
     with pytest.raises(jtile.JtileError, match=r"T.sync_grid at test_sync_grid.py:\d+: "
                                                r"T.sync_grid must be a statement of the kernel "
-                                               r"body itself"):
+                                               r"body itself, or of a T.Parallel loop in it"):
+        launch(np.zeros(32, np.float32))
+
+
+def test_a_value_read_from_global_memory_before_the_barrier_is_refused_after_it():
+    def kernel(A, B):
+        with T.Kernel(2, threads=32) as bx:
+            for i in T.Parallel(16):
+                B[bx * 16 + i] = A[bx * 16 + i]
+                mirrored = B[31 - bx * 16 - i]     # bound before the barrier
+                T.sync_grid()
+                B[bx * 16 + i] = mirrored           # would read B again after it
+    launch = jtile.pallas_like(kernel, out_shape=_spec((32,)), interpret=True)
+    with pytest.raises(jtile.JtileError, match=r"`mirrored` was bound at test_sync_grid.py:\d+ "
+                                               r"to a value read from B \(global float32 "
+                                               r"\(32,\)\), which T.sync_grid at "
+                                               r"test_sync_grid.py:\d+ \(any block\) has "
+                                               r"written since"):
         launch(np.zeros(32, np.float32))
 
 
@@ -193,5 +207,34 @@ def test_tilelang_grid_sync_kernel():
     (out,), source = run_both_ways(tilelang_grid_sync(n), (a,), None,
                                    input_output_aliases={0: 0})
     # Every element is its index plus its mirror's: n - 1 everywhere (TileLang's check).
+    np.testing.assert_array_equal(out, np.full(n, n - 1, np.float32))
+    assert source.count("jt::grid_sync();") == 2
+
+
+def tilelang_grid_sync_verbatim(n=1024):
+    """TileLang's test kernel as TileLang writes it: the second barrier inside T.Parallel."""
+    block = 64
+
+    @T.prim_func
+    def kernel(A: T.Tensor((n,), T.float32)):
+        with T.Kernel(T.ceildiv(n, block), threads=128) as bx:
+            A_local = T.alloc_fragment((block,), dtype=T.float32)
+            n_idx = bx * block
+            for i in T.Parallel(block):
+                A[n_idx + i] = n_idx + i
+            T.sync_grid()
+            for i in T.Parallel(block):
+                A_local[i] = A[n - n_idx - i - 1]
+                T.sync_grid()
+                A[n_idx + i] = A[n_idx + i] + A_local[i]
+
+    return kernel
+
+
+def test_tilelang_grid_sync_kernel_verbatim_splits_its_parallel_loop():
+    n = 1024
+    a = np.random.default_rng(3).random(n).astype(np.float32)
+    (out,), source = run_both_ways(tilelang_grid_sync_verbatim(n), (a,), None,
+                                   input_output_aliases={0: 0})
     np.testing.assert_array_equal(out, np.full(n, n - 1, np.float32))
     assert source.count("jt::grid_sync();") == 2
