@@ -92,6 +92,13 @@ OVERLAP_GEMMS = Variable(
     "H200 head dim 64 attention with 128-key tiles ran 7% faster (full) and 1% (causal).",
 )
 
+FOLD_ACCUMULATOR_CLEARS = Variable(
+    "JTILE_FOLD_ACCUMULATOR_CLEARS",
+    "Set to 0 to keep a T.clear of an accumulator as its own statement before the T.gemm "
+    "into it. By default the gemm starts from zero itself (wgmma's scale-d; "
+    "passes/fold_accumulator_clears.py), so the accumulator's old value is not kept alive.",
+)
+
 PRODUCER_REGISTERS = Variable(
     "JTILE_PRODUCER_REGISTERS",
     "Registers per thread the producer warpgroup of a warp-specialised kernel keeps after "
@@ -100,7 +107,7 @@ PRODUCER_REGISTERS = Variable(
 )
 
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
-             TMA_STORE, PINGPONG, OVERLAP_GEMMS, PRODUCER_REGISTERS)
+             TMA_STORE, PINGPONG, OVERLAP_GEMMS, FOLD_ACCUMULATOR_CLEARS, PRODUCER_REGISTERS)
 
 
 def _flag(variable: Variable, default: bool = False) -> bool:
@@ -162,6 +169,12 @@ def overlap_gemms() -> bool:
     """Whether a ring's second gemm overlaps the next iteration's work
     (``JTILE_OVERLAP_GEMMS``, default on where it applies)."""
     return _flag(OVERLAP_GEMMS, default=True)
+
+
+def fold_accumulator_clears() -> bool:
+    """Whether T.clear before a T.gemm into the same accumulator folds into the gemm
+    (``JTILE_FOLD_ACCUMULATOR_CLEARS``, default on)."""
+    return _flag(FOLD_ACCUMULATOR_CLEARS, default=True)
 
 
 def debug() -> bool:
