@@ -186,7 +186,10 @@ def test_kernels_take_the_hopper_path_on_sm90a(dim, causal, segmented):
             ops = sass_counts(compiled.cubin)
             assert ops["HGMMA"] > 0 and ops["UTMALDG"] > 0 and ops["HMMA"] == 0, (name, ops)
             spills[name] = ops["LDL"] + ops["STL"]
-    assert spills["fwd"] == 0, spills
+    # The forward keeps its values in registers; the causal one at head dim 64 may spill a few
+    # around the diagonal tiles' mask after the gemm (measured faster than masking every tile
+    # before it without spills: benchmarks/results/h200_bench_attention_mask_after.log).
+    assert spills["fwd"] <= (8 if causal and dim == 64 and not segmented else 0), spills
 
 
 @pytest.mark.parametrize("dim", [64, 128, 256])
