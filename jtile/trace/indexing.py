@@ -5,7 +5,7 @@ from __future__ import annotations
 from jtile.ir.affine import static_difference, static_value
 from jtile.ir.nodes import Buffer, Cast, Const, Expr, Load, Region, Store, as_expr
 from jtile.ir.types import DType, MemorySpace
-from jtile.trace.builder import current
+from jtile.trace.builder import active_builder, current
 from jtile.trace.source import caller_location
 
 
@@ -50,7 +50,11 @@ def index_buffer(buffer: Buffer, key):
     _check_rank(buffer, key)
     if not any(isinstance(k, slice) for k in key):
         indices = tuple(_index_expr(buffer, k, d) for d, k in enumerate(key))
-        return Load(buffer, indices, buffer.dtype)
+        load = Load(buffer, indices, buffer.dtype)
+        builder = active_builder()
+        if builder is not None:
+            builder.bound_values.note_load(load, builder.blocks)
+        return load
     starts, extents = [], []
     for dim, k in enumerate(key):
         if not isinstance(k, slice):
