@@ -10,6 +10,7 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
     python benchmarks/bench_attention_tiles.py --option=NAME=0,1  # a forward kernel option
     python benchmarks/bench_attention_tiles.py --fold-clears  # forward + backward with
                                                               # JTILE_FOLD_ACCUMULATOR_CLEARS=0/1
+    python benchmarks/bench_attention_tiles.py --late-waits   # ... JTILE_LATE_WGMMA_WAITS=0/1
 
 `--forward` times the forward alone under each candidate forward tile shape, at the shape
 above and at the attention of examples/train_gpt.py's step (B16 S1024 H12/4 D64 causal,
@@ -276,9 +277,9 @@ def option_table(name: str, values, rounds: int = 2):
         print(f"{label:<36} cudnn {t_cudnn:7.3f} ms  {cells}", flush=True)
 
 
-def fold_clears_table(rounds: int = 2):
-    """Forward + backward with T.clear folded into the next gemm or kept (alternating), at
-    the FORWARD_SHAPES in bfloat16."""
+def env_ab_table(variable: str, off: str, on: str, rounds: int = 2):
+    """Forward + backward with the setting `variable` at 0 (`off`) and 1 (`on`), alternating,
+    at the FORWARD_SHAPES in bfloat16."""
     for shape in FORWARD_SHAPES:
         (q, k, v), work, label = _forward_inputs(*shape[:6], jnp.bfloat16)
         forward = functools.partial(ops.attention, causal=shape[5], interpret=False)
@@ -286,17 +287,20 @@ def fold_clears_table(rounds: int = 2):
         times = {"0": [], "1": []}
         for _ in range(rounds):
             for flag in times:
-                with _environment({"JTILE_FOLD_ACCUMULATOR_CLEARS": flag}):
+                with _environment({variable: flag}):
                     times[flag].append(_time(both, (q, k, v))[0])
-        kept, folded = min(times["0"]), min(times["1"])
-        print(f"{label:<40} fwd+bwd  clears kept {kept:7.3f} ms  folded {folded:7.3f} ms  "
-              f"x{kept / folded:5.2f}", flush=True)
+        first, second = min(times["0"]), min(times["1"])
+        print(f"{label:<40} fwd+bwd  {off} {first:7.3f} ms  {on} {second:7.3f} ms  "
+              f"x{first / second:5.2f}", flush=True)
 
 
 def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
     if "--fold-clears" in sys.argv:
-        fold_clears_table()
+        env_ab_table("JTILE_FOLD_ACCUMULATOR_CLEARS", "clears kept", "folded")
+        return
+    if "--late-waits" in sys.argv:
+        env_ab_table("JTILE_LATE_WGMMA_WAITS", "waits at once", "late waits")
         return
     options = [a for a in sys.argv[1:] if a.startswith("--option=")]
     if options:

@@ -99,6 +99,13 @@ FOLD_ACCUMULATOR_CLEARS = Variable(
     "passes/fold_accumulator_clears.py), so the accumulator's old value is not kept alive.",
 )
 
+LATE_WGMMA_WAITS = Variable(
+    "JTILE_LATE_WGMMA_WAITS",
+    "Set to 0 to wait for each wgmma group of a ring body of three gemms or more right after "
+    "issuing it. By default each group is waited for just before the first statement that "
+    "needs it (passes/late_wgmma_waits.py), so it runs beside the work in between.",
+)
+
 PRODUCER_REGISTERS = Variable(
     "JTILE_PRODUCER_REGISTERS",
     "Registers per thread the producer warpgroup of a warp-specialised kernel keeps after "
@@ -107,7 +114,8 @@ PRODUCER_REGISTERS = Variable(
 )
 
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
-             TMA_STORE, PINGPONG, OVERLAP_GEMMS, FOLD_ACCUMULATOR_CLEARS, PRODUCER_REGISTERS)
+             TMA_STORE, PINGPONG, OVERLAP_GEMMS, FOLD_ACCUMULATOR_CLEARS, LATE_WGMMA_WAITS,
+             PRODUCER_REGISTERS)
 
 
 def _flag(variable: Variable, default: bool = False) -> bool:
@@ -175,6 +183,12 @@ def fold_accumulator_clears() -> bool:
     """Whether T.clear before a T.gemm into the same accumulator folds into the gemm
     (``JTILE_FOLD_ACCUMULATOR_CLEARS``, default on)."""
     return _flag(FOLD_ACCUMULATOR_CLEARS, default=True)
+
+
+def late_wgmma_waits() -> bool:
+    """Whether wgmma groups are waited for where first needed (``JTILE_LATE_WGMMA_WAITS``,
+    default on)."""
+    return _flag(LATE_WGMMA_WAITS, default=True)
 
 
 def debug() -> bool:

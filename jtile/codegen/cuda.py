@@ -358,6 +358,8 @@ class CudaEmitter:
                                   "that run different iteration counts; move it out")
         elif isinstance(s, low.WgmmaGemm):
             hopper.emit_wgmma_gemm(self, s)
+        elif isinstance(s, low.WgmmaWait):
+            hopper.emit_wgmma_wait(self, s)
         elif isinstance(s, low.MbarrierPipeline):
             hopper.emit_pipeline(self, s)
         elif isinstance(s, ir.FenceProxyAsync):

@@ -304,6 +304,11 @@ def _address_stage(em, buffers, stage: str) -> None:
         em.stage_expr[b] = stage
 
 
+def emit_wgmma_wait(em, s: low.WgmmaWait) -> None:
+    """A wait passes/late_wgmma_waits placed before the statement that needs its groups."""
+    _wait_wgmmas(em, s.pending, [em.name(b) for b in s.accumulators])
+
+
 def _wait_wgmmas(em, pending: int, accumulators) -> None:
     """wgmma.wait_group `pending`, then the accumulators are read again only after it."""
     em.line(f"jt::wgmma_wait<{pending}>();")

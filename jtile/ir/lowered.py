@@ -100,6 +100,16 @@ class WgmmaGemm(Stmt):
     take_turn: bool = False
 
 
+@dataclass(frozen=True, eq=False)
+class WgmmaWait(Stmt):
+    """wgmma.wait_group `pending`: the wgmma groups committed before the last `pending` ones
+    have finished, so their `accumulators` (and register A operands) may be used again."""
+
+    pending: int
+    accumulators: tuple = ()   # Buffers the finished groups wrote
+    loc: SourceLoc = NO_LOC
+
+
 @dataclass(frozen=True)
 class TmaBox:
     """One cp.async.bulk.tensor of a TmaLoad or a TMA-stored StagedStore: the bytes of the

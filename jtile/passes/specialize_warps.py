@@ -19,6 +19,7 @@ from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import statements, sub_expressions, touches
 from jtile.passes.issue_ahead import issuable_ahead
+from jtile.passes.late_wgmma_waits import late_waits
 from jtile.passes.lower_tile_ops import number_tensor_maps
 
 PRODUCER_THREADS = 128
@@ -163,6 +164,10 @@ def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipe
             body[i] = dataclasses.replace(body[i], commit=last, wait=1 if last else None,
                                           release_previous_stage=last)
         return dataclasses.replace(pipe, body=tuple(body), deferred_release=True)
+    if len(gemms) >= 3 and len(gemms) == len(top_level_gemms(body) or ()) \
+            and not config.pingpong() and config.late_wgmma_waits():
+        # Two-gemm bodies (attention's forward) are overlap_gemms' to schedule.
+        return dataclasses.replace(pipe, body=late_waits(tuple(body)))
     if len(gemms) < 2:
         return pipe
     first, last = gemms[0], gemms[-1]
