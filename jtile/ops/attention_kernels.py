@@ -279,10 +279,6 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
                 T.copy(SEG[batch, qb * block_n:(qb + 1) * block_n], seg_q)
             T.clear(p_t)
             T.gemm(k, q, p_t, transpose_B=True)
-            # dP^T does not need P^T: issued now, it runs beside the exponentials
-            # (passes/late_wgmma_waits.py waits for each gemm only where it is used).
-            T.clear(dp_t)
-            T.gemm(v, do, dp_t, transpose_B=True)
             # Query rows past the end read Q = dO = 0 and lse = delta = 0: their P is finite
             # and their dP and dS are 0, so they add nothing; no ragged mask is needed.
             visible_mask = causal or segmented
@@ -295,6 +291,8 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
                     p_t[i, j] = T.if_then_else(visible, T.exp2(p_t[i, j] * scale2 - lse[j]), 0)
                 else:
                     p_t[i, j] = T.exp2(p_t[i, j] * scale2 - lse[j])
+            T.clear(dp_t)
+            T.gemm(v, do, dp_t, transpose_B=True)
             T.copy(p_t, p_shared)
             T.gemm(p_shared, do, dv)
             for i, j in T.Parallel(block_m, block_n):

@@ -10,6 +10,10 @@ by a `WgmmaWait` for the oldest groups it needs, younger ones still running. Eve
 drained by the end of the body, so the stage release and the next iteration see the same
 state as before. A gemm whose register A operand, or whose accumulator, another group in
 flight writes waits for that group first.
+
+Off unless JTILE_LATE_WGMMA_WAITS=1: compiled and checked on the CPU only so far. Attention's
+backward gains most with dP^T issued right after S^T (beside the exponentials), a reorder
+of its kernel to make once this has run on a GPU.
 """
 
 from __future__ import annotations
