@@ -198,6 +198,8 @@ def as_expr(value, like: Optional[DType] = None) -> Expr:
     """Turns a Python scalar (typed after `like` when given) or a `local.var` buffer into an Expr."""
     if isinstance(value, Expr):
         return value
+    if hasattr(type(value), "__jtile_expr__"):   # a T.Ref element (jtile.language.reference)
+        return value.__jtile_expr__()
     if isinstance(value, Buffer):
         if value.space is MemorySpace.VAR or value.shape in ((1,), ()):
             return Load(value, (Const(0, DType.int32),) if value.shape else (), value.dtype)

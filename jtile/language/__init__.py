@@ -179,6 +179,7 @@ from jtile.language.sync import (
     sync_threads,
 )
 from jtile.language.prim_func import const, macro, prim_func
+from jtile.language.reference import Ref
 # T.Tensor is TileLang's annotation proxy (`T.Tensor(shape, dtype)`, `T.Tensor[shape, dtype]`);
 # with data=buf.data it makes a view (jtile.language.view).
 from jtile.language.tensor import (Buffer, FragmentBuffer, LocalBuffer, SharedBuffer, Tensor,
@@ -210,7 +211,7 @@ __all__ = [
     "make_linear_layout", "make_quarter_bank_swizzled_layout", "make_swizzled_layout",
     "use_swizzle", "reduce", "reduce_bitand", "reduce_bitor", "reduce_bitxor", "reduce_prod",
     "cummax", "cumsum", "reshape", "view", "rng_init", "rng_rand", "rng_rand_float",
-    "While", "const", "macro", "prim_func", "dynamic", "symbolic", "SharedBuffer",
+    "While", "const", "macro", "prim_func", "Ref", "dynamic", "symbolic", "SharedBuffer",
     "FragmentBuffer", "LocalBuffer",
     "atomic_addx2", "atomic_addx4", "vectorized", "Vectorized", "barrier_arrive", "barrier_wait", "fence_proxy_async",
     "wait_wgmma", "all_sync", "any_sync", "ballot", "ballot_sync", "shfl_down", "shfl_sync",

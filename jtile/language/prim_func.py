@@ -30,8 +30,10 @@ and returns its `T.empty` outputs:
 from __future__ import annotations
 
 import functools
+import inspect
 
 from jtile.errors import JtileTraceError
+from jtile.language.reference import as_reference, reference_parameters
 from jtile.language.tensor import SymbolicDim, check_shape_dtype, split_names
 from jtile.trace.builder import active_builder, current
 from jtile.trace.source import caller_location
@@ -98,6 +100,15 @@ class Macro:
 
             self._prepared = prepare(self.__jtile_function__).fn
         fn = self._prepared
+        refs = reference_parameters(self.__jtile_function__)
+        if refs:
+            name = getattr(self.__jtile_function__, "__name__", "macro")
+            bound = inspect.signature(self.__jtile_function__).bind(*args, **kwargs)
+            for parameter in refs:
+                if parameter in bound.arguments:
+                    bound.arguments[parameter] = as_reference(bound.arguments[parameter],
+                                                              parameter, name)
+            args, kwargs = bound.args, bound.kwargs
         values = getattr(active_builder(), "symbol_values", None)
         if values:
             # Shape symbols of the enclosing factory read as the ints this trace bound.

@@ -133,9 +133,6 @@ _INSTEAD.update({
     "tvm_warp_activemask": _SHUFFLE,
     "match_buffer": "declare the array as a parameter annotated T.Tensor(shape, dtype); for a "
                     "view of a buffer use T.view or T.Tensor(shape, dtype, buf.data)",
-    "Ref": "a T.macro parameter that stores into the element it was given is not supported; "
-           "pass the buffer and its indices to the macro and store with `buf[i] = value`, or "
-           "return the new value from the macro and store it at the call site",
 })
 
 

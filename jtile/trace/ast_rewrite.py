@@ -477,6 +477,10 @@ def _compile(fn, node: ast.FunctionDef, filename: str) -> Callable:
         arg.annotation = None
     node.args.defaults = []
     node.args.kw_defaults = [None] * len(node.args.kwonlyargs)
+    # A name of its own inside the factory: the body's references to the function's name
+    # (recursion, e.g. a recursive T.macro) must reach what they reached before, the module's
+    # global (the T.macro object), not the bare rewritten function.
+    node.name = "__jt_rewritten__"
     freevars = list(code.co_freevars)
     factory_args = [ast.arg(RUNTIME)] + [ast.arg(v) for v in freevars]
     factory = ast.FunctionDef(

@@ -41,7 +41,11 @@ _MISSING = object()
 
 
 def _is_scalar_buffer(value) -> bool:
-    return isinstance(value, Buffer) and value.space is MemorySpace.VAR
+    """A T.alloc_var, or a buffer element a T.Ref parameter holds: assigning stores into it."""
+    from jtile.language.reference import ElementRef
+
+    return (isinstance(value, Buffer) and value.space is MemorySpace.VAR) or \
+        isinstance(value, ElementRef)
 
 
 def traced_condition(value, what: str):

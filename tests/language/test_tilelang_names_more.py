@@ -334,7 +334,6 @@ def test_thread_counts_that_split_a_warp_are_refused():
 
 
 @pytest.mark.parametrize("name, instead", [
-    ("Ref", r"pass the buffer and its indices to the macro"),
     ("tvm_warp_activemask", r"full-warp operations"), ("attr", r"T.get_thread_binding"),
     ("comm_reducer", r"T.alloc_reducer"), ("tvm_thread_allreduce", r"T.reduce_sum"),
     ("match_buffer", r"T.Tensor\(shape, dtype\)"), ("ptr", r"T.Tensor parameter"),
