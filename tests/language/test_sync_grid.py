@@ -177,11 +177,11 @@ def test_on_the_gpu_one_block_per_sm_inside_jit_and_a_grid_too_large_is_refused(
         jax.block_until_ready(jax.jit(too_many)(np.zeros(blocks * 1024, np.float32)))
 
 
-def tilelang_grid_sync(n=1024):
+def tilelang_grid_sync(n=1024, barrier_in_loop=True):
     """TileLang's own grid-barrier test kernel (testing/python/language/
-    test_tilelang_language_cooperative.py), A updated in place. TileLang's has its second
-    barrier inside the T.Parallel loop, between the read and the write; jtile takes it as a
-    statement of the kernel body, so that loop is split in two there."""
+    test_tilelang_language_cooperative.py), A updated in place. TileLang writes its second
+    barrier inside the T.Parallel loop, between the read and the write (`barrier_in_loop`),
+    which splits the loop there; the other form has it between two loops."""
     block = 64
 
     @T.prim_func
@@ -192,49 +192,27 @@ def tilelang_grid_sync(n=1024):
             for i in T.Parallel(block):
                 A[n_idx + i] = n_idx + i
             T.sync_grid()
-            for i in T.Parallel(block):
-                A_local[i] = A[n - n_idx - i - 1]
-            T.sync_grid()
-            for i in T.Parallel(block):
-                A[n_idx + i] = A[n_idx + i] + A_local[i]
+            if barrier_in_loop:
+                for i in T.Parallel(block):
+                    A_local[i] = A[n - n_idx - i - 1]
+                    T.sync_grid()
+                    A[n_idx + i] = A[n_idx + i] + A_local[i]
+            else:
+                for i in T.Parallel(block):
+                    A_local[i] = A[n - n_idx - i - 1]
+                T.sync_grid()
+                for i in T.Parallel(block):
+                    A[n_idx + i] = A[n_idx + i] + A_local[i]
 
     return kernel
 
 
-def test_tilelang_grid_sync_kernel():
+@pytest.mark.parametrize("barrier_in_loop", [True, False])
+def test_tilelang_grid_sync_kernel(barrier_in_loop):
     n = 1024
     a = np.random.default_rng(2).random(n).astype(np.float32)
-    (out,), source = run_both_ways(tilelang_grid_sync(n), (a,), None,
+    (out,), source = run_both_ways(tilelang_grid_sync(n, barrier_in_loop), (a,), None,
                                    input_output_aliases={0: 0})
     # Every element is its index plus its mirror's: n - 1 everywhere (TileLang's check).
-    np.testing.assert_array_equal(out, np.full(n, n - 1, np.float32))
-    assert source.count("jt::grid_sync();") == 2
-
-
-def tilelang_grid_sync_verbatim(n=1024):
-    """TileLang's test kernel as TileLang writes it: the second barrier inside T.Parallel."""
-    block = 64
-
-    @T.prim_func
-    def kernel(A: T.Tensor((n,), T.float32)):
-        with T.Kernel(T.ceildiv(n, block), threads=128) as bx:
-            A_local = T.alloc_fragment((block,), dtype=T.float32)
-            n_idx = bx * block
-            for i in T.Parallel(block):
-                A[n_idx + i] = n_idx + i
-            T.sync_grid()
-            for i in T.Parallel(block):
-                A_local[i] = A[n - n_idx - i - 1]
-                T.sync_grid()
-                A[n_idx + i] = A[n_idx + i] + A_local[i]
-
-    return kernel
-
-
-def test_tilelang_grid_sync_kernel_verbatim_splits_its_parallel_loop():
-    n = 1024
-    a = np.random.default_rng(3).random(n).astype(np.float32)
-    (out,), source = run_both_ways(tilelang_grid_sync_verbatim(n), (a,), None,
-                                   input_output_aliases={0: 0})
     np.testing.assert_array_equal(out, np.full(n, n - 1, np.float32))
     assert source.count("jt::grid_sync();") == 2
