@@ -89,6 +89,9 @@ class Macro:
         functools.update_wrapper(self, fn)
         self.__jtile_function__ = fn
         self._prepared = None
+        # Parameters annotated T.Ref, and the signature that binds them, read once.
+        self._references = reference_parameters(fn)
+        self._signature = inspect.signature(fn) if self._references else None
 
     def __call__(self, *args, **kwargs):
         if active_builder() is None:
@@ -100,11 +103,10 @@ class Macro:
 
             self._prepared = prepare(self.__jtile_function__).fn
         fn = self._prepared
-        refs = reference_parameters(self.__jtile_function__)
-        if refs:
+        if self._references:
             name = getattr(self.__jtile_function__, "__name__", "macro")
-            bound = inspect.signature(self.__jtile_function__).bind(*args, **kwargs)
-            for parameter in refs:
+            bound = self._signature.bind(*args, **kwargs)
+            for parameter in self._references:
                 if parameter in bound.arguments:
                     bound.arguments[parameter] = as_reference(bound.arguments[parameter],
                                                               parameter, name)

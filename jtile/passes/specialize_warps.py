@@ -164,7 +164,7 @@ def schedule_wgmma_waits(pipe: low.MbarrierPipeline, kernel) -> low.MbarrierPipe
             body[i] = dataclasses.replace(body[i], commit=last, wait=1 if last else None,
                                           release_previous_stage=last)
         return dataclasses.replace(pipe, body=tuple(body), deferred_release=True)
-    if len(gemms) >= 3 and len(gemms) == len(top_level_gemms(body) or ()) \
+    if len(gemms) >= 3 and top_level_gemms(body) is not None \
             and not config.pingpong() and config.late_wgmma_waits():
         # Two-gemm bodies (attention's forward) are overlap_gemms' to schedule.
         return dataclasses.replace(pipe, body=late_waits(tuple(body)))

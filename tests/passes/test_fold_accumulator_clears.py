@@ -1,7 +1,7 @@
 """fold_accumulator_clears: `T.clear(acc)` right before `T.gemm(a, b, acc)` becomes the gemm's
 clear_accum (on sm_90a the first wgmma starts from zero through a wrapper that only writes the
-accumulator), and nothing else does: a clear whose fragment is read first, a partial clear,
-or a gemm into part of the fragment keep their fill. Values are checked against NumPy in
+accumulator), and nothing else does: a clear whose fragment is read first, or a fill with
+another value, keeps its fill. Values are checked against NumPy in
 interpret mode, and compiled against interpret mode where a GPU is present."""
 
 from __future__ import annotations
