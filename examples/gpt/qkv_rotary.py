@@ -19,16 +19,10 @@ import jax
 import jtile
 import jtile.language as T
 from jtile.ops.mode import resolve_interpret
+from jtile.ops.rotary import rotary_threads, rotated
+from jtile.ops.rows import next_power_of_2
 
 F32 = "float32"
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, (n - 1).bit_length())
-
-
-def _threads(heads: int, half: int) -> int:
-    return max(32, min(256, _pow2(heads) * _pow2(half) // 8))
 
 
 def _rotate(src, src_head, dst, dst_head, count, C, S, token, pos, sign):
@@ -37,7 +31,7 @@ def _rotate(src, src_head, dst, dst_head, count, C, S, token, pos, sign):
     the next heads (or zeros past the array) and are not stored."""
     D = src.shape[-1]
     half = D // 2
-    rows = _pow2(count)
+    rows = next_power_of_2(count)
     x1 = T.alloc_fragment((rows, half), src.dtype)
     x2 = T.alloc_fragment((rows, half), src.dtype)
     # Results go to fragments of their own: `a` and `b` are read again where used.
@@ -50,8 +44,9 @@ def _rotate(src, src_head, dst, dst_head, count, C, S, token, pos, sign):
         s = T.cast(S[pos, j], F32) * sign
         a = T.cast(x1[h, j], F32)
         b = T.cast(x2[h, j], F32)
-        y1[h, j] = T.cast(a * c - b * s, src.dtype)
-        y2[h, j] = T.cast(b * c + a * s, src.dtype)
+        r1, r2 = rotated(a, b, c, s)
+        y1[h, j] = T.cast(r1, src.dtype)
+        y2[h, j] = T.cast(r2, src.dtype)
     _store(y1, dst, token, dst_head, 0, count)
     _store(y2, dst, token, dst_head, half, count)
 
@@ -68,7 +63,7 @@ def _store(frag, dst, token, head, col, count):
 
 
 def _copy_heads(src, src_head, dst, dst_head, count, token):
-    rows = _pow2(count)
+    rows = next_power_of_2(count)
     tile = T.alloc_fragment((rows, src.shape[-1]), src.dtype)
     T.copy(src[token, src_head, 0], tile)
     _store(tile, dst, token, dst_head, 0, count)
@@ -81,7 +76,7 @@ def qkv_rotary_fwd_kernel(QKV, C, S, *, heads, kv_heads, seq):
     Q = T.empty((R, heads, D), QKV.dtype)
     K = T.empty((R, kv_heads, D), QKV.dtype)
     V = T.empty((R, kv_heads, D), QKV.dtype)
-    with T.Kernel(R, threads=_threads(heads, D // 2)) as token:
+    with T.Kernel(R, threads=rotary_threads(heads, D // 2)) as token:
         pos = token % seq
         _rotate(QKV, 0, Q, 0, heads, C, S, token, pos, 1.0)
         _rotate(QKV, heads, K, 0, kv_heads, C, S, token, pos, 1.0)
@@ -94,7 +89,7 @@ def qkv_rotary_bwd_kernel(DQ, DK, DV, C, S, *, seq):
     R, heads, D = DQ.shape
     kv_heads = DK.shape[1]
     DQKV = T.empty((R, heads + 2 * kv_heads, D), DQ.dtype)
-    with T.Kernel(R, threads=_threads(heads, D // 2)) as token:
+    with T.Kernel(R, threads=rotary_threads(heads, D // 2)) as token:
         pos = token % seq
         _rotate(DQ, 0, DQKV, 0, heads, C, S, token, pos, -1.0)
         _rotate(DK, 0, DQKV, heads, kv_heads, C, S, token, pos, -1.0)

@@ -29,8 +29,15 @@ __all__ = ["rotary"]
 F32 = "float32"
 
 
-def _threads(heads: int, half: int) -> int:
+def rotary_threads(heads: int, half: int) -> int:
+    """Threads of a block that rotates one token's `heads` rows of `half`-wide halves."""
     return max(32, min(256, next_power_of_2(heads) * next_power_of_2(half) // 8))
+
+
+def rotated(a, b, c, s):
+    """The float32 halves (a, b) rotated by the angle whose cosine and sine are c, s:
+    (a c - b s, b c + a s). Kernels that rotate x1 | x2 halves share this one definition."""
+    return a * c - b * s, b * c + a * s
 
 
 def _load_half(X, frag, token, col0):
@@ -70,7 +77,7 @@ def rotary_fwd_kernel(X, C, S, *, seq, sign):
     half = D // 2
     heads_p, half_p = next_power_of_2(H), next_power_of_2(half)
     Y = T.empty((R, H, D), X.dtype)
-    with T.Kernel(R, threads=_threads(H, half)) as token:
+    with T.Kernel(R, threads=rotary_threads(H, half)) as token:
         x1 = T.alloc_fragment((heads_p, half_p), X.dtype)
         x2 = T.alloc_fragment((heads_p, half_p), X.dtype)
         # Results go to fragments of their own: `a` and `b` below are re-read where used.
@@ -85,8 +92,9 @@ def rotary_fwd_kernel(X, C, S, *, seq, sign):
             s = T.cast(S[pos, jj], F32) * sign
             a = T.cast(x1[h, j], F32)
             b = T.cast(x2[h, j], F32)
-            y1[h, j] = T.cast(a * c - b * s, X.dtype)
-            y2[h, j] = T.cast(b * c + a * s, X.dtype)
+            r1, r2 = rotated(a, b, c, s)
+            y1[h, j] = T.cast(r1, X.dtype)
+            y2[h, j] = T.cast(r2, X.dtype)
         _store_half(y1, Y, token, 0)
         _store_half(y2, Y, token, half)
     return Y
@@ -105,7 +113,7 @@ def rotary_bwd_kernel(X, C, S, DY, *, seq):
     DX = T.empty((R, H, D), X.dtype)
     DCp = T.empty((R, half), F32)
     DSp = T.empty((R, half), F32)
-    with T.Kernel(R, threads=_threads(H, half)) as token:
+    with T.Kernel(R, threads=rotary_threads(H, half)) as token:
         x1 = T.alloc_fragment((heads_p, half_p), X.dtype)
         x2 = T.alloc_fragment((heads_p, half_p), X.dtype)
         d1 = T.alloc_fragment((heads_p, half_p), DY.dtype)
