@@ -11,6 +11,7 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
     python benchmarks/bench_attention_tiles.py --fold-clears  # forward + backward with
                                                               # JTILE_FOLD_ACCUMULATOR_CLEARS=0/1
     python benchmarks/bench_attention_tiles.py --late-waits   # ... JTILE_LATE_WGMMA_WAITS=0/1
+    python benchmarks/bench_attention_tiles.py --backward-variants  # late waits, early dP^T
 
 `--forward` times the forward alone under each candidate forward tile shape, at the shape
 above and at the attention of examples/train_gpt.py's step (B16 S1024 H12/4 D64 causal,
@@ -294,6 +295,51 @@ def env_ab_table(variable: str, off: str, on: str, rounds: int = 2):
               f"x{first / second:5.2f}", flush=True)
 
 
+# The --backward-variants table: (environment settings, backward kernel options) per name.
+BACKWARD_VARIANTS = {
+    "waits at once": ({"JTILE_LATE_WGMMA_WAITS": "0"}, {"early_dp": False}),
+    "late waits": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": False}),
+    "late waits, early dP (shipped)": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": True}),
+}
+
+
+@contextlib.contextmanager
+def _backward_option(**option):
+    """Every backward tile table entry with `option` added."""
+    saved = dict(attention_module.HOPPER_TILES)
+    for d, (forward, backward) in saved.items():
+        attention_module.HOPPER_TILES[d] = (forward, dict(backward, **option))
+    attention_module._launcher.cache_clear()
+    try:
+        yield
+    finally:
+        attention_module.HOPPER_TILES.clear()
+        attention_module.HOPPER_TILES.update(saved)
+        attention_module._launcher.cache_clear()
+
+
+def backward_variants_table(rounds: int = 2):
+    """Forward + backward under each of BACKWARD_VARIANTS, alternating, beside cuDNN, at the
+    FORWARD_SHAPES in bfloat16, with each variant's error against cuDNN's gradients."""
+    for shape in FORWARD_SHAPES:
+        (q, k, v), work, label = _forward_inputs(*shape[:6], jnp.bfloat16)
+        grad_of = functools.partial(forward_backward, argnums=(0, 1, 2), cotangents=[q])
+        cudnn = grad_of(functools.partial(jax.nn.dot_product_attention, is_causal=shape[5],
+                                          implementation="cudnn"))
+        t_cudnn, reference = _time(cudnn, (q, k, v))
+        both = grad_of(functools.partial(ops.attention, causal=shape[5], interpret=False))
+        times, errors = {name: [] for name in BACKWARD_VARIANTS}, {}
+        for _ in range(rounds):
+            for name, (settings, option) in BACKWARD_VARIANTS.items():
+                with _environment(settings), _backward_option(**option):
+                    t, out = _time(both, (q, k, v))
+                times[name].append(t)
+                errors[name] = _rel_err(out, reference)
+        cells = "  ".join(f"{name} {min(t):7.3f} ms x{t_cudnn / min(t):5.2f} err {errors[name]:.0e}"
+                          for name, t in times.items())
+        print(f"{label:<40} fwd+bwd cudnn {t_cudnn:7.3f} ms  {cells}", flush=True)
+
+
 def main():
     print("jax", jax.__version__, "devices", jax.devices(), flush=True)
     if "--fold-clears" in sys.argv:
@@ -301,6 +347,9 @@ def main():
         return
     if "--late-waits" in sys.argv:
         env_ab_table("JTILE_LATE_WGMMA_WAITS", "waits at once", "late waits")
+        return
+    if "--backward-variants" in sys.argv:
+        backward_variants_table()
         return
     options = [a for a in sys.argv[1:] if a.startswith("--option=")]
     if options:
@@ -339,7 +388,7 @@ def main():
                   "TFLOP/s", flush=True)
             for block_m, block_n, producer, stage_dq in options:
                 backward = dict(block_m=block_m, block_n=block_n, stages=2, threads=256,
-                                stage_dq=stage_dq)
+                                stage_dq=stage_dq, early_dp=True)
                 attention_module.HOPPER_TILES[d] = (forward_tiles, backward)
                 attention_module._launcher.cache_clear()
                 os.environ["JTILE_PRODUCER_REGISTERS"] = str(producer)

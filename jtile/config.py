@@ -101,10 +101,10 @@ FOLD_ACCUMULATOR_CLEARS = Variable(
 
 LATE_WGMMA_WAITS = Variable(
     "JTILE_LATE_WGMMA_WAITS",
-    "Set to 1 to wait for each wgmma group of a ring body of three gemms or more just before "
-    "the first statement that needs it (passes/late_wgmma_waits.py), so it runs beside the "
-    "work in between, instead of right after issuing it. Off by default: not yet run on a "
-    "GPU (benchmarks/bench_attention_tiles.py --late-waits is the A/B to run).",
+    "Set to 0 to wait for every wgmma group of a ring body right after issuing it. By "
+    "default, in a ring body of three gemms or more, each group is waited for just before the "
+    "first statement that needs it (passes/late_wgmma_waits.py), so it runs beside the work "
+    "in between (benchmarks/bench_attention_tiles.py --backward-variants is the A/B).",
 )
 
 PRODUCER_REGISTERS = Variable(
@@ -188,8 +188,8 @@ def fold_accumulator_clears() -> bool:
 
 def late_wgmma_waits() -> bool:
     """Whether wgmma groups are waited for where first needed (``JTILE_LATE_WGMMA_WAITS``,
-    default off until measured on a GPU)."""
-    return _flag(LATE_WGMMA_WAITS, default=False)
+    default on)."""
+    return _flag(LATE_WGMMA_WAITS, default=True)
 
 
 def debug() -> bool:

@@ -44,15 +44,16 @@ DTYPES = ("float16", "bfloat16")
 # the Hopper flash-attention shapes: 128 queries per block, key tiles of 128 (64 at head dim
 # 256); the backward keeps P^T and dS^T in shared memory and 128 keys per block (64 at head
 # dim 256), with query tiles of at least 64 rows, which wgmma needs for dQ, and dQ staged in
-# shared memory for the TMA engine's reduce where it fits (not at head dim 256). Elsewhere
+# shared memory for the TMA engine's reduce where it fits (not at head dim 256), and issues
+# dP^T's gemm before the exponentials so that it runs beside them. Elsewhere
 # (mma.sync, 163 KB on sm_80) the tiles are smaller so that they fit.
 HOPPER_TILES = {
     64: (dict(block_m=128, block_n=128, stages=3, threads=256),
-         dict(block_m=128, block_n=128, stages=2, threads=256, stage_dq=True)),
+         dict(block_m=128, block_n=128, stages=2, threads=256, stage_dq=True, early_dp=True)),
     128: (dict(block_m=128, block_n=128, stages=2, threads=256),
-          dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True)),
+          dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True, early_dp=True)),
     256: (dict(block_m=128, block_n=64, stages=2, threads=256),
-          dict(block_m=64, block_n=64, stages=2, threads=256)),
+          dict(block_m=64, block_n=64, stages=2, threads=256, early_dp=True)),
 }
 PORTABLE_TILES = {
     64: (dict(block_m=128, block_n=128, stages=2, threads=256),

@@ -201,7 +201,7 @@ def attention_bwd_segmented_kernel(Q, K, V, DO, LSE, DELTA, SEG, DQ_IN, DQ, DK, 
 
 
 def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, block_n, stages,
-                       threads, causal, scale, stage_dq=False):
+                       threads, causal, scale, stage_dq=False, early_dp=False):
     """dK, dV and dQ of attention, one block per `block_m` keys of one key/value head.
 
     Inputs (global memory): Q, DO (B, S, H, D); K, V (B, S, KVH, D); LSE, DELTA (B, H, S)
@@ -220,6 +220,9 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
     `stage_dq`: each step's dQ tile goes through shared memory, so that on sm_90+ the TMA
     engine adds it into DQ (one asynchronous bulk reduce instead of an atomic per element);
     it takes block_n * D * 4 more bytes of shared memory.
+
+    `early_dp`: dP^T's gemm is issued right after S^T's, before the exponentials, so that
+    (with wgmma waits placed late) the tensor cores run it while the threads compute P^T.
     """
     B, S, H, D = Q.shape
     kv_heads = K.shape[2]
@@ -279,6 +282,9 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
                 T.copy(SEG[batch, qb * block_n:(qb + 1) * block_n], seg_q)
             T.clear(p_t)
             T.gemm(k, q, p_t, transpose_B=True)
+            if early_dp:
+                T.clear(dp_t)
+                T.gemm(v, do, dp_t, transpose_B=True)
             # Query rows past the end read Q = dO = 0 and lse = delta = 0: their P is finite
             # and their dP and dS are 0, so they add nothing; no ragged mask is needed.
             visible_mask = causal or segmented
@@ -291,8 +297,9 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
                     p_t[i, j] = T.if_then_else(visible, T.exp2(p_t[i, j] * scale2 - lse[j]), 0)
                 else:
                     p_t[i, j] = T.exp2(p_t[i, j] * scale2 - lse[j])
-            T.clear(dp_t)
-            T.gemm(v, do, dp_t, transpose_B=True)
+            if not early_dp:
+                T.clear(dp_t)
+                T.gemm(v, do, dp_t, transpose_B=True)
             T.copy(p_t, p_shared)
             T.gemm(p_shared, do, dv)
             for i, j in T.Parallel(block_m, block_n):

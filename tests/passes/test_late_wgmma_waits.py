@@ -1,4 +1,4 @@
-"""late_wgmma_waits (JTILE_LATE_WGMMA_WAITS=1): in a warp-specialised ring body of three gemms
+"""late_wgmma_waits (on unless JTILE_LATE_WGMMA_WAITS=0): in a warp-specialised ring body of three gemms
 or more, each wgmma group is waited for just before the first statement that needs it, younger
 groups left running, and everything is drained by the body's end. Checked on the lowered IR
 and the generated CUDA of jtile.ops.attention's backward (sm_90a, no GPU needed); off, every
@@ -45,7 +45,7 @@ def _ring_body(lowered):
 
 @pytest.fixture
 def late(monkeypatch):
-    monkeypatch.setenv("JTILE_LATE_WGMMA_WAITS", "1")
+    monkeypatch.delenv("JTILE_LATE_WGMMA_WAITS", raising=False)
 
 
 @pytest.mark.parametrize("dim, causal", [(64, False), (128, True)])
@@ -95,8 +95,8 @@ def test_the_generated_backward_waits_late_and_ptxas_keeps_the_wgmmas_asynchrono
         assert lowered.compile().cubin[:4] == b"\x7fELF"
 
 
-def test_off_by_default_every_group_is_waited_for_at_once(monkeypatch):
-    monkeypatch.delenv("JTILE_LATE_WGMMA_WAITS", raising=False)
+def test_turned_off_every_group_is_waited_for_at_once(monkeypatch):
+    monkeypatch.setenv("JTILE_LATE_WGMMA_WAITS", "0")
     body = _ring_body(_backward(64))
     assert not any(isinstance(s, low.WgmmaWait) for s in body)
     assert all(g.wait == 0 for g in body if isinstance(g, low.WgmmaGemm))
