@@ -73,7 +73,8 @@ def _rel_err(a, b) -> float:
 
 # Forward tiles (block_m, block_n, stages, threads): the shipped shape first.
 FORWARD_CANDIDATES = [(128, 128, 2, 256), (128, 128, 3, 256), (128, 64, 2, 256),
-                      (128, 64, 3, 256), (64, 128, 2, 128), (64, 64, 2, 128)]
+                      (128, 64, 3, 256), (64, 128, 2, 128), (64, 64, 2, 128),
+                      (192, 128, 2, 384), (192, 128, 3, 384), (192, 64, 2, 384)]
 FORWARD_SHAPES = [  # (batch, seq, heads, kv heads, head dim, causal, dtype)
     (16, 1024, 12, 4, 64, True, jnp.bfloat16), (4, 4096, 16, 16, 64, False, jnp.float16),
     (4, 4096, 16, 16, 64, True, jnp.float16), (4, 4096, 16, 16, 128, False, jnp.float16),

@@ -27,7 +27,7 @@ from jtile.ir.types import MemorySpace
 from jtile.ir.walk import child_bodies, loads, statement_exprs, statements, sub_expressions
 from jtile.passes.index_bits import (ONE, ZERO, UniformBit, bit_count, index_bits,
                                      is_loop_bit)
-from jtile.passes.layout import Layout, log2
+from jtile.passes.layout import Layout, padded_shape, thread_bit_count
 
 # An access dimension that does not depend on the loop's variables.
 UNIFORM = "uniform"
@@ -212,8 +212,8 @@ def floating_fragments(kernel: ir.Kernel) -> list:
 
 def replicated_layout(shape: tuple, num_threads: int) -> Layout:
     """Every thread holds the whole tile, row-major in its registers."""
-    regs = [(k, b) for k in reversed(range(len(shape))) for b in range(log2(shape[k]))]
-    return Layout(tuple(shape), (None,) * log2(num_threads), tuple(regs))
+    regs = [(k, b) for k in reversed(range(len(shape))) for b in range(bit_count(shape[k]))]
+    return Layout(padded_shape(shape), (None,) * thread_bit_count(num_threads), tuple(regs))
 
 
 def is_replicated(layout: Layout) -> bool:
@@ -224,7 +224,7 @@ def is_replicated(layout: Layout) -> bool:
 
 
 def _bits(extent: int) -> int:
-    return log2(extent)
+    return bit_count(extent)
 
 
 def _fragment_bit(loop_bit, sources: tuple):
@@ -245,14 +245,14 @@ def access_layout(loop_layout: Layout, shape: tuple, dims: tuple, sources: tuple
     registers."""
     extents = loop_layout.shape
     if all(isinstance(d, int) for d in dims) and \
-            all(shape[k] == extents[d] for k, d in enumerate(dims)):
+            all(n == extents[d] for n, d in zip(padded_shape(shape), dims)):
         return loop_layout.project(tuple(dims))
     threads = tuple(_fragment_bit(b, sources) for b in loop_layout.thread_bits)
     regs = [m for m in (_fragment_bit(b, sources) for b in loop_layout.reg_bits) if m is not None]
     used = set(regs) | {b for b in threads if b is not None}
     regs += [(k, b) for k in reversed(range(len(shape))) for b in range(_bits(shape[k]))
              if (k, b) not in used]
-    return Layout(tuple(shape), threads, tuple(regs))
+    return Layout(padded_shape(shape), threads, tuple(regs))
 
 
 def lift_layout(layout: Layout, sources: tuple, extents: tuple) -> Optional[Layout]:
@@ -319,14 +319,11 @@ def _is_private(buf: ir.Buffer) -> bool:
 
 
 def fragment_tile_violations(kernel: ir.Kernel):
-    """(location, rule) for fragment tile rules that hold whatever the layouts: every
-    dimension a power of 2; copied and filled whole; never exchanged with a thread-private
-    buffer by T.copy; as a gemm operand, whole, not 8-bit and (A) untransposed; never both a
-    gemm operand and named outside T.Parallel."""
-    for buf in kernel.allocations:
-        if is_tiled_fragment(buf) and not all(d > 0 and d & (d - 1) == 0 for d in buf.shape):
-            yield buf.loc, (f"fragment {buf.describe()}: every dimension must be a power of 2 "
-                            "(fragments are spread over threads bit by bit)")
+    """(location, rule) for fragment tile rules that hold whatever the layouts: copied and
+    filled whole; never exchanged with a thread-private buffer by T.copy; as a gemm operand,
+    whole, not 8-bit and (A) untransposed; never both a gemm operand and named outside
+    T.Parallel. (Which fragments whose dimensions are not powers of 2 the compiler can spread
+    over the threads, infer_layouts decides.)"""
     floating = {}
     for s, buf, _ in floating_accesses(kernel):
         floating.setdefault(buf, s.loc)

@@ -27,7 +27,7 @@ from jtile.passes.fragment_access import (UNIFORM, BitIndex, access_layout, acce
                                           lift_layout, loop_accesses, replicated_layout)
 from jtile.passes.index_bits import is_loop_bit
 from jtile.passes.layout import (Layout, MmaTiling, choose_mma_tiling, default_layout,
-                                 is_power_of_two, log2)
+                                 is_exact, is_power_of_two, log2, padded_shape)
 from jtile.passes.wgmma_selection import wgmma_tiling
 
 VECTOR_BYTES = 16
@@ -45,7 +45,7 @@ def loop_driver(loop: ir.ParallelFor, layouts: dict):
     loop; the fragments it reads need only be held by the running thread)."""
     full = tuple(range(len(loop.vars)))
     accesses = [a for a in loop_accesses(loop)
-                if a.dims == full and tuple(a.buffer.shape) == tuple(loop.extents)]
+                if a.dims == full and padded_shape(a.buffer.shape) == tuple(loop.extents)]
     candidates = [a.buffer for a in accesses]
     for buf in [a.buffer for a in accesses if a.store] + candidates:
         if buf in layouts:
@@ -135,10 +135,6 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     threads = kernel.threads
     fragments = [b for b in kernel.allocations if is_tiled_fragment(b)]
     fragments += fragment_views(kernel)
-    for buf in fragments:
-        if not all(is_power_of_two(d) for d in buf.shape):
-            raise _fail(kernel, buf.loc, f"fragment {buf.describe()}: every dimension must be a "
-                        "power of 2 (fragments are spread over threads bit by bit)")
     reduced, a_operands = _uses(kernel)
     all_stmts = list(statements(kernel.body))
 
@@ -226,12 +222,31 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
             break
         # The largest first: tiles spread loops, and vectors then follow them by projection.
         buf = max(missing, key=lambda b: (b.ndim, b.size))
-        layouts[buf] = _unconstrained_layout(buf, all_stmts, threads)
+        layouts[buf] = _unconstrained_layout(kernel, buf, all_stmts, threads)
 
+    _check_exact(kernel, fragments, layouts)
     _check_loops(kernel, all_stmts, layouts)
     _check_floating_reductions(kernel, all_stmts, layouts, floating)
     attrs = dict(kernel.attrs, layouts=layouts, mma=tilings)
     return kernel.replace(attrs=attrs)
+
+
+def _not_power_of_two(kernel, buf, why: str):
+    return _fail(kernel, buf.loc, f"fragment {buf.describe()}: every dimension must be a power "
+                 "of 2 (fragments are spread over threads bit by bit) unless it is laid out "
+                 "like the accumulator of a T.gemm on wgmma whose rows are split over a "
+                 "warpgroup count that is not a power of 2 (192 rows on 384 threads), the "
+                 f"padding held only by threads that do not exist; {why}")
+
+
+def _check_exact(kernel, fragments, layouts) -> None:
+    """Every fragment's layout puts each of its elements in a thread that exists and no
+    thread's register past its end, so no code needs to guard against padding."""
+    for buf in fragments:
+        if buf in layouts and not is_exact(layouts[buf], tuple(buf.shape), kernel.threads):
+            raise _not_power_of_two(kernel, buf, f"its layout ({layouts[buf].describe()}) over "
+                                    f"{kernel.threads} threads puts padding in threads that "
+                                    "exist or elements in threads that do not")
 
 
 def fma_operand_layout(c_layout: Layout, gemm: ir.Gemm, role: str) -> Layout:
@@ -355,10 +370,12 @@ def _share_row_tilings(kernel, all_stmts, layouts, tilings, threads) -> None:
                         threads, g.a.squeezed_shape()[0 if g.transpose_a else 1], g.transpose_b)
 
 
-def _unconstrained_layout(buf: ir.Buffer, all_stmts, threads: int) -> Layout:
+def _unconstrained_layout(kernel, buf: ir.Buffer, all_stmts, threads: int) -> Layout:
     """The row-major element-wise layout, except that dimensions some T.Parallel loop indexes
     uniformly (`v[0]`, `x[i, k]` with k a serial counter) stay whole in every thread's
     registers, so every iteration finds those elements locally."""
+    if not all(is_power_of_two(d) for d in buf.shape):
+        raise _not_power_of_two(kernel, buf, "no T.gemm, loop, reduction or copy lays it out")
     in_registers = set()
     for s in all_stmts:
         if isinstance(s, ir.ParallelFor):

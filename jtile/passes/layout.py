@@ -1,12 +1,17 @@
 """Fragment layouts: which thread holds which element of a register tile, in which register.
 
-A layout is linear over bits (every fragment dimension is a power of 2): each bit of the
-thread index and each bit of the register index either selects one bit of one logical
-dimension or, for thread bits only, nothing (the element is replicated across those threads).
-This one form covers the element-wise layouts of copies, the mma.sync accumulator and operand
-layouts, and the row-vector layouts that reductions produce; a reduction along a dimension
-becomes: combine the registers whose bits select that dimension, then shuffle across the lane
-bits, then across warps through shared memory.
+A layout is linear over bits: each bit of the thread index and each bit of the register index
+either selects one bit of one logical dimension or, for thread bits only, nothing (the element
+is replicated across those threads). This one form covers the element-wise layouts of copies,
+the mma.sync accumulator and operand layouts, and the row-vector layouts that reductions
+produce; a reduction along a dimension becomes: combine the registers whose bits select that
+dimension, then shuffle across the lane bits, then across warps through shared memory.
+
+A dimension that is not a power of 2 (192 rows over three warpgroups) is laid out over its
+padded extent (the next power of 2), and a thread count that is not a power of 2 (384) as if
+the block had the next power of 2 of threads: the layout is then "exact" when the threads that
+exist hold every element and only elements inside the tile, so that the padding lives only in
+threads that do not exist (warpgroup 3 of three) and no code ever guards against it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,39 @@ def is_power_of_two(n: int) -> bool:
 
 def log2(n: int) -> int:
     return n.bit_length() - 1
+
+
+def thread_bit_count(num_threads: int) -> int:
+    """Thread-index bits a layout has for a block of `num_threads` (rounded up to a power of 2:
+    384 threads index like 512, threads 384.. not existing)."""
+    return max(num_threads - 1, 0).bit_length()
+
+
+def padded_shape(shape) -> tuple:
+    """Every dimension rounded up to a power of 2: the extents a layout spreads."""
+    return tuple(1 << max(d - 1, 0).bit_length() for d in shape)
+
+
+def is_exact(layout: "Layout", shape: tuple, num_threads: int) -> bool:
+    """Whether the threads below `num_threads` hold only elements inside `shape` and, between
+    them, every element of it (`layout` spreads `padded_shape(shape)`)."""
+    if tuple(layout.shape) != padded_shape(shape):
+        return False
+    if tuple(shape) == tuple(layout.shape) and is_power_of_two(num_threads):
+        return True
+    reg_max = layout.logical_index(0, layout.num_registers - 1)
+    replicated = layout.replicated_thread_mask
+    for tid in range(1 << len(layout.thread_bits)):
+        low = layout.logical_index(tid, 0)
+        inside = all(lo < n for lo, n in zip(low, shape))
+        if tid < num_threads:
+            # Register bits only add index bits: the thread's largest element is its low
+            # element OR every register bit.
+            if any((lo | hi) >= n for lo, hi, n in zip(low, reg_max, shape)):
+                return False
+        elif inside and (tid & ~replicated) >= num_threads:
+            return False  # an element only a missing thread holds
+    return True
 
 
 @dataclass(frozen=True)
@@ -128,11 +166,11 @@ def default_layout(shape: tuple, num_threads: int, vector: int) -> Layout:
     for dim in reversed(range(len(shape))):
         logical.extend((dim, b) for b in range(log2(shape[dim])))
     vbits = min(log2(vector), len(logical))
-    tbits = log2(num_threads)
+    tbits = log2(num_threads)  # threads past a power of 2 (384 of 512) hold replicas
     regs = logical[:vbits]
     threads = logical[vbits: vbits + tbits]
     regs += logical[vbits + tbits:]
-    threads = threads + [None] * (tbits - len(threads))
+    threads = threads + [None] * (thread_bit_count(num_threads) - len(threads))
     return Layout(tuple(shape), tuple(threads), tuple(regs))
 
 
@@ -164,7 +202,7 @@ class MmaTiling:
         warps = [(0, 4 + log2(self.mt) + b) for b in range(log2(self.wm))]
         warps += [(1, 3 + log2(self.nt) + b) for b in range(log2(self.wn))]
         threads = lane + warps
-        threads += [None] * (log2(num_threads) - len(threads))
+        threads += [None] * (thread_bit_count(num_threads) - len(threads))
         return Layout((self.m, self.n), tuple(threads), tuple(regs))
 
     def operand_a_layout(self, num_threads: int, k: int) -> Layout:
@@ -177,7 +215,8 @@ class MmaTiling:
         regs += [(1, 4 + b) for b in range(log2(kt))]
         regs += [(0, 4 + b) for b in range(log2(self.mt))]
         warps = [(0, 4 + log2(self.mt) + b) for b in range(log2(self.wm))]
-        threads = lane + warps + [None] * (log2(num_threads) - len(lane) - len(warps))
+        threads = lane + warps
+        threads += [None] * (thread_bit_count(num_threads) - len(threads))
         return Layout((self.m, k), tuple(threads), tuple(regs))
 
     def operand_b_layout(self, num_threads: int, k: int, transposed: bool = False) -> Layout:
@@ -192,7 +231,8 @@ class MmaTiling:
         regs += [(nd, 3 + b) for b in range(log2(self.nt))]
         warps = [None] * log2(self.wm)
         warps += [(nd, 3 + log2(self.nt) + b) for b in range(log2(self.wn))]
-        threads = lane + warps + [None] * (log2(num_threads) - len(lane) - len(warps))
+        threads = lane + warps
+        threads += [None] * (thread_bit_count(num_threads) - len(threads))
         shape = (self.n, k) if transposed else (k, self.n)
         return Layout(shape, tuple(threads), tuple(regs))
 
@@ -227,7 +267,9 @@ def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool,
 class WgmmaTiling:
     """How an (M, N) accumulator is split over warpgroups for wgmma (sm_90a): a wgs_m x wgs_n
     grid of warpgroups (numbered M-fastest), each issuing m64 x n_per_wg instructions for
-    m_per_wg / 64 row blocks. Warp w of a warpgroup holds rows 16w..16w+15 of each row block."""
+    m_per_wg / 64 row blocks. Warp w of a warpgroup holds rows 16w..16w+15 of each row block.
+    wgs_m need not be a power of 2 (192 rows over three warpgroups): the layouts then spread
+    the padded rows, the missing warpgroup's (see the module's docstring)."""
 
     m: int
     n: int
@@ -254,11 +296,11 @@ class WgmmaTiling:
         regs = [(1, 0), (0, 3)] + [(1, 3 + b) for b in range(log2(nt))]
         regs += [(0, 6 + b) for b in range(log2(mt))]
         warps = [(0, 4), (0, 5)]
-        groups = [(0, 6 + log2(mt) + b) for b in range(log2(self.wgs_m))]
+        groups = [(0, 6 + log2(mt) + b) for b in range(thread_bit_count(self.wgs_m))]
         groups += [(1, 3 + log2(nt) + b) for b in range(log2(self.wgs_n))]
         threads = lane + warps + groups
-        threads += [None] * (log2(num_threads) - len(threads))
-        return Layout((self.m, self.n), tuple(threads), tuple(regs))
+        threads += [None] * (thread_bit_count(num_threads) - len(threads))
+        return Layout(padded_shape((self.m, self.n)), tuple(threads), tuple(regs))
 
     def operand_a_layout(self, num_threads: int, k: int) -> Layout:
         """The wgmma A-from-registers layout over (M, K) (PTX "wgmma .m64nNk16 A in
@@ -270,10 +312,10 @@ class WgmmaTiling:
         regs = [(1, 0), (0, 3), (1, 3)] + [(1, 4 + b) for b in range(log2(kt))]
         regs += [(0, 6 + b) for b in range(log2(mt))]
         warps = [(0, 4), (0, 5)]
-        groups = [(0, 6 + log2(mt) + b) for b in range(log2(self.wgs_m))]
+        groups = [(0, 6 + log2(mt) + b) for b in range(thread_bit_count(self.wgs_m))]
         threads = lane + warps + groups
-        threads += [None] * (log2(num_threads) - len(threads))
-        return Layout((self.m, k), tuple(threads), tuple(regs))
+        threads += [None] * (thread_bit_count(num_threads) - len(threads))
+        return Layout(padded_shape((self.m, k)), tuple(threads), tuple(regs))
 
 
 def choose_wgmma_tiling(m: int, n: int, num_warpgroups: int, full_row: bool,
@@ -283,11 +325,18 @@ def choose_wgmma_tiling(m: int, n: int, num_warpgroups: int, full_row: bool,
     instruction, and registers for its accumulator).
 
     `full_row` puts every warpgroup along M, which row reductions and A from registers need;
-    `columns_only` puts every warpgroup along N (TileLang's GemmWarpPolicy.FullCol).
+    `columns_only` puts every warpgroup along N (TileLang's GemmWarpPolicy.FullCol). A
+    warpgroup count that is not a power of 2 splits M by its odd factor (three warpgroups:
+    64 of 192 rows each) or leaves the warpgroups past a power of 2 holding copies.
     """
     best = None
-    for wm_bits in range(log2(num_warpgroups) + 1):
-        wgs_m, wgs_n = 1 << wm_bits, num_warpgroups >> wm_bits
+    splits = [(wgs_m, num_warpgroups // wgs_m) for wgs_m in range(1, num_warpgroups + 1)
+              if num_warpgroups % wgs_m == 0 and is_power_of_two(num_warpgroups // wgs_m)]
+    # Or a power-of-2 grid, the warpgroups past it holding copies (128 rows on three).
+    whole = 1 << log2(max(num_warpgroups, 1))
+    splits += [(1 << b, whole >> b) for b in range(log2(whole) + 1)
+               if (1 << b, whole >> b) not in splits]
+    for wgs_m, wgs_n in splits:
         if (full_row and wgs_n != 1) or (columns_only and wgs_m != 1):
             continue
         if m % (64 * wgs_m) or n % wgs_n:

@@ -3,8 +3,8 @@
 Fragment layouts map index bits to threads and registers, so a loop spreads over the threads
 by the same bits and its extents must be powers of 2. Interpret mode runs `T.Parallel(8, 3)`
 over an (8, 4) fragment as written; compiled, no layout could run it. This pass runs such a
-loop on the extents of a fragment it indexes by all its variables that covers it (else on its
-own extents rounded up to powers of 2) and skips the added iterations with a guard on the loop
+loop on the extents of a fragment it indexes by all its variables that covers it, rounded up
+to powers of 2 (else on its own extents rounded up) and skips the added iterations with a guard on the loop
 variables, so it runs on the layouts of the fragments it touches, with the same effect.
 Loops that touch no fragment stay as they are: they run strided over the threads whatever
 their extents.
@@ -18,7 +18,7 @@ import functools
 from jtile.ir import nodes as ir
 from jtile.passes.fragment_access import floating_fragments, is_tiled_fragment, loop_accesses
 from jtile.passes.index_bits import bit_count
-from jtile.passes.layout import is_power_of_two
+from jtile.passes.layout import is_power_of_two, padded_shape
 
 
 def _padded_extents(loop: ir.ParallelFor, floating: set):
@@ -34,7 +34,7 @@ def _padded_extents(loop: ir.ParallelFor, floating: set):
                 and all(e <= n for e, n in zip(loop.extents, a.buffer.shape))]
     covering.sort(key=lambda a: not a.store)
     if covering:
-        return tuple(covering[0].buffer.shape)
+        return padded_shape(covering[0].buffer.shape)
     return tuple(1 << bit_count(e) for e in loop.extents)
 
 

@@ -1,0 +1,122 @@
+"""Fragments of 192 rows on three consumer warpgroups (384 threads), FlashAttention-3's tile for
+head dim 64: each warpgroup's wgmma owns 64 rows, the layouts spread the padded 256 rows, the
+rows of the warpgroup that does not exist being the padding. Checked on the layouts, on the
+generated sm_90a CUDA (compiled by ptxas, no GPU needed) and in interpret mode; compiled
+against float64 in tests/gpu/test_three_warpgroups_gpu.py."""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jtile
+import jtile.language as T
+from examples import flash_attention as fa
+from examples import gemm
+from jtile.passes.layout import WgmmaTiling, choose_wgmma_tiling, default_layout, is_exact
+
+S = jax.ShapeDtypeStruct
+
+
+def test_three_warpgroups_split_192_rows_and_hold_no_padding():
+    tiling = choose_wgmma_tiling(192, 128, 3, full_row=True)
+    assert (tiling.wgs_m, tiling.wgs_n, tiling.m_per_wg) == (3, 1, 64)
+    acc = tiling.accumulator_layout(384)
+    assert acc.shape == (256, 128) and acc.num_registers == 64
+    assert is_exact(acc, (192, 128), 384)
+    assert is_exact(acc.project((0,)), (192,), 384)
+    assert is_exact(tiling.operand_a_layout(384, 128), (192, 128), 384)
+    # The same layout on 512 threads: the fourth warpgroup would hold rows past 192.
+    assert not is_exact(acc, (192, 128), 512)
+    # Power-of-2 layouts on 384 threads: threads 256.. hold copies of threads 0..127's.
+    assert is_exact(default_layout((128, 64), 384, 4), (128, 64), 384)
+    # 128 rows on three warpgroups: two split them, the third holds copies.
+    two = choose_wgmma_tiling(128, 128, 3, full_row=True)
+    assert (two.wgs_m, two.wgs_n) == (2, 1)
+    assert is_exact(two.accumulator_layout(384), (128, 128), 384)
+    assert is_exact(WgmmaTiling(384, 64, 3, 1).accumulator_layout(384), (384, 64), 384)
+
+
+def _lowered_attention(d, causal, block_n=128, stages=2):
+    kernel = functools.partial(fa.flash_fwd_kernel, block_m=192, block_n=block_n,
+                               stages=stages, threads=384, causal=causal)
+    x = S((2, 328, 3, d), jnp.float16)
+    return jtile.pallas_like(kernel, name="fa192").lower(x, x, x, target="sm_90a")
+
+
+@pytest.mark.parametrize("d, causal, block_n", [(64, False, 128), (64, True, 128),
+                                                (128, False, 64)])
+def test_attention_on_192_rows_compiles_to_three_consumer_warpgroups(d, causal, block_n):
+    lowered = _lowered_attention(d, causal, block_n)
+    source = lowered.cuda_source()
+    assert "jt_wg % 3" in source  # each warpgroup's 64 rows of Q
+    assert "jt::setmaxnreg_inc<160>();" in source  # (65536 - 128 * 24) / 384, rounded down to 8
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)  # no serialized wgmma
+        compiled = lowered.compile()
+    assert compiled.block == (512, 1, 1)  # three consumer warpgroups and the producer
+    assert compiled.cubin[:4] == b"\x7fELF"
+
+
+def test_gemm_on_192_rows_compiles():
+    kernel = functools.partial(gemm.matmul_kernel, block_m=192, block_n=128, block_k=64,
+                               stages=3, threads=384, trans_a=False, trans_b=False)
+    a = S((400, 256), jnp.bfloat16)
+    b = S((256, 272), jnp.bfloat16)
+    lowered = jtile.pallas_like(kernel, out_shape=S((400, 272), jnp.bfloat16)).lower(
+        a, b, target="sm_90a")
+    assert "jt_wg % 3" in lowered.cuda_source()
+    assert lowered.compile().block == (512, 1, 1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_on_192_rows_matches_the_reference_in_interpret_mode(causal):
+    keys = jax.random.split(jax.random.key(192), 3)
+    q, k, v = (jax.random.normal(key, (1, 328, 2, 64), jnp.float32).astype(jnp.float16)
+               for key in keys)
+    out = fa.flash_attention(q, k, v, causal=causal, block_m=192, block_n=128, threads=384,
+                             interpret=True)
+    ref = fa.reference(q, k, v, causal)
+    np.testing.assert_allclose(np.asarray(out, np.float32), np.asarray(ref), rtol=4e-3,
+                               atol=4e-3)
+
+
+def test_a_192_row_fragment_no_gemm_lays_out_is_refused_by_name():
+    def rows(X, O):
+        with T.Kernel(1, threads=384):
+            x = T.alloc_fragment((192, 64), "float32")
+            T.copy(X, x)
+            for i, j in T.Parallel(192, 64):
+                x[i, j] = x[i, j] + 1
+            T.copy(x, O)
+
+    with pytest.raises(jtile.JtileTraceError, match=r"^rows \(test_three_warpgroups.py:\d+\): "
+                       r"test_three_warpgroups.py:\d+: fragment x \(local.fragment float32 "
+                       r"\(192, 64\)\): every dimension must be a power of 2 .* no T.gemm, "
+                       r"loop, reduction or copy lays it out"):
+        jtile.pallas_like(rows, out_shape=S((192, 64), jnp.float32)).lower(
+            S((192, 64), jnp.float32), target="sm_90a")
+
+
+def test_192_rows_on_four_warpgroups_are_refused_by_name():
+    # 512 threads would give the fourth warpgroup rows 192..255, which do not exist.
+    def four(A, B, C):
+        with T.Kernel(1, threads=512):
+            a = T.alloc_shared((192, 64), "float16")
+            b = T.alloc_shared((64, 128), "float16")
+            c = T.alloc_fragment((192, 128), "float32")
+            T.copy(A, a)
+            T.copy(B, b)
+            T.gemm(a, b, c, clear_accum=True)
+            T.copy(c, C)
+
+    with pytest.raises(jtile.JtileTraceError, match=r"fragment \w+ \(local.fragment float32 "
+                       r"\(192, 128\)\): every dimension must be a power of 2 .* over 512 "
+                       r"threads puts padding in threads that exist"):
+        jtile.pallas_like(four, out_shape=S((192, 128), jnp.float32)).lower(
+            S((192, 64), jnp.float16), S((64, 128), jnp.float16), target="sm_90a")
