@@ -121,6 +121,8 @@ ATTENTION_CONFIGS = (
     dict(block_m=128, block_n=128, threads=256, stages=2),
     dict(block_m=128, block_n=128, threads=256, stages=3),
     dict(block_m=128, block_n=64, threads=256, stages=3),
+    dict(block_m=192, block_n=128, threads=384, stages=2),  # three consumer warpgroups
+    dict(block_m=192, block_n=128, threads=384, stages=3),
 )
 
 

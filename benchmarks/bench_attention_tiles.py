@@ -3,6 +3,7 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
 
     python benchmarks/bench_attention_tiles.py
     python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
+    python benchmarks/bench_attention_tiles.py --forward=192  # ... of 192 query rows only
     python benchmarks/bench_attention_tiles.py --persistent  # persistent tile loops or not
     python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
                                                            # JTILE_OVERLAP_GEMMS
@@ -118,7 +119,10 @@ def forward_tiles_table():
         print(f"{label:<36} cudnn {t_cudnn:7.3f} ms {work / t_cudnn / 1e9:6.1f} TFLOP/s",
               flush=True)
         mine = functools.partial(ops.attention, causal=causal, interpret=False)
+        rows = [int(a.split("=")[1]) for a in sys.argv if a.startswith("--forward=")]
         for block_m, block_n, stages, threads in FORWARD_CANDIDATES:
+            if rows and block_m not in rows:
+                continue
             try:
                 with _forward_tiles(d, block_m, block_n, stages, threads):
                     t, out = _time(mine, (q, k, v))
@@ -357,7 +361,7 @@ def main():
         name, values = options[0][len("--option="):].split("=")
         option_table(name, [int(v) for v in values.split(",")])
         return
-    if "--forward" in sys.argv:
+    if any(a.split("=")[0] == "--forward" for a in sys.argv):
         forward_tiles_table()
         return
     if "--overlap" in sys.argv:

@@ -111,6 +111,9 @@ FLASH_CONFIGS = (
     dict(block_m=128, block_n=128, stages=3, threads=256),
     dict(block_m=128, block_n=64, stages=3, threads=256),
     dict(block_m=64, block_n=64, stages=2, threads=128),
+    # FlashAttention-3's head-dim-64 tile: 192 queries on three consumer warpgroups.
+    dict(block_m=192, block_n=128, stages=2, threads=384),
+    dict(block_m=192, block_n=128, stages=3, threads=384),
 )
 
 

@@ -41,14 +41,17 @@ HEAD_DIMS = (64, 128, 256)
 DTYPES = ("float16", "bfloat16")
 
 # Tile shapes per head dim. On sm_90a (wgmma, 227 KB of shared memory) the forward takes
-# the Hopper flash-attention shapes: 128 queries per block, key tiles of 128 (64 at head dim
-# 256); the backward keeps P^T and dS^T in shared memory and 128 keys per block (64 at head
+# 192 queries per block on three consumer warpgroups (64 rows each) with key tiles of 128 at
+# head dim 64 (on an H200 5-8% faster than 128 x 128 on two: benchmarks/results/
+# h200_bench_attention_tiles_fwd_192.log), 128 x 128 at 128 (192 rows there leave 160
+# registers, and with a ragged or segment mask ptxas serializes the wgmmas), 128 x 64 at
+# 256; the backward keeps P^T and dS^T in shared memory and 128 keys per block (64 at head
 # dim 256), with query tiles of at least 64 rows, which wgmma needs for dQ, and dQ staged in
 # shared memory for the TMA engine's reduce where it fits (not at head dim 256), and issues
 # dP^T's gemm before the exponentials so that it runs beside them. Elsewhere
 # (mma.sync, 163 KB on sm_80) the tiles are smaller so that they fit.
 HOPPER_TILES = {
-    64: (dict(block_m=128, block_n=128, stages=3, threads=256),
+    64: (dict(block_m=192, block_n=128, stages=3, threads=384),
          dict(block_m=128, block_n=128, stages=2, threads=256, stage_dq=True, early_dp=True)),
     128: (dict(block_m=128, block_n=128, stages=2, threads=256),
           dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True, early_dp=True)),

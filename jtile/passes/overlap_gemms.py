@@ -44,11 +44,13 @@ from jtile.ir.types import MemorySpace
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, touches
 from jtile.passes.specialize_warps import top_level_gemms
 
-# 32-bit registers a thread's fragments may take, P's second copy included: the consumers have
-# 240, and addresses, loop state and the softmax's temporaries need the rest. On an H200 head
+# 32-bit registers a thread's fragments may take, P's second copy included: the consumers'
+# registers (240 with two consumer warpgroups, 160 with three) less this many, which
+# addresses, loop state and the softmax's temporaries need. On an H200 (240 registers) head
 # dim 64 with 128-key tiles (about 170 words) ran without spilling and 5% faster than without
-# the overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower.
-FRAGMENT_WORD_BUDGET = 184
+# the overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower; on 160
+# registers head dim 64 with 192 x 128 tiles (about 140 words) spilled 170 words.
+FRAGMENT_WORD_RESERVE = 56
 
 # The least first-gemm accumulator registers per thread (the softmax's elements) for which the
 # overlap pays: the softmax must be long enough to hide P V behind it and to repay the
@@ -117,8 +119,11 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
     if kernel.attrs["layouts"][s_buffer].num_registers < MIN_OVERLAPPED_ELEMENTS:
         return pipe
     split = split_tail(pipe, found)
+    roles = kernel.attrs.get("warp_roles")
+    registers = roles.consumer_registers if roles is not None and roles.consumer_registers \
+        else 240
     if split is None or touches(later, {a_buffer}) \
-            or fragment_words(kernel, [a_buffer]) > FRAGMENT_WORD_BUDGET:
+            or fragment_words(kernel, [a_buffer]) > registers - FRAGMENT_WORD_RESERVE:
         return pipe
     body = list(pipe.body)
     # The schedule places every wait and stage release itself.
