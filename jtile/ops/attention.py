@@ -51,7 +51,7 @@ DTYPES = ("float16", "bfloat16")
 # dP^T's gemm before the exponentials so that it runs beside them. Elsewhere
 # (mma.sync, 163 KB on sm_80) the tiles are smaller so that they fit.
 HOPPER_TILES = {
-    64: (dict(block_m=192, block_n=128, stages=3, threads=384),
+    64: (dict(block_m=192, block_n=128, stages=2, threads=384),
          dict(block_m=128, block_n=128, stages=2, threads=256, stage_dq=True, early_dp=True)),
     128: (dict(block_m=128, block_n=128, stages=2, threads=256),
           dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True, early_dp=True)),
