@@ -5,6 +5,8 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
     python benchmarks/bench_attention_tiles.py --forward   # forward tile shapes instead
     python benchmarks/bench_attention_tiles.py --forward=192  # ... of 192 query rows only
     python benchmarks/bench_attention_tiles.py --persistent  # persistent tile loops or not
+    python benchmarks/bench_attention_tiles.py --overlap-copies  # the op's tiles: no
+                                                           # overlap, P in one or two copies
     python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
                                                            # JTILE_OVERLAP_GEMMS
     python benchmarks/bench_attention_tiles.py --order     # causal launch orders
@@ -162,6 +164,17 @@ def _environment(settings):
         attention_module._launcher.cache_clear()
 
 
+# The --overlap-copies table: the op's forward tiles without the P V overlap, with P in one
+# register copy, and (where the ring has three stages) in two.
+OVERLAP_COPY_VARIANTS = {
+    "plain": {"JTILE_OVERLAP_GEMMS": "0"},
+    "one copy": {"JTILE_OVERLAP_GEMMS": "1", "JTILE_OVERLAP_COPIES": "1"},
+    "two copies": {"JTILE_OVERLAP_GEMMS": "1", "JTILE_OVERLAP_COPIES": "2"},
+}
+
+OVERLAP_COPY_TILES = {64: [(192, 128, 2, 384), (192, 128, 3, 384), (128, 128, 3, 256)],
+                      128: [(128, 128, 2, 256), (128, 128, 3, 256), (192, 128, 2, 384)]}
+
 # The --variants table: the plain schedule beside each code-generation setting that changed
 # since the forward last ran faster (thread-written epilogues, the producer's register share).
 SETTING_VARIANTS = {
@@ -184,20 +197,22 @@ PERSISTENT_VARIANTS = {
 }
 
 
-def settings_table(variants: dict, shapes, rounds: int = 2, shipped_only: bool = False):
+def settings_table(variants: dict, shapes, rounds: int = 2, shipped_only: bool = False,
+                   tiles=None):
     """The forward under each of `variants` (environment settings), alternating, times
     relative to the first, at `shapes`: per candidate tile shape of three stages or more (the
     P V overlap's; where its fragments do not fit the registers the overlapped variant falls
-    back to the plain schedule and times the same), or the op's own tile (`shipped_only`)."""
+    back to the plain schedule and times the same), or the op's own tile (`shipped_only`), or
+    per head dim the tiles `tiles[d]` lists."""
     for shape in shapes:
         causal, d = shape[5], shape[4]
         (q, k, v), work, label = _forward_inputs(*shape)
         mine = functools.partial(ops.attention, causal=causal, interpret=False)
         shipped = attention_module.HOPPER_TILES[d][0]
         candidates = ([tuple(shipped[key] for key in ("block_m", "block_n", "stages", "threads"))]
-                      if shipped_only else FORWARD_CANDIDATES)
+                      if shipped_only else tiles[d] if tiles else FORWARD_CANDIDATES)
         for block_m, block_n, stages, threads in candidates:
-            if stages < 3 and not shipped_only:
+            if stages < 3 and not shipped_only and not tiles:
                 continue
             times = {name: [] for name in variants}
             with _forward_tiles(d, block_m, block_n, stages, threads):
@@ -363,6 +378,9 @@ def main():
         return
     if any(a.split("=")[0] == "--forward" for a in sys.argv):
         forward_tiles_table()
+        return
+    if "--overlap-copies" in sys.argv:
+        settings_table(OVERLAP_COPY_VARIANTS, FORWARD_SHAPES[1:], tiles=OVERLAP_COPY_TILES)
         return
     if "--overlap" in sys.argv:
         settings_table(OVERLAP_VARIANTS, FORWARD_SHAPES[1:])

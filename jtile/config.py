@@ -92,6 +92,14 @@ OVERLAP_GEMMS = Variable(
     "H200 head dim 64 attention with 128-key tiles ran 7% faster (full) and 1% (causal).",
 )
 
+OVERLAP_COPIES = Variable(
+    "JTILE_OVERLAP_COPIES",
+    "1 or 2: the register copies of P in the overlapped schedule of JTILE_OVERLAP_GEMMS. "
+    "Unset: two where they fit the registers and the ring has three stages or more (P is "
+    "refilled while the late gemm still reads the other copy), else no overlap. 1: P is "
+    "refilled after that gemm is done (two stages suffice, no register for a second copy).",
+)
+
 FOLD_ACCUMULATOR_CLEARS = Variable(
     "JTILE_FOLD_ACCUMULATOR_CLEARS",
     "Set to 0 to keep a T.clear of an accumulator as its own statement before the T.gemm "
@@ -115,7 +123,8 @@ PRODUCER_REGISTERS = Variable(
 )
 
 VARIABLES = (INTERPRET, CACHE_DIR, DISABLE_CACHE, COMPILER, DEBUG, TARGET, PERSISTENT,
-             TMA_STORE, PINGPONG, OVERLAP_GEMMS, FOLD_ACCUMULATOR_CLEARS, LATE_WGMMA_WAITS,
+             TMA_STORE, PINGPONG, OVERLAP_GEMMS, OVERLAP_COPIES, FOLD_ACCUMULATOR_CLEARS,
+             LATE_WGMMA_WAITS,
              PRODUCER_REGISTERS)
 
 
@@ -178,6 +187,18 @@ def overlap_gemms() -> bool:
     """Whether a ring's second gemm overlaps the next iteration's work
     (``JTILE_OVERLAP_GEMMS``, default on where it applies)."""
     return _flag(OVERLAP_GEMMS, default=True)
+
+
+def overlap_copies():
+    """The register copies of P the overlapped schedule must use (``JTILE_OVERLAP_COPIES``:
+    1 or 2), or None to let the pass choose."""
+    value = OVERLAP_COPIES.raw()
+    if value is None or value == "":
+        return None
+    if value not in ("1", "2"):
+        raise JtileError(f"{OVERLAP_COPIES.name}={value!r} is not a copy count: use 1 or 2. "
+                         f"({OVERLAP_COPIES.name}: {OVERLAP_COPIES.doc})")
+    return int(value)
 
 
 def fold_accumulator_clears() -> bool:

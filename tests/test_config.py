@@ -124,3 +124,19 @@ def test_describe_lists_every_variable(monkeypatch):
     for name in _ALL:
         assert name in text
     assert "JTILE_DEBUG='1'" in text
+
+
+@pytest.mark.parametrize("value, expected", [(None, None), ("1", 1), ("2", 2)])
+def test_overlap_copies(monkeypatch, value, expected):
+    if value is None:
+        monkeypatch.delenv("JTILE_OVERLAP_COPIES", raising=False)
+    else:
+        monkeypatch.setenv("JTILE_OVERLAP_COPIES", value)
+    assert config.overlap_copies() == expected
+
+
+def test_bad_overlap_copies_names_the_variable(monkeypatch):
+    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "3")
+    with pytest.raises(JtileError, match=r"JTILE_OVERLAP_COPIES='3' is not a copy count: "
+                       r"use 1 or 2"):
+        config.overlap_copies()

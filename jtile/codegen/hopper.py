@@ -327,6 +327,13 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
     fill_a, scale_c = (tuple(body[i] for i in part) for part in pipe.overlap_split)
     early_acc = [em.name(body[first].tile.c.buffer)]
     late_acc = [em.name(late.tile.c.buffer)]
+
+    def release(iteration: str) -> None:
+        release_stage(em, f"({_ring_position(em, iteration, pipe)} % {stages})")
+
+    if pipe.overlap_copies == 1:
+        _emit_overlapped_one_copy(em, pipe, counter, position, n, buffers, release)
+        return
     a_buffer = late.tile.a.buffer
     copies = (em.name(a_buffer), em.temp(em.name(a_buffer) + "_next"))
     em.line(f"{a_buffer.dtype.c_name} {copies[1]}[{em.layouts[a_buffer].num_registers}];")
@@ -343,9 +350,6 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
     def late_gemm(stage: str, parity: int) -> None:
         _address_stage(em, buffers, stage)
         with_copy(parity, lambda: em.body((late,)))
-
-    def release(iteration: str) -> None:
-        release_stage(em, f"({_ring_position(em, iteration, pipe)} % {stages})")
 
     # Prologue, loop and epilogue under one test: a path that issues a late gemm always
     # reaches the epilogue's wait (ptxas serializes the wgmmas when it cannot see that).
@@ -383,6 +387,47 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
         for parity in (1, 0):
             with em.block(f"if ((({n} - 1) & 1) == {parity})" if parity else "else"):
                 late_gemm(last, parity)
+        _wait_wgmmas(em, 0, late_acc)
+        release(f"({n} - 1)")
+
+
+def _emit_overlapped_one_copy(em, pipe: low.MbarrierPipeline, counter: str, position: str,
+                              n: str, buffers, release) -> None:
+    """The overlapped loop with one register copy of P: G2(j - 1) runs during iteration j's
+    softmax and is waited for before P is refilled (passes/overlap_gemms.py's second
+    schedule)."""
+    stages = pipe.stages
+    first, tail_start = pipe.overlap
+    body = pipe.body
+    head, middle, late = body[:first + 1], body[first + 1:tail_start], body[-1]
+    fill_a, scale_c = (tuple(body[i] for i in part) for part in pipe.overlap_split)
+    early_acc = [em.name(body[first].tile.c.buffer)]
+    late_acc = [em.name(late.tile.c.buffer)]
+    with em.block(f"if ({n} > 0)"):
+        with em.block(""):
+            em.line(f"const int {counter} = 0;")
+            _enter_iteration(em, pipe, counter, position, n, buffers)
+            em.body(head)
+            _wait_wgmmas(em, 0, early_acc)
+            em.body(middle + fill_a)
+        em.line("#pragma unroll 1")
+        with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
+            # Nothing is in flight here: O may be rescaled before G2(j - 1) joins it.
+            em.body(scale_c)
+            stage = _enter_iteration(em, pipe, counter, position, n, buffers)
+            em.body(head)
+            _address_stage(em, buffers, f"(({position} - 1) % {stages})")
+            em.body((late,))
+            _wait_wgmmas(em, 1, early_acc)
+            _address_stage(em, buffers, stage)
+            em.body(middle)
+            # G2(j - 1) has read P and V(j - 1): refill P, free the stage.
+            _wait_wgmmas(em, 0, late_acc)
+            release(f"({counter} - 1)")
+            em.body(fill_a)
+        em.body(scale_c)
+        _address_stage(em, buffers, f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})")
+        em.body((late,))
         _wait_wgmmas(em, 0, late_acc)
         release(f"({n} - 1)")
 

@@ -225,6 +225,9 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # in the next iteration, before that gemm is issued).
     overlap: Optional[tuple] = None
     overlap_split: Optional[tuple] = None
+    # Register copies of the second gemm's A fragment in the overlapped schedule: 2, filled by
+    # parity while the other is read; 1, filled once the gemm reading it is done.
+    overlap_copies: int = 2
 
     @property
     def transaction_bytes(self) -> int:

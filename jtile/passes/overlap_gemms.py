@@ -15,14 +15,22 @@ the next iteration:
                middle(j) fill(j -> P[j%2])
     epilogue   wait(0) release(n-2) scale(n-1) G2(n-1) wait(0) release(n-1)
 
+Where the second copy does not fit the registers (three consumer warpgroups have 160 each),
+or the ring has two stages, P stays one copy, refilled once G2(j - 1) is done, and G2 frees its
+stage one iteration late:
+
+    prologue   head(0) G1(0) wait(0) middle(0) fill(0)
+    j = 1..n-1 scale(j-1) head(j) G1(j) G2(j-1) wait(1) middle(j) wait(0) release(j-1) fill(j)
+    epilogue   scale(n-1) G2(n-1) wait(0) release(n-1)
+
 Every wait sits right before the statements that need it. That matters: ptxas moves a wait
 for G2 placed after the softmax up into the softmax's first instruction latencies (it orders
 register arithmetic against nothing but data), which ends the overlap where it starts; and it
 serializes every wgmma when a non-wgmma instruction may touch an accumulator while a wgmma on
 it can still run, which the wait at the top of each iteration rules out.
 
-It applies to a warp-specialised ring of three stages or more (G2 frees its stage two
-iterations late) with at least MIN_OVERLAPPED_ELEMENTS of G1's accumulator per thread, whose
+It applies to a warp-specialised ring (of three stages or more for two copies: G2 frees its
+stage two iterations late) with at least MIN_OVERLAPPED_ELEMENTS of G1's accumulator per thread, whose
 body holds exactly two gemms, the second last, with its A operand in
 registers, where nothing before `tail` (the statements from the first one that touches G2's
 accumulator or A fragment) touches them, each tail statement touches one of the two, the
@@ -63,7 +71,7 @@ def overlap_schedule(pipe: low.MbarrierPipeline):
     """`(first_gemm, tail_start)` body indices of the overlapped schedule, or None."""
     body = pipe.body
     gemms = top_level_gemms(body)
-    if not pipe.producer_threads or pipe.stages < 3 or pipe.turns or gemms is None \
+    if not pipe.producer_threads or pipe.stages < 2 or pipe.turns or gemms is None \
             or len(gemms) != 2 or gemms[1] != len(body) - 1:
         return None
     second = body[gemms[1]]
@@ -119,11 +127,10 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
     if kernel.attrs["layouts"][s_buffer].num_registers < MIN_OVERLAPPED_ELEMENTS:
         return pipe
     split = split_tail(pipe, found)
-    roles = kernel.attrs.get("warp_roles")
-    registers = roles.consumer_registers if roles is not None and roles.consumer_registers \
-        else 240
-    if split is None or touches(later, {a_buffer}) \
-            or fragment_words(kernel, [a_buffer]) > registers - FRAGMENT_WORD_RESERVE:
+    if split is None or touches(later, {a_buffer}):
+        return pipe
+    copies = _copies(kernel, pipe, a_buffer)
+    if copies is None:
         return pipe
     body = list(pipe.body)
     # The schedule places every wait and stage release itself.
@@ -131,7 +138,24 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
         body[i] = dataclasses.replace(body[i], commit=True, wait=None,
                                       release_previous_stage=False)
     return dataclasses.replace(pipe, body=tuple(body), overlap=found, overlap_split=split,
-                               deferred_release=False, rolled=True)
+                               overlap_copies=copies, deferred_release=False, rolled=True)
+
+
+def _copies(kernel: ir.Kernel, pipe: low.MbarrierPipeline, a_buffer) -> "int | None":
+    """How many register copies of the late gemm's A fragment the schedule keeps: two where
+    they fit and the ring has a stage for the late gemm's second iteration, else None (no
+    overlap). JTILE_OVERLAP_COPIES forces a count (two need three stages)."""
+    roles = kernel.attrs.get("warp_roles")
+    registers = roles.consumer_registers if roles is not None and roles.consumer_registers \
+        else 240
+    budget = registers - FRAGMENT_WORD_RESERVE
+    fits = {2: pipe.stages >= 3 and fragment_words(kernel, [a_buffer]) <= budget,
+            1: fragment_words(kernel) <= budget}
+    forced = config.overlap_copies()
+    if forced is not None:
+        return forced if forced == 1 or pipe.stages >= 3 else None
+    # One copy only when asked for (JTILE_OVERLAP_COPIES=1) until measured on a GPU.
+    return 2 if fits[2] else None
 
 
 def overlap_gemms(kernel: ir.Kernel, target) -> ir.Kernel:

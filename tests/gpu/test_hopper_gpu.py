@@ -156,6 +156,31 @@ def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, 
 
 
 @needs_hopper
+@pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
+@pytest.mark.parametrize("d,block_m,block_n,threads,stages", [
+    (64, 192, 128, 384, 2), (64, 192, 128, 384, 3), (64, 128, 128, 256, 3),
+    (128, 128, 128, 256, 2)])
+@pytest.mark.parametrize("causal", [False, True])
+def test_attention_with_p_v_overlapped_on_one_copy_of_p(monkeypatch, dtype, d, block_m, block_n,
+                                                        threads, stages, causal):
+    """JTILE_OVERLAP_COPIES=1: O += P V of one tile runs during the next tile's softmax and P
+    is refilled once it is done (one register copy; two stages suffice)."""
+    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "1")
+    shape = (2, 328, 3, d)
+    keys = jax.random.split(_key("overlap1", dtype, d, block_m, causal, stages), 3)
+    q, k, v = (_normal(key, shape, dtype) for key in keys)
+    source = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=stages, threads=threads,
+        causal=causal)).lower(q, k, v).cuda_source()
+    assert "jt::wgmma_wait<1>();" in source and "_next" not in source
+    f = functools.partial(fa.flash_attention, causal=causal, block_m=block_m, block_n=block_n,
+                          threads=threads, stages=stages, interpret=False)
+    out = jax.jit(f)(q, k, v)
+    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
+    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=tol, atol=tol)
+
+
+@needs_hopper
 @pytest.mark.parametrize("d", [64, 128])
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_warpgroups_taking_turns(monkeypatch, d, causal):

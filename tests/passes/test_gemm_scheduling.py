@@ -129,6 +129,36 @@ def test_attention_issues_p_v_one_tile_late(overlap_on, monkeypatch, d, block_n,
         lowered.compile()
 
 
+@pytest.mark.parametrize("d, block_m, threads, stages", [(64, 192, 384, 2), (128, 128, 256, 2),
+                                                       (64, 128, 256, 3)])
+def test_one_copy_of_p_is_refilled_after_the_late_gemm(monkeypatch, d, block_m, threads, stages):
+    """JTILE_OVERLAP_COPIES=1: P V of the previous tile is issued after this tile's S and
+    waited for after the softmax, right before P is refilled and its stage freed; no second
+    copy of P, so two stages and three consumer warpgroups' 160 registers take it."""
+    monkeypatch.setenv("JTILE_OVERLAP_COPIES", "1")
+    spec = S((2, 512, 4, d), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, block_m=block_m, block_n=128, stages=stages, threads=threads,
+        causal=False), name="attention")
+    ring = _ring(call, (spec, spec, spec))
+    assert ring.overlap is not None and ring.overlap_copies == 1
+    lowered = call.lower(spec, spec, spec, target="sm_90a")
+    source = lowered.cuda_source()
+    assert "_next" not in source
+    loop = source.split("for (int k_1 = 1;")[1]
+    late_issue = loop.index(f"((k_1 - 1) % {stages})) * ")  # P V reads the previous stage
+    s_wait = loop.index("jt::wgmma_wait<1>();")
+    exps = loop.index("jt::exp2(", s_wait)
+    pv_wait = loop.index("jt::wgmma_wait<0>();", exps)
+    release = loop.index(f"jt::mbarrier_arrive(&jt_empty_bar[((k_1 - 1) % {stages})]);")
+    refill = loop.index("jt::cast<", release)  # P = S in 16 bits
+    assert late_issue < s_wait < exps < pv_wait < release < refill
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)  # not serialized
+        cubin = lowered.compile().cubin
+    assert cubin[:4] == b"\x7fELF"
+
+
 def test_no_overlap_with_two_stages_a_short_softmax_or_too_few_registers(monkeypatch):
     monkeypatch.delenv("JTILE_OVERLAP_GEMMS", raising=False)  # on by default where it applies
     assert _ring(*_attention(d=64, stages=3)).overlap is not None
