@@ -173,7 +173,7 @@ OVERLAP_COPY_VARIANTS = {
 }
 
 OVERLAP_COPY_TILES = {64: [(192, 128, 2, 384), (192, 128, 3, 384), (128, 128, 3, 256)],
-                      128: [(128, 128, 2, 256), (128, 128, 3, 256), (192, 128, 2, 384)]}
+                      128: [(128, 128, 2, 256), (192, 128, 2, 384)]}
 
 # The --variants table: the plain schedule beside each code-generation setting that changed
 # since the forward last ran faster (thread-written epilogues, the producer's register share).
