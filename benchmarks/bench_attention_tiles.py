@@ -7,6 +7,8 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
     python benchmarks/bench_attention_tiles.py --persistent  # persistent tile loops or not
     python benchmarks/bench_attention_tiles.py --overlap-copies  # the op's tiles: no
                                                            # overlap, P in one or two copies
+    python benchmarks/bench_attention_tiles.py --overlap-one-copy  # ... where one copy is
+                                                           # the default, against none
     python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
                                                            # JTILE_OVERLAP_GEMMS
     python benchmarks/bench_attention_tiles.py --order     # causal launch orders
@@ -174,6 +176,9 @@ OVERLAP_COPY_VARIANTS = {
 
 OVERLAP_COPY_TILES = {64: [(192, 128, 2, 384), (192, 128, 3, 384), (128, 128, 3, 256)],
                       128: [(128, 128, 2, 256), (192, 128, 2, 384)]}
+
+# The three-stage tiles on which the overlap keeps one copy of P by default (--overlap-one-copy).
+ONE_COPY_TILES = {64: [(192, 128, 3, 384)], 128: [(128, 128, 3, 256)]}
 
 # The --variants table: the plain schedule beside each code-generation setting that changed
 # since the forward last ran faster (thread-written epilogues, the producer's register share).
@@ -378,6 +383,10 @@ def main():
         return
     if any(a.split("=")[0] == "--forward" for a in sys.argv):
         forward_tiles_table()
+        return
+    if "--overlap-one-copy" in sys.argv:
+        settings_table({"plain": {"JTILE_OVERLAP_GEMMS": "0"}, "as shipped": {}},
+                       FORWARD_SHAPES[1:], tiles=ONE_COPY_TILES)
         return
     if "--overlap-copies" in sys.argv:
         settings_table(OVERLAP_COPY_VARIANTS, FORWARD_SHAPES[1:], tiles=OVERLAP_COPY_TILES)

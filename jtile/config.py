@@ -96,8 +96,9 @@ OVERLAP_COPIES = Variable(
     "JTILE_OVERLAP_COPIES",
     "1 or 2: the register copies of P in the overlapped schedule of JTILE_OVERLAP_GEMMS. "
     "Unset: two where they fit the registers and the ring has three stages or more (P is "
-    "refilled while the late gemm still reads the other copy), else no overlap. 1: P is "
-    "refilled after that gemm is done (two stages suffice, no register for a second copy).",
+    "refilled while the late gemm still reads the other copy), else one where the ring has "
+    "three stages (P is refilled after that gemm is done), else no overlap. 1 also applies "
+    "to rings of two stages.",
 )
 
 FOLD_ACCUMULATOR_CLEARS = Variable(

@@ -16,8 +16,8 @@ the next iteration:
     epilogue   wait(0) release(n-2) scale(n-1) G2(n-1) wait(0) release(n-1)
 
 Where the second copy does not fit the registers (three consumer warpgroups have 160 each),
-or the ring has two stages, P stays one copy, refilled once G2(j - 1) is done, and G2 frees its
-stage one iteration late:
+P stays one copy, refilled once G2(j - 1) is done, and G2 frees its stage one iteration late
+(a ring of two stages may take it too, when asked for: JTILE_OVERLAP_COPIES=1):
 
     prologue   head(0) G1(0) wait(0) middle(0) fill(0)
     j = 1..n-1 scale(j-1) head(j) G1(j) G2(j-1) wait(1) middle(j) wait(0) release(j-1) fill(j)
@@ -143,8 +143,9 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
 
 def _copies(kernel: ir.Kernel, pipe: low.MbarrierPipeline, a_buffer) -> "int | None":
     """How many register copies of the late gemm's A fragment the schedule keeps: two where
-    they fit and the ring has a stage for the late gemm's second iteration, else None (no
-    overlap). JTILE_OVERLAP_COPIES forces a count (two need three stages)."""
+    they fit and the ring has a stage for the late gemm's second iteration, else one where the
+    ring has three stages, else None (no overlap). JTILE_OVERLAP_COPIES forces a count (two
+    need three stages)."""
     roles = kernel.attrs.get("warp_roles")
     registers = roles.consumer_registers if roles is not None and roles.consumer_registers \
         else 240
@@ -154,8 +155,12 @@ def _copies(kernel: ir.Kernel, pipe: low.MbarrierPipeline, a_buffer) -> "int | N
     forced = config.overlap_copies()
     if forced is not None:
         return forced if forced == 1 or pipe.stages >= 3 else None
-    # One copy only when asked for (JTILE_OVERLAP_COPIES=1) until measured on a GPU.
-    return 2 if fits[2] else None
+    # One copy holds its stage until P is refilled: with two stages the producer then has no
+    # stage to fill ahead (on an H200 0.68-0.76x the plain schedule); with three, head dim 64
+    # on 192 x 128 tiles ran 1.04-1.06x (benchmarks/results/h200_attention_overlap_copies.log).
+    if fits[2]:
+        return 2
+    return 1 if pipe.stages >= 3 else None
 
 
 def overlap_gemms(kernel: ir.Kernel, target) -> ir.Kernel:

@@ -159,7 +159,7 @@ def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 @pytest.mark.parametrize("d,block_m,block_n,threads,stages", [
     (64, 192, 128, 384, 2), (64, 192, 128, 384, 3), (64, 128, 128, 256, 3),
-    (128, 128, 128, 256, 2)])
+    (128, 128, 128, 256, 2), (128, 128, 128, 256, 3)])
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_with_p_v_overlapped_on_one_copy_of_p(monkeypatch, dtype, d, block_m, block_n,
                                                         threads, stages, causal):
