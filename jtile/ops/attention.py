@@ -44,16 +44,17 @@ DTYPES = ("float16", "bfloat16")
 # 192 queries per block on three consumer warpgroups (64 rows each) with key tiles of 128 at
 # head dim 64 (on an H200 5-8% faster than 128 x 128 on two: benchmarks/results/
 # h200_bench_attention_tiles_fwd_192.log), 128 x 128 at 128 (192 rows there leave 160
-# registers, and with a ragged or segment mask ptxas serializes the wgmmas), 128 x 64 at
-# 256; the backward keeps P^T and dS^T in shared memory and 128 keys per block (64 at head
+# registers, and with a ragged or segment mask ptxas serializes the wgmmas), both in three
+# stages, so that P V overlaps the next tile's softmax on one copy of P (1.05-1.09x:
+# h200_attention_overlap_one_copy.log), 128 x 64 at 256; the backward keeps P^T and dS^T in shared memory and 128 keys per block (64 at head
 # dim 256), with query tiles of at least 64 rows, which wgmma needs for dQ, and dQ staged in
 # shared memory for the TMA engine's reduce where it fits (not at head dim 256), and issues
 # dP^T's gemm before the exponentials so that it runs beside them. Elsewhere
 # (mma.sync, 163 KB on sm_80) the tiles are smaller so that they fit.
 HOPPER_TILES = {
-    64: (dict(block_m=192, block_n=128, stages=2, threads=384),
+    64: (dict(block_m=192, block_n=128, stages=3, threads=384),
          dict(block_m=128, block_n=128, stages=2, threads=256, stage_dq=True, early_dp=True)),
-    128: (dict(block_m=128, block_n=128, stages=2, threads=256),
+    128: (dict(block_m=128, block_n=128, stages=3, threads=256),
           dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True, early_dp=True)),
     256: (dict(block_m=128, block_n=64, stages=2, threads=256),
           dict(block_m=64, block_n=64, stages=2, threads=256, early_dp=True)),
