@@ -107,6 +107,10 @@ def find_kernel(
     )
 
 
+# ptxas's fatal error when one instruction (a wide wgmma) needs more registers than the cap.
+_OUT_OF_REGISTERS = "Insufficient registers"
+
+
 def compile_error(
     kernel_name: str, compiler: str, source: str, source_name: str, log: str
 ) -> JtileCompileError:
@@ -142,6 +146,11 @@ def compile_error(
         if len(snippets) == _MAX_SNIPPETS:
             break
     message = f"{kernel_name}: {compiler} failed to compile the generated CUDA.\ncompiler log:\n{log.rstrip()}"
+    if _OUT_OF_REGISTERS in log:
+        message += ("\n\nptxas compiles every thread's code to the block's share of the register "
+                    "file (65536 / threads, at most 255): setmaxnreg moves registers between "
+                    "warpgroups when the kernel runs, not when it is compiled. Use fewer threads "
+                    "per block or a smaller tile (a smaller accumulator per warpgroup).")
     if snippets:
         message += "\n\nsource around the errors:\n" + "\n\n".join(snippets)
     return JtileCompileError(message)

@@ -50,15 +50,16 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, touches
-from jtile.passes.specialize_warps import top_level_gemms
+from jtile.passes.specialize_warps import REGISTER_FILE, top_level_gemms
 
-# 32-bit registers a thread's fragments may take, P's second copy included: the consumers'
-# registers (240 with two consumer warpgroups, 160 with three) less this many, which
-# addresses, loop state and the softmax's temporaries need. On an H200 (240 registers) head
-# dim 64 with 128-key tiles (about 170 words) ran without spilling and 5% faster than without
-# the overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower; on 160
-# registers head dim 64 with 192 x 128 tiles (about 140 words) spilled 170 words.
-FRAGMENT_WORD_RESERVE = 56
+# 32-bit registers a thread's fragments may take beyond what ptxas compiles each thread to
+# (the block's share of the register file: 168 for two consumer warpgroups and the producer,
+# 128 for three; setmaxnreg moves registers only when the kernel runs): not every fragment is
+# live everywhere (P only from the softmax to P V). On an H200 head dim 64 with 128-key tiles
+# and two copies of P (about 170 words) ran without spilling and 5% faster than without the
+# overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower, as did head dim
+# 64 on 192 x 128 tiles with two copies (about 175 words on three warpgroups).
+FRAGMENT_WORD_ALLOWANCE = 16
 
 # The least first-gemm accumulator registers per thread (the softmax's elements) for which the
 # overlap pays: the softmax must be long enough to hide P V behind it and to repay the
@@ -147,9 +148,8 @@ def _copies(kernel: ir.Kernel, pipe: low.MbarrierPipeline, a_buffer) -> "int | N
     ring has three stages, else None (no overlap). JTILE_OVERLAP_COPIES forces a count (two
     need three stages)."""
     roles = kernel.attrs.get("warp_roles")
-    registers = roles.consumer_registers if roles is not None and roles.consumer_registers \
-        else 240
-    budget = registers - FRAGMENT_WORD_RESERVE
+    threads = kernel.threads + (roles.producer_threads if roles is not None else 0)
+    budget = min(255, REGISTER_FILE // threads // 8 * 8) + FRAGMENT_WORD_ALLOWANCE
     fits = {2: pipe.stages >= 3 and fragment_words(kernel, [a_buffer]) <= budget,
             1: fragment_words(kernel) <= budget}
     forced = config.overlap_copies()

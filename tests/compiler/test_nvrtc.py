@@ -191,3 +191,24 @@ def test_bindings_come_back_after_the_fallback():
     nvrtc._bindings.cache_clear()
     assert nvrtc.available() is True
     assert nvrtc.describe().startswith("nvrtc 13.")
+
+
+def test_a_tile_too_wide_for_the_blocks_registers_says_why():
+    # 192 x 256 on three consumer warpgroups: each wgmma needs a 64 x 256 accumulator (128
+    # registers) beside its operands, and 512 threads leave ptxas 128 registers a thread.
+    import functools
+
+    import jax
+    import jax.numpy as jnp
+
+    import jtile
+    from examples import gemm
+
+    kernel = functools.partial(gemm.matmul_kernel, block_m=192, block_n=256, block_k=64,
+                               stages=3, threads=384, trans_a=False, trans_b=False)
+    spec = jax.ShapeDtypeStruct((512, 512), jnp.float16)
+    lowered = jtile.pallas_like(kernel, out_shape=spec).lower(spec, spec, target="sm_90a")
+    with pytest.raises(JtileCompileError, match=r"(?s)^matmul_kernel: .*Insufficient registers "
+                       r".*compiles every thread's code to the block's share of the register "
+                       r"file \(65536 / threads"):
+        lowered.compile()
