@@ -92,15 +92,15 @@ for part in "${parts[@]}"; do
         --losses-json "$out/train_losses.json" 2>&1 | tee "$out/train.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
     unverified)
-      # What the last round checked on the CPU only: random draws and the 64-bit rule compiled
-      # against interpret mode, the example's packed projection kernels compiled, then the
-      # training step with them (bench_train's third row) and the persistent attention table.
-      XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 240 python3 -m pytest -q -p no:cacheprovider \
-        tests/language/test_random.py tests/language/test_wide_integers.py \
-        tests/examples/test_gpt_packed_projections.py tests/ops/test_ops_interpret.py -k \
-        "random or wide or packed or rotary or compiled" 2>&1 | tee "$out/unverified_tests.log" | tail -5
+      # What the last round checked on the CPU only: jtile.ops.attention on its three-stage
+      # forward tiles (P V overlapped on one copy of P; head dim 64 on three consumer
+      # warpgroups), then its tables beside cuDNN.
+      XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 300 python3 -m pytest -q -p no:cacheprovider \
+        tests/ops/test_attention_op_gpu.py tests/gpu/test_three_warpgroups_gpu.py 2>&1 \
+        | tee "$out/unverified_tests.log" | tail -5
       status=$((status | ${PIPESTATUS[0]}))
-      timeout 200 python3 benchmarks/bench_train.py 2>&1 | tee "$out/bench_train.log" | tail -4 ;;
+      timeout 200 python3 benchmarks/bench_ops.py attentions 2>&1 \
+        | tee "$out/bench_ops_attention.log" | tail -8 ;;
     train-ablate)
       # The training step with each jtile op in turn taken from the jax.numpy model.
       timeout 420 python3 benchmarks/bench_train.py --ablate 2>&1 \
