@@ -6,6 +6,8 @@ specialize_warps) and sits in node fields; this module turns it into device-head
 
 from __future__ import annotations
 
+import dataclasses
+
 from typing import NamedTuple
 
 from jtile.codegen import TMA_SWIZZLE_SPAN_BYTES, TensorMapSpec
@@ -316,24 +318,54 @@ def _wait_wgmmas(em, pending: int, accumulators) -> None:
         em.line(f"jt::wgmma_hold({acc});")
 
 
+@dataclasses.dataclass(frozen=True)
+class _OverlapParts:
+    """An overlapped ring body cut as passes/overlap_gemms.py's schedules name its parts."""
+
+    head: tuple       # up to and including G1
+    middle: tuple     # G1's element-wise work (the softmax)
+    late: low.WgmmaGemm  # G2
+    fill: tuple       # writes G2's A fragment (P)
+    scale: tuple      # touches G2's accumulator (O *= rescale)
+    early_acc: list   # G1's accumulator, named
+    late_acc: list    # G2's
+
+
+def _overlap_parts(em, pipe: low.MbarrierPipeline) -> _OverlapParts:
+    first, tail_start = pipe.overlap
+    body = pipe.body
+    fill, scale = (tuple(body[i] for i in part) for part in pipe.overlap_split)
+    return _OverlapParts(body[:first + 1], body[first + 1:tail_start], body[-1], fill, scale,
+                         [em.name(body[first].tile.c.buffer)], [em.name(body[-1].tile.c.buffer)])
+
+
+def _first_iteration(em, pipe, counter: str, position: str, n: str, buffers,
+                     parts: _OverlapParts) -> None:
+    """Iteration 0 of either schedule: G1, its wait, the softmax and P filled; G2 waits for
+    the next iteration."""
+    with em.block(""):
+        em.line(f"const int {counter} = 0;")
+        _enter_iteration(em, pipe, counter, position, n, buffers)
+        em.body(parts.head)
+        _wait_wgmmas(em, 0, parts.early_acc)
+        em.body(parts.middle + parts.fill)
+
+
 def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str, n: str,
                      buffers) -> None:
     """The consumers' loop of a ring whose second gemm runs one iteration late, P in two
-    register copies (passes/overlap_gemms.py prints the schedule in its docstring)."""
+    register copies, or one (passes/overlap_gemms.py prints both schedules in its
+    docstring)."""
     stages = pipe.stages
-    first, tail_start = pipe.overlap
-    body = pipe.body
-    head, middle, late = body[:first + 1], body[first + 1:tail_start], body[-1]
-    fill_a, scale_c = (tuple(body[i] for i in part) for part in pipe.overlap_split)
-    early_acc = [em.name(body[first].tile.c.buffer)]
-    late_acc = [em.name(late.tile.c.buffer)]
+    parts = _overlap_parts(em, pipe)
 
     def release(iteration: str) -> None:
         release_stage(em, f"({_ring_position(em, iteration, pipe)} % {stages})")
 
     if pipe.overlap_copies == 1:
-        _emit_overlapped_one_copy(em, pipe, counter, position, n, buffers, release)
+        _emit_overlapped_one_copy(em, pipe, counter, position, n, buffers, parts, release)
         return
+    late = parts.late
     a_buffer = late.tile.a.buffer
     copies = (em.name(a_buffer), em.temp(em.name(a_buffer) + "_next"))
     em.line(f"{a_buffer.dtype.c_name} {copies[1]}[{em.layouts[a_buffer].num_registers}];")
@@ -354,81 +386,65 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
     # Prologue, loop and epilogue under one test: a path that issues a late gemm always
     # reaches the epilogue's wait (ptxas serializes the wgmmas when it cannot see that).
     with em.block(f"if ({n} > 0)"):
-        with em.block(""):
-            em.line(f"const int {counter} = 0;")
-            _enter_iteration(em, pipe, counter, position, n, buffers)
-            em.body(head)
-            _wait_wgmmas(em, 0, early_acc)
-            em.body(middle + fill_a)
+        _first_iteration(em, pipe, counter, position, n, buffers, parts)
         em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
             # The late gemm of two iterations back (issued before the last softmax) is done:
             # its stage is free and the accumulator may be rescaled before the next one joins
             # it. Nothing else is in flight here, so ptxas sees every accumulator access
             # ordered.
-            _wait_wgmmas(em, 0, late_acc)
+            _wait_wgmmas(em, 0, parts.late_acc)
             with em.block(f"if ({counter} >= 2)"):
                 release(f"({counter} - 2)")
-            em.body(scale_c)
+            em.body(parts.scale)
             for parity in (1, 0):
                 with em.block(f"if (({counter} & 1) == {parity})" if parity else "else"):
                     stage = _enter_iteration(em, pipe, counter, position, n, buffers)
-                    em.body(head)
+                    em.body(parts.head)
                     late_gemm(f"(({position} - 1) % {stages})", 1 - parity)
-                    _wait_wgmmas(em, 1, early_acc)
+                    _wait_wgmmas(em, 1, parts.early_acc)
                     _address_stage(em, buffers, stage)
-                    em.body(middle)
-                    with_copy(parity, lambda: em.body(fill_a))
-        _wait_wgmmas(em, 0, late_acc)
+                    em.body(parts.middle)
+                    with_copy(parity, lambda: em.body(parts.fill))
+        _wait_wgmmas(em, 0, parts.late_acc)
         with em.block(f"if ({n} >= 2)"):
             release(f"({n} - 2)")
-        em.body(scale_c)
+        em.body(parts.scale)
         last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
         for parity in (1, 0):
             with em.block(f"if ((({n} - 1) & 1) == {parity})" if parity else "else"):
                 late_gemm(last, parity)
-        _wait_wgmmas(em, 0, late_acc)
+        _wait_wgmmas(em, 0, parts.late_acc)
         release(f"({n} - 1)")
 
 
 def _emit_overlapped_one_copy(em, pipe: low.MbarrierPipeline, counter: str, position: str,
-                              n: str, buffers, release) -> None:
+                              n: str, buffers, parts: _OverlapParts, release) -> None:
     """The overlapped loop with one register copy of P: G2(j - 1) runs during iteration j's
     softmax and is waited for before P is refilled (passes/overlap_gemms.py's second
     schedule)."""
     stages = pipe.stages
-    first, tail_start = pipe.overlap
-    body = pipe.body
-    head, middle, late = body[:first + 1], body[first + 1:tail_start], body[-1]
-    fill_a, scale_c = (tuple(body[i] for i in part) for part in pipe.overlap_split)
-    early_acc = [em.name(body[first].tile.c.buffer)]
-    late_acc = [em.name(late.tile.c.buffer)]
     with em.block(f"if ({n} > 0)"):
-        with em.block(""):
-            em.line(f"const int {counter} = 0;")
-            _enter_iteration(em, pipe, counter, position, n, buffers)
-            em.body(head)
-            _wait_wgmmas(em, 0, early_acc)
-            em.body(middle + fill_a)
+        _first_iteration(em, pipe, counter, position, n, buffers, parts)
         em.line("#pragma unroll 1")
         with em.block(f"for (int {counter} = 1; {counter} < {n}; ++{counter})"):
             # Nothing is in flight here: O may be rescaled before G2(j - 1) joins it.
-            em.body(scale_c)
+            em.body(parts.scale)
             stage = _enter_iteration(em, pipe, counter, position, n, buffers)
-            em.body(head)
+            em.body(parts.head)
             _address_stage(em, buffers, f"(({position} - 1) % {stages})")
-            em.body((late,))
-            _wait_wgmmas(em, 1, early_acc)
+            em.body((parts.late,))
+            _wait_wgmmas(em, 1, parts.early_acc)
             _address_stage(em, buffers, stage)
-            em.body(middle)
+            em.body(parts.middle)
             # G2(j - 1) has read P and V(j - 1): refill P, free the stage.
-            _wait_wgmmas(em, 0, late_acc)
+            _wait_wgmmas(em, 0, parts.late_acc)
             release(f"({counter} - 1)")
-            em.body(fill_a)
-        em.body(scale_c)
+            em.body(parts.fill)
+        em.body(parts.scale)
         _address_stage(em, buffers, f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})")
-        em.body((late,))
-        _wait_wgmmas(em, 0, late_acc)
+        em.body((parts.late,))
+        _wait_wgmmas(em, 0, parts.late_acc)
         release(f"({n} - 1)")
 
 

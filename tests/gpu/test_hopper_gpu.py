@@ -16,6 +16,7 @@ import jtile
 import jtile.language as T
 from examples import flash_attention as fa
 from examples import gemm
+from tests.gpu.references import attention_f64, f64
 
 pytestmark = pytest.mark.gpu
 
@@ -34,10 +35,6 @@ def _key(*parts) -> jax.Array:
 
 def _normal(key, shape, dtype):
     return jax.random.normal(key, shape, jnp.float32).astype(dtype)
-
-
-def _f64(x):
-    return np.asarray(jnp.asarray(x, jnp.float32), np.float64)
 
 
 GEMM_SHAPES = [(256, 256, 256), (384, 320, 192), (200, 264, 136)]
@@ -60,9 +57,9 @@ def test_gemm_matches_float64(dtype, trans_a, trans_b, shape, config):
     b = _normal(kb, (n, k) if trans_b else (k, n), dtype)
     f = functools.partial(gemm.matmul, trans_a=trans_a, trans_b=trans_b, interpret=False, **cfg)
     out = jax.jit(f)(a, b)
-    ref = (_f64(a).T if trans_a else _f64(a)) @ (_f64(b).T if trans_b else _f64(b))
+    ref = (f64(a).T if trans_a else f64(a)) @ (f64(b).T if trans_b else f64(b))
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), ref, rtol=tol, atol=tol * math.sqrt(k))
+    np.testing.assert_allclose(f64(out), ref, rtol=tol, atol=tol * math.sqrt(k))
 
 
 def fp8_gemm_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads):
@@ -97,21 +94,8 @@ def test_fp8_gemm_matches_float64(dtype, shape):
     a = _normal(ka, (m, k), dtype)
     b = _normal(kb, (n, k), dtype)
     out = jax.jit(fp8_matmul)(a, b)
-    ref = _f64(a) @ _f64(b).T
-    np.testing.assert_allclose(_f64(out), ref, rtol=2e-2, atol=2e-2 * math.sqrt(k))
-
-
-def _attention_ref(q, k, v, causal):
-    q, k, v = _f64(q), _f64(k), _f64(v)
-    groups = q.shape[2] // k.shape[2]
-    k, v = np.repeat(k, groups, axis=2), np.repeat(v, groups, axis=2)
-    s = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
-    if causal:
-        n = q.shape[1]
-        s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
-    p = np.exp(s - s.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    return np.einsum("bhqk,bkhd->bqhd", p, v)
+    ref = f64(a) @ f64(b).T
+    np.testing.assert_allclose(f64(out), ref, rtol=2e-2, atol=2e-2 * math.sqrt(k))
 
 
 @needs_hopper
@@ -126,7 +110,7 @@ def test_flash_attention_matches_float64(dtype, d, block_n, causal):
                           threads=256, stages=2, interpret=False)
     out = jax.jit(f)(q, k, v)
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=tol, atol=tol)
+    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
 
 
 @needs_hopper
@@ -152,7 +136,7 @@ def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, 
                           threads=threads, causal=causal)).lower(q, k, v).cuda_source()
     out = jax.jit(f)(q, k, v)
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=tol, atol=tol)
+    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
 
 
 @needs_hopper
@@ -177,7 +161,7 @@ def test_attention_with_p_v_overlapped_on_one_copy_of_p(monkeypatch, dtype, d, b
                           threads=threads, stages=stages, interpret=False)
     out = jax.jit(f)(q, k, v)
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=tol, atol=tol)
+    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
 
 
 @needs_hopper
@@ -196,7 +180,7 @@ def test_attention_with_warpgroups_taking_turns(monkeypatch, d, causal):
     f = functools.partial(fa.flash_attention, causal=causal, block_m=128, block_n=128,
                           threads=256, stages=2, interpret=False)
     out = jax.jit(f)(q, k, v)
-    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=4e-3,
+    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=4e-3,
                                atol=4e-3)
 
 
@@ -211,4 +195,4 @@ def test_grouped_query_attention_matches_float64(dtype):
                           threads=256, stages=2, interpret=False)
     out = jax.jit(f)(q, k, v)
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, False), rtol=tol, atol=tol)
+    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, False), rtol=tol, atol=tol)

@@ -17,6 +17,7 @@ import pytest
 import jtile
 from examples import flash_attention as fa
 from examples import gemm
+from tests.gpu.references import attention_f64, f64
 from tests.gpu.compare import assert_close
 from tests.ops.test_attention_op import _inputs as _op_inputs
 from tests.ops.test_attention_op import reference as op_reference
@@ -37,23 +38,6 @@ def _inputs(tag, shapes, dtype):
     return [jax.random.normal(key, s, jnp.float32).astype(dtype) for key, s in zip(keys, shapes)]
 
 
-def _f64(x):
-    return np.asarray(jnp.asarray(x, jnp.float32), np.float64)
-
-
-def _attention_ref(q, k, v, causal):
-    q, k, v = _f64(q), _f64(k), _f64(v)
-    groups = q.shape[2] // k.shape[2]
-    k, v = np.repeat(k, groups, axis=2), np.repeat(v, groups, axis=2)
-    s = np.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(q.shape[-1])
-    if causal:
-        n = q.shape[1]
-        s = np.where(np.tril(np.ones((n, n), bool)), s, -np.inf)
-    p = np.exp(s - s.max(-1, keepdims=True))
-    p /= p.sum(-1, keepdims=True)
-    return np.einsum("bhqk,bkhd->bqhd", p, v)
-
-
 @needs_hopper
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 @pytest.mark.parametrize("trans_a,trans_b", [(False, False), (False, True), (True, False),
@@ -65,9 +49,9 @@ def test_gemm_on_192_rows_matches_float64(dtype, trans_a, trans_b, m, n, k):
     f = functools.partial(gemm.matmul, trans_a=trans_a, trans_b=trans_b, block_m=192,
                           block_n=128, block_k=64, stages=3, threads=384, interpret=False)
     out = jax.jit(f)(a, b)
-    ref = (_f64(a).T if trans_a else _f64(a)) @ (_f64(b).T if trans_b else _f64(b))
+    ref = (f64(a).T if trans_a else f64(a)) @ (f64(b).T if trans_b else f64(b))
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), ref, rtol=tol, atol=tol * math.sqrt(k))
+    np.testing.assert_allclose(f64(out), ref, rtol=tol, atol=tol * math.sqrt(k))
 
 
 @needs_hopper
@@ -86,7 +70,7 @@ def test_flash_attention_on_192_rows_matches_float64(monkeypatch, dtype, d, bloc
                           threads=384, stages=stages, interpret=False)
     out = jax.jit(f)(q, k, v)
     tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(_f64(out), _attention_ref(q, k, v, causal), rtol=tol, atol=tol)
+    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
 
 
 @needs_hopper
@@ -95,7 +79,7 @@ def test_grouped_query_attention_on_192_rows_matches_float64():
                       jnp.bfloat16)
     f = functools.partial(fa.flash_attention, causal=True, block_m=192, block_n=128,
                           threads=384, stages=2, interpret=False)
-    np.testing.assert_allclose(_f64(jax.jit(f)(q, k, v)), _attention_ref(q, k, v, True),
+    np.testing.assert_allclose(f64(jax.jit(f)(q, k, v)), attention_f64(q, k, v, True),
                                rtol=2e-2, atol=2e-2)
 
 
