@@ -104,7 +104,12 @@ def emit_reduce(em, s: ir.Reduce) -> None:
                     peer_bits = " | ".join(f"(((w >> {i}) & 1) << {t})"
                                            for i, t in enumerate(warp_bits))
                     em.line(f"const int peer = ({tid} & ~{lane_mask | warp_mask}) | {peer_bits};")
-                    em.line(f"total = {_combine(s.op, 'total', f'{scratch}[peer * {count} + q]')};")
+                    combine = f"total = {_combine(s.op, 'total', f'{scratch}[peer * {count} + q]')};"
+                    threads = em.kernel.threads
+                    if threads & (threads - 1):
+                        # 384 threads lay out like 512: warps 12.. hold no partial sums.
+                        combine = f"if (peer < {threads}) {combine}"
+                    em.line(combine)
                 em.line("acc[q] = total;")
             em.line(em.block_barrier())
         for rd in range(count):

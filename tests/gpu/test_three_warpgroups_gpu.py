@@ -74,6 +74,16 @@ def test_flash_attention_on_192_rows_matches_float64(monkeypatch, dtype, d, bloc
 
 
 @needs_hopper
+def test_column_sum_across_three_warpgroups_matches_float64():
+    from tests.passes.test_three_warpgroups import column_sum
+
+    a, b = _inputs("colsum192", [(192, 64), (64, 128)], jnp.float16)
+    ref = (f64(a) @ f64(b)).sum(0)
+    np.testing.assert_allclose(f64(column_sum(a, b, False)), ref, rtol=1e-3,
+                               atol=1e-3 * 192 * math.sqrt(64))
+
+
+@needs_hopper
 def test_grouped_query_attention_on_192_rows_matches_float64():
     q, k, v = _inputs("gqa192", [(2, 576, 8, 64), (2, 576, 2, 64), (2, 576, 2, 64)],
                       jnp.bfloat16)

@@ -86,6 +86,38 @@ def test_attention_on_192_rows_matches_the_reference_in_interpret_mode(causal):
                                atol=4e-3)
 
 
+def column_sum_kernel(A, B, O):
+    """O = the column sums of A @ B: a reduction across the three warpgroups' rows."""
+    with T.Kernel(1, threads=384):
+        a = T.alloc_shared((192, 64), "float16")
+        b = T.alloc_shared((64, 128), "float16")
+        c = T.alloc_fragment((192, 128), "float32")
+        sums = T.alloc_fragment((128,), "float32")
+        T.copy(A, a)
+        T.copy(B, b)
+        T.gemm(a, b, c, clear_accum=True)
+        T.reduce_sum(c, sums, dim=0)
+        T.copy(sums, O)
+
+
+def column_sum(a, b, interpret):
+    return jtile.pallas_like(column_sum_kernel, out_shape=S((128,), jnp.float32),
+                             interpret=interpret)(a, b)
+
+
+def test_a_column_sum_across_three_warpgroups_reads_no_missing_warp():
+    # The partial sums go through shared memory by warp; warps 12..15 would be the fourth
+    # warpgroup's, which does not exist.
+    lowered = jtile.pallas_like(column_sum_kernel, out_shape=S((128,), jnp.float32)).lower(
+        S((192, 64), jnp.float16), S((64, 128), jnp.float16), target="sm_90a")
+    assert "if (peer < 384) total = total + " in lowered.cuda_source()
+    assert lowered.compile().cubin[:4] == b"\x7fELF"
+    a, b = (jax.random.normal(key, shape, jnp.float32).astype(jnp.float16) for key, shape in
+            zip(jax.random.split(jax.random.key(3)), [(192, 64), (64, 128)]))
+    ref = (np.asarray(a, np.float64) @ np.asarray(b, np.float64)).sum(0)
+    np.testing.assert_allclose(np.asarray(column_sum(a, b, True)), ref, rtol=1e-3, atol=1e-2)
+
+
 def test_a_192_row_fragment_no_gemm_lays_out_is_refused_by_name():
     def rows(X, O):
         with T.Kernel(1, threads=384):
