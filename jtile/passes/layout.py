@@ -330,8 +330,12 @@ def choose_wgmma_tiling(m: int, n: int, num_warpgroups: int, full_row: bool,
     64 of 192 rows each) or leaves the warpgroups past a power of 2 holding copies.
     """
     best = None
+    # (An odd factor along M takes every warpgroup: with some along N too, the code's
+    # M-fastest numbering by that factor and the layout's bits would disagree.)
     splits = [(wgs_m, num_warpgroups // wgs_m) for wgs_m in range(1, num_warpgroups + 1)
-              if num_warpgroups % wgs_m == 0 and is_power_of_two(num_warpgroups // wgs_m)]
+              if num_warpgroups % wgs_m == 0 and (is_power_of_two(num_warpgroups // wgs_m)
+                                                  if is_power_of_two(wgs_m)
+                                                  else wgs_m == num_warpgroups)]
     # Or a power-of-2 grid, the warpgroups past it holding copies (128 rows on three).
     whole = 1 << log2(max(num_warpgroups, 1))
     splits += [(1 << b, whole >> b) for b in range(log2(whole) + 1)

@@ -40,6 +40,10 @@ def test_three_warpgroups_split_192_rows_and_hold_no_padding():
     assert (two.wgs_m, two.wgs_n) == (2, 1)
     assert is_exact(two.accumulator_layout(384), (128, 128), 384)
     assert is_exact(WgmmaTiling(384, 64, 3, 1).accumulator_layout(384), (384, 64), 384)
+    # Three warpgroups along M and two along N (768 threads): the layout's bits put the
+    # fourth warpgroup's rows in threads that exist, where the code numbers warpgroups
+    # M-fastest by three; refused rather than laid out wrong.
+    assert not is_exact(WgmmaTiling(192, 256, 3, 2).accumulator_layout(768), (192, 256), 768)
 
 
 def _lowered_attention(d, causal, block_n=128, stages=2):
