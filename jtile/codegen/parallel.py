@@ -20,7 +20,7 @@ from jtile.ir.walk import deep_buffers_written
 from jtile.passes.fragment_access import access_sources, index_dim
 from jtile.passes.index_bits import ONE, ZERO, UniformBit
 from jtile.passes.infer_layouts import loop_layout
-from jtile.passes.layout import Layout, log2
+from jtile.passes.layout import Layout, is_exact, log2
 
 
 def bit_runs(bits, dim: int):
@@ -178,7 +178,7 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
                             f"(void){em.name(var)};")
                 em.parallel = ParallelContext(loop, layout, reg)
                 try:
-                    em.body(loop.body)
+                    em.body(_unguarded_body(em, loop, layout))
                 finally:
                     em.parallel = None
             return
@@ -200,6 +200,16 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
                 em.body(loop.body)
             finally:
                 em.parallel = None
+
+
+def _unguarded_body(em, loop: ir.ParallelFor, layout: Layout) -> tuple:
+    """The loop's body without pad_parallel_loops' guard when the layout is exact over the
+    extents as written: the threads that exist run no added iteration."""
+    if loop.padded_from is None or len(loop.body) != 1 or \
+            not isinstance(loop.body[0], ir.IfThenElse) or \
+            not is_exact(layout, loop.padded_from, em.kernel.threads):
+        return loop.body
+    return loop.body[0].then_body
 
 
 def _fills_private_buffers(loop: ir.ParallelFor) -> bool:

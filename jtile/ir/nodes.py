@@ -503,6 +503,9 @@ class ParallelFor(Stmt):
     extents: tuple
     body: tuple
     loc: SourceLoc = NO_LOC
+    # The extents as written when passes/pad_parallel_loops.py ran the loop on power-of-2
+    # extents, its body then one guard that skips the added iterations; else None.
+    padded_from: Optional[tuple] = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -5,7 +5,9 @@ by the same bits and its extents must be powers of 2. Interpret mode runs `T.Par
 over an (8, 4) fragment as written; compiled, no layout could run it. This pass runs such a
 loop on the extents of a fragment it indexes by all its variables that covers it, rounded up
 to powers of 2 (else on its own extents rounded up) and skips the added iterations with a guard on the loop
-variables, so it runs on the layouts of the fragments it touches, with the same effect.
+variables, so it runs on the layouts of the fragments it touches, with the same effect (the
+code generator drops the guard where the loop's layout is exact: no thread that exists runs
+an added iteration, as on 192-row tiles over three warpgroups).
 Loops that touch no fragment stay as they are: they run strided over the threads whatever
 their extents.
 """
@@ -48,7 +50,7 @@ def _pad(loop: ir.ParallelFor, floating: set) -> ir.ParallelFor:
               if p != e]
     guard = functools.reduce(lambda a, b: ir.binary("and", a, b), inside)
     body = (ir.IfThenElse(guard, tuple(loop.body), (), loop.loc),)
-    return dataclasses.replace(loop, extents=padded, body=body)
+    return dataclasses.replace(loop, extents=padded, body=body, padded_from=tuple(loop.extents))
 
 
 def _rewrite(body: tuple, floating: set) -> tuple:

@@ -90,6 +90,24 @@ def test_attention_on_192_rows_matches_the_reference_in_interpret_mode(causal):
                                atol=4e-3)
 
 
+def test_loops_over_192_rows_need_no_guard_but_a_partial_loop_keeps_its_own():
+    # The threads that exist run only rows < 192, so the guard pad_parallel_loops puts in a
+    # T.Parallel(192, ...) is dropped; a T.Parallel(48) over a 64-element fragment keeps it.
+    assert "< 192" not in _lowered_attention(64, False).cuda_source()
+
+    def partial(X, O):
+        with T.Kernel(1, threads=128):
+            x = T.alloc_fragment((64,), "float32")
+            T.copy(X, x)
+            for i in T.Parallel(48):
+                x[i] = x[i] * 2
+            T.copy(x, O)
+
+    spec = S((64,), jnp.float32)
+    source = jtile.pallas_like(partial, out_shape=spec).lower(spec, target="sm_90a").cuda_source()
+    assert "< 48)" in source
+
+
 def column_sum_kernel(A, B, O):
     """O = the column sums of A @ B: a reduction across the three warpgroups' rows."""
     with T.Kernel(1, threads=384):
