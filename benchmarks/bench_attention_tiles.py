@@ -325,6 +325,8 @@ BACKWARD_VARIANTS = {
     "waits at once": ({"JTILE_LATE_WGMMA_WAITS": "0"}, {"early_dp": False}),
     "late waits": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": False}),
     "late waits, early dP (shipped)": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": True}),
+    "queries by keys": ({"JTILE_LATE_WGMMA_WAITS": "1"},
+                        {"early_dp": True, "queries_by_keys": True}),
 }
 
 

@@ -100,7 +100,11 @@ for part in "${parts[@]}"; do
         | tee "$out/unverified_tests.log" | tail -5
       status=$((status | ${PIPESTATUS[0]}))
       timeout 200 python3 benchmarks/bench_ops.py attentions 2>&1 \
-        | tee "$out/bench_ops_attention.log" | tail -8 ;;
+        | tee "$out/bench_ops_attention.log" | tail -8
+      # The backward's queries-by-keys step (attention_bwd_body(queries_by_keys=)) against
+      # the shipped one.
+      timeout 240 python3 benchmarks/bench_attention_tiles.py --backward-variants 2>&1 \
+        | tee "$out/bench_attention_bwd_variants.log" | tail -6 ;;
     train-ablate)
       # The training step with each jtile op in turn taken from the jax.numpy model.
       timeout 420 python3 benchmarks/bench_train.py --ablate 2>&1 \

@@ -201,7 +201,8 @@ def attention_bwd_segmented_kernel(Q, K, V, DO, LSE, DELTA, SEG, DQ_IN, DQ, DK, 
 
 
 def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, block_n, stages,
-                       threads, causal, scale, stage_dq=False, early_dp=False):
+                       threads, causal, scale, stage_dq=False, early_dp=False,
+                       queries_by_keys=False):
     """dK, dV and dQ of attention, one block per `block_m` keys of one key/value head.
 
     Inputs (global memory): Q, DO (B, S, H, D); K, V (B, S, KVH, D); LSE, DELTA (B, H, S)
@@ -223,6 +224,11 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
 
     `early_dp`: dP^T's gemm is issued right after S^T's, before the exponentials, so that
     (with wgmma waits placed late) the tensor cores run it while the threads compute P^T.
+
+    `queries_by_keys`: the step computes S = Q K^T, P, dP = dO V^T and dS (queries by keys)
+    instead of their transposes, and the dV and dK gemms read P and dS transposed from shared
+    memory. Each thread then needs lse and delta of its own rows only (2 values on wgmma)
+    instead of those of every column it holds (FlashAttention-3's SdP_swapAB).
     """
     B, S, H, D = Q.shape
     kv_heads = K.shape[2]
@@ -244,12 +250,13 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
         # P^T and dS^T go through shared memory: as gemm A operands from registers they
         # would force every gemm of the kernel onto one warpgroup row split, which the
         # (block_n, D) dQ tile cannot take on two warpgroups.
-        p_shared = T.alloc_shared((block_m, block_n), Q.dtype)
-        ds_shared = T.alloc_shared((block_m, block_n), Q.dtype)
+        scores = (block_n, block_m) if queries_by_keys else (block_m, block_n)
+        p_shared = T.alloc_shared(scores, Q.dtype)
+        ds_shared = T.alloc_shared(scores, Q.dtype)
         # P^T and dS^T round to 16 bits on their way into shared memory (T.copy casts), so no
         # 16-bit fragment copies take registers beside the four float32 accumulators.
-        p_t = T.alloc_fragment((block_m, block_n), F32)
-        dp_t = T.alloc_fragment((block_m, block_n), F32)
+        p_t = T.alloc_fragment(scores, F32)
+        dp_t = T.alloc_fragment(scores, F32)
         dv = T.alloc_fragment((block_m, D), F32)
         dk = T.alloc_fragment((block_m, D), F32)
         dq = T.alloc_fragment((block_n, D), F32)
@@ -280,34 +287,53 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
             T.copy(DELTA[batch, head, qb * block_n:(qb + 1) * block_n], delta)
             if segmented:
                 T.copy(SEG[batch, qb * block_n:(qb + 1) * block_n], seg_q)
+            # Scores (and their fragments, named for the transposed step) are keys by queries,
+            # or queries by keys: `key(a, b)` / `query(a, b)` pick a score index's key / query.
+            if queries_by_keys:
+                first_gemm, second_gemm = (q, k), (do, v)
+
+                def key(a, b):
+                    return b
+
+                def query(a, b):
+                    return a
+            else:
+                first_gemm, second_gemm = (k, q), (v, do)
+
+                def key(a, b):
+                    return a
+
+                def query(a, b):
+                    return b
             T.clear(p_t)
-            T.gemm(k, q, p_t, transpose_B=True)
+            T.gemm(*first_gemm, p_t, transpose_B=True)
             if early_dp:
                 T.clear(dp_t)
-                T.gemm(v, do, dp_t, transpose_B=True)
+                T.gemm(*second_gemm, dp_t, transpose_B=True)
             # Query rows past the end read Q = dO = 0 and lse = delta = 0: their P is finite
             # and their dP and dS are 0, so they add nothing; no ragged mask is needed.
             visible_mask = causal or segmented
-            for i, j in T.Parallel(block_m, block_n):
+            for a, b in T.Parallel(*scores):
+                i, j = key(a, b), query(a, b)
                 if visible_mask:
                     visible = _visible(causal=causal, segmented=segmented, ragged=False,
                                        seq=S, q_pos=qb * block_n + j, k_pos=by * block_m + i,
                                        seg_q=seg_q[j] if segmented else None,
                                        seg_k=seg_k[i] if segmented else None)
-                    p_t[i, j] = T.if_then_else(visible, T.exp2(p_t[i, j] * scale2 - lse[j]), 0)
+                    p_t[a, b] = T.if_then_else(visible, T.exp2(p_t[a, b] * scale2 - lse[j]), 0)
                 else:
-                    p_t[i, j] = T.exp2(p_t[i, j] * scale2 - lse[j])
+                    p_t[a, b] = T.exp2(p_t[a, b] * scale2 - lse[j])
             if not early_dp:
                 T.clear(dp_t)
-                T.gemm(v, do, dp_t, transpose_B=True)
+                T.gemm(*second_gemm, dp_t, transpose_B=True)
             T.copy(p_t, p_shared)
-            T.gemm(p_shared, do, dv)
-            for i, j in T.Parallel(block_m, block_n):
-                dp_t[i, j] = p_t[i, j] * (dp_t[i, j] - delta[j]) * scale   # dS^T
+            T.gemm(p_shared, do, dv, transpose_A=queries_by_keys)
+            for a, b in T.Parallel(*scores):
+                dp_t[a, b] = p_t[a, b] * (dp_t[a, b] - delta[query(a, b)]) * scale   # dS
             T.copy(dp_t, ds_shared)
-            T.gemm(ds_shared, q, dk)
+            T.gemm(ds_shared, q, dk, transpose_A=queries_by_keys)
             T.clear(dq)
-            T.gemm(ds_shared, k, dq, transpose_A=True)
+            T.gemm(ds_shared, k, dq, transpose_A=not queries_by_keys)
             if stage_dq:
                 T.copy(dq, dq_shared)
                 T.atomic_add(DQ[batch, qb * block_n:(qb + 1) * block_n, head, :], dq_shared)

@@ -10,6 +10,7 @@ runs the ragged edge. Shapes are small: interpret mode runs every kernel with ja
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import subprocess
 import sys
@@ -93,6 +94,22 @@ def test_forward_and_gradients_match_dot_product_attention(case):
     name, batch, seq, heads, kv_heads, dim, dtype, causal, segments = case
     q, k, v, do, seg = _inputs(name, batch, seq, heads, kv_heads, dim, dtype, segments)
     _check_forward_and_gradients(q, k, v, do, causal=causal, segment_ids=seg)
+
+
+@pytest.mark.parametrize("case", CASES[1:3], ids=[c[0] for c in CASES[1:3]])
+def test_backward_on_queries_by_keys_scores_matches(monkeypatch, case):
+    """The backward's `queries_by_keys` step (S, P, dS not transposed; dV and dK read them
+    transposed from shared memory) gives the same gradients."""
+    module = importlib.import_module("jtile.ops.attention")
+    tiles = {d: (f, dict(b, queries_by_keys=True)) for d, (f, b) in module.HOPPER_TILES.items()}
+    monkeypatch.setattr(module, "HOPPER_TILES", tiles)
+    module._launcher.cache_clear()
+    try:
+        name, batch, seq, heads, kv_heads, dim, dtype, causal, segments = case
+        q, k, v, do, seg = _inputs(name, batch, seq, heads, kv_heads, dim, dtype, segments)
+        _check_forward_and_gradients(q, k, v, do, causal=causal, segment_ids=seg)
+    finally:
+        module._launcher.cache_clear()
 
 
 def test_explicit_scale_and_head_dim_256():
