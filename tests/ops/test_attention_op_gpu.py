@@ -56,3 +56,20 @@ def test_compiled_attention_matches_dot_product_attention(case, dtype):
     for label, g, w in zip(("dQ", "dK", "dV"), got, want):
         assert g.dtype == dtype, label
         assert_close(g, w, dtype, k=seq, name=label)
+
+
+@pytest.mark.parametrize("case", [CASES[1], CASES[4], CASES[9]], ids=["d64_causal", "d128",
+                                                                      "d64_seg"])
+def test_compiled_backward_on_queries_by_keys_scores(monkeypatch, case):
+    """attention_bwd_body(queries_by_keys=True) compiled (wgmma reading P and dS transposed
+    from shared memory) against the same reference."""
+    import importlib
+
+    module = importlib.import_module("jtile.ops.attention")
+    tiles = {d: (f, dict(b, queries_by_keys=True)) for d, (f, b) in module.HOPPER_TILES.items()}
+    monkeypatch.setattr(module, "HOPPER_TILES", tiles)
+    module._launcher.cache_clear()
+    try:
+        test_compiled_attention_matches_dot_product_attention(case, jnp.bfloat16)
+    finally:
+        module._launcher.cache_clear()
