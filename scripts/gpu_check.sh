@@ -94,9 +94,11 @@ for part in "${parts[@]}"; do
     unverified)
       # What the last round checked on the CPU only: jtile.ops.attention on its three-stage
       # forward tiles (P V overlapped on one copy of P; head dim 64 on three consumer
-      # warpgroups), then its tables beside cuDNN.
+      # warpgroups), float16 gemm accumulators compiled against interpret mode, then the
+      # attention tables beside cuDNN.
       XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 300 python3 -m pytest -q -p no:cacheprovider \
-        tests/ops/test_attention_op_gpu.py tests/gpu/test_three_warpgroups_gpu.py 2>&1 \
+        tests/ops/test_attention_op_gpu.py tests/gpu/test_three_warpgroups_gpu.py \
+        tests/language/test_f16_accumulator.py 2>&1 \
         | tee "$out/unverified_tests.log" | tail -5
       status=$((status | ${PIPESTATUS[0]}))
       timeout 200 python3 benchmarks/bench_ops.py attentions 2>&1 \

@@ -563,7 +563,10 @@ class CudaEmitter:
         if buf.space.is_shared:
             self.line(f"{c}* {n} = reinterpret_cast<{c}*>(jt_smem + {self.plan.offsets[buf]});")
         elif buf.space is MemorySpace.FRAGMENT and buf.reducer_op is None:
-            self.line(f"{c} {n}[{self.layouts[buf].num_registers}];")
+            # (A float16 gemm accumulator's pairs are read as 32-bit registers.)
+            align = "alignas(4) " if buf.dtype is DType.float16 and any(
+                g.c.buffer is buf for g in self.kernel.attrs.get("mma", {})) else ""
+            self.line(f"{align}{c} {n}[{self.layouts[buf].num_registers}];")
         elif buf.space in (MemorySpace.LOCAL, MemorySpace.FRAGMENT):
             self.line(f"{c} {n}[{buf.size}];")
         elif buf.space is MemorySpace.VAR:

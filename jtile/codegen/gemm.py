@@ -56,7 +56,8 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
     em.line(f"const int jt_warp_n = ({tid} >> 5) / {t.wm};")
     if s.clear_accum:
         em.line("#pragma unroll")
-        em.line(f"for (int r = 0; r < {mt * nt * 4}; ++r) {c}[r] = 0.0f;")
+        zero = "0.0f" if s.c.dtype is DType.float32 else f"jt::cast<{s.c.dtype.c_name}>(0.0f)"
+        em.line(f"for (int r = 0; r < {mt * nt * 4}; ++r) {c}[r] = {zero};")
     a_frag = s.a.buffer.space is MemorySpace.FRAGMENT
     mma = _MMA[s.a.dtype]
     em.line("#pragma unroll")
@@ -87,8 +88,12 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
         with em.block(f"for (int mi = 0; mi < {mt}; ++mi)"):
             em.line("#pragma unroll")
             with em.block(f"for (int ni = 0; ni < {nt}; ++ni)"):
-                em.line(f"{mma}(*reinterpret_cast<float(*)[4]>(&{c}[(mi * {nt} + ni) * 4]), "
-                        "a[mi], b[ni]);")
+                if s.c.dtype is DType.float16:  # c0..c3 in two registers of two halves
+                    em.line(f"jt::mma_m16n8k16_f16f16(*reinterpret_cast<unsigned(*)[2]>("
+                            f"&{c}[(mi * {nt} + ni) * 4]), a[mi], b[ni]);")
+                else:
+                    em.line(f"{mma}(*reinterpret_cast<float(*)[4]>(&{c}[(mi * {nt} + ni) * 4]), "
+                            "a[mi], b[ni]);")
 
 
 def _b_from_fragment(em, s: ir.Gemm, nt: int, kt: int) -> None:

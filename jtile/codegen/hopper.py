@@ -16,6 +16,7 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.walk import child_bodies
 from jtile.ir.lowered import Major
+from jtile.ir.types import DType
 from jtile.passes.lower_tile_ops import TMA_DTYPE
 from jtile.passes.wgmma_selection import panel_layout
 
@@ -513,11 +514,13 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
                 for ni in range(col_blocks):
                     b_off = _operand_offset(g.b, ni * g.inst_n, kk * g.k_step) >> 4
                     reg = mi * (g.n_per_wg // 2) + ni * (g.inst_n // 2)
+                    d = f"&{acc}[{reg}]"
+                    if s.c.dtype is DType.float16:  # .f16 accumulators: pairs of halves
+                        d = f"reinterpret_cast<unsigned*>({d})"
                     if zero_start:
-                        em.line(f"{g.function}{ZERO_START}(&{acc}[{reg}], {a_arg}, "
-                                f"jt_db + {b_off});")
+                        em.line(f"{g.function}{ZERO_START}({d}, {a_arg}, jt_db + {b_off});")
                     else:
-                        em.line(f"{g.function}(&{acc}[{reg}], {a_arg}, jt_db + {b_off}, 1);")
+                        em.line(f"{g.function}({d}, {a_arg}, jt_db + {b_off}, 1);")
         if not g.commit:
             return  # a later wgmma of the same loop body commits this one with it
         em.line("jt::wgmma_commit();")

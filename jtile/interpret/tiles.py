@@ -99,7 +99,8 @@ def fill(memory: Memory, env: Env, stmt: Fill) -> None:
 
 def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
     """C = (0 if clear_accum else C) + op(A) @ op(B), float32 accumulation (int32 for 8-bit
-    integer inputs: exact, wrapping as the GPU's integer adds do).
+    integer inputs: exact, wrapping as the GPU's integer adds do; a float16 accumulator
+    rounded after every 16-deep k-step).
 
     f16/bf16 products are exact in float32, so upcasting first and multiplying in float32 at
     HIGHEST precision matches tensor-core MMA up to summation order.
@@ -114,6 +115,16 @@ def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
 
     a = operand(stmt.a, stmt.transpose_a)
     b = operand(stmt.b, stmt.transpose_b)
+    if stmt.c.dtype is DType.float16:
+        # A float16 accumulator rounds at every 16-deep k-step, as mma.sync and wgmma do.
+        c = jnp.zeros((a.shape[0], b.shape[1]), jnp.float32) if stmt.clear_accum else \
+            read_region(memory, evaluate, stmt.c).reshape(a.shape[0], b.shape[1])
+        for k0 in range(0, a.shape[1], 16):
+            step = jnp.matmul(a[:, k0:k0 + 16], b[k0:k0 + 16], precision=lax.Precision.HIGHEST,
+                              preferred_element_type=jnp.float32)
+            c = (c.astype(jnp.float32) + step).astype(jnp.float16)
+        write_region(memory, evaluate, stmt.c, c)
+        return
     if stmt.c.dtype.is_int:
         product = jnp.matmul(a, b, preferred_element_type=acc)
     else:

@@ -206,8 +206,17 @@ def gemm_inputs_match(a: DType, b: DType) -> bool:
 
 
 def gemm_accumulator(inputs: DType) -> DType:
-    """The accumulator T.gemm takes for `inputs`: int32 for 8-bit integers, else float32."""
+    """The accumulator T.gemm takes for `inputs` by default: int32 for 8-bit integers, else
+    float32."""
     return DType.int32 if inputs.is_int else DType.float32
+
+
+def gemm_accumulators(inputs: DType) -> tuple:
+    """Every accumulator T.gemm takes for `inputs`: float16 inputs may also accumulate in
+    float16 (mma.sync's and wgmma's .f16 accumulators, rounded at every 16-deep k-step)."""
+    if inputs is DType.float16:
+        return (DType.float32, DType.float16)
+    return (gemm_accumulator(inputs),)
 
 
 def promote(a: DType, b: DType) -> DType:

@@ -6,7 +6,7 @@ import enum
 
 from jtile.errors import JtileShapeError
 from jtile.ir.nodes import Gemm
-from jtile.ir.types import DType, MemorySpace, gemm_accumulator, gemm_inputs_match
+from jtile.ir.types import DType, MemorySpace, gemm_accumulators, gemm_inputs_match
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region
 from jtile.trace.source import caller_location
@@ -120,10 +120,10 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
         raise fail(f"A and B must share one dtype of {[str(d) for d in GEMM_INPUT_DTYPES]} "
                    f"(8-bit inputs may mix int8 with uint8, or float8_e4m3 with float8_e5m2), "
                    f"got {a.dtype} and {b.dtype}")
-    accumulator = gemm_accumulator(a.dtype)
-    if c.dtype is not accumulator:
-        raise fail(f"the accumulator C must be {accumulator} for {a.dtype} inputs, got "
-                   f"{c.dtype}")
+    accumulators = gemm_accumulators(a.dtype)
+    if c.dtype not in accumulators:
+        raise fail(f"the accumulator C must be {' or '.join(str(d) for d in accumulators)} "
+                   f"for {a.dtype} inputs, got {c.dtype}")
     if c.buffer.space is not MemorySpace.FRAGMENT:
         raise fail(f"C must be a fragment (T.alloc_fragment), not {c.buffer.space.value}")
     if a.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN, MemorySpace.FRAGMENT):

@@ -50,7 +50,8 @@ def wgmma_function_name(gemm: ir.Gemm, inst_n: int, a_regs: bool) -> str:
     kind = "rs" if a_regs else "ss"
     ta = "t" if gemm.transpose_a else "n"
     tb = "n" if gemm.transpose_b else "t"  # 't': B is N-major (wgmma's imm-trans-b = 1)
-    return f"jt_wgmma_m64n{inst_n}k{k_step(gemm.a.dtype)}_{ab}_{kind}_{ta}{tb}"
+    half = "_f16acc" if gemm.c.dtype is DType.float16 else ""  # .f16 accumulators
+    return f"jt_wgmma_m64n{inst_n}k{k_step(gemm.a.dtype)}_{ab}_{kind}_{ta}{tb}{half}"
 
 
 def _lower_gemm(s: ir.Gemm, tiling: WgmmaTiling) -> low.WgmmaGemm:

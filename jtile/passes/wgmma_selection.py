@@ -10,7 +10,7 @@ from typing import Optional
 
 from jtile.ir import nodes as ir
 from jtile.ir.lowered import Major, PanelLayout
-from jtile.ir.types import DType, MemorySpace, gemm_accumulator, gemm_inputs_match
+from jtile.ir.types import DType, MemorySpace, gemm_accumulators, gemm_inputs_match
 from jtile.passes.layout import WgmmaTiling, choose_wgmma_tiling
 
 WGMMA_INPUTS = (DType.float16, DType.bfloat16, DType.float8_e4m3, DType.float8_e5m2,
@@ -75,7 +75,7 @@ def wgmma_tiling(gemm: ir.Gemm, threads: int, target, full_row: bool) -> Optiona
         return None
     a, b, c = gemm.a, gemm.b, gemm.c
     if a.dtype not in WGMMA_INPUTS or not gemm_inputs_match(a.dtype, b.dtype) \
-            or c.dtype is not gemm_accumulator(a.dtype):
+            or c.dtype not in gemm_accumulators(a.dtype):
         return None
     if c.buffer.space is not MemorySpace.FRAGMENT or c.buffer.reducer_op is not None \
             or not _whole(c) or c.buffer.ndim != 2:

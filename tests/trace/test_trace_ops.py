@@ -192,8 +192,10 @@ def test_gemm_records_flags():
     (dict(a_dtype="float16", b_dtype="float8_e4m3"), "A and B must share one dtype"),
     (dict(a_dtype="int8", b_dtype="int8"),
      "the accumulator C must be int32 for int8 inputs, got float32"),
-    (dict(c_dtype="float16"), "the accumulator C must be float32 for float16 inputs, got "
-                              "float16"),
+    (dict(a_dtype="bfloat16", b_dtype="bfloat16", c_dtype="float16"),
+     "the accumulator C must be float32 for bfloat16 inputs, got float16"),
+    (dict(c_dtype="bfloat16"), "the accumulator C must be float32 or float16 for float16 "
+                               "inputs, got bfloat16"),
     (dict(c_scope="shared"), "C must be a fragment \\(T.alloc_fragment\\), not shared.dyn"),
     (dict(b_scope="local"), "B must be a shared tile or a fragment, not local"),
     (dict(a_scope="local"), "A must be a shared tile or a fragment, not local"),

@@ -288,6 +288,14 @@ __device__ __forceinline__ void wgmma_hold(int (&acc)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+r"(acc[i])::"memory");
 }
 
+// The same for float16 accumulators: pairs of halves, the registers wgmma wrote.
+template <int N>
+__device__ __forceinline__ void wgmma_hold(half (&acc)[N]) {
+  unsigned* pairs = reinterpret_cast<unsigned*>(acc);
+#pragma unroll
+  for (int i = 0; i < N / 2; ++i) asm volatile("" : "+r"(pairs[i])::"memory");
+}
+
 // --- shared-memory matrix descriptors (PTX "Matrix Descriptor Format") -----
 // start address, leading and stride byte offsets (each >> 4, 14 bits) and the
 // swizzle mode: 0 none, 1 = 128 B, 2 = 64 B, 3 = 32 B. A swizzled tile starts

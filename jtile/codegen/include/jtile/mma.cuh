@@ -122,6 +122,17 @@ __device__ __forceinline__ void mma_m16n8k16_f16f32(float (&d)[4], const unsigne
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 }
 
+// mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16 (sm_80+): a float16 accumulator, two
+// halves a register (d[0] = c0, c1; d[1] = c2, c3).
+__device__ __forceinline__ void mma_m16n8k16_f16f16(unsigned (&d)[2], const unsigned (&a)[4],
+                                                    const unsigned (&b)[2]) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f16.f16.f16.f16 "
+      "{%0, %1}, {%2, %3, %4, %5}, {%6, %7}, {%0, %1};\n"
+      : "+r"(d[0]), "+r"(d[1])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
 // mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (sm_80+).
 __device__ __forceinline__ void mma_m16n8k16_bf16f32(float (&d)[4], const unsigned (&a)[4],
                                                      const unsigned (&b)[2]) {
