@@ -21,8 +21,9 @@ except ImportError:
 
 
 def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_a, trans_b,
-                  cluster_n=1):
-    """C = op(A) @ op(B), op transposing where asked; float32 accumulation.
+                  cluster_n=1, accum_dtype="float32"):
+    """C = op(A) @ op(B), op transposing where asked; float32 accumulation (`accum_dtype`
+    "float16" accumulates float16 inputs in float16, as TileLang's example allows).
 
     `cluster_n` > 1 groups that many neighbouring column blocks into a thread-block cluster
     (sm_90+): they share their A tiles, which TMA then multicasts to all of them.
@@ -33,7 +34,7 @@ def matmul_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_
                   cluster_dims=cluster_n) as (bx, by):
         a_tile = T.alloc_shared((block_k, block_m) if trans_a else (block_m, block_k), A.dtype)
         b_tile = T.alloc_shared((block_n, block_k) if trans_b else (block_k, block_n), B.dtype)
-        acc = T.alloc_fragment((block_m, block_n), "float32")
+        acc = T.alloc_fragment((block_m, block_n), accum_dtype)
         T.clear(acc)
         for k in T.Pipelined(T.ceildiv(K, block_k), num_stages=stages):
             if trans_a:

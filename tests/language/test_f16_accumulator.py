@@ -15,31 +15,19 @@ import pytest
 
 import jtile
 import jtile.language as T
+from examples import gemm
 from tests.language.kernel_runs import run_both_ways
 from tests.sass import sass_counts
 
 
-def matmul_f16_kernel(A, B, C, *, block_m, block_n, block_k, stages, threads, trans_b):
-    M, N = C.shape
-    K = A.shape[1]
-    with T.Kernel(T.ceildiv(N, block_n), T.ceildiv(M, block_m), threads=threads) as (bx, by):
-        a = T.alloc_shared((block_m, block_k), "float16")
-        b = T.alloc_shared((block_n, block_k) if trans_b else (block_k, block_n), "float16")
-        c = T.alloc_fragment((block_m, block_n), "float16")
-        T.clear(c)
-        for k in T.Pipelined(T.ceildiv(K, block_k), num_stages=stages):
-            T.copy(A[by * block_m, k * block_k], a)
-            if trans_b:
-                T.copy(B[bx * block_n, k * block_k], b)
-            else:
-                T.copy(B[k * block_k, bx * block_n], b)
-            T.gemm(a, b, c, transpose_B=trans_b)
-        T.copy(c, C[by * block_m, bx * block_n])
-
-
+# examples/gemm.py's kernel with accum_dtype="float16".
 CONFIGS = [dict(block_m=128, block_n=128, block_k=32, stages=3, threads=128, trans_b=False),
            dict(block_m=64, block_n=128, block_k=64, stages=2, threads=128, trans_b=True),
            dict(block_m=128, block_n=256, block_k=64, stages=3, threads=256, trans_b=False)]
+
+
+def _kernel(cfg):
+    return functools.partial(gemm.matmul_kernel, trans_a=False, accum_dtype="float16", **cfg)
 
 
 def _inputs(m, n, k, trans_b, seed):
@@ -55,7 +43,7 @@ def test_float16_accumulator_matches_float64(config):
     cfg = CONFIGS[config]
     m, n, k = 256, 256, 192
     a, b = _inputs(m, n, k, cfg["trans_b"], config)
-    kernel = functools.partial(matmul_f16_kernel, **cfg)
+    kernel = _kernel(cfg)
     out_shape = jax.ShapeDtypeStruct((m, n), jnp.float16)
     # On a GPU the compiled kernel must agree with interpret mode to a few float16 ulps (the
     # products' sum inside one k-step may round differently).
@@ -68,8 +56,7 @@ def test_float16_accumulator_matches_float64(config):
 
 @pytest.mark.parametrize("target, instruction", [("sm_80", "HMMA"), ("sm_90a", "HGMMA")])
 def test_float16_accumulator_compiles_to_f16_tensor_core_instructions(target, instruction):
-    cfg = CONFIGS[0]
-    kernel = functools.partial(matmul_f16_kernel, **cfg)
+    kernel = _kernel(CONFIGS[0])
     spec = jax.ShapeDtypeStruct((256, 256), jnp.float16)
     lowered = jtile.pallas_like(kernel, out_shape=spec).lower(spec, spec, target=target)
     source = lowered.cuda_source()
