@@ -11,10 +11,10 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
   jt::half* b_tile_smem = reinterpret_cast<jt::half*>(jt_smem + 24576);
   float acc_frag[128];
   jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
-  // gemm.py:37
+  // gemm.py:38
   #pragma unroll
   for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
-  // gemm.py:38
+  // gemm.py:39
   {
     // prologue: tiles 0..1 in flight
     if (0 < 5) {
@@ -59,7 +59,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
         }
       }
       jt::cp_async_commit();
-      // gemm.py:47
+      // gemm.py:48
       {
         const int jt_lane = tx & 31;
         const int jt_warp_m = (tx >> 5) % 2; (void)jt_warp_m;
@@ -92,7 +92,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
     }
     jt::cp_async_wait_all();
   }
-  // gemm.py:48
+  // gemm.py:49
   __syncthreads();
   {
     #pragma unroll

@@ -20,10 +20,10 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
   jt::half* b_tile_smem = reinterpret_cast<jt::half*>(jt_smem + 12288);
   float acc_frag[32];
   jt::half* acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 0);
-  // gemm.py:37
+  // gemm.py:38
   #pragma unroll
   for (int jt_r1 = 0; jt_r1 < 32; ++jt_r1) acc_frag[jt_r1] = 0.0f;
-  // gemm.py:38
+  // gemm.py:39
   {
     // prologue: tiles 0..1 in flight
     if (0 < 4) {
@@ -99,7 +99,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
         }
       }
       jt::cp_async_commit();
-      // gemm.py:47
+      // gemm.py:48
       {
         const int jt_wg = tx >> 7;
         const int jt_wg_m = jt_wg % 1; (void)jt_wg_m;
@@ -116,7 +116,7 @@ extern "C" __global__ void __launch_bounds__(128) matmul(const jt::half* __restr
     }
     jt::cp_async_wait_all();
   }
-  // gemm.py:48
+  // gemm.py:49
   jt::fence_proxy_async_shared();
   __syncthreads();
   {

@@ -50,15 +50,15 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::bfloat16* 
     }
   }
   else {
-    // gemm.py:37
+    // gemm.py:38
     #pragma unroll
     for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
-    // gemm.py:38
+    // gemm.py:39
     {
       #pragma unroll 1
       for (int k = 0; k < 5; ++k) {
         jt::mbarrier_wait_parity(&jt_full_bar[(k % 3)], (k / 3) & 1);
-        // gemm.py:47
+        // gemm.py:48
         {
           const int jt_wg = tx >> 7;
           const int jt_wg_m = jt_wg % 1; (void)jt_wg_m;
@@ -83,7 +83,7 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::bfloat16* 
       jt::wgmma_wait<0>();
       jt::wgmma_hold(acc_frag);
     }
-    // gemm.py:48
+    // gemm.py:49
     jt::fence_proxy_async_shared();
     jt::named_barrier_sync(1, 128);
     {
