@@ -267,6 +267,16 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
             seg_q = T.alloc_shared((block_n,), "int32")
             T.copy(SEG[batch, by * block_m:(by + 1) * block_m], seg_k)
 
+        # Scores (and their fragments, named for the transposed step) are keys by queries, or
+        # queries by keys: `key_query(a, b)` names score (a, b)'s key and query.
+        if queries_by_keys:
+            first_gemm, second_gemm = (q, k), (do, v)
+        else:
+            first_gemm, second_gemm = (k, q), (v, do)
+
+        def key_query(a, b):
+            return (b, a) if queries_by_keys else (a, b)
+
         T.copy(K[batch, by * block_m:(by + 1) * block_m, kv, :], k)
         T.copy(V[batch, by * block_m:(by + 1) * block_m, kv, :], v)
         T.clear(dv)
@@ -287,24 +297,6 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
             T.copy(DELTA[batch, head, qb * block_n:(qb + 1) * block_n], delta)
             if segmented:
                 T.copy(SEG[batch, qb * block_n:(qb + 1) * block_n], seg_q)
-            # Scores (and their fragments, named for the transposed step) are keys by queries,
-            # or queries by keys: `key(a, b)` / `query(a, b)` pick a score index's key / query.
-            if queries_by_keys:
-                first_gemm, second_gemm = (q, k), (do, v)
-
-                def key(a, b):
-                    return b
-
-                def query(a, b):
-                    return a
-            else:
-                first_gemm, second_gemm = (k, q), (v, do)
-
-                def key(a, b):
-                    return a
-
-                def query(a, b):
-                    return b
             T.clear(p_t)
             T.gemm(*first_gemm, p_t, transpose_B=True)
             if early_dp:
@@ -314,7 +306,7 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
             # and their dP and dS are 0, so they add nothing; no ragged mask is needed.
             visible_mask = causal or segmented
             for a, b in T.Parallel(*scores):
-                i, j = key(a, b), query(a, b)
+                i, j = key_query(a, b)
                 if visible_mask:
                     visible = _visible(causal=causal, segmented=segmented, ragged=False,
                                        seq=S, q_pos=qb * block_n + j, k_pos=by * block_m + i,
@@ -329,7 +321,7 @@ def attention_bwd_body(Q, K, V, DO, LSE, DELTA, SEG, DQ, DK, DV, *, block_m, blo
             T.copy(p_t, p_shared)
             T.gemm(p_shared, do, dv, transpose_A=queries_by_keys)
             for a, b in T.Parallel(*scores):
-                dp_t[a, b] = p_t[a, b] * (dp_t[a, b] - delta[query(a, b)]) * scale   # dS
+                dp_t[a, b] = p_t[a, b] * (dp_t[a, b] - delta[key_query(a, b)[1]]) * scale  # dS
             T.copy(dp_t, ds_shared)
             T.gemm(ds_shared, q, dk, transpose_A=queries_by_keys)
             T.clear(dq)

@@ -47,7 +47,7 @@ def late_waits(body: tuple) -> tuple:
 
     for s in body:
         if isinstance(s, low.WgmmaGemm):
-            uses = storage_of({s.tile.c.buffer} | ({s.tile.a.buffer} if s.a is None else set()))
+            uses = _held(s)
             needed = [i for i, g in enumerate(in_flight) if _held(g) & uses]
             if needed:
                 wait_through(max(needed))

@@ -15,9 +15,10 @@ the next iteration:
                middle(j) fill(j -> P[j%2])
     epilogue   wait(0) release(n-2) scale(n-1) G2(n-1) wait(0) release(n-1)
 
-Where the second copy does not fit the registers (three consumer warpgroups have 160 each),
-P stays one copy, refilled once G2(j - 1) is done, and G2 frees its stage one iteration late
-(a ring of two stages may take it too, when asked for: JTILE_OVERLAP_COPIES=1):
+Where the second copy does not fit the registers (ptxas compiles three consumer warpgroups
+and the producer to 128 a thread), P stays one copy, refilled once G2(j - 1) is done, and G2
+frees its stage one iteration late (a ring of two stages may take it too, when asked for:
+JTILE_OVERLAP_COPIES=1):
 
     prologue   head(0) G1(0) wait(0) middle(0) fill(0)
     j = 1..n-1 scale(j-1) head(j) G1(j) G2(j-1) wait(1) middle(j) wait(0) release(j-1) fill(j)
@@ -30,13 +31,13 @@ serializes every wgmma when a non-wgmma instruction may touch an accumulator whi
 it can still run, which the wait at the top of each iteration rules out.
 
 It applies to a warp-specialised ring (of three stages or more for two copies: G2 frees its
-stage two iterations late) with at least MIN_OVERLAPPED_ELEMENTS of G1's accumulator per thread, whose
-body holds exactly two gemms, the second last, with its A operand in
-registers, where nothing before `tail` (the statements from the first one that touches G2's
-accumulator or A fragment) touches them, each tail statement touches one of the two, the
-moved `scale` statements share no buffer with what they move past, nothing after the ring
-reads the A fragment (which copy holds the last tile depends on the iteration count), and the
-fragments with the second copy fit the consumers' registers. Barriers stay where
+stage two iterations late) with at least MIN_OVERLAPPED_ELEMENTS of G1's accumulator per
+thread, whose body holds exactly two gemms, the second last, with its A operand in registers,
+where nothing before `tail` (the statements from the first one that touches G2's accumulator
+or A fragment) touches them, each tail statement touches one of the two, the moved `scale`
+statements share no buffer with what they move past, nothing after the ring reads the A
+fragment (which copy holds the last tile depends on the iteration count), and, for two
+copies, the fragments with the second copy fit the consumers' registers. Barriers stay where
 plan_barriers put them (G2 touches registers and a TMA-filled stage only), which is why this
 pass runs after it.
 """
@@ -50,7 +51,7 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, touches
-from jtile.passes.specialize_warps import REGISTER_FILE, top_level_gemms
+from jtile.passes.specialize_warps import launch_registers, top_level_gemms
 
 # 32-bit registers a thread's fragments may take beyond what ptxas compiles each thread to
 # (the block's share of the register file: 168 for two consumer warpgroups and the producer,
@@ -147,19 +148,17 @@ def _copies(kernel: ir.Kernel, pipe: low.MbarrierPipeline, a_buffer) -> "int | N
     they fit and the ring has a stage for the late gemm's second iteration, else one where the
     ring has three stages, else None (no overlap). JTILE_OVERLAP_COPIES forces a count (two
     need three stages)."""
-    roles = kernel.attrs.get("warp_roles")
-    threads = kernel.threads + (roles.producer_threads if roles is not None else 0)
-    budget = min(255, REGISTER_FILE // threads // 8 * 8) + FRAGMENT_WORD_ALLOWANCE
-    fits = {2: pipe.stages >= 3 and fragment_words(kernel, [a_buffer]) <= budget,
-            1: fragment_words(kernel) <= budget}
     forced = config.overlap_copies()
     if forced is not None:
         return forced if forced == 1 or pipe.stages >= 3 else None
+    roles = kernel.attrs.get("warp_roles")
+    threads = kernel.threads + (roles.producer_threads if roles is not None else 0)
+    budget = launch_registers(threads) + FRAGMENT_WORD_ALLOWANCE
+    if pipe.stages >= 3 and fragment_words(kernel, [a_buffer]) <= budget:
+        return 2
     # One copy holds its stage until P is refilled: with two stages the producer then has no
     # stage to fill ahead (on an H200 0.68-0.76x the plain schedule); with three, head dim 64
     # on 192 x 128 tiles ran 1.04-1.06x (benchmarks/results/h200_attention_overlap_copies.log).
-    if fits[2]:
-        return 2
     return 1 if pipe.stages >= 3 else None
 
 

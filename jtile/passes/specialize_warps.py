@@ -27,11 +27,18 @@ MAX_THREADS = 1024
 REGISTER_FILE = 65536
 
 
+def launch_registers(threads: int) -> int:
+    """Registers a thread of a `threads`-thread block gets at launch (its launch bound: one
+    block per SM, a multiple of 8, at most 255), which is also what ptxas compiles every
+    thread's code to: setmaxnreg moves registers only while the kernel runs."""
+    return min(255, REGISTER_FILE // threads // 8 * 8)
+
+
 def _consumer_registers(consumers: int, producer: int) -> int:
     """What setmaxnreg can give each consumer thread once the producer keeps `producer`: the
-    block starts with the registers its launch bound allows every thread (a multiple of 8),
-    and setmaxnreg.inc waits forever for registers nobody released."""
-    launched = REGISTER_FILE // (consumers + PRODUCER_THREADS) // 8 * 8
+    block starts with the registers its launch bound allows every thread, and setmaxnreg.inc
+    waits forever for registers nobody released."""
+    launched = launch_registers(consumers + PRODUCER_THREADS)
     pool = (consumers + PRODUCER_THREADS) * launched - PRODUCER_THREADS * producer
     return min(240, pool // consumers // 8 * 8)
 

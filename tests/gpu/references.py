@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -26,3 +28,15 @@ def attention_f64(q, k, v, causal: bool) -> np.ndarray:
     p = np.exp(s - s.max(-1, keepdims=True))
     p /= p.sum(-1, keepdims=True)
     return np.einsum("bhqk,bkhd->bqhd", p, v)
+
+
+def assert_flash_attention_matches_float64(q, k, v, causal: bool, *, interpret=False,
+                                           **tiles) -> None:
+    """examples/flash_attention.py on `tiles` (block_m, block_n, stages, threads) against
+    `attention_f64`, element-wise with the 16-bit dtype's tolerance."""
+    from examples import flash_attention as fa
+
+    f = functools.partial(fa.flash_attention, causal=causal, interpret=interpret, **tiles)
+    tol = 2e-2 if q.dtype == jnp.bfloat16 else 4e-3
+    np.testing.assert_allclose(f64(jax.jit(f)(q, k, v)), attention_f64(q, k, v, causal),
+                               rtol=tol, atol=tol)

@@ -16,7 +16,7 @@ import jtile
 import jtile.language as T
 from examples import flash_attention as fa
 from examples import gemm
-from tests.gpu.references import attention_f64, f64
+from tests.gpu.references import assert_flash_attention_matches_float64, f64
 
 pytestmark = pytest.mark.gpu
 
@@ -98,6 +98,12 @@ def test_fp8_gemm_matches_float64(dtype, shape):
     np.testing.assert_allclose(f64(out), ref, rtol=2e-2, atol=2e-2 * math.sqrt(k))
 
 
+def _flash_source(q, k, v, causal, **tiles) -> str:
+    """The CUDA of examples/flash_attention.py's kernel on `tiles` for these inputs."""
+    kernel = functools.partial(fa.flash_fwd_kernel, causal=causal, **tiles)
+    return jtile.pallas_like(kernel).lower(q, k, v).cuda_source()
+
+
 @needs_hopper
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16])
 @pytest.mark.parametrize("d,block_n", [(64, 128), (128, 128), (256, 64)])
@@ -106,11 +112,8 @@ def test_flash_attention_matches_float64(dtype, d, block_n, causal):
     shape = (2, 384, 3, d)
     keys = jax.random.split(_key("attn", dtype, d, causal), 3)
     q, k, v = (_normal(key, shape, dtype) for key in keys)
-    f = functools.partial(fa.flash_attention, causal=causal, block_m=128, block_n=block_n,
-                          threads=256, stages=2, interpret=False)
-    out = jax.jit(f)(q, k, v)
-    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
+    assert_flash_attention_matches_float64(q, k, v, causal, block_m=128, block_n=block_n,
+                                           threads=256, stages=2)
 
 
 @needs_hopper
@@ -129,14 +132,10 @@ def test_attention_with_p_v_overlapping_the_next_softmax(monkeypatch, dtype, d, 
     shape = (2, 328, 3, d)  # a ragged last tile
     keys = jax.random.split(_key("overlap", dtype, d, causal, stages), 3)
     q, k, v = (_normal(key, shape, dtype) for key in keys)
-    f = functools.partial(fa.flash_attention, causal=causal, block_m=block_m, block_n=block_n,
-                          threads=threads, stages=stages, interpret=False)
-    assert "jt_p_frag_next" in jtile.pallas_like(  # P V one tile late, P in two copies
-        functools.partial(fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=stages,
-                          threads=threads, causal=causal)).lower(q, k, v).cuda_source()
-    out = jax.jit(f)(q, k, v)
-    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
+    tiles = dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads)
+    # P V one tile late, P in two copies.
+    assert "jt_p_frag_next" in _flash_source(q, k, v, causal, **tiles)
+    assert_flash_attention_matches_float64(q, k, v, causal, **tiles)
 
 
 @needs_hopper
@@ -153,15 +152,10 @@ def test_attention_with_p_v_overlapped_on_one_copy_of_p(monkeypatch, dtype, d, b
     shape = (2, 328, 3, d)
     keys = jax.random.split(_key("overlap1", dtype, d, block_m, causal, stages), 3)
     q, k, v = (_normal(key, shape, dtype) for key in keys)
-    source = jtile.pallas_like(functools.partial(
-        fa.flash_fwd_kernel, block_m=block_m, block_n=block_n, stages=stages, threads=threads,
-        causal=causal)).lower(q, k, v).cuda_source()
+    tiles = dict(block_m=block_m, block_n=block_n, stages=stages, threads=threads)
+    source = _flash_source(q, k, v, causal, **tiles)
     assert "jt::wgmma_wait<1>();" in source and "_next" not in source
-    f = functools.partial(fa.flash_attention, causal=causal, block_m=block_m, block_n=block_n,
-                          threads=threads, stages=stages, interpret=False)
-    out = jax.jit(f)(q, k, v)
-    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
+    assert_flash_attention_matches_float64(q, k, v, causal, **tiles)
 
 
 @needs_hopper
@@ -173,15 +167,9 @@ def test_attention_with_warpgroups_taking_turns(monkeypatch, d, causal):
     shape = (2, 328, 3, d)
     keys = jax.random.split(_key("pingpong", d, causal), 3)
     q, k, v = (_normal(key, shape, jnp.float16) for key in keys)
-    kernel = functools.partial(fa.flash_fwd_kernel, block_m=128, block_n=128, stages=2,
-                               threads=256, causal=causal)
-    assert "jt::named_barrier_sync(2 + jt_wg, 256);" in \
-        jtile.pallas_like(kernel).lower(q, k, v).cuda_source()
-    f = functools.partial(fa.flash_attention, causal=causal, block_m=128, block_n=128,
-                          threads=256, stages=2, interpret=False)
-    out = jax.jit(f)(q, k, v)
-    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=4e-3,
-                               atol=4e-3)
+    tiles = dict(block_m=128, block_n=128, stages=2, threads=256)
+    assert "jt::named_barrier_sync(2 + jt_wg, 256);" in _flash_source(q, k, v, causal, **tiles)
+    assert_flash_attention_matches_float64(q, k, v, causal, **tiles)
 
 
 @needs_hopper
@@ -191,8 +179,5 @@ def test_grouped_query_attention_matches_float64(dtype):
     q = _normal(keys[0], (2, 320, 8, 128), dtype)
     k = _normal(keys[1], (2, 320, 2, 128), dtype)
     v = _normal(keys[2], (2, 320, 2, 128), dtype)
-    f = functools.partial(fa.flash_attention, causal=False, block_m=128, block_n=128,
-                          threads=256, stages=2, interpret=False)
-    out = jax.jit(f)(q, k, v)
-    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, False), rtol=tol, atol=tol)
+    assert_flash_attention_matches_float64(q, k, v, False, block_m=128, block_n=128,
+                                           threads=256, stages=2)

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 import jtile
-from examples import flash_attention as fa
 from examples import gemm
-from tests.gpu.references import attention_f64, f64
+from tests.gpu.references import assert_flash_attention_matches_float64, f64
 from tests.gpu.compare import assert_close
 from tests.ops.test_attention_op import _inputs as _op_inputs
 from tests.ops.test_attention_op import reference as op_reference
@@ -66,11 +65,8 @@ def test_flash_attention_on_192_rows_matches_float64(monkeypatch, dtype, d, bloc
         monkeypatch.setenv(setting, "1")
     shape = (2, 400, 3, d)  # a ragged last query block (400 = 2 * 192 + 16) and key tile
     q, k, v = _inputs(("fa192", dtype, d, causal, stages, setting), [shape] * 3, dtype)
-    f = functools.partial(fa.flash_attention, causal=causal, block_m=192, block_n=block_n,
-                          threads=384, stages=stages, interpret=False)
-    out = jax.jit(f)(q, k, v)
-    tol = 2e-2 if dtype == jnp.bfloat16 else 4e-3
-    np.testing.assert_allclose(f64(out), attention_f64(q, k, v, causal), rtol=tol, atol=tol)
+    assert_flash_attention_matches_float64(q, k, v, causal, block_m=192, block_n=block_n,
+                                           threads=384, stages=stages)
 
 
 @needs_hopper
@@ -87,10 +83,8 @@ def test_column_sum_across_three_warpgroups_matches_float64():
 def test_grouped_query_attention_on_192_rows_matches_float64():
     q, k, v = _inputs("gqa192", [(2, 576, 8, 64), (2, 576, 2, 64), (2, 576, 2, 64)],
                       jnp.bfloat16)
-    f = functools.partial(fa.flash_attention, causal=True, block_m=192, block_n=128,
-                          threads=384, stages=2, interpret=False)
-    np.testing.assert_allclose(f64(jax.jit(f)(q, k, v)), attention_f64(q, k, v, True),
-                               rtol=2e-2, atol=2e-2)
+    assert_flash_attention_matches_float64(q, k, v, True, block_m=192, block_n=128,
+                                           threads=384, stages=2)
 
 
 @needs_hopper

@@ -17,12 +17,10 @@ pytestmark = pytest.mark.gpu
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 SCRIPT = textwrap.dedent("""
-    import functools, json, math
+    import functools, json
     import jax, jax.numpy as jnp, numpy as np
     from examples import gemm
-
-    def f64(x):
-        return np.asarray(jnp.asarray(x, jnp.float32), np.float64)
+    from tests.gpu.references import attention_f64, f64
 
     worst = {}
     cases = [((256, 512, 256), jnp.float16, False, False),
@@ -51,11 +49,7 @@ SCRIPT = textwrap.dedent("""
                    for key in jax.random.split(jax.random.key(d), 3))
         out = jax.jit(functools.partial(fa.flash_attention, causal=causal,
                                         interpret=False))(q, k, v)
-        s = np.einsum("bqhd,bkhd->bhqk", f64(q), f64(k)) / math.sqrt(d)
-        if causal:
-            s = np.where(np.tril(np.ones((384, 384), bool)), s, -np.inf)
-        p = np.exp(s - s.max(-1, keepdims=True))
-        ref = np.einsum("bhqk,bkhd->bqhd", p / p.sum(-1, keepdims=True), f64(v))
+        ref = attention_f64(q, k, v, causal)
         worst[f"attention d{d} causal={causal}"] = float(np.abs(f64(out) - ref).max())
     print(json.dumps(worst))
 """)

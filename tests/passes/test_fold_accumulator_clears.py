@@ -46,9 +46,8 @@ def repeated_products(A, B, *, read_between=False, steps=3):
     return C
 
 
-def _gemms(kernel_fn, args, target="sm_90a"):
-    lowered = jtile.pallas_like(kernel_fn, interpret=False).lower(*args, target=target)
-    return lowered
+def _lowered(kernel_fn, args, target="sm_90a"):
+    return jtile.pallas_like(kernel_fn, interpret=False).lower(*args, target=target)
 
 
 def _traced_gemms_after_fold(kernel_fn, args):
@@ -80,7 +79,7 @@ def test_a_clear_right_before_the_gemm_folds_and_one_read_first_does_not(read_be
 
 def test_on_sm_90a_the_first_wgmma_only_writes_the_accumulator():
     args = (S((64, 32), jnp.float16), S((32, 64), jnp.float16))
-    source = _gemms(repeated_products, args).cuda_source()
+    source = _lowered(repeated_products, args).cuda_source()
     # The zero-start wrapper takes no accumulate flag and writes d without reading it.
     assert "jt_wgmma_m64n64k16_f16_ss_nt_zero(" in source
     wrapper = source.split("void jt_wgmma_m64n64k16_f16_ss_nt_zero(")[1].split("}\n")[0]
