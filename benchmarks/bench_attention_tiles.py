@@ -12,6 +12,8 @@ cuDNN, on the GPU: which `HOPPER_TILES` entry the op should take.
     python benchmarks/bench_attention_tiles.py --overlap   # forward with/without
                                                            # JTILE_OVERLAP_GEMMS
     python benchmarks/bench_attention_tiles.py --order     # causal launch orders
+    python benchmarks/bench_attention_tiles.py --pingpong  # consumer warpgroups in turn
+                                                           # (JTILE_PINGPONG) or not
     python benchmarks/bench_attention_tiles.py --option=NAME=0,1  # a forward kernel option
     python benchmarks/bench_attention_tiles.py --fold-clears  # forward + backward with
                                                               # JTILE_FOLD_ACCUMULATOR_CLEARS=0/1
@@ -177,6 +179,16 @@ OVERLAP_COPY_VARIANTS = {
 OVERLAP_COPY_TILES = {64: [(192, 128, 2, 384), (192, 128, 3, 384), (128, 128, 3, 256)],
                       128: [(128, 128, 2, 256), (192, 128, 2, 384)]}
 
+# The --pingpong table: the overlapped forward with the consumer warpgroups issuing S(j) and
+# P V(j - 1) in turn (FlashAttention-3's pairing of both overlaps) or all at once, on the op's
+# tiles and the other three-stage shapes.
+PINGPONG_VARIANTS = {
+    "at once": {"JTILE_PINGPONG": "0"},
+    "in turn": {"JTILE_PINGPONG": "1"},
+}
+PINGPONG_TILES = {64: [(192, 128, 3, 384), (128, 128, 3, 256)],
+                  128: [(128, 128, 3, 256), (192, 128, 3, 384)]}
+
 # The three-stage tiles on which the overlap keeps one copy of P by default (--overlap-one-copy).
 ONE_COPY_TILES = {64: [(192, 128, 3, 384)], 128: [(128, 128, 3, 256)]}
 
@@ -322,9 +334,11 @@ def env_ab_table(variable: str, off: str, on: str, rounds: int = 2):
 
 # The --backward-variants table: (environment settings, backward kernel options) per name.
 BACKWARD_VARIANTS = {
-    "waits at once": ({"JTILE_LATE_WGMMA_WAITS": "0"}, {"early_dp": False}),
-    "late waits": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": False}),
-    "late waits, early dP (shipped)": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": True}),
+    "waits at once": ({"JTILE_LATE_WGMMA_WAITS": "0"},
+                      {"early_dp": False, "queries_by_keys": False}),
+    "late waits": ({"JTILE_LATE_WGMMA_WAITS": "1"}, {"early_dp": False, "queries_by_keys": False}),
+    "late waits, early dP": ({"JTILE_LATE_WGMMA_WAITS": "1"},
+                             {"early_dp": True, "queries_by_keys": False}),
     "queries by keys": ({"JTILE_LATE_WGMMA_WAITS": "1"},
                         {"early_dp": True, "queries_by_keys": True}),
 }
@@ -389,6 +403,9 @@ def main():
     if "--overlap-one-copy" in sys.argv:
         settings_table({"plain": {"JTILE_OVERLAP_GEMMS": "0"}, "as shipped": {}},
                        FORWARD_SHAPES[1:], tiles=ONE_COPY_TILES)
+        return
+    if "--pingpong" in sys.argv:
+        settings_table(PINGPONG_VARIANTS, FORWARD_SHAPES[1:], tiles=PINGPONG_TILES)
         return
     if "--overlap-copies" in sys.argv:
         settings_table(OVERLAP_COPY_VARIANTS, FORWARD_SHAPES[1:], tiles=OVERLAP_COPY_TILES)

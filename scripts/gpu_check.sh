@@ -3,7 +3,7 @@
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
-#                                    attention-overlap|attention-order|attention-persistent|
+#                                    attention-overlap|attention-order|attention-persistent|attention-pingpong|
 #                                    ops-bench|ragged-bench|train|train-ablate|trace-train|unverified|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -92,21 +92,20 @@ for part in "${parts[@]}"; do
         --losses-json "$out/train_losses.json" 2>&1 | tee "$out/train.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
     unverified)
-      # What the last round checked on the CPU only: jtile.ops.attention on its three-stage
-      # forward tiles (P V overlapped on one copy of P; head dim 64 on three consumer
-      # warpgroups), float16 gemm accumulators compiled against interpret mode, then the
-      # attention tables beside cuDNN.
+      # What the last round checked on the CPU only: consumer warpgroups taking turns over
+      # both gemms of the overlapped attention forward, the float16 accumulator's interpret
+      # mode on the GPU (reduce_precision), then turns against none in the forward's table.
       XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 300 python3 -m pytest -q -p no:cacheprovider \
-        tests/ops/test_attention_op_gpu.py tests/gpu/test_three_warpgroups_gpu.py \
-        tests/language/test_f16_accumulator.py 2>&1 \
-        | tee "$out/unverified_tests.log" | tail -5
+        tests/gpu/test_hopper_gpu.py tests/gpu/test_three_warpgroups_gpu.py \
+        tests/language/test_f16_accumulator.py -k "turns or one_copy or PINGPONG or accumulator" \
+        2>&1 | tee "$out/unverified_tests.log" | tail -5
       status=$((status | ${PIPESTATUS[0]}))
-      timeout 200 python3 benchmarks/bench_ops.py attentions 2>&1 \
-        | tee "$out/bench_ops_attention.log" | tail -8
-      # The backward's queries-by-keys step (attention_bwd_body(queries_by_keys=)) against
-      # the shipped one.
-      timeout 240 python3 benchmarks/bench_attention_tiles.py --backward-variants 2>&1 \
-        | tee "$out/bench_attention_bwd_variants.log" | tail -6 ;;
+      timeout 260 python3 benchmarks/bench_attention_tiles.py --pingpong 2>&1 \
+        | tee "$out/bench_attention_pingpong.log" | tail -10 ;;
+    attention-pingpong)
+      # The overlapped forward with the consumer warpgroups in turn or not.
+      timeout 420 python3 benchmarks/bench_attention_tiles.py --pingpong 2>&1 \
+        | tee "$out/bench_attention_pingpong.log" | tail -12 ;;
     train-ablate)
       # The training step with each jtile op in turn taken from the jax.numpy model.
       timeout 420 python3 benchmarks/bench_train.py --ablate 2>&1 \

@@ -325,7 +325,8 @@ class _OverlapParts:
 
     head: tuple       # up to and including G1
     middle: tuple     # G1's element-wise work (the softmax)
-    late: low.WgmmaGemm  # G2
+    late: low.WgmmaGemm  # G2 inside the loop
+    last_late: low.WgmmaGemm  # G2 of the last iteration, after the loop: it takes no turn
     fill: tuple       # writes G2's A fragment (P)
     scale: tuple      # touches G2's accumulator (O *= rescale)
     early_acc: list   # G1's accumulator, named
@@ -336,7 +337,8 @@ def _overlap_parts(em, pipe: low.MbarrierPipeline) -> _OverlapParts:
     first, tail_start = pipe.overlap
     body = pipe.body
     fill, scale = (tuple(body[i] for i in part) for part in pipe.overlap_split)
-    return _OverlapParts(body[:first + 1], body[first + 1:tail_start], body[-1], fill, scale,
+    return _OverlapParts(body[:first + 1], body[first + 1:tail_start], body[-1],
+                         dataclasses.replace(body[-1], pass_turn=False), fill, scale,
                          [em.name(body[first].tile.c.buffer)], [em.name(body[-1].tile.c.buffer)])
 
 
@@ -348,6 +350,8 @@ def _first_iteration(em, pipe, counter: str, position: str, n: str, buffers,
         em.line(f"const int {counter} = 0;")
         _enter_iteration(em, pipe, counter, position, n, buffers)
         em.body(parts.head)
+        if pipe.turns:
+            _pass_turn(em)  # later iterations hand it on after G2
         _wait_wgmmas(em, 0, parts.early_acc)
         em.body(parts.middle + parts.fill)
 
@@ -380,9 +384,9 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
         finally:
             em.names[a_buffer] = saved
 
-    def late_gemm(stage: str, parity: int) -> None:
+    def late_gemm(stage: str, parity: int, gemm=late) -> None:
         _address_stage(em, buffers, stage)
-        with_copy(parity, lambda: em.body((late,)))
+        with_copy(parity, lambda: em.body((gemm,)))
 
     # Prologue, loop and epilogue under one test: a path that issues a late gemm always
     # reaches the epilogue's wait (ptxas serializes the wgmmas when it cannot see that).
@@ -414,7 +418,7 @@ def _emit_overlapped(em, pipe: low.MbarrierPipeline, counter: str, position: str
         last = f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})"
         for parity in (1, 0):
             with em.block(f"if ((({n} - 1) & 1) == {parity})" if parity else "else"):
-                late_gemm(last, parity)
+                late_gemm(last, parity, parts.last_late)
         _wait_wgmmas(em, 0, parts.late_acc)
         release(f"({n} - 1)")
 
@@ -444,7 +448,7 @@ def _emit_overlapped_one_copy(em, pipe: low.MbarrierPipeline, counter: str, posi
             em.body(parts.fill)
         em.body(parts.scale)
         _address_stage(em, buffers, f"({_ring_position(em, f'({n} - 1)', pipe)} % {stages})")
-        em.body((parts.late,))
+        em.body((parts.last_late,))
         _wait_wgmmas(em, 0, parts.late_acc)
         release(f"({n} - 1)")
 
@@ -499,7 +503,7 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
                     em.line(f"const unsigned jt_a{kk}_{mi}[4] = {{"
                             + ", ".join(f"jt::pack2({af}[{base + 2 * q}], {af}[{base + 2 * q + 1}])"
                                         for q in range(4)) + "};")
-        if g.take_turn:
+        if g.wait_turn:
             # Wait for this warpgroup's turn: the previous one has issued its wgmmas.
             em.line(f"jt::named_barrier_sync({TURN_BARRIER} + jt_wg, {2 * 128});")
         em.line("jt::wgmma_fence();")
@@ -524,7 +528,7 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
         if not g.commit:
             return  # a later wgmma of the same loop body commits this one with it
         em.line("jt::wgmma_commit();")
-        if g.take_turn:
+        if g.pass_turn:
             _pass_turn(em)
         if g.wait is not None:
             # With groups still pending the accumulator may still be written: no hold yet.
@@ -541,8 +545,9 @@ def _pass_turn(em) -> None:
     barrier phase has exactly one waiting and one arriving warpgroup when the loop ends."""
     ring = em.ring
     last = ring.turns - 1
-    with em.block(f"if ({ring.counter} + 1 < {ring.extent} || jt_wg != {last})"):
-        em.line(f"jt::named_barrier_arrive({TURN_BARRIER} + (jt_wg + 1) % {ring.turns}, "
+    wg = f"({em.name(em.kernel.thread_var)} >> 7)"
+    with em.block(f"if ({ring.counter} + 1 < {ring.extent} || {wg} != {last})"):
+        em.line(f"jt::named_barrier_arrive({TURN_BARRIER} + ({wg} + 1) % {ring.turns}, "
                 f"{2 * 128});")
 
 

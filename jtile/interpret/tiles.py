@@ -119,11 +119,14 @@ def gemm(memory: Memory, env: Env, stmt: Gemm) -> None:
         # A float16 accumulator rounds at every 16-deep k-step, as mma.sync and wgmma do.
         c = jnp.zeros((a.shape[0], b.shape[1]), jnp.float32) if stmt.clear_accum else \
             read_region(memory, evaluate, stmt.c).reshape(a.shape[0], b.shape[1])
+        # reduce_precision, not a float16 round trip: XLA on a GPU may keep excess precision
+        # across converts (xla_allow_excess_precision) and round only once at the end.
+        c = c.astype(jnp.float32)
         for k0 in range(0, a.shape[1], 16):
             step = jnp.matmul(a[:, k0:k0 + 16], b[k0:k0 + 16], precision=lax.Precision.HIGHEST,
                               preferred_element_type=jnp.float32)
-            c = (c.astype(jnp.float32) + step).astype(jnp.float16)
-        write_region(memory, evaluate, stmt.c, c)
+            c = lax.reduce_precision(c + step, exponent_bits=5, mantissa_bits=10)
+        write_region(memory, evaluate, stmt.c, c.astype(jnp.float16))
         return
     if stmt.c.dtype.is_int:
         product = jnp.matmul(a, b, preferred_element_type=acc)

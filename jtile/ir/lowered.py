@@ -94,10 +94,12 @@ class WgmmaGemm(Stmt):
     # cover every wgmma of the previous one, so the previous stage is freed right after it.
     release_previous_stage: bool = False
     loc: SourceLoc = NO_LOC
-    # The consumer warpgroups take turns issuing this wgmma (ping-pong, see
-    # `MbarrierPipeline.turns`): each waits for its turn before issuing and hands the turn on
-    # once its group is committed.
-    take_turn: bool = False
+    # The consumer warpgroups take turns issuing their gemms (ping-pong, see
+    # `MbarrierPipeline.turns`): each waits for its turn before issuing this wgmma
+    # (`wait_turn`) and hands the turn on once the group of a `pass_turn` wgmma is committed
+    # (the same one, or, overlapped, the iteration's second gemm).
+    wait_turn: bool = False
+    pass_turn: bool = False
 
 
 @dataclass(frozen=True, eq=False)
@@ -214,7 +216,7 @@ class MbarrierPipeline(_RingLoop, Stmt):
     # ring of wgmmas reads its accumulators on divergent paths, and ptxas then serializes
     # every wgmma (C7519).
     rolled: bool = False
-    # Consumer warpgroups that take turns at the body's `take_turn` wgmma (0: none): while one
+    # Consumer warpgroups that take turns at the body's `wait_turn` wgmma (0: none): while one
     # group's tensor-core work runs, the others run the element-wise code between their gemms
     # (attention's softmax), instead of all of them contending for the tensor cores at once.
     turns: int = 0

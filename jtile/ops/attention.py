@@ -49,13 +49,16 @@ DTYPES = ("float16", "bfloat16")
 # h200_attention_overlap_one_copy.log), 128 x 64 at 256; the backward keeps P^T and dS^T in shared memory and 128 keys per block (64 at head
 # dim 256), with query tiles of at least 64 rows, which wgmma needs for dQ, and dQ staged in
 # shared memory for the TMA engine's reduce where it fits (not at head dim 256), and issues
-# dP^T's gemm before the exponentials so that it runs beside them. Elsewhere
+# dP^T's gemm before the exponentials so that it runs beside them; at head dim 128 the step's
+# scores are queries by keys (S = Q K^T: 1.03-1.04x fwd+bwd, no spills against 7 registers'
+# worth; at 64 it loses 13% on full attention: h200_bench_attention_bwd_variants_s22.log). Elsewhere
 # (mma.sync, 163 KB on sm_80) the tiles are smaller so that they fit.
 HOPPER_TILES = {
     64: (dict(block_m=192, block_n=128, stages=3, threads=384),
          dict(block_m=128, block_n=128, stages=2, threads=256, stage_dq=True, early_dp=True)),
     128: (dict(block_m=128, block_n=128, stages=3, threads=256),
-          dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True, early_dp=True)),
+          dict(block_m=128, block_n=64, stages=2, threads=256, stage_dq=True, early_dp=True,
+               queries_by_keys=True)),
     256: (dict(block_m=128, block_n=64, stages=2, threads=256),
           dict(block_m=64, block_n=64, stages=2, threads=256, early_dp=True)),
 }

@@ -73,7 +73,7 @@ def overlap_schedule(pipe: low.MbarrierPipeline):
     """`(first_gemm, tail_start)` body indices of the overlapped schedule, or None."""
     body = pipe.body
     gemms = top_level_gemms(body)
-    if not pipe.producer_threads or pipe.stages < 2 or pipe.turns or gemms is None \
+    if not pipe.producer_threads or pipe.stages < 2 or gemms is None \
             or len(gemms) != 2 or gemms[1] != len(body) - 1:
         return None
     second = body[gemms[1]]
@@ -139,6 +139,10 @@ def _overlap(kernel: ir.Kernel, pipe: low.MbarrierPipeline, later) -> low.Mbarri
     for i in (first, len(body) - 1):
         body[i] = dataclasses.replace(body[i], commit=True, wait=None,
                                       release_previous_stage=False)
+    # With turns (ping-pong) a warpgroup issues G1(j) and G2(j - 1) in its turn and hands it
+    # on after both, as FlashAttention-3 does.
+    body[first] = dataclasses.replace(body[first], pass_turn=False)
+    body[-1] = dataclasses.replace(body[-1], pass_turn=bool(pipe.turns))
     return dataclasses.replace(pipe, body=tuple(body), overlap=found, overlap_split=split,
                                overlap_copies=copies, deferred_release=False, rolled=True)
 

@@ -105,7 +105,7 @@ def take_turns(pipe: low.MbarrierPipeline) -> low.MbarrierPipeline:
             or len(gemms) == len(pipe.body) or pipe.body[gemms[0]].a is None:
         return pipe
     body = list(pipe.body)
-    body[gemms[0]] = dataclasses.replace(body[gemms[0]], take_turn=True)
+    body[gemms[0]] = dataclasses.replace(body[gemms[0]], wait_turn=True, pass_turn=True)
     return dataclasses.replace(pipe, body=tuple(body), turns=groups)
 
 

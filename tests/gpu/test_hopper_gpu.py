@@ -159,15 +159,19 @@ def test_attention_with_p_v_overlapped_on_one_copy_of_p(monkeypatch, dtype, d, b
 
 
 @needs_hopper
-@pytest.mark.parametrize("d", [64, 128])
+@pytest.mark.parametrize("d,block_m,threads,stages", [
+    (64, 128, 256, 2), (128, 128, 256, 2),   # turns at S = Q K^T
+    (64, 128, 256, 3), (128, 128, 256, 3),   # turns over S and the overlapped P V (2, 1 copies)
+    (64, 192, 384, 3)])                      # three warpgroups in turn, one copy of P
 @pytest.mark.parametrize("causal", [False, True])
-def test_attention_with_warpgroups_taking_turns(monkeypatch, d, causal):
-    """JTILE_PINGPONG=1: the two consumer warpgroups issue S = Q K^T in turn."""
+def test_attention_with_warpgroups_taking_turns(monkeypatch, d, block_m, threads, stages,
+                                                causal):
+    """JTILE_PINGPONG=1: the consumer warpgroups issue their gemms in turn."""
     monkeypatch.setenv("JTILE_PINGPONG", "1")
     shape = (2, 328, 3, d)
-    keys = jax.random.split(_key("pingpong", d, causal), 3)
+    keys = jax.random.split(_key("pingpong", d, causal, block_m, stages), 3)
     q, k, v = (_normal(key, shape, jnp.float16) for key in keys)
-    tiles = dict(block_m=128, block_n=128, stages=2, threads=256)
+    tiles = dict(block_m=block_m, block_n=128, stages=stages, threads=threads)
     assert "jt::named_barrier_sync(2 + jt_wg, 256);" in _flash_source(q, k, v, causal, **tiles)
     assert_flash_attention_matches_float64(q, k, v, causal, **tiles)
 

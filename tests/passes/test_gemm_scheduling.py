@@ -55,12 +55,12 @@ def test_two_consumer_warpgroups_take_turns_at_the_first_gemm_of_attention(monke
     ring = _ring(*_attention())
     gemms = [s for s in ring.body if isinstance(s, low.WgmmaGemm)]
     assert ring.turns == 2
-    assert [g.take_turn for g in gemms] == [True, False]
+    assert [(g.wait_turn, g.pass_turn) for g in gemms] == [(True, True), (False, False)]
     source = _attention()[0].lower(*_attention()[1], target="sm_90a").cuda_source()
     # The last warpgroup hands the first turn over; each turn is waited for, then passed on.
     assert "jt::named_barrier_arrive(2, 256);" in source
     assert "jt::named_barrier_sync(2 + jt_wg, 256);" in source
-    assert "jt::named_barrier_arrive(2 + (jt_wg + 1) % 2, 256);" in source
+    assert "jt::named_barrier_arrive(2 + ((tx >> 7) + 1) % 2, 256);" in source
 
 
 def test_no_turns_by_default_for_one_warpgroup_a_gemm_only_body_or_q_in_registers(monkeypatch):
@@ -157,6 +157,48 @@ def test_one_copy_of_p_is_refilled_after_the_late_gemm(monkeypatch, d, block_m, 
         warnings.simplefilter("error", jtile.JtilePerformanceWarning)  # not serialized
         cubin = lowered.compile().cubin
     assert cubin[:4] == b"\x7fELF"
+
+
+@pytest.mark.parametrize("d, block_m, threads, copies", [(64, 192, 384, 1), (128, 128, 256, 1),
+                                                       (64, 128, 256, 2)])
+def test_turns_cover_both_gemms_of_an_overlapped_iteration(monkeypatch, d, block_m, threads,
+                                                           copies):
+    """Ping-pong with the P V overlap (FlashAttention-3's pair): a warpgroup waits for its turn
+    before S(j) = Q K^T, issues P V of tile j - 1 right after it and only then hands the turn
+    on; tile 0 (no P V yet) hands it on after S, the last P V (after the loop) takes none. Each
+    warpgroup waits as often as the one before it hands over, so every barrier phase
+    completes."""
+    monkeypatch.setenv("JTILE_PINGPONG", "1")
+    monkeypatch.setenv("JTILE_OVERLAP_COPIES", str(copies))
+    spec = S((2, 512, 4, d), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, block_m=block_m, block_n=128, stages=3, threads=threads,
+        causal=True), name="attention")
+    ring = _ring(call, (spec, spec, spec))
+    groups = threads // 128
+    assert ring.turns == groups and ring.overlap is not None and ring.overlap_copies == copies
+    first, _ = ring.overlap
+    assert (ring.body[first].wait_turn, ring.body[first].pass_turn) == (True, False)
+    assert (ring.body[-1].wait_turn, ring.body[-1].pass_turn) == (False, True)
+    lowered = call.lower(spec, spec, spec, target="sm_90a")
+    source = lowered.cuda_source()
+    hand_over = f"jt::named_barrier_arrive(2 + ((tx >> 7) + 1) % {groups}, 256);"
+    wait = "jt::named_barrier_sync(2 + jt_wg, 256);"
+    prologue, loop = source.split("for (int k_1 = 1;")
+    # Tile 0: wait, S, hand over.
+    assert prologue.index(wait) < prologue.index(hand_over)
+    # Each iteration (each parity with two copies of P): wait, S(j), P V(j - 1), hand over,
+    # then wait for S.
+    iterations = loop.split("jt::mbarrier_wait_parity(&jt_full_bar[")[1:]
+    assert len(iterations) == copies
+    for part in iterations:
+        issue = part.split("jt::wgmma_wait<1>();")[0]
+        assert issue.index(wait) < issue.index(f"((k_1 - 1) % 3)) * ") < issue.index(hand_over)
+    # After the loop (the last P V) nothing waits for or hands over a turn.
+    assert source.count(hand_over) == 1 + copies and source.count(wait) == 1 + copies
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)  # not serialized
+        assert lowered.compile().cubin[:4] == b"\x7fELF"
 
 
 def test_no_overlap_with_two_stages_or_a_short_softmax_one_copy_of_p_where_two_do_not_fit(
