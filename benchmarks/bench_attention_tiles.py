@@ -187,7 +187,7 @@ PINGPONG_VARIANTS = {
     "in turn": {"JTILE_PINGPONG": "1"},
 }
 PINGPONG_TILES = {64: [(192, 128, 3, 384), (128, 128, 3, 256)],
-                  128: [(128, 128, 3, 256), (192, 128, 3, 384)]}
+                  128: [(128, 128, 3, 256)]}
 
 # The three-stage tiles on which the overlap keeps one copy of P by default (--overlap-one-copy).
 ONE_COPY_TILES = {64: [(192, 128, 3, 384)], 128: [(128, 128, 3, 256)]}

@@ -147,10 +147,10 @@ def compile_error(
             break
     message = f"{kernel_name}: {compiler} failed to compile the generated CUDA.\ncompiler log:\n{log.rstrip()}"
     if _OUT_OF_REGISTERS in log:
-        message += ("\n\nptxas compiles every thread's code to the block's share of the register "
-                    "file (65536 / threads, at most 255): setmaxnreg moves registers between "
-                    "warpgroups when the kernel runs, not when it is compiled. Use fewer threads "
-                    "per block or a smaller tile (a smaller accumulator per warpgroup).")
+        message += ("\n\nptxas held this instruction to the block's share of the register file "
+                    "(65536 / threads, at most 255), the figure in its message, even under "
+                    "setmaxnreg. Use fewer threads per block or a smaller tile (a smaller "
+                    "accumulator per warpgroup).")
     if snippets:
         message += "\n\nsource around the errors:\n" + "\n\n".join(snippets)
     return JtileCompileError(message)

@@ -53,10 +53,12 @@ from jtile.ir.types import MemorySpace
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, touches
 from jtile.passes.specialize_warps import launch_registers, top_level_gemms
 
-# 32-bit registers a thread's fragments may take beyond what ptxas compiles each thread to
-# (the block's share of the register file: 168 for two consumer warpgroups and the producer,
-# 128 for three; setmaxnreg moves registers only when the kernel runs): not every fragment is
-# live everywhere (P only from the softmax to P V). On an H200 head dim 64 with 128-key tiles
+# 32-bit registers a thread's fragments may take beyond the block's launch share of the
+# register file (168 for two consumer warpgroups and the producer, 128 for three). ptxas does
+# let consumer code after setmaxnreg.inc use more (the head-dim-128 forward reaches R207 of
+# 240, head dim 64 on three warpgroups R156 of 160), but addresses, temporaries and the
+# softmax's schedule take much of it; not every fragment is live everywhere (P only from the
+# softmax to P V). On an H200 head dim 64 with 128-key tiles
 # and two copies of P (about 170 words) ran without spilling and 5% faster than without the
 # overlap; head dim 128 with 128-key tiles (about 200) spilled and ran slower, as did head dim
 # 64 on 192 x 128 tiles with two copies (about 175 words on three warpgroups).

@@ -29,8 +29,7 @@ REGISTER_FILE = 65536
 
 def launch_registers(threads: int) -> int:
     """Registers a thread of a `threads`-thread block gets at launch (its launch bound: one
-    block per SM, a multiple of 8, at most 255), which is also what ptxas compiles every
-    thread's code to: setmaxnreg moves registers only while the kernel runs."""
+    block per SM, a multiple of 8, at most 255), before setmaxnreg moves any."""
     return min(255, REGISTER_FILE // threads // 8 * 8)
 
 

@@ -209,6 +209,6 @@ def test_a_tile_too_wide_for_the_blocks_registers_says_why():
     spec = jax.ShapeDtypeStruct((512, 512), jnp.float16)
     lowered = jtile.pallas_like(kernel, out_shape=spec).lower(spec, spec, target="sm_90a")
     with pytest.raises(JtileCompileError, match=r"(?s)^matmul_kernel: .*Insufficient registers "
-                       r".*compiles every thread's code to the block's share of the register "
+                       r".*held this instruction to the block's share of the register "
                        r"file \(65536 / threads"):
         lowered.compile()
