@@ -23,6 +23,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+import jtile  # noqa: E402
+import jtile.ops  # noqa: E402
 from examples import flash_attention, gemm, layer_norm, softmax  # noqa: E402
 
 ROWS = []
@@ -255,6 +257,10 @@ def attention():
             # Tuned over examples/flash_attention.py's FLASH_CONFIGS at the first jit.
             fns["autotuned"] = functools.partial(flash_attention.flash_attention_autotuned,
                                                  causal=causal, interpret=False)
+            # jtile's shipped attention: the same algorithm with its own tiles, launch order
+            # (causal: longest blocks first, heads grouped for L2) and mask placement.
+            fns["jtile.ops.attention"] = functools.partial(jtile.ops.attention, causal=causal,
+                                                           interpret=False)
             baselines = {"cudnn": functools.partial(jax.nn.dot_product_attention,
                                                     is_causal=causal, implementation="cudnn")}
             try:
