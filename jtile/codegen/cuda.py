@@ -87,6 +87,8 @@ class CudaEmitter:
         # mbarrier rings entered more than once count their iterations across passes.
         self.ring_counters = hopper.repeated_ring_counters(kernel.body)
         self.async_pending = False
+        # (thread index name, threads, named barrier id) inside a T.ws region
+        self.tile_scope = None
         self.temp_count = 0
         self.exprs = ExprEmitter(self.var_name, self.render_load, lambda e: expr_range(self, e))
         self.kernel_name = c_identifier(kernel.name)
@@ -121,8 +123,8 @@ class CudaEmitter:
     def strided_loop(self, var: str, total: int):
         """`var` runs over 0..total-1 spread over the block's threads: a loop with a constant
         trip count (so it unrolls) and a tail guard only when threads do not divide total."""
-        threads = self.kernel.threads
-        tid = self.name(self.kernel.thread_var)
+        threads = self.tile_threads()
+        tid = self.tile_thread()
         trips = -(-total // threads)
         step = self.temp("u")
         self.line("#pragma unroll" if trips <= 64 else "#pragma unroll 4")
@@ -278,6 +280,8 @@ class CudaEmitter:
         """The barrier over every thread that runs the kernel body: the block, or, in a
         warp-specialised kernel, the consumers' named barrier (the producer warpgroup never
         reaches the body's barriers)."""
+        if self.tile_scope is not None:   # a T.ws region's threads meet alone
+            return f"jt::named_barrier_sync({self.tile_scope[2]}, {self.tile_scope[1]});"
         if self.roles is not None:
             return f"jt::named_barrier_sync(1, {self.roles.consumer_threads});"
         return "__syncthreads();"
@@ -364,6 +368,9 @@ class CudaEmitter:
             hopper.emit_pipeline(self, s)
         elif isinstance(s, ir.FenceProxyAsync):
             self.comment_loc(s.loc)
+            if self.async_pending:   # cp.async writes must land before they are fenced
+                self.line("jt::cp_async_wait_all();")
+                self.async_pending = False
             self.line("jt::fence_proxy_async_shared();")
         elif isinstance(s, ir.BarrierOp):
             self.emit_barrier_op(s)
@@ -395,10 +402,37 @@ class CudaEmitter:
     def emit_if(self, s: ir.IfThenElse) -> None:
         self.comment_loc(s.loc)
         with self.block(f"if ({self.expr(s.cond)})"):
-            self.body(s.then_body)
+            if s.threads is not None:
+                self._emit_region(s)
+            else:
+                self.body(s.then_body)
         if s.else_body:
             with self.block("else"):
                 self.body(s.else_body)
+
+    def _emit_region(self, s: ir.IfThenElse) -> None:
+        """A T.ws region's body: its tile operations index the region's threads from 0."""
+        from jtile.passes.plan_barriers import region_barrier_id
+
+        first, count = s.threads
+        tid = self.temp("wtid")
+        self.line(f"const int {tid} = {self.name(self.kernel.thread_var)} - {first}; "
+                  f"(void){tid};")
+        saved = self.tile_scope
+        self.tile_scope = (tid, count, region_barrier_id(first))
+        try:
+            self.body(s.then_body)
+        finally:
+            self.tile_scope = saved
+
+    def tile_thread(self) -> str:
+        """The thread index tile operations divide their work by: the block's, or inside a
+        T.ws region the region's own (from 0)."""
+        return self.tile_scope[0] if self.tile_scope else self.name(self.kernel.thread_var)
+
+    def tile_threads(self) -> int:
+        """How many threads share a tile operation here (the block's, or a T.ws region's)."""
+        return self.tile_scope[1] if self.tile_scope else self.kernel.threads
 
     def emit_store(self, s: ir.Store) -> None:
         from jtile.codegen.parallel import guard_replicas

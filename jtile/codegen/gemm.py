@@ -43,7 +43,7 @@ def _emit_mma_gemm(em, s: ir.Gemm, t) -> None:
     if not em.target.has_mma_sync_bf16:
         raise JtileTraceError(f"{em.kernel.name} ({em.kernel.loc}): {s.loc}: T.gemm on 16-bit "
                               f"inputs needs mma.sync (sm_80+); the target is {em.target.arch}")
-    tid = em.name(em.kernel.thread_var)
+    tid = em.tile_thread()
     m, n = s.c.squeezed_shape()
     k = s.a.squeezed_shape()[0] if s.transpose_a else s.a.squeezed_shape()[1]
     c = em.name(s.c.buffer)
@@ -151,7 +151,7 @@ def _emit_fma_gemm(em, s: ir.Gemm) -> None:
     """Each thread computes the accumulator elements it holds, reading A and B from shared
     memory, or from a fragment operand's registers (which hold, for each of the thread's
     accumulator elements, its row of A or column of B)."""
-    tid = em.name(em.kernel.thread_var)
+    tid = em.tile_thread()
     layout = em.layouts[s.c.buffer]
     c = em.name(s.c.buffer)
     k = s.a.squeezed_shape()[0] if s.transpose_a else s.a.squeezed_shape()[1]

@@ -480,7 +480,7 @@ def _descriptor(em, op: low.SmemOperand, wg_index: str, wg_extent: int) -> str:
 def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
     s = g.tile
     em.comment_loc(g.loc)
-    tid = em.name(em.kernel.thread_var)
+    tid = em.tile_thread()
     acc = em.name(s.c.buffer)
     k = s.a.buffer.shape[0] if s.transpose_a else s.a.buffer.shape[1]
     row_blocks = g.m_per_wg // 64

@@ -132,7 +132,7 @@ def fragment_register(em, buf: ir.Buffer, indices: tuple, loc=None) -> str:
         if source in ctx.layout.reg_bits:
             return ctx.reg_var, ctx.layout.reg_bits.index(source)
         if source in ctx.layout.thread_bits:
-            return em.name(em.kernel.thread_var), ctx.layout.thread_bits.index(source)
+            return em.tile_thread(), ctx.layout.thread_bits.index(source)
         raise fail("is not held by the thread running this iteration")
 
     return _register_bits(em, layout, sources, bit_of_loop, merge=False)
@@ -154,7 +154,7 @@ def guard_replicas(em, needed: bool):
     ctx = em.parallel
     mask = ctx.layout.replicated_thread_mask if ctx is not None and ctx.layout is not None else 0
     if needed and mask:
-        with em.block(f"if (({em.name(em.kernel.thread_var)} & {mask}) == 0)"):
+        with em.block(f"if (({em.tile_thread()} & {mask}) == 0)"):
             yield
     else:
         yield
@@ -166,7 +166,7 @@ def emit_parallel(em, loop: ir.ParallelFor) -> None:
                               "loops cannot be nested; use one T.Parallel over all dimensions")
     em.comment_loc(loop.loc)
     layout = loop_layout(loop, em.layouts)
-    tid = em.name(em.kernel.thread_var)
+    tid = em.tile_thread()
     with em.block(""):
         if layout is not None:
             reg = em.temp("r")
@@ -207,7 +207,7 @@ def _unguarded_body(em, loop: ir.ParallelFor, layout: Layout) -> tuple:
     extents as written: the threads that exist run no added iteration."""
     if loop.padded_from is None or len(loop.body) != 1 or \
             not isinstance(loop.body[0], ir.IfThenElse) or \
-            not is_exact(layout, loop.padded_from, em.kernel.threads):
+            not is_exact(layout, loop.padded_from, em.tile_threads()):
         return loop.body
     return loop.body[0].then_body
 

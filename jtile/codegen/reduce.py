@@ -73,7 +73,7 @@ def emit_reduce(em, s: ir.Reduce) -> None:
         part = src_layout.register_part(r)
         rd = dst_layout.register_of(tuple(part[d] for d in keep) or (0,))
         groups.setdefault(rd, []).append(r)
-    src, dst, tid = em.name(s.src), em.name(s.dst), em.name(em.kernel.thread_var)
+    src, dst, tid = em.name(s.src), em.name(s.dst), em.tile_thread()
     count = dst_layout.num_registers
     absolute = s.op in ("abssum", "absmax")
     with em.block(""):
@@ -105,7 +105,7 @@ def emit_reduce(em, s: ir.Reduce) -> None:
                                            for i, t in enumerate(warp_bits))
                     em.line(f"const int peer = ({tid} & ~{lane_mask | warp_mask}) | {peer_bits};")
                     combine = f"total = {_combine(s.op, 'total', f'{scratch}[peer * {count} + q]')};"
-                    threads = em.kernel.threads
+                    threads = em.tile_threads()
                     if threads & (threads - 1):
                         # 384 threads lay out like 512: warps 12.. hold no partial sums.
                         combine = f"if (peer < {threads}) {combine}"
@@ -125,8 +125,8 @@ def emit_finalize_reducer(em, s: ir.FinalizeReducer) -> None:
     buf = s.reducer
     op = buf.reducer_op
     acc_t = accumulator_dtype(buf.dtype)
-    name, tid = em.name(buf), em.name(em.kernel.thread_var)
-    warps = em.kernel.threads // 32
+    name, tid = em.name(buf), em.tile_thread()
+    warps = em.tile_threads() // 32
     scratch = _scratch(em, acc_t)
     with em.block(""):
         if warps > 1:

@@ -66,7 +66,7 @@ def _contiguous_vector(em, layout, frag: ir.Buffer, other: ir.Region) -> int:
 
 
 def _fragment_tile(em, layout, frag, reg: str) -> list:
-    tid = em.name(em.kernel.thread_var)
+    tid = em.tile_thread()
     return [index_expr(layout, d, tid, reg) for d in range(frag.ndim) if frag.shape[d] != 1] or \
         ["0"]
 
@@ -123,7 +123,7 @@ def _copy_from_fragment(em, src: ir.Region, dst: ir.Region, loc) -> None:
         sname, ddt = em.name(frag), dst.buffer.dtype
         conds = []
         if layout.replicated_thread_mask:
-            conds.append(f"({em.name(em.kernel.thread_var)} & {layout.replicated_thread_mask}) == 0")
+            conds.append(f"({em.tile_thread()} & {layout.replicated_thread_mask}) == 0")
         if guard:
             conds.append(bounds_condition(dst.buffer, idx))
         if width == 1:
@@ -351,7 +351,7 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
             idx = region_index(em, dst, _fragment_tile(em, layout, frag, reg))
             conds = []
             if layout.replicated_thread_mask:
-                conds.append(f"({em.name(em.kernel.thread_var)} & "
+                conds.append(f"({em.tile_thread()} & "
                              f"{layout.replicated_thread_mask}) == 0")
             if guard:
                 conds.append(bounds_condition(dst.buffer, idx))

@@ -42,15 +42,21 @@ class Env:
     values: dict = field(default_factory=dict)      # id(Var) -> array
     space: tuple = ()                               # iteration shape of enclosing T.Parallel
     mask: Optional[Any] = None                      # bool array: which iterations run
+    # (first, count) of the T.ws region being run: per-thread code runs on those threads only.
+    region: Optional[tuple] = None
 
     def bind(self, var: Var, value) -> "Env":
         values = dict(self.values)
         values[id(var)] = jnp.asarray(value, jnp.int32) if var.dtype is DType.int32 else value
-        return Env(values, self.space, self.mask)
+        return Env(values, self.space, self.mask, self.region)
 
     def masked(self, cond) -> "Env":
         cond = jnp.asarray(cond, bool)
-        return Env(self.values, self.space, cond if self.mask is None else self.mask & cond)
+        return Env(self.values, self.space, cond if self.mask is None else self.mask & cond,
+                   self.region)
+
+    def in_region(self, region: tuple) -> "Env":
+        return Env(self.values, self.space, self.mask, region)
 
     def with_space(self, extents: tuple) -> "Env":
         """Enters a T.Parallel nest level: existing vectorised values gain trailing unit dims."""
@@ -62,7 +68,7 @@ class Env:
 
         values = {key: widen(value) for key, value in self.values.items()}
         mask = None if self.mask is None else widen(self.mask)
-        return Env(values, self.space + tuple(extents), mask)
+        return Env(values, self.space + tuple(extents), mask, self.region)
 
 
 def _compute_dtype(dtype: DType):

@@ -50,6 +50,9 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
         _parallel(memory, env, stmt)
     elif isinstance(stmt, For):
         _serial(memory, env, stmt)
+    elif isinstance(stmt, IfThenElse) and stmt.threads is not None and not per_thread:
+        # A T.ws region: tile operations run whole, per-thread code on its threads only.
+        run_body(memory, env.in_region(stmt.threads), stmt.then_body)
     elif isinstance(stmt, IfThenElse):
         _branch(memory, env, stmt)
     elif isinstance(stmt, While):

@@ -97,7 +97,10 @@ def _is_thread(kernel: ir.Kernel, e) -> bool:
 
 
 def _own_reads(kernel: ir.Kernel, stmt, per_thread: frozenset) -> bool:
-    """Whether `stmt` itself reads the thread index or a per-thread buffer."""
+    """Whether `stmt` itself reads the thread index or a per-thread buffer (a T.ws region's
+    condition aside: it only names the region's threads)."""
+    if isinstance(stmt, ir.IfThenElse) and stmt.threads is not None:
+        return False
     for e in statement_exprs(stmt):
         for x in sub_expressions(e):
             if _is_thread(kernel, x) or \
@@ -184,7 +187,12 @@ def thread_space(kernel: ir.Kernel, env):
     """`env` with a one-axis iteration space over the block's threads, the thread index bound
     to `arange(threads)` along it."""
     inner = env.with_space((kernel.threads,))
-    return inner.bind(kernel.thread_var, jnp.arange(kernel.threads, dtype=jnp.int32))
+    tid = jnp.arange(kernel.threads, dtype=jnp.int32)
+    inner = inner.bind(kernel.thread_var, tid)
+    if env.region is not None:   # inside T.ws: the region's threads only
+        first, count = env.region
+        inner = inner.masked((tid >= first) & (tid < first + count))
+    return inner
 
 
 def in_thread_space(kernel: ir.Kernel, env) -> bool:

@@ -514,6 +514,10 @@ class IfThenElse(Stmt):
     then_body: tuple
     else_body: tuple = ()
     loc: SourceLoc = NO_LOC
+    # `(first, count)` for a `T.ws` region: `cond` holds for threads first..first+count-1
+    # only, and the tile operations of `then_body` are shared by those threads (their own
+    # thread index runs from 0), as if they were a block of their own. None for a plain T.If.
+    threads: Optional[tuple] = None
 
 
 @dataclass(frozen=True, eq=False)

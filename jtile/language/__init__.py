@@ -185,6 +185,7 @@ from jtile.language.reference import Ref
 from jtile.language.tensor import (Buffer, FragmentBuffer, LocalBuffer, SharedBuffer, Tensor,
                                    dynamic, symbolic)
 from jtile.language.view import reshape, view
+from jtile.language.warp_groups import WarpSpecialize, tma_copy, ws
 
 __all__ = [
     "DescKind", "alloc_barrier", "alloc_buffer", "alloc_global", "alloc_descriptor",
@@ -194,7 +195,7 @@ __all__ = [
     "atomic_add", "atomic_max", "atomic_min", "Else", "If", "Then", "if_then_else", "Select", "clear",
     "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "shift_left", "shift_right",
     "isnan", "isinf",
-    "copy", "fill", "gemm", "Kernel",
+    "copy", "fill", "gemm", "Kernel", "ws", "WarpSpecialize", "tma_copy",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",
     "serial", "Serial", "unroll", "Unroll", "Persistent", "abs", "cast", "Cast", "clamp", "floordiv",
     "floormod", "truncdiv", "truncmod", "reinterpret",

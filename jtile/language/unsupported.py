@@ -81,7 +81,6 @@ _INSTEAD.update({
     "get_thread_bindings": "use T.get_thread_binding(dim) per dimension",
     "get_block_bindings": "use T.get_block_binding(dim) per dimension",
     "KernelLaunchFrame": "use `with T.Kernel(...) as (bx, by):`",
-    "ws": "warp specialisation is planned by the compiler; " + _HOPPER,
     "StridedTensor": "pass a contiguous array (transpose it in JAX), or index with strides",
     "make_tensor": "use a T.Tensor parameter, or T.view / T.Tensor(shape, dtype, buf.data) "
                    "for a view of a buffer",
@@ -117,8 +116,6 @@ _INSTEAD.update({
     "annotate_producer_reg_dealloc": _NREG, "annotate_consumer_reg_alloc": _NREG,
     "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
     "warpgroup_fence_operand": _HOPPER,
-    "tma_copy": "use T.copy: on sm_90a jtile moves global->shared tiles with TMA itself "
-                "(T.copy(..., disable_tma=True) turns that off)",
     "wgmma_gemm": "use T.gemm: on sm_90a jtile issues wgmma for it itself",
     "ptx_cp_async": _ASYNC_COPY, "ptx_commit_group": _ASYNC_COPY, "ptx_wait_group": _ASYNC_COPY,
     "ptx_cp_async_barrier": _ASYNC_COPY, "cp_async_barrier_noinc": _ASYNC_COPY,

@@ -20,7 +20,7 @@ from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.affine import aligned_vector_width
 from jtile.ir.types import DType, MemorySpace
-from jtile.ir.walk import statements, sub_expressions
+from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
 from jtile.passes.fragment_access import (UNIFORM, BitIndex, access_layout, access_rule_broken,
                                           access_sources, floating_fragments,
                                           fragment_accesses, held_locally, is_tiled_fragment,
@@ -130,6 +130,68 @@ def _uses(kernel):
 
 
 def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
+    """Every fragment's layout (and every gemm's tiling), over the threads that use it: the
+    block's, or those of the T.ws regions (of one size) that use it."""
+    scopes = thread_scopes(kernel)
+    if len(scopes) == 1 and kernel.threads in scopes:
+        return _infer_layouts(kernel, target)
+    layouts, tilings = {}, {}
+    for threads, (body, fragments) in scopes.items():
+        allocations = tuple(b for b in kernel.allocations
+                            if not is_tiled_fragment(b) or b in fragments)
+        scoped = _infer_layouts(kernel.replace(body=body, threads=threads,
+                                               allocations=allocations), target)
+        layouts.update(scoped.attrs["layouts"])
+        tilings.update(scoped.attrs["mma"])
+    return kernel.replace(attrs=dict(kernel.attrs, layouts=layouts, mma=tilings))
+
+
+def _is_region(s) -> bool:
+    return isinstance(s, ir.IfThenElse) and s.threads is not None
+
+
+def _without_regions(body) -> tuple:
+    out = []
+    for s in body:
+        if _is_region(s):
+            continue
+        if isinstance(s, ir.IfThenElse):
+            s = dataclasses.replace(s, then_body=_without_regions(s.then_body),
+                                    else_body=_without_regions(s.else_body))
+        elif isinstance(s, (ir.For, ir.While)):
+            s = dataclasses.replace(s, body=_without_regions(s.body))
+        out.append(s)
+    return tuple(out)
+
+
+def thread_scopes(kernel: ir.Kernel) -> dict:
+    """{thread count: (statements, tiled fragments they use)}: the block's statements outside
+    T.ws regions, and the bodies of the regions of each size. A fragment used in two scopes
+    is refused: its threads hold it in one layout."""
+    regions = [s for s in statements(kernel.body) if _is_region(s)]
+    scopes = {kernel.threads: [_without_regions(kernel.body), None]}
+    for region in regions:
+        scope = scopes.setdefault(region.threads[1], [(), None])
+        scope[0] = scope[0] + tuple(region.then_body)
+    owner: dict = {}
+    for threads, scope in scopes.items():
+        used = set()
+        for s in statements(scope[0]):
+            used |= {b for b in deep_buffers_read(s) | deep_buffers_written(s)
+                     if is_tiled_fragment(b)}
+        scope[1] = used
+        for b in used:
+            if owner.setdefault(b, threads) != threads:
+                where = [f"{n} threads" + (" (the block)" if n == kernel.threads else
+                                            " (T.ws regions)") for n in (owner[b], threads)]
+                raise _fail(kernel, b.loc, f"fragment {b.describe()} is used by "
+                            f"{where[0]} and by {where[1]}: a fragment is held by the threads "
+                            "that use it, in one layout; use it inside T.ws regions of one "
+                            "size only, or outside them only")
+    return {threads: tuple(scope) for threads, scope in scopes.items()}
+
+
+def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     layouts: dict = {}
     tilings: dict = {}
     threads = kernel.threads

@@ -40,7 +40,9 @@ def _lower(body, threads, target, staged: set, read_only: frozenset):
         if isinstance(s, ir.For):
             inner = tuple(_lower(s.body, threads, target, staged, read_only))
             loads = tuple(x for x in inner if isinstance(x, low.TmaLoad))
-            pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2
+            pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2 \
+                and not any(isinstance(x, ir.IfThenElse) and x.threads is not None
+                            for x in statements(s.body))   # T.ws: the kernel pipelines it
             if pipelined and loads:
                 rest = tuple(x for x in inner if not isinstance(x, low.TmaLoad))
                 out.append(low.MbarrierPipeline(tile=s, loads=loads, body=rest,

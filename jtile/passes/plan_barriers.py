@@ -55,6 +55,23 @@ from jtile.passes.verify import (depends_on_thread, split_threads,
 # their consumers and their turns; branches on the thread index take the two highest ids the
 # kernel's own T.sync_threads(barrier_id, ...) calls leave free.
 MAX_BARRIER_ID = 15
+WARPGROUP = 128
+
+
+def region_barrier_id(first_thread: int) -> int:
+    """The named barrier the threads of the T.ws region starting at `first_thread` meet at:
+    one per warpgroup, counted down from the top id (regions on different warpgroups run side
+    by side, so they must not share one)."""
+    return MAX_BARRIER_ID - first_thread // WARPGROUP
+
+
+def region_barrier_ids(kernel: ir.Kernel) -> set:
+    return {region_barrier_id(s.threads[0]) for s in statements(kernel.body)
+            if isinstance(s, ir.IfThenElse) and s.threads is not None}
+
+
+def _is_region(s) -> bool:
+    return isinstance(s, ir.IfThenElse) and s.threads is not None
 
 
 class _Planner:
@@ -64,6 +81,11 @@ class _Planner:
         self.async_proxy = bool(kernel.attrs.get("panel_buffers"))   # wgmma / TMA tiles
         self.written: set = set()
         self.read: set = set()
+        # What T.ws regions wrote and read since the last barrier: ordered against the code
+        # around the regions, never against another region (the kernel's mbarriers order
+        # those, as in TileLang).
+        self.region_written: set = set()
+        self.region_read: set = set()
         self.store_maps: list = []   # (parameter index, StagedStore) of each TMA store
         # Shared tiles TmaReduces may still be reading: `bulk_fresh`, issued since the last
         # drain in this pass over the code, and `bulk_carried`, issued by an earlier loop
@@ -81,6 +103,7 @@ class _Planner:
         self.partial = self.partial_of_region = None
         used = {s.named[0] for s in statements(kernel.body)
                 if isinstance(s, ir.SyncThreads) and s.named is not None}
+        used |= region_barrier_ids(kernel)
         free = [i for i in range(MAX_BARRIER_ID, 0, -1) if i not in used]
         self.branch_ids = (free[0], free[1])
 
@@ -136,6 +159,10 @@ class _Planner:
                         out |= {x, y}
         return out
 
+    def sets_conflict(self, before, after) -> bool:
+        """Whether accesses `after` (reads, writes) must wait for accesses `before`."""
+        return self.overlap(after[1], before[0] | before[1]) or self.overlap(after[0], before[1])
+
     def divergent_barrier(self, s, buffers) -> list:
         """Inside a thread-dependent branch: no barrier when each conflicting buffer is only
         ever accessed at one index expression there (every thread keeps to its own elements);
@@ -173,6 +200,8 @@ class _Planner:
                         from_user=from_user, partial=partial, drain_bulk_reads=drain)
         self.written.clear()
         self.read.clear()
+        self.region_written.clear()
+        self.region_read.clear()
         if drain:
             # wait_group.read 0 waits for every reduce the issuing thread has in flight.
             self.bulk_carried.clear()
@@ -184,8 +213,10 @@ class _Planner:
         out = []
         for s in stmts:
             reads, writes = self.shared_sets(s)
-            if self.overlap(reads, self.written) or \
-                    self.overlap(writes, self.read | self.written):
+            written, read = self.written, self.read
+            if not _is_region(s):
+                written, read = written | self.region_written, read | self.region_read
+            if self.overlap(reads, written) or self.overlap(writes, read | written):
                 out.extend(self.hazard_barrier(s, reads, writes))
             elif self.overlap(writes, self.bulk_fresh | self.bulk_carried):
                 # The TMA engine may still read these bytes: its issuer waits, then all meet.
@@ -198,6 +229,10 @@ class _Planner:
                         "call T.sync_threads() before the branch")
                 out.append(self.barrier(drain=True))
             out.extend(self.stmt(s))
+            if _is_region(s) and self.divergent is None:
+                self.region_read |= reads
+                self.region_written |= writes
+                continue
             self.read |= self.threads_reads(s, reads)
             self.written |= writes
             if isinstance(s, low.TmaReduce):
@@ -212,17 +247,25 @@ class _Planner:
         """A loop body, with a barrier at its end when the next iteration's shared-memory
         writes could overtake this iteration's reads (or the reverse)."""
         entry_written, entry_read = set(self.written), set(self.read)
+        entry_region_written, entry_region_read = set(self.region_written), set(self.region_read)
         self.seed_bulk_reads(stmts)
         out = self.body(stmts)
-        reads, writes = set(), set()
+        # The next iteration's accesses, by the code around regions (block) and by regions.
+        block, region = (set(), set()), (set(), set())
         for s in stmts:
             r, w = self.shared_sets(s)
-            reads |= self.threads_reads(s, r)
-            writes |= w
-        if self.overlap(writes, self.read | reads) or self.overlap(reads, self.written):
-            out.extend(self.hazard_barrier(stmts[-1], reads, writes))
+            into = region if _is_region(s) and self.divergent is None else block
+            into[0].update(self.threads_reads(s, r))
+            into[1].update(w)
+        now_block, now_region = (self.read, self.written), (self.region_read, self.region_written)
+        if self.sets_conflict(now_block, block) or self.sets_conflict(now_block, region) or \
+                self.sets_conflict(now_region, block):
+            out.extend(self.hazard_barrier(stmts[-1], block[0] | region[0],
+                                           block[1] | region[1]))
         self.written |= entry_written
         self.read |= entry_read
+        self.region_written |= entry_region_written
+        self.region_read |= entry_region_read
         self.leave_bulk_loop()
         return out
 
@@ -249,6 +292,8 @@ class _Planner:
 
     # ------------------------------------------------------------------ statements
     def stmt(self, s) -> list:
+        if _is_region(s) and self.divergent is None:
+            return [self.region(s)]
         divides = isinstance(s, (ir.IfThenElse, ir.For, ir.While)) and \
             any(depends_on_thread(self.kernel, e, self.tainted) for e in statement_exprs(s))
         if divides and self.divergent is not None and self.partial is not None:
@@ -300,6 +345,23 @@ class _Planner:
         if isinstance(s, ir.Copy) and s in self.plan.staging:
             return [self.staged_store(s, self.plan.staging[s])]
         return [s]
+
+    def region(self, s: ir.IfThenElse) -> ir.IfThenElse:
+        """A T.ws region: its threads meet at their own named barrier; it starts from no
+        pending accesses of its own (the code before it was settled by the barrier placed
+        before the region, other regions by the kernel's mbarriers)."""
+        first, count = s.threads
+        saved = (self.written, self.read, self.region_written, self.region_read)
+        self.written, self.read, self.region_written, self.region_read = \
+            set(), set(), set(), set()
+        self.divergent, self.divergent_stmts = ("the T.ws region", s.loc), []
+        self.partial = self.partial_of_region = (region_barrier_id(first), count)
+        try:
+            body = self.body(s.then_body)
+        finally:
+            self.divergent, self.partial, self.partial_of_region = None, None, None
+            self.written, self.read, self.region_written, self.region_read = saved
+        return dataclasses.replace(s, then_body=tuple(body))
 
     def branch_threads(self, cond):
         """`verify.split_threads` of a branch's condition, outside warp-specialised kernels."""

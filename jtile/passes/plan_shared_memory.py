@@ -93,12 +93,14 @@ def _top_level_copies(body):
     """(top-level statement index, copy) for the copies the block runs once: at the kernel's
     top level or under its `T.If`/`T.Else`s (whose conditions are block-uniform around a
     cooperative copy, `verify_uniform_tile_ops`), so a barrier beside each is reached by every
-    thread. A grouped GEMM stores its full tiles under such a condition."""
+    thread. A grouped GEMM stores its full tiles under such a condition. (Not inside a T.ws
+    region: only its threads run it, and the staging's barriers and TMA issue would need them
+    alone.)"""
     def walk(stmts):
         for s in stmts:
             if isinstance(s, ir.Copy):
                 yield s
-            elif isinstance(s, ir.IfThenElse):
+            elif isinstance(s, ir.IfThenElse) and s.threads is None:
                 yield from walk(s.then_body)
                 yield from walk(s.else_body or ())
 
@@ -226,6 +228,13 @@ def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict,
                     intervals[buf] = (0, last if persistent else intervals[buf][1])
 
 
+def holds_regions(loop) -> bool:
+    """Whether `loop` holds T.ws regions: hand-written warp specialisation, which the kernel
+    pipelines itself through its own mbarriers, as in TileLang; jtile runs it as written."""
+    return any(isinstance(x, ir.IfThenElse) and x.threads is not None
+               for x in statements(loop.body))
+
+
 def warn_unpipelined(kernel: ir.Kernel, target) -> None:
     """A T.Pipelined loop asked for stages but `pipeline_loops` found nothing it can issue
     ahead: say so instead of silently running it as a plain loop."""
@@ -234,7 +243,8 @@ def warn_unpipelined(kernel: ir.Kernel, target) -> None:
     from jtile.errors import JtilePerformanceWarning
 
     for s in statements(kernel.body):
-        if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1:
+        if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1 \
+                and not holds_regions(s):
             why = (f"{target.arch} has no asynchronous copies (cp.async needs sm_80)"
                    if not target.has_cp_async else
                    "no T.copy in it moves a global tile into a shared tile that only that copy "

@@ -58,6 +58,9 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     if len(pipes) != 1 or len(nested) != 1 or not target.has_wgmma or consumers % 128 \
             or consumers + PRODUCER_THREADS > MAX_THREADS:
         return kernel
+    if any(isinstance(s, ir.IfThenElse) and s.threads is not None
+           for s in statements(kernel.body)):
+        return kernel   # T.ws regions: the kernel specialises its warps itself
     if any(b.space in (MemorySpace.TMEM, MemorySpace.BARRIER) for b in kernel.allocations) or \
             any(isinstance(s, ir.SyncThreads) and (s.named is not None or s.grid)
                 for s in statements(kernel.body)):

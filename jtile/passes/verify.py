@@ -218,7 +218,9 @@ def verify_uniform_tile_ops(kernel: ir.Kernel, tainted=None) -> None:
                                 "undone (and a barrier inside it waits forever). Move it out of "
                                 "the condition, or write the per-thread work as element stores")
             inner = divergence
-            if inner is None and not isinstance(s, ir.ParallelFor) and \
+            # A T.ws region's threads run its tile operations together.
+            region = isinstance(s, ir.IfThenElse) and s.threads is not None
+            if inner is None and not isinstance(s, ir.ParallelFor) and not region and \
                     any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
                 if isinstance(s, ir.IfThenElse):
                     inner = ("the condition of T.If", s.loc)
@@ -302,7 +304,9 @@ def verify_named_barrier_counts(kernel: ir.Kernel, tainted=None) -> None:
                             f"divides {arriving}")
             divides = not isinstance(s, ir.ParallelFor) and \
                 any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s))
-            if isinstance(s, ir.IfThenElse):
+            if isinstance(s, ir.IfThenElse) and s.threads is not None:
+                visit(s.then_body, s.threads[1] if arriving == kernel.threads else None)
+            elif isinstance(s, ir.IfThenElse):
                 split = split_threads(kernel, s.cond) if divides and arriving == kernel.threads \
                     else None
                 inner = split if split is not None else (None, None) if divides else \
@@ -316,12 +320,41 @@ def verify_named_barrier_counts(kernel: ir.Kernel, tainted=None) -> None:
     visit(kernel.body, kernel.threads)
 
 
+def verify_regions(kernel: ir.Kernel) -> None:
+    """T.ws regions: not inside T.Parallel (a region is a range of the block's threads, not of
+    a loop's iterations), and their named barriers (one per warpgroup, counted down from id 15)
+    free of the kernel's own T.sync_threads ids."""
+    from jtile.passes.plan_barriers import region_barrier_id
+
+    def visit(body, loop):
+        for s in body:
+            if isinstance(s, ir.IfThenElse) and s.threads is not None and loop is not None:
+                raise _fail(kernel, s.loc, f"T.ws inside T.Parallel (opened at {loop.loc}): a "
+                            "region names warpgroups of the block; open it outside the loop")
+            inner = s if isinstance(s, ir.ParallelFor) else loop
+            for child in child_bodies(s):
+                visit(child, inner)
+
+    visit(kernel.body, None)
+    regions = [s for s in statements(kernel.body)
+               if isinstance(s, ir.IfThenElse) and s.threads is not None]
+    taken = {region_barrier_id(s.threads[0]): s for s in regions}
+    for s in statements(kernel.body):
+        if isinstance(s, ir.SyncThreads) and s.named is not None and s.named[0] in taken:
+            region = taken[s.named[0]]
+            raise _fail(kernel, s.loc, f"T.sync_threads(barrier_id={s.named[0]}): the T.ws "
+                        f"region at {region.loc} meets at named barrier {s.named[0]} (jtile "
+                        "takes ids 15, 14, ... for warpgroups 0, 1, ... of T.ws regions); use "
+                        f"an id below {min(taken)}")
+
+
 def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     aliases = dict(aliases or {})
     verify_inputs_read_only(kernel, tuple(aliases))
     verify_outputs_written(kernel, tuple(aliases.values()))
     verify_reducers(kernel)
     verify_no_tile_ops_in_parallel(kernel)
+    verify_regions(kernel)
     verify_fragment_indexing(kernel)
     # Which thread-private buffers hold per-thread values: both checks below need it.
     tainted = thread_dependent_buffers(kernel) if kernel.thread_var is not None else None

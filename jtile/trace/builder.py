@@ -49,6 +49,7 @@ class Builder:
         self.implicit_grid = False
         self.declared_out_shape = False
         self.open_ifs: list = []
+        self.open_regions: list = []   # T.ws regions being traced
         self.abandoned_loops: list = []   # (what, loc) of loops left by break/return
         self.const_sources: dict = {}     # T.const name -> (parameter buffer, dimension)
         self.symbol_values: dict = {}     # T.dynamic symbol -> its value from the arguments

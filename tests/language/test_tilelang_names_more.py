@@ -337,7 +337,7 @@ def test_thread_counts_that_split_a_warp_are_refused():
     ("tvm_warp_activemask", r"full-warp operations"), ("attr", r"T.get_thread_binding"),
     ("comm_reducer", r"T.alloc_reducer"), ("tvm_thread_allreduce", r"T.reduce_sum"),
     ("match_buffer", r"T.Tensor\(shape, dtype\)"), ("ptr", r"T.Tensor parameter"),
-    ("tma_copy", r"use T.copy"), ("wgmma_gemm", r"use T.gemm"),
+    ("wgmma_gemm", r"use T.gemm"),
     ("ptx_cp_async", r"T.Pipelined"), ("cp_async_barrier_noinc", r"T.Pipelined"),
     ("ptx_commit_group", r"cp.async"), ("ptx_wait_group", r"cp.async"),
     ("thread_binding", r"T.get_thread_binding\(\)"),

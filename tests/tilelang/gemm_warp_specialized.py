@@ -1,0 +1,121 @@
+"""GEMMs with hand-written warp specialisation, written as TileLang's `examples/warp_specialize`
+kernels are: `T.ws` regions, `T.tma_copy` into shared tiles and mbarriers between the roles.
+
+C = A @ B with A (M, K), B (K, N), float32 accumulation and C in A's dtype, one block_M x
+block_N tile of C per block of two warpgroups:
+- `handoff`: one warpgroup loads each K-tile (the producer), the other multiplies it (the
+  consumer); `ready` tells the consumer a tile has landed, `done` tells the producer the
+  consumer has finished with it (the producer's first wait, on the phase before the first,
+  returns at once). `producer` picks which warpgroup loads.
+- `ring`: the same with two stages of shared tiles and one barrier pair per stage, the phase
+  parity of stage s flipping every second round.
+- `split_columns`: both warpgroups multiply, each its half of the block's columns, after a
+  block-wide copy of the A tile.
+"""
+
+import numpy as np
+
+import jtile.language as T
+
+
+def handoff(A, B, block_M, block_N, block_K, producer=1, dtype="float16", accum_dtype="float32"):
+    M, N, K = T.const("M, N, K")
+    A: T.Tensor((M, K), dtype)
+    B: T.Tensor((K, N), dtype)
+    C = T.empty((M, N), dtype)
+    consumer = 1 - producer
+
+    with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=256) as (bx, by):
+        a_tile = T.alloc_shared((block_M, block_K), dtype)
+        b_tile = T.alloc_shared((block_K, block_N), dtype)
+        acc = T.alloc_fragment((block_M, block_N), accum_dtype)
+        ready = T.alloc_barrier(arrive_count=128)
+        done = T.alloc_barrier(arrive_count=128)
+
+        with T.ws(consumer):
+            T.clear(acc)
+        for ko in T.Pipelined(T.ceildiv(K, block_K), num_stages=2):
+            with T.ws(producer):
+                T.barrier_wait(done, (ko + 1) % 2)
+                T.tma_copy(A[by * block_M, ko * block_K], a_tile, barrier=ready)
+                T.tma_copy(B[ko * block_K, bx * block_N], b_tile, barrier=ready)
+                T.barrier_arrive(ready)
+            with T.ws(consumer):
+                T.barrier_wait(ready, ko % 2)
+                T.gemm(a_tile, b_tile, acc)
+                T.barrier_arrive(done)
+        with T.ws(consumer):
+            T.copy(acc, C[by * block_M, bx * block_N])
+    return C
+
+
+def ring(A, B, block_M, block_N, block_K, dtype="float16", accum_dtype="float32"):
+    M, N, K = T.const("M, N, K")
+    A: T.Tensor((M, K), dtype)
+    B: T.Tensor((K, N), dtype)
+    C = T.empty((M, N), dtype)
+    stages = 2
+
+    with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=256) as (bx, by):
+        a_tiles = T.alloc_shared((stages, block_M, block_K), dtype)
+        b_tiles = T.alloc_shared((stages, block_K, block_N), dtype)
+        acc = T.alloc_fragment((block_M, block_N), accum_dtype)
+        # Barriers 0..stages-1: stage s is full; stages..2*stages-1: stage s is free again.
+        bars = T.alloc_barrier([128] * (2 * stages))
+
+        with T.ws(0):
+            T.clear(acc)
+        for ko in range(T.ceildiv(K, block_K)):
+            s = ko % stages
+            with T.ws(1):
+                T.mbarrier_wait_parity(bars[s + stages], (ko // stages) % 2 ^ 1)
+                T.tma_copy(A[by * block_M:(by + 1) * block_M, ko * block_K:(ko + 1) * block_K],
+                           a_tiles[s, :, :], barrier=bars[s])
+                T.tma_copy(B[ko * block_K:(ko + 1) * block_K, bx * block_N:(bx + 1) * block_N],
+                           b_tiles[s, :, :], barrier=bars[s])
+                T.mbarrier_arrive(bars[s])
+            with T.ws(0):
+                T.mbarrier_wait_parity(bars[s], (ko // stages) % 2)
+                T.gemm(a_tiles[s, :, :], b_tiles[s, :, :], acc)
+                T.mbarrier_arrive(bars[s + stages])
+        with T.ws(0):
+            T.copy(acc, C[by * block_M, bx * block_N])
+    return C
+
+
+def split_columns(A, B, block_M, block_N, block_K, dtype="float16", accum_dtype="float32"):
+    M, N, K = T.const("M, N, K")
+    A: T.Tensor((M, K), dtype)
+    B: T.Tensor((K, N), dtype)
+    C = T.empty((M, N), dtype)
+    half = block_N // 2
+
+    with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=256) as (bx, by):
+        a_tile = T.alloc_shared((block_M, block_K), dtype)
+        b_left = T.alloc_shared((block_K, half), dtype)
+        b_right = T.alloc_shared((block_K, half), dtype)
+        acc_left = T.alloc_fragment((block_M, half), accum_dtype)
+        acc_right = T.alloc_fragment((block_M, half), accum_dtype)
+
+        with T.ws(0):
+            T.clear(acc_left)
+        with T.ws(1):
+            T.clear(acc_right)
+        for ko in T.Pipelined(T.ceildiv(K, block_K), num_stages=0):
+            T.copy(A[by * block_M, ko * block_K], a_tile)
+            with T.ws(0):
+                T.copy(B[ko * block_K, bx * block_N], b_left)
+                T.gemm(a_tile, b_left, acc_left)
+            with T.ws(1):
+                T.copy(B[ko * block_K, bx * block_N + half], b_right)
+                T.gemm(a_tile, b_right, acc_right)
+        with T.ws(0):
+            T.copy(acc_left, C[by * block_M, bx * block_N])
+        with T.ws(1):
+            T.copy(acc_right, C[by * block_M, bx * block_N + half])
+    return C
+
+
+def reference(a, b):
+    """A @ B in float64."""
+    return np.asarray(a, np.float64) @ np.asarray(b, np.float64)

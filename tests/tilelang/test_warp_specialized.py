@@ -1,0 +1,241 @@
+"""Hand-written warp specialisation (`T.ws`, `T.tma_copy`, mbarriers between the roles), as
+TileLang's `examples/warp_specialize` GEMMs write it: the kernels of
+tests/tilelang/gemm_warp_specialized.py in interpret mode, compiled for sm_90a (and sm_80 where
+they use no mbarrier), on the GPU (`-m gpu`), the CUDA they compile to, and the rules T.ws and
+T.tma_copy enforce.
+"""
+
+import functools
+import warnings
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+import jtile
+import jtile.language as T
+from jtile import JtileError
+from tests.gpu.compare import assert_close, seed_of
+from tests.tilelang import gemm_warp_specialized as ws_gemm
+
+S = jax.ShapeDtypeStruct
+TILES = dict(block_M=128, block_N=128, block_K=64)
+# Odd sizes: edge tiles in M and N, and a K that is not a multiple of block_K.
+SMALL = (200, 136, 160)
+LARGE = (1000, 1100, 1216)
+KERNELS = {
+    "handoff, warpgroup 1 loads": functools.partial(ws_gemm.handoff, producer=1),
+    "handoff, warpgroup 0 loads": functools.partial(ws_gemm.handoff, producer=0),
+    "two-stage ring": ws_gemm.ring,
+    "columns split between warpgroups": ws_gemm.split_columns,
+}
+
+
+@pytest.fixture(autouse=True)
+def _no_global_switches(monkeypatch):
+    for name in ("JTILE_INTERPRET", "JTILE_DEBUG", "JTILE_TARGET"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def _inputs(name, m, n, k):
+    key = jax.random.PRNGKey(seed_of("ws_gemm:" + name))
+    ka, kb = jax.random.split(key)
+    a = jax.random.normal(ka, (m, k), jnp.float32).astype(jnp.float16)
+    b = jax.random.normal(kb, (k, n), jnp.float32).astype(jnp.float16)
+    return a, b
+
+
+def _launcher(name, interpret):
+    return jtile.pallas_like(functools.partial(KERNELS[name], **TILES), interpret=interpret,
+                             name="ws_gemm")
+
+
+def _check(name, sizes, interpret):
+    m, n, k = sizes
+    a, b = _inputs(name, m, n, k)
+    c = _launcher(name, interpret)(a, b)
+    assert c.shape == (m, n) and c.dtype == jnp.float16
+    assert_close(c, ws_gemm.reference(a, b), jnp.float16, k=k, name=name)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_interpret(name):
+    _check(name, SMALL, interpret=True)
+
+
+@pytest.mark.parametrize("name", KERNELS)
+def test_compiles_for_sm90a_without_performance_warnings(name):
+    m, n, k = LARGE
+    lowered = _launcher(name, False).lower(S((m, k), jnp.float16), S((k, n), jnp.float16),
+                                           target="sm_90a")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)
+        assert lowered.compile().cubin[:4] == b"\x7fELF"
+
+
+def test_regions_without_mbarriers_compile_for_sm80():
+    m, n, k = LARGE
+    lowered = _launcher("columns split between warpgroups", False).lower(
+        S((m, k), jnp.float16), S((k, n), jnp.float16), target="sm_80")
+    assert lowered.compile().cubin[:4] == b"\x7fELF"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", KERNELS)
+def test_gpu(name):
+    _check(name, LARGE, interpret=False)
+
+
+def _source(name):
+    m, n, k = LARGE
+    return _launcher(name, False).lower(S((m, k), jnp.float16), S((k, n), jnp.float16),
+                                        target="sm_90a").cuda_source()
+
+
+def _region(source, first):
+    """The CUDA of the first region on threads first.. (up to its closing brace)."""
+    head = f"if (((tx >= {first}) && (tx < {first + 128})))"
+    body = source.split(head, 1)[1]
+    depth, end = 0, 0
+    for end, char in enumerate(body):
+        depth += {"{": 1, "}": -1}.get(char, 0)
+        if depth == 0 and char == "}":
+            break
+    return body[:end]
+
+
+def test_a_region_s_tile_operations_use_its_own_threads():
+    source = _source("columns split between warpgroups")
+    loop = source.split("for (int k = 0;", 1)[1]
+    left, right = _region(loop, 0), _region(loop, 128)
+    for region, first, barrier in ((left, 0, 15), (right, 128, 14)):
+        tid = region.split("const int ", 1)[1].split(" ", 1)[0]
+        assert f"{tid} = tx - {first};" in region
+        assert f"* 128 + {tid};" in region          # the copy strides over 128 threads
+        assert "__syncthreads" not in region       # never a block barrier inside a region
+        assert f"jt::named_barrier_sync({barrier}, 128);" in region
+        assert f"const int jt_wg = {tid} >> 7;" in region   # wgmma on one warpgroup
+        assert "m64n64k16" in region
+
+
+def test_no_barrier_between_regions_the_kernel_orders_them_itself():
+    source = _source("handoff, warpgroup 1 loads")
+    loop = source.split("for (int k = 0;", 1)[1]
+    between = loop.split("if (((tx >= 0) && (tx < 128)))", 1)[0]
+    assert "__syncthreads" not in between and "named_barrier" not in between.split(
+        "if (((tx >= 128)", 1)[1].split("jt::mbarrier_arrive(&ready_bar[0]);")[1]
+    # The producer's copies land and are fenced for wgmma before it arrives.
+    producer = _region(loop, 128)
+    assert producer.index("jt::cp_async_wait_all();") < \
+        producer.index("jt::fence_proxy_async_shared();") < \
+        producer.index("jt::mbarrier_arrive(&ready_bar[0]);")
+
+
+# ----------------------------------------------------------------------------- rules
+
+
+def _run(body, threads=256, target=None):
+    """`body(A, B)` in a one-block kernel with input A and output B (64 x 64 float16): run
+    in interpret mode, or lowered for `target` (its CUDA)."""
+    spec = S((64, 64), jnp.float16)
+
+    def kernel(A, B):
+        with T.Kernel(1, threads=threads):
+            body(A, B)
+
+    call = jtile.pallas_like(kernel, out_shape=spec, interpret=target is None)
+    if target is None:
+        return call(jnp.ones((64, 64), jnp.float16))
+    return call.lower(spec, target=target).cuda_source()
+
+
+@pytest.mark.parametrize("groups, rule", [((0, 2), r"must be consecutive"),
+                                          ((2,), r"256 threads .*2 whole warpgroups"),
+                                          ((), r"one or more warpgroup indices"),
+                                          ((0.5,), r"one or more warpgroup indices")])
+def test_ws_names_consecutive_warpgroups_that_exist(groups, rule):
+    def body(A, B):
+        with T.ws(*groups):
+            T.copy(A, B)
+
+    with pytest.raises(JtileError, match=rule):
+        _run(body)
+
+
+def test_ws_inside_ws_is_refused():
+    def body(A, B):
+        with T.ws(0):
+            with T.ws(0):
+                T.copy(A, B)
+
+    with pytest.raises(JtileError, match=r"T.ws inside T.ws"):
+        _run(body)
+
+
+def test_a_fragment_used_inside_and_outside_regions_is_refused():
+    def body(A, B):
+        acc = T.alloc_fragment((64, 64), "float32")
+        T.clear(acc)
+        with T.ws(0):
+            T.copy(A, acc)
+        T.copy(acc, B)
+
+    with pytest.raises(JtileError, match=r"fragment acc.* is used by 256 threads \(the block\) "
+                                         r"and by 128 threads \(T.ws regions\)"):
+        _run(body, target="sm_90a")
+
+
+def test_tile_operations_under_a_thread_condition_inside_a_region_are_refused():
+    def body(A, B):
+        with T.ws(0):
+            with T.If(T.get_thread_binding() < 64):
+                T.copy(A, B)
+
+    with pytest.raises(JtileError, match=r"T.copy under the condition of T.If"):
+        _run(body, target="sm_90a")
+
+
+def test_a_user_barrier_on_a_region_s_id_is_refused():
+    def body(A, B):
+        with T.ws(0):
+            T.copy(A, B)
+        T.sync_threads(15, 256)
+
+    with pytest.raises(JtileError, match=r"barrier_id=15.*T.ws region"):
+        _run(body, target="sm_90a")
+
+
+@pytest.mark.parametrize("interpret", [True, pytest.param(False, marks=pytest.mark.gpu)])
+def test_per_thread_code_in_a_region_runs_on_its_threads_with_the_block_s_thread_index(
+        interpret):
+    def kernel(A, O):
+        with T.Kernel(1, threads=256):
+            tx = T.get_thread_binding()
+            with T.ws(1):
+                O[tx] = A[tx] * 2           # threads 128..255 only, indexed as in the block
+            with T.ws(0):
+                O[tx] = A[tx] + 1
+
+    a = jax.random.normal(jax.random.PRNGKey(seed_of("ws per-thread")), (256,), jnp.float32)
+    out = jtile.pallas_like(kernel, out_shape=S((256,), jnp.float32), interpret=interpret)(a)
+    expect = jnp.where(jnp.arange(256) < 128, a + 1, a * 2)
+    assert_close(out, expect, jnp.float32, name="per-thread regions")
+
+
+@pytest.mark.parametrize("kwargs, rule", [
+    (dict(), r"needs barrier="),
+    (dict(barrier="bar", cluster_mask=3), r"cluster_mask=3.* multicasts"),
+    (dict(barrier="bar", leader_scope_threads=0), r"leader_scope_threads=0.* positive"),
+    (dict(barrier="bar", eviction_policy="evict_first"), r"evict_first.* not supported yet"),
+])
+def test_tma_copy_arguments(kwargs, rule):
+    def body(A, B):
+        bar = T.alloc_barrier(128)
+        shared = T.alloc_shared((64, 64), "float16")
+        with T.ws(0):
+            options = {k: (bar if v == "bar" else v) for k, v in kwargs.items()}
+            T.tma_copy(A, shared, **options)
+            T.copy(shared, B)
+
+    with pytest.raises(JtileError, match=rule):
+        _run(body)
