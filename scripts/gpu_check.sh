@@ -3,7 +3,7 @@
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
 # Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
-#                                    attention-overlap|attention-order|attention-persistent|attention-pingpong|
+#                                    attention-overlap|attention-order|attention-persistent|attention-pingpong|warp-specialized|
 #                                    ops-bench|ragged-bench|train|train-ablate|trace-train|unverified|train-dp]...
 # One device call holds at most 10 minutes: tests+examples+sanitize fit one call, bench
 # another, ops-bench and ragged-bench one each, train one; train-dp runs on nvidia-h200-x2.
@@ -102,6 +102,20 @@ for part in "${parts[@]}"; do
       status=$((status | ${PIPESTATUS[0]}))
       timeout 260 python3 benchmarks/bench_attention_tiles.py --pingpong 2>&1 \
         | tee "$out/bench_attention_pingpong.log" | tail -10 ;;
+    warp-specialized)
+      # Hand-written warp specialisation (T.ws regions, T.tma_copy, the kernel's mbarriers)
+      # compiled against float64, then memcheck, racecheck and synccheck on those kernels.
+      XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 200 python3 -m pytest -q -p no:cacheprovider \
+        -m gpu tests/tilelang/test_warp_specialized.py 2>&1 | tee "$out/ws_gpu_tests.log" | tail -5
+      status=$((status | ${PIPESTATUS[0]}))
+      for tool in memcheck racecheck synccheck; do
+        echo "== compute-sanitizer --tool $tool" | tee -a "$out/ws_sanitizer.log"
+        timeout 100 compute-sanitizer --tool "$tool" --error-exitcode 3 --target-processes all \
+          python3 scripts/sanitize_kernels.py ws > "$out/ws_tool.log" 2>&1
+        status=$((status | $?))
+        grep -v "^========= Program hit" "$out/ws_tool.log" | tail -6 | tee -a "$out/ws_sanitizer.log"
+      done
+      rm -f "$out/ws_tool.log" ;;
     attention-pingpong)
       # The overlapped forward with the consumer warpgroups in turn or not.
       timeout 420 python3 benchmarks/bench_attention_tiles.py --pingpong 2>&1 \

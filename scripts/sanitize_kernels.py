@@ -1,6 +1,7 @@
 """Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck):
 the example GEMM and flash-attention forward, jtile.ops.attention's forward at a long sequence
-and its backward (its dQ added by TMA reduces).
+and its backward (its dQ added by TMA reduces), and with `ws` (only that) the hand-written
+warp-specialised GEMMs of tests/tilelang/gemm_warp_specialized.py (T.ws regions, mbarriers).
 
 Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
 checks its own results against jnp, so a kernel that the tool lets through but computes wrong
@@ -33,7 +34,26 @@ def _check_forward(label, attend, q, k, v):
         print(label, "causal" if causal else "full", "ok", flush=True)
 
 
+def warp_specialized():
+    from tests.tilelang import gemm_warp_specialized as ws_gemm
+
+    import jtile
+
+    ka, kb = jax.random.split(jax.random.key(3))
+    a = jax.random.normal(ka, (200, 160), jnp.float32).astype(jnp.float16)
+    b = jax.random.normal(kb, (160, 136), jnp.float32).astype(jnp.float16)
+    for kernel in (ws_gemm.handoff, ws_gemm.ring, ws_gemm.split_columns):
+        f = jtile.pallas_like(functools.partial(kernel, block_M=128, block_N=128, block_K=64))
+        out = jax.jit(f)(a, b)
+        np.testing.assert_allclose(np.asarray(out, np.float64), ws_gemm.reference(a, b),
+                                   rtol=4e-3, atol=5e-2)
+        print("T.ws gemm", kernel.__name__, "ok", flush=True)
+
+
 def main():
+    if sys.argv[1:] == ["ws"]:
+        warp_specialized()
+        return
     ka, kb = jax.random.split(jax.random.key(0))
     a = jax.random.normal(ka, (192, 128), jnp.float32).astype(jnp.float16)
     b = jax.random.normal(kb, (128, 320), jnp.float32).astype(jnp.float16)
