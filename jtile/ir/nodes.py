@@ -528,6 +528,7 @@ class Copy(Stmt):
     disable_tma: bool = False                 # T.copy(disable_tma=True): no TMA for this copy
     eviction_policy: Optional[str] = None     # "evict_normal" (the only one honoured today)
     coalesced_width: Optional[int] = None     # refused at T.copy unless None
+    split_phase: bool = False                 # written as T.tma_copy (same meaning here)
 
 
 @dataclass(frozen=True, eq=False)

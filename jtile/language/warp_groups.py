@@ -20,7 +20,9 @@ what TileLang's guarantees.
 
 from __future__ import annotations
 
-from jtile.ir.nodes import FenceProxyAsync, IfThenElse, Load
+import dataclasses
+
+from jtile.ir.nodes import Copy, FenceProxyAsync, IfThenElse, Load
 from jtile.ir.types import MemorySpace
 from jtile.language.copy import copy
 from jtile.trace.builder import current
@@ -115,6 +117,9 @@ def tma_copy(src, dst, *, barrier=None, cluster_mask=None, leader_scope_threads=
 
         _barrier(barrier, op, builder, loc)   # an mbarrier (or one of an array), checked
     copy(src, dst, eviction_policy=eviction_policy, annotations=annotations)
+    last = builder.last_statement()
+    if isinstance(last, Copy):   # named T.tma_copy in error messages
+        builder.replace_last_statement(dataclasses.replace(last, split_phase=True))
     if loading:
         # Plain stores that wgmma or a TMA store will read next (the async proxy).
         builder.emit(FenceProxyAsync(loc))

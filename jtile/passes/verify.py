@@ -172,6 +172,8 @@ def _cooperative_name(s):
             ((s.value,) if isinstance(s, ir.AtomicAdd) else ())
         if any(r.buffer.space in _PRIVATE_SPACES for r in regions):
             return None
+        if isinstance(s, ir.Copy) and s.split_phase:
+            return "T.tma_copy"
         return {ir.Copy: "T.copy", ir.Fill: "T.fill"}.get(
             type(s), f"T.atomic_{getattr(s, 'op', 'add')} of a tile")
     if isinstance(s, ir.SyncThreads) and s.named is not None:
@@ -216,7 +218,11 @@ def verify_uniform_tile_ops(kernel: ir.Kernel, tainted=None) -> None:
                                 "differs between the threads of a block; every thread must run "
                                 f"{name} together, or the threads that skip it leave their share "
                                 "undone (and a barrier inside it waits forever). Move it out of "
-                                "the condition, or write the per-thread work as element stores")
+                                "the condition, or write the per-thread work as element stores"
+                                + (" (jtile runs T.tma_copy as a copy shared by the threads of "
+                                   "the block or of the T.ws region around it: give the "
+                                   "producer a T.ws region instead of a branch on the thread "
+                                   "index)" if name == "T.tma_copy" else ""))
             inner = divergence
             # A T.ws region's threads run its tile operations together.
             region = isinstance(s, ir.IfThenElse) and s.threads is not None

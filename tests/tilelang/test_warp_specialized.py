@@ -239,3 +239,18 @@ def test_tma_copy_arguments(kwargs, rule):
 
     with pytest.raises(JtileError, match=rule):
         _run(body)
+
+
+def test_tma_copy_under_a_branch_on_the_thread_index_points_to_t_ws():
+    def body(A, B):
+        bar = T.alloc_barrier(32)
+        shared = T.alloc_shared((64, 64), "float16")
+        with T.If(T.get_thread_binding() < 32):
+            T.tma_copy(A, shared, barrier=bar)
+            T.barrier_arrive(bar)
+        T.barrier_wait(bar, 0)
+        T.copy(shared, B)
+
+    with pytest.raises(JtileError, match=r"T.tma_copy under the condition of T.If.*give the "
+                                         r"producer a T.ws region"):
+        _run(body, target="sm_90a")
