@@ -366,6 +366,9 @@ class CudaEmitter:
             hopper.emit_wgmma_wait(self, s)
         elif isinstance(s, low.MbarrierPipeline):
             hopper.emit_pipeline(self, s)
+        elif isinstance(s, ir.SetMaxNreg):
+            self.comment_loc(s.loc)
+            self.line(f"jt::setmaxnreg_{'inc' if s.increase else 'dec'}<{s.count}>();")
         elif isinstance(s, ir.FenceProxyAsync):
             self.comment_loc(s.loc)
             if self.async_pending:   # cp.async writes must land before they are fenced
@@ -483,6 +486,8 @@ class CudaEmitter:
         if self.roles is not None:
             # One block per SM: setmaxnreg needs a register cap at entry.
             bounds = f"{self.roles.consumer_threads + self.roles.producer_threads}, 1"
+        elif any(isinstance(s, ir.SetMaxNreg) for s in statements(k.body)):
+            bounds = f"{k.threads}, 1"   # the kernel's own T.set_max_nreg, likewise
         signature = f"extern \"C\" __global__ void __launch_bounds__({bounds}) {self.kernel_name}(" + \
             ", ".join(params) + ")"
         with self.block(signature):

@@ -16,7 +16,7 @@ from jax import lax
 from jtile.ir.nodes import (AtomicAdd, BarrierOp, Const, Copy, Fill, FinalizeReducer, For, Gemm,
                             IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads, While)
 from jtile.interpret import block_swizzle, scan_im2col, stores, thread_tiles, threads, tiles
-from jtile.ir.nodes import FenceProxyAsync, Im2Col, Scan, UseSwizzle
+from jtile.ir.nodes import FenceProxyAsync, Im2Col, Scan, SetMaxNreg, UseSwizzle
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory
 
@@ -26,7 +26,7 @@ _TILE_OPS = {Copy: ("T.copy", tiles.copy), Fill: ("T.fill", tiles.fill),
 
 # Ordering only: in interpret mode program order already orders every access.
 # Interpret mode runs every access in program order: fences and barriers change nothing.
-_NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer, FenceProxyAsync)
+_NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer, FenceProxyAsync, SetMaxNreg)
 
 
 def run_body(memory: Memory, env: Env, body: tuple) -> None:

@@ -667,6 +667,16 @@ class FenceProxyAsync(Stmt):
 
 
 @dataclass(frozen=True, eq=False)
+class SetMaxNreg(Stmt):
+    """T.set_max_nreg: the warpgroup running it releases registers down to `count` a thread
+    (`increase` False) or waits for registers up to `count` (setmaxnreg.{dec,inc}; sm_90a)."""
+
+    count: int
+    increase: bool
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
 class BarrierOp(Stmt):
     """An mbarrier operation: "arrive", "wait" (arg = parity) or "expect_tx" (arg = bytes)."""
 

@@ -100,6 +100,8 @@ def _stmt_lines(s, depth: int) -> list:
         return [f"{pad}sync_threads{named}"]
     if isinstance(s, ir.FenceProxyAsync):
         return [f"{pad}fence_proxy_async"]
+    if isinstance(s, ir.SetMaxNreg):
+        return [f"{pad}set_max_nreg {s.count} {'inc' if s.increase else 'dec'}"]
     if isinstance(s, ir.BarrierOp):
         arg = f", {expr_text(s.arg)}" if s.arg is not None else ""
         return [f"{pad}mbarrier_{s.op} {s.barrier.name}[{expr_text(s.index)}]{arg}"]

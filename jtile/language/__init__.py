@@ -185,7 +185,9 @@ from jtile.language.reference import Ref
 from jtile.language.tensor import (Buffer, FragmentBuffer, LocalBuffer, SharedBuffer, Tensor,
                                    dynamic, symbolic)
 from jtile.language.view import reshape, view
-from jtile.language.warp_groups import WarpSpecialize, tma_copy, ws
+from jtile.language.warp_groups import (WarpSpecialize, annotate_consumer_reg_alloc,
+                                        annotate_producer_reg_dealloc, dec_max_nreg,
+                                        inc_max_nreg, set_max_nreg, tma_copy, ws)
 
 __all__ = [
     "DescKind", "alloc_barrier", "alloc_buffer", "alloc_global", "alloc_descriptor",
@@ -195,7 +197,8 @@ __all__ = [
     "atomic_add", "atomic_max", "atomic_min", "Else", "If", "Then", "if_then_else", "Select", "clear",
     "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "shift_left", "shift_right",
     "isnan", "isinf",
-    "copy", "fill", "gemm", "Kernel", "ws", "WarpSpecialize", "tma_copy",
+    "copy", "fill", "gemm", "Kernel", "ws", "WarpSpecialize", "tma_copy", "set_max_nreg",
+    "inc_max_nreg", "dec_max_nreg", "annotate_producer_reg_dealloc", "annotate_consumer_reg_alloc",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",
     "serial", "Serial", "unroll", "Unroll", "Persistent", "abs", "cast", "Cast", "clamp", "floordiv",
     "floormod", "truncdiv", "truncmod", "reinterpret",

@@ -65,10 +65,6 @@ _HOPPER = ("jtile plans TMA, mbarrier rings, wgmma, warp specialisation and regi
            "reallocation itself (sm_90a) from a T.Pipelined loop of T.copy and T.gemm; write that")
 _TCGEN05 = ("jtile does not generate tcgen05 / TMEM MMAs yet (T.gemm on sm_100a runs on "
             "mma.sync); write a T.Pipelined loop of T.copy and T.gemm")
-_NREG = ("register reallocation (setmaxnreg) is planned by jtile's warp specialisation on "
-         "sm_90a: the producer warpgroup keeps JTILE_PRODUCER_REGISTERS registers (24 by default) "
-         "and the consumers get the rest; "
-         "T.no_set_max_nreg() turns it off")
 _ASYNC_COPY = ("write T.copy from global to shared memory, in a T.Pipelined loop to overlap it "
                "with compute: jtile issues cp.async (sm_80) or TMA (sm_90a) with their commit "
                "groups, waits and barriers itself")
@@ -112,8 +108,6 @@ _INSTEAD.update({
     "copy_tmem": _TCGEN05, "tmem_load": _TCGEN05, "tmem_store": _TCGEN05,
     "tma_load": _HOPPER, "tma_store": _HOPPER, "tma_store_arrive": _HOPPER,
     "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER,
-    "set_max_nreg": _NREG, "inc_max_nreg": _NREG, "dec_max_nreg": _NREG,
-    "annotate_producer_reg_dealloc": _NREG, "annotate_consumer_reg_alloc": _NREG,
     "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
     "warpgroup_fence_operand": _HOPPER,
     "wgmma_gemm": "use T.gemm: on sm_90a jtile issues wgmma for it itself",

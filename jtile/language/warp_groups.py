@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from jtile.ir.nodes import Copy, FenceProxyAsync, IfThenElse, Load
+from jtile.ir.nodes import Copy, FenceProxyAsync, IfThenElse, Load, SetMaxNreg
 from jtile.ir.types import MemorySpace
 from jtile.language.copy import copy
 from jtile.trace.builder import current
@@ -80,6 +80,74 @@ class ws:  # noqa: N801 (TileLang's name)
             self._builder.emit(IfThenElse(cond, tuple(self._body), (), self._loc,
                                           threads=(self._first, self._count)))
         return False
+
+
+def set_max_nreg(reg_count, is_inc):
+    """TileLang's register reallocation inside a T.ws region: the region's warpgroups keep
+    `reg_count` registers a thread (`is_inc` 0: they give the rest back) or wait for that many
+    (`is_inc` 1), as PTX setmaxnreg.dec / .inc on sm_90a. It changes no values (a no-op in
+    interpret mode). jtile checks what it can before anything runs: the statement stands at the
+    top of a T.ws region of whole warpgroups (every warp of them runs it), the count is a
+    multiple of 8 from 24 to 256, and the counts the regions ask for fit one block's register
+    file (a request the file cannot meet would wait forever)."""
+    builder = current("T.set_max_nreg")
+    loc = caller_location()
+    op = "T.set_max_nreg"
+    if isinstance(reg_count, bool) or not isinstance(reg_count, int) or \
+            not 24 <= reg_count <= 256 or reg_count % 8:
+        raise builder.error(f"T.set_max_nreg({reg_count!r}, ...): the register count is a Python "
+                            "int, a multiple of 8 from 24 to 256 (setmaxnreg's range)", loc, op=op)
+    if is_inc not in (0, 1):   # True and False compare equal to 1 and 0
+        raise builder.error(f"T.set_max_nreg(..., is_inc={is_inc!r}): 1 to increase, 0 to decrease",
+                            loc, op=op)
+    if not builder.open_regions:
+        raise builder.error("T.set_max_nreg outside T.ws: setmaxnreg moves registers between "
+                            "warpgroups that run different code; jtile takes it at the top of a "
+                            "T.ws region (its own warp specialisation reallocates registers "
+                            "itself: T.annotate_producer_reg_dealloc / "
+                            "T.annotate_consumer_reg_alloc set the counts)", loc, op=op)
+    if builder.open_regions[-1]._body is not builder.blocks[-1]:
+        raise builder.error("T.set_max_nreg inside a loop or branch of a T.ws region: every warp of "
+                            "the region must run it exactly once; put it at the top of the "
+                            "region", loc, op=op)
+    builder.emit(SetMaxNreg(reg_count, bool(is_inc), loc))
+
+
+def _register_hint(name, reg_count, attr):
+    builder = current(f"T.{name}")
+    loc = caller_location()
+    if builder.grid is None:
+        raise builder.error(f"T.{name} belongs inside `with T.Kernel(...)`", loc, op=f"T.{name}")
+    if isinstance(reg_count, bool) or not isinstance(reg_count, int) or \
+            not 24 <= reg_count <= 256 or reg_count % 8:
+        raise builder.error(f"T.{name}({reg_count!r}): the register count is a Python int, a "
+                            "multiple of 8 from 24 to 256", loc, op=f"T.{name}")
+    builder.attrs[attr] = reg_count
+
+
+def annotate_producer_reg_dealloc(reg_count=24):
+    """The registers a thread of the producer warpgroup keeps when jtile specialises the
+    kernel's warps itself (a T.Pipelined TMA ring on sm_90a), as TileLang's hint to its own
+    warp specialisation; the consumers get what that frees. Elsewhere it changes nothing,
+    as in TileLang. (JTILE_PRODUCER_REGISTERS sets it for every kernel.)"""
+    _register_hint("annotate_producer_reg_dealloc", reg_count, "producer_registers")
+
+
+def annotate_consumer_reg_alloc(reg_count=240):
+    """The registers a consumer thread asks for when jtile specialises the kernel's warps
+    itself, as TileLang's hint; more than the register file leaves them is refused when the
+    kernel is compiled. Elsewhere it changes nothing, as in TileLang."""
+    _register_hint("annotate_consumer_reg_alloc", reg_count, "consumer_registers")
+
+
+def inc_max_nreg(reg_count):
+    """`T.set_max_nreg(reg_count, 1)`."""
+    return set_max_nreg(reg_count, 1)
+
+
+def dec_max_nreg(reg_count):
+    """`T.set_max_nreg(reg_count, 0)`."""
+    return set_max_nreg(reg_count, 0)
 
 
 def WarpSpecialize(*warpgroups):  # noqa: N802 (TileLang's name)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from jtile import config
+from jtile.errors import JtileTraceError
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
@@ -52,6 +53,8 @@ def _independent(pipe: low.MbarrierPipeline, kernel: ir.Kernel) -> bool:
 
 
 def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
+    """A single top-level TMA ring on sm_90a gets a producer warpgroup of its own (see the
+    module docstring); its registers go to the consumers unless T.no_set_max_nreg()."""
     pipes = [s for s in kernel.body if isinstance(s, low.MbarrierPipeline)]
     nested = [s for s in statements(kernel.body) if isinstance(s, low.MbarrierPipeline)]
     consumers = kernel.threads
@@ -77,8 +80,18 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     body = tuple(specialised if s is pipe else s for s in kernel.body)
     # T.no_set_max_nreg() keeps ptxas's even split of the register file.
     reallocate = consumers >= 256 and not kernel.attrs.get("no_set_max_nreg")
-    producer = config.producer_registers()
+    # TileLang's T.annotate_producer_reg_dealloc / T.annotate_consumer_reg_alloc set them.
+    producer = kernel.attrs.get("producer_registers") or config.producer_registers()
     registers = _consumer_registers(consumers, producer) if reallocate else 0
+    asked = kernel.attrs.get("consumer_registers")
+    if reallocate and asked is not None:
+        if asked > registers:
+            raise JtileTraceError(
+                f"{kernel.name} ({kernel.loc}): T.annotate_consumer_reg_alloc({asked}): with "
+                f"{consumers // 128} consumer warpgroups and the producer warpgroup keeping "
+                f"{producer} registers a thread, the register file leaves the consumers "
+                f"{registers}; ask for at most that")
+        registers = asked
     roles = low.WarpRoles(consumers, PRODUCER_THREADS, producer if registers else 0, registers)
     kernel = kernel.replace(body=body, attrs=dict(kernel.attrs, warp_roles=roles))
     return number_tensor_maps(kernel) if specialised.cluster_consumers > 1 else kernel

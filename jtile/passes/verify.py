@@ -87,6 +87,9 @@ def verify_target_features(kernel: ir.Kernel, target) -> None:
         if isinstance(s, ir.BarrierOp) and not target.has_mbarrier:
             raise _fail(kernel, s.loc, f"T.mbarrier_{s.op} needs sm_90 or later; the target is "
                         f"{target.arch}", JtileTargetError)
+        if isinstance(s, ir.SetMaxNreg) and not target.has_wgmma:
+            raise _fail(kernel, s.loc, "T.set_max_nreg is setmaxnreg, an sm_90a instruction; "
+                        f"the target is {target.arch}", JtileTargetError)
         if isinstance(s, ir.FenceProxyAsync) and not target.has_tma:
             raise _fail(kernel, s.loc, "T.fence_proxy_async orders accesses of the async proxy "
                         f"(TMA, wgmma), which arrived with sm_90; the target is {target.arch}",
@@ -332,18 +335,24 @@ def verify_regions(kernel: ir.Kernel) -> None:
     free of the kernel's own T.sync_threads ids."""
     from jtile.passes.plan_barriers import region_barrier_id
 
-    def visit(body, loop):
+    def visit(body, loop, serial):
         for s in body:
             if isinstance(s, ir.IfThenElse) and s.threads is not None and loop is not None:
                 raise _fail(kernel, s.loc, f"T.ws inside T.Parallel (opened at {loop.loc}): a "
                             "region names warpgroups of the block; open it outside the loop")
+            if isinstance(s, ir.SetMaxNreg) and serial is not None:
+                raise _fail(kernel, s.loc, f"T.set_max_nreg in a T.ws region inside the loop at "
+                            f"{serial.loc}: each warpgroup moves its registers once; ask in a "
+                            "region before the loop")
             inner = s if isinstance(s, ir.ParallelFor) else loop
+            inner_serial = s if isinstance(s, (ir.For, ir.While)) else serial
             for child in child_bodies(s):
-                visit(child, inner)
+                visit(child, inner, inner_serial)
 
-    visit(kernel.body, None)
+    visit(kernel.body, None, None)
     regions = [s for s in statements(kernel.body)
                if isinstance(s, ir.IfThenElse) and s.threads is not None]
+    verify_register_requests(kernel, regions)
     taken = {region_barrier_id(s.threads[0]): s for s in regions}
     for s in statements(kernel.body):
         if isinstance(s, ir.SyncThreads) and s.named is not None and s.named[0] in taken:
@@ -352,6 +361,44 @@ def verify_regions(kernel: ir.Kernel) -> None:
                         f"region at {region.loc} meets at named barrier {s.named[0]} (jtile "
                         "takes ids 15, 14, ... for warpgroups 0, 1, ... of T.ws regions); use "
                         f"an id below {min(taken)}")
+
+
+def verify_register_requests(kernel: ir.Kernel, regions) -> None:
+    """The T.set_max_nreg of T.ws regions: one per warpgroup, a decrease to at most and an
+    increase to at least the launch share (what every thread holds at entry), and all of them
+    together within one block's register file (an increase the file cannot meet waits
+    forever)."""
+    from jtile.passes.specialize_warps import REGISTER_FILE, launch_registers
+
+    share = launch_registers(kernel.threads)
+    asked: dict = {}
+    for region in regions:
+        first, count = region.threads
+        for s in region.then_body:
+            if not isinstance(s, ir.SetMaxNreg):
+                continue
+            if s.increase and s.count < share or not s.increase and s.count > share:
+                raise _fail(kernel, s.loc, f"T.set_max_nreg({s.count}, {int(s.increase)}): a "
+                            f"block of {kernel.threads} threads starts with {share} registers a "
+                            f"thread, so an {'increase' if s.increase else 'decrease'} asks for "
+                            f"{'at least' if s.increase else 'at most'} {share}")
+            for group in range(first // 128, (first + count) // 128):
+                if group in asked:
+                    raise _fail(kernel, s.loc, f"warpgroup {group} asks for registers twice "
+                                f"(T.set_max_nreg at {asked[group].loc} and here); ask once, at "
+                                "the top of its first T.ws region")
+                asked[group] = s
+    if not asked:
+        return
+    groups = kernel.threads // 128
+    total = sum(128 * (asked[g].count if g in asked else share) for g in range(groups))
+    if total > REGISTER_FILE:
+        counts = ", ".join(f"warpgroup {g}: {asked[g].count if g in asked else share}"
+                           for g in range(groups))
+        raise _fail(kernel, next(iter(asked.values())).loc,
+                    f"T.set_max_nreg asks for {total} registers in all ({counts}; 128 threads "
+                    f"each), more than the {REGISTER_FILE} of the register file: the increase "
+                    "would wait forever. Lower the increases or decrease the others")
 
 
 def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:

@@ -341,8 +341,6 @@ def test_thread_counts_that_split_a_warp_are_refused():
     ("ptx_cp_async", r"T.Pipelined"), ("cp_async_barrier_noinc", r"T.Pipelined"),
     ("ptx_commit_group", r"cp.async"), ("ptx_wait_group", r"cp.async"),
     ("thread_binding", r"T.get_thread_binding\(\)"),
-    ("annotate_producer_reg_dealloc", r"T.no_set_max_nreg"),
-    ("annotate_consumer_reg_alloc", r"T.no_set_max_nreg"), ("set_max_nreg", r"setmaxnreg"),
     ("import_source", r"user CUDA source"),
     ("call_extern", r"external device functions"), ("access_ptr", r"a slice X\[a:b\]"),
     ("dp4a", r"cast the four int8 values"),

@@ -87,3 +87,33 @@ def test_producer_registers_come_from_jtile_producer_registers(monkeypatch):
         monkeypatch.setenv("JTILE_PRODUCER_REGISTERS", bad)
         with pytest.raises(jtile.JtileError, match="JTILE_PRODUCER_REGISTERS"):
             jtile.config.producer_registers()
+
+
+def test_tilelang_register_hints_set_the_warp_roles_registers():
+    """T.annotate_producer_reg_dealloc / T.annotate_consumer_reg_alloc: the counts jtile's own
+    warp specialisation gives the producer and the consumers."""
+    def hints():
+        T.annotate_producer_reg_dealloc(40)
+        T.annotate_consumer_reg_alloc(224)
+
+    source = _call(hints).lower(*ARGS, target="sm_90a").cuda_source()
+    assert "jt::setmaxnreg_dec<40>();" in source and "jt::setmaxnreg_inc<224>();" in source
+    default = _call(None).lower(*ARGS, target="sm_90a").cuda_source()
+    assert "jt::setmaxnreg_dec<24>();" in default and "jt::setmaxnreg_inc<240>();" in default
+
+
+def test_a_consumer_register_hint_the_register_file_cannot_meet_is_refused():
+    def hints():
+        T.annotate_producer_reg_dealloc(120)
+        T.annotate_consumer_reg_alloc(240)
+
+    with pytest.raises(jtile.JtileError, match=r"T.annotate_consumer_reg_alloc\(240\): with 2 "
+                                               r"consumer warpgroups and the producer warpgroup "
+                                               r"keeping 120 .* leaves the consumers 192"):
+        _call(hints).lower(*ARGS, target="sm_90a").cuda_source()
+
+
+@pytest.mark.parametrize("count", [20, 41, 264, True])
+def test_register_hints_take_counts_setmaxnreg_can(count):
+    with pytest.raises(jtile.JtileError, match=r"multiple of 8 from 24 to 256"):
+        _call(lambda: T.annotate_consumer_reg_alloc(count)).lower(*ARGS, target="sm_90a")

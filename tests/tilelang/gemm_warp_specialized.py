@@ -6,7 +6,8 @@ block_N tile of C per block of two warpgroups:
 - `handoff`: one warpgroup loads each K-tile (the producer), the other multiplies it (the
   consumer); `ready` tells the consumer a tile has landed, `done` tells the producer the
   consumer has finished with it (the producer's first wait, on the phase before the first,
-  returns at once). `producer` picks which warpgroup loads.
+  returns at once). `producer` picks which warpgroup loads; `registers` (producer, consumer
+  or None) moves registers between them with T.set_max_nreg.
 - `ring`: the same with two stages of shared tiles and one barrier pair per stage, the phase
   parity of stage s flipping every second round.
 - `split_columns`: both warpgroups multiply, each its half of the block's columns, after a
@@ -18,7 +19,8 @@ import numpy as np
 import jtile.language as T
 
 
-def handoff(A, B, block_M, block_N, block_K, producer=1, dtype="float16", accum_dtype="float32"):
+def handoff(A, B, block_M, block_N, block_K, producer=1, registers=None, dtype="float16",
+            accum_dtype="float32"):
     M, N, K = T.const("M, N, K")
     A: T.Tensor((M, K), dtype)
     B: T.Tensor((K, N), dtype)
@@ -32,7 +34,12 @@ def handoff(A, B, block_M, block_N, block_K, producer=1, dtype="float16", accum_
         ready = T.alloc_barrier(arrive_count=128)
         done = T.alloc_barrier(arrive_count=128)
 
+        if registers:
+            with T.ws(producer):
+                T.set_max_nreg(registers[0], 0)
         with T.ws(consumer):
+            if registers and registers[1]:
+                T.set_max_nreg(registers[1], 1)
             T.clear(acc)
         for ko in T.Pipelined(T.ceildiv(K, block_K), num_stages=2):
             with T.ws(producer):

@@ -254,3 +254,98 @@ def test_tma_copy_under_a_branch_on_the_thread_index_points_to_t_ws():
     with pytest.raises(JtileError, match=r"T.tma_copy under the condition of T.If.*give the "
                                          r"producer a T.ws region"):
         _run(body, target="sm_90a")
+
+
+# ----------------------------------------------------------------------------- registers
+
+
+def _handoff_with(registers):
+    m, n, k = LARGE
+    call = jtile.pallas_like(functools.partial(ws_gemm.handoff, registers=registers, **TILES),
+                             name="ws_gemm")
+    return call, (S((m, k), jnp.float16), S((k, n), jnp.float16))
+
+
+def test_set_max_nreg_in_a_region_is_setmaxnreg():
+    # 256 threads start with all 255 registers a thread: only a decrease means anything.
+    call, specs = _handoff_with((40, None))
+    a, b = _inputs("registers", *SMALL[:2], SMALL[2])
+    interpreted = jtile.pallas_like(functools.partial(ws_gemm.handoff, registers=(40, None),
+                                                      **TILES), interpret=True)(a, b)
+    assert_close(interpreted, ws_gemm.reference(a, b), jnp.float16, k=SMALL[2], name="nreg")
+    lowered = call.lower(*specs, target="sm_90a")
+    source = lowered.cuda_source()
+    assert "__launch_bounds__(256, 1)" in source    # a register count at entry
+    producer, consumer = _region(source, 128), _region(source, 0)
+    assert "jt::setmaxnreg_dec<40>();" in producer and "setmaxnreg" not in consumer
+    assert lowered.compile().cubin[:4] == b"\x7fELF"
+
+
+def test_set_max_nreg_needs_sm90a():
+    def body(A, B):
+        with T.ws(1):
+            T.set_max_nreg(40, 0)
+        T.copy(A, B)
+
+    with pytest.raises(JtileError, match=r"setmaxnreg, an sm_90a instruction; the target is "
+                                         r"sm_80"):
+        _run(body, target="sm_80")
+
+
+@pytest.mark.gpu
+def test_set_max_nreg_gpu():
+    a, b = _inputs("registers", *LARGE[:2], LARGE[2])
+    out = jtile.pallas_like(functools.partial(ws_gemm.handoff, registers=(40, None), **TILES))(a, b)
+    assert_close(out, ws_gemm.reference(a, b), jnp.float16, k=LARGE[2], name="nreg gpu")
+
+
+def test_an_increase_below_the_launch_share_is_refused():
+    call, specs = _handoff_with((40, 200))
+    with pytest.raises(JtileError, match=r"starts with 255 registers a thread, so an increase "
+                                         r"asks for at least 255"):
+        call.lower(*specs, target="sm_90a").cuda_source()
+
+
+def test_requests_beyond_the_register_file_are_refused():
+    def body(A, B):
+        for group in range(3):
+            with T.ws(group):
+                T.set_max_nreg(240, 1)
+        T.copy(A, B)
+
+    with pytest.raises(JtileError, match=r"asks for 92160 registers in all \(warpgroup 0: 240, "
+                                         r"warpgroup 1: 240, warpgroup 2: 240.*wait forever"):
+        _run(body, threads=384, target="sm_90a")
+
+
+@pytest.mark.parametrize("where, rule", [
+    ("outside", r"T.set_max_nreg outside T.ws"),
+    ("branch", r"inside a loop or branch of a T.ws region"),
+    ("loop", r"T.set_max_nreg in a T.ws region inside the loop"),
+    ("count", r"a multiple of 8 from 24 to 256"),
+    ("twice", r"warpgroup 0 asks for registers twice"),
+])
+def test_set_max_nreg_placement(where, rule):
+    def body(A, B):
+        if where == "outside":
+            T.set_max_nreg(40, 0)
+        if where == "branch":
+            with T.ws(0):
+                with T.If(A[0, 0] > 0):
+                    T.set_max_nreg(40, 0)
+        if where == "loop":
+            for _ in T.serial(2):
+                with T.ws(0):
+                    T.set_max_nreg(40, 0)
+        if where == "count":
+            with T.ws(0):
+                T.set_max_nreg(41, 0)
+        if where == "twice":
+            with T.ws(0):
+                T.set_max_nreg(40, 0)
+            with T.ws(0):
+                T.set_max_nreg(40, 0)
+        T.copy(A, B)
+
+    with pytest.raises(JtileError, match=rule):
+        _run(body, target="sm_90a")
