@@ -119,6 +119,32 @@ def warn_no_wgmma(kernel, gemm, count: int) -> None:
         f"all {count} gemms of the kernel run on mma.sync"), stacklevel=3)
 
 
+def warn_sliced_operands(kernel, gemms, target) -> None:
+    """wgmma reads whole 2-D shared tiles: a gemm on sm_90a whose shared operand is a slice of
+    a larger buffer (a stage `k[s, :, :]` of a ring the kernel keeps itself) runs on mma.sync;
+    say so, and what wgmma needs, rather than run slower without a word."""
+    import warnings
+
+    from jtile.errors import JtilePerformanceWarning
+    from jtile.passes.wgmma_selection import WGMMA_INPUTS
+
+    if not getattr(target, "has_wgmma", False):
+        return
+    for gemm in gemms:
+        if gemm.a.dtype not in WGMMA_INPUTS:
+            continue
+        sliced = [r for r in (gemm.a, gemm.b) if r.buffer.space.is_shared
+                  and tuple(r.extents) != tuple(r.buffer.shape)]
+        if sliced:
+            r = sliced[0]
+            warnings.warn(JtilePerformanceWarning(
+                f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm reads {r.buffer.name}"
+                f"{list(r.extents)}, a slice of {r.buffer.describe()}; wgmma reads whole 2-D "
+                "shared tiles, so the kernel's gemms run on mma.sync. Allocate one 2-D shared "
+                "buffer per stage (or let T.Pipelined keep the stages)"), stacklevel=3)
+            return
+
+
 def _uses(kernel):
     reduced_rows, a_operands = set(), set()
     for s in statements(kernel.body):
@@ -225,6 +251,8 @@ def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         blocked = next(s for s, t in wgmma.items() if t is None)
         if any(t is not None for t in wgmma.values()):
             warn_no_wgmma(kernel, blocked, len(wgmma))
+        else:
+            warn_sliced_operands(kernel, gemms, target)
         wgmma = {}
     for s in gemms:
         m, n = s.c.squeezed_shape()

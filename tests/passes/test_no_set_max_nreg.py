@@ -117,3 +117,17 @@ def test_a_consumer_register_hint_the_register_file_cannot_meet_is_refused():
 def test_register_hints_take_counts_setmaxnreg_can(count):
     with pytest.raises(jtile.JtileError, match=r"multiple of 8 from 24 to 256"):
         _call(lambda: T.annotate_consumer_reg_alloc(count)).lower(*ARGS, target="sm_90a")
+
+
+@pytest.mark.gpu
+def test_register_hints_change_no_values_gpu():
+    def hints():
+        T.annotate_producer_reg_dealloc(40)
+        T.annotate_consumer_reg_alloc(224)
+
+    rng = np.random.default_rng(1)
+    a = rng.standard_normal((256, 128)).astype(np.float16)
+    b = rng.standard_normal((128, 256)).astype(np.float16)
+    c = np.asarray(_call(hints)(a, b))
+    np.testing.assert_allclose(c, a.astype(np.float32) @ b.astype(np.float32), rtol=1e-4,
+                               atol=1e-3)

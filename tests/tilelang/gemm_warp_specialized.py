@@ -126,3 +126,83 @@ def split_columns(A, B, block_M, block_N, block_K, dtype="float16", accum_dtype=
 def reference(a, b):
     """A @ B in float64."""
     return np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+
+
+def attention(Q, K, V, block_M=128, block_N=64, stages=2):
+    """Flash-attention forward (non-causal) with hand-written warp specialisation, as
+    FlashAttention-3 splits it: warpgroup 2 loads K and V tiles into a ring of `stages`; the
+    region of warpgroups 0 and 1 (256 threads, each its 64 query rows) runs the online softmax
+    and both gemms. Q (batch, seq, heads, dim); scores in log2 units."""
+    batch, seq_len, heads, dim = T.const("batch, seq_len, heads, dim")
+    dtype, accum = "float16", "float32"
+    Q: T.Tensor((batch, seq_len, heads, dim), dtype)
+    K: T.Tensor((batch, seq_len, heads, dim), dtype)
+    V: T.Tensor((batch, seq_len, heads, dim), dtype)
+    O = T.empty((batch, seq_len, heads, dim), dtype)
+    scale = (1.0 / dim) ** 0.5 * 1.44269504
+
+    with T.Kernel(T.ceildiv(seq_len, block_M), heads, batch, threads=384) as (bx, by, bz):
+        q = T.alloc_shared((block_M, dim), dtype)
+        k = T.alloc_shared((stages, block_N, dim), dtype)
+        v = T.alloc_shared((stages, block_N, dim), dtype)
+        s = T.alloc_fragment((block_M, block_N), accum)
+        p = T.alloc_fragment((block_M, block_N), dtype)
+        acc = T.alloc_fragment((block_M, dim), accum)
+        m = T.alloc_fragment((block_M,), accum)
+        m_prev = T.alloc_fragment((block_M,), accum)
+        rescale = T.alloc_fragment((block_M,), accum)
+        row_sum = T.alloc_fragment((block_M,), accum)
+        l = T.alloc_fragment((block_M,), accum)
+        full = T.alloc_barrier([128] * stages)
+        empty = T.alloc_barrier([256] * stages)
+        steps = T.ceildiv(seq_len, block_N)
+
+        with T.ws(0, 1):
+            T.copy(Q[bz, bx * block_M:(bx + 1) * block_M, by, :], q)
+            T.fill(acc, 0)
+            T.fill(l, 0)
+            T.fill(m, -T.infinity(accum))
+        for t in T.serial(steps):
+            st = t % stages
+            with T.ws(2):
+                T.mbarrier_wait_parity(empty[st], (t // stages) % 2 ^ 1)
+                T.tma_copy(K[bz, t * block_N:(t + 1) * block_N, by, :], k[st, :, :],
+                           barrier=full[st])
+                T.tma_copy(V[bz, t * block_N:(t + 1) * block_N, by, :], v[st, :, :],
+                           barrier=full[st])
+                T.mbarrier_arrive(full[st])
+            with T.ws(0, 1):
+                T.mbarrier_wait_parity(full[st], (t // stages) % 2)
+                T.clear(s)
+                T.gemm(q, k[st, :, :], s, transpose_B=True)
+                for i, j in T.Parallel(block_M, block_N):
+                    s[i, j] = T.if_then_else(t * block_N + j < seq_len, s[i, j],
+                                             -T.infinity(accum))
+                T.copy(m, m_prev)
+                T.reduce_max(s, m, dim=1, clear=False)
+                for i in T.Parallel(block_M):
+                    rescale[i] = T.exp2(m_prev[i] * scale - m[i] * scale)
+                for i, j in T.Parallel(block_M, block_N):
+                    s[i, j] = T.exp2(s[i, j] * scale - m[i] * scale)
+                T.reduce_sum(s, row_sum, dim=1)
+                for i in T.Parallel(block_M):
+                    l[i] = l[i] * rescale[i] + row_sum[i]
+                T.copy(s, p)
+                for i, j in T.Parallel(block_M, dim):
+                    acc[i, j] *= rescale[i]
+                T.gemm(p, v[st, :, :], acc)
+                T.mbarrier_arrive(empty[st])
+        with T.ws(0, 1):
+            for i, j in T.Parallel(block_M, dim):
+                acc[i, j] /= l[i]
+            T.copy(acc, O[bz, bx * block_M:(bx + 1) * block_M, by, :])
+    return O
+
+
+def attention_reference(q, k, v):
+    """softmax(q k^T / sqrt(d)) v per head, in float64."""
+    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
+    scores = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
+    scores = np.exp(scores - scores.max(-1, keepdims=True))
+    weights = scores / scores.sum(-1, keepdims=True)
+    return np.einsum("bhqk,bkhd->bqhd", weights, v)
