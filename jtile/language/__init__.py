@@ -185,6 +185,7 @@ from jtile.language.reference import Ref
 from jtile.language.tensor import (Buffer, FragmentBuffer, LocalBuffer, SharedBuffer, Tensor,
                                    dynamic, symbolic)
 from jtile.language.view import reshape, view
+from jtile.language.thread_allreduce import attr, comm_reducer, evaluate, tvm_thread_allreduce
 from jtile.language.warp_groups import (WarpSpecialize, annotate_consumer_reg_alloc,
                                         annotate_producer_reg_dealloc, dec_max_nreg,
                                         inc_max_nreg, set_max_nreg, tma_copy, ws)
@@ -199,6 +200,7 @@ __all__ = [
     "isnan", "isinf",
     "copy", "fill", "gemm", "Kernel", "ws", "WarpSpecialize", "tma_copy", "set_max_nreg",
     "inc_max_nreg", "dec_max_nreg", "annotate_producer_reg_dealloc", "annotate_consumer_reg_alloc",
+    "attr", "comm_reducer", "evaluate", "tvm_thread_allreduce",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",
     "serial", "Serial", "unroll", "Unroll", "Persistent", "abs", "cast", "Cast", "clamp", "floordiv",
     "floormod", "truncdiv", "truncmod", "reinterpret",

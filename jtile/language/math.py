@@ -176,6 +176,10 @@ def reinterpret(value, dtype):
     """
     if _is_dtype_like(value) and not _is_dtype_like(dtype):
         value, dtype = dtype, value
+    if dtype == "handle":   # TVM's opaque handle: only T.attr's "reduce_scope" takes one
+        from jtile.language.thread_allreduce import Handle
+
+        return Handle()
     dt = as_element_dtype(dtype, "T.reinterpret")
     expr = as_expr(value)
     if expr.dtype.is_bool or dt.is_bool:

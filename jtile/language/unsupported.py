@@ -68,9 +68,6 @@ _TCGEN05 = ("jtile does not generate tcgen05 / TMEM MMAs yet (T.gemm on sm_100a 
 _ASYNC_COPY = ("write T.copy from global to shared memory, in a T.Pipelined loop to overlap it "
                "with compute: jtile issues cp.async (sm_80) or TMA (sm_90a) with their commit "
                "groups, waits and barriers itself")
-_TVM_REDUCE = ("TVM's cross-thread reduction is not supported; reduce a fragment with "
-               "T.reduce_sum / T.reduce_max / T.reduce_min (or T.reduce(..., op)), or accumulate "
-               "in T.alloc_reducer inside T.Parallel")
 _PERSISTENT = ("jtile's compiler turns a kernel's grid into a persistent tile loop itself "
                "(JTILE_PERSISTENT=1); write the plain T.Kernel grid")
 _INSTEAD.update({
@@ -88,7 +85,7 @@ _INSTEAD.update({
                                "block_id), or " + _PERSISTENT,
     "loop_break": "use a T.serial loop with a T.If around its body, or T.While with a condition",
     "popcount": "count bits with shifts and & in T.Parallel",
-    "Let": "bind a Python name to the expression", "evaluate": _RAW,
+    "Let": "bind a Python name to the expression",
     "any_of": "combine the conditions with |", "all_of": "combine the conditions with &",
     "annotate_safe_value": "jtile bounds-checks copies itself; out-of-range reads give zeros",
     "annotate_l2_hit_ratio": "L2 policies are chosen by the compiler",
@@ -118,9 +115,6 @@ _INSTEAD.update({
                       "the thread index with `tx = T.get_thread_binding()`",
     "launch_thread": "open the kernel with `with T.Kernel(grid, threads=n) as bx:` and read "
                      "the thread index with `tx = T.get_thread_binding()`",
-    "attr": "TVM's statement attributes are not supported: bind threads with T.Kernel(threads=) "
-            "and T.get_thread_binding(), and leave scheduling hints to the compiler",
-    "comm_reducer": _TVM_REDUCE, "tvm_thread_allreduce": _TVM_REDUCE,
     "tvm_warp_activemask": _SHUFFLE,
     "match_buffer": "declare the array as a parameter annotated T.Tensor(shape, dtype); for a "
                     "view of a buffer use T.view or T.Tensor(shape, dtype, buf.data)",

@@ -50,6 +50,7 @@ class Builder:
         self.declared_out_shape = False
         self.open_ifs: list = []
         self.open_regions: list = []   # T.ws regions being traced
+        self.open_reducers: list = []  # T.attr(T.comm_reducer(...), "reduce_scope") scopes
         self.abandoned_loops: list = []   # (what, loc) of loops left by break/return
         self.const_sources: dict = {}     # T.const name -> (parameter buffer, dimension)
         self.symbol_values: dict = {}     # T.dynamic symbol -> its value from the arguments

@@ -334,8 +334,7 @@ def test_thread_counts_that_split_a_warp_are_refused():
 
 
 @pytest.mark.parametrize("name, instead", [
-    ("tvm_warp_activemask", r"full-warp operations"), ("attr", r"T.get_thread_binding"),
-    ("comm_reducer", r"T.alloc_reducer"), ("tvm_thread_allreduce", r"T.reduce_sum"),
+    ("tvm_warp_activemask", r"full-warp operations"),
     ("match_buffer", r"T.Tensor\(shape, dtype\)"), ("ptr", r"T.Tensor parameter"),
     ("wgmma_gemm", r"use T.gemm"),
     ("ptx_cp_async", r"T.Pipelined"), ("cp_async_barrier_noinc", r"T.Pipelined"),

@@ -7,6 +7,10 @@ axis (the block reduction) gives the rows' sums at the end.
 `splitk_gemv`: TileLang's split-K example. A 2-D thread block (BLOCK_N, reduce_threads) gives
 thread (tn, tk) a share of row tn, accumulated in registers (`T.alloc_local`); the
 reduce_threads partial sums of a row meet in shared memory through `T.atomic_add`.
+
+`allreduce_gemv`: the same split, eager style, the partial sums combined by TVM's cross-thread
+reduction (`T.attr(T.comm_reducer(...), "reduce_scope", ...)` around
+`T.tvm_thread_allreduce`), as TileLang's vectorised GEMV example does.
 """
 
 import numpy as np
@@ -74,6 +78,35 @@ def splitk_gemv(N, K, BLOCK_N, reduce_threads, TILE_K=4, dtype="float16", accum_
                 C[row] = C_shared[tn]
 
     return main
+
+
+def allreduce_gemv(A, B, BLOCK_N, reduce_threads, TILE_K=8, dtype="float16", accum_dtype="float"):
+    N, K = T.const("N, K")
+    BLOCK_K = reduce_threads * TILE_K
+    A: T.Tensor((K,), dtype)
+    B: T.Tensor((N, K), dtype)
+    C = T.empty((N,), dtype)
+
+    with T.Kernel(T.ceildiv(N, BLOCK_N), threads=(BLOCK_N, reduce_threads)) as bn:
+        tn = T.get_thread_binding(0)
+        tk = T.get_thread_binding(1)
+        A_local = T.alloc_local((TILE_K,), dtype)
+        B_local = T.alloc_local((TILE_K,), dtype)
+        C_accum = T.alloc_local((1,), accum_dtype)
+        C_reduced = T.alloc_local((1,), accum_dtype)
+        T.clear(C_accum)
+        for bk in T.serial(T.ceildiv(K, BLOCK_K)):
+            for k in T.vectorized(TILE_K):
+                A_local[k] = A[bk * BLOCK_K + tk * TILE_K + k]
+                B_local[k] = B[bn * BLOCK_N + tn, bk * BLOCK_K + tk * TILE_K + k]
+            for k in T.serial(TILE_K):
+                C_accum[0] += A_local[k].astype(accum_dtype) * B_local[k].astype(accum_dtype)
+        with T.attr(T.comm_reducer(lambda x, y: x + y, [T.cast(0, accum_dtype)]),
+                    "reduce_scope", T.reinterpret(T.uint64(0), dtype="handle")):
+            T.evaluate(T.tvm_thread_allreduce(T.uint32(1), C_accum[0], True, C_reduced[0], tk,
+                                              dtype="handle"))
+        C[bn * BLOCK_N + tn] = C_reduced[0]
+    return C
 
 
 def reference(a, b):

@@ -6,6 +6,8 @@ compiles to a cubin for sm_90a (and sm_80 where it does not need Hopper), and ru
 a realistic size on the GPU machine (`pytest -m gpu`).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -53,6 +55,8 @@ def _gemv_inputs(N, K, dtype=jnp.float16):
 GEMV_KERNELS = {
     "tile": lambda N, K: gemv.gemv(N, K, block_N=32, block_K=64),
     "splitk": lambda N, K: gemv.splitk_gemv(N, K, BLOCK_N=8, reduce_threads=16),
+    "allreduce": lambda N, K: functools.partial(gemv.allreduce_gemv, BLOCK_N=4,
+                                                reduce_threads=32),
 }
 
 
@@ -69,6 +73,14 @@ def test_gemv_splitk_interpret():
     assert_close(out, gemv.reference(a, b), jnp.float16, k=200, name="splitk_gemv")
 
 
+def test_gemv_allreduce_interpret():
+    # N and K multiples of the block: the kernel reads without bounds checks, as TileLang's.
+    a, b = _gemv_inputs(96, 512)
+    out = jtile.pallas_like(GEMV_KERNELS["allreduce"](96, 512), interpret=True)(a, b)
+    assert out.shape == (96,) and out.dtype == jnp.float16
+    assert_close(out, gemv.reference(a, b), jnp.float16, k=512, name="allreduce_gemv")
+
+
 @pytest.mark.parametrize("style", sorted(GEMV_KERNELS))
 def test_gemv_compiles(style):
     a, b = _gemv_inputs(100, 200)
@@ -78,7 +90,7 @@ def test_gemv_compiles(style):
 @pytest.mark.gpu
 @pytest.mark.parametrize("style", sorted(GEMV_KERNELS))
 def test_gemv_gpu(style):
-    N, K = 4000, 4100
+    N, K = (4000, 4096) if style == "allreduce" else (4000, 4100)
     a, b = _gemv_inputs(N, K)
     out = jax.jit(jtile.pallas_like(GEMV_KERNELS[style](N, K)))(a, b)
     assert_close(out, gemv.reference(a, b), jnp.float16, k=K, name=f"gemv {style}")
