@@ -223,11 +223,16 @@ class CudaEmitter:
 
         layout = panel_layout(buf)
         eb, cols = buf.dtype.bytes, layout.panel_columns
-        row, col = f"({idx[0]})", f"({idx[1]})"
+        row, col = f"({idx[-2]})", f"({idx[-1]})"
         raw = f"({col} / {cols}) * {layout.panel_bytes} + {row} * {layout.span} + " \
             f"({col} % {cols}) * {eb}"
         mask = layout.span // 16 - 1
-        return f"jt::swizzle_bytes<{mask}>({raw}) / {eb}"
+        offset = f"jt::swizzle_bytes<{mask}>({raw}) / {eb}"
+        if buf.ndim > 2:   # one whole tile per leading index
+            lead = self.flat_index(ir.Buffer(buf.name, buf.shape[:-2], buf.dtype, buf.space),
+                                   idx[:-2])
+            offset = f"({lead}) * {layout.rows * layout.cols} + {offset}"
+        return offset
 
     def element(self, buf: ir.Buffer, idx: list) -> str:
         """An lvalue for buf[idx] with idx given as C expressions (not for tiled fragments)."""

@@ -120,13 +120,13 @@ def warn_no_wgmma(kernel, gemm, count: int) -> None:
 
 
 def warn_sliced_operands(kernel, gemms, target) -> None:
-    """wgmma reads whole 2-D shared tiles: a gemm on sm_90a whose shared operand is a slice of
-    a larger buffer (a stage `k[s, :, :]` of a ring the kernel keeps itself) runs on mma.sync;
-    say so, and what wgmma needs, rather than run slower without a word."""
+    """wgmma reads whole shared tiles (a buffer, or `buf[i, :, :]` of one with leading
+    dimensions): a gemm on sm_90a whose shared operand is another part of a buffer runs on
+    mma.sync; say so, and what wgmma needs, rather than run slower without a word."""
     import warnings
 
     from jtile.errors import JtilePerformanceWarning
-    from jtile.passes.wgmma_selection import WGMMA_INPUTS
+    from jtile.passes.wgmma_selection import WGMMA_INPUTS, whole_tile
 
     if not getattr(target, "has_wgmma", False):
         return
@@ -134,14 +134,14 @@ def warn_sliced_operands(kernel, gemms, target) -> None:
         if gemm.a.dtype not in WGMMA_INPUTS:
             continue
         sliced = [r for r in (gemm.a, gemm.b) if r.buffer.space.is_shared
-                  and tuple(r.extents) != tuple(r.buffer.shape)]
+                  and not whole_tile(r)]
         if sliced:
             r = sliced[0]
             warnings.warn(JtilePerformanceWarning(
                 f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm reads {r.buffer.name}"
-                f"{list(r.extents)}, a slice of {r.buffer.describe()}; wgmma reads whole 2-D "
-                "shared tiles, so the kernel's gemms run on mma.sync. Allocate one 2-D shared "
-                "buffer per stage (or let T.Pipelined keep the stages)"), stacklevel=3)
+                f"{list(r.extents)}, a part of {r.buffer.describe()} that is not one whole tile "
+                "of its last two dimensions; wgmma reads whole tiles, so the kernel's gemms run "
+                "on mma.sync. Read `buf[i, :, :]` or the whole buffer"), stacklevel=3)
             return
 
 

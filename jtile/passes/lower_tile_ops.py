@@ -73,7 +73,7 @@ def tma_boxes(tile: ir.Region, smem: ir.Buffer, params: tuple):
             or tile.dtype not in TMA_DTYPE:
         return None
     layout = panel_layout(smem)
-    if layout is None:
+    if layout is None or smem.ndim != 2:
         return None
     rows, cols = smem.shape
     extents = tuple(tile.extents)

@@ -25,14 +25,18 @@ def k_step(dtype: DType) -> int:
 
 
 def panel_layout(buf: ir.Buffer) -> Optional[PanelLayout]:
-    """The TMA/wgmma layout of a 2-D shared tile, or None when its rows are not 32, 64 or a
-    multiple of 128 bytes (the swizzle spans)."""
-    if buf.ndim != 2 or not buf.space.is_shared:
+    """The TMA/wgmma layout of a shared tile's last two dimensions, or None when its rows are
+    not 32, 64 or a multiple of 128 bytes (the swizzle spans). A buffer with leading
+    dimensions (a ring of stages the kernel keeps itself, `k[s, :, :]`) holds one such tile per
+    leading index, each starting on a 1024-byte boundary as the swizzle needs."""
+    if buf.ndim < 2 or not buf.space.is_shared:
         return None
-    rows, cols = buf.shape
+    rows, cols = buf.shape[-2:]
     row_bytes = cols * buf.dtype.bytes
     span = min(128, row_bytes)
     if span not in (32, 64, 128) or row_bytes % span or rows % 8:
+        return None
+    if buf.ndim > 2 and (rows * row_bytes) % 1024:
         return None
     return PanelLayout(rows, cols, buf.dtype.bytes, span)
 
@@ -44,6 +48,17 @@ def _whole(region: ir.Region) -> bool:
         all(static_value(s) == 0 for s in region.starts)
 
 
+def whole_tile(region: ir.Region) -> bool:
+    """The region is one whole tile of its buffer's last two dimensions: the whole buffer, or
+    `buf[i, :, :]` (one index into each leading dimension)."""
+    from jtile.ir.affine import static_value
+
+    lead = region.buffer.ndim - 2
+    return lead >= 0 and all(e == 1 for e in region.extents[:lead]) and \
+        tuple(region.extents[lead:]) == tuple(region.buffer.shape[lead:]) and \
+        all(static_value(s) == 0 for s in region.starts[lead:])
+
+
 def operand_major(gemm: ir.Gemm, which: str) -> Major:
     if which == "a":
         return Major.MN if gemm.transpose_a else Major.K
@@ -53,7 +68,7 @@ def operand_major(gemm: ir.Gemm, which: str) -> Major:
 def _operand_ok(gemm: ir.Gemm, which: str, tiling: WgmmaTiling) -> bool:
     region = gemm.a if which == "a" else gemm.b
     layout = panel_layout(region.buffer)
-    if layout is None or not _whole(region):
+    if layout is None or not whole_tile(region):
         return False
     major = operand_major(gemm, which)
     if major is Major.MN:
