@@ -61,6 +61,9 @@ def _lower(body, threads, target, staged: set, read_only: frozenset):
                                                stages=s.num_stages, loc=s.loc))
             else:
                 out.append(dataclasses.replace(s, body=inner))
+        elif isinstance(s, ir.IfThenElse) and s.threads is not None:
+            # A T.ws region pipelines its loops itself (its own mbarriers): they run as written.
+            out.append(dataclasses.replace(s, then_body=tuple(_strip_loads(s.then_body))))
         elif isinstance(s, ir.IfThenElse):
             out.append(dataclasses.replace(
                 s, then_body=tuple(_lower(s.then_body, threads, target, staged, read_only)),
@@ -79,7 +82,7 @@ def _strip_loads(body):
     for s in body:
         if isinstance(s, low.TmaLoad):
             out.append(s.tile)
-        elif isinstance(s, ir.For):
+        elif isinstance(s, (ir.For, ir.While)):
             out.append(dataclasses.replace(s, body=tuple(_strip_loads(s.body))))
         elif isinstance(s, ir.IfThenElse):
             out.append(dataclasses.replace(s, then_body=tuple(_strip_loads(s.then_body)),

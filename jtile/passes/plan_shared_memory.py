@@ -242,9 +242,12 @@ def warn_unpipelined(kernel: ir.Kernel, target) -> None:
 
     from jtile.errors import JtilePerformanceWarning
 
+    in_regions = {id(x) for r in statements(kernel.body)
+                  if isinstance(r, ir.IfThenElse) and r.threads is not None
+                  for x in statements(r.then_body)}
     for s in statements(kernel.body):
         if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1 \
-                and not holds_regions(s):
+                and not holds_regions(s) and id(s) not in in_regions:
             why = (f"{target.arch} has no asynchronous copies (cp.async needs sm_80)"
                    if not target.has_cp_async else
                    "no T.copy in it moves a global tile into a shared tile that only that copy "

@@ -412,3 +412,33 @@ def test_attention_with_a_producer_warpgroup_gpu():
     q, k, v = _attention_inputs((2, 1000, 4, 128))
     out = jtile.pallas_like(ws_gemm.attention)(q, k, v)
     assert_close(out, ws_gemm.attention_reference(q, k, v), jnp.float16, name="ws attention")
+
+
+def test_a_pipelined_loop_inside_a_region_runs_as_written():
+    """A region's own loops are the kernel's to pipeline (its mbarriers): jtile builds no
+    stage ring or producer there, and says nothing about it."""
+    def kernel(A, B, C):
+        with T.Kernel(1, threads=256):
+            a = T.alloc_shared((64, 64), "float16")
+            b = T.alloc_shared((64, 64), "float16")
+            c = T.alloc_fragment((64, 64), "float32")
+            with T.ws(1):
+                T.clear(c)
+                for k in T.Pipelined(4, num_stages=2):
+                    T.copy(A[0, k * 64], a)
+                    T.copy(B[k * 64, 0], b)
+                    T.gemm(a, b, c)
+                T.copy(c, C)
+
+    a, b = _inputs("region loop", 64, 64, 256)
+    out_spec = S((64, 64), jnp.float32)
+    interpreted = jtile.pallas_like(kernel, out_shape=out_spec, interpret=True)(a, b)
+    assert_close(interpreted, ws_gemm.reference(a, b), jnp.float16, k=256, name="region loop")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)
+        lowered = jtile.pallas_like(kernel, out_shape=out_spec).lower(
+            S((64, 256), jnp.float16), S((256, 64), jnp.float16), target="sm_90a")
+        region = _region(lowered.cuda_source(), 128)
+        assert "jt_full_bar" not in region and "__syncthreads" not in region
+        assert "jt::named_barrier_sync(14, 128);" in region
+        assert lowered.compile().cubin[:4] == b"\x7fELF"
