@@ -10,6 +10,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import jtile
@@ -442,3 +443,38 @@ def test_a_pipelined_loop_inside_a_region_runs_as_written():
         assert "jt_full_bar" not in region and "__syncthreads" not in region
         assert "jt::named_barrier_sync(14, 128);" in region
         assert lowered.compile().cubin[:4] == b"\x7fELF"
+
+
+def _column_sum_in_a_region(A, Out):
+    """Out = the column sums of A (64, 128), computed by T.ws(1, 2) (threads 128..383)."""
+    with T.Kernel(1, threads=384):
+        a = T.alloc_fragment((64, 128), "float32")
+        col = T.alloc_fragment((128,), "float32")
+        with T.ws(1, 2):
+            T.copy(A, a)
+            T.reduce_sum(a, col, dim=0)
+            T.copy(col, Out)
+
+
+@pytest.mark.gpu
+def test_a_reduction_across_warps_inside_a_region_gpu():
+    x = jax.random.normal(jax.random.PRNGKey(seed_of("ws colsum")), (64, 128), jnp.float32)
+    out = jtile.pallas_like(_column_sum_in_a_region, out_shape=S((128,), jnp.float32))(x)
+    assert_close(out, np.asarray(x, np.float64).sum(0), jnp.float32, k=64, name="ws colsum")
+
+
+def test_a_reduction_across_warps_inside_a_region_meets_at_the_region_s_barrier():
+    """A column sum over a region of two warpgroups combines partial sums of its eight warps
+    through shared memory, indexed by the region's own thread index, at the region's named
+    barrier (id 14, 256 threads), never the block's."""
+    kernel = _column_sum_in_a_region
+    x = jax.random.normal(jax.random.PRNGKey(seed_of("ws colsum")), (64, 128), jnp.float32)
+    out_spec = S((128,), jnp.float32)
+    out = jtile.pallas_like(kernel, out_shape=out_spec, interpret=True)(x)
+    assert_close(out, np.asarray(x, np.float64).sum(0), jnp.float32, k=64, name="ws colsum")
+    lowered = jtile.pallas_like(kernel, out_shape=out_spec).lower(S((64, 128), jnp.float32),
+                                                                   target="sm_90a")
+    region = _region(lowered.cuda_source(), 128, 256)
+    assert "__syncthreads" not in region and region.count("jt::named_barrier_sync(14, 256);") >= 2
+    assert "(jt_wtid1 & ~224)" in region   # peers of the region's own warps
+    assert lowered.compile().cubin[:4] == b"\x7fELF"
