@@ -229,10 +229,14 @@ class CudaEmitter:
         mask = layout.span // 16 - 1
         offset = f"jt::swizzle_bytes<{mask}>({raw}) / {eb}"
         if buf.ndim > 2:   # one whole tile per leading index
-            lead = self.flat_index(ir.Buffer(buf.name, buf.shape[:-2], buf.dtype, buf.space),
-                                   idx[:-2])
-            offset = f"({lead}) * {layout.rows * layout.cols} + {offset}"
+            offset = f"({self.leading_index(buf, idx[:-2])}) * {layout.tile_bytes // eb} + " \
+                f"{offset}"
         return offset
+
+    def leading_index(self, buf: ir.Buffer, idx: list) -> str:
+        """The flat index of `idx` over the leading dimensions of a shared buffer of panel
+        tiles (all but its last two): which tile."""
+        return self.flat_index(ir.Buffer(buf.name, buf.shape[:-2], buf.dtype, buf.space), idx)
 
     def element(self, buf: ir.Buffer, idx: list) -> str:
         """An lvalue for buf[idx] with idx given as C expressions (not for tiled fragments)."""

@@ -472,11 +472,8 @@ def _descriptor(em, op: low.SmemOperand, wg_index: str, wg_extent: int) -> str:
     if stage is not None:
         base += f" + ({stage}) * {buf.nbytes}"
     if buf.ndim > 2:   # the tile `buf[i, :, :]` of a buffer with leading dimensions
-        lead_shape = buf.shape[:-2]
-        lead = em.flat_index(ir.Buffer(buf.name, lead_shape, buf.dtype, buf.space),
-                             [em.expr(s) for s in op.region.starts[:-2]])
-        tile_bytes = op.layout.rows * op.layout.cols * op.layout.element_bytes
-        base += f" + ({lead}) * {tile_bytes}"
+        lead = em.leading_index(buf, [em.expr(s) for s in op.region.starts[:-2]])
+        base += f" + ({lead}) * {op.layout.tile_bytes}"
     step = _operand_offset(op, wg_extent, 0)
     if step:
         base += f" + {wg_index} * {step}"

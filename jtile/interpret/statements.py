@@ -19,6 +19,7 @@ from jtile.interpret import block_swizzle, scan_im2col, stores, thread_tiles, th
 from jtile.ir.nodes import FenceProxyAsync, Im2Col, Scan, SetMaxNreg, UseSwizzle
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory
+from jtile.ir.walk import is_region
 
 _TILE_OPS = {Copy: ("T.copy", tiles.copy), Fill: ("T.fill", tiles.fill),
              Gemm: ("T.gemm", tiles.gemm), Reduce: ("T.reduce", tiles.reduce),
@@ -50,7 +51,7 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
         _parallel(memory, env, stmt)
     elif isinstance(stmt, For):
         _serial(memory, env, stmt)
-    elif isinstance(stmt, IfThenElse) and stmt.threads is not None and not per_thread:
+    elif is_region(stmt) and not per_thread:
         # A T.ws region: tile operations run whole, per-thread code on its threads only.
         run_body(memory, env.in_region(stmt.threads), stmt.then_body)
     elif isinstance(stmt, IfThenElse):

@@ -37,8 +37,8 @@ import jax.numpy as jnp
 
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import buffers_written, child_bodies, statement_exprs, statements, \
-    sub_expressions
+from jtile.ir.walk import buffers_written, child_bodies, is_region, statement_exprs, \
+    statements, sub_expressions
 
 _PRIVATE = (MemorySpace.LOCAL, MemorySpace.VAR)
 
@@ -99,7 +99,7 @@ def _is_thread(kernel: ir.Kernel, e) -> bool:
 def _own_reads(kernel: ir.Kernel, stmt, per_thread: frozenset) -> bool:
     """Whether `stmt` itself reads the thread index or a per-thread buffer (a T.ws region's
     condition aside: it only names the region's threads)."""
-    if isinstance(stmt, ir.IfThenElse) and stmt.threads is not None:
+    if is_region(stmt):
         return False
     for e in statement_exprs(stmt):
         for x in sub_expressions(e):

@@ -47,6 +47,10 @@ class PanelLayout:
     def panel_bytes(self) -> int:
         return self.rows * self.span
 
+    @property
+    def tile_bytes(self) -> int:
+        return self.rows * self.cols * self.element_bytes
+
     def byte_offset(self, row: int, col: int) -> int:
         """Unswizzled byte offset of element (row, col) (swizzling is applied on addresses)."""
         panel, within = divmod(col, self.panel_columns)

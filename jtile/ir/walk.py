@@ -39,6 +39,16 @@ def child_bodies(s) -> tuple:
     return ()
 
 
+def is_region(s) -> bool:
+    """Whether `s` is a T.ws region (an `IfThenElse` naming the range of threads it runs on)."""
+    return isinstance(s, ir.IfThenElse) and s.threads is not None
+
+
+def regions(body) -> list:
+    """The T.ws regions in `body`, at any depth, in program order."""
+    return [s for s in statements(body) if is_region(s)]
+
+
 def statements(body) -> Iterator:
     """Every statement of `body`, parents before children, in program order."""
     for s in body:

@@ -20,7 +20,8 @@ from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.affine import aligned_vector_width
 from jtile.ir.types import DType, MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements, sub_expressions
+from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, is_region, regions,
+                          statements, sub_expressions)
 from jtile.passes.fragment_access import (UNIFORM, BitIndex, access_layout, access_rule_broken,
                                           access_sources, floating_fragments,
                                           fragment_accesses, held_locally, is_tiled_fragment,
@@ -158,11 +159,11 @@ def _uses(kernel):
 def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     """Every fragment's layout (and every gemm's tiling), over the threads that use it: the
     block's, or those of the T.ws regions (of one size) that use it."""
-    scopes = thread_scopes(kernel)
-    if len(scopes) == 1 and kernel.threads in scopes:
+    found = regions(kernel.body)
+    if not found:
         return _infer_layouts(kernel, target)
     layouts, tilings = {}, {}
-    for threads, (body, fragments) in scopes.items():
+    for threads, (body, fragments) in thread_scopes(kernel, found).items():
         allocations = tuple(b for b in kernel.allocations
                             if not is_tiled_fragment(b) or b in fragments)
         scoped = _infer_layouts(kernel.replace(body=body, threads=threads,
@@ -172,14 +173,10 @@ def infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     return kernel.replace(attrs=dict(kernel.attrs, layouts=layouts, mma=tilings))
 
 
-def _is_region(s) -> bool:
-    return isinstance(s, ir.IfThenElse) and s.threads is not None
-
-
 def _without_regions(body) -> tuple:
     out = []
     for s in body:
-        if _is_region(s):
+        if is_region(s):
             continue
         if isinstance(s, ir.IfThenElse):
             s = dataclasses.replace(s, then_body=_without_regions(s.then_body),
@@ -190,13 +187,12 @@ def _without_regions(body) -> tuple:
     return tuple(out)
 
 
-def thread_scopes(kernel: ir.Kernel) -> dict:
+def thread_scopes(kernel: ir.Kernel, found: list) -> dict:
     """{thread count: (statements, tiled fragments they use)}: the block's statements outside
-    T.ws regions, and the bodies of the regions of each size. A fragment used in two scopes
-    is refused: its threads hold it in one layout."""
-    regions = [s for s in statements(kernel.body) if _is_region(s)]
+    the T.ws regions `found`, and the bodies of the regions of each size. A fragment used in
+    two scopes is refused: its threads hold it in one layout."""
     scopes = {kernel.threads: [_without_regions(kernel.body), None]}
-    for region in regions:
+    for region in found:
         scope = scopes.setdefault(region.threads[1], [(), None])
         scope[0] = scope[0] + tuple(region.then_body)
     owner: dict = {}

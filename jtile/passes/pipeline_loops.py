@@ -15,7 +15,7 @@ import dataclasses
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_written, statements
+from jtile.ir.walk import deep_buffers_written, is_region, regions, statements
 from jtile.passes.issue_ahead import issuable_ahead
 
 
@@ -41,8 +41,7 @@ def _lower(body, threads, target, staged: set, read_only: frozenset):
             inner = tuple(_lower(s.body, threads, target, staged, read_only))
             loads = tuple(x for x in inner if isinstance(x, low.TmaLoad))
             pipelined = s.kind is ir.LoopKind.PIPELINED and s.num_stages >= 2 \
-                and not any(isinstance(x, ir.IfThenElse) and x.threads is not None
-                            for x in statements(s.body))   # T.ws: the kernel pipelines it
+                and not regions(s.body)   # T.ws: the kernel pipelines it
             if pipelined and loads:
                 rest = tuple(x for x in inner if not isinstance(x, low.TmaLoad))
                 out.append(low.MbarrierPipeline(tile=s, loads=loads, body=rest,
@@ -61,7 +60,7 @@ def _lower(body, threads, target, staged: set, read_only: frozenset):
                                                stages=s.num_stages, loc=s.loc))
             else:
                 out.append(dataclasses.replace(s, body=inner))
-        elif isinstance(s, ir.IfThenElse) and s.threads is not None:
+        elif is_region(s):
             # A T.ws region pipelines its loops itself (its own mbarriers): they run as written.
             out.append(dataclasses.replace(s, then_body=tuple(_strip_loads(s.then_body))))
         elif isinstance(s, ir.IfThenElse):

@@ -45,8 +45,8 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.printer import expr_text
 from jtile.ir.walk import (buffers_read, buffers_written, deep_buffers_read,
-                           deep_buffers_written, loads, statement_exprs, statements,
-                           sub_expressions)
+                           deep_buffers_written, is_region, loads, regions, statement_exprs,
+                           statements, sub_expressions)
 from jtile.errors import JtileTraceError
 from jtile.passes.verify import (depends_on_thread, split_threads,
                                  thread_dependent_buffers)
@@ -66,12 +66,7 @@ def region_barrier_id(first_thread: int) -> int:
 
 
 def region_barrier_ids(kernel: ir.Kernel) -> set:
-    return {region_barrier_id(s.threads[0]) for s in statements(kernel.body)
-            if isinstance(s, ir.IfThenElse) and s.threads is not None}
-
-
-def _is_region(s) -> bool:
-    return isinstance(s, ir.IfThenElse) and s.threads is not None
+    return {region_barrier_id(s.threads[0]) for s in regions(kernel.body)}
 
 
 class _Planner:
@@ -214,7 +209,7 @@ class _Planner:
         for s in stmts:
             reads, writes = self.shared_sets(s)
             written, read = self.written, self.read
-            if not _is_region(s):
+            if not is_region(s):
                 written, read = written | self.region_written, read | self.region_read
             if self.overlap(reads, written) or self.overlap(writes, read | written):
                 out.extend(self.hazard_barrier(s, reads, writes))
@@ -229,7 +224,7 @@ class _Planner:
                         "call T.sync_threads() before the branch")
                 out.append(self.barrier(drain=True))
             out.extend(self.stmt(s))
-            if _is_region(s) and self.divergent is None:
+            if is_region(s) and self.divergent is None:
                 self.region_read |= reads
                 self.region_written |= writes
                 continue
@@ -254,7 +249,7 @@ class _Planner:
         block, region = (set(), set()), (set(), set())
         for s in stmts:
             r, w = self.shared_sets(s)
-            into = region if _is_region(s) and self.divergent is None else block
+            into = region if is_region(s) and self.divergent is None else block
             into[0].update(self.threads_reads(s, r))
             into[1].update(w)
         now_block, now_region = (self.read, self.written), (self.region_read, self.region_written)
@@ -292,7 +287,7 @@ class _Planner:
 
     # ------------------------------------------------------------------ statements
     def stmt(self, s) -> list:
-        if _is_region(s) and self.divergent is None:
+        if is_region(s) and self.divergent is None:
             return [self.region(s)]
         divides = isinstance(s, (ir.IfThenElse, ir.For, ir.While)) and \
             any(depends_on_thread(self.kernel, e, self.tainted) for e in statement_exprs(s))

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from jtile.errors import JtileTargetError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import deep_buffers_read, deep_buffers_written, statements
+from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, is_region, regions,
+                          statements)
 
 ALIGNMENT = 128
 REDUCE_SCRATCH_BYTES_PER_THREAD = 8  # one float64 slot per thread and output register
@@ -100,7 +101,7 @@ def _top_level_copies(body):
         for s in stmts:
             if isinstance(s, ir.Copy):
                 yield s
-            elif isinstance(s, ir.IfThenElse) and s.threads is None:
+            elif isinstance(s, ir.IfThenElse) and not is_region(s):
                 yield from walk(s.then_body)
                 yield from walk(s.else_body or ())
 
@@ -228,13 +229,6 @@ def _producer_rings_live_from_entry(kernel: ir.Kernel, intervals: dict,
                     intervals[buf] = (0, last if persistent else intervals[buf][1])
 
 
-def holds_regions(loop) -> bool:
-    """Whether `loop` holds T.ws regions: hand-written warp specialisation, which the kernel
-    pipelines itself through its own mbarriers, as in TileLang; jtile runs it as written."""
-    return any(isinstance(x, ir.IfThenElse) and x.threads is not None
-               for x in statements(loop.body))
-
-
 def warn_unpipelined(kernel: ir.Kernel, target) -> None:
     """A T.Pipelined loop asked for stages but `pipeline_loops` found nothing it can issue
     ahead: say so instead of silently running it as a plain loop."""
@@ -242,12 +236,12 @@ def warn_unpipelined(kernel: ir.Kernel, target) -> None:
 
     from jtile.errors import JtilePerformanceWarning
 
-    in_regions = {id(x) for r in statements(kernel.body)
-                  if isinstance(r, ir.IfThenElse) and r.threads is not None
-                  for x in statements(r.then_body)}
+    # Loops holding T.ws regions, and a region's own loops, are the kernel's to pipeline
+    # through its mbarriers, as in TileLang: jtile runs them as written.
+    in_regions = {id(x) for r in regions(kernel.body) for x in statements(r.then_body)}
     for s in statements(kernel.body):
         if isinstance(s, ir.For) and s.kind is ir.LoopKind.PIPELINED and s.num_stages > 1 \
-                and not holds_regions(s) and id(s) not in in_regions:
+                and not regions(s.body) and id(s) not in in_regions:
             why = (f"{target.arch} has no asynchronous copies (cp.async needs sm_80)"
                    if not target.has_cp_async else
                    "no T.copy in it moves a global tile into a shared tile that only that copy "

@@ -18,7 +18,7 @@ from jtile.errors import JtileTraceError
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
-from jtile.ir.walk import statements, sub_expressions, touches
+from jtile.ir.walk import regions, statements, sub_expressions, touches
 from jtile.passes.issue_ahead import issuable_ahead
 from jtile.passes.late_wgmma_waits import late_waits
 from jtile.passes.lower_tile_ops import number_tensor_maps
@@ -61,8 +61,7 @@ def specialize_warps(kernel: ir.Kernel, target) -> ir.Kernel:
     if len(pipes) != 1 or len(nested) != 1 or not target.has_wgmma or consumers % 128 \
             or consumers + PRODUCER_THREADS > MAX_THREADS:
         return kernel
-    if any(isinstance(s, ir.IfThenElse) and s.threads is not None
-           for s in statements(kernel.body)):
+    if regions(kernel.body):
         return kernel   # T.ws regions: the kernel specialises its warps itself
     if any(b.space in (MemorySpace.TMEM, MemorySpace.BARRIER) for b in kernel.allocations) or \
             any(isinstance(s, ir.SyncThreads) and (s.named is not None or s.grid)

@@ -9,8 +9,8 @@ from jtile.errors import JtileError, JtileTargetError, JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
 from jtile.passes.verify_tile_options import verify_tile_options
-from jtile.ir.walk import (buffers_read, buffers_written, child_bodies, statement_exprs,
-                          statements, sub_expressions)
+from jtile.ir.walk import (buffers_read, buffers_written, child_bodies, is_region, regions,
+                          statement_exprs, statements, sub_expressions)
 
 
 def _fail(kernel: ir.Kernel, loc, message: str, cls=JtileTraceError) -> JtileError:
@@ -228,8 +228,7 @@ def verify_uniform_tile_ops(kernel: ir.Kernel, tainted=None) -> None:
                                    "index)" if name == "T.tma_copy" else ""))
             inner = divergence
             # A T.ws region's threads run its tile operations together.
-            region = isinstance(s, ir.IfThenElse) and s.threads is not None
-            if inner is None and not isinstance(s, ir.ParallelFor) and not region and \
+            if inner is None and not isinstance(s, ir.ParallelFor) and not is_region(s) and \
                     any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s)):
                 if isinstance(s, ir.IfThenElse):
                     inner = ("the condition of T.If", s.loc)
@@ -313,7 +312,7 @@ def verify_named_barrier_counts(kernel: ir.Kernel, tainted=None) -> None:
                             f"divides {arriving}")
             divides = not isinstance(s, ir.ParallelFor) and \
                 any(depends_on_thread(kernel, e, tainted) for e in statement_exprs(s))
-            if isinstance(s, ir.IfThenElse) and s.threads is not None:
+            if is_region(s):
                 visit(s.then_body, s.threads[1] if arriving == kernel.threads else None)
             elif isinstance(s, ir.IfThenElse):
                 split = split_threads(kernel, s.cond) if divides and arriving == kernel.threads \
@@ -337,7 +336,7 @@ def verify_regions(kernel: ir.Kernel) -> None:
 
     def visit(body, loop, serial):
         for s in body:
-            if isinstance(s, ir.IfThenElse) and s.threads is not None and loop is not None:
+            if is_region(s) and loop is not None:
                 raise _fail(kernel, s.loc, f"T.ws inside T.Parallel (opened at {loop.loc}): a "
                             "region names warpgroups of the block; open it outside the loop")
             if isinstance(s, ir.SetMaxNreg) and serial is not None:
@@ -350,10 +349,9 @@ def verify_regions(kernel: ir.Kernel) -> None:
                 visit(child, inner, inner_serial)
 
     visit(kernel.body, None, None)
-    regions = [s for s in statements(kernel.body)
-               if isinstance(s, ir.IfThenElse) and s.threads is not None]
-    verify_register_requests(kernel, regions)
-    taken = {region_barrier_id(s.threads[0]): s for s in regions}
+    found = regions(kernel.body)
+    verify_register_requests(kernel, found)
+    taken = {region_barrier_id(s.threads[0]): s for s in found}
     for s in statements(kernel.body):
         if isinstance(s, ir.SyncThreads) and s.named is not None and s.named[0] in taken:
             region = taken[s.named[0]]
@@ -368,6 +366,7 @@ def verify_register_requests(kernel: ir.Kernel, regions) -> None:
     increase to at least the launch share (what every thread holds at entry), and all of them
     together within one block's register file (an increase the file cannot meet waits
     forever)."""
+    from jtile.passes.plan_barriers import WARPGROUP
     from jtile.passes.specialize_warps import REGISTER_FILE, launch_registers
 
     share = launch_registers(kernel.threads)
@@ -382,7 +381,7 @@ def verify_register_requests(kernel: ir.Kernel, regions) -> None:
                             f"block of {kernel.threads} threads starts with {share} registers a "
                             f"thread, so an {'increase' if s.increase else 'decrease'} asks for "
                             f"{'at least' if s.increase else 'at most'} {share}")
-            for group in range(first // 128, (first + count) // 128):
+            for group in range(first // WARPGROUP, (first + count) // WARPGROUP):
                 if group in asked:
                     raise _fail(kernel, s.loc, f"warpgroup {group} asks for registers twice "
                                 f"(T.set_max_nreg at {asked[group].loc} and here); ask once, at "
@@ -390,8 +389,8 @@ def verify_register_requests(kernel: ir.Kernel, regions) -> None:
                 asked[group] = s
     if not asked:
         return
-    groups = kernel.threads // 128
-    total = sum(128 * (asked[g].count if g in asked else share) for g in range(groups))
+    groups = kernel.threads // WARPGROUP
+    total = sum(WARPGROUP * (asked[g].count if g in asked else share) for g in range(groups))
     if total > REGISTER_FILE:
         counts = ", ".join(f"warpgroup {g}: {asked[g].count if g in asked else share}"
                            for g in range(groups))

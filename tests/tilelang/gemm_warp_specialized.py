@@ -198,11 +198,3 @@ def attention(Q, K, V, block_M=128, block_N=64, stages=2):
             T.copy(acc, O[bz, bx * block_M:(bx + 1) * block_M, by, :])
     return O
 
-
-def attention_reference(q, k, v):
-    """softmax(q k^T / sqrt(d)) v per head, in float64."""
-    q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
-    scores = np.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(q.shape[-1])
-    scores = np.exp(scores - scores.max(-1, keepdims=True))
-    weights = scores / scores.sum(-1, keepdims=True)
-    return np.einsum("bhqk,bkhd->bqhd", weights, v)
