@@ -485,7 +485,7 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
     em.comment_loc(g.loc)
     tid = em.tile_thread()
     acc = em.name(s.c.buffer)
-    k = s.a.buffer.shape[0] if s.transpose_a else s.a.buffer.shape[1]
+    k = s.a.squeezed_shape()[0 if s.transpose_a else 1]
     row_blocks = g.m_per_wg // 64
     col_blocks = g.n_per_wg // g.inst_n
     with em.block(""):

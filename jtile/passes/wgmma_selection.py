@@ -103,7 +103,8 @@ def wgmma_tiling(gemm: ir.Gemm, threads: int, target, full_row: bool) -> Optiona
     if not a_regs and not a.buffer.space.is_shared:
         return None
     m, n = c.buffer.shape
-    k = a.buffer.shape[0] if gemm.transpose_a else a.buffer.shape[1]
+    # K of the operand region (a stage tile `a[s, :, :]` has the buffer's last two dims).
+    k = a.squeezed_shape()[0 if gemm.transpose_a else 1]
     if k % k_step(a.dtype):
         return None
     policy = getattr(gemm, "policy", "square")

@@ -87,6 +87,12 @@ def test_stage_tiles_of_a_ring_run_on_wgmma():
     source = lowered.cuda_source()
     assert "jt::mma_m16n8k16" not in source and "jt_wgmma_m64n128k16" in source
     assert "reinterpret_cast<unsigned char*>(a_tiles_smem) + ((1)) * 16384" in source
+    # Each gemm spans its stage's block_K = 64 columns: 4 k-steps of 16 for each of the two
+    # 64-row halves, never the stage dimension's rows (K taken from the buffer's shape
+    # read the next stage, and past the ring's end).
+    steps = source.count("jt_wgmma_m64n128k16_f16_ss_nt(&acc_frag")
+    assert steps == 8 * -(-k // TILES["block_K"]), steps
+    assert "jt_da + 1024" not in source
 
 
 def test_a_gemm_on_part_of_a_tile_runs_on_mma_sync_with_a_warning():
