@@ -107,7 +107,9 @@ class Expr:
     def __index__(self):
         raise traced_value_error(
             "a traced value was used where Python needs a static int (a shape, a range(), a "
-            "Python list index); use T.serial / T.Parallel for loops over traced bounds")
+            "Python list index); use T.serial / T.Parallel for loops over traced bounds. The "
+            "index of `for i in range(...)` inside T.Kernel is traced too (the loop is "
+            "TileLang's T.serial); loop over a tuple, `for i in (0, 1, 2):`, for a Python int")
 
     def __iter__(self):
         raise traced_value_error("a traced scalar cannot be iterated over")
@@ -552,6 +554,7 @@ class Gemm(Stmt):
     policy: str = "square"    # T.GemmWarpPolicy: "square" | "full_row" | "full_col"
     k_pack: int = 1           # TileLang's k_pack (1 or 2; AMD matrix cores only)
     wg_wait: int = 0          # TileLang's wgmma wait depth (jtile places the waits itself)
+    wgmma_only: bool = False  # T.wgmma_gemm: compiled on wgmma or refused, never mma.sync
 
 
 @dataclass(frozen=True, eq=False)

@@ -85,15 +85,26 @@ def _range_args(builder, args, what, loc):
         start, stop, step = args
     else:
         raise builder.error(f"{what} takes (extent), (start, stop) or (start, stop, step)", loc)
-    if isinstance(step, Expr) or not isinstance(step, (int, np.integer)) or step <= 0:
-        raise builder.error(f"{what}: step {step!r} must be a positive static int", loc)
+    if isinstance(step, Expr) or isinstance(step, bool) \
+            or not isinstance(step, (int, np.integer)) or step == 0:
+        raise builder.error(f"{what}: step {step!r} must be a nonzero static int", loc)
+    if step < 0 and what == "T.Pipelined":
+        raise builder.error(f"{what}: step {step} must be positive (the pipeline issues the "
+                            "copies of later iterations ahead); count the index down in the "
+                            "body instead", loc)
     start_e, stop_e = as_expr(start), as_expr(stop)
     if not (start_e.dtype.is_int and stop_e.dtype.is_int):
         raise builder.error(f"{what}: bounds must be integers", loc)
-    span = stop_e if isinstance(start_e, Const) and start_e.value == 0 else stop_e - start_e
-    extent = (span + (step - 1)) // step if step != 1 else span
-    if isinstance(start, int) and isinstance(stop, int):
-        extent = Const(max(0, -(-(stop - start) // step)), DType.int32)
+    # A negative step counts down from start (Python's `range(n - 1, -1, -1)`): the loop
+    # runs `extent` times with index start + var * step either way.
+    if step > 0:
+        span = stop_e if isinstance(start_e, Const) and start_e.value == 0 else stop_e - start_e
+    else:
+        span = start_e - stop_e
+    size = abs(int(step))
+    extent = (span + (size - 1)) // size if size != 1 else span
+    if isinstance(start, (int, np.integer)) and isinstance(stop, (int, np.integer)):
+        extent = Const(max(0, -(-(int(stop) - int(start)) // int(step))), DType.int32)
     return start_e, extent, int(step)
 
 

@@ -279,9 +279,14 @@ class _ControlFlowRewriter(ast.NodeTransformer):
         return _locate_all(with_node, node)
 
     def visit_For(self, node: ast.For):
-        """A `for` with a `break` or `continue` of its own: see `loop_exits_rewrite`."""
+        """`for i in range(...)` is TileLang's `T.serial` inside the kernel (`kernel_range`);
+        a `for` with a `break` or `continue` of its own: see `loop_exits_rewrite`."""
         from jtile.trace import loop_exits_rewrite
 
+        it = node.iter
+        if isinstance(it, ast.Call) and isinstance(it.func, ast.Name) and it.func.id == "range" \
+                and not it.keywords and not any(isinstance(a, ast.Starred) for a in it.args):
+            node.iter = _call("kernel_range", it.func, *it.args, loc=it)
         exits = set() if getattr(node, "_jt_exits_rewritten", False) else \
             loop_exits_rewrite.own_exits(node.body)
         if not exits:

@@ -37,6 +37,23 @@ from jtile.trace.source import caller_location
 _MISSING = object()
 
 
+# ----------------------------------------------------------------------------- loops
+
+
+def kernel_range(range_fn, *args):
+    """`for i in range(...)` inside `with T.Kernel`: a `T.serial` loop, as TileLang's frontend
+    makes it, so a K loop of a GEMM is one loop in the CUDA, not its trip count of unrolled
+    copies (with a traced bound it could not be unrolled at all). Outside the kernel block,
+    or when `range` is not the builtin, Python's own loop."""
+    builder = active_builder()
+    if range_fn is not range or builder is None or builder.grid is None \
+            or builder.kernel_body is not None:
+        return range_fn(*args)
+    from jtile.language.loops import serial
+
+    return serial(*args)
+
+
 # ----------------------------------------------------------------------------- conditions
 
 

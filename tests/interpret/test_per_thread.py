@@ -102,7 +102,7 @@ def test_multi_dimensional_thread_blocks_unflatten_x_fastest(threads):
             dims = [T.get_thread_binding(d) for d in range(len(threads))]
             flat = T.get_thread_binding(0)
             stride = 1
-            for d in range(1, len(threads)):
+            for d in list(range(1, len(threads))):   # a Python loop (`range` is T.serial)
                 stride *= threads[d - 1]
                 flat = flat + dims[d] * stride
             value = dims[0] * 10000

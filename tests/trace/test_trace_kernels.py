@@ -328,8 +328,8 @@ def test_serial_and_unroll_forms(loop, kind):
 
 
 @pytest.mark.parametrize("args, rule", [((1, 2, 3, 4), "takes \\(extent\\), \\(start, stop\\) or"),
-                                        ((0, 8, 0), "step 0 must be a positive static int"),
-                                        ((0, 8, -1), "step -1 must be a positive static int"),
+                                        ((0, 8, 0), "step 0 must be a nonzero static int"),
+                                        ((0, 8, 1.5), "step 1.5 must be a nonzero static int"),
                                         ((0.5,), "bounds must be integers")])
 def test_serial_errors(args, rule):
     def seq_bad(X, O):
