@@ -457,10 +457,13 @@ def _emit_overlapped_one_copy(em, pipe: low.MbarrierPipeline, counter: str, posi
 
 
 def _operand_offset(op: low.SmemOperand, mn: int, k: int) -> int:
-    """Byte offset of element (mn, k) of an operand tile, before swizzling."""
+    """Byte offset, from the start of its tile and before swizzling, of element (mn, k) of an
+    operand region (which may start inside the tile: `op.origin`). Offsets are taken whole,
+    not as sums, since a step along K may cross from one panel into the next."""
+    row, col = op.origin
     if op.major is Major.K:
-        return op.layout.byte_offset(mn, k)
-    return op.layout.byte_offset(k, mn)
+        return op.layout.byte_offset(row + mn, col + k)
+    return op.layout.byte_offset(row + k, col + mn)
 
 
 def _descriptor(em, op: low.SmemOperand, wg_index: str, wg_extent: int) -> str:
@@ -474,7 +477,8 @@ def _descriptor(em, op: low.SmemOperand, wg_index: str, wg_extent: int) -> str:
     if buf.ndim > 2:   # the tile `buf[i, :, :]` of a buffer with leading dimensions
         lead = em.leading_index(buf, [em.expr(s) for s in op.region.starts[:-2]])
         base += f" + ({lead}) * {op.layout.tile_bytes}"
-    step = _operand_offset(op, wg_extent, 0)
+    # A warpgroup's block starts wg_extent rows (K-major) or whole panels (MN-major) on.
+    step = _operand_offset(op, wg_extent, 0) - _operand_offset(op, 0, 0)
     if step:
         base += f" + {wg_index} * {step}"
     return f"jt::wgmma_desc({base}, {op.lbo}u, {op.sbo}u, {op.mode}u)"

@@ -66,6 +66,7 @@ class SmemOperand:
     major: Major
     lbo: int        # leading dimension byte offset (PTX "Major-ness supported by strides")
     sbo: int        # stride dimension byte offset
+    origin: tuple = (0, 0)   # (row, column) of the region's first element in its tile
 
     @property
     def mode(self) -> int:

@@ -27,7 +27,7 @@ from jtile.language.bitwise import (Select, bitwise_and, bitwise_not, bitwise_or
                                     isinf, isnan, shift_left, shift_right)
 from jtile.language.control import Else, If, Then, While, if_then_else
 from jtile.language.copy import clear, copy, fill
-from jtile.language.gemm import GemmWarpPolicy, gemm
+from jtile.language.gemm import GemmWarpPolicy, gemm, wgmma_gemm
 from jtile.language.im2col import c2d_im2col, im2col
 from jtile.language.kernel import (
     ClusterKernel,
@@ -198,7 +198,7 @@ __all__ = [
     "atomic_add", "atomic_max", "atomic_min", "Else", "If", "Then", "if_then_else", "Select", "clear",
     "bitwise_and", "bitwise_or", "bitwise_xor", "bitwise_not", "shift_left", "shift_right",
     "isnan", "isinf",
-    "copy", "fill", "gemm", "Kernel", "ws", "WarpSpecialize", "tma_copy", "set_max_nreg",
+    "copy", "fill", "gemm", "wgmma_gemm", "Kernel", "ws", "WarpSpecialize", "tma_copy", "set_max_nreg",
     "inc_max_nreg", "dec_max_nreg", "annotate_producer_reg_dealloc", "annotate_consumer_reg_alloc",
     "attr", "comm_reducer", "evaluate", "tvm_thread_allreduce",
     "ceildiv", "get_block_binding", "get_thread_binding", "program_id", "Parallel", "Pipelined",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 
 from jtile.errors import JtileShapeError
@@ -132,3 +133,19 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
         raise fail(f"B must be a shared tile or a fragment, not {b.buffer.space.value}")
     builder.emit(Gemm(a, b, c, bool(transpose_A), bool(transpose_B), bool(clear_accum), loc,
                       policy=policy_name, k_pack=k_pack, wg_wait=wg_wait))
+
+
+def wgmma_gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Square,
+               clear_accum=False, annotations=None):
+    """TileLang's explicit Hopper gemm: `T.gemm` issued as wgmma with no wait of its own.
+
+    jtile places the waits itself (see `gemm`'s `wg_wait`), so the values are T.gemm's and a
+    later `T.wait_wgmma` is accepted. As in TileLang, compiling it for a target without wgmma,
+    or with operands wgmma cannot read, is refused (it never falls back to mma.sync);
+    interpret mode runs it as T.gemm.
+    """
+    gemm(A, B, C, transpose_A, transpose_B, policy, clear_accum, wg_wait=-1,
+         annotations=annotations)
+    builder = current("T.wgmma_gemm")
+    builder.replace_last_statement(dataclasses.replace(builder.last_statement(),
+                                                       wgmma_only=True))

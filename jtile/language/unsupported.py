@@ -107,7 +107,6 @@ _INSTEAD.update({
     "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER,
     "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
     "warpgroup_fence_operand": _HOPPER,
-    "wgmma_gemm": "use T.gemm: on sm_90a jtile issues wgmma for it itself",
     "ptx_cp_async": _ASYNC_COPY, "ptx_commit_group": _ASYNC_COPY, "ptx_wait_group": _ASYNC_COPY,
     "ptx_cp_async_barrier": _ASYNC_COPY, "cp_async_barrier_noinc": _ASYNC_COPY,
     "async_copy": _ASYNC_COPY, "ptx_cp_async_bulk": _ASYNC_COPY,

@@ -121,29 +121,57 @@ def warn_no_wgmma(kernel, gemm, count: int) -> None:
 
 
 def warn_sliced_operands(kernel, gemms, target) -> None:
-    """wgmma reads whole shared tiles (a buffer, or `buf[i, :, :]` of one with leading
-    dimensions): a gemm on sm_90a whose shared operand is another part of a buffer runs on
-    mma.sync; say so, and what wgmma needs, rather than run slower without a word."""
+    """wgmma reads a shared operand through a descriptor: a whole tile (a buffer, or
+    `buf[i, :, :]` of one with leading dimensions) or a box of it on its core-matrix and
+    k-step grid (`wgmma_region`). A gemm on sm_90a whose shared operand is another part of a
+    buffer runs on mma.sync; say so, and what wgmma needs, rather than run slower without a
+    word."""
     import warnings
 
     from jtile.errors import JtilePerformanceWarning
-    from jtile.passes.wgmma_selection import WGMMA_INPUTS, whole_tile
+    from jtile.passes.wgmma_selection import WGMMA_INPUTS, operand_major, wgmma_region
 
     if not getattr(target, "has_wgmma", False):
         return
     for gemm in gemms:
         if gemm.a.dtype not in WGMMA_INPUTS:
             continue
-        sliced = [r for r in (gemm.a, gemm.b) if r.buffer.space.is_shared
-                  and not whole_tile(r)]
+        sliced = [r for r, which in ((gemm.a, "a"), (gemm.b, "b")) if r.buffer.space.is_shared
+                  and not wgmma_region(r, operand_major(gemm, which))]
         if sliced:
             r = sliced[0]
             warnings.warn(JtilePerformanceWarning(
                 f"{kernel.name} ({kernel.loc}): {gemm.loc}: T.gemm reads {r.buffer.name}"
-                f"{list(r.extents)}, a part of {r.buffer.describe()} that is not one whole tile "
-                "of its last two dimensions; wgmma reads whole tiles, so the kernel's gemms run "
-                "on mma.sync. Read `buf[i, :, :]` or the whole buffer"), stacklevel=3)
+                f"{list(r.extents)}, a part of {r.buffer.describe()} that wgmma cannot address "
+                "(it reads a whole tile of the last two dimensions, or a box of one starting "
+                "and ending on 8-row groups and whole k-steps, at static offsets), so the "
+                "kernel's gemms run on mma.sync. Read `buf[i, :, :]`, the whole buffer, or such "
+                "a box"), stacklevel=3)
             return
+
+
+def require_wgmma(kernel, gemms, on_wgmma: dict, target) -> None:
+    """T.wgmma_gemm is compiled on wgmma or refused, as in TileLang (never mma.sync)."""
+    from jtile.errors import JtileTargetError
+
+    forced = [s for s in gemms if s.wgmma_only]
+    if not forced or target is None:
+        return
+    if not getattr(target, "has_wgmma", False):
+        raise JtileTargetError(
+            f"{kernel.name} ({kernel.loc}): {forced[0].loc}: T.wgmma_gemm needs wgmma, which "
+            f"{target.arch} does not have (sm_90a does); use T.gemm, which runs on the "
+            "target's own tensor-core instructions")
+    for s in forced:
+        if s not in on_wgmma:
+            raise _fail(kernel, s.loc,
+                        "T.wgmma_gemm cannot run on wgmma here. wgmma needs a whole warpgroup "
+                        "(128 threads) per 64 accumulator rows, float16 / bfloat16 / float8 / "
+                        "int8 inputs, B in shared memory, A in shared memory or a whole register "
+                        "fragment that is not transposed, shared operands it can address (whole "
+                        "tiles, or boxes of them on 8-row groups and whole k-steps), and every "
+                        "tensor-core gemm of the kernel on wgmma too (their layouts meet). Use "
+                        "T.gemm to let jtile run it on mma.sync")
 
 
 def _uses(kernel):
@@ -250,6 +278,7 @@ def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         else:
             warn_sliced_operands(kernel, gemms, target)
         wgmma = {}
+    require_wgmma(kernel, gemms, wgmma, target)
     for s in gemms:
         m, n = s.c.squeezed_shape()
         fast = s.a.dtype.bits == 16

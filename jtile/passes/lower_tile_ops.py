@@ -21,7 +21,8 @@ from jtile.ir.affine import static_value
 from jtile.ir.types import DType, MemorySpace
 from jtile.passes.issue_ahead import issuable_ahead
 from jtile.passes.layout import WgmmaTiling
-from jtile.passes.wgmma_selection import instruction_n, k_step, operand_major, panel_layout
+from jtile.passes.wgmma_selection import (instruction_n, k_step, operand_major, panel_layout,
+                                          tile_origin)
 
 # CUtensorMapDataType per element type.
 TMA_DTYPE = {DType.uint8: 0, DType.int8: 0, DType.float8_e4m3: 0, DType.float8_e5m2: 0,
@@ -35,12 +36,15 @@ _PTX_TYPE = {DType.float16: "f16", DType.bfloat16: "bf16", DType.float8_e4m3: "e
 
 def _smem_operand(region: ir.Region, major: low.Major) -> low.SmemOperand:
     layout = panel_layout(region.buffer)
+    origin = tile_origin(region)
     if major is low.Major.K:
         # K-major, swizzled: rows `span` bytes apart, 8-row groups SBO apart; LBO unused.
-        return low.SmemOperand(region, layout, major, lbo=16, sbo=8 * layout.span)
+        return low.SmemOperand(region, layout, major, lbo=16, sbo=8 * layout.span,
+                               origin=origin)
     # MN-major, swizzled: LBO steps from one panel of MN columns to the next, SBO from one
     # group of 8 K rows to the next.
-    return low.SmemOperand(region, layout, major, lbo=layout.panel_bytes, sbo=8 * layout.span)
+    return low.SmemOperand(region, layout, major, lbo=layout.panel_bytes, sbo=8 * layout.span,
+                           origin=origin)
 
 
 def wgmma_function_name(gemm: ir.Gemm, inst_n: int, a_regs: bool) -> str:

@@ -48,15 +48,36 @@ def _whole(region: ir.Region) -> bool:
         all(static_value(s) == 0 for s in region.starts)
 
 
-def whole_tile(region: ir.Region) -> bool:
-    """The region is one whole tile of its buffer's last two dimensions: the whole buffer, or
-    `buf[i, :, :]` (one index into each leading dimension)."""
+def tile_origin(region: ir.Region) -> Optional[tuple]:
+    """(row, column) at which `region` starts inside one tile of its buffer (the buffer's last
+    two dimensions), when it lies inside one: one index into each leading dimension, static
+    starts in the last two. None otherwise."""
     from jtile.ir.affine import static_value
 
     lead = region.buffer.ndim - 2
-    return lead >= 0 and all(e == 1 for e in region.extents[:lead]) and \
-        tuple(region.extents[lead:]) == tuple(region.buffer.shape[lead:]) and \
-        all(static_value(s) == 0 for s in region.starts[lead:])
+    if lead < 0 or any(e != 1 for e in region.extents[:lead]):
+        return None
+    origin = tuple(static_value(s) for s in region.starts[lead:])
+    return None if any(v is None for v in origin) else origin
+
+
+def wgmma_region(region: ir.Region, major: Major) -> bool:
+    """Whether a wgmma descriptor can read `region` of its panel-laid-out tile: the whole tile
+    (the buffer, or `buf[i, :, :]`), or a box of it made of whole 8-row core-matrix groups
+    along M/N and whole k-steps along K (K-major), or whole k-steps of rows and whole panels of
+    columns (MN-major), as TileLang's `Q[:, :dim // 2]` halves of a K-major tile are."""
+    layout = panel_layout(region.buffer)
+    origin = tile_origin(region)
+    if layout is None or origin is None:
+        return False
+    (row, col), (rows, cols) = origin, tuple(region.extents[-2:])
+    if (row, col) == (0, 0) and (rows, cols) == (layout.rows, layout.cols):
+        return True
+    step = k_step(region.dtype)
+    if major is Major.K:    # rows are M (or N), columns K
+        return row % 8 == 0 and rows % 8 == 0 and col % step == 0 and cols % step == 0
+    panel = layout.panel_columns   # rows are K, columns M (or N)
+    return row % step == 0 and rows % step == 0 and col % panel == 0 and cols % panel == 0
 
 
 def operand_major(gemm: ir.Gemm, which: str) -> Major:
@@ -67,19 +88,19 @@ def operand_major(gemm: ir.Gemm, which: str) -> Major:
 
 def _operand_ok(gemm: ir.Gemm, which: str, tiling: WgmmaTiling) -> bool:
     region = gemm.a if which == "a" else gemm.b
-    layout = panel_layout(region.buffer)
-    if layout is None or not whole_tile(region):
-        return False
     major = operand_major(gemm, which)
+    if not wgmma_region(region, major):
+        return False
     if major is Major.MN:
         if region.dtype.bits != 16:
             return False  # wgmma transposes 16-bit operands only
         # Each warpgroup's block of this operand must start on a panel.
+        layout, width = panel_layout(region.buffer), region.extents[-1]
         share = tiling.m_per_wg if which == "a" else tiling.n_per_wg
-        if share % layout.panel_columns and share != layout.cols:
+        if share % layout.panel_columns and share != width:
             return False
         inst = min(share, 256)
-        if inst % layout.panel_columns and inst != layout.cols:
+        if inst % layout.panel_columns and inst != width:
             return False
     return True
 

@@ -336,7 +336,6 @@ def test_thread_counts_that_split_a_warp_are_refused():
 @pytest.mark.parametrize("name, instead", [
     ("tvm_warp_activemask", r"full-warp operations"),
     ("match_buffer", r"T.Tensor\(shape, dtype\)"), ("ptr", r"T.Tensor parameter"),
-    ("wgmma_gemm", r"use T.gemm"),
     ("ptx_cp_async", r"T.Pipelined"), ("cp_async_barrier_noinc", r"T.Pipelined"),
     ("ptx_commit_group", r"cp.async"), ("ptx_wait_group", r"cp.async"),
     ("thread_binding", r"T.get_thread_binding\(\)"),
