@@ -157,3 +157,21 @@ def aligned_vector_width(region, width: int) -> int:
         width //= 2
     return max(width, 1)
 
+
+
+def never_equal(a: Expr, b: Expr) -> bool:
+    """Whether two integer expressions differ for every value of their variables: their
+    affine forms differ by a nonzero constant, or one is the other XOR a nonzero constant."""
+    from jtile.ir.printer import expr_text
+
+    fa, fb = affine(a), affine(b)
+    if fa is not None and fb is not None:
+        diff = fa + fb.scale(-1)
+        return diff.is_const and diff.const != 0
+    for x, y in ((a, b), (b, a)):
+        if isinstance(y, BinOp) and y.op == "xor":
+            for operand, other in ((y.a, y.b), (y.b, y.a)):
+                value = static_value(other)
+                if value and expr_text(operand) == expr_text(x):
+                    return True
+    return False

@@ -43,6 +43,7 @@ import dataclasses
 
 from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
+from jtile.ir.affine import never_equal
 from jtile.ir.printer import expr_text
 from jtile.ir.walk import (buffers_read, buffers_written, deep_buffers_read,
                            deep_buffers_written, is_region, loads, regions, statement_exprs,
@@ -95,6 +96,7 @@ class _Planner:
         # planned so far, and the (id, count) of a named barrier over its threads, if known.
         self.divergent = None
         self.divergent_stmts: list = []
+        self.divergent_loop_vars: set = set()   # loops entered inside the branch
         self.partial = self.partial_of_region = None
         used = {s.named[0] for s in statements(kernel.body)
                 if isinstance(s, ir.SyncThreads) and s.named is not None}
@@ -163,7 +165,7 @@ class _Planner:
         ever accessed at one index expression there (every thread keeps to its own elements);
         otherwise the kernel is refused."""
         region = self.divergent_stmts + [s]
-        if all(_single_index(region, b) for b in buffers):
+        if all(_single_index(region, b, self.divergent_loop_vars) for b in buffers):
             return []
         what, where = self.divergent
         names = ", ".join(sorted(b.describe() for b in buffers))
@@ -302,6 +304,7 @@ class _Planner:
             what = {ir.IfThenElse: "the condition of T.If", ir.For: "the bound of the loop",
                     ir.While: "the condition of the while loop"}[type(s)]
             self.divergent, self.divergent_stmts = (what, s.loc), []
+            self.divergent_loop_vars = set()
             try:
                 if isinstance(s, ir.IfThenElse):
                     return self.branches(s, self.branch_threads(s.cond))
@@ -326,6 +329,8 @@ class _Planner:
         if isinstance(s, low.CpAsyncPipeline):
             return [self.cp_async_ring(s)]
         if isinstance(s, ir.For):
+            if self.divergent is not None:
+                self.divergent_loop_vars.add(s.var)
             return [dataclasses.replace(s, body=tuple(self.loop_body(s.body)))]
         if isinstance(s, ir.While):
             body = self.loop_body(s.body)
@@ -350,6 +355,7 @@ class _Planner:
         self.written, self.read, self.region_written, self.region_read = \
             set(), set(), set(), set()
         self.divergent, self.divergent_stmts = ("the T.ws region", s.loc), []
+        self.divergent_loop_vars = set()
         self.partial = self.partial_of_region = (region_barrier_id(first), count)
         try:
             body = self.body(s.then_body)
@@ -445,20 +451,43 @@ def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
     return kernel
 
 
-def _single_index(stmts, buf) -> bool:
-    """Whether every access to `buf` in `stmts` is an element load or store at one and the
-    same index expression."""
-    keys = set()
+def _single_index(stmts, buf, loop_vars=frozenset()) -> bool:
+    """Whether every access to `buf` in `stmts` is an element load or store, all at one and the
+    same index expression, or the loads at one and the stores at another that never meets it
+    (a ping-pong `s[r, i]` read and `s[r ^ 1, j]` written): each thread keeps to its own
+    elements, and no load sees a store."""
+    loaded, stored = {}, {}
     for s in statements(stmts):
         element_loads = [x for x in loads(s) if x.buffer is buf]
-        keys |= {_index_key(x.indices) for x in element_loads}
+        loaded.update((_index_key(x.indices), x.indices) for x in element_loads)
         if isinstance(s, ir.Store) and s.buffer is buf:
-            keys.add(_index_key(s.indices))
+            stored[_index_key(s.indices)] = s.indices
         elif buf in buffers_written(s):
             return False   # a tile op or a lowered instruction writes it
         if buf in buffers_read(s) and not element_loads:
             return False   # a tile op reads it
-    return len(keys) == 1
+    if len(set(loaded) | set(stored)) == 1:
+        return True
+    if len(loaded) == 1 and len(stored) == 1:
+        # Proven for one value of the variables: a loop inside the branch would give a later
+        # iteration's load another value than an earlier iteration's store (another thread's).
+        # Loads are out too: a variable stored between them changes their value.
+        inner = set(loop_vars)
+        for x in statements(stmts):
+            inner |= {x.var} if isinstance(x, ir.For) else \
+                set(x.vars) if isinstance(x, ir.ParallelFor) else set()
+        (read,), (written,) = loaded.values(), stored.values()
+        return any(never_equal(a, b) and all(_fixed_in_branch(e, inner) for e in (a, b))
+                   for a, b in zip(read, written))
+    return False
+
+
+def _fixed_in_branch(expr, inner_vars: set) -> bool:
+    """Whether `expr` has one value all through the branch: arithmetic on constants and on
+    variables of loops around it, no loads."""
+    return all(isinstance(e, (ir.Const, ir.BinOp, ir.UnOp, ir.Cast))
+               or isinstance(e, ir.Var) and e not in inner_vars
+               for e in sub_expressions(expr))
 
 
 def _index_key(indices) -> tuple:

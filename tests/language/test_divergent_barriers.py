@@ -84,6 +84,60 @@ def test_threads_keeping_to_their_own_elements_need_no_barrier():
     assert "__syncthreads" not in source and "named_barrier_sync" not in source
 
 
+def ping_pong_rows(X, Y):
+    """A radix-select round as TileLang's top-k writes it: under a branch that differs between
+    threads, each thread reads row r of the shared ping-pong buffer and writes row r ^ 1 (and
+    a second buffer at tx and tx + 128): loads and stores never meet, so no barrier."""
+    with T.Kernel(1, threads=128):
+        tx = T.get_thread_binding()
+        rows = T.alloc_shared((2, 128), "float32")
+        halves = T.alloc_shared((256,), "float32")
+        rows[0, tx] = X[tx]
+        halves[tx] = X[tx]
+        halves[tx + 128] = 0.0
+        T.sync_threads()
+        for r in T.serial(3):
+            if X[tx] > 0:
+                v = rows[r % 2, tx]
+                rows[(r % 2) ^ 1, tx] = v * 2.0 + halves[tx]
+                halves[tx + 128] = rows[r % 2, tx] + 1.0
+            else:
+                rows[(r % 2) ^ 1, tx] = rows[r % 2, tx]
+            T.sync_threads()
+        Y[tx] = rows[1, tx] + halves[tx + 128]
+
+
+def test_loads_and_stores_that_never_meet_need_no_barrier():
+    x = np.random.default_rng(13).standard_normal(128).astype(np.float32)
+    (y,), source = run_both_ways(ping_pong_rows, (x,), _spec((128,)))
+    row = x.astype(np.float64)
+    for _ in range(3):
+        last = row
+        row = np.where(x > 0, row * 2 + x, row)
+    expected = np.where(x > 0, row + last + 1, row + 0)
+    np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-6)
+    assert "named_barrier_sync" not in source
+
+
+def test_rows_that_meet_in_the_next_iteration_of_a_loop_in_the_branch_are_refused():
+    def rounds_inside(X, Y):
+        with T.Kernel(1, threads=128):
+            tx = T.get_thread_binding()
+            rows = T.alloc_shared((2, 128), "float32")
+            rows[0, tx] = X[tx]
+            T.sync_threads()
+            if X[tx] > 0:
+                for r in T.serial(3):   # round r + 1 reads the row round r wrote
+                    v = rows[r % 2, (tx + 1) % 128]
+                    rows[(r % 2) ^ 1, tx] = v * 2.0
+            Y[tx] = rows[1, tx]
+
+    call = jtile.pallas_like(rounds_inside, out_shape=_spec((128,)))
+    with pytest.raises(jtile.JtileTraceError, match=r"exchange data through shared memory "
+                       r"\(rows"):
+        call.lower(np.zeros(128, np.float32), target="sm_80")
+
+
 def test_named_barriers_written_by_the_user():
     """TileLang's `T.sync_threads(barrier_id, arrive_count)`: the first 128 threads run a
     Hillis-Steele prefix sum over shared memory among themselves, meeting at barrier 3; the
