@@ -425,7 +425,13 @@ def _check_annotation(builder: Builder, param, buf: Buffer, is_input: bool,
     problem = annotation.mismatch(buf.shape, buf.dtype, bindings)
     if problem:
         role = "input" if is_input else "output"
-        raise builder.error(f"{role} parameter `{param.name}` {problem}", cls=JtileShapeError)
+        hint = ("" if not is_input else
+                ". Arrays bind to the parameters in order and the parameters not passed, at the "
+                "end, are the outputs (TileLang's out_idx=[-1], [-2, -1], ...); for an output "
+                "between other parameters (out_idx=[-3]), pass an array for it and alias it "
+                "with input_output_aliases")
+        raise builder.error(f"{role} parameter `{param.name}` {problem}{hint}",
+                            cls=JtileShapeError)
 
 
 class _SymbolHolders:
