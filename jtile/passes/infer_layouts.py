@@ -612,6 +612,11 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
             sources = access_sources(tuple(s.src.shape), tuple(s.dst.shape), keep, keep)
             lifted = lift_layout(layouts[s.dst], sources, tuple(s.src.shape))
             if lifted is not None:
+                if s.dim in _uniformly_indexed(all_stmts).get(s.src, ()):
+                    # Read elsewhere at one index of the reduced dimension for all threads
+                    # (`lse[k, i]`, `T.copy(lse[k, :], row)`): every thread must hold that
+                    # whole dimension, so it goes to registers, not to the replicas' threads.
+                    lifted = _dimension_in_registers(lifted, s.dim)
                 layouts[s.src] = lifted
                 changed = True
         elif isinstance(s, ir.Copy):
@@ -624,6 +629,32 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
                     layouts[src] = layouts[dst]
                     changed = True
     return changed
+
+
+def _uniformly_indexed(all_stmts) -> dict:
+    """Fragment -> the dimensions some statement indexes with one value for every thread: a
+    T.Parallel index that does not depend on the loop's variables, or a fragment copy of a
+    part one element thick there (`T.copy(lse[k, :], row)`)."""
+    out: dict = {}
+    for s in all_stmts:
+        if isinstance(s, ir.ParallelFor):
+            for buf, dims, _ in fragment_accesses(s):
+                out.setdefault(buf, set()).update(d for d, x in enumerate(dims) if x is UNIFORM)
+        elif isinstance(s, ir.Copy):
+            for region in (s.src, s.dst):
+                if is_tiled_fragment(region.buffer):
+                    out.setdefault(region.buffer, set()).update(
+                        d for d, (e, n) in enumerate(zip(region.extents, region.buffer.shape))
+                        if e == 1 and n > 1)
+    return out
+
+
+def _dimension_in_registers(layout: Layout, dim: int) -> Layout:
+    """`layout` with the thread bits that select dimension `dim` moved to registers (those
+    threads then hold replicas)."""
+    moved = tuple(b for b in layout.thread_bits if b is not None and b[0] == dim)
+    threads = tuple(None if b in moved else b for b in layout.thread_bits)
+    return dataclasses.replace(layout, thread_bits=threads, reg_bits=layout.reg_bits + moved)
 
 
 def _uniform_bits(dims) -> bool:
