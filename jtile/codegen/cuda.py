@@ -431,7 +431,7 @@ class CudaEmitter:
         self.line(f"const int {tid} = {self.name(self.kernel.thread_var)} - {first}; "
                   f"(void){tid};")
         saved = self.tile_scope
-        self.tile_scope = (tid, count, region_barrier_id(first))
+        self.tile_scope = (tid, count, region_barrier_id(first), first)
         try:
             self.body(s.then_body)
         finally:
@@ -441,6 +441,11 @@ class CudaEmitter:
         """The thread index tile operations divide their work by: the block's, or inside a
         T.ws region the region's own (from 0)."""
         return self.tile_scope[0] if self.tile_scope else self.name(self.kernel.thread_var)
+
+    def tile_first(self) -> int:
+        """The block thread index of the first thread sharing a tile operation here (0, or a
+        T.ws region's first thread)."""
+        return self.tile_scope[3] if self.tile_scope else 0
 
     def tile_threads(self) -> int:
         """How many threads share a tile operation here (the block's, or a T.ws region's)."""

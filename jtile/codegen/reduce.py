@@ -59,6 +59,22 @@ def _scratch(em, dtype: DType) -> str:
     return (f"reinterpret_cast<{dtype.c_name}*>(jt_smem + {em.plan.scratch_offset})")
 
 
+def writer_index(thread: str, lane_bits: list) -> str:
+    """`thread` (an index whose `lane_bits`, all below 5, are zero) with those bits removed:
+    the writers of a cross-warp reduction numbered densely."""
+    if not lane_bits:
+        return thread
+    kept = [b for b in range(5) if b not in lane_bits]
+    terms = [f"({thread} >> 5)" if not kept else f"(({thread} >> 5) << {len(kept)})"]
+    terms += [f"(({thread} >> {b}) & 1)" + (f" << {k}" if k else "") for k, b in enumerate(kept)]
+    return terms[0] if len(terms) == 1 else "(" + " | ".join(terms) + ")"
+
+
+def reduce_lane_bits(src_layout, dim: int) -> list:
+    """The thread bits below 5 (lanes) along which a reduction over `dim` shuffles."""
+    return [t for t, _ in src_layout.thread_dims(dim) if t < 5]
+
+
 def emit_reduce(em, s: ir.Reduce) -> None:
     em.comment_loc(s.loc)
     src_layout, dst_layout = em.layouts[s.src], em.layouts[s.dst]
@@ -82,7 +98,7 @@ def emit_reduce(em, s: ir.Reduce) -> None:
             parts = [f"jt::cast<{acc_t.c_name}>({src}[{r}])" for r in groups.get(rd, [])]
             parts = [f"jt::abs({x})" for x in parts] if absolute else parts
             em.line(f"acc[{rd}] = {_tree(s.op, parts) if parts else _identity(s.op, acc_t)};")
-        lane_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t < 5]
+        lane_bits = reduce_lane_bits(src_layout, s.dim)
         warp_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t >= 5]
         for t in lane_bits:
             em.line("#pragma unroll")
@@ -92,9 +108,17 @@ def emit_reduce(em, s: ir.Reduce) -> None:
             lane_mask = sum(1 << t for t in lane_bits)
             warp_mask = sum(1 << t for t in warp_bits)
             scratch = _scratch(em, acc_t)
+            # One slot group per thread that writes (lane bits of the reduced dimension zero),
+            # numbered without those bits; a T.ws region's writers after the threads before it.
+            base = em.tile_first() >> len(lane_bits)
+
+            def slot(thread: str) -> str:
+                index = writer_index(thread, lane_bits) + (f" + {base}" if base else "")
+                return f"({index}) * {count}" if count > 1 else f"{index}"
+
             em.line(em.block_barrier())
             with em.block(f"if (({tid} & {lane_mask}) == 0)"):
-                em.line(f"for (int q = 0; q < {count}; ++q) {scratch}[{tid} * {count} + q] = acc[q];")
+                em.line(f"for (int q = 0; q < {count}; ++q) {scratch}[{slot(tid)} + q] = acc[q];")
             em.line(em.block_barrier())
             em.line("#pragma unroll")
             with em.block(f"for (int q = 0; q < {count}; ++q)"):
@@ -104,7 +128,8 @@ def emit_reduce(em, s: ir.Reduce) -> None:
                     peer_bits = " | ".join(f"(((w >> {i}) & 1) << {t})"
                                            for i, t in enumerate(warp_bits))
                     em.line(f"const int peer = ({tid} & ~{lane_mask | warp_mask}) | {peer_bits};")
-                    combine = f"total = {_combine(s.op, 'total', f'{scratch}[peer * {count} + q]')};"
+                    partial = f"{scratch}[{slot('peer')} + q]"
+                    combine = f"total = {_combine(s.op, 'total', partial)};"
                     threads = em.tile_threads()
                     if threads & (threads - 1):
                         # 384 threads lay out like 512: warps 12.. hold no partial sums.

@@ -165,14 +165,20 @@ def tma_store_boxes(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target):
 
 def reduce_scratch_bytes(kernel: ir.Kernel) -> int:
     """Scratch for combining partial results across warps (reductions and reducers)."""
+    from jtile.codegen.reduce import accumulator_dtype, reduce_lane_bits
+
     layouts = kernel.attrs.get("layouts", {})
     need = 0
+    # Thread indices of a block of 384 threads run to 511 in the layouts (powers of 2).
+    threads = 1 << max(kernel.threads - 1, 1).bit_length()
     for s in statements(kernel.body):
         if isinstance(s, ir.Reduce):
             src = layouts[s.src]
             dst_regs = layouts[s.dst].num_registers
             if any(t >= 5 for t, _ in src.thread_dims(s.dim)):
-                need = max(need, kernel.threads * dst_regs * REDUCE_SCRATCH_BYTES_PER_THREAD)
+                # One slot per output register for each thread whose reduced lane bits are 0.
+                writers = threads >> len(reduce_lane_bits(src, s.dim))
+                need = max(need, writers * dst_regs * accumulator_dtype(s.dst.dtype).bytes)
         elif isinstance(s, ir.FinalizeReducer):
             need = max(need, (kernel.threads // 32) * s.reducer.size *
                        REDUCE_SCRATCH_BYTES_PER_THREAD)

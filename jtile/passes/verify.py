@@ -400,8 +400,38 @@ def verify_register_requests(kernel: ir.Kernel, regions) -> None:
                     "would wait forever. Lower the increases or decrease the others")
 
 
+def verify_loop_indices_in_scope(kernel: ir.Kernel) -> None:
+    """Every loop index is used inside its loop. A Python name rebound inside a
+    `for ... in range(...)` / T.serial body (`acc = acc + X[k]`) holds the expression of the
+    one traced iteration, and a later statement using it would read the index after the loop:
+    refused with the way to accumulate."""
+
+    def visit(body, bound: frozenset):
+        for s in body:
+            for e in statement_exprs(s):
+                for x in sub_expressions(e):
+                    if isinstance(x, ir.Var) and x.kind is ir.VarKind.LOOP and x not in bound:
+                        raise _fail(kernel, s.loc, f"the loop index {x.name} is used after its "
+                                    "loop: a Python name assigned inside a `for ... in "
+                                    "range(...)` (T.serial) body holds the expression of its "
+                                    "one traced iteration, not a running value. Accumulate "
+                                    "into a T.alloc_var (`acc = T.alloc_var(dtype)`; then "
+                                    "`acc = acc + ...` stores into it), or loop over a tuple "
+                                    "for a Python loop")
+            inner = bound
+            if isinstance(s, ir.For):
+                inner = bound | {s.var}
+            elif isinstance(s, ir.ParallelFor):
+                inner = bound | set(s.vars)
+            for child in child_bodies(s):
+                visit(child, inner)
+
+    visit(kernel.body, frozenset())
+
+
 def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     aliases = dict(aliases or {})
+    verify_loop_indices_in_scope(kernel)
     verify_inputs_read_only(kernel, tuple(aliases))
     verify_outputs_written(kernel, tuple(aliases.values()))
     verify_reducers(kernel)

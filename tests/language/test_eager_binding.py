@@ -71,8 +71,8 @@ def window_sum(X, W):
     with T.Kernel(1, threads=128):
         for n, c in T.Parallel(N, C):
             acc = X[n, c]
-            for kh in range(KH):                # a Python loop: KH is an int by now
-                for kw in range(KW):
+            for kh in list(range(KH)):          # a Python loop: KH is an int by now
+                for kw in list(range(KW)):
                     acc = acc + W[kh, kw, c]
             Y[n, c] = acc
     return Y

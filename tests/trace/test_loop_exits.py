@@ -62,7 +62,7 @@ def test_a_static_break_in_a_python_loop_stays_a_python_break():
         with T.Kernel(1, threads=32):
             tx = T.get_thread_binding()
             acc = T.alloc_var("float32")
-            for i in range(8):
+            for i in list(range(8)):   # a Python loop (`range` alone is T.serial)
                 if i == 2:
                     break
                 acc = acc + X[tx, i]

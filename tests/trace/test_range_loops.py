@@ -117,3 +117,22 @@ def test_pipelined_refuses_a_negative_step():
 
     with pytest.raises(jtile.JtileTraceError, match="T.Pipelined: step -1 must be positive"):
         body_of(kernel)
+
+
+def test_a_python_name_accumulated_in_the_loop_is_refused_with_the_way_to_accumulate():
+    def kernel(X):
+        Y = T.empty((64,), "float32")
+        with T.Kernel(1, threads=64):
+            for n in T.Parallel(64):
+                acc = X[n, 0]
+                for k in range(1, 4):
+                    acc = acc + X[n, k]   # one traced iteration's expression
+                Y[n] = acc
+        return Y
+
+    x = np.ones((64, 4), np.float32)
+    rule = "the loop index k is used after its loop.*Accumulate into a T.alloc_var"
+    with pytest.raises(jtile.JtileTraceError, match=rule):
+        jtile.pallas_like(kernel, interpret=True)(x)
+    with pytest.raises(jtile.JtileTraceError, match=rule):   # not a CUDA compile error
+        jtile.pallas_like(kernel).lower(x, target="sm_90a").cuda_source()

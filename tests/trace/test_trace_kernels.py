@@ -565,8 +565,8 @@ def test_python_control_flow_on_a_traced_value(misuse):
         with T.Kernel(1) as bx:
             if misuse == "bool":
                 bool(bx)
-            elif misuse == "range":
-                for _ in range(bx):
+            elif misuse == "range":   # (`for _ in range(bx)` itself is a T.serial loop)
+                for _ in list(range(bx)):
                     pass
             else:
                 [1, 2][bx]

@@ -35,7 +35,7 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
     for (int q = 0; q < 4; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 16);
     __syncthreads();
     if ((tx & 16) == 0) {
-      for (int q = 0; q < 4; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 4 + q] = acc[q];
+      for (int q = 0; q < 4; ++q) reinterpret_cast<float*>(jt_smem + 0)[((((tx >> 5) << 4) | ((tx >> 0) & 1) | ((tx >> 1) & 1) << 1 | ((tx >> 2) & 1) << 2 | ((tx >> 3) & 1) << 3)) * 4 + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -44,7 +44,7 @@ extern "C" __global__ void __launch_bounds__(128) atomic_colsum(const float* __r
       #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int peer = (tx & ~112) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6);
-        total = total + reinterpret_cast<float*>(jt_smem + 0)[peer * 4 + q];
+        total = total + reinterpret_cast<float*>(jt_smem + 0)[((((peer >> 5) << 4) | ((peer >> 0) & 1) | ((peer >> 1) & 1) << 1 | ((peer >> 2) & 1) << 2 | ((peer >> 3) & 1) << 3)) * 4 + q];
       }
       acc[q] = total;
     }

@@ -73,7 +73,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 16);
     __syncthreads();
     if ((tx & 31) == 0) {
-      for (int q = 0; q < 2; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 2 + q] = acc[q];
+      for (int q = 0; q < 2; ++q) reinterpret_cast<float*>(jt_smem + 0)[((tx >> 5)) * 2 + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -82,7 +82,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
       #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int peer = (tx & ~127) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6);
-        total = total + reinterpret_cast<float*>(jt_smem + 0)[peer * 2 + q];
+        total = total + reinterpret_cast<float*>(jt_smem + 0)[((peer >> 5)) * 2 + q];
       }
       acc[q] = total;
     }
@@ -107,7 +107,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
     for (int q = 0; q < 2; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 16);
     __syncthreads();
     if ((tx & 31) == 0) {
-      for (int q = 0; q < 2; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 2 + q] = acc[q];
+      for (int q = 0; q < 2; ++q) reinterpret_cast<float*>(jt_smem + 0)[((tx >> 5)) * 2 + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -116,7 +116,7 @@ extern "C" __global__ void __launch_bounds__(128) ln_bwd(const float* __restrict
       #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int peer = (tx & ~127) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6);
-        total = total + reinterpret_cast<float*>(jt_smem + 0)[peer * 2 + q];
+        total = total + reinterpret_cast<float*>(jt_smem + 0)[((peer >> 5)) * 2 + q];
       }
       acc[q] = total;
     }

@@ -36,7 +36,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     for (int q = 0; q < 1; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 16);
     __syncthreads();
     if ((tx & 31) == 0) {
-      for (int q = 0; q < 1; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 1 + q] = acc[q];
+      for (int q = 0; q < 1; ++q) reinterpret_cast<float*>(jt_smem + 0)[(tx >> 5) + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -45,7 +45,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
       #pragma unroll
       for (int w = 0; w < 8; ++w) {
         const int peer = (tx & ~255) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6) | (((w >> 2) & 1) << 7);
-        total = total + reinterpret_cast<float*>(jt_smem + 0)[peer * 1 + q];
+        total = total + reinterpret_cast<float*>(jt_smem + 0)[(peer >> 5) + q];
       }
       acc[q] = total;
     }
@@ -86,7 +86,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
     for (int q = 0; q < 1; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 16);
     __syncthreads();
     if ((tx & 31) == 0) {
-      for (int q = 0; q < 1; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 1 + q] = acc[q];
+      for (int q = 0; q < 1; ++q) reinterpret_cast<float*>(jt_smem + 0)[(tx >> 5) + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -95,7 +95,7 @@ extern "C" __global__ void __launch_bounds__(256) ln_fwd(const float* __restrict
       #pragma unroll
       for (int w = 0; w < 8; ++w) {
         const int peer = (tx & ~255) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6) | (((w >> 2) & 1) << 7);
-        total = total + reinterpret_cast<float*>(jt_smem + 0)[peer * 1 + q];
+        total = total + reinterpret_cast<float*>(jt_smem + 0)[(peer >> 5) + q];
       }
       acc[q] = total;
     }

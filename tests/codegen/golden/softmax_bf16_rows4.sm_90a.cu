@@ -44,7 +44,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     for (int q = 0; q < 4; ++q) acc[q] = jt::max(acc[q], jt::shfl_xor(acc[q], 16));
     __syncthreads();
     if ((tx & 31) == 0) {
-      for (int q = 0; q < 4; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 4 + q] = acc[q];
+      for (int q = 0; q < 4; ++q) reinterpret_cast<float*>(jt_smem + 0)[((tx >> 5)) * 4 + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -53,7 +53,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
       #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int peer = (tx & ~127) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6);
-        total = jt::max(total, reinterpret_cast<float*>(jt_smem + 0)[peer * 4 + q]);
+        total = jt::max(total, reinterpret_cast<float*>(jt_smem + 0)[((peer >> 5)) * 4 + q]);
       }
       acc[q] = total;
     }
@@ -91,7 +91,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
     for (int q = 0; q < 4; ++q) acc[q] = acc[q] + jt::shfl_xor(acc[q], 16);
     __syncthreads();
     if ((tx & 31) == 0) {
-      for (int q = 0; q < 4; ++q) reinterpret_cast<float*>(jt_smem + 0)[tx * 4 + q] = acc[q];
+      for (int q = 0; q < 4; ++q) reinterpret_cast<float*>(jt_smem + 0)[((tx >> 5)) * 4 + q] = acc[q];
     }
     __syncthreads();
     #pragma unroll
@@ -100,7 +100,7 @@ extern "C" __global__ void __launch_bounds__(128) softmax(const jt::bfloat16* __
       #pragma unroll
       for (int w = 0; w < 4; ++w) {
         const int peer = (tx & ~127) | (((w >> 0) & 1) << 5) | (((w >> 1) & 1) << 6);
-        total = total + reinterpret_cast<float*>(jt_smem + 0)[peer * 4 + q];
+        total = total + reinterpret_cast<float*>(jt_smem + 0)[((peer >> 5)) * 4 + q];
       }
       acc[q] = total;
     }
