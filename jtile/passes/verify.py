@@ -29,6 +29,26 @@ def verify_outputs_written(kernel: ir.Kernel, aliased_outputs=()) -> None:
                         "must be stored to, copied into or filled")
 
 
+def verify_atomics_start_defined(kernel: ir.Kernel, aliased_outputs=()) -> None:
+    """An atomic update reads the value it updates, and a new output's contents are undefined
+    (TileLang's callers pass a zeroed tensor): an output that only atomics write must be an
+    aliased input, or be filled first."""
+    plain, atomic = set(), {}
+    for s in statements(kernel.body):
+        if isinstance(s, ir.AtomicAdd):
+            atomic.setdefault(s.dst.buffer, s)
+        else:
+            plain |= buffers_written(s)
+    for index, out in enumerate(kernel.outputs):
+        first = atomic.get(out)
+        if first is not None and out not in plain and index not in aliased_outputs:
+            raise _fail(kernel, first.loc, f"output {out.describe()} is only updated with "
+                        f"T.atomic_{first.op}, which reads its current contents, but a new "
+                        "output starts undefined; pass a zero-filled array as an input and "
+                        "alias it to this output with input_output_aliases (as TileLang's "
+                        "callers pass a zeroed tensor), or T.fill / T.clear it first")
+
+
 def verify_inputs_read_only(kernel: ir.Kernel, aliased_inputs=()) -> None:
     for s in statements(kernel.body):
         for buf in buffers_written(s):
@@ -442,4 +462,5 @@ def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     tainted = thread_dependent_buffers(kernel) if kernel.thread_var is not None else None
     verify_uniform_tile_ops(kernel, tainted)
     verify_named_barrier_counts(kernel, tainted)
+    verify_atomics_start_defined(kernel, tuple(aliases.values()))
     return kernel

@@ -123,7 +123,7 @@ def test_one_element_buffer_as_destination_and_shared_memory_counters():
 
 @pytest.mark.parametrize("target", ["sm_80", "sm_90a"])
 def test_64_bit_atomics_compile(target):
-    def kernel(X, L, O, P):
+    def kernel(X, L, O_init, P_init, O, P):   # O, P start as O_init, P_init (aliased)
         with T.Kernel(1, threads=128):
             for i in T.Parallel(128):
                 T.atomic_max(O[i % 4], X[i])
@@ -131,8 +131,10 @@ def test_64_bit_atomics_compile(target):
                 T.atomic_max(P[i % 4], L[i])
                 T.atomic_min(P[4 + i % 4], L[i])
 
-    f = jtile.pallas_like(kernel, out_shape=(_spec((8,), jnp.float64), _spec((8,), jnp.int64)))
-    lowered = f.lower(_spec((128,), jnp.float64), _spec((128,), jnp.int64), target=target)
+    f = jtile.pallas_like(kernel, out_shape=(_spec((8,), jnp.float64), _spec((8,), jnp.int64)),
+                          input_output_aliases={2: 0, 3: 1})
+    lowered = f.lower(_spec((128,), jnp.float64), _spec((128,), jnp.int64),
+                      _spec((8,), jnp.float64), _spec((8,), jnp.int64), target=target)
     assert lowered.compile().cubin[:4] == b"\x7fELF"
     assert "jt::atomic_max(&O[" in lowered.cuda_source()
 

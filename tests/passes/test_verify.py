@@ -37,7 +37,8 @@ def test_output_never_written():
         verify(kernel)
 
 
-@pytest.mark.parametrize("how", ["store", "copy", "fill", "atomic", "store_in_if", "gemm_copy"])
+@pytest.mark.parametrize("how", ["store", "copy", "fill", "fill_then_atomic", "store_in_if",
+                                 "gemm_copy"])
 def test_every_kind_of_write_counts(how):
     def writes(X, O):
         with T.Kernel(1) as bx:
@@ -48,7 +49,8 @@ def test_every_kind_of_write_counts(how):
                 T.copy(X, O)
             elif how == "fill":
                 T.fill(O, 1.0)
-            elif how == "atomic":
+            elif how == "fill_then_atomic":
+                T.fill(O, 0.0)
                 T.atomic_add(O[0], 1.0)
             elif how == "store_in_if":
                 with T.If(bx == 0):
@@ -62,6 +64,22 @@ def test_every_kind_of_write_counts(how):
 
     kernel = traced(writes)
     assert verify(kernel) is kernel
+
+
+def test_atomics_into_a_new_output_are_refused():
+    """An atomic update reads what it updates; a new output starts undefined."""
+    def adds(X, O):
+        with T.Kernel(2) as bx:
+            s = T.alloc_shared((64,), "float32")
+            T.copy(X, s)
+            T.atomic_add(O[0:64], s)
+
+    kernel = traced(adds)
+    with pytest.raises(jtile.JtileTraceError, match=located(
+            "adds", r"output O \(global float32 \(64,\)\) is only updated with T.atomic_add, "
+                    r"which reads its current contents.*input_output_aliases")):
+        verify(kernel)
+    assert verify(kernel, {0: 0}) is kernel   # a zeroed input aliased to it: defined
 
 
 def test_aliased_output_may_stay_unwritten():
