@@ -42,7 +42,7 @@ def warp_specialized():
     ka, kb = jax.random.split(jax.random.key(3))
     a = jax.random.normal(ka, (200, 160), jnp.float32).astype(jnp.float16)
     b = jax.random.normal(kb, (160, 136), jnp.float32).astype(jnp.float16)
-    for kernel in (ws_gemm.handoff, ws_gemm.ring, ws_gemm.split_columns):
+    for kernel in (ws_gemm.handoff, ws_gemm.ring, ws_gemm.split_columns, ws_gemm.branches):
         f = jtile.pallas_like(functools.partial(kernel, block_M=128, block_N=128, block_K=64))
         out = jax.jit(f)(a, b)
         np.testing.assert_allclose(np.asarray(out, np.float64), ws_gemm.reference(a, b),

@@ -15,7 +15,8 @@ from jax import lax
 
 from jtile.ir.nodes import (AtomicAdd, BarrierOp, Const, Copy, Fill, FinalizeReducer, For, Gemm,
                             IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads, While)
-from jtile.interpret import block_swizzle, scan_im2col, stores, thread_tiles, threads, tiles
+from jtile.interpret import (block_swizzle, concurrent_regions, scan_im2col, stores,
+                             thread_tiles, threads, tiles)
 from jtile.ir.nodes import FenceProxyAsync, Im2Col, Scan, SetMaxNreg, UseSwizzle
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory
@@ -31,10 +32,19 @@ _NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer, FenceProxyAsync, SetMaxNreg)
 
 
 def run_body(memory: Memory, env: Env, body: tuple) -> None:
-    for stmt in body:
+    index = 0
+    while index < len(body):
+        stmt = body[index]
+        index += 1
         if isinstance(stmt, UseSwizzle):  # remaps the block indices of what follows
             env = block_swizzle.swizzled_env(memory.ctx.kernel, env, stmt)
             continue
+        if is_region(stmt) and not env.space:
+            group = concurrent_regions.group_at(body, index - 1)
+            if group is not None:
+                concurrent_regions.run(memory, env, group, run_body)
+                index += len(group) - 1
+                continue
         run_statement(memory, env, stmt)
 
 

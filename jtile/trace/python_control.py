@@ -31,6 +31,7 @@ from jtile.errors import JtileShapeError, JtileTraceError
 from jtile.ir.nodes import (BinOp, Buffer, Const, Expr, IfThenElse, UnOp, While, as_expr)
 from jtile.ir.types import DType, MemorySpace
 from jtile.trace.builder import active_builder, current
+from jtile.trace import thread_ranges
 from jtile.trace.loop_exits import loop_exits  # noqa: F401 (called by rewritten bodies)
 from jtile.trace.source import caller_location
 
@@ -191,7 +192,12 @@ def _drop_block(builder, block) -> None:
 
 
 class branch:
-    """One Python `if` statement of a rewritten body (`with branch(c, ...) as b:`)."""
+    """One Python `if` statement of a rewritten body (`with branch(c, ...) as b:`).
+
+    A condition that selects whole warpgroups of the block (`if tx < 128:`, `elif tx >= 128
+    and tx < 256:`, `else:`), as TileLang's hand-written warp-specialised kernels branch, makes
+    each branch holding tile operations (or T.set_max_nreg) a T.ws region of those threads
+    (`jtile.trace.thread_ranges`)."""
 
     def __init__(self, cond, has_else: bool, exits: tuple):
         self._loc = caller_location()
@@ -202,8 +208,10 @@ class branch:
         self._finished = False
         self._then = ()
         self._open = None
+        self._ranges = self._scope = None
         if self._cond is not None:
             self._builder = current("`if`")
+            self._ranges = thread_ranges.split(self._builder, self._cond)
 
     def __enter__(self):
         return self
@@ -213,14 +221,17 @@ class branch:
             return self._truth
         self._open = []
         self._builder.blocks.append(self._open)
+        self._scope = thread_ranges.enter(self._builder, self._ranges, 0, self._open)
         return True
 
     def orelse(self) -> bool:
         if self._cond is None:
             return not self._truth
+        thread_ranges.leave(self._builder, self._scope)
         self._then = tuple(self._builder.blocks.pop())
         self._open = []
         self._builder.blocks.append(self._open)
+        self._scope = thread_ranges.enter(self._builder, self._ranges, 1, self._open)
         return True
 
     def done(self) -> None:
@@ -230,6 +241,7 @@ class branch:
         if self._cond is None:
             return False
         builder = self._builder
+        thread_ranges.leave(builder, self._scope)
         if exc_type is not None or not self._finished:
             _drop_block(builder, self._open)  # keep enclosing loops' blocks balanced
         if exc_type is not None:
@@ -238,7 +250,9 @@ class branch:
             raise _refuse_exits(builder, self._exits, "an `if`", self._loc)
         last = tuple(builder.blocks.pop())
         then_body, else_body = (self._then, last) if self._has_else else (last, ())
-        builder.emit(IfThenElse(self._cond, then_body, else_body, self._loc))
+        for stmt in thread_ranges.statements(builder, self._cond, self._ranges, then_body,
+                                             else_body, self._loc):
+            builder.emit(stmt)
         return False
 
 

@@ -56,6 +56,40 @@ def handoff(A, B, block_M, block_N, block_K, producer=1, registers=None, dtype="
     return C
 
 
+def branches(A, B, block_M, block_N, block_K, dtype="float16", accum_dtype="float32"):
+    """`handoff` as TileLang's warp-specialised MLA kernels write it: branches on the thread
+    index (`if tx < 128:` ... `else:`) instead of T.ws, the producer giving registers back with
+    T.set_max_nreg at the top of its branch, and the K loop inside the branches."""
+    M, N, K = T.const("M, N, K")
+    A: T.Tensor((M, K), dtype)
+    B: T.Tensor((K, N), dtype)
+    C = T.empty((M, N), dtype)
+
+    with T.Kernel(T.ceildiv(N, block_N), T.ceildiv(M, block_M), threads=256) as (bx, by):
+        a_tile = T.alloc_shared((block_M, block_K), dtype)
+        b_tile = T.alloc_shared((block_K, block_N), dtype)
+        acc = T.alloc_fragment((block_M, block_N), accum_dtype)
+        ready = T.alloc_barrier(arrive_count=128)
+        done = T.alloc_barrier(arrive_count=128)
+        tx = T.get_thread_binding()
+
+        if tx < 128:
+            T.clear(acc)
+            for ko in T.serial(T.ceildiv(K, block_K)):
+                T.barrier_wait(ready, ko % 2)
+                T.gemm(a_tile, b_tile, acc)
+                T.barrier_arrive(done)
+            T.copy(acc, C[by * block_M, bx * block_N])
+        else:
+            T.set_max_nreg(40, 0)
+            for ko in T.serial(T.ceildiv(K, block_K)):
+                T.barrier_wait(done, (ko + 1) % 2)
+                T.tma_copy(A[by * block_M, ko * block_K], a_tile, barrier=ready)
+                T.tma_copy(B[ko * block_K, bx * block_N], b_tile, barrier=ready)
+                T.barrier_arrive(ready)
+    return C
+
+
 def ring(A, B, block_M, block_N, block_K, dtype="float16", accum_dtype="float32"):
     M, N, K = T.const("M, N, K")
     A: T.Tensor((M, K), dtype)

@@ -30,6 +30,7 @@ KERNELS = {
     "handoff, warpgroup 0 loads": functools.partial(ws_gemm.handoff, producer=0),
     "two-stage ring": ws_gemm.ring,
     "columns split between warpgroups": ws_gemm.split_columns,
+    "branches on the thread index": ws_gemm.branches,
 }
 
 
