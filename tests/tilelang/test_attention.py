@@ -268,20 +268,15 @@ def test_mla_decode_interpret():
     _f16_close(out, mla_decode.reference(*args))
 
 
-_SHARED_OVER = ("with the O_shared swizzle dropped, TileLang's configuration needs 245760 bytes "
-                "of shared memory on sm_90a (limit 232448): KV_shared x2 stages and Q_shared "
-                "fit, but jtile's cross-warp reduction scratch takes 16384 bytes (8 bytes per "
-                "thread and output register); TileLang's takes about 1 KB")
+# TileLang's own configuration (two KV stages, O_shared swizzled) fits sm_90a's shared memory:
+# a cross-warp reduction keeps one scratch slot per writing thread, not per thread.
+_MLA_CONFIGS = {"tilelang": dict(block_H=64, num_stages=2),
+                "two-stages": dict(block_H=64, num_stages=2, swizzle_o_shared=False),
+                "one-stage": dict(block_H=64, num_stages=1, swizzle_o_shared=False)}
 
 
 @pytest.mark.parametrize("target, config", [
-    pytest.param("sm_90a", dict(block_H=64, num_stages=2), marks=pytest.mark.xfail(
-        strict=True, raises=jtile.JtileTargetError, reason=_SHARED_OVER), id="sm_90a-tilelang"),
-    pytest.param("sm_90a", dict(block_H=64, num_stages=2, swizzle_o_shared=False),
-                 marks=pytest.mark.xfail(strict=True, raises=jtile.JtileTargetError,
-                                         reason=_SHARED_OVER), id="sm_90a-two-stages"),
-    pytest.param("sm_90a", dict(block_H=64, num_stages=1, swizzle_o_shared=False),
-                 id="sm_90a-one-stage"),
+    *(pytest.param("sm_90a", config, id=f"sm_90a-{name}") for name, config in _MLA_CONFIGS.items()),
     pytest.param("sm_80", dict(block_H=32, num_stages=1, swizzle_o_shared=False),
                  id="sm_80-block_H32"),
 ])
@@ -292,9 +287,10 @@ def test_mla_decode_compiles(target, config):
 
 
 @pytest.mark.gpu
-def test_mla_decode_gpu():
+@pytest.mark.parametrize("config", ["tilelang", "one-stage"])
+def test_mla_decode_gpu(config):
     args = _mla_args(8, 128, 4000)
-    kernel = mla_decode.flashattn(8, 128, 1, 4000, DIM, PE_DIM, block_N=64, block_H=64,
-                                  num_stages=1, swizzle_o_shared=False)
+    kernel = mla_decode.flashattn(8, 128, 1, 4000, DIM, PE_DIM, block_N=64,
+                                  **_MLA_CONFIGS[config])
     out = jax.jit(jtile.pallas_like(kernel))(*args)
     assert_close(out, mla_decode.reference(*args), jnp.float16, name="O")
