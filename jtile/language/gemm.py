@@ -6,7 +6,7 @@ import dataclasses
 import enum
 
 from jtile.errors import JtileShapeError
-from jtile.ir.nodes import Gemm
+from jtile.ir.nodes import Const, Expr, Gemm, IfThenElse
 from jtile.ir.types import DType, MemorySpace, gemm_accumulators, gemm_inputs_match
 from jtile.trace.builder import current
 from jtile.trace.indexing import as_region
@@ -131,6 +131,17 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
         raise fail(f"A must be a shared tile or a fragment, not {a.buffer.space.value}")
     if b.buffer.space not in (MemorySpace.SHARED, MemorySpace.SHARED_DYN, MemorySpace.FRAGMENT):
         raise fail(f"B must be a shared tile or a fragment, not {b.buffer.space.value}")
+    if isinstance(clear_accum, Expr) and not isinstance(clear_accum, Const):
+        # A traced flag (`clear_accum=(k == 0)`): zero C where it holds, then accumulate.
+        from jtile.language.copy import fill
+
+        cond = clear_accum if clear_accum.dtype.is_bool else clear_accum != 0
+        if not _whole_region(c):
+            raise fail("a traced clear_accum needs C to be a whole fragment")
+        with builder.block() as zeroing:
+            fill(c.buffer, 0)
+        builder.emit(IfThenElse(cond, tuple(zeroing), (), loc))
+        clear_accum = False
     builder.emit(Gemm(a, b, c, bool(transpose_A), bool(transpose_B), bool(clear_accum), loc,
                       policy=policy_name, k_pack=k_pack, wg_wait=wg_wait))
 
@@ -149,3 +160,7 @@ def wgmma_gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPol
     builder = current("T.wgmma_gemm")
     builder.replace_last_statement(dataclasses.replace(builder.last_statement(),
                                                        wgmma_only=True))
+
+
+def _whole_region(region) -> bool:
+    return tuple(region.extents) == tuple(region.buffer.shape)
