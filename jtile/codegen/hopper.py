@@ -477,6 +477,12 @@ def _descriptor(em, op: low.SmemOperand, wg_index: str, wg_extent: int) -> str:
     if buf.ndim > 2:   # the tile `buf[i, :, :]` of a buffer with leading dimensions
         lead = em.leading_index(buf, [em.expr(s) for s in op.region.starts[:-2]])
         base += f" + ({lead}) * {op.layout.tile_bytes}"
+    row_moves, col_moves = op.moves
+    if row_moves is not None:
+        base += f" + ({em.expr(row_moves)}) * {op.layout.span}"
+    if col_moves is not None:
+        base += (f" + (({em.expr(col_moves)}) / {op.layout.panel_columns}) * "
+                 f"{op.layout.panel_bytes}")
     # A warpgroup's block starts wg_extent rows (K-major) or whole panels (MN-major) on.
     step = _operand_offset(op, wg_extent, 0) - _operand_offset(op, 0, 0)
     if step:

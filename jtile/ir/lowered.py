@@ -67,6 +67,9 @@ class SmemOperand:
     lbo: int        # leading dimension byte offset (PTX "Major-ness supported by strides")
     sbo: int        # stride dimension byte offset
     origin: tuple = (0, 0)   # (row, column) of the region's first element in its tile
+    # The parts of that start that move with loop indices (Exprs or None): whole 8-row groups
+    # (or k-steps) and whole panels, added to the descriptor's base at run time.
+    moves: tuple = (None, None)
 
     @property
     def mode(self) -> int:

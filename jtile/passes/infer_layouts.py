@@ -150,8 +150,10 @@ def warn_sliced_operands(kernel, gemms, target) -> None:
             return
 
 
-def require_wgmma(kernel, gemms, on_wgmma: dict, target) -> None:
-    """T.wgmma_gemm is compiled on wgmma or refused, as in TileLang (never mma.sync)."""
+def require_wgmma(kernel, gemms, on_wgmma: dict, target, candidates=None) -> None:
+    """T.wgmma_gemm is compiled on wgmma or refused, as in TileLang (never mma.sync).
+    `candidates`: each tensor-core gemm's own wgmma tiling or None, to name the one that
+    cannot run there."""
     from jtile.errors import JtileTargetError
 
     forced = [s for s in gemms if s.wgmma_only]
@@ -164,8 +166,15 @@ def require_wgmma(kernel, gemms, on_wgmma: dict, target) -> None:
             "target's own tensor-core instructions")
     for s in forced:
         if s not in on_wgmma:
+            candidates = candidates or {}
+            culprit = s if candidates.get(s, None) is None else next(
+                (g for g, t in candidates.items() if t is None), s)
+            because = "" if culprit is s else (
+                f" because the T.gemm at {culprit.loc} cannot, and the kernel's tensor-core "
+                "gemms run all on wgmma or all on mma.sync")
             raise _fail(kernel, s.loc,
-                        "T.wgmma_gemm cannot run on wgmma here. wgmma needs a whole warpgroup "
+                        f"T.wgmma_gemm cannot run on wgmma here{because}. wgmma needs a whole "
+                        "warpgroup "
                         "(128 threads) per 64 accumulator rows, float16 / bfloat16 / float8 / "
                         "int8 inputs, B in shared memory, A in shared memory or a whole register "
                         "fragment that is not transposed, shared operands it can address (whole "
@@ -271,6 +280,7 @@ def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     wgmma = {s: wgmma_tiling(s, threads, target, full_row(s))
              for s in gemms if s.a.dtype.bits <= 16 and s.a.dtype.is_float
              or s.a.dtype.bits == 8 and s.a.dtype.is_int}
+    candidates = dict(wgmma)
     if wgmma and any(t is None for t in wgmma.values()):
         blocked = next(s for s, t in wgmma.items() if t is None)
         if any(t is not None for t in wgmma.values()):
@@ -278,7 +288,7 @@ def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         else:
             warn_sliced_operands(kernel, gemms, target)
         wgmma = {}
-    require_wgmma(kernel, gemms, wgmma, target)
+    require_wgmma(kernel, gemms, wgmma, target, candidates)
     for s in gemms:
         m, n = s.c.squeezed_shape()
         fast = s.a.dtype.bits == 16

@@ -199,12 +199,15 @@ def live_intervals(kernel: ir.Kernel, buffers) -> dict:
     return intervals
 
 
-def place_buffers(sizes: dict, intervals: dict, alignment: int = ALIGNMENT) -> dict:
-    """Byte offsets, 128-byte aligned, where buffers live at the same time never overlap and
-    buffers whose lives do not meet may share bytes (largest placed first, lowest fit)."""
+def place_buffers(sizes: dict, intervals: dict, alignment: int = ALIGNMENT,
+                  panels=frozenset()) -> dict:
+    """Byte offsets where buffers live at the same time never overlap and buffers whose lives
+    do not meet may share bytes (largest placed first, lowest fit). Each starts on
+    `alignment` bytes, the TMA/wgmma tiles in `panels` on their swizzle's 1024."""
     offsets: dict = {}
     never = (-1, -1)
     for buf in sorted(sizes, key=lambda b: (-sizes[b], b.name)):
+        align = PANEL_ALIGNMENT if buf in panels else alignment
         life = intervals.get(buf, never)
         busy = sorted((offsets[o], offsets[o] + sizes[o]) for o in offsets
                       if life == never or intervals.get(o, never) == never
@@ -213,7 +216,7 @@ def place_buffers(sizes: dict, intervals: dict, alignment: int = ALIGNMENT) -> d
         for start, end in busy:
             if offset + sizes[buf] <= start:
                 break
-            offset = max(offset, _align(end, alignment))
+            offset = max(offset, _align(end, align))
         offsets[buf] = offset
     return offsets
 
@@ -284,7 +287,6 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     intervals = live_intervals(kernel, sizes)
     intervals.update({stage: (index, index) for stage, index in staged.items()})
     panels = kernel.attrs.get("panel_buffers", frozenset())
-    alignment = PANEL_ALIGNMENT if panels else ALIGNMENT
     plan.scratch_bytes = reduce_scratch_bytes(kernel)
     barriers = sum(8 * b.shape[0] for b in kernel.allocations if b.space is MemorySpace.BARRIER)
     barriers += sum(16 * s.stages for s in statements(kernel.body)
@@ -294,7 +296,7 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     def place(persistent: bool, buffers: dict) -> int:
         lives = dict(intervals)
         _producer_rings_live_from_entry(kernel, lives, persistent)
-        plan.offsets = place_buffers(buffers, lives, alignment)
+        plan.offsets = place_buffers(buffers, lives, ALIGNMENT, panels)
         offset = max((_align(plan.offsets[b] + buffers[b]) for b in buffers), default=0)
         plan.scratch_offset = offset
         return _align(offset + plan.scratch_bytes) if plan.scratch_bytes else offset

@@ -48,16 +48,40 @@ def _whole(region: ir.Region) -> bool:
         all(static_value(s) == 0 for s in region.starts)
 
 
+def split_start(expr) -> Optional[tuple]:
+    """(static int part, moving part or None) of an affine start index; None when it is not
+    affine. The moving part is the rest of the expression (loop indices times coefficients)."""
+    from jtile.ir.affine import affine
+
+    if isinstance(expr, int):
+        return expr, None
+    form = affine(expr)
+    if form is None:
+        return None
+    if form.is_const:
+        return form.const, None
+    return form.const, (expr - form.const if form.const else expr)
+
+
+def _moving_unit(expr) -> int:
+    """The largest power of 2 (up to 2**20) dividing every coefficient of a moving start."""
+    from jtile.ir.affine import affine
+
+    unit = 1 << 20
+    for c in affine(expr).terms.values():
+        while c % unit:
+            unit //= 2
+    return unit
+
+
 def tile_origin(region: ir.Region) -> Optional[tuple]:
     """(row, column) at which `region` starts inside one tile of its buffer (the buffer's last
-    two dimensions), when it lies inside one: one index into each leading dimension, static
-    starts in the last two. None otherwise."""
-    from jtile.ir.affine import static_value
-
+    two dimensions), when it lies inside one: one index into each leading dimension, affine
+    starts in the last two. Each is (static int, moving part or None). None otherwise."""
     lead = region.buffer.ndim - 2
     if lead < 0 or any(e != 1 for e in region.extents[:lead]):
         return None
-    origin = tuple(static_value(s) for s in region.starts[lead:])
+    origin = tuple(split_start(s) for s in region.starts[lead:])
     return None if any(v is None for v in origin) else origin
 
 
@@ -65,18 +89,25 @@ def wgmma_region(region: ir.Region, major: Major) -> bool:
     """Whether a wgmma descriptor can read `region` of its panel-laid-out tile: the whole tile
     (the buffer, or `buf[i, :, :]`), or a box of it made of whole 8-row core-matrix groups
     along M/N and whole k-steps along K (K-major), or whole k-steps of rows and whole panels of
-    columns (MN-major), as TileLang's `Q[:, :dim // 2]` halves of a K-major tile are."""
+    columns (MN-major), as TileLang's `Q[:, :dim // 2]` halves of a K-major tile are. A start
+    that moves with a loop index (`q[:, k * 64:(k + 1) * 64]`) moves by whole 8-row groups
+    along rows and by whole panels along columns, so each k-step's offset stays a constant."""
     layout = panel_layout(region.buffer)
     origin = tile_origin(region)
     if layout is None or origin is None:
         return False
-    (row, col), (rows, cols) = origin, tuple(region.extents[-2:])
+    ((row, row_moves), (col, col_moves)), (rows, cols) = origin, tuple(region.extents[-2:])
+    panel, step = layout.panel_columns, k_step(region.dtype)
+    row_unit = 8 if major is Major.K else step
+    if row_moves is not None and _moving_unit(row_moves) % row_unit:
+        return False
+    if col_moves is not None and _moving_unit(col_moves) % panel:
+        return False
     if (row, col) == (0, 0) and (rows, cols) == (layout.rows, layout.cols):
         return True
-    step = k_step(region.dtype)
     if major is Major.K:    # rows are M (or N), columns K
         return row % 8 == 0 and rows % 8 == 0 and col % step == 0 and cols % step == 0
-    panel = layout.panel_columns   # rows are K, columns M (or N)
+    # rows are K, columns M (or N)
     return row % step == 0 and rows % step == 0 and col % panel == 0 and cols % panel == 0
 
 

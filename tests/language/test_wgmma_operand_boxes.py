@@ -183,3 +183,37 @@ def test_wgmma_gemm_is_refused_where_wgmma_cannot_run_it():
         warnings.simplefilter("ignore", jtile.JtilePerformanceWarning)
         call.lower(S((128, 64), np.float16), S((64, 64), np.float16), target="sm_90a") \
             .cuda_source()
+
+
+def k_loop(A, B, C, *, transpose_A):
+    """C = A @ B with one gemm per 64-wide K step of a loop: the boxes' starts move with the
+    loop index (TileLang's `q[:, k * 64:(k + 1) * 64]`)."""
+    M, N = C.shape
+    with T.Kernel(1, threads=128):
+        a = T.alloc_shared(A.shape, A.dtype)
+        b = T.alloc_shared(B.shape, B.dtype)
+        acc = T.alloc_fragment((M, N), "float32")
+        T.copy(A, a)
+        T.copy(B, b)
+        T.clear(acc)
+        for k in range(B.shape[0] // 64):
+            a_part = a[k * 64:(k + 1) * 64, :] if transpose_A else a[:, k * 64:(k + 1) * 64]
+            T.gemm(a_part, b[k * 64:(k + 1) * 64, :], acc, transpose_A=transpose_A)
+        T.copy(acc, C)
+
+
+@pytest.mark.parametrize("transpose_A", [False, True], ids=["K-major A", "MN-major A"])
+def test_boxes_that_move_with_a_loop_index_run_on_wgmma(transpose_A):
+    a = _ints((256, 64) if transpose_A else (64, 256), 7)
+    b = _ints((256, 128), 8)
+    kernel = functools.partial(k_loop, transpose_A=transpose_A)
+    out = S((64, 128), np.float32)
+    (got,), _ = run_both_ways(kernel, (a, b), out)
+    a64 = a.astype(np.float64)
+    np.testing.assert_array_equal(got, (a64.T if transpose_A else a64) @ b.astype(np.float64))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", jtile.JtilePerformanceWarning)   # no mma.sync fallback
+        source = jtile.pallas_like(kernel, out_shape=out).lower(a, b, target="sm_90a") \
+            .cuda_source()
+    assert "jt::mma_m16n8k16" not in source
+    assert "for (int k = 0; k < 4; ++k)" in source
