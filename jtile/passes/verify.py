@@ -185,7 +185,7 @@ def depends_on_thread(kernel: ir.Kernel, expr, tainted: set) -> bool:
     return False
 
 
-def _cooperative_name(s):
+def cooperative_name(s):
     """The name of `s` when the whole block must run it together, else None. Copies, fills
     and tile atomics that touch a thread-private buffer are per-thread work (every thread
     moves the whole tile), so they may run under a thread-dependent condition."""
@@ -234,7 +234,7 @@ def verify_uniform_tile_ops(kernel: ir.Kernel, tainted=None) -> None:
                             "keep a stale copy. Move the store out of the condition (a "
                             "T.if_then_else value keeps it conditional)")
             if divergence is not None:
-                name = _cooperative_name(s)
+                name = cooperative_name(s)
                 if name is not None:
                     what, loc = divergence
                     raise _fail(kernel, s.loc, f"{name} under {what} at {loc}, which "

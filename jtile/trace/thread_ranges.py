@@ -99,9 +99,9 @@ def leave(builder, scope) -> None:
 
 def _needs_region(body) -> bool:
     from jtile.ir.walk import is_region, statements
-    from jtile.passes.verify import _cooperative_name
+    from jtile.passes.verify import cooperative_name
 
-    return any(_cooperative_name(s) is not None or isinstance(s, ir.SetMaxNreg)
+    return any(cooperative_name(s) is not None or isinstance(s, ir.SetMaxNreg)
                or is_region(s) for s in statements(body))
 
 

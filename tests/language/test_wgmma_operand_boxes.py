@@ -73,44 +73,34 @@ def test_gemms_on_boxes_of_a_tile_run_on_wgmma(name):
     assert len(re.findall(r"jt_wgmma_m64n\w+\(&acc_frag", source)) == c["k"] // 16
 
 
-def rows_of_a(A, B, C):
-    """C = A[64:128] @ B: the gemm reads the lower half of A's tile (rows 64..127)."""
-    with T.Kernel(1, threads=128):
-        a = T.alloc_shared((128, 64), "float16")
-        b = T.alloc_shared((64, 64), "float16")
-        acc = T.alloc_fragment((64, 64), "float32")
-        T.copy(A, a)
-        T.copy(B, b)
-        T.clear(acc)
-        T.gemm(a[64:128, :], b, acc)
-        T.copy(acc, C)
+def rows_of_a(lo, product=T.gemm):
+    """C = A[lo:lo + 64] @ B: the gemm reads rows lo.. of A's (128, 64) tile."""
+    def kernel(A, B, C):
+        with T.Kernel(1, threads=128):
+            a = T.alloc_shared((128, 64), "float16")
+            b = T.alloc_shared((64, 64), "float16")
+            acc = T.alloc_fragment((64, 64), "float32")
+            T.copy(A, a)
+            T.copy(B, b)
+            T.clear(acc)
+            product(a[lo:lo + 64, :], b, acc)
+            T.copy(acc, C)
+    return kernel
 
 
 def test_a_box_of_rows_runs_on_wgmma():
     a, b = _ints((128, 64), 3), _ints((64, 64), 4)
     out = S((64, 64), np.float32)
-    (got,), _ = run_both_ways(rows_of_a, (a, b), out)
+    (got,), _ = run_both_ways(rows_of_a(64), (a, b), out)
     np.testing.assert_array_equal(got, a[64:].astype(np.float64) @ b.astype(np.float64))
-    source = jtile.pallas_like(rows_of_a, out_shape=out).lower(a, b, target="sm_90a") \
+    source = jtile.pallas_like(rows_of_a(64), out_shape=out).lower(a, b, target="sm_90a") \
         .cuda_source()
     assert "jt::mma_m16n8k16" not in source
-    assert "reinterpret_cast<unsigned char*>(a_smem) + 8192" not in source  # offsets per k-step
     assert "jt_da + 512" in source   # row 64 of a 128-byte-span panel: 8192 bytes >> 4
 
 
 def test_a_box_off_the_core_matrix_grid_runs_on_mma_sync_with_a_warning():
-    def kernel(A, B, C):
-        with T.Kernel(1, threads=128):
-            a = T.alloc_shared((128, 64), "float16")
-            b = T.alloc_shared((64, 64), "float16")
-            c = T.alloc_fragment((64, 64), "float32")
-            T.copy(A, a)
-            T.copy(B, b)
-            T.clear(c)
-            T.gemm(a[4:68, :], b, c)
-            T.copy(c, C)
-
-    call = jtile.pallas_like(kernel, out_shape=S((64, 64), np.float32))
+    call = jtile.pallas_like(rows_of_a(4), out_shape=S((64, 64), np.float32))
     with pytest.warns(jtile.JtilePerformanceWarning, match=r"T.gemm reads a\[64, 64\], a part "
                       r"of a .*that wgmma cannot address"):
         source = call.lower(S((128, 64), np.float16), S((64, 64), np.float16),
@@ -166,19 +156,8 @@ def test_wgmma_gemm_is_refused_where_wgmma_cannot_run_it():
                        r"does not have"):
         call.lower(*args, target="sm_80").cuda_source()
 
-    def off_grid(A, B, C):
-        with T.Kernel(1, threads=128):
-            a = T.alloc_shared((128, 64), "float16")
-            b = T.alloc_shared((64, 64), "float16")
-            c = T.alloc_fragment((64, 64), "float32")
-            T.copy(A, a)
-            T.copy(B, b)
-            T.clear(c)
-            T.wgmma_gemm(a[4:68, :], b, c)
-            T.copy(c, C)
-
-    call = jtile.pallas_like(off_grid, out_shape=S((64, 64), np.float32))
-    with pytest.raises(jtile.JtileError, match=r"off_grid .*T.wgmma_gemm cannot run on wgmma "
+    call = jtile.pallas_like(rows_of_a(4, T.wgmma_gemm), out_shape=S((64, 64), np.float32))
+    with pytest.raises(jtile.JtileError, match=r"kernel .*T.wgmma_gemm cannot run on wgmma "
                        r"here.*Use T.gemm"), warnings.catch_warnings():
         warnings.simplefilter("ignore", jtile.JtilePerformanceWarning)
         call.lower(S((128, 64), np.float16), S((64, 64), np.float16), target="sm_90a") \
