@@ -63,9 +63,10 @@ def _order(group) -> list:
 
 
 def run(memory, env, group, run_body) -> None:
-    for region in group:
-        run_body(memory, env.in_region(region.threads), region.then_body[:_loop_of(region)])
-    first = group[0].then_body[_loop_of(group[0])]
+    at = [_loop_of(region) for region in group]
+    for region, i in zip(group, at):
+        run_body(memory, env.in_region(region.threads), region.then_body[:i])
+    first = group[0].then_body[at[0]]
     bound = Evaluator(memory, env, first.loc).index(first.extent)
     ordered = _order(group)
 
@@ -77,6 +78,5 @@ def run(memory, env, group, run_body) -> None:
         return inner.carry()
 
     memory.arrays = list(lax.fori_loop(0, bound, iteration, memory.carry()))
-    for region in group:
-        run_body(memory, env.in_region(region.threads),
-                 region.then_body[_loop_of(region) + 1:])
+    for region, i in zip(group, at):
+        run_body(memory, env.in_region(region.threads), region.then_body[i + 1:])

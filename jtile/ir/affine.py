@@ -158,6 +158,11 @@ def aligned_vector_width(region, width: int) -> int:
     return max(width, 1)
 
 
+def is_whole(region) -> bool:
+    """Whether `region` is its whole buffer: full extents, every start statically 0."""
+    return tuple(region.extents) == tuple(region.buffer.shape) and \
+        all(static_value(s) == 0 for s in region.starts)
+
 
 def never_equal(a: Expr, b: Expr) -> bool:
     """Whether two integer expressions differ for every value of their variables: their

@@ -6,6 +6,7 @@ import dataclasses
 import enum
 
 from jtile.errors import JtileShapeError
+from jtile.ir.affine import is_whole
 from jtile.ir.nodes import Const, Expr, Gemm, IfThenElse
 from jtile.ir.types import DType, MemorySpace, gemm_accumulators, gemm_inputs_match
 from jtile.trace.builder import current
@@ -136,7 +137,7 @@ def gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPolicy.Sq
         from jtile.language.copy import fill
 
         cond = clear_accum if clear_accum.dtype.is_bool else clear_accum != 0
-        if not _whole_region(c):
+        if not is_whole(c):
             raise fail("a traced clear_accum needs C to be a whole fragment")
         with builder.block() as zeroing:
             fill(c.buffer, 0)
@@ -160,7 +161,3 @@ def wgmma_gemm(A, B, C, transpose_A=False, transpose_B=False, policy=GemmWarpPol
     builder = current("T.wgmma_gemm")
     builder.replace_last_statement(dataclasses.replace(builder.last_statement(),
                                                        wgmma_only=True))
-
-
-def _whole_region(region) -> bool:
-    return tuple(region.extents) == tuple(region.buffer.shape)

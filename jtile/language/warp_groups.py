@@ -93,8 +93,7 @@ def set_max_nreg(reg_count, is_inc):
     builder = current("T.set_max_nreg")
     loc = caller_location()
     op = "T.set_max_nreg"
-    if isinstance(reg_count, bool) or not isinstance(reg_count, int) or \
-            not 24 <= reg_count <= 256 or reg_count % 8:
+    if not _register_count_ok(reg_count):
         raise builder.error(f"T.set_max_nreg({reg_count!r}, ...): the register count is a Python "
                             "int, a multiple of 8 from 24 to 256 (setmaxnreg's range)", loc, op=op)
     if is_inc not in (0, 1):   # True and False compare equal to 1 and 0
@@ -113,13 +112,18 @@ def set_max_nreg(reg_count, is_inc):
     builder.emit(SetMaxNreg(reg_count, bool(is_inc), loc))
 
 
+def _register_count_ok(reg_count) -> bool:
+    """setmaxnreg's range: a Python int, a multiple of 8 from 24 to 256."""
+    return not isinstance(reg_count, bool) and isinstance(reg_count, int) and \
+        24 <= reg_count <= 256 and reg_count % 8 == 0
+
+
 def _register_hint(name, reg_count, attr):
     builder = current(f"T.{name}")
     loc = caller_location()
     if builder.grid is None:
         raise builder.error(f"T.{name} belongs inside `with T.Kernel(...)`", loc, op=f"T.{name}")
-    if isinstance(reg_count, bool) or not isinstance(reg_count, int) or \
-            not 24 <= reg_count <= 256 or reg_count % 8:
+    if not _register_count_ok(reg_count):
         raise builder.error(f"T.{name}({reg_count!r}): the register count is a Python int, a "
                             "multiple of 8 from 24 to 256", loc, op=f"T.{name}")
     builder.attrs[attr] = reg_count

@@ -20,19 +20,15 @@ import dataclasses
 
 from jtile import config
 from jtile.ir import nodes as ir
+from jtile.ir.affine import is_whole
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import touches
-
-
-def _whole(region: ir.Region) -> bool:
-    return tuple(region.extents) == tuple(region.buffer.shape) and all(
-        isinstance(s, ir.Const) and s.value == 0 for s in region.starts)
 
 
 def _zeroing(s) -> bool:
     """A fill of a whole fragment with zero."""
     return isinstance(s, ir.Fill) and s.dst.buffer.space is MemorySpace.FRAGMENT and \
-        s.dst.buffer.view_of is None and _whole(s.dst) and \
+        s.dst.buffer.view_of is None and is_whole(s.dst) and \
         isinstance(s.value, ir.Const) and s.value.value == 0
 
 
@@ -47,7 +43,7 @@ def _fold(body: tuple) -> tuple:
         if j is None:
             continue
         gemm = body[j]
-        if isinstance(gemm, ir.Gemm) and gemm.c.buffer is acc and _whole(gemm.c) and \
+        if isinstance(gemm, ir.Gemm) and gemm.c.buffer is acc and is_whole(gemm.c) and \
                 gemm.a.buffer is not acc and gemm.b.buffer is not acc:
             body[j] = dataclasses.replace(gemm, clear_accum=True)
             dropped.add(i)

@@ -13,6 +13,7 @@ stays undetermined gets the row-major element-wise layout. The result is stored 
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 from typing import Optional
 
@@ -338,10 +339,11 @@ def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
     _share_row_tilings(kernel, all_stmts, layouts, tilings, threads)
 
     # 2. propagate through loops, reductions and fragment copies; default what is left.
+    uniformly_indexed = functools.cache(lambda: _uniformly_indexed(all_stmts))
     while True:
         changed = True
         while changed:
-            changed = _propagate(kernel, all_stmts, layouts)
+            changed = _propagate(kernel, all_stmts, layouts, uniformly_indexed)
         missing = [b for b in fragments if b not in layouts]
         if not missing:
             break
@@ -584,7 +586,9 @@ def fragment_views(kernel) -> list:
             if v.space is MemorySpace.FRAGMENT and is_tiled_fragment(v.view_of)]
 
 
-def _propagate(kernel, all_stmts, layouts) -> bool:
+def _propagate(kernel, all_stmts, layouts, uniformly_indexed) -> bool:
+    """One pass of layout propagation; `uniformly_indexed()` is `_uniformly_indexed` of the
+    statements, computed once when first needed."""
     changed = False
     for view in fragment_views(kernel):
         # A view and its fragment hold the same registers: one layout, re-split by shape.
@@ -622,7 +626,7 @@ def _propagate(kernel, all_stmts, layouts) -> bool:
             sources = access_sources(tuple(s.src.shape), tuple(s.dst.shape), keep, keep)
             lifted = lift_layout(layouts[s.dst], sources, tuple(s.src.shape))
             if lifted is not None:
-                if s.dim in _uniformly_indexed(all_stmts).get(s.src, ()):
+                if s.dim in uniformly_indexed().get(s.src, ()):
                     # Read elsewhere at one index of the reduced dimension for all threads
                     # (`lse[k, i]`, `T.copy(lse[k, :], row)`): every thread must hold that
                     # whole dimension, so it goes to registers, not to the replicas' threads.

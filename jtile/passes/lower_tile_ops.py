@@ -37,15 +37,11 @@ _PTX_TYPE = {DType.float16: "f16", DType.bfloat16: "bf16", DType.float8_e4m3: "e
 def _smem_operand(region: ir.Region, major: low.Major) -> low.SmemOperand:
     layout = panel_layout(region.buffer)
     (row, row_moves), (col, col_moves) = tile_origin(region)
-    origin, moves = (row, col), (row_moves, col_moves)
-    if major is low.Major.K:
-        # K-major, swizzled: rows `span` bytes apart, 8-row groups SBO apart; LBO unused.
-        return low.SmemOperand(region, layout, major, lbo=16, sbo=8 * layout.span,
-                               origin=origin, moves=moves)
-    # MN-major, swizzled: LBO steps from one panel of MN columns to the next, SBO from one
-    # group of 8 K rows to the next.
-    return low.SmemOperand(region, layout, major, lbo=layout.panel_bytes, sbo=8 * layout.span,
-                           origin=origin, moves=moves)
+    # Swizzled, 8-row groups SBO apart. K-major: rows `span` bytes apart, LBO unused (16);
+    # MN-major: LBO steps from one panel of MN columns to the next.
+    lbo = 16 if major is low.Major.K else layout.panel_bytes
+    return low.SmemOperand(region, layout, major, lbo=lbo, sbo=8 * layout.span,
+                           origin=(row, col), moves=(row_moves, col_moves))
 
 
 def wgmma_function_name(gemm: ir.Gemm, inst_n: int, a_regs: bool) -> str:

@@ -6,9 +6,11 @@ it again to build the WgmmaGemm, so both see the same answer.
 
 from __future__ import annotations
 
+import math
 from typing import Optional
 
 from jtile.ir import nodes as ir
+from jtile.ir.affine import affine, is_whole
 from jtile.ir.lowered import Major, PanelLayout
 from jtile.ir.types import DType, MemorySpace, gemm_accumulators, gemm_inputs_match
 from jtile.passes.layout import WgmmaTiling, choose_wgmma_tiling
@@ -41,18 +43,9 @@ def panel_layout(buf: ir.Buffer) -> Optional[PanelLayout]:
     return PanelLayout(rows, cols, buf.dtype.bytes, span)
 
 
-def _whole(region: ir.Region) -> bool:
-    from jtile.ir.affine import static_value
-
-    return tuple(region.extents) == tuple(region.buffer.shape) and \
-        all(static_value(s) == 0 for s in region.starts)
-
-
 def split_start(expr) -> Optional[tuple]:
     """(static int part, moving part or None) of an affine start index; None when it is not
     affine. The moving part is the rest of the expression (loop indices times coefficients)."""
-    from jtile.ir.affine import affine
-
     if isinstance(expr, int):
         return expr, None
     form = affine(expr)
@@ -63,15 +56,9 @@ def split_start(expr) -> Optional[tuple]:
     return form.const, (expr - form.const if form.const else expr)
 
 
-def _moving_unit(expr) -> int:
-    """The largest power of 2 (up to 2**20) dividing every coefficient of a moving start."""
-    from jtile.ir.affine import affine
-
-    unit = 1 << 20
-    for c in affine(expr).terms.values():
-        while c % unit:
-            unit //= 2
-    return unit
+def _moves_by(expr, unit: int) -> bool:
+    """Whether a moving start only ever moves by multiples of `unit`."""
+    return math.gcd(*affine(expr).terms.values()) % unit == 0
 
 
 def tile_origin(region: ir.Region) -> Optional[tuple]:
@@ -99,9 +86,9 @@ def wgmma_region(region: ir.Region, major: Major) -> bool:
     ((row, row_moves), (col, col_moves)), (rows, cols) = origin, tuple(region.extents[-2:])
     panel, step = layout.panel_columns, k_step(region.dtype)
     row_unit = 8 if major is Major.K else step
-    if row_moves is not None and _moving_unit(row_moves) % row_unit:
+    if row_moves is not None and not _moves_by(row_moves, row_unit):
         return False
-    if col_moves is not None and _moving_unit(col_moves) % panel:
+    if col_moves is not None and not _moves_by(col_moves, panel):
         return False
     if (row, col) == (0, 0) and (rows, cols) == (layout.rows, layout.cols):
         return True
@@ -145,12 +132,12 @@ def wgmma_tiling(gemm: ir.Gemm, threads: int, target, full_row: bool) -> Optiona
             or c.dtype not in gemm_accumulators(a.dtype):
         return None
     if c.buffer.space is not MemorySpace.FRAGMENT or c.buffer.reducer_op is not None \
-            or not _whole(c) or c.buffer.ndim != 2:
+            or not is_whole(c) or c.buffer.ndim != 2:
         return None
     if not b.buffer.space.is_shared:
         return None
     a_regs = a.buffer.space is MemorySpace.FRAGMENT
-    if a_regs and (gemm.transpose_a or a.dtype.bits != 16 or not _whole(a)):
+    if a_regs and (gemm.transpose_a or a.dtype.bits != 16 or not is_whole(a)):
         return None
     if not a_regs and not a.buffer.space.is_shared:
         return None
