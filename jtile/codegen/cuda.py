@@ -17,7 +17,7 @@ from jtile.errors import JtileError, JtileTargetError, JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.affine import static_value
 from jtile.ir.types import DType, MemorySpace
-from jtile.codegen import hopper
+from jtile.codegen import hopper, thread_copy
 from jtile.codegen.bounds import expr_range, unproven_bounds_condition
 from jtile.codegen.wgmma_asm import wgmma_wrapper
 from jtile.ir import lowered as low
@@ -299,7 +299,7 @@ class CudaEmitter:
         """A Barrier plan_barriers placed (cp.async copies still in flight land first)."""
         if b.from_user:
             self.comment_loc(b.loc)
-        if self.async_pending:
+        if self.async_pending or b.wait_thread_copies:
             self.line("jt::cp_async_wait_all();")
             self.async_pending = False
         if b.drain_bulk_reads:
@@ -386,6 +386,10 @@ class CudaEmitter:
             self.line("jt::fence_proxy_async_shared();")
         elif isinstance(s, ir.BarrierOp):
             self.emit_barrier_op(s)
+        elif isinstance(s, ir.ThreadCopy):
+            thread_copy.emit_thread_copy(self, s)
+        elif isinstance(s, ir.AsyncCopyGroup):
+            thread_copy.emit_async_copy_group(self, s)
         elif isinstance(s, ir.Scan):
             scan_im2col.emit_scan(self, s)
         elif isinstance(s, ir.Im2Col):
@@ -473,6 +477,8 @@ class CudaEmitter:
         bar = f"&{self.name(s.barrier)}[{self.expr(s.index)}]"
         if s.op == "arrive":
             self.line(f"jt::mbarrier_arrive({bar});")
+        elif s.op == "arrive_after_copies":
+            self.line(f"jt::cp_async_mbarrier_arrive_noinc({bar});")
         elif s.op == "wait":
             self.line(f"jt::mbarrier_wait_parity({bar}, (unsigned)({self.expr(s.arg)}));")
         else:

@@ -7,7 +7,8 @@ loop and then the consumer's would hand the consumer only the last tile. Consecu
 that each hold one top-level loop of the same trip count therefore run as the GPU orders
 them: each region's statements before its loop, then one loop whose iteration runs every
 region's iteration (a region that writes shared memory another region's loop reads goes
-first), then each region's statements after its loop.
+first), then each region's statements after its loop. Regions holding mbarrier operations go
+to `barrier_schedule.py` first, which follows their barriers; this is its fallback.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from jtile.ir.printer import expr_text
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, is_region
 
 
-def _loop_of(region) -> Optional[int]:
+def loop_of(region) -> Optional[int]:
     """The index of the region's one top-level loop, or None."""
     loops = [i for i, s in enumerate(region.then_body) if isinstance(s, ir.For)]
     return loops[0] if len(loops) == 1 else None
@@ -33,12 +34,12 @@ def group_at(body, index: int) -> Optional[list]:
     with one top-level loop of one trip count), or None."""
     group = []
     for s in body[index:]:
-        if not is_region(s) or _loop_of(s) is None:
+        if not is_region(s) or loop_of(s) is None:
             break
         group.append(s)
     if len(group) < 2:
         return None
-    loops = [g.then_body[_loop_of(g)] for g in group]
+    loops = [g.then_body[loop_of(g)] for g in group]
     if len({expr_text(loop.extent) for loop in loops}) != 1:
         return None
     return group
@@ -47,7 +48,7 @@ def group_at(body, index: int) -> Optional[list]:
 def _order(group) -> list:
     """Regions in an order where one whose loop writes shared memory that another's loop
     reads comes before it (program order otherwise)."""
-    loops = {id(g): g.then_body[_loop_of(g)] for g in group}
+    loops = {id(g): g.then_body[loop_of(g)] for g in group}
     writes = {id(g): {b for b in deep_buffers_written(loops[id(g)]) if b.space.is_shared}
               for g in group}
     reads = {id(g): {b for b in deep_buffers_read(loops[id(g)]) if b.space.is_shared}
@@ -63,7 +64,7 @@ def _order(group) -> list:
 
 
 def run(memory, env, group, run_body) -> None:
-    at = [_loop_of(region) for region in group]
+    at = [loop_of(region) for region in group]
     for region, i in zip(group, at):
         run_body(memory, env.in_region(region.threads), region.then_body[:i])
     first = group[0].then_body[at[0]]
@@ -73,7 +74,7 @@ def run(memory, env, group, run_body) -> None:
     def iteration(k, carry):
         inner = memory.fork(carry)
         for region in ordered:
-            loop = region.then_body[_loop_of(region)]
+            loop = region.then_body[loop_of(region)]
             run_body(inner, env.in_region(region.threads).bind(loop.var, k), loop.body)
         return inner.carry()
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from jtile.binding.varying import pvary, varying_axes
 from jtile.errors import JtileError
+from jtile.interpret.barriers import Barriers
 from jtile.ir.nodes import Buffer, Kernel, SourceLoc
 from jtile.ir.types import DType, MemorySpace
 
@@ -58,6 +59,8 @@ class Context:
         # ids of the private buffers holding one copy per thread (`threads.py`).
         self.per_thread = frozenset(per_thread)
         self.runs_per_thread: dict = {}   # id(statement) -> (statement, bool), see threads.py
+        # The mbarriers of the block being traced (barriers.py); block_memory starts them anew.
+        self.barriers = Barriers(kernel)
 
     def vary(self, array: jax.Array) -> jax.Array:
         """`array`, varying over every axis in `self.varying` (a no-op outside shard_map)."""
@@ -153,6 +156,9 @@ def block_memory(globals_: Memory, init_value) -> Memory:
     variable the thread index: then one value per thread).
     """
     kernel = globals_.ctx.kernel
+    # Every block starts with fresh barriers; a block is traced once for all blocks, and the
+    # phases of a kernel with grid barriers carry its state from one phase to the next.
+    globals_.ctx.barriers = Barriers(kernel)
     slots = dict(globals_.slots)
     arrays = list(globals_.arrays)
     for buffer in kernel.allocations:

@@ -15,9 +15,10 @@ from jax import lax
 
 from jtile.ir.nodes import (AtomicAdd, BarrierOp, Const, Copy, Fill, FinalizeReducer, For, Gemm,
                             IfThenElse, Load, ParallelFor, Reduce, Store, SyncThreads, While)
-from jtile.interpret import (block_swizzle, concurrent_regions, scan_im2col, stores,
-                             thread_tiles, threads, tiles)
-from jtile.ir.nodes import FenceProxyAsync, Im2Col, Scan, SetMaxNreg, UseSwizzle
+from jtile.interpret import (barrier_schedule, barriers, block_swizzle, concurrent_regions,
+                             scan_im2col, stores, thread_tiles, threads, tiles)
+from jtile.ir.nodes import (AsyncCopyGroup, FenceProxyAsync, Im2Col, Scan, SetMaxNreg,
+                            ThreadCopy, UseSwizzle)
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory
 from jtile.ir.walk import is_region
@@ -26,9 +27,9 @@ _TILE_OPS = {Copy: ("T.copy", tiles.copy), Fill: ("T.fill", tiles.fill),
              Gemm: ("T.gemm", tiles.gemm), Reduce: ("T.reduce", tiles.reduce),
              Scan: ("T.cumsum", scan_im2col.scan), Im2Col: ("T.im2col", scan_im2col.im2col)}
 
-# Ordering only: in interpret mode program order already orders every access.
-# Interpret mode runs every access in program order: fences and barriers change nothing.
-_NO_OPS = (SyncThreads, BarrierOp, FinalizeReducer, FenceProxyAsync, SetMaxNreg)
+# Ordering only: in interpret mode program order already orders every access, so fences and
+# block barriers change nothing. (mbarriers order T.ws regions: barriers.py follows them.)
+_NO_OPS = (SyncThreads, FinalizeReducer, FenceProxyAsync, SetMaxNreg, AsyncCopyGroup)
 
 
 def run_body(memory: Memory, env: Env, body: tuple) -> None:
@@ -40,6 +41,11 @@ def run_body(memory: Memory, env: Env, body: tuple) -> None:
             env = block_swizzle.swizzled_env(memory.ctx.kernel, env, stmt)
             continue
         if is_region(stmt) and not env.space:
+            group = barrier_schedule.group_at(memory, body, index - 1)
+            if group is not None:   # regions that hand over through mbarriers
+                barrier_schedule.run(memory, env, group, run_statement, run_body)
+                index += len(group) - 1
+                continue
             group = concurrent_regions.group_at(body, index - 1)
             if group is not None:
                 concurrent_regions.run(memory, env, group, run_body)
@@ -55,6 +61,10 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
     per_thread = threads.in_thread_space(kernel, env)
     if per_thread:
         threads.check_per_thread(memory, stmt)
+    if per_thread or not (isinstance(stmt, BarrierOp) or is_region(stmt)):
+        # A lax loop or branch, or per-thread code, runs its barrier operations a number of
+        # times the trace does not know: their barriers are no longer followed.
+        barriers.forget_inside(memory, stmt)
     if isinstance(stmt, Store):
         stores.store(memory, env, stmt)
     elif isinstance(stmt, ParallelFor):
@@ -68,7 +78,7 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
         _branch(memory, env, stmt)
     elif isinstance(stmt, While):
         _while(memory, env, stmt)
-    elif per_thread and (isinstance(stmt, (Copy, Fill)) or
+    elif per_thread and (isinstance(stmt, (Copy, Fill, ThreadCopy)) or
                          (isinstance(stmt, AtomicAdd) and not isinstance(stmt.dst, Load))):
         thread_tiles.run(memory, env, stmt)   # every thread moves its own whole tile
     elif type(stmt) in _TILE_OPS:
@@ -81,6 +91,8 @@ def run_statement(memory: Memory, env: Env, stmt) -> None:
         else:
             _refuse_in_parallel(memory, env, stmt, f"T.atomic_{stmt.op} of a tile")
             tiles.atomic_tile(memory, env, stmt)
+    elif isinstance(stmt, BarrierOp):
+        barriers.run_op(memory, env, stmt, per_thread)
     elif isinstance(stmt, _NO_OPS):
         pass
     else:

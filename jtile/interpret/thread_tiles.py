@@ -1,4 +1,5 @@
-"""T.copy, T.fill and tile atomics in per-thread code: every thread moves its own whole tile.
+"""T.copy, T.fill and tile atomics in per-thread code, and T.ptx_cp_async: every thread moves
+its own whole tile.
 
 A copy or fill with a thread-private side (`T.alloc_local`, `T.alloc_var`) is each thread's own
 work in the compiled code, so it may sit in per-thread code (`threads.py`), its region starts
@@ -13,7 +14,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jtile.ir.nodes import AtomicAdd, Copy, Fill, Region
+from jtile.ir.nodes import AtomicAdd, Copy, Fill, Region, ThreadCopy
 from jtile.interpret import threads
 from jtile.interpret.expressions import Env, Evaluator
 from jtile.interpret.memory import Memory, jnp_dtype
@@ -84,6 +85,15 @@ def run(memory: Memory, env: Env, stmt) -> None:
     count = memory.ctx.kernel.threads
     if isinstance(stmt, Copy):
         tile = read_tile(memory, env, evaluate, stmt.src)
+        write_tile(memory, env, evaluate, stmt.dst,
+                   tile.reshape((count,) + tuple(stmt.dst.extents)), UPDATES[None])
+    elif isinstance(stmt, ThreadCopy):
+        # The copy lands at once here: interpret mode runs every access in program order.
+        tile = read_tile(memory, env, evaluate, stmt.src)
+        if stmt.predicate is not None:
+            keep = jnp.broadcast_to(evaluate(stmt.predicate), (count,))
+            keep = keep.reshape((count,) + (1,) * len(stmt.src.extents))
+            tile = jnp.where(keep, tile, jnp.zeros((), tile.dtype))
         write_tile(memory, env, evaluate, stmt.dst,
                    tile.reshape((count,) + tuple(stmt.dst.extents)), UPDATES[None])
     elif isinstance(stmt, Fill):

@@ -6,9 +6,9 @@ Such a statement is evaluated with the thread index bound to `arange(threads)` a
 iteration space ("thread space"), exactly as a `T.Parallel` over the threads would be: stores
 scatter one element per thread, a `T.If` on a thread-dependent condition masks the threads that
 skip it, and a loop whose bound differs between threads runs to the largest bound with the
-finished threads masked off. Statements run in program order, so `T.sync_threads()` and
-mbarrier waits need no model of their own; a kernel whose threads would race shows poisoned
-(NaN) reads.
+finished threads masked off. Statements run in program order, so `T.sync_threads()` needs no
+model of its own (T.ws regions that hand data over at mbarriers are ordered by
+`barrier_schedule.py`); a kernel whose threads would race shows poisoned (NaN) reads.
 
 Thread-private buffers (`T.alloc_local`, `T.alloc_var`, one-element fragments) that per-thread
 code writes are "per-thread buffers": each thread has its own copy, as in the compiled code, so
@@ -125,6 +125,8 @@ def _runs_per_thread(kernel: ir.Kernel, stmt, per_thread: frozenset) -> bool:
     those operations); its other statements each decide for themselves."""
     if kernel.thread_var is None or isinstance(stmt, ir.ParallelFor):
         return False
+    if isinstance(stmt, ir.ThreadCopy):
+        return True   # T.ptx_cp_async: each thread's own copy, wherever it is written
     if isinstance(stmt, ir.AtomicAdd) and isinstance(stmt.dst, ir.Load):
         # Outside T.Parallel every thread runs an element atomic (TileLang's scalar code runs
         # on all threads): `T.atomic_add(s[0], 1)` adds once per thread.

@@ -310,6 +310,9 @@ class Barrier(Stmt):
     # T.sync_grid: every block of the launch meets here (cooperative groups' grid sync), after
     # the TMA stores and reduces in flight have written global memory.
     grid: bool = False
+    # What follows reads or overwrites bytes a T.ptx_cp_async may still be writing: the threads
+    # wait for their copies to land (cp.async.wait_all) first.
+    wait_thread_copies: bool = False
 
 
 @dataclass(frozen=True, eq=False)

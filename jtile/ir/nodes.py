@@ -680,8 +680,34 @@ class SetMaxNreg(Stmt):
 
 
 @dataclass(frozen=True, eq=False)
+class ThreadCopy(Stmt):
+    """T.ptx_cp_async: this thread alone copies a run of elements from global to shared memory
+    (cp.async of 4, 8 or 16 bytes; sm_80+). `src` and `dst` are runs along their buffers' last
+    dimension; with `predicate` false the run is filled with zeros instead. The copy lands
+    asynchronously: the kernel orders it with T.ptx_wait_group or an mbarrier arrival
+    (T.cp_async_barrier_noinc), as TileLang's does."""
+
+    src: Region
+    dst: Region
+    predicate: Optional[Expr] = None
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
+class AsyncCopyGroup(Stmt):
+    """T.ptx_commit_group ("commit": close this thread's group of T.ptx_cp_async copies) or
+    T.ptx_wait_group ("wait": wait until at most `pending` committed groups are in flight)."""
+
+    op: str
+    pending: int = 0
+    loc: SourceLoc = NO_LOC
+
+
+@dataclass(frozen=True, eq=False)
 class BarrierOp(Stmt):
-    """An mbarrier operation: "arrive", "wait" (arg = parity) or "expect_tx" (arg = bytes)."""
+    """An mbarrier operation: "arrive", "wait" (arg = parity), "expect_tx" (arg = bytes) or
+    "arrive_after_copies" (an arrival made once this thread's T.ptx_cp_async copies so far have
+    landed: cp.async.mbarrier.arrive.noinc)."""
 
     op: str
     barrier: Buffer

@@ -93,6 +93,11 @@ def _stmt_lines(s, depth: int) -> list:
         return [f"{pad}use_swizzle panel={s.panel_size} order={s.order}"]
     if isinstance(s, ir.FinalizeReducer):
         return [f"{pad}finalize_reducer {s.reducer.name}"]
+    if isinstance(s, ir.ThreadCopy):
+        guard = f" if {expr_text(s.predicate)}" if s.predicate is not None else ""
+        return [f"{pad}thread_cp_async {region_text(s.src)} -> {region_text(s.dst)}{guard}"]
+    if isinstance(s, ir.AsyncCopyGroup):
+        return [f"{pad}cp_async_{s.op}_group" + (f" {s.pending}" if s.op == "wait" else "")]
     if isinstance(s, ir.SyncThreads):
         if s.grid:
             return [f"{pad}sync_grid"]

@@ -99,6 +99,9 @@ def statement_exprs(s) -> tuple:
         return (s.cond,)
     if isinstance(s, ir.Copy):
         return region_exprs(s.src) + region_exprs(s.dst)
+    if isinstance(s, ir.ThreadCopy):
+        predicate = (s.predicate,) if s.predicate is not None else ()
+        return region_exprs(s.src) + region_exprs(s.dst) + predicate
     if isinstance(s, ir.Fill):
         return region_exprs(s.dst) + (s.value,)
     if isinstance(s, ir.Gemm):
@@ -126,7 +129,7 @@ def loads(s) -> Iterator:
 def buffers_read(s) -> set:
     out = {load.buffer for load in loads(s)}
     s = _tile_of(s)
-    if isinstance(s, ir.Copy):
+    if isinstance(s, (ir.Copy, ir.ThreadCopy)):
         out.add(s.src.buffer)
     elif isinstance(s, ir.Gemm):
         out |= {s.a.buffer, s.b.buffer, s.c.buffer}
@@ -160,7 +163,7 @@ def _buffers_written(s) -> set:
         return {s.col.buffer}
     if isinstance(s, ir.Store):
         return {s.buffer}
-    if isinstance(s, ir.Copy):
+    if isinstance(s, (ir.Copy, ir.ThreadCopy)):
         return {s.dst.buffer}
     if isinstance(s, ir.Fill):
         return {s.dst.buffer}

@@ -4,6 +4,8 @@ Names follow TileLang's `tilelang.language`, so a TileLang kernel body ports by 
 import and the launcher.
 """
 
+from jtile.language.per_thread_copy import (access_ptr, cp_async_barrier_noinc, ptx_commit_group,
+                                       ptx_cp_async, ptx_wait_group)
 from jtile.language.allocate import (
     DescKind,
     alloc_barrier,
@@ -227,6 +229,7 @@ __all__ = [
     "no_set_max_nreg", "disable_warp_group_reg_alloc", "sin", "cos", "tan", "asin", "acos",
     "atan", "atan2", "sinh", "cosh", "asinh", "acosh", "atanh", "erf", "log10", "log1p", "exp10",
     "floor", "ceil", "trunc", "nearbyint", "hypot", "copysign", "fmod",
+    "access_ptr", "ptx_cp_async", "ptx_commit_group", "ptx_wait_group", "cp_async_barrier_noinc",
 ]
 # `round` and `pow` (TileLang's, in jtile.language.math) stay out of __all__ like `bool`, `int`
 # and `float`, so that `from jtile.language import *` leaves Python's builtins alone.

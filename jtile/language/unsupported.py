@@ -49,8 +49,6 @@ _INSTEAD = {
     "ptr": "raw pointers are not supported; pass each array as a T.Tensor parameter (several "
            "arrays of one kind can be concatenated in JAX and indexed with offsets)",
     "make_tensor_from_addr": _RAW,
-    "access_ptr": "pass the buffer, a slice X[a:b] or a head address X[i, j] to the T. "
-                  "operation; jtile computes addresses itself",
     "print": "use jtile.pallas_like(..., debug=True) to see the IR and CUDA, and interpret=True "
              "to inspect values on the CPU",
     "device_assert": "check inputs in JAX before the call; interpret=True runs the kernel on "
@@ -107,8 +105,8 @@ _INSTEAD.update({
     "tma_store_wait": _HOPPER, "create_tma_descriptor": _HOPPER,
     "warpgroup_arrive": _HOPPER, "warpgroup_commit_batch": _HOPPER, "warpgroup_wait": _HOPPER,
     "warpgroup_fence_operand": _HOPPER,
-    "ptx_cp_async": _ASYNC_COPY, "ptx_commit_group": _ASYNC_COPY, "ptx_wait_group": _ASYNC_COPY,
-    "ptx_cp_async_barrier": _ASYNC_COPY, "cp_async_barrier_noinc": _ASYNC_COPY,
+    "ptx_cp_async_barrier": "use T.cp_async_barrier_noinc(barrier) on a T.alloc_barrier "
+                            "mbarrier, or T.ptx_commit_group + T.ptx_wait_group",
     "async_copy": _ASYNC_COPY, "ptx_cp_async_bulk": _ASYNC_COPY,
     "thread_binding": "open the kernel with `with T.Kernel(grid, threads=n) as bx:` and read "
                       "the thread index with `tx = T.get_thread_binding()`",

@@ -45,7 +45,7 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.affine import never_equal
 from jtile.ir.printer import expr_text
-from jtile.ir.walk import (buffers_read, buffers_written, deep_buffers_read,
+from jtile.ir.walk import (buffers_read, buffers_written, child_bodies, deep_buffers_read,
                            deep_buffers_written, is_region, loads, regions, statement_exprs,
                            statements, sub_expressions)
 from jtile.errors import JtileTraceError
@@ -82,6 +82,13 @@ class _Planner:
         # those, as in TileLang).
         self.region_written: set = set()
         self.region_read: set = set()
+        # Of those written since the last barrier, the buffers written only by T.ptx_cp_async:
+        # one such copy after another needs no barrier (each thread writes its own run, and
+        # nothing was read in between), as in TileLang.
+        self.copied_only: set = set()
+        # Buffers T.ptx_cp_async wrote since the last barrier: their copies may still be in
+        # flight, so a barrier for a hazard on them waits for the copies first.
+        self.copies_in_flight: set = set()
         self.store_maps: list = []   # (parameter index, StagedStore) of each TMA store
         # Shared tiles TmaReduces may still be reading: `bulk_fresh`, issued since the last
         # drain in this pass over the code, and `bulk_carried`, issued by an earlier loop
@@ -128,6 +135,21 @@ class _Planner:
         return reads, writes
 
     @staticmethod
+    def copy_only_writes(stmts) -> set:
+        """The shared buffers `stmts` write only through T.ptx_cp_async."""
+        by_copy, other = set(), set()
+        for x in statements(stmts):
+            written = {b for b in buffers_written(x) if b.space.is_shared}
+            (by_copy if isinstance(x, ir.ThreadCopy) else other).update(written)
+        return by_copy - other
+
+    def writes_conflict(self, writes, written, exempt) -> bool:
+        """Whether `writes` overwrite bytes of `written`, where a buffer of `exempt` meeting
+        itself does not count (per-thread copies after per-thread copies)."""
+        return self.overlap(writes - exempt, written) or \
+            self.overlap(writes & exempt, written - exempt)
+
+    @staticmethod
     def threads_reads(s, reads) -> set:
         """What the threads themselves read of `reads` (a TmaReduce's tile is read by the TMA
         engine, after the barrier before it: `bulk_reads` tracks it)."""
@@ -156,9 +178,11 @@ class _Planner:
                         out |= {x, y}
         return out
 
-    def sets_conflict(self, before, after) -> bool:
-        """Whether accesses `after` (reads, writes) must wait for accesses `before`."""
-        return self.overlap(after[1], before[0] | before[1]) or self.overlap(after[0], before[1])
+    def sets_conflict(self, before, after, exempt=frozenset()) -> bool:
+        """Whether accesses `after` (reads, writes) must wait for accesses `before` (`exempt`:
+        see `writes_conflict`)."""
+        return self.overlap(after[1], before[0]) or \
+            self.writes_conflict(after[1], before[1], exempt) or self.overlap(after[0], before[1])
 
     def divergent_barrier(self, s, buffers) -> list:
         """Inside a thread-dependent branch: no barrier when each conflicting buffer is only
@@ -179,26 +203,37 @@ class _Planner:
             "T.sync_threads(), and continue under a new one, or meet at a named barrier over "
             "the branch's threads: T.sync_threads(barrier_id, arrive_count)")
 
-    def hazard_barrier(self, s, reads, writes) -> list:
+    def hazard_barrier(self, s, reads, writes, copies=frozenset()) -> list:
         """The barrier a hazard before statement `s` needs: the block's, the named barrier of
-        the branch on the thread index being planned, or (other branches) none or a refusal."""
+        the branch on the thread index being planned, or (other branches) none or a refusal.
+        `copies`: buffers of `writes` written only by T.ptx_cp_async (those need not wait for
+        earlier copies to land)."""
+        landing = self.overlap(reads | (writes - copies), self.copies_in_flight)
         if self.divergent is None:
-            return [self.barrier()]
+            return [self.barrier(wait_copies=landing)]
         if self.partial is not None:
-            return [self.barrier(partial=self.partial)]
+            return [self.barrier(partial=self.partial, wait_copies=landing)]
         return self.divergent_barrier(s, self.conflicts(reads, writes))
 
     def barrier(self, loc=ir.NO_LOC, from_user=False, partial=None,
-                drain=False) -> low.Barrier:
+                drain=False, wait_copies=None) -> low.Barrier:
         """A barrier here: everything before it is visible to everything after it. A block
-        barrier drains the TMA reduces carried from before (`drain`: every pending one)."""
+        barrier drains the TMA reduces carried from before (`drain`: every pending one).
+        `wait_copies`: whether T.ptx_cp_async copies must land first (None: whenever any
+        may be in flight, as for a barrier the user wrote)."""
         drain = partial is None and (drain or bool(self.bulk_carried))
+        if wait_copies is None:
+            wait_copies = bool(self.copies_in_flight)
         b = low.Barrier(fence_async=self.async_proxy and bool(self.written), loc=loc,
-                        from_user=from_user, partial=partial, drain_bulk_reads=drain)
+                        from_user=from_user, partial=partial, drain_bulk_reads=drain,
+                        wait_thread_copies=wait_copies)
         self.written.clear()
         self.read.clear()
         self.region_written.clear()
         self.region_read.clear()
+        self.copied_only.clear()
+        if wait_copies:
+            self.copies_in_flight.clear()
         if drain:
             # wait_group.read 0 waits for every reduce the issuing thread has in flight.
             self.bulk_carried.clear()
@@ -213,8 +248,11 @@ class _Planner:
             written, read = self.written, self.read
             if not is_region(s):
                 written, read = written | self.region_written, read | self.region_read
-            if self.overlap(reads, written) or self.overlap(writes, read | written):
-                out.extend(self.hazard_barrier(s, reads, writes))
+            copied = self.copy_only_writes((s,))
+            exempt = copied & self.copied_only
+            if self.overlap(reads, written) or self.overlap(writes, read) or \
+                    self.writes_conflict(writes, written, exempt):
+                out.extend(self.hazard_barrier(s, reads, writes, copied))
             elif self.overlap(writes, self.bulk_fresh | self.bulk_carried):
                 # The TMA engine may still read these bytes: its issuer waits, then all meet.
                 if self.divergent is not None:
@@ -226,6 +264,11 @@ class _Planner:
                         "call T.sync_threads() before the branch")
                 out.append(self.barrier(drain=True))
             out.extend(self.stmt(s))
+            self.copies_in_flight |= {b for x in statements((s,)) if isinstance(x, ir.ThreadCopy)
+                                      for b in buffers_written(x)}
+            every_write = self.written | self.region_written
+            self.copied_only = {b for b in self.copied_only if b not in writes or b in copied} | \
+                {b for b in copied if b not in every_write}
             if is_region(s) and self.divergent is None:
                 self.region_read |= reads
                 self.region_written |= writes
@@ -245,6 +288,7 @@ class _Planner:
         writes could overtake this iteration's reads (or the reverse)."""
         entry_written, entry_read = set(self.written), set(self.read)
         entry_region_written, entry_region_read = set(self.region_written), set(self.region_read)
+        entry_copied = set(self.copied_only)
         self.seed_bulk_reads(stmts)
         out = self.body(stmts)
         # The next iteration's accesses, by the code around regions (block) and by regions.
@@ -255,14 +299,19 @@ class _Planner:
             into[0].update(self.threads_reads(s, r))
             into[1].update(w)
         now_block, now_region = (self.read, self.written), (self.region_read, self.region_written)
-        if self.sets_conflict(now_block, block) or self.sets_conflict(now_block, region) or \
-                self.sets_conflict(now_region, block):
+        exempt = self.copy_only_writes(stmts) & self.copied_only
+        if self.sets_conflict(now_block, block, exempt) or \
+                self.sets_conflict(now_block, region, exempt) or \
+                self.sets_conflict(now_region, block, exempt):
             out.extend(self.hazard_barrier(stmts[-1], block[0] | region[0],
-                                           block[1] | region[1]))
+                                           block[1] | region[1], self.copy_only_writes(stmts)))
         self.written |= entry_written
         self.read |= entry_read
         self.region_written |= entry_region_written
         self.region_read |= entry_region_read
+        # A loop may run no iteration: what was written before it by anything but a copy
+        # still counts.
+        self.copied_only -= (entry_written | entry_region_written) - entry_copied
         self.leave_bulk_loop()
         return out
 
@@ -434,7 +483,32 @@ class _Planner:
         return store
 
 
+def _fence_thread_copies(body: tuple) -> tuple:
+    """A `FenceProxyAsync` after each mbarrier wait outside the code that issues T.ptx_cp_async:
+    those copies write shared memory through the generic proxy, and the waiting threads may
+    read it next through the async proxy (wgmma, TMA stores)."""
+    out = []
+    for s in body:
+        if is_region(s) and any(isinstance(x, ir.ThreadCopy) for x in statements((s,))):
+            out.append(s)   # the issuing region reads through the generic proxy
+            continue
+        if isinstance(s, ir.BarrierOp) and s.op == "wait":
+            out += [s, ir.FenceProxyAsync(s.loc)]
+            continue
+        children = child_bodies(s)
+        if children and isinstance(s, (ir.For, ir.IfThenElse, ir.While)):
+            if isinstance(s, ir.IfThenElse):
+                s = dataclasses.replace(s, then_body=_fence_thread_copies(s.then_body),
+                                        else_body=_fence_thread_copies(s.else_body))
+            else:
+                s = dataclasses.replace(s, body=_fence_thread_copies(s.body))
+        out.append(s)
+    return tuple(out)
+
+
 def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
+    if target.has_tma and any(isinstance(s, ir.ThreadCopy) for s in statements(kernel.body)):
+        kernel = kernel.replace(body=_fence_thread_copies(kernel.body))
     planner = _Planner(kernel)
     if kernel.attrs.get("persistent") and kernel.attrs.get("warp_roles") is not None:
         # The consumers run the body once per tile: it is a loop body.

@@ -107,6 +107,9 @@ def verify_target_features(kernel: ir.Kernel, target) -> None:
         if isinstance(s, ir.BarrierOp) and not target.has_mbarrier:
             raise _fail(kernel, s.loc, f"T.mbarrier_{s.op} needs sm_90 or later; the target is "
                         f"{target.arch}", JtileTargetError)
+        if isinstance(s, (ir.ThreadCopy, ir.AsyncCopyGroup)) and not target.has_cp_async:
+            raise _fail(kernel, s.loc, f"{_async_copy_name(s)} is cp.async, which arrived with "
+                        f"sm_80; the target is {target.arch}", JtileTargetError)
         if isinstance(s, ir.SetMaxNreg) and not target.has_wgmma:
             raise _fail(kernel, s.loc, "T.set_max_nreg is setmaxnreg, an sm_90a instruction; "
                         f"the target is {target.arch}", JtileTargetError)
@@ -114,6 +117,27 @@ def verify_target_features(kernel: ir.Kernel, target) -> None:
             raise _fail(kernel, s.loc, "T.fence_proxy_async orders accesses of the async proxy "
                         f"(TMA, wgmma), which arrived with sm_90; the target is {target.arch}",
                         JtileTargetError)
+
+
+def _async_copy_name(s) -> str:
+    if isinstance(s, ir.ThreadCopy):
+        return "T.ptx_cp_async"
+    return "T.ptx_commit_group" if s.op == "commit" else "T.ptx_wait_group"
+
+
+def verify_async_copies_awaited(kernel: ir.Kernel) -> None:
+    """A T.ptx_cp_async lands asynchronously: a kernel that never waits for one (no
+    T.ptx_wait_group, no T.cp_async_barrier_noinc) would read shared memory before it lands.
+    Interpret mode copies at once, so without this rule the two would disagree."""
+    body = list(statements(kernel.body))
+    copies = [s for s in body if isinstance(s, ir.ThreadCopy)]
+    waits = [s for s in body if (isinstance(s, ir.AsyncCopyGroup) and s.op == "wait") or
+             (isinstance(s, ir.BarrierOp) and s.op == "arrive_after_copies")]
+    if copies and not waits:
+        raise _fail(kernel, copies[0].loc, "T.ptx_cp_async lands asynchronously, and nothing in "
+                    "the kernel waits for it: add T.ptx_commit_group() and T.ptx_wait_group(0) "
+                    "before the data is read, or T.cp_async_barrier_noinc(barrier) and a "
+                    "T.barrier_wait on it")
 
 
 _TILE_OPS = (ir.Copy, ir.Fill, ir.Gemm, ir.Reduce, ir.FinalizeReducer, ir.SyncThreads,
@@ -463,4 +487,5 @@ def verify(kernel: ir.Kernel, aliases=None) -> ir.Kernel:
     verify_uniform_tile_ops(kernel, tainted)
     verify_named_barrier_counts(kernel, tainted)
     verify_atomics_start_defined(kernel, tuple(aliases.values()))
+    verify_async_copies_awaited(kernel)
     return kernel

@@ -39,6 +39,13 @@ __device__ __forceinline__ void mbarrier_arrive(unsigned long long* bar) {
       : "memory");
 }
 
+// Arrive on the barrier once every cp.async this thread has issued so far has landed:
+// cp.async.mbarrier.arrive.noinc (the arrival counts toward the barrier's expected count).
+__device__ __forceinline__ void cp_async_mbarrier_arrive_noinc(unsigned long long* bar) {
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(detail::smem_addr(bar))
+               : "memory");
+}
+
 // Announce `bytes` more transaction bytes, then arrive once:
 // mbarrier.arrive.expect_tx.shared::cta.b64 state, [bar], bytes (sm_90+).
 __device__ __forceinline__ void mbarrier_arrive_expect_tx(unsigned long long* bar, unsigned bytes) {
