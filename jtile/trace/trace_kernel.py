@@ -19,6 +19,7 @@ from jtile.trace.python_control import (StaticScalarNeeded, check_annotations_de
                                         is_scalar_annotation, static_scalar)
 from jtile.trace.builder import Builder, new_global, tracing
 from jtile.trace.kernel_sequence import finish_trace
+from jtile.trace.output_positions import OutputOrderNeeded, choose_written, input_first_order
 
 
 def _innermost(fn: Callable) -> Callable:
@@ -126,11 +127,18 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
     kernel_name = name or getattr(_innermost(fn), "__name__", "kernel")
     prepared = prepare(fn)
     known = set(static or ())
+    order = None
     while True:
         builder = Builder(kernel_name, function_location(fn))
         try:
             kernel = _trace_once(builder, fn, prepared, inputs, outputs, grid, threads,
-                                 returned, dict(aliases or {}), dict(scalars or {}), known)
+                                 returned, dict(aliases or {}), dict(scalars or {}), known,
+                                 order)
+        except OutputOrderNeeded as need:
+            if order is not None:
+                raise
+            order = need.order
+            continue
         except StaticScalarNeeded as need:
             # An in-body `n: T.int32` met a Python number traced as an array: start again
             # with the number as the static value it is meant to be.
@@ -144,8 +152,14 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
 
 
 def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid, threads,
-                returned, aliases: dict, scalars: dict, known_static: set):
+                returned, aliases: dict, scalars: dict, known_static: set, forced_order=None):
     params = _parameters(fn, builder)
+    # TileLang's out_idx between inputs: jtile binds the inputs first, the body gets its order.
+    order, choices = input_first_order(builder, params, inputs, outputs, aliases)
+    if forced_order is not None:
+        order = forced_order
+    if order is not None:
+        params = [params[i] for i in order]
     if outputs is not None and aliases:
         outputs = _redundant_out_shape(builder, params, inputs, outputs, aliases)
     params, values, bindings, inferred = _bind_parameters(
@@ -159,13 +173,16 @@ def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid,
             builder.implicit_grid = True
             open_kernel(builder, tuple(grid), threads or 128, builder.loc)
             with builder.block() as stmts:
-                result = _run(builder, body, params, values, prepared)
+                result = _run(builder, body, params, values, prepared, order)
             builder.kernel_body = tuple(stmts)
         else:
             if threads is not None:
                 raise builder.error("threads= goes with grid=; without grid= pass threads to "
                                     "T.Kernel(...)")
-            result = _run(builder, body, params, values, prepared)
+            result = _run(builder, body, params, values, prepared, order)
+    if choices is not None:   # several choices of outputs fit: the body's writes decide
+        choose_written(builder, list(_parameters(fn, builder)), order, choices, values,
+                       _written_globals(builder), inputs)
     check_annotations_determined(builder)
     check_consts_bound(builder)
     if returned is not None:
@@ -380,7 +397,10 @@ def _annotated_outputs(builder: Builder, params: list, annotations: list, bindin
     return outputs
 
 
-def _run(builder: Builder, body: Callable, params: list, values: list, prepared):
+def _run(builder: Builder, body: Callable, params: list, values: list, prepared, order=None):
+    if order is not None:   # back to the body's own parameter order
+        pairs = sorted(zip(order, params, values), key=lambda t: t[0])
+        params, values = [p for _, p, _ in pairs], [v for _, _, v in pairs]
     # Keyword-only parameters (left after a functools.partial keyword) are passed by name.
     args = [v for p, v in zip(params, values) if p.kind is not p.KEYWORD_ONLY]
     kwargs = {p.name: v for p, v in zip(params, values) if p.kind is p.KEYWORD_ONLY}
@@ -427,9 +447,10 @@ def _check_annotation(builder: Builder, param, buf: Buffer, is_input: bool,
         role = "input" if is_input else "output"
         hint = ("" if not is_input else
                 ". Arrays bind to the parameters in order and the parameters not passed, at the "
-                "end, are the outputs (TileLang's out_idx=[-1], [-2, -1], ...); for an output "
-                "between other parameters (out_idx=[-3]), pass an array for it and alias it "
-                "with input_output_aliases")
+                "end, are the outputs (TileLang's out_idx=[-1], [-2, -1], ...); outputs between "
+                "other parameters (out_idx=[3]) are found when leaving them out makes every "
+                "array fit its annotation, and here no such choice does (or pass an array for "
+                "each output and alias it with input_output_aliases)")
         raise builder.error(f"{role} parameter `{param.name}` {problem}{hint}",
                             cls=JtileShapeError)
 

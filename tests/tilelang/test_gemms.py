@@ -237,3 +237,27 @@ def test_gemm_grouped_compiles():
 def test_gemm_grouped_gpu():
     sizes, K, N, config = GROUPED_LARGE
     _check_grouped(sizes, K, N, config, interpret=False)
+
+
+def _check_grouped_out_idx(sizes, K, N, config, interpret):
+    """Called as TileLang calls it with out_idx=[2]: without C, which sits between inputs."""
+    block_M, block_N, block_K, num_stages, threads = config
+    kernel = gemm_grouped.grouped_gemm(sizes, K, N, block_M, block_N, block_K, num_stages,
+                                       threads)
+    a = _normal("gemm_grouped", 0, (sum(sizes), K), jnp.float16)
+    b = _normal("gemm_grouped", 1, (len(sizes), K, N), jnp.float16)
+    tables = gemm_grouped.group_tables(sizes, block_M)
+    c = jtile.pallas_like(kernel, interpret=interpret)(a, b, *tables)
+    assert c.shape == (sum(sizes), N) and c.dtype == jnp.float16
+    assert_close(c, gemm_grouped.reference(a, b, sizes), jnp.float16, k=K, name="gemm_grouped")
+
+
+def test_gemm_grouped_called_with_out_idx_as_tilelang_interpret():
+    sizes, K, N, config = GROUPED_SMALL
+    _check_grouped_out_idx(sizes, K, N, config, interpret=True)
+
+
+@pytest.mark.gpu
+def test_gemm_grouped_called_with_out_idx_as_tilelang_gpu():
+    sizes, K, N, config = GROUPED_LARGE
+    _check_grouped_out_idx(sizes, K, N, config, interpret=False)

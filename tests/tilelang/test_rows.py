@@ -108,13 +108,13 @@ def test_layer_norm_interpret():
                       interpret=True)
 
 
-@pytest.mark.xfail(strict=True, raises=jtile.JtileShapeError,
+@pytest.mark.xfail(strict=True, raises=jtile.JtileTraceError,
                    reason="TileLang calls this backward with out_idx=[-3]: seven arguments, DX "
                           "allocated for it, DGamma/DBeta zeroed by the caller and accumulated "
-                          "in place. jtile has no out_idx: it binds the seven arrays to the "
-                          "leading parameters (`DX` gets the zeroed (D,) array: shape mismatch). "
-                          "Pass all eight with input_output_aliases={5: 0, 6: 1, 7: 2}, or use "
-                          "layer_norm_bwd_aliased")
+                          "into in place. jtile finds DX as the output between the inputs, but "
+                          "JAX arrays are immutable: the written DGamma is refused as an input "
+                          "that is written. Pass all eight with input_output_aliases="
+                          "{5: 0, 6: 1, 7: 2}, or use layer_norm_bwd_aliased")
 def test_layer_norm_bwd_called_with_out_idx_as_tilelang_interpret():
     N, D = 37, 256
     x, gamma, beta, dy = _layer_norm_inputs(N, D)
