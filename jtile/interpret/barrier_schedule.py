@@ -11,7 +11,9 @@ the next region. The regions take turns, each running until it blocks or ends. W
 unfinished region is blocked, the GPU would hang: that is an error, unless code after the
 regions arrives on the barrier (the GPU's other threads may reach it, interpret mode runs the
 regions first), which is refused. Statements that hold no barrier operation run as anywhere
-else (a loop among them still one lax loop).
+else (a loop among them still one lax loop). Shared memory two regions touch in no order their
+barriers impose is a race on the GPU, whatever order interpret mode picks: `region_races`
+follows the barriers' happens-before and refuses it.
 
 A group the scheduler cannot follow (a barrier index, parity, loop bound or condition that is
 not a Python int, barriers that earlier code left unknown, too long a run) runs as regions
@@ -27,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from jtile.interpret import barriers, block_swizzle, concurrent_regions
+from jtile.interpret import barriers, block_swizzle, concurrent_regions, region_races
 from jtile.interpret.barriers import ARRIVALS, checked_index, wait_text
 from jtile.interpret.static_ints import static_int
 from jtile.ir.nodes import BarrierOp, For, IfThenElse, UseSwizzle, While
@@ -102,7 +104,9 @@ class _Schedule:
         self.memory, self.model, self.group = memory, memory.ctx.barriers, group
         self.run_statement = run_statement
         self.steps = 0
-        self.runs = [self._walk(env.in_region(g.threads), {}, g.then_body, g) for g in group]
+        # Shared memory the regions touch in no order their barriers impose is refused.
+        self.races = region_races.RaceCheck(memory, group)
+        self.runs = [self._region(env.in_region(g.threads), i) for i, g in enumerate(group)]
 
     def run(self) -> None:
         n = len(self.group)
@@ -142,8 +146,13 @@ class _Schedule:
             f"the T.ws regions wait on each other forever (on the GPU the kernel hangs): {text}",
             blocked[0][1].stmt.loc)
 
-    def _walk(self, env, static: dict, body, region):
-        """Runs `body` in `region`, yielding a `_Wait` wherever a wait would block."""
+    def _region(self, env, i: int):
+        # Runs once the regions before it on the same threads have ended (`run`).
+        self.races.start(i)
+        yield from self._walk(env, {}, self.group[i].then_body, i)
+
+    def _walk(self, env, static: dict, body, i: int):
+        """Runs `body` in region `i`, yielding a `_Wait` wherever a wait would block."""
         for stmt in body:
             if isinstance(stmt, UseSwizzle):   # remaps the block indices of what follows
                 env = block_swizzle.swizzled_env(self.memory.ctx.kernel, env, stmt)
@@ -152,9 +161,10 @@ class _Schedule:
             if self.steps > STEP_LIMIT:
                 raise _Cannot(f"the regions run more than {STEP_LIMIT} statements unrolled")
             if not self.model.uses(stmt):
+                self.races.statement(i, stmt, static)
                 self.run_statement(self.memory, env, stmt)
             elif isinstance(stmt, BarrierOp):
-                yield from self._barrier(stmt, static, region)
+                yield from self._barrier(stmt, static, i)
             elif isinstance(stmt, For):
                 extent = static_int(stmt.extent, static)
                 if extent is None:
@@ -162,7 +172,7 @@ class _Schedule:
                                   "operations, is not a Python int while the kernel is traced")
                 for k in range(extent):   # the body's indices hold k * step + start
                     yield from self._walk(env.bind(stmt.var, k), {**static, id(stmt.var): k},
-                                          stmt.body, region)
+                                          stmt.body, i)
             elif isinstance(stmt, IfThenElse) and not is_region(stmt):
                 cond = static_int(stmt.cond, static)
                 if cond is None:
@@ -170,12 +180,12 @@ class _Schedule:
                                   "operations, is not a Python int while the kernel is traced "
                                   "(it reads data or the thread index)")
                 yield from self._walk(env, static, stmt.then_body if cond else stmt.else_body,
-                                      region)
+                                      i)
             else:
                 raise _Cannot(f"the {type(stmt).__name__} at {stmt.loc} holds barrier "
                               "operations")
 
-    def _barrier(self, stmt: BarrierOp, static: dict, region):
+    def _barrier(self, stmt: BarrierOp, static: dict, i: int):
         if stmt.op == "expect_tx":   # T.tma_copy has finished its bytes when it returns
             return
         index = checked_index(self.memory, stmt, static)
@@ -183,7 +193,8 @@ class _Schedule:
             raise _Cannot(f"the barrier index at {stmt.loc} is not a Python int while the "
                           "kernel is traced")
         if stmt.op in ARRIVALS:
-            self.model.arrive(stmt.barrier, index, region.threads[1])
+            phases = self.model.arrive(stmt.barrier, index, self.group[i].threads[1])
+            self.races.arrive(i, stmt.barrier, index, phases)
             return
         if stmt.op != "wait":
             raise _Cannot(f"the barrier operation {stmt.op!r} at {stmt.loc} has no model")
@@ -191,9 +202,14 @@ class _Schedule:
         if parity is None:
             raise _Cannot(f"the parity of the wait at {stmt.loc} is not a Python int while "
                           "the kernel is traced")
+        # It returns when the phase before the current one has the parity waited for (the
+        # first wait for parity 1 on a fresh barrier: a phase that never ran, which orders
+        # nothing), or else once the current phase completes, whatever happens after.
+        phase = self.model.completed(stmt.barrier, index)
         if not self.model.passes(stmt.barrier, index, parity):
-            # It returns once the current phase completes, whatever happens after.
-            yield _Wait(stmt, index, parity, self.model.completed(stmt.barrier, index) + 1)
+            yield _Wait(stmt, index, parity, phase + 1)
+            phase += 1
+        self.races.acquire(i, stmt.barrier, index, phase - 1)
 
 
 def _run_unscheduled(memory, env, group, run_statement, run_body) -> None:

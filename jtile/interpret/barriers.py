@@ -80,12 +80,15 @@ class Barriers:
     def completed(self, buffer, index: int) -> int:
         return self._phases.get((id(buffer), index), (0, 0))[0]
 
-    def arrive(self, buffer, index: int, count: int) -> None:
-        """`count` threads arrive; every `arrive_count` arrivals complete a phase."""
+    def arrive(self, buffer, index: int, count: int) -> range:
+        """`count` threads arrive; every `arrive_count` arrivals complete a phase. Returns the
+        phases the arrivals count toward (more than one when they outnumber a phase's)."""
         completed, pending = self._phases.get((id(buffer), index), (0, 0))
         needed = buffer.arrive_counts[index]
+        first = completed + pending // needed
         pending += count
         self._phases[(id(buffer), index)] = (completed + pending // needed, pending % needed)
+        return range(first, completed + (pending - 1) // needed + 1)
 
     def passes(self, buffer, index: int, parity: int) -> bool:
         return self.completed(buffer, index) % 2 != parity % 2
