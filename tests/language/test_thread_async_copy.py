@@ -81,6 +81,9 @@ def test_successive_copies_need_no_barrier_between_them():
     cuda = lowered.cuda_source()
     loop = cuda[cuda.index("jt::cp_async_16("):cuda.index("jt::cp_async_commit();")]
     assert "__syncthreads" not in loop and "cp_async_wait_all" not in loop
+    # The barrier the user wrote before the tile is read waits for every copy to land.
+    after = cuda[cuda.index("jt::cp_async_wait<0>();"):]
+    assert after.index("jt::cp_async_wait_all();") < after.index("__syncthreads();")
 
 
 def producer_consumer(X, Idx, stages: int = 2):
@@ -131,6 +134,14 @@ def test_producer_arrives_when_copies_land():
     lowered = launch().lower(x, idx, target="sm_90a")
     cuda = lowered.cuda_source()
     assert "jt::cp_async_mbarrier_arrive_noinc(" in cuda and "jt::cp_async_8(" in cuda
+    # The consumer orders what the copies wrote (generic proxy) before its own reads through
+    # the async proxy; the producer, which issues them, needs no fence after its waits.
+    def after_wait(barrier):
+        lines = cuda[cuda.index(f"jt::mbarrier_wait_parity(&{barrier}"):].splitlines()[1:]
+        return next(line.strip() for line in lines if not line.strip().startswith("//"))
+
+    assert after_wait("full") == "jt::fence_proxy_async_shared();"
+    assert "fence_proxy_async" not in after_wait("empty")
     assert lowered.compile().cubin[:4] == b"\x7fELF"
     if has_cuda_gpu():
         compiled = np.asarray(launch()(x, idx), np.float64)
