@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from jtile.interpret import barriers, block_swizzle, concurrent_regions, region_races
-from jtile.interpret.barriers import ARRIVALS, checked_index, wait_text
+from jtile.interpret.barriers import (ARRIVALS, checked_index, share_threads, threads_text,
+                                      wait_text)
 from jtile.interpret.static_ints import static_int
 from jtile.ir.nodes import BarrierOp, For, IfThenElse, UseSwizzle, While
 from jtile.ir.walk import deep_buffers_read, deep_buffers_written, is_region, statements
@@ -90,15 +91,6 @@ def run(memory, env, group, run_statement, run_body) -> None:
     _run_unscheduled(memory, env, group, run_statement, run_body)
 
 
-def _threads(region) -> str:
-    first, count = region.threads
-    return f"threads {first}..{first + count - 1}"
-
-
-def _overlap(a, b) -> bool:
-    return a.threads[0] < sum(b.threads) and b.threads[0] < sum(a.threads)
-
-
 class _Schedule:
     def __init__(self, memory, env, group, run_statement):
         self.memory, self.model, self.group = memory, memory.ctx.barriers, group
@@ -119,7 +111,7 @@ class _Schedule:
                         wait.stmt.barrier, wait.index) < wait.target):
                     continue
                 # Regions on the same threads run in program order, as those threads do.
-                if not started[i] and any(not done[j] and _overlap(self.group[j], region)
+                if not started[i] and any(not done[j] and share_threads(self.group[j], region)
                                           for j in range(i)):
                     continue
                 started[i] = moved = True
@@ -136,10 +128,10 @@ class _Schedule:
         for region, wait in blocked:
             later = self.model.later_arrival(self.group[-1], wait.stmt.barrier)
             if later is not None:
-                return barriers.blocked(self.memory, _threads(region), wait.stmt, wait.index,
-                                        wait.parity, later)
+                return barriers.blocked(self.memory, threads_text(region.threads), wait.stmt,
+                                        wait.index, wait.parity, later)
         text = "; ".join(
-            f"{_threads(region)} at {wait_text(wait.stmt, wait.index, wait.parity)} "
+            f"{threads_text(region.threads)} at {wait_text(wait.stmt, wait.index, wait.parity)} "
             f"({self.model.describe(wait.stmt.barrier, wait.index)})"
             for region, wait in blocked)
         return self.memory.ctx.error(
@@ -248,8 +240,9 @@ def _cycle(group, writes, reads) -> Optional[list]:
     and the last one the first reads, as [(region, buffer it hands on)], or None."""
     def feeds(a, b):
         common = writes[id(a)] & reads[id(b)]
-        return sorted(common, key=lambda buf: buf.name)[0] if common and not _overlap(a, b) \
-            else None
+        if not common or share_threads(a, b):
+            return None
+        return sorted(common, key=lambda buf: buf.name)[0]
 
     def search(path):
         for nxt in group:
@@ -278,23 +271,23 @@ def _refuse_unordered(memory, group, reason: str) -> None:
     cycle = _cycle(group, writes, reads)
     if cycle is not None:
         hands = ", and ".join(
-            f"{_threads(region)} (T.ws at {region.loc}) write {buffer.name}, which "
-            f"{_threads(cycle[(k + 1) % len(cycle)][0])} read"
+            f"{threads_text(region.threads)} (T.ws at {region.loc}) write {buffer.name}, which "
+            f"{threads_text(cycle[(k + 1) % len(cycle)][0].threads)} read"
             for k, (region, buffer) in enumerate(cycle))
         problem = (f"{hands}: run one after another, regions that hand shared memory both "
                    "ways read what the other has not written yet")
         raise _refusal(memory, problem, reason, cycle[0][0].loc)
     for region, body in units:
-        shares = any(not _overlap(region, other) and
+        shares = any(not share_threads(region, other) and
                      (writes[id(region)] & reads[id(other)] or reads[id(region)] &
                       writes[id(other)]) for other, _ in units)
         repeated = next((s for s in statements(body) if isinstance(s, (For, While)) and
                          memory.ctx.barriers.uses(s)), None)
         if shares and repeated is not None:
-            problem = (f"{_threads(region)} (T.ws at {region.loc}) share shared memory with "
-                       f"another region and hand it over at barriers inside the loop at "
-                       f"{repeated.loc}: run one after another, every hand-off but the last "
-                       "of that loop would be lost")
+            problem = (f"{threads_text(region.threads)} (T.ws at {region.loc}) share shared "
+                       "memory with another region and hand it over at barriers inside the "
+                       f"loop at {repeated.loc}: run one after another, every hand-off but the "
+                       "last of that loop would be lost")
             raise _refusal(memory, problem, reason, repeated.loc)
 
 

@@ -100,6 +100,17 @@ class Barriers:
                 f"{buffer.arrive_counts[index]} arrivals in the current one")
 
 
+def threads_text(threads: tuple) -> str:
+    """`threads a..b` for a T.ws region's (first thread, count)."""
+    first, count = threads
+    return f"threads {first}..{first + count - 1}"
+
+
+def share_threads(a, b) -> bool:
+    """Whether T.ws regions `a` and `b` run on a common thread."""
+    return a.threads[0] < sum(b.threads) and b.threads[0] < sum(a.threads)
+
+
 def wait_text(stmt: BarrierOp, index: int, parity: int) -> str:
     return f"the wait on {stmt.barrier.name}[{index}] for parity {parity} at {stmt.loc}"
 
@@ -145,8 +156,7 @@ def run_op(memory, env, stmt: BarrierOp, per_thread: bool) -> None:
                 f"{wait_text(stmt, index, parity)} never returns: "
                 f"{model.describe(stmt.barrier, index)}, and every thread of the block waits "
                 "there (on the GPU the kernel hangs)", stmt.loc)
-        first, count = env.region
-        raise blocked(memory, f"threads {first}..{first + count - 1}", stmt, index, parity,
+        raise blocked(memory, threads_text(env.region), stmt, index, parity,
                       model.later_arrival(stmt, stmt.barrier))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from jtile.ir.affine import affine_given
 from jtile.ir.nodes import BinOp, Call, Cast, Select, UnOp, Var, VarKind
 from jtile.interpret.static_ints import static_int
 
@@ -88,43 +89,13 @@ def _binary(op: str, a, b) -> Optional[tuple]:
     return None
 
 
-def _linear(e, static: dict) -> Optional[tuple]:
-    """`e` as ({id(Var): coefficient}, constant), or None when not linear in its variables."""
-    value = static_int(e, static)
-    if value is not None:
-        return {}, value
-    if isinstance(e, Var):
-        return {id(e): 1}, 0
-    if isinstance(e, Cast) and e.dtype.is_int and e.value.dtype.is_int:
-        return _linear(e.value, static)
-    if isinstance(e, UnOp) and e.op == "neg":
-        inner = _linear(e.a, static)
-        return None if inner is None else ({k: -c for k, c in inner[0].items()}, -inner[1])
-    if not isinstance(e, BinOp) or e.op not in ("add", "sub", "mul"):
-        return None
-    a, b = _linear(e.a, static), _linear(e.b, static)
-    if a is None or b is None:
-        return None
-    if e.op == "mul":
-        if a[0] and b[0]:
-            return None
-        (terms, _), scale = (a, b[1]) if a[0] else (b, a[1])
-        constant = a[1] * b[1]
-        return {k: c * scale for k, c in terms.items()}, constant
-    sign = 1 if e.op == "add" else -1
-    terms = dict(a[0])
-    for k, c in b[0].items():
-        terms[k] = terms.get(k, 0) + sign * c
-    return {k: c for k, c in terms.items() if c}, a[1] + sign * b[1]
-
-
 def dense(e, extent: int, static: dict) -> Optional[frozenset]:
     """The ids of the variables of `e` when [e, e + extent) over their ranges covers every
     value of its span (`e` is a constant, or one variable times a step of at most `extent`
     plus a constant), else None."""
-    form = _linear(e, static)
-    if form is None or len(form[0]) > 1:
+    form = affine_given(e, lambda x: static_int(x, static))
+    if form is None or len(form.terms) > 1:
         return None
-    if any(abs(c) > extent for c in form[0].values()):
+    if any(abs(c) > extent for c in form.terms.values()):
         return None
-    return frozenset(form[0])
+    return frozenset(id(v) for v in form.terms)

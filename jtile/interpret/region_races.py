@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from jtile.ir.nodes import SyncThreads
 from jtile.ir.walk import statements
+from jtile.interpret.barriers import share_threads, threads_text
 from jtile.interpret.shared_accesses import accesses
 
 # How many accesses are recorded between two drops of those every other region has seen.
@@ -44,7 +45,7 @@ class RaceCheck:
     def start(self, i: int) -> None:
         """Region `i` starts: its threads have ended the regions before it they run."""
         for j in range(i):
-            if _share_threads(self.group[i], self.group[j]):
+            if share_threads(self.group[i], self.group[j]):
                 self.clocks[i] = _join(self.clocks[i], self.clocks[j])
 
     def statement(self, i: int, stmt, static: dict) -> None:
@@ -77,7 +78,7 @@ class RaceCheck:
     def _others(self, i: int):
         """The regions on other threads than region `i`'s."""
         return (j for j, other in enumerate(self.group) if j != i and
-                not _share_threads(self.group[i], other))
+                not share_threads(self.group[i], other))
 
     def _check(self, i: int, access) -> None:
         per_region = self.seen.get(id(access.buffer))
@@ -99,7 +100,8 @@ class RaceCheck:
                     per_region[j] = {a: c for a, c in entries.items() if c > floor}
 
     def _race(self, j: int, earlier, i: int, later):
-        first, then = _threads(self.group[j]), _threads(self.group[i])
+        first = threads_text(self.group[j].threads)
+        then = threads_text(self.group[i].threads)
         a, b = _kind(earlier), _kind(later)
         count = self.group[j].threads[1]
         outcome = ("what the read sees" if not (earlier.write and later.write)
@@ -136,15 +138,6 @@ def _syncs_beyond(region) -> bool:
     count = region.threads[1]
     return any(isinstance(s, SyncThreads) and (s.named is None or s.named[1] > count)
                for s in statements(region.then_body))
-
-
-def _share_threads(a, b) -> bool:
-    return a.threads[0] < sum(b.threads) and b.threads[0] < sum(a.threads)
-
-
-def _threads(region) -> str:
-    first, count = region.threads
-    return f"threads {first}..{first + count - 1}"
 
 
 def _kind(access) -> str:

@@ -74,6 +74,18 @@ def affine(expr: Expr) -> Optional[Affine]:
     return _linear_form(expr, _exact_leaf)
 
 
+def affine_given(expr: Expr, value_of) -> Optional[Affine]:
+    """The affine form of `expr` in which every subexpression `value_of` gives an int for is
+    that constant (a loop variable bound to a value, `(k & 1)` with k bound), or None."""
+    def leaf(e: Expr) -> Optional[Affine]:
+        value = value_of(e)
+        if value is not None:
+            return Affine({}, value)
+        return Affine({e: 1}, 0) if isinstance(e, Var) else None
+
+    return _linear_form(expr, leaf)
+
+
 def static_value(expr) -> Optional[int]:
     """The integer value of an expression that does not depend on any variable."""
     if isinstance(expr, int) and not isinstance(expr, bool):

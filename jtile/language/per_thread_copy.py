@@ -40,16 +40,11 @@ class AccessPtr:
     extent: object
     mask: int
 
-    def describe(self) -> str:
-        return f"T.access_ptr({self.buffer.name}[...], mask {self.mask})"
-
 
 def _mask(access_type, builder, loc) -> int:
-    if isinstance(access_type, bool) or not isinstance(access_type, (str, int)):
-        raise builder.error(f"T.access_ptr access_type {access_type!r}: expected 'r', 'w', 'rw' "
-                            "or the mask 1, 2, 3", loc, op="T.access_ptr")
     mask = _MODES.get(access_type) if isinstance(access_type, str) else access_type
-    if mask not in (1, 2, 3):
+    if isinstance(access_type, bool) or not isinstance(access_type, (str, int)) or \
+            mask not in (1, 2, 3):
         raise builder.error(f"T.access_ptr access_type {access_type!r}: expected 'r', 'w', 'rw' "
                             "or the mask 1, 2, 3", loc, op="T.access_ptr")
     return mask

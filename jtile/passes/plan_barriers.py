@@ -45,7 +45,7 @@ from jtile.ir import lowered as low
 from jtile.ir import nodes as ir
 from jtile.ir.affine import never_equal
 from jtile.ir.printer import expr_text
-from jtile.ir.walk import (buffers_read, buffers_written, child_bodies, deep_buffers_read,
+from jtile.ir.walk import (buffers_read, buffers_written, deep_buffers_read,
                            deep_buffers_written, is_region, loads, regions, statement_exprs,
                            statements, sub_expressions)
 from jtile.errors import JtileTraceError
@@ -89,6 +89,7 @@ class _Planner:
         # Buffers T.ptx_cp_async wrote since the last barrier: their copies may still be in
         # flight, so a barrier for a hazard on them waits for the copies first.
         self.copies_in_flight: set = set()
+        self.any_copies = _has_thread_copies(kernel.body)
         self.store_maps: list = []   # (parameter index, StagedStore) of each TMA store
         # Shared tiles TmaReduces may still be reading: `bulk_fresh`, issued since the last
         # drain in this pass over the code, and `bulk_carried`, issued by an earlier loop
@@ -134,14 +135,16 @@ class _Planner:
         writes = {b for b in deep_buffers_written(s) if b.space.is_shared}
         return reads, writes
 
-    @staticmethod
-    def copy_only_writes(stmts) -> set:
-        """The shared buffers `stmts` write only through T.ptx_cp_async."""
+    def copy_writes(self, stmts) -> tuple:
+        """(the shared buffers `stmts` write through T.ptx_cp_async, those they write only
+        so); empty in a kernel without such copies."""
+        if not self.any_copies:
+            return set(), set()
         by_copy, other = set(), set()
         for x in statements(stmts):
             written = {b for b in buffers_written(x) if b.space.is_shared}
             (by_copy if isinstance(x, ir.ThreadCopy) else other).update(written)
-        return by_copy - other
+        return by_copy, by_copy - other
 
     def writes_conflict(self, writes, written, exempt) -> bool:
         """Whether `writes` overwrite bytes of `written`, where a buffer of `exempt` meeting
@@ -248,7 +251,7 @@ class _Planner:
             written, read = self.written, self.read
             if not is_region(s):
                 written, read = written | self.region_written, read | self.region_read
-            copied = self.copy_only_writes((s,))
+            by_copy, copied = self.copy_writes((s,))
             exempt = copied & self.copied_only
             if self.overlap(reads, written) or self.overlap(writes, read) or \
                     self.writes_conflict(writes, written, exempt):
@@ -264,8 +267,7 @@ class _Planner:
                         "call T.sync_threads() before the branch")
                 out.append(self.barrier(drain=True))
             out.extend(self.stmt(s))
-            self.copies_in_flight |= {b for x in statements((s,)) if isinstance(x, ir.ThreadCopy)
-                                      for b in buffers_written(x)}
+            self.copies_in_flight |= by_copy
             every_write = self.written | self.region_written
             self.copied_only = {b for b in self.copied_only if b not in writes or b in copied} | \
                 {b for b in copied if b not in every_write}
@@ -299,12 +301,13 @@ class _Planner:
             into[0].update(self.threads_reads(s, r))
             into[1].update(w)
         now_block, now_region = (self.read, self.written), (self.region_read, self.region_written)
-        exempt = self.copy_only_writes(stmts) & self.copied_only
+        copied = self.copy_writes(stmts)[1]
+        exempt = copied & self.copied_only
         if self.sets_conflict(now_block, block, exempt) or \
                 self.sets_conflict(now_block, region, exempt) or \
                 self.sets_conflict(now_region, block, exempt):
             out.extend(self.hazard_barrier(stmts[-1], block[0] | region[0],
-                                           block[1] | region[1], self.copy_only_writes(stmts)))
+                                           block[1] | region[1], copied))
         self.written |= entry_written
         self.read |= entry_read
         self.region_written |= entry_region_written
@@ -483,31 +486,33 @@ class _Planner:
         return store
 
 
+def _has_thread_copies(stmts) -> bool:
+    return any(isinstance(s, ir.ThreadCopy) for s in statements(stmts))
+
+
 def _fence_thread_copies(body: tuple) -> tuple:
     """A `FenceProxyAsync` after each mbarrier wait outside the code that issues T.ptx_cp_async:
     those copies write shared memory through the generic proxy, and the waiting threads may
     read it next through the async proxy (wgmma, TMA stores)."""
     out = []
     for s in body:
-        if is_region(s) and any(isinstance(x, ir.ThreadCopy) for x in statements((s,))):
+        if is_region(s) and _has_thread_copies((s,)):
             out.append(s)   # the issuing region reads through the generic proxy
             continue
         if isinstance(s, ir.BarrierOp) and s.op == "wait":
             out += [s, ir.FenceProxyAsync(s.loc)]
             continue
-        children = child_bodies(s)
-        if children and isinstance(s, (ir.For, ir.IfThenElse, ir.While)):
-            if isinstance(s, ir.IfThenElse):
-                s = dataclasses.replace(s, then_body=_fence_thread_copies(s.then_body),
-                                        else_body=_fence_thread_copies(s.else_body))
-            else:
-                s = dataclasses.replace(s, body=_fence_thread_copies(s.body))
+        if isinstance(s, ir.IfThenElse):
+            s = dataclasses.replace(s, then_body=_fence_thread_copies(s.then_body),
+                                    else_body=_fence_thread_copies(s.else_body))
+        elif isinstance(s, (ir.For, ir.While)):
+            s = dataclasses.replace(s, body=_fence_thread_copies(s.body))
         out.append(s)
     return tuple(out)
 
 
 def plan_barriers(kernel: ir.Kernel, target) -> ir.Kernel:
-    if target.has_tma and any(isinstance(s, ir.ThreadCopy) for s in statements(kernel.body)):
+    if target.has_tma and _has_thread_copies(kernel.body):
         kernel = kernel.replace(body=_fence_thread_copies(kernel.body))
     planner = _Planner(kernel)
     if kernel.attrs.get("persistent") and kernel.attrs.get("warp_roles") is not None:

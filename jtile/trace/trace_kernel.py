@@ -153,11 +153,10 @@ def trace(fn: Callable, inputs: Sequence[tuple], outputs: Optional[Sequence[tupl
 
 def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid, threads,
                 returned, aliases: dict, scalars: dict, known_static: set, forced_order=None):
-    params = _parameters(fn, builder)
+    declared = params = _parameters(fn, builder)
     # TileLang's out_idx between inputs: jtile binds the inputs first, the body gets its order.
-    order, choices = input_first_order(builder, params, inputs, outputs, aliases)
-    if forced_order is not None:
-        order = forced_order
+    order, choices = (forced_order, None) if forced_order is not None else \
+        input_first_order(builder, params, inputs, outputs, aliases)
     if order is not None:
         params = [params[i] for i in order]
     if outputs is not None and aliases:
@@ -181,8 +180,8 @@ def _trace_once(builder: Builder, fn: Callable, prepared, inputs, outputs, grid,
                                     "T.Kernel(...)")
             result = _run(builder, body, params, values, prepared, order)
     if choices is not None:   # several choices of outputs fit: the body's writes decide
-        choose_written(builder, list(_parameters(fn, builder)), order, choices, values,
-                       _written_globals(builder), inputs)
+        choose_written(builder, declared, order, choices, values, _written_globals(builder),
+                       inputs)
     check_annotations_determined(builder)
     check_consts_bound(builder)
     if returned is not None:
