@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-persistence|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
 #                                    attention-overlap|attention-order|attention-persistent|attention-pingpong|warp-specialized|
 #                                    ops-bench|ragged-bench|train|train-ablate|trace-train|unverified|train-dp]...
@@ -128,6 +128,11 @@ for part in "${parts[@]}"; do
         --plot "$out/train_dp_loss.png" --losses-json "$out/train_dp_losses.json" 2>&1 \
         | tee "$out/train_dp.log" | tail -25
       status=$((status | ${PIPESTATUS[0]})) ;;
+    bench-persistence)
+      # The Hopper GEMM one block per tile against the same kernel as a persistent tile loop,
+      # beside XLA, timed in interleaved rounds.
+      timeout 400 python3 benchmarks/bench_gemm_persistence.py 2>&1 \
+        | tee "$out/bench_gemm_persistence.log" | tail -14 ;;
     bench-thread-store)
       # The GEMM and attention sections with the epilogues written by the threads
       # (JTILE_TMA_STORE=0) instead of TMA stores: run right after `bench` to compare.

@@ -1,7 +1,8 @@
 """Small Hopper GEMM and attention runs for compute-sanitizer (memcheck, racecheck, synccheck):
 the example GEMM and flash-attention forward, jtile.ops.attention's forward at a long sequence
 and its backward (its dQ added by TMA reduces), and with `ws` (only that) the hand-written
-warp-specialised GEMMs of tests/tilelang/gemm_warp_specialized.py (T.ws regions, mbarriers).
+warp-specialised GEMMs of tests/tilelang/gemm_warp_specialized.py (T.ws regions, mbarriers),
+and with `persistent` the GEMM as a persistent tile loop.
 
 Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
 checks its own results against jnp, so a kernel that the tool lets through but computes wrong
@@ -50,9 +51,32 @@ def warp_specialized():
         print("T.ws gemm", kernel.__name__, "ok", flush=True)
 
 
+def persistent():
+    """The GEMM as a persistent tile loop on a GPU reported to have two SMs: each block runs
+    four or five tiles, so its ring and its epilogue's two panel slots (TMA stores of one tile
+    still reading while the next tile runs) are reused across tiles."""
+    from jtile.compiler import target as target_module
+
+    os.environ["JTILE_PERSISTENT"] = "1"
+    local = target_module._local_gpu()
+    target_module._local_gpu = lambda: (local[0], 2)
+    ka, kb = jax.random.split(jax.random.key(3))
+    a = jax.random.normal(ka, (384, 320), jnp.float32).astype(jnp.float16)
+    b = jax.random.normal(kb, (320, 768), jnp.float32).astype(jnp.float16)
+    for cfg in (dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
+                dict(block_m=128, block_n=128, block_k=64, stages=3, threads=256)):
+        out = jax.jit(functools.partial(gemm.matmul, interpret=False, **cfg))(a, b)
+        ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+        np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=4e-3, atol=5e-2)
+        print("persistent gemm", cfg, "ok", flush=True)
+
+
 def main():
     if sys.argv[1:] == ["ws"]:
         warp_specialized()
+        return
+    if sys.argv[1:] == ["persistent"]:
+        persistent()
         return
     ka, kb = jax.random.split(jax.random.key(0))
     a = jax.random.normal(ka, (192, 128), jnp.float32).astype(jnp.float16)

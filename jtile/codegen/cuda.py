@@ -363,7 +363,7 @@ class CudaEmitter:
         elif isinstance(s, low.TmaReduce):
             hopper.emit_tma_reduce(self, s)
         elif isinstance(s, low.DrainBulkReads):
-            self.line("jt::tma_store_wait_read<0>();  // TMA reduces have read their tiles")
+            self.line("jt::tma_store_wait_read<0>();  // the TMA engine has read the tiles it stores")
         elif isinstance(s, ir.SyncThreads):
             # plan_barriers turned every other one into a Barrier.
             raise JtileTraceError(f"{self.kernel.name} ({self.kernel.loc}): {s.loc}: "
@@ -535,8 +535,12 @@ class CudaEmitter:
             if roles.consumer_registers:
                 self.line(f"jt::setmaxnreg_inc<{roles.consumer_registers}>();")
             if self.persistent:
+                body = tuple(self.kernel.body)
+                # The engine's reads of the last tile's stores are awaited once, at the exit.
+                drain = body[-1:] if body and isinstance(body[-1], low.DrainBulkReads) else ()
                 with self.tile_loop():
-                    self.body(self.kernel.body)
+                    self.body(body[:len(body) - len(drain)])
+                self.body(drain)
             else:
                 self.body(self.kernel.body)
 

@@ -107,7 +107,7 @@ def _issue_loads(em, pipe: low.MbarrierPipeline, iteration: str, stage: str) -> 
     del em.var_override[pipe.var]
 
 
-def _issue_boxes(em, call: str, map_index: int, smem: ir.Buffer, boxes) -> None:
+def issue_tma_boxes(em, call: str, map_index: int, smem: ir.Buffer, boxes) -> None:
     """`call` (a TMA store or reduce) of each box of `smem` (one per panel), then commit."""
     param = em.kernel.attrs["tma_maps"][map_index][0]
     batch = em.batch > 1 and em.batched[param]
@@ -127,7 +127,7 @@ def emit_tma_store(em, staged: low.StagedStore) -> None:
     that exits keeps its shared memory until this thread is done)."""
     tid = em.name(em.kernel.thread_var)
     with em.block(f"if ({tid} == 0)"):
-        _issue_boxes(em, "tma_store", staged.tma_map, staged.stage, staged.boxes)
+        issue_tma_boxes(em, "tma_store", staged.tma_map, staged.stage, staged.boxes)
         em.line("jt::tma_store_wait_read<0>();")
 
 
@@ -137,7 +137,7 @@ def emit_tma_reduce(em, s: low.TmaReduce) -> None:
     em.comment_loc(s.loc)
     tid = em.name(em.kernel.thread_var)
     with em.block(f"if ({tid} == 0)"):
-        _issue_boxes(em, "tma_reduce_add", s.map_index, s.smem_buffer, s.boxes)
+        issue_tma_boxes(em, "tma_reduce_add", s.map_index, s.smem_buffer, s.boxes)
 
 
 def declare_ring(em, pipe: low.MbarrierPipeline) -> None:

@@ -11,6 +11,7 @@ Reads past the end of a global buffer give zero and writes past it are dropped.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 
 from jtile.codegen.bounds import bounds_condition, region_in_bounds, unproven_bounds_condition
@@ -246,6 +247,9 @@ def emit_staged_store(em, staged) -> None:
     em.comment_loc(s.loc)
     if staged.entry_barrier is not None:
         em.emit_barrier(staged.entry_barrier)
+    if staged.panel_ring:
+        _store_through_panel_ring(em, staged)
+        return
     whole = ir.full_region(stage)
     with em.block(""):
         _copy_from_fragment(em, s.src, whole, s.loc)
@@ -257,6 +261,59 @@ def emit_staged_store(em, staged) -> None:
         return
     with em.block(""):
         emit_cooperative_copy(em, whole, s.dst)
+
+
+def _store_through_panel_ring(em, staged) -> None:
+    """The tile's column panels in turn through the two panel slots of the stage: each panel's
+    registers are written to slot `panel % 2` and, after one barrier, thread 0 issues its TMA
+    store. Before that barrier thread 0 waits for the engine to finish reading every earlier
+    panel, so the slot the next panel overwrites (the one before last) is free; the wait
+    rarely stalls, as the engine had the whole write of this panel to read the last one."""
+    from jtile.codegen.hopper import issue_tma_boxes
+    from jtile.passes.wgmma_selection import panel_layout
+
+    s, stage = staged.tile, staged.stage
+    frag = s.src.buffer
+    _whole_fragment(em, s.src, s.loc)
+    layout = em.layouts[frag]
+    panels = panel_layout(stage)
+    columns = panels.panel_columns
+    low = columns.bit_length() - 1
+    # Register bits choosing the panel: whether register `reg` belongs to panel p is known
+    # when the unrolled loop is compiled (plan_shared_memory.panel_ring checked no thread bit
+    # chooses one).
+    panel_bits = [(r, bit[1] - low) for r, bit in enumerate(layout.reg_bits)
+                  if bit[0] == 1 and bit[1] >= low]
+    width = _contiguous_vector(em, layout, frag, ir.full_region(stage))
+    tid = em.name(em.kernel.thread_var)
+    for panel, box in enumerate(staged.boxes):
+        slot = panel % 2
+        reg = em.temp("r")
+        em.line("#pragma unroll")
+        with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; {reg} += {width})"):
+            mine = " && ".join(f"(({reg} >> {r}) & 1) == {(panel >> b) & 1}"
+                               for r, b in panel_bits) or "true"
+            with em.block(f"if ({mine})"):
+                row, col = _fragment_tile(em, layout, frag, reg)
+                shift = (panel - slot) * columns
+                elem = em.element(stage, [row, f"({col} - {shift})" if shift else col])
+                ddt = stage.dtype
+                vec = em.temp("v")
+                em.line(f"jt::vec<{ddt.c_name}, {width}> {vec};")
+                em.line("#pragma unroll")
+                em.line(f"for (int u = 0; u < {width}; ++u) {vec}.v[u] = "
+                        f"jt::cast<{ddt.c_name}>({em.name(frag)}[{reg} + u]);")
+                store = f"*reinterpret_cast<jt::vec<{ddt.c_name}, {width}>*>(&{elem}) = {vec};"
+                if layout.replicated_thread_mask:
+                    store = f"if (({em.tile_thread()} & {layout.replicated_thread_mask}) == 0) " \
+                        + store
+                em.line(store)
+        with em.block(f"if ({tid} == 0)"):
+            em.line("jt::tma_store_wait_read<0>();")
+        em.emit_barrier(staged.middle)
+        with em.block(f"if ({tid} == 0)"):
+            issue_tma_boxes(em, "tma_store", staged.tma_map, stage,
+                            (dataclasses.replace(box, smem_byte_offset=slot * panels.panel_bytes),))
 
 
 def emit_copy(em, s: ir.Copy) -> None:

@@ -317,8 +317,9 @@ class Barrier(Stmt):
 
 @dataclass(frozen=True, eq=False)
 class DrainBulkReads(Stmt):
-    """The end of a kernel that issued TmaReduces: their issuing thread waits until the TMA
-    engine has read their shared tiles, which the block's exit would free."""
+    """The end of a kernel that issued TmaReduces or panel-ring TMA stores: their issuing
+    thread waits until the TMA engine has read their shared tiles, which the block's exit would
+    free."""
 
     loc: SourceLoc = NO_LOC
 
@@ -340,6 +341,9 @@ class StagedStore(Stmt):
     # stage themselves.
     tma_map: Optional[int] = None
     boxes: tuple = ()
+    # True: `stage` holds two panels of the tile, stored one panel at a time in turn
+    # (plan_shared_memory.panel_ring); `boxes` are the whole tile's, one per panel.
+    panel_ring: bool = False
 
     # What a tensor map describes (jtile.codegen.hopper.tensor_map_specs), as for TmaLoad.
     @property

@@ -135,15 +135,45 @@ def _is_zero(expr) -> bool:
     return isinstance(expr, Const) and expr.value == 0
 
 
-def serial(*args, annotations=None):
+def _bind(what: str, usage: str, args: tuple, named: dict) -> dict:
+    """TileLang's positional-or-keyword loop parameters (`named`, in order, None when not
+    passed as keywords) bound from the call, with `(n)` meaning `(0, n)`."""
+    builder = current(what)
+    params = tuple(named)
+    if len(args) > len(params):
+        raise builder.error(f"{what} takes {usage}; got {len(args)} positional arguments",
+                            caller_location())
+    bound = dict(zip(params, args))
+    for name, value in named.items():
+        if value is not None:
+            if name in bound:
+                raise builder.error(f"{what} got {name} both by position and by keyword",
+                                    caller_location())
+            bound[name] = value
+    if bound.get("start") is None:
+        raise builder.error(f"{what} takes {usage}; got no extent", caller_location())
+    if bound.get("stop") is None:
+        bound["start"], bound["stop"] = 0, bound["start"]
+    return bound
+
+
+def _range(bound: dict) -> tuple:
+    step = bound.get("step")
+    return (bound["start"], bound["stop"]) + (() if step is None else (step,))
+
+
+def serial(*args, start=None, stop=None, step=None, annotations=None):
     """A sequential loop run by every thread: `T.serial(n)`, `(start, stop)`, `(start, stop, step)`."""
     if annotations:
         _refuse_options(current("T.serial"), caller_location(), "T.serial",
                         {"annotations": annotations}, "drop them")
-    return _sequential(args, LoopKind.SERIAL, "T.serial")
+    bound = _bind("T.serial", "(extent), (start, stop) or (start, stop, step)", args,
+                  {"start": start, "stop": stop, "step": step})
+    return _sequential(_range(bound), LoopKind.SERIAL, "T.serial")
 
 
-def unroll(*args, explicit=False, unroll_factor=None, annotations=None):
+def unroll(*args, start=None, stop=None, step=None, explicit=False, unroll_factor=None,
+           annotations=None):
     """Like `T.serial`, fully unrolled by the compiler (bounds should be static).
 
     `explicit=True` (unroll in the IR rather than by pragma) gives the same code here and is
@@ -153,10 +183,12 @@ def unroll(*args, explicit=False, unroll_factor=None, annotations=None):
         _refuse_options(current("T.unroll"), caller_location(), "T.unroll",
                         {"unroll_factor": unroll_factor, "annotations": annotations},
                         "jtile unrolls T.unroll loops fully; use T.serial for a rolled loop")
-    return _sequential(args, LoopKind.UNROLL, "T.unroll")
+    bound = _bind("T.unroll", "(extent), (start, stop) or (start, stop, step)", args,
+                  {"start": start, "stop": stop, "step": step})
+    return _sequential(_range(bound), LoopKind.UNROLL, "T.unroll")
 
 
-def vectorized(*args, annotations=None):
+def vectorized(*args, start=None, stop=None, annotations=None):
     """TileLang's per-thread vectorised loop: `T.vectorized(n)` or `(start, stop)`.
 
     Every thread runs every iteration in order, as in `T.serial`; the loop is emitted fully
@@ -166,15 +198,16 @@ def vectorized(*args, annotations=None):
     if annotations:
         _refuse_options(current("T.vectorized"), caller_location(), "T.vectorized",
                         {"annotations": annotations}, "drop them")
-    if len(args) == 3:
-        raise current("T.vectorized").error("T.vectorized takes (extent) or (start, stop); use "
-                                            "T.serial or T.unroll for a step", caller_location())
-    return _sequential(args, LoopKind.UNROLL, "T.vectorized")
+    bound = _bind("T.vectorized", "(extent) or (start, stop); use T.serial or T.unroll for a "
+                  "step", args, {"start": start, "stop": stop})
+    return _sequential(_range(bound), LoopKind.UNROLL, "T.vectorized")
 
 
-def Pipelined(*args, num_stages=0, order=None, stage=None, sync=None, group=None,
-              annotations=None):
-    """A loop over tiles whose copies are software-pipelined `num_stages` deep.
+def Pipelined(*args, start=None, stop=None, num_stages=None, order=None, stage=None, sync=None,
+              group=None, annotations=None):
+    """A loop over tiles whose copies are software-pipelined `num_stages` deep:
+    `T.Pipelined(n, num_stages=s)` or `(start, stop, num_stages)`, as TileLang's (its third
+    positional argument is the stage count, not a step).
 
     On sm_80+ the global-to-shared `T.copy`s of iteration k + num_stages - 1 are issued as
     cp.async while iteration k computes; `num_stages` <= 1 runs it as a plain loop.
@@ -182,6 +215,9 @@ def Pipelined(*args, num_stages=0, order=None, stage=None, sync=None, group=None
     TileLang's manual schedule (`order`, `stage`, `group`, `sync`) is accepted only when it
     states what jtile does anyway (see `check_manual_schedule`); any other schedule is refused.
     """
+    bound = _bind("T.Pipelined", "(extent) or (start, stop[, num_stages])", args,
+                  {"start": start, "stop": stop, "num_stages": num_stages})
+    num_stages = bound.get("num_stages", 0)
     if isinstance(num_stages, bool) or not isinstance(num_stages, (int, np.integer)) \
             or num_stages < 0:
         builder = current("T.Pipelined")
@@ -192,7 +228,8 @@ def Pipelined(*args, num_stages=0, order=None, stage=None, sync=None, group=None
                         {"annotations": annotations}, "drop them")
     schedule = {"order": order, "stage": stage, "sync": sync, "group": group}
     schedule = schedule if any(v is not None for v in schedule.values()) else None
-    return _sequential(args, LoopKind.PIPELINED, "T.Pipelined", int(num_stages), schedule)
+    return _sequential(_range(bound), LoopKind.PIPELINED, "T.Pipelined", int(num_stages),
+                       schedule)
 
 
 def jtile_stages(body: tuple, num_stages: int) -> list:

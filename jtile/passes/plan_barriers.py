@@ -480,8 +480,12 @@ class _Planner:
         # are fenced before the barrier. Maps after the loads' (number_tensor_maps).
         param, boxes = self.plan.tma_staged[stage]
         index = len(self.kernel.attrs.get("tma_maps", ())) + len(self.store_maps)
-        store = dataclasses.replace(store, tma_map=index, boxes=boxes,
+        ring = stage in self.plan.panel_rings
+        store = dataclasses.replace(store, tma_map=index, boxes=boxes, panel_ring=ring,
                                     middle=dataclasses.replace(middle, fence_async=True))
+        if ring:
+            # The engine reads the last panel after the statement: drained before the exit.
+            self.any_bulk_reads = True
         self.store_maps.append((param, store))
         return store
 

@@ -33,6 +33,8 @@ class SharedPlan:
     staging: dict = field(default_factory=dict)        # Copy -> shared Buffer it stores through
     tma_staged: dict = field(default_factory=dict)     # staging Buffer TMA stores -> (param,
                                                        # TmaBox per panel)
+    panel_rings: set = field(default_factory=set)      # TMA staging Buffers holding two
+                                                       # panels of their tile at a time
     scratch_offset: int = 0
     scratch_bytes: int = 0
     dynamic_bytes: int = 0
@@ -138,8 +140,15 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
             continue
         stage = ir.Buffer(f"{frag.name}_out", tuple(frag.shape), dst.dtype,
                           MemorySpace.SHARED_DYN, s.loc)
-        plan.staging[s] = stage
         store = tma_store_boxes(kernel, s, stage, target) if target is not None else None
+        if store is not None and kernel.attrs.get("persistent"):
+            ring = panel_ring(stage, layout)
+            if ring is None:
+                store = None
+            else:
+                stage = ring
+                plan.panel_rings.add(stage)
+        plan.staging[s] = stage
         if store is not None:
             plan.tma_staged[stage] = store
         else:
@@ -148,17 +157,34 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
     return staged
 
 
+def panel_ring(stage: ir.Buffer, layout) -> "ir.Buffer | None":
+    """The staging tile of a persistent kernel's TMA-stored epilogue: two of the full tile's
+    column panels, written and stored one panel at a time in turn (plan_barriers, tile_copy), so
+    the engine reads one panel while the threads write the next, the ring of stages keeps its
+    depth beside it, and the last panels' reads overlap the next tile's main loop. None when
+    the tile has one panel, or when a thread's registers do not each sit in one panel (the
+    panel a register belongs to must not depend on the thread)."""
+    from jtile.passes.wgmma_selection import panel_layout
+
+    panels = panel_layout(stage)
+    if panels is None or stage.ndim != 2 or panels.cols // panels.panel_columns < 2:
+        return None
+    low = panels.panel_columns.bit_length() - 1
+    if any(bit is not None and bit[0] == 1 and bit[1] >= low for bit in layout.thread_bits):
+        return None
+    return ir.Buffer(stage.name, (stage.shape[0], 2 * panels.panel_columns), stage.dtype,
+                     stage.space, stage.loc)
+
+
 def tma_store_boxes(kernel: ir.Kernel, s: ir.Copy, stage: ir.Buffer, target):
     """`(parameter index, TmaBox per panel)` when the TMA engine should store `stage` (in its
     panel layout) to the copy's global tile, else None: on (JTILE_TMA_STORE, default on), sm_90+, a
-    one-shot kernel (a persistent one may drop its staging), a destination of rank 4 at most
-    (a vmap batch may add one: a map has at most 5), and a tile TMA can address
-    (`lower_tile_ops.tma_boxes`, the rules of TMA loads)."""
+    destination of rank 4 at most (a vmap batch may add one: a map has at most 5), and a tile
+    TMA can address (`lower_tile_ops.tma_boxes`, the rules of TMA loads)."""
     from jtile import config
     from jtile.passes.lower_tile_ops import tma_boxes
 
-    if not (config.tma_stores() and target.has_tma) or kernel.attrs.get("persistent") \
-            or s.dst.buffer.ndim > 4:
+    if not (config.tma_stores() and target.has_tma) or s.dst.buffer.ndim > 4:
         return None
     return tma_boxes(s.dst, stage, kernel.params)
 
@@ -261,7 +287,31 @@ def warn_unpipelined(kernel: ir.Kernel, target) -> None:
                 f"{s.num_stages}) runs as a plain loop: {why}"), stacklevel=2)
 
 
+def _persistent_if_staged(kernel: ir.Kernel, target) -> ir.Kernel:
+    """The compiler's own choice of a persistent tile loop (schedule_tiles) stands only when
+    the trial plan sends every staged store through TMA panel slots beside the full ring; else
+    the kernel runs one block per tile."""
+    import warnings
+
+    attrs = {k: v for k, v in kernel.attrs.items() if k != "persistent_if_staged"}
+    trial = kernel.replace(attrs=attrs)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the real plan below warns once
+            planned = plan_shared_memory(trial, target)
+    except JtileTargetError:
+        planned = None
+    if planned is not None and planned.attrs.get("persistent"):
+        plan = planned.attrs["shared"]
+        if plan.staging and all(stage in plan.panel_rings for stage in plan.staging.values()):
+            return trial
+    attrs.pop("persistent", None)
+    return kernel.replace(attrs=attrs)
+
+
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
+    if kernel.attrs.get("persistent_if_staged"):
+        kernel = _persistent_if_staged(kernel, target)
     plan = SharedPlan()
     plan_stage_rings(kernel, plan)
     warn_unpipelined(kernel, target)
@@ -296,6 +346,9 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     def place(persistent: bool, buffers: dict) -> int:
         lives = dict(intervals)
         _producer_rings_live_from_entry(kernel, lives, persistent)
+        for ring in plan.panel_rings:
+            # The engine still reads the last panels while the next tile runs.
+            lives[ring] = (0, len(kernel.body) - 1)
         plan.offsets = place_buffers(buffers, lives, ALIGNMENT, panels)
         offset = max((_align(plan.offsets[b] + buffers[b]) for b in buffers), default=0)
         plan.scratch_offset = offset
@@ -310,6 +363,7 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
         if offset + barriers <= limit:
             plan.staging = {}
             plan.swizzled -= set(staged)
+            plan.tma_staged, plan.panel_rings = {}, set()
             kernel = kernel.replace(allocations=tuple(b for b in kernel.allocations
                                                       if b not in staged))
         else:

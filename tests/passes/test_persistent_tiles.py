@@ -25,8 +25,8 @@ def persistent(monkeypatch):
     monkeypatch.setenv("JTILE_PERSISTENT", "1")
 
 
-def _gemm_call(m, n, k, *, stages=3, block_n=256, dtype=jnp.float16):
-    kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=block_n, block_k=64,
+def _gemm_call(m, n, k, *, stages=3, block_n=256, block_k=64, dtype=jnp.float16):
+    kernel = functools.partial(gemm.matmul_kernel, block_m=128, block_n=block_n, block_k=block_k,
                                stages=stages, threads=256, trans_a=False, trans_b=False)
     call = jtile.pallas_like(kernel, out_shape=S((m, n), dtype), name="matmul")
     return call, (S((m, k), dtype), S((k, n), dtype))
@@ -52,13 +52,49 @@ def test_without_a_known_sm_count_each_block_runs_one_tile():
     assert compiled.grid == (32, 1, 1)   # 8 x 4 tiles, the same kernel code
 
 
-def test_a_ring_that_cannot_stay_beside_the_staged_stores_stores_fragments_directly():
-    # 4 stages of 128x64 + 64x256 f16 tiles (192 KiB) leave no room for the 64 KiB staged
-    # output once the ring lives through the epilogue: the fragments go straight to global.
+def test_the_epilogue_stores_through_two_panel_slots_beside_a_full_ring():
+    # 4 stages of 128x64 + 64x256 f16 tiles (192 KiB) leave no room for the whole 64 KiB
+    # output tile: its four 64-column panels go out one at a time through two 16 KiB slots,
+    # each panel's TMA store issued while the threads write the next one.
     call, args = _gemm_call(4096, 4096, 512, stages=4)
     lowered = call.lower(*args, target=_h200())
     source = lowered.cuda_source()
-    assert "jt_tile" in source and "acc_out" not in source
+    assert "acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 196608);" in source
+    stores = [line.strip() for line in source.splitlines() if "jt::tma_store_2d(" in line]
+    slots = [line.split("acc_out_smem) + ")[1].split(",")[0] for line in stores]
+    assert slots == ["0", "16384", "0", "16384"]
+    assert "(jt_major * 256) + 128)" in stores[2]   # panel 2 reuses slot 0
+    # Before each panel's barrier thread 0 waits for the engine's reads of the earlier ones;
+    # the last panel's read is awaited once, after the tile loop.
+    assert source.count("jt::tma_store_wait_read<0>();") == 5
+    tail = source[source.rindex("jt::tma_store_commit();"):]
+    assert tail.index("}\n    }\n") < tail.index("jt::tma_store_wait_read<0>();")
+    compiled = lowered.compile()
+    assert compiled.grid == (132, 1, 1) and compiled.shared_memory_bytes <= 232448
+
+
+def test_panels_that_depend_on_the_thread_are_staged_by_the_threads():
+    # Two warpgroups side by side along N: a thread's registers cover one 128-column half,
+    # so which panel a register lands in depends on the thread; the whole tile is staged and
+    # the threads store it in 16-byte vectors (no TMA store).
+    kernel = functools.partial(gemm.matmul_kernel, block_m=64, block_n=256, block_k=64,
+                               stages=4, threads=256, trans_a=False, trans_b=False)
+    call = jtile.pallas_like(kernel, out_shape=S((4096, 4096), jnp.float16), name="matmul")
+    lowered = call.lower(S((4096, 512), jnp.float16), S((512, 4096), jnp.float16),
+                         target=_h200())
+    source = lowered.cuda_source()
+    assert "jt_tile" in source and "acc_out_smem" in source
+    assert "tma_store" not in source
+    assert lowered.compile().grid == (132, 1, 1)
+
+
+def test_a_ring_too_deep_for_any_staging_stores_fragments_directly():
+    # 9 stages of 128x32 + 32x256 f16 tiles (216 KiB) leave no room even for two 16 KiB panel
+    # slots: the fragments go straight to global memory.
+    call, args = _gemm_call(4096, 4096, 512, stages=9, block_k=32)
+    lowered = call.lower(*args, target=_h200())
+    source = lowered.cuda_source()
+    assert "jt_tile" in source and "acc_out" not in source and "tma_store" not in source
     assert lowered.compile().grid == (132, 1, 1)
 
 
@@ -74,10 +110,38 @@ def test_a_ring_that_cannot_stay_beside_the_users_tiles_keeps_one_block_per_tile
     assert lowered.compile().grid == (16, 32, 1)
 
 
-def test_persistence_is_off_unless_asked_for(monkeypatch):
-    monkeypatch.delenv("JTILE_PERSISTENT")
-    call, args = _gemm_call(4096, 4096, 512)
+def test_persistence_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv("JTILE_PERSISTENT", "0")
+    call, args = _gemm_call(4096, 4096, 512, stages=4)
     assert "jt_tile" not in call.lower(*args, target=_h200()).cuda_source()
+
+
+@pytest.mark.parametrize("block_m,block_n,expect_persistent", [(128, 256, True), (128, 128, True),
+                                                         (256, 128, False)])
+def test_by_default_a_gemm_is_persistent_when_its_stores_leave_through_panel_slots(
+        monkeypatch, block_m, block_n, expect_persistent):
+    # 256 x 128: the two panel slots are the whole 64 KiB tile, which does not fit beside four
+    # stages: the fragments would be stored directly, so the compiler keeps one block per tile.
+    monkeypatch.delenv("JTILE_PERSISTENT", raising=False)
+    kernel = functools.partial(gemm.matmul_kernel, block_m=block_m, block_n=block_n,
+                               block_k=64, stages=4, threads=256, trans_a=False, trans_b=False)
+    call = jtile.pallas_like(kernel, out_shape=S((4096, 4096), jnp.float16), name="matmul")
+    lowered = call.lower(S((4096, 512), jnp.float16), S((512, 4096), jnp.float16),
+                         target=_h200())
+    source = lowered.cuda_source()
+    assert ("jt_tile" in source) == expect_persistent
+    assert "jt::tma_store_2d" in source
+    assert lowered.compile().grid == \
+        ((132, 1, 1) if expect_persistent else (4096 // block_n, 4096 // block_m, 1))
+
+
+def test_by_default_attention_keeps_one_block_per_tile(monkeypatch):
+    monkeypatch.delenv("JTILE_PERSISTENT", raising=False)
+    shape = S((2, 1024, 4, 128), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, causal=False, block_m=128, block_n=128, threads=256,
+        stages=2), name="flash")
+    assert "jt_tile" not in call.lower(shape, shape, shape, target=_h200()).cuda_source()
 
 
 def test_full_attention_loops_over_every_grid_axis():

@@ -30,6 +30,8 @@ def _gemm(m, n, k, *, batch=None, **cfg):
 @pytest.fixture
 def tma_stores(monkeypatch):
     monkeypatch.setenv("JTILE_TMA_STORE", "1")
+    # One block per tile: the persistent form's panel slots are tests/passes/test_persistent_tiles.py's.
+    monkeypatch.setenv("JTILE_PERSISTENT", "0")
 
 
 def test_the_epilogue_is_stored_by_tma(tma_stores):

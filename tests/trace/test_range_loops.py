@@ -107,15 +107,17 @@ def test_a_zero_step_is_refused():
         body_of(kernel)
 
 
-def test_pipelined_refuses_a_negative_step():
+def test_pipelined_refuses_a_negative_stage_count():
+    # TileLang's T.Pipelined(start, stop, num_stages): the third positional argument is the
+    # stage count, not a step.
     def kernel(X, O):
         with T.Kernel(1, threads=64):
             s = T.alloc_shared((16,), "float32")
-            for k in T.Pipelined(3, 0, -1, num_stages=2):
+            for k in T.Pipelined(3, 0, -1):
                 T.copy(X[k * 16:(k + 1) * 16], s)
                 T.copy(s, O[k * 16:(k + 1) * 16])
 
-    with pytest.raises(jtile.JtileTraceError, match="T.Pipelined: step -1 must be positive"):
+    with pytest.raises(jtile.JtileTraceError, match="T.Pipelined: num_stages -1 must be"):
         body_of(kernel)
 
 

@@ -14,10 +14,8 @@ __device__ __forceinline__ void jt_wgmma_m64n128k16_bf16_ss_tn(float* d, unsigne
 extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::bfloat16* __restrict__ A, const jt::bfloat16* __restrict__ B, jt::bfloat16* __restrict__ C, const __grid_constant__ jt::TensorMap jt_tma_map0, const __grid_constant__ jt::TensorMap jt_tma_map1, const __grid_constant__ jt::TensorMap jt_tma_map2) {
   extern __shared__ __align__(1024) unsigned char jt_smem[];
   const int tx = threadIdx.x;
-  const int bx = blockIdx.x;
-  const int by = blockIdx.y;
-  jt::bfloat16* a_tile_smem = reinterpret_cast<jt::bfloat16*>(jt_smem + 0);
-  jt::bfloat16* b_tile_smem = reinterpret_cast<jt::bfloat16*>(jt_smem + 24576);
+  jt::bfloat16* a_tile_smem = reinterpret_cast<jt::bfloat16*>(jt_smem + 32768);
+  jt::bfloat16* b_tile_smem = reinterpret_cast<jt::bfloat16*>(jt_smem + 57344);
   float acc_frag[128];
   jt::bfloat16* acc_out_smem = reinterpret_cast<jt::bfloat16*>(jt_smem + 0);
   __shared__ __align__(8) unsigned long long jt_full_bar[3];
@@ -35,72 +33,108 @@ extern "C" __global__ void __launch_bounds__(256, 1) matmul(const jt::bfloat16* 
       jt::tma_prefetch_map(&jt_tma_map0);
       jt::tma_prefetch_map(&jt_tma_map1);
       jt::tma_prefetch_map(&jt_tma_map2);
-      for (int k = 0; k < 5; ++k) {
-        const int jt_it = k;
-        const int s = jt_it % 3;
-        if (jt_it >= 3) {
-          jt::mbarrier_wait_parity(&jt_empty_bar[s], ((jt_it / 3) & 1) ^ 1);
+      int jt_ring = 0;
+      for (int jt_tile = blockIdx.x; jt_tile < 4; jt_tile += gridDim.x) {
+        const int bx = jt_tile / 1 % 2;
+        const int by = jt_tile / 2 % 2;
+        for (int k = 0; k < 5; ++k) {
+          const int jt_it = (jt_ring + k);
+          const int s = jt_it % 3;
+          if (jt_it >= 3) {
+            jt::mbarrier_wait_parity(&jt_empty_bar[s], ((jt_it / 3) & 1) ^ 1);
+          }
+          jt::mbarrier_arrive_expect_tx(&jt_full_bar[s], 16384u);
+          jt::tma_load_2d(reinterpret_cast<unsigned char*>(a_tile_smem) + (s) * 8192 + 0, &jt_tma_map0, &jt_full_bar[s], (int)((by * 128)), (int)(((k) * 32)));
+          jt::tma_load_2d(reinterpret_cast<unsigned char*>(a_tile_smem) + (s) * 8192 + 4096, &jt_tma_map0, &jt_full_bar[s], (int)(((by * 128) + 64)), (int)(((k) * 32)));
+          jt::tma_load_2d(reinterpret_cast<unsigned char*>(b_tile_smem) + (s) * 8192 + 0, &jt_tma_map1, &jt_full_bar[s], (int)(((k) * 32)), (int)((bx * 128)));
         }
-        jt::mbarrier_arrive_expect_tx(&jt_full_bar[s], 16384u);
-        jt::tma_load_2d(reinterpret_cast<unsigned char*>(a_tile_smem) + (s) * 8192 + 0, &jt_tma_map0, &jt_full_bar[s], (int)((by * 128)), (int)(((k) * 32)));
-        jt::tma_load_2d(reinterpret_cast<unsigned char*>(a_tile_smem) + (s) * 8192 + 4096, &jt_tma_map0, &jt_full_bar[s], (int)(((by * 128) + 64)), (int)(((k) * 32)));
-        jt::tma_load_2d(reinterpret_cast<unsigned char*>(b_tile_smem) + (s) * 8192 + 0, &jt_tma_map1, &jt_full_bar[s], (int)(((k) * 32)), (int)((bx * 128)));
+        jt_ring += 5;
       }
     }
   }
   else {
-    // gemm.py:38
-    #pragma unroll
-    for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
-    // gemm.py:39
-    {
-      #pragma unroll 1
-      for (int k = 0; k < 5; ++k) {
-        jt::mbarrier_wait_parity(&jt_full_bar[(k % 3)], (k / 3) & 1);
-        // gemm.py:48
-        {
-          const int jt_wg = tx >> 7;
-          const int jt_wg_m = jt_wg % 1; (void)jt_wg_m;
-          const int jt_wg_n = jt_wg / 1; (void)jt_wg_n;
-          const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(a_tile_smem) + ((k % 3)) * 8192 + jt_wg_m * 8192, 4096u, 1024u, 1u);
-          const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(b_tile_smem) + ((k % 3)) * 8192 + jt_wg_n * 8192, 16u, 512u, 2u);
-          jt::wgmma_fence();
-          jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[0], jt_da + 0, jt_db + 0, 1);
-          jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[64], jt_da + 256, jt_db + 0, 1);
-          jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[0], jt_da + 128, jt_db + 2, 1);
-          jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[64], jt_da + 384, jt_db + 2, 1);
-          jt::wgmma_commit();
-          jt::wgmma_wait<1>();
-          if (k > 0) {
-            __syncwarp();
-            if ((tx & 31) == 0) {
-              jt::mbarrier_arrive(&jt_empty_bar[(k - 1) % 3]);
+    int jt_ring = 0;
+    for (int jt_tile = blockIdx.x; jt_tile < 4; jt_tile += gridDim.x) {
+      const int bx = jt_tile / 1 % 2;
+      const int by = jt_tile / 2 % 2;
+      // gemm.py:38
+      #pragma unroll
+      for (int jt_r1 = 0; jt_r1 < 128; ++jt_r1) acc_frag[jt_r1] = 0.0f;
+      // gemm.py:39
+      {
+        #pragma unroll 1
+        for (int k = 0; k < 5; ++k) {
+          jt::mbarrier_wait_parity(&jt_full_bar[((jt_ring + k) % 3)], ((jt_ring + k) / 3) & 1);
+          // gemm.py:48
+          {
+            const int jt_wg = tx >> 7;
+            const int jt_wg_m = jt_wg % 1; (void)jt_wg_m;
+            const int jt_wg_n = jt_wg / 1; (void)jt_wg_n;
+            const unsigned long long jt_da = jt::wgmma_desc(reinterpret_cast<unsigned char*>(a_tile_smem) + (((jt_ring + k) % 3)) * 8192 + jt_wg_m * 8192, 4096u, 1024u, 1u);
+            const unsigned long long jt_db = jt::wgmma_desc(reinterpret_cast<unsigned char*>(b_tile_smem) + (((jt_ring + k) % 3)) * 8192 + jt_wg_n * 8192, 16u, 512u, 2u);
+            jt::wgmma_fence();
+            jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[0], jt_da + 0, jt_db + 0, 1);
+            jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[64], jt_da + 256, jt_db + 0, 1);
+            jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[0], jt_da + 128, jt_db + 2, 1);
+            jt_wgmma_m64n128k16_bf16_ss_tn(&acc_frag[64], jt_da + 384, jt_db + 2, 1);
+            jt::wgmma_commit();
+            jt::wgmma_wait<1>();
+            if (k > 0) {
+              __syncwarp();
+              if ((tx & 31) == 0) {
+                jt::mbarrier_arrive(&jt_empty_bar[((jt_ring + k) - 1) % 3]);
+              }
             }
           }
         }
+        jt::wgmma_wait<0>();
+        jt::wgmma_hold(acc_frag);
+        if (5 > 0) {
+          __syncwarp();
+          if ((tx & 31) == 0) {
+            jt::mbarrier_arrive(&jt_empty_bar[((jt_ring + 5) - 1) % 3]);
+          }
+        }
+        jt_ring += 5;
       }
-      jt::wgmma_wait<0>();
-      jt::wgmma_hold(acc_frag);
-    }
-    // gemm.py:49
-    jt::fence_proxy_async_shared();
-    jt::named_barrier_sync(1, 128);
-    {
+      // gemm.py:49
       #pragma unroll
       for (int jt_r2 = 0; jt_r2 < 128; jt_r2 += 2) {
-        jt::vec<jt::bfloat16, 2> jt_v3;
-        #pragma unroll
-        for (int u = 0; u < 2; ++u) jt_v3.v[u] = jt::cast<jt::bfloat16>(acc_frag[jt_r2 + u]);
-        *reinterpret_cast<jt::vec<jt::bfloat16, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3)))) % 64) * 2) / 2]) = jt_v3;
+        if (((jt_r2 >> 5) & 1) == 0) {
+          jt::vec<jt::bfloat16, 2> jt_v3;
+          #pragma unroll
+          for (int u = 0; u < 2; ++u) jt_v3.v[u] = jt::cast<jt::bfloat16>(acc_frag[jt_r2 + u]);
+          *reinterpret_cast<jt::vec<jt::bfloat16, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r2 >> 1) & 1) << 3) | (((jt_r2 >> 6) & 1) << 6)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r2 & 1) | (((jt_r2 >> 2) & 15) << 3)))) % 64) * 2) / 2]) = jt_v3;
+        }
+      }
+      if (tx == 0) {
+        jt::tma_store_wait_read<0>();
+      }
+      jt::fence_proxy_async_shared();
+      jt::named_barrier_sync(1, 128);
+      if (tx == 0) {
+        jt::tma_store_2d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 0, (int)((bx * 128)), (int)((by * 128)));
+        jt::tma_store_commit();
+      }
+      #pragma unroll
+      for (int jt_r4 = 0; jt_r4 < 128; jt_r4 += 2) {
+        if (((jt_r4 >> 5) & 1) == 1) {
+          jt::vec<jt::bfloat16, 2> jt_v5;
+          #pragma unroll
+          for (int u = 0; u < 2; ++u) jt_v5.v[u] = jt::cast<jt::bfloat16>(acc_frag[jt_r4 + u]);
+          *reinterpret_cast<jt::vec<jt::bfloat16, 2>*>(&acc_out_smem[jt::swizzle_bytes<7>(((((((tx & 3) << 1)) | ((jt_r4 & 1) | (((jt_r4 >> 2) & 15) << 3)))) / 64) * 16384 + (((((tx >> 2) & 7) | (((tx >> 5) & 3) << 4)) | ((((jt_r4 >> 1) & 1) << 3) | (((jt_r4 >> 6) & 1) << 6)))) * 128 + ((((((tx & 3) << 1)) | ((jt_r4 & 1) | (((jt_r4 >> 2) & 15) << 3)))) % 64) * 2) / 2]) = jt_v5;
+        }
+      }
+      if (tx == 0) {
+        jt::tma_store_wait_read<0>();
+      }
+      jt::fence_proxy_async_shared();
+      jt::named_barrier_sync(1, 128);
+      if (tx == 0) {
+        jt::tma_store_2d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 16384, (int)(((bx * 128) + 64)), (int)((by * 128)));
+        jt::tma_store_commit();
       }
     }
-    jt::fence_proxy_async_shared();
-    jt::named_barrier_sync(1, 128);
-    if (tx == 0) {
-      jt::tma_store_2d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 0, (int)((bx * 128)), (int)((by * 128)));
-      jt::tma_store_2d(&jt_tma_map2, reinterpret_cast<const unsigned char*>(acc_out_smem) + 16384, (int)(((bx * 128) + 64)), (int)((by * 128)));
-      jt::tma_store_commit();
-      jt::tma_store_wait_read<0>();
-    }
+    jt::tma_store_wait_read<0>();  // the TMA engine has read the tiles it stores
   }
 }
