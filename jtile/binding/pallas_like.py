@@ -9,6 +9,7 @@ platform, jax.numpy evaluation in interpret mode, vmap folded into the grid.
 
 from __future__ import annotations
 
+import functools
 import threading
 from typing import Callable, Optional
 
@@ -22,6 +23,8 @@ from jtile.binding.kernel_sequence import call_sequence, check_sequence
 from jtile.binding.lowered import Lowered, lower_kernel, resolve_target
 from jtile.binding.lowered_sequence import lower_sequence
 from jtile.binding.primitive import KernelCall
+from jtile.binding.static_arguments import cache_key as static_cache_key
+from jtile.binding.static_arguments import split_static
 from jtile.errors import JtileError, JtileShapeError
 from jtile.ir.printer import kernel_text
 from jtile.ir.types import as_dtype
@@ -126,6 +129,10 @@ class KernelLauncher:
 
     def __init__(self, kernel: Callable, *, out_shape, grid, threads, interpret, name, debug,
                  input_output_aliases, compiler_params):
+        self._settings = dict(out_shape=out_shape, grid=grid, threads=threads,
+                              interpret=interpret, name=name, debug=debug,
+                              input_output_aliases=input_output_aliases,
+                              compiler_params=compiler_params)
         self._fn = kernel
         self._name = _kernel_name(kernel, name)
         self._explicit_name = name
@@ -143,6 +150,7 @@ class KernelLauncher:
         self._lock = threading.Lock()
         self._traces: dict = {}   # signature -> (checked kernel, returned a tuple, ...)
         self._static: dict = {}   # signature -> positions of its static scalar arguments
+        self._bound: dict = {}    # static values passed in the call -> their launcher
         self.__name__ = self._name
 
     # ------------------------------------------------------------------ arguments
@@ -279,7 +287,28 @@ class KernelLauncher:
 
     # ------------------------------------------------------------------ calling
 
-    def __call__(self, *args):
+    def _with_static(self, args: tuple, kwargs: dict) -> tuple:
+        """`(launcher, arrays)` for a call that may pass static values (TileLang's eager
+        style, `jtile.binding.static_arguments`): the launcher of the kernel with those values
+        bound, made once per distinct set."""
+        args, bound = split_static(self._name, self._fn, args, kwargs)
+        if not bound:
+            return self, args
+        key = static_cache_key(bound)
+        with self._lock:
+            launcher = self._bound.get(key)
+        if launcher is None:
+            fn = functools.partial(self._fn, **bound)
+            settings = dict(self._settings, name=self._settings["name"] or self._name)
+            launcher = KernelLauncher(fn, **settings)
+            with self._lock:
+                launcher = self._bound.setdefault(key, launcher)
+        return launcher, args
+
+    def __call__(self, *args, **static):
+        launcher, args = self._with_static(args, static)
+        if launcher is not self:
+            return launcher(*args)
         operands = []
         for index, a in enumerate(args):
             if isinstance(a, jax.ShapeDtypeStruct):
@@ -299,7 +328,7 @@ class KernelLauncher:
             return jax.tree_util.tree_unflatten(self._out_tree, list(outs))
         return tuple(outs) if returned_tuple else outs[0]
 
-    def lower(self, *args, target=None) -> Lowered:
+    def lower(self, *args, target=None, **static) -> Lowered:
         """Plans the kernel and generates CUDA for `target` without running it; needs no GPU.
 
         A function of several `with T.Kernel(...)` blocks (or with `T.alloc_global`
@@ -311,7 +340,11 @@ class KernelLauncher:
             *args: arrays or `jax.ShapeDtypeStruct`s, one per kernel input.
             target: `"sm_80"`, `"sm_90a"`, `"sm_100a"`, ...; default: `compiler_params`'s
                 target, else `JTILE_TARGET`, else the local GPU's.
+            **static: static values bound to the kernel's parameters, as in a call.
         """
+        launcher, args = self._with_static(args, static)
+        if launcher is not self:
+            return launcher.lower(*args, target=target)
         kernel, _, _, aliases = self._traced(args, _python_numbers(args))
         resolved = resolve_target(target if target is not None else self._target)
         if isinstance(kernel, KernelSequence):

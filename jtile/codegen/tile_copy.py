@@ -268,7 +268,9 @@ def _store_through_panel_ring(em, staged) -> None:
     registers are written to slot `panel % 2` and, after one barrier, thread 0 issues its TMA
     store. Before that barrier thread 0 waits for the engine to finish reading every earlier
     panel, so the slot the next panel overwrites (the one before last) is free; the wait
-    rarely stalls, as the engine had the whole write of this panel to read the last one."""
+    rarely stalls, as the engine had the whole write of this panel to read the last one. A
+    tile of one panel has one slot: thread 0 waits for the last tile's store to be read, and a
+    barrier frees the slot, before the threads write it (that store had the whole main loop)."""
     from jtile.codegen.hopper import issue_tma_boxes
     from jtile.passes.wgmma_selection import panel_layout
 
@@ -286,8 +288,13 @@ def _store_through_panel_ring(em, staged) -> None:
                   if bit[0] == 1 and bit[1] >= low]
     width = _contiguous_vector(em, layout, frag, ir.full_region(stage))
     tid = em.name(em.kernel.thread_var)
+    slots = stage.shape[-1] // columns
     for panel, box in enumerate(staged.boxes):
-        slot = panel % 2
+        slot = panel % slots
+        if slots == 1:
+            with em.block(f"if ({tid} == 0)"):
+                em.line("jt::tma_store_wait_read<0>();")
+            em.emit_barrier(dataclasses.replace(staged.middle, fence_async=False))
         reg = em.temp("r")
         em.line("#pragma unroll")
         with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; {reg} += {width})"):

@@ -53,6 +53,8 @@ def Parallel(*extents, coalesced_width=None, loop_layout=None, prefer_async=None
     names = ("i", "j", "k", "l", "m", "n")
     vars_ = tuple(builder.new_var(names[d] if d < len(names) else f"i{d}")
                   for d in range(len(extents)))
+    outer_draws = getattr(builder, "draws_in_parallel", False)
+    builder.draws_in_parallel = False
     with builder.block() as body:
         builder.parallel_depth += 1
         try:
@@ -60,6 +62,17 @@ def Parallel(*extents, coalesced_width=None, loop_layout=None, prefer_async=None
                                   loc)
         finally:
             builder.parallel_depth -= 1
+    draws, builder.draws_in_parallel = builder.draws_in_parallel, outer_draws or \
+        builder.draws_in_parallel
+    if draws:
+        # Random draws in a kernel of one thread (T.rng_rand, `random.py`): that thread visits
+        # the elements in the loop's order, one draw after the other, as TileLang runs it.
+        nest = tuple(body)
+        for var, extent in reversed(tuple(zip(vars_, extents))):
+            nest = (For(var, Const(0, DType.int32), Const(int(extent), DType.int32), nest,
+                        LoopKind.SERIAL, 0, 1, loc),)
+        builder.emit(nest[0])
+        return
     # A grid barrier inside the loop (TileLang allows one there) splits it: every element's
     # statements before the barrier run, in every block, before any element's after it.
     pieces = [[]]

@@ -11,7 +11,9 @@ The generator is written with jtile's own element operations (32-bit words, 64-b
 for the multiply-high), so interpret mode and the compiled kernel run the same arithmetic and
 draw the same words. Draws belong to a thread's own code, outside `T.Parallel`, where each
 thread runs its statements in order; inside a `T.Parallel` the order in which one thread visits
-its elements is the compiler's, so a draw there is refused by name.
+its elements is the compiler's, so a draw there is refused by name, except in a kernel of one
+thread (TileLang's `rand_uint` example): that thread visits the elements in the loop's order,
+and the loop runs as loops in that order.
 """
 
 from __future__ import annotations
@@ -171,10 +173,15 @@ def _kernel_state(op: str, create: bool = False) -> _State:
 def _outside_parallel(op: str) -> None:
     builder = current(op)
     if builder.parallel_depth:
+        if builder.threads == 1:
+            # One thread visits every element, in the loop's order (T.Parallel runs as loops).
+            builder.draws_in_parallel = True
+            return
         raise builder.error(
             "random draws inside T.Parallel are not supported: the order in which a thread "
             "visits its elements there is the compiler's, so its draws would not be "
-            "reproducible. Draw in each thread's own code, e.g. `for j in T.serial(n): "
+            "reproducible (a kernel of one thread may: it visits them in the loop's order). "
+            "Draw in each thread's own code, e.g. `for j in T.serial(n): "
             "A[base + j] = T.rng_rand()`", caller_location(), op=op)
 
 

@@ -34,7 +34,8 @@ class SharedPlan:
     tma_staged: dict = field(default_factory=dict)     # staging Buffer TMA stores -> (param,
                                                        # TmaBox per panel)
     panel_rings: set = field(default_factory=set)      # TMA staging Buffers holding two
-                                                       # panels of their tile at a time
+                                                       # panels of their tile at a time (or
+                                                       # its one panel)
     scratch_offset: int = 0
     scratch_bytes: int = 0
     dynamic_bytes: int = 0
@@ -159,20 +160,21 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
 
 def panel_ring(stage: ir.Buffer, layout) -> "ir.Buffer | None":
     """The staging tile of a persistent kernel's TMA-stored epilogue: two of the full tile's
-    column panels, written and stored one panel at a time in turn (plan_barriers, tile_copy), so
-    the engine reads one panel while the threads write the next, the ring of stages keeps its
-    depth beside it, and the last panels' reads overlap the next tile's main loop. None when
-    the tile has one panel, or when a thread's registers do not each sit in one panel (the
+    column panels (its one panel, if it has one), written and stored one panel at a time in
+    turn (plan_barriers, tile_copy), so the engine reads one panel while the threads write the
+    next, the ring of stages keeps its depth beside it, and the last panels' reads overlap the
+    next tile's main loop. None when a thread's registers do not each sit in one panel (the
     panel a register belongs to must not depend on the thread)."""
     from jtile.passes.wgmma_selection import panel_layout
 
     panels = panel_layout(stage)
-    if panels is None or stage.ndim != 2 or panels.cols // panels.panel_columns < 2:
+    if panels is None or stage.ndim != 2:
         return None
     low = panels.panel_columns.bit_length() - 1
     if any(bit is not None and bit[0] == 1 and bit[1] >= low for bit in layout.thread_bits):
         return None
-    return ir.Buffer(stage.name, (stage.shape[0], 2 * panels.panel_columns), stage.dtype,
+    slots = min(2, panels.cols // panels.panel_columns)
+    return ir.Buffer(stage.name, (stage.shape[0], slots * panels.panel_columns), stage.dtype,
                      stage.space, stage.loc)
 
 

@@ -536,7 +536,10 @@ def _bind_returned_outputs(builder: Builder, result, nothing_ok: bool = False) -
     if result is None or not returned:
         raise builder.error("the kernel declared no out_shape= and returned nothing; declare "
                             "outputs with T.empty(shape, dtype) and return them, or pass "
-                            "out_shape= to jtile.pallas_like")
+                            "out_shape= to jtile.pallas_like; a kernel that writes its "
+                            "inputs in place (TileLang's eager kernels updating an annotated "
+                            "argument) returns them through input_output_aliases={input index: "
+                            "output index} (JAX arrays are immutable)")
     ordered = []
     for value in returned:
         if not isinstance(value, Buffer) or value not in builder.outputs:

@@ -1,7 +1,8 @@
 """`T.rng_init` / `T.rng_rand` / `T.rng_rand_float`: each thread's curand-compatible
 Philox4x32-10 stream, checked against Random123's known-answer vectors and a Python model of
 curand's state machine; interpret mode and compiled (sm_80, sm_90a; run on a GPU where one is
-present) draw the same words. Draws inside T.Parallel and other generators are refused."""
+present) draw the same words. Draws inside T.Parallel (except in a kernel of one thread, which
+visits the elements in the loop's order) and other generators are refused."""
 
 from __future__ import annotations
 
@@ -168,6 +169,40 @@ def test_a_drawn_value_keeps_its_word_after_later_draws():
     model = CurandPhilox(5, 3, 0)
     assert [int(w) for w in words[3]] == [model.next(), model.next()]
     np.testing.assert_allclose(normals[3], [model.normal(), model.normal()], rtol=1e-5, atol=1e-5)
+
+
+def tilelang_rand_1d(M, seed):
+    """TileLang's `examples/rand/rand_uint.py` kernel, its body as written: one thread per
+    block draws num_per_thread words inside a T.Parallel loop."""
+    num_per_thread = 128
+    threads = 1
+    blk_M = num_per_thread * threads
+
+    A = T.empty((M,), "uint32")
+
+    with T.Kernel(T.ceildiv(M, threads * num_per_thread), threads=threads) as bx:
+        tx = T.get_thread_binding()
+        T.rng_init(seed, 0, bx * blk_M + tx * num_per_thread)
+        for i, j in T.Parallel(threads, num_per_thread):
+            offsets = (bx * threads + i) * num_per_thread
+            idx = offsets + j
+            if idx < M:
+                A[idx] = T.rng_rand()
+
+    return A
+
+
+@pytest.mark.parametrize("M,seed", [(384, 42), (200, 123)])
+def test_draws_in_a_parallel_loop_of_a_one_thread_kernel_follow_the_loop(M, seed):
+    import functools
+
+    kernel = functools.partial(tilelang_rand_1d, M, seed)
+    (words,), _ = run_both_ways(kernel, [], None)
+    want = []
+    for block in range(-(-M // 128)):
+        model = CurandPhilox(seed, 0, block * 128)
+        want += [model.next() for _ in range(128)]
+    assert [int(w) for w in words] == want[:M]
 
 
 def _lower(kernel, out_shape):

@@ -154,6 +154,22 @@ def test_full_attention_loops_over_every_grid_axis():
     assert lowered.compile().grid == (64, 1, 1)
 
 
+def test_a_tile_of_one_panel_stores_through_one_slot():
+    # Head dim 64 in f16: the output tile is one 128-byte panel. Its slot is freed (thread 0
+    # waits for the last tile's store to be read, then a barrier) before the threads write it.
+    shape = S((2, 1024, 4, 64), jnp.float16)
+    call = jtile.pallas_like(functools.partial(
+        fa.flash_fwd_kernel, causal=False, block_m=128, block_n=128, threads=256,
+        stages=3), name="flash")
+    lowered = call.lower(shape, shape, shape, target=_h200())
+    source = lowered.cuda_source()
+    epilogue = source[source.index("jt::tma_store_wait_read<0>();"):]
+    assert source.count("jt::tma_store_4d(") == 1
+    assert epilogue.index("jt::named_barrier_sync(1, 256);") < epilogue.index("acc_out_smem[")
+    assert "jt::tma_store_wait_read<0>();  // the TMA engine" in epilogue
+    assert lowered.compile().grid == (64, 1, 1)
+
+
 def test_causal_attention_keeps_one_block_per_tile():
     shape = S((2, 1024, 4, 128), jnp.float16)
     call = jtile.pallas_like(functools.partial(
