@@ -53,8 +53,9 @@ def warp_specialized():
 
 def persistent():
     """The GEMM as a persistent tile loop on a GPU reported to have two SMs: each block runs
-    four or five tiles, so its ring and its epilogue's two panel slots (TMA stores of one tile
-    still reading while the next tile runs) are reused across tiles."""
+    several tiles, so its ring and its epilogue's panel slots (TMA stores of one tile still
+    reading while the next tile runs; two slots, or one for the 256-row tile) are reused across
+    tiles."""
     from jtile.compiler import target as target_module
 
     os.environ["JTILE_PERSISTENT"] = "1"
@@ -64,7 +65,8 @@ def persistent():
     a = jax.random.normal(ka, (384, 320), jnp.float32).astype(jnp.float16)
     b = jax.random.normal(kb, (320, 768), jnp.float32).astype(jnp.float16)
     for cfg in (dict(block_m=128, block_n=256, block_k=64, stages=4, threads=256),
-                dict(block_m=128, block_n=128, block_k=64, stages=3, threads=256)):
+                dict(block_m=128, block_n=128, block_k=64, stages=3, threads=256),
+                dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256)):
         out = jax.jit(functools.partial(gemm.matmul, interpret=False, **cfg))(a, b)
         ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
         np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=4e-3, atol=5e-2)

@@ -20,6 +20,7 @@ from jtile.ir import nodes as ir
 from jtile.ir.types import MemorySpace
 from jtile.ir.walk import (deep_buffers_read, deep_buffers_written, is_region, regions,
                           statements)
+from jtile.passes.wgmma_selection import panel_layout
 
 ALIGNMENT = 128
 REDUCE_SCRATCH_BYTES_PER_THREAD = 8  # one float64 slot per thread and output register
@@ -143,7 +144,7 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
                           MemorySpace.SHARED_DYN, s.loc)
         store = tma_store_boxes(kernel, s, stage, target) if target is not None else None
         if store is not None and kernel.attrs.get("persistent"):
-            ring = panel_ring(stage, layout)
+            ring = panel_ring(stage, layout, kernel.attrs.get("panel_slots", 2))
             if ring is None:
                 store = None
             else:
@@ -158,22 +159,21 @@ def plan_store_staging(kernel: ir.Kernel, plan: SharedPlan, target=None) -> dict
     return staged
 
 
-def panel_ring(stage: ir.Buffer, layout) -> "ir.Buffer | None":
-    """The staging tile of a persistent kernel's TMA-stored epilogue: two of the full tile's
-    column panels (its one panel, if it has one), written and stored one panel at a time in
-    turn (plan_barriers, tile_copy), so the engine reads one panel while the threads write the
-    next, the ring of stages keeps its depth beside it, and the last panels' reads overlap the
-    next tile's main loop. None when a thread's registers do not each sit in one panel (the
-    panel a register belongs to must not depend on the thread)."""
-    from jtile.passes.wgmma_selection import panel_layout
-
+def panel_ring(stage: ir.Buffer, layout, slots: int = 2) -> "ir.Buffer | None":
+    """The staging tile of a persistent kernel's TMA-stored epilogue: `slots` (two, or one when
+    two do not fit beside the stage ring: `plan_shared_memory`) of the full tile's column
+    panels, written and stored one panel at a time in turn (plan_barriers, tile_copy), so the
+    engine reads one panel while the threads write the next, the ring of stages keeps its
+    depth beside it, and the last panels' reads overlap the next tile's main loop. None when a
+    thread's registers do not each sit in one panel (the panel a register belongs to must not
+    depend on the thread)."""
     panels = panel_layout(stage)
     if panels is None or stage.ndim != 2:
         return None
     low = panels.panel_columns.bit_length() - 1
     if any(bit is not None and bit[0] == 1 and bit[1] >= low for bit in layout.thread_bits):
         return None
-    slots = min(2, panels.cols // panels.panel_columns)
+    slots = min(slots, panels.cols // panels.panel_columns)
     return ir.Buffer(stage.name, (stage.shape[0], slots * panels.panel_columns), stage.dtype,
                      stage.space, stage.loc)
 
@@ -314,6 +314,7 @@ def _persistent_if_staged(kernel: ir.Kernel, target) -> ir.Kernel:
 def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
     if kernel.attrs.get("persistent_if_staged"):
         kernel = _persistent_if_staged(kernel, target)
+    entry = kernel
     plan = SharedPlan()
     plan_stage_rings(kernel, plan)
     warn_unpipelined(kernel, target)
@@ -357,6 +358,17 @@ def plan_shared_memory(kernel: ir.Kernel, target) -> ir.Kernel:
         return _align(offset + plan.scratch_bytes) if plan.scratch_bytes else offset
 
     offset = place(kernel.attrs.get("persistent", False), sizes)
+    if kernel.attrs.get("persistent") and offset + barriers > limit and \
+            entry.attrs.get("panel_slots", 2) > 1 and \
+            any(r.shape[-1] > panel_layout(r).panel_columns for r in plan.panel_rings):
+        # Two panel slots do not fit beside the stage ring: one each (the threads write a
+        # panel once the engine has read the last; warned about once, above).
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return plan_shared_memory(entry.replace(attrs=dict(entry.attrs, panel_slots=1)),
+                                      target)
     if kernel.attrs.get("persistent") and offset + barriers > limit:
         # The ring cannot stay resident beside the staged stores: store the fragments
         # directly (the producer keeps loading the next tile meanwhile) ...

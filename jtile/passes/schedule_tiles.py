@@ -22,8 +22,8 @@ producer can load the next tile meanwhile without giving anything up: a GEMM mai
 T.gemm per stage) whose stores leave through TMA stores of two column panels at a time beside
 the full ring (`plan_shared_memory` checks that, `persistent_if_staged`, and runs one block per
 tile otherwise). Measured on an H200, such 128x256 GEMMs ran 0.2-3.6% faster than one block per
-tile, while a 256x128 tile, whose two panels are the whole 64 KiB output, had to store its
-fragments directly and ran 4-7% slower; persistent attention (two GEMMs a stage), its output
+tile, while a 256x128 tile storing its fragments directly (before it got one panel slot, its
+two panels being the whole 64 KiB output) ran 4-7% slower; persistent attention (two GEMMs a stage), its output
 through panel slots too, ran 0.97x (head dim 64) and 1.01x (128) one block per tile.
 `JTILE_PERSISTENT=1` makes every eligible kernel persistent, `=0` none.
 """

@@ -40,7 +40,9 @@ def _normal(key, shape, dtype):
 GEMM_SHAPES = [(256, 256, 256), (384, 320, 192), (200, 264, 136)]
 GEMM_CONFIGS = [dict(block_m=128, block_n=128, block_k=64, stages=3, threads=128),
                 dict(block_m=128, block_n=256, block_k=64, stages=3, threads=256),
-                dict(block_m=64, block_n=128, block_k=32, stages=4, threads=128)]
+                dict(block_m=64, block_n=128, block_k=32, stages=4, threads=128),
+                # 256-row tiles: persistent with one 32 KiB panel slot beside four stages.
+                dict(block_m=256, block_n=128, block_k=64, stages=4, threads=256)]
 
 
 @needs_hopper

@@ -116,12 +116,9 @@ def test_persistence_can_be_turned_off(monkeypatch):
     assert "jt_tile" not in call.lower(*args, target=_h200()).cuda_source()
 
 
-@pytest.mark.parametrize("block_m,block_n,expect_persistent", [(128, 256, True), (128, 128, True),
-                                                         (256, 128, False)])
+@pytest.mark.parametrize("block_m,block_n", [(128, 256), (128, 128), (256, 128)])
 def test_by_default_a_gemm_is_persistent_when_its_stores_leave_through_panel_slots(
-        monkeypatch, block_m, block_n, expect_persistent):
-    # 256 x 128: the two panel slots are the whole 64 KiB tile, which does not fit beside four
-    # stages: the fragments would be stored directly, so the compiler keeps one block per tile.
+        monkeypatch, block_m, block_n):
     monkeypatch.delenv("JTILE_PERSISTENT", raising=False)
     kernel = functools.partial(gemm.matmul_kernel, block_m=block_m, block_n=block_n,
                                block_k=64, stages=4, threads=256, trans_a=False, trans_b=False)
@@ -129,10 +126,25 @@ def test_by_default_a_gemm_is_persistent_when_its_stores_leave_through_panel_slo
     lowered = call.lower(S((4096, 512), jnp.float16), S((512, 4096), jnp.float16),
                          target=_h200())
     source = lowered.cuda_source()
-    assert ("jt_tile" in source) == expect_persistent
-    assert "jt::tma_store_2d" in source
-    assert lowered.compile().grid == \
-        ((132, 1, 1) if expect_persistent else (4096 // block_n, 4096 // block_m, 1))
+    assert "jt_tile" in source and "jt::tma_store_2d" in source
+    assert lowered.compile().grid == (132, 1, 1)
+
+
+def test_two_panels_too_large_for_two_slots_take_turns_in_one():
+    # 256 x 128: each 64-column panel is 32 KiB, and two of them do not fit beside four 48 KiB
+    # stages; one slot does. Each panel waits for the engine to read the one before.
+    kernel = functools.partial(gemm.matmul_kernel, block_m=256, block_n=128, block_k=64,
+                               stages=4, threads=256, trans_a=False, trans_b=False)
+    call = jtile.pallas_like(kernel, out_shape=S((4096, 4096), jnp.float16), name="matmul")
+    lowered = call.lower(S((4096, 512), jnp.float16), S((512, 4096), jnp.float16),
+                         target=_h200())
+    source = lowered.cuda_source()
+    assert "acc_out_smem = reinterpret_cast<jt::half*>(jt_smem + 196608);" in source
+    stores = [line for line in source.splitlines() if "jt::tma_store_2d(" in line]
+    assert len(stores) == 2 and all("acc_out_smem) + 0," in line for line in stores)
+    second = source[source.index(stores[0]):]
+    assert second.index("jt::tma_store_wait_read<0>();") < second.index("acc_out_smem[")
+    assert lowered.compile().shared_memory_bytes <= 232448
 
 
 def test_by_default_attention_keeps_one_block_per_tile(monkeypatch):
