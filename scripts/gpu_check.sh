@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole GPU check in one device call: install, GPU tests, examples compiled, sanitizer,
 # benchmarks. Logs go to $OUT (or ./gpu_logs).
-# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|bench|bench-<section>|bench-persistence|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
+# Usage: bash scripts/gpu_check.sh [tests|sharded|hopper|examples|sanitize|sanitize-padded|bench|bench-<section>|bench-persistence|bench-thread-store|profile-attention|profile-attention-bwd|stalls-attention|
 #                                    profile-train|attention-tiles|attention-tiles-fwd|
 #                                    attention-overlap|attention-order|attention-persistent|attention-pingpong|warp-specialized|
 #                                    ops-bench|ragged-bench|train|train-ablate|trace-train|unverified|train-dp]...
@@ -77,6 +77,14 @@ for part in "${parts[@]}"; do
           python3 scripts/sanitize_kernels.py 2>&1 | grep -v "^========= Program hit" | tail -12
         status=$((status | ${PIPESTATUS[0]}))
       done 2>&1 | tee "$out/sanitizer.log" ;;
+    sanitize-padded)
+      # Kernels whose fragments hold padding (GEMM tiles and head dims not powers of 2).
+      for tool in memcheck racecheck synccheck; do
+        echo "== compute-sanitizer --tool $tool (padded)"
+        timeout 200 compute-sanitizer --tool "$tool" --error-exitcode 3 --target-processes all \
+          python3 scripts/sanitize_kernels.py padded 2>&1 | grep -v "^========= Program hit" | tail -12
+        status=$((status | ${PIPESTATUS[0]}))
+      done 2>&1 | tee "$out/sanitizer_padded.log" ;;
     bench)
       python3 benchmarks/bench.py 2>&1 | tee "$out/bench.log" | tail -40 ;;
     ops-bench)

@@ -2,7 +2,8 @@
 the example GEMM and flash-attention forward, jtile.ops.attention's forward at a long sequence
 and its backward (its dQ added by TMA reduces), and with `ws` (only that) the hand-written
 warp-specialised GEMMs of tests/tilelang/gemm_warp_specialized.py (T.ws regions, mbarriers),
-and with `persistent` the GEMM as a persistent tile loop.
+with `persistent` the GEMM as a persistent tile loop, and with `padded` GEMM tiles and
+attention head dims that are not powers of 2 (fragments whose registers hold padding).
 
 Run as `compute-sanitizer --tool memcheck python3 scripts/sanitize_kernels.py`; the script
 checks its own results against jnp, so a kernel that the tool lets through but computes wrong
@@ -73,7 +74,36 @@ def persistent():
         print("persistent gemm", cfg, "ok", flush=True)
 
 
+def padded():
+    """GEMM tiles of 96, 80 and 192 columns and 192 rows, and attention at head dims 96 and
+    80: every copy, reduction and tensor-core tile must skip the padded registers."""
+    import jtile
+    from tests.language.test_padded_fragments import GEMM_TILES, gemm as tile_gemm
+    from tests.tilelang import flash_attention_fwd as fa
+
+    ka, kb = jax.random.split(jax.random.key(4))
+    a = jax.random.normal(ka, (200, 160), jnp.float32).astype(jnp.float16)
+    b = jax.random.normal(kb, (160, 300), jnp.float32).astype(jnp.float16)
+    ref = np.asarray(a, np.float64) @ np.asarray(b, np.float64)
+    for tile in GEMM_TILES:
+        out = jax.jit(jtile.pallas_like(functools.partial(tile_gemm, **tile)))(a, b)
+        np.testing.assert_allclose(np.asarray(out, np.float64), ref, rtol=4e-3, atol=5e-2)
+        print("padded gemm", tile, "ok", flush=True)
+    for dim in (96, 80):
+        q, k, v = (jax.random.normal(key, (1, 100, 2, dim), jnp.float32).astype(jnp.float16)
+                   for key in jax.random.split(jax.random.key(dim), 3))
+        for causal in (False, True):
+            f = jtile.pallas_like(functools.partial(fa.flashattn, is_causal=causal))
+            out = jax.jit(f)(q, k, v)
+            np.testing.assert_allclose(np.asarray(out, np.float32), fa.reference(q, k, v, causal),
+                                       rtol=1e-2, atol=1e-2)
+            print("padded attention d", dim, "causal" if causal else "full", "ok", flush=True)
+
+
 def main():
+    if sys.argv[1:] == ["padded"]:
+        padded()
+        return
     if sys.argv[1:] == ["ws"]:
         warp_specialized()
         return

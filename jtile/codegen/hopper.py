@@ -17,6 +17,7 @@ from jtile.ir import nodes as ir
 from jtile.ir.walk import child_bodies
 from jtile.ir.lowered import Major
 from jtile.ir.types import DType
+from jtile.passes.layout import padded
 from jtile.passes.lower_tile_ops import TMA_DTYPE
 from jtile.passes.wgmma_selection import panel_layout
 
@@ -512,7 +513,7 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
             af = em.name(s.a.buffer)
             for kk in range(k // g.k_step):
                 for mi in range(row_blocks):
-                    base = 8 * (kk + (k // 16) * mi)
+                    base = 8 * (kk + (padded(k) // 16) * mi)
                     em.line(f"const unsigned jt_a{kk}_{mi}[4] = {{"
                             + ", ".join(f"jt::pack2({af}[{base + 2 * q}], {af}[{base + 2 * q + 1}])"
                                         for q in range(4)) + "};")
@@ -530,7 +531,7 @@ def emit_wgmma_gemm(em, g: low.WgmmaGemm) -> None:
                     a_arg = f"jt_da + {_operand_offset(g.a, mi * 64, kk * g.k_step) >> 4}"
                 for ni in range(col_blocks):
                     b_off = _operand_offset(g.b, ni * g.inst_n, kk * g.k_step) >> 4
-                    reg = mi * (g.n_per_wg // 2) + ni * (g.inst_n // 2)
+                    reg = mi * (padded(g.n_per_wg) // 2) + ni * (g.inst_n // 2)
                     d = f"&{acc}[{reg}]"
                     if s.c.dtype is DType.float16:  # .f16 accumulators: pairs of halves
                         d = f"reinterpret_cast<unsigned*>({d})"

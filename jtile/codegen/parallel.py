@@ -20,7 +20,7 @@ from jtile.ir.walk import deep_buffers_written
 from jtile.passes.fragment_access import access_sources, index_dim
 from jtile.passes.index_bits import ONE, ZERO, UniformBit
 from jtile.passes.infer_layouts import loop_layout
-from jtile.passes.layout import Layout, is_exact, log2
+from jtile.passes.layout import Layout, is_exact, log2, padded
 
 
 def bit_runs(bits, dim: int):
@@ -142,7 +142,7 @@ def replicated_register(em, buf: ir.Buffer, indices: tuple) -> str:
     """The register of buf[indices] in a fragment every thread holds whole (named outside
     T.Parallel): every index bit is a bit of the index's value."""
     layout = em.layouts[buf]
-    sources = tuple(tuple(UniformBit(index, b) for b in range(log2(extent)))
+    sources = tuple(tuple(UniformBit(index, b) for b in range(log2(padded(extent))))
                     for index, extent in zip(indices, buf.shape))
     return f"({_register_bits(em, layout, sources, None, merge=True)})"
 

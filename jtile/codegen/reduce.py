@@ -9,6 +9,7 @@ partials through a shared-memory scratch area between two block barriers.
 from __future__ import annotations
 
 from jtile.codegen.expr import const_text
+from jtile.codegen.padding import inside
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
 from jtile.ir.types import DType
@@ -94,10 +95,17 @@ def emit_reduce(em, s: ir.Reduce) -> None:
     absolute = s.op in ("abssum", "absmax")
     with em.block(""):
         em.line(f"{acc_t.c_name} acc[{count}];")
+        identity = _identity(s.op, acc_t)
         for rd in range(count):
-            parts = [f"jt::cast<{acc_t.c_name}>({src}[{r}])" for r in groups.get(rd, [])]
-            parts = [f"jt::abs({x})" for x in parts] if absolute else parts
-            em.line(f"acc[{rd}] = {_tree(s.op, parts) if parts else _identity(s.op, acc_t)};")
+            parts = []
+            for r in groups.get(rd, []):
+                part = f"jt::cast<{acc_t.c_name}>({src}[{r}])"
+                part = f"jt::abs({part})" if absolute else part
+                # Registers past the end of the reduced dimension hold padding.
+                padding = inside(em, s.src, str(r), dims=(s.dim,))
+                parts.append(f"(({' && '.join(padding)}) ? {part} : {identity})"
+                             if padding else part)
+            em.line(f"acc[{rd}] = {_tree(s.op, parts) if parts else identity};")
         lane_bits = reduce_lane_bits(src_layout, s.dim)
         warp_bits = [t for t, _ in src_layout.thread_dims(s.dim) if t >= 5]
         for t in lane_bits:

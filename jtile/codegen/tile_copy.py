@@ -16,6 +16,7 @@ import math
 
 from jtile.codegen.bounds import bounds_condition, region_in_bounds, unproven_bounds_condition
 from jtile.codegen.expr import const_text
+from jtile.codegen.padding import inside, vector_dividing
 from jtile.codegen.parallel import guard_replicas, index_expr, unflatten
 from jtile.errors import JtileTraceError
 from jtile.ir import nodes as ir
@@ -63,7 +64,9 @@ def _contiguous_vector(em, layout, frag: ir.Buffer, other: ir.Region) -> int:
     if other.extents[-1] == 1 and frag.shape[-1] != 1:
         return 1  # the fragment's last dim does not run along memory's contiguous dim
     bytes_ = max(buf.dtype.bytes, frag.dtype.bytes)
-    return aligned_vector_width(other, min(width, VECTOR_BYTES // bytes_, frag.shape[-1]))
+    width = aligned_vector_width(other, min(width, VECTOR_BYTES // bytes_, frag.shape[-1]))
+    # A vector that starts inside a padded row must end inside it.
+    return vector_dividing(width, frag.shape[-1])
 
 
 def _fragment_tile(em, layout, frag, reg: str) -> list:
@@ -86,17 +89,18 @@ def _copy_into_fragment(em, src: ir.Region, dst: ir.Region, loc) -> None:
         elem = em.element(src.buffer, idx)
         dname, sdt, ddt = em.name(frag), src.buffer.dtype, frag.dtype
         zero = const_text(0, ddt)
+        conds = inside(em, frag, reg) + ([bounds_condition(src.buffer, idx)] if guard else [])
         if width == 1:
             value = f"jt::cast<{ddt.c_name}>({elem})"
-            if guard:
-                value = f"({bounds_condition(src.buffer, idx)}) ? {value} : {zero}"
+            if conds:
+                value = f"({' && '.join(conds)}) ? {value} : {zero}"
             em.line(f"{dname}[{reg}] = {value};")
             return
         vec = em.temp("v")
         em.line(f"jt::vec<{sdt.c_name}, {width}> {vec};")
         load = f"{vec} = *reinterpret_cast<const jt::vec<{sdt.c_name}, {width}>*>(&{elem});"
-        if guard:
-            with em.block(f"if ({bounds_condition(src.buffer, idx)})"):
+        if conds:
+            with em.block(f"if ({' && '.join(conds)})"):
                 em.line(load)
             with em.block("else"):
                 em.line("#pragma unroll")
@@ -122,7 +126,7 @@ def _copy_from_fragment(em, src: ir.Region, dst: ir.Region, loc) -> None:
         idx = region_index(em, dst, tile)
         elem = em.element(dst.buffer, idx)
         sname, ddt = em.name(frag), dst.buffer.dtype
-        conds = []
+        conds = inside(em, frag, reg)
         if layout.replicated_thread_mask:
             conds.append(f"({em.tile_thread()} & {layout.replicated_thread_mask}) == 0")
         if guard:
@@ -298,8 +302,8 @@ def _store_through_panel_ring(em, staged) -> None:
         reg = em.temp("r")
         em.line("#pragma unroll")
         with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; {reg} += {width})"):
-            mine = " && ".join(f"(({reg} >> {r}) & 1) == {(panel >> b) & 1}"
-                               for r, b in panel_bits) or "true"
+            mine = " && ".join([f"(({reg} >> {r}) & 1) == {(panel >> b) & 1}"
+                                for r, b in panel_bits] + inside(em, frag, reg)) or "true"
             with em.block(f"if ({mine})"):
                 row, col = _fragment_tile(em, layout, frag, reg)
                 shift = (panel - slot) * columns
@@ -413,7 +417,7 @@ def emit_atomic_add(em, s: ir.AtomicAdd) -> None:
         em.line("#pragma unroll")
         with em.block(f"for (int {reg} = 0; {reg} < {layout.num_registers}; ++{reg})"):
             idx = region_index(em, dst, _fragment_tile(em, layout, frag, reg))
-            conds = []
+            conds = inside(em, frag, reg)
             if layout.replicated_thread_mask:
                 conds.append(f"({em.tile_thread()} & "
                              f"{layout.replicated_thread_mask}) == 0")

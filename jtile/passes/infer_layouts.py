@@ -29,7 +29,8 @@ from jtile.passes.fragment_access import (UNIFORM, BitIndex, access_layout, acce
                                           lift_layout, loop_accesses, replicated_layout)
 from jtile.passes.index_bits import is_loop_bit
 from jtile.passes.layout import (Layout, MmaTiling, choose_mma_tiling, default_layout,
-                                 is_exact, is_power_of_two, log2, padded_shape)
+                                 is_power_of_two, log2, padded,
+                                 padded_shape)
 from jtile.passes.wgmma_selection import wgmma_tiling
 
 VECTOR_BYTES = 16
@@ -351,29 +352,10 @@ def _infer_layouts(kernel: ir.Kernel, target=None) -> ir.Kernel:
         buf = max(missing, key=lambda b: (b.ndim, b.size))
         layouts[buf] = _unconstrained_layout(kernel, buf, all_stmts, threads)
 
-    _check_exact(kernel, fragments, layouts)
     _check_loops(kernel, all_stmts, layouts)
     _check_floating_reductions(kernel, all_stmts, layouts, floating)
     attrs = dict(kernel.attrs, layouts=layouts, mma=tilings)
     return kernel.replace(attrs=attrs)
-
-
-def _not_power_of_two(kernel, buf, why: str):
-    return _fail(kernel, buf.loc, f"fragment {buf.describe()}: every dimension must be a power "
-                 "of 2 (fragments are spread over threads bit by bit) unless it is laid out "
-                 "like the accumulator of a T.gemm on wgmma whose rows are split over a "
-                 "warpgroup count that is not a power of 2 (192 rows on 384 threads), the "
-                 f"padding held only by threads that do not exist; {why}")
-
-
-def _check_exact(kernel, fragments, layouts) -> None:
-    """Every fragment's layout puts each of its elements in a thread that exists and no
-    thread's register past its end, so no code needs to guard against padding."""
-    for buf in fragments:
-        if buf in layouts and not is_exact(layouts[buf], tuple(buf.shape), kernel.threads):
-            raise _not_power_of_two(kernel, buf, f"its layout ({layouts[buf].describe()}) over "
-                                    f"{kernel.threads} threads puts padding in threads that "
-                                    "exist or elements in threads that do not")
 
 
 def fma_operand_layout(c_layout: Layout, gemm: ir.Gemm, role: str) -> Layout:
@@ -501,8 +483,6 @@ def _unconstrained_layout(kernel, buf: ir.Buffer, all_stmts, threads: int) -> La
     """The row-major element-wise layout, except that dimensions some T.Parallel loop indexes
     uniformly (`v[0]`, `x[i, k]` with k a serial counter) stay whole in every thread's
     registers, so every iteration finds those elements locally."""
-    if not all(is_power_of_two(d) for d in buf.shape):
-        raise _not_power_of_two(kernel, buf, "no T.gemm, loop, reduction or copy lays it out")
     in_registers = set()
     for s in all_stmts:
         if isinstance(s, ir.ParallelFor):
@@ -524,9 +504,11 @@ def _unconstrained_layout(kernel, buf: ir.Buffer, all_stmts, threads: int) -> La
     def remap(bit):
         return None if bit is None else (spread[bit[0]], bit[1])
 
-    regs = [(k, b) for k in reversed(sorted(in_registers)) for b in range(log2(buf.shape[k]))]
+    regs = [(k, b) for k in reversed(sorted(in_registers))
+            for b in range(log2(padded(buf.shape[k])))]
     regs += [remap(b) for b in inner.reg_bits]
-    return Layout(tuple(buf.shape), tuple(remap(b) for b in inner.thread_bits), tuple(regs))
+    return Layout(padded_shape(buf.shape), tuple(remap(b) for b in inner.thread_bits),
+                  tuple(regs))
 
 
 def memory_vector_width(buf: ir.Buffer, all_stmts) -> int:

@@ -7,11 +7,14 @@ the mma.sync accumulator and operand layouts, and the row-vector layouts that re
 produce; a reduction along a dimension becomes: combine the registers whose bits select that
 dimension, then shuffle across the lane bits, then across warps through shared memory.
 
-A dimension that is not a power of 2 (192 rows over three warpgroups) is laid out over its
-padded extent (the next power of 2), and a thread count that is not a power of 2 (384) as if
-the block had the next power of 2 of threads: the layout is then "exact" when the threads that
-exist hold every element and only elements inside the tile, so that the padding lives only in
-threads that do not exist (warpgroup 3 of three) and no code ever guards against it.
+A dimension that is not a power of 2 (a (48, 96) tile, a (3,) mask, 192 rows over three
+warpgroups) is laid out over its padded extent (the next power of 2), and a thread count that
+is not a power of 2 (384) as if the block had the next power of 2 of threads. The layout is
+"exact" when the threads that exist hold every element and only elements inside the tile: the
+padding then lives only in threads that do not exist (warpgroup 3 of three) and no code guards
+against it. Otherwise some registers hold padding: they are allocated but every operation on
+the whole fragment skips them (`padding_guard`), so nothing reads or writes memory for them and
+no reduction counts them.
 """
 
 from __future__ import annotations
@@ -36,9 +39,14 @@ def thread_bit_count(num_threads: int) -> int:
     return max(num_threads - 1, 0).bit_length()
 
 
+def padded(extent: int) -> int:
+    """`extent` rounded up to a power of 2."""
+    return 1 << max(extent - 1, 0).bit_length()
+
+
 def padded_shape(shape) -> tuple:
     """Every dimension rounded up to a power of 2: the extents a layout spreads."""
-    return tuple(1 << max(d - 1, 0).bit_length() for d in shape)
+    return tuple(padded(d) for d in shape)
 
 
 def is_exact(layout: "Layout", shape: tuple, num_threads: int) -> bool:
@@ -164,20 +172,22 @@ def default_layout(shape: tuple, num_threads: int, vector: int) -> Layout:
     then more registers; threads beyond the tile's size hold replicas."""
     logical = []  # (dim, bit) from the lowest bit of the last dim upwards
     for dim in reversed(range(len(shape))):
-        logical.extend((dim, b) for b in range(log2(shape[dim])))
+        logical.extend((dim, b) for b in range(log2(padded(shape[dim]))))
     vbits = min(log2(vector), len(logical))
     tbits = log2(num_threads)  # threads past a power of 2 (384 of 512) hold replicas
     regs = logical[:vbits]
     threads = logical[vbits: vbits + tbits]
     regs += logical[vbits + tbits:]
     threads = threads + [None] * (thread_bit_count(num_threads) - len(threads))
-    return Layout(tuple(shape), tuple(threads), tuple(regs))
+    return Layout(padded_shape(shape), tuple(threads), tuple(regs))
 
 
 @dataclass(frozen=True)
 class MmaTiling:
     """How a (M, N) mma.sync accumulator is split: a wm x wn grid of warps, each holding
-    mt x nt tiles of 16 x 8 (m16n8)."""
+    mt x nt tiles of 16 x 8 (m16n8) of the padded (power-of-2) accumulator. Where M or N is
+    not a power of 2, the tiles past it are padding: the warps skip them (`rows_padded`,
+    `cols_padded`), so the warps near the end hold fewer real tiles."""
 
     m: int
     n: int
@@ -186,11 +196,19 @@ class MmaTiling:
 
     @property
     def mt(self) -> int:
-        return self.m // (16 * self.wm)
+        return padded(self.m) // (16 * self.wm)
 
     @property
     def nt(self) -> int:
-        return self.n // (8 * self.wn)
+        return padded(self.n) // (8 * self.wn)
+
+    @property
+    def rows_padded(self) -> bool:
+        return padded(self.m) != self.m
+
+    @property
+    def cols_padded(self) -> bool:
+        return padded(self.n) != self.n
 
     def accumulator_layout(self, num_threads: int) -> Layout:
         """Register r = c + 4 * (ni + nt * mi): c0/c1 are columns 2q, 2q+1 of row g, c2/c3 the
@@ -203,13 +221,13 @@ class MmaTiling:
         warps += [(1, 3 + log2(self.nt) + b) for b in range(log2(self.wn))]
         threads = lane + warps
         threads += [None] * (thread_bit_count(num_threads) - len(threads))
-        return Layout((self.m, self.n), tuple(threads), tuple(regs))
+        return Layout(padded_shape((self.m, self.n)), tuple(threads), tuple(regs))
 
     def operand_a_layout(self, num_threads: int, k: int) -> Layout:
         """The m16n8k16 A-operand layout over (M, K) for this warp grid when every warp along
         N needs the same rows: a{0,1} cols 2q, 2q+1 of row g; a{2,3} row g+8; a{4..7} cols +8.
         Register r = e + 8 * (ki + kt * mi) with e the element of the 8 a-halves."""
-        kt = k // 16
+        kt = padded(k) // 16
         lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
         regs = [(1, 0), (0, 3), (1, 3)]
         regs += [(1, 4 + b) for b in range(log2(kt))]
@@ -217,14 +235,14 @@ class MmaTiling:
         warps = [(0, 4 + log2(self.mt) + b) for b in range(log2(self.wm))]
         threads = lane + warps
         threads += [None] * (thread_bit_count(num_threads) - len(threads))
-        return Layout((self.m, k), tuple(threads), tuple(regs))
+        return Layout(padded_shape((self.m, k)), tuple(threads), tuple(regs))
 
     def operand_b_layout(self, num_threads: int, k: int, transposed: bool = False) -> Layout:
         """The m16n8k16 B-operand layout over (K, N) ((N, K) when `transposed`) for this warp
         grid (PTX "mma.m16n8k16 B fragment"): b{0,1} rows 2q, 2q+1 of column g, b{2,3} rows
         + 8 (lane = 4g + q). Register r = e + 4 * (ki + kt * ni) with e the element of the
         4 b-halves; every warp along M needs the same columns, so those warps hold copies."""
-        kt = k // 16
+        kt = padded(k) // 16
         kd, nd = (1, 0) if transposed else (0, 1)
         lane = [(kd, 1), (kd, 2), (nd, 0), (nd, 1), (nd, 2)]
         regs = [(kd, 0), (kd, 3)] + [(kd, 4 + b) for b in range(log2(kt))]
@@ -234,7 +252,7 @@ class MmaTiling:
         threads = lane + warps
         threads += [None] * (thread_bit_count(num_threads) - len(threads))
         shape = (self.n, k) if transposed else (k, self.n)
-        return Layout(shape, tuple(threads), tuple(regs))
+        return Layout(padded_shape(shape), tuple(threads), tuple(regs))
 
 
 def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool,
@@ -247,9 +265,11 @@ def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool,
     "square" lets the cost below choose.
     """
     best = None
+    if m % 16 or n % 8:
+        return None
     for wm_bits in range(log2(num_warps) + 1):
         wm, wn = 1 << wm_bits, num_warps >> wm_bits
-        if m % (16 * wm) or n % (8 * wn):
+        if padded(m) % (16 * wm) or padded(n) % (8 * wn):
             continue
         if (full_row or policy == "full_row") and wn != 1:
             continue
@@ -257,7 +277,7 @@ def choose_mma_tiling(m: int, n: int, num_warps: int, full_row: bool,
             continue
         tiling = MmaTiling(m, n, wm, wn)
         # Shared-memory traffic per k-step is proportional to the warp tile's perimeter.
-        cost = m // wm + n // wn
+        cost = padded(m) // wm + padded(n) // wn
         if best is None or cost < best[0]:
             best = (cost, tiling)
     return best[1] if best else None
@@ -289,9 +309,12 @@ class WgmmaTiling:
         return self.m_per_wg // 64
 
     def accumulator_layout(self, num_threads: int) -> Layout:
-        """Register r = c + 4 * j + (n_per_wg / 2) * mi for column block j (8 wide) and row
-        block mi, c as in mma.sync's m16n8 accumulator (PTX "wgmma .m64nNk16 accumulator D")."""
-        nt, mt = self.n_per_wg // 8, self.row_blocks
+        """Register r = c + 4 * j + (padded(n_per_wg) / 2) * mi for column block j (8 wide) and
+        row block mi, c as in mma.sync's m16n8 accumulator (PTX "wgmma .m64nNk16 accumulator
+        D"); a warpgroup's row blocks and column blocks are laid out over powers of 2, those
+        past its real share being padding (a wgmma of N = 96 writes registers 0..47 of each
+        row block's 64)."""
+        nt, mt = padded(self.n_per_wg) // 8, padded(self.row_blocks)
         lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
         regs = [(1, 0), (0, 3)] + [(1, 3 + b) for b in range(log2(nt))]
         regs += [(0, 6 + b) for b in range(log2(mt))]
@@ -307,7 +330,7 @@ class WgmmaTiling:
         registers"): per k16 step, a{0,1} cols 2q, 2q+1 of row g, a{2,3} row g + 8, a{4..7}
         cols + 8. With every warpgroup along M it equals the accumulator layout of an (M, K)
         tile, so a softmax result feeds the next wgmma without moving."""
-        kt, mt = k // 16, self.row_blocks
+        kt, mt = padded(k) // 16, padded(self.row_blocks)
         lane = [(1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
         regs = [(1, 0), (0, 3), (1, 3)] + [(1, 4 + b) for b in range(log2(kt))]
         regs += [(0, 6 + b) for b in range(log2(mt))]
@@ -321,8 +344,9 @@ class WgmmaTiling:
 def choose_wgmma_tiling(m: int, n: int, num_warpgroups: int, full_row: bool,
                         columns_only: bool = False) -> Optional[WgmmaTiling]:
     """A warpgroup grid for an (m, n) accumulator; None when wgmma cannot tile it (each
-    warpgroup needs a multiple of 64 rows, power-of-2 sizes, at most 256 columns per
-    instruction, and registers for its accumulator).
+    warpgroup needs a multiple of 64 rows and of 8 columns, equal instructions of at most 256
+    columns, and registers for its accumulator; a share that is not a power of 2 is padded, so
+    only one warpgroup may lie along its dimension).
 
     `full_row` puts every warpgroup along M, which row reductions and A from registers need;
     `columns_only` puts every warpgroup along N (TileLang's GemmWarpPolicy.FullCol). A
@@ -346,7 +370,16 @@ def choose_wgmma_tiling(m: int, n: int, num_warpgroups: int, full_row: bool,
         if m % (64 * wgs_m) or n % wgs_n:
             continue
         t = WgmmaTiling(m, n, wgs_m, wgs_n)
-        if not (is_power_of_two(t.m_per_wg) and is_power_of_two(t.n_per_wg)) or t.n_per_wg < 8:
+        # A share that is not a power of 2 (N = 96, three row blocks) is laid out padded,
+        # which only one warpgroup along that dimension can do (the next one's share would
+        # start at the padded offset); wider than 256 columns it must split into equal
+        # instructions.
+        if t.n_per_wg < 8 or t.n_per_wg % 8 or t.m_per_wg % 64:
+            continue
+        if not is_power_of_two(t.n_per_wg) and (wgs_n != 1 or (t.n_per_wg > 256 and
+                                                               t.n_per_wg % 256)):
+            continue
+        if not is_power_of_two(t.row_blocks) and wgs_m != 1:
             continue
         if t.m_per_wg * t.n_per_wg // 128 > 256:  # fp32 accumulator registers per thread
             continue

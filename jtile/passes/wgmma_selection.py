@@ -28,15 +28,17 @@ def k_step(dtype: DType) -> int:
 
 def panel_layout(buf: ir.Buffer) -> Optional[PanelLayout]:
     """The TMA/wgmma layout of a shared tile's last two dimensions, or None when its rows are
-    not 32, 64 or a multiple of 128 bytes (the swizzle spans). A buffer with leading
-    dimensions (a ring of stages the kernel keeps itself, `k[s, :, :]`) holds one such tile per
-    leading index, each starting on a 1024-byte boundary as the swizzle needs."""
+    not a multiple of 32 bytes. The panels are as wide as the widest swizzle span (128, 64 or
+    32 bytes) that divides a row: 96 half-precision columns (192 bytes) are three 64-byte
+    panels. A buffer with leading dimensions (a ring of stages the kernel keeps itself,
+    `k[s, :, :]`) holds one such tile per leading index, each starting on a 1024-byte
+    boundary as the swizzle needs."""
     if buf.ndim < 2 or not buf.space.is_shared:
         return None
     rows, cols = buf.shape[-2:]
     row_bytes = cols * buf.dtype.bytes
-    span = min(128, row_bytes)
-    if span not in (32, 64, 128) or row_bytes % span or rows % 8:
+    span = next((s for s in (128, 64, 32) if row_bytes % s == 0), None)
+    if span is None or rows % 8:
         return None
     if buf.ndim > 2 and (rows * row_bytes) % 1024:
         return None
